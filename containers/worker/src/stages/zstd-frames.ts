@@ -1,0 +1,213 @@
+import { Transform, type TransformCallback } from "node:stream";
+import { compress, decompress } from "@mongodb-js/zstd";
+import { CorruptStreamError, TruncatedStreamError } from "../../../../core/errors.ts";
+import { ByteQueue } from "./byte-queue.ts";
+
+/**
+ * Framed zstd: a standard multi-frame .zst in which every zstd frame is preceded by a
+ * zstd skippable frame carrying its sizes:
+ *
+ *   skippable frame: u32le magic 0x184D2A53 | u32le 12 | "SRZ1" | u32le compressedBytes | u32le plainBytes
+ *   zstd frame:      compressedBytes bytes, decompressing to plainBytes bytes
+ *
+ * `zstd -d` skips the skippable frames, so the output is an ordinary .zst; our own
+ * decompressor uses the sizes to split frames without a streaming decoder, which lets
+ * both directions run frames concurrently on the libuv pool.
+ */
+export const SKIPPABLE_MAGIC = 0x184d2a53;
+const TAG = Buffer.from("SRZ1");
+const HEADER_BYTES = 8 + 12;
+const ZSTD_FRAME_MAGIC = 0xfd2fb528;
+export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
+/** Frames larger than this are refused when reading: they cannot come from us. */
+const MAX_FRAME_BYTES = 256 * 1024 * 1024;
+
+export interface ZstdFramesOptions {
+  /** @default 3 */
+  level?: number;
+  /** Plain bytes per frame. @default 4 MiB */
+  frameBytes?: number;
+  /** Frames (de)compressing at once; 2 saturates 2 cores. @default 2 */
+  maxInFlight?: number;
+}
+
+/**
+ * Runs jobs concurrently, at most `limit` at once, and hands results back in
+ * submission order.
+ */
+class OrderedWork<T> {
+  private readonly queue: Promise<T>[] = [];
+  private readonly limit: number;
+  private readonly emit: (value: T) => void;
+
+  constructor(limit: number, emit: (value: T) => void) {
+    this.limit = limit;
+    this.emit = emit;
+  }
+
+  /** Starts `job`; resolves once fewer than `limit` jobs are running. */
+  async submit(job: Promise<T>): Promise<void> {
+    job.catch(() => undefined); // awaited below; this keeps an early failure from being "unhandled"
+    this.queue.push(job);
+    while (this.queue.length >= this.limit) this.emit(await (this.queue.shift() as Promise<T>));
+  }
+
+  async drain(): Promise<void> {
+    while (this.queue.length > 0) this.emit(await (this.queue.shift() as Promise<T>));
+  }
+}
+
+class ZstdCompressFrames extends Transform {
+  private readonly level: number;
+  private readonly frameBytes: number;
+  private readonly work: OrderedWork<Buffer[]>;
+  private buffer: Buffer;
+  private filled = 0;
+  private frames = 0;
+
+  constructor(options: ZstdFramesOptions) {
+    super();
+    this.level = options.level ?? 3;
+    this.frameBytes = options.frameBytes ?? DEFAULT_FRAME_BYTES;
+    this.work = new OrderedWork(options.maxInFlight ?? 2, (parts) => {
+      for (const part of parts) this.push(part);
+    });
+    this.buffer = Buffer.allocUnsafe(this.frameBytes);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.consume(chunk).then(() => callback(), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    // An empty input still yields one (empty) frame: `zstd -d` rejects a 0-byte file.
+    const last = this.filled > 0 || this.frames === 0 ? this.frame(this.buffer.subarray(0, this.filled)) : undefined;
+    (last ?? Promise.resolve()).then(() => this.work.drain()).then(() => callback(), callback);
+  }
+
+  private async consume(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      // Whole frames straight from the input, without a copy.
+      if (this.filled === 0 && chunk.length - offset >= this.frameBytes) {
+        await this.frame(chunk.subarray(offset, offset + this.frameBytes));
+        offset += this.frameBytes;
+        continue;
+      }
+      const n = Math.min(this.frameBytes - this.filled, chunk.length - offset);
+      chunk.copy(this.buffer, this.filled, offset, offset + n);
+      this.filled += n;
+      offset += n;
+      if (this.filled === this.frameBytes) {
+        const full = this.buffer;
+        this.buffer = Buffer.allocUnsafe(this.frameBytes);
+        this.filled = 0;
+        await this.frame(full);
+      }
+    }
+  }
+
+  private frame(plain: Buffer): Promise<void> {
+    this.frames++;
+    const job = compress(plain, this.level).then((compressed) => {
+      const header = Buffer.allocUnsafe(HEADER_BYTES);
+      header.writeUInt32LE(SKIPPABLE_MAGIC, 0);
+      header.writeUInt32LE(12, 4);
+      TAG.copy(header, 8);
+      header.writeUInt32LE(compressed.length, 12);
+      header.writeUInt32LE(plain.length, 16);
+      return [header, compressed];
+    });
+    return this.work.submit(job);
+  }
+}
+
+class ZstdDecompressFrames extends Transform {
+  private readonly input = new ByteQueue();
+  private readonly work: OrderedWork<Buffer>;
+  /** Sizes of the frame whose header we have read and whose body we wait for. */
+  private next: { compressedBytes: number; plainBytes: number } | undefined;
+  private frames = 0;
+
+  constructor(options: ZstdFramesOptions) {
+    super();
+    this.work = new OrderedWork(options.maxInFlight ?? 2, (plain) => this.push(plain));
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.input.push(chunk);
+    this.parse().then(() => callback(), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.input.length > 0 || this.next !== undefined) {
+      callback(new TruncatedStreamError("compressed stream ends in the middle of a frame"));
+      return;
+    }
+    if (this.frames === 0) {
+      callback(new TruncatedStreamError("compressed stream is empty"));
+      return;
+    }
+    this.work.drain().then(() => callback(), callback);
+  }
+
+  private async parse(): Promise<void> {
+    for (;;) {
+      if (this.next === undefined) {
+        if (this.input.length < 8) return;
+        const head = this.input.peek(8);
+        const magic = head.readUInt32LE(0);
+        const size = head.readUInt32LE(4);
+        if (magic !== SKIPPABLE_MAGIC) {
+          throw new CorruptStreamError(
+            magic === ZSTD_FRAME_MAGIC
+              ? "zstd frame without a strongroom size header: not a strongroom framed stream"
+              : `garbled compressed stream: unexpected magic 0x${magic.toString(16)} after ${this.frames} frames`,
+          );
+        }
+        if (size !== 12) throw new CorruptStreamError(`garbled compressed stream: frame header size ${size}`);
+        if (this.input.length < HEADER_BYTES) return;
+        const header = this.input.read(HEADER_BYTES);
+        if (!header.subarray(8, 12).equals(TAG))
+          throw new CorruptStreamError("garbled compressed stream: bad frame tag");
+        const compressedBytes = header.readUInt32LE(12);
+        const plainBytes = header.readUInt32LE(16);
+        if (compressedBytes === 0 || compressedBytes > MAX_FRAME_BYTES || plainBytes > MAX_FRAME_BYTES) {
+          throw new CorruptStreamError(
+            `garbled compressed stream: implausible frame sizes ${compressedBytes}/${plainBytes}`,
+          );
+        }
+        this.next = { compressedBytes, plainBytes };
+      }
+      const { compressedBytes, plainBytes } = this.next;
+      if (this.input.length < compressedBytes) return;
+      const body = this.input.read(compressedBytes);
+      this.next = undefined;
+      const index = this.frames++;
+      const job = decompress(body).then(
+        (plain) => {
+          if (plain.length !== plainBytes) {
+            throw new CorruptStreamError(
+              `frame ${index} decompressed to ${plain.length} bytes, header says ${plainBytes}`,
+            );
+          }
+          return plain;
+        },
+        (err: unknown) => {
+          throw new CorruptStreamError(`frame ${index} does not decompress: ${(err as Error).message}`, { cause: err });
+        },
+      );
+      await this.work.submit(job);
+    }
+  }
+}
+
+/** Compresses a byte stream into framed zstd. */
+export function zstdCompressFrames(options: ZstdFramesOptions = {}): Transform {
+  return new ZstdCompressFrames(options);
+}
+
+/** Decompresses framed zstd; garbled input is CorruptStreamError, cut input TruncatedStreamError. */
+export function zstdDecompressFrames(options: ZstdFramesOptions = {}): Transform {
+  return new ZstdDecompressFrames(options);
+}

@@ -1,0 +1,124 @@
+/**
+ * Every error strongroom throws on purpose is a StrongroomError subclass with a stable
+ * `name`. Step Functions Retry/Catch clauses and the CLI's exit codes match on these
+ * names, so they are API: add to ERROR_NAMES, never rename.
+ *
+ * Messages are lowercase, say what failed and what to do (`hint`), and never carry a secret.
+ */
+export const ERROR_NAMES = [
+  "StrongroomError",
+  "UsageError",
+  "NotFoundError",
+  "AlreadyExistsError",
+  "BucketNotFoundError",
+  "AccessDeniedError",
+  "StoreUnavailableError",
+  "AbortedError",
+  "InvalidKeyError",
+  "CorruptStreamError",
+  "TruncatedStreamError",
+  "AgeHeaderError",
+  "AgeHeaderMacError",
+  "AgeNoIdentityMatchError",
+  "AgePayloadAuthError",
+  "InvalidRecipientError",
+  "InvalidIdentityError",
+] as const;
+
+export type ErrorName = (typeof ERROR_NAMES)[number];
+
+export interface StrongroomErrorOptions {
+  cause?: unknown;
+  /** What the user can do about it; printed as `HINT: …`. */
+  hint?: string;
+}
+
+export class StrongroomError extends Error {
+  override name: ErrorName = "StrongroomError";
+  readonly hint: string | undefined;
+
+  constructor(message: string, options: StrongroomErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.hint = options.hint;
+  }
+}
+
+/** Bad flags or arguments: exit code 2. */
+export class UsageError extends StrongroomError {
+  override name = "UsageError" as const;
+}
+
+/** The object (or backup) does not exist. */
+export class NotFoundError extends StrongroomError {
+  override name = "NotFoundError" as const;
+}
+
+/** A put-if-absent found an object already under that key. */
+export class AlreadyExistsError extends StrongroomError {
+  override name = "AlreadyExistsError" as const;
+}
+
+export class BucketNotFoundError extends StrongroomError {
+  override name = "BucketNotFoundError" as const;
+}
+
+export class AccessDeniedError extends StrongroomError {
+  override name = "AccessDeniedError" as const;
+}
+
+/** The store could not be reached (DNS, connection refused, timeouts after retries). */
+export class StoreUnavailableError extends StrongroomError {
+  override name = "StoreUnavailableError" as const;
+}
+
+/** Work stopped because its AbortSignal fired (SIGTERM, a failed sibling stage). */
+export class AbortedError extends StrongroomError {
+  override name = "AbortedError" as const;
+}
+
+/** An object key that cannot be stored safely (empty, `..`, absolute, …). */
+export class InvalidKeyError extends StrongroomError {
+  override name = "InvalidKeyError" as const;
+}
+
+/** A framed stream is garbled: bad magic, sizes that disagree, undecodable frame. */
+export class CorruptStreamError extends StrongroomError {
+  override name = "CorruptStreamError" as const;
+}
+
+/** A framed or encrypted stream ended before its format says it may. */
+export class TruncatedStreamError extends StrongroomError {
+  override name = "TruncatedStreamError" as const;
+}
+
+/** The age header does not parse. */
+export class AgeHeaderError extends StrongroomError {
+  override name = "AgeHeaderError" as const;
+}
+
+/** A file key was unwrapped but the header MAC does not match: the header was altered. */
+export class AgeHeaderMacError extends StrongroomError {
+  override name = "AgeHeaderMacError" as const;
+}
+
+/** None of the given identities can unwrap any recipient stanza. */
+export class AgeNoIdentityMatchError extends StrongroomError {
+  override name = "AgeNoIdentityMatchError" as const;
+}
+
+/** A payload chunk failed authentication (tampered, reordered or truncated ciphertext). */
+export class AgePayloadAuthError extends StrongroomError {
+  override name = "AgePayloadAuthError" as const;
+}
+
+export class InvalidRecipientError extends StrongroomError {
+  override name = "InvalidRecipientError" as const;
+}
+
+export class InvalidIdentityError extends StrongroomError {
+  override name = "InvalidIdentityError" as const;
+}
+
+export function isStrongroomError(err: unknown): err is StrongroomError {
+  return err instanceof StrongroomError;
+}

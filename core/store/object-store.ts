@@ -1,0 +1,121 @@
+import type { Readable } from "node:stream";
+import { InvalidKeyError } from "../errors.ts";
+
+/**
+ * Where strongroom keeps backups: a flat key space of immutable objects.
+ *
+ * Keys are `/`-separated relative paths (no leading `/`, no empty, `.` or `..`
+ * segments); each implementation maps them under its own root (bucket prefix or
+ * directory). Every implementation must pass test/contract/object-store.contract.ts.
+ */
+export interface ObjectStore {
+  /** `file:///abs/dir` or `s3://bucket/prefix`, without credentials. */
+  readonly url: string;
+
+  /**
+   * Streams `body` into `key`, replacing any object there.
+   *
+   * Must be atomic: until it resolves, no reader sees a partial object under `key`.
+   * On any error, or when `signal` aborts, it must reject (AbortedError for the
+   * signal) and leave no object and no unfinished multipart upload behind.
+   * `expectedBytes` is a sizing hint (S3 part size), never a limit.
+   */
+  put(key: string, body: Readable, options?: PutOptions): Promise<PutResult>;
+
+  /**
+   * Writes `body` to `key` only if no object exists there. This is the commit
+   * primitive (manifests, audit rows). Must reject with AlreadyExistsError when
+   * the key is taken, and then must not have changed the existing object.
+   */
+  putIfAbsent(key: string, body: Uint8Array | string): Promise<PutResult>;
+
+  /**
+   * Opens the object for reading, optionally only bytes [start, end] (inclusive,
+   * like HTTP Range). Must reject with NotFoundError when `key` does not exist.
+   */
+  get(key: string, options?: GetOptions): Promise<Readable>;
+
+  /** Must reject with NotFoundError when `key` does not exist. */
+  stat(key: string): Promise<ObjectInfo>;
+
+  /**
+   * One page of the objects whose keys start with `prefix`, in ascending key
+   * order. Pass the returned `nextToken` back to get the next page; it is absent
+   * on the last page. Objects still being written never appear.
+   */
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
+
+  /** Deletes `key`. Deleting a key that does not exist succeeds (S3 semantics). */
+  delete(key: string): Promise<void>;
+}
+
+export interface PutOptions {
+  expectedBytes?: number;
+  signal?: AbortSignal;
+  contentType?: string;
+}
+
+export interface PutResult {
+  key: string;
+  bytes: number;
+}
+
+export interface GetOptions {
+  range?: { start: number; end?: number };
+  signal?: AbortSignal;
+}
+
+export interface ObjectInfo {
+  key: string;
+  bytes: number;
+  lastModified: Date;
+}
+
+export interface ListOptions {
+  pageToken?: string;
+  /** @default 1000 */
+  pageSize?: number;
+}
+
+export interface ListPage {
+  objects: ObjectInfo[];
+  nextToken?: string;
+}
+
+/** Every object under `prefix`, following pagination. */
+export async function* listAll(store: ObjectStore, prefix: string): AsyncGenerator<ObjectInfo> {
+  let pageToken: string | undefined;
+  do {
+    const page = await store.list(prefix, pageToken === undefined ? {} : { pageToken });
+    yield* page.objects;
+    pageToken = page.nextToken;
+  } while (pageToken !== undefined);
+}
+
+/** Reads a whole (small) object into memory: manifests, stats, audit rows. */
+export async function getBytes(store: ObjectStore, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await store.get(key)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+export function assertValidKey(key: string): void {
+  const bad =
+    key.length === 0 ||
+    key.length > 1024 ||
+    key.startsWith("/") ||
+    key.includes("\\") ||
+    key.includes("\0") ||
+    key.split("/").some((seg) => seg === "" || seg === "." || seg === "..");
+  if (bad) {
+    throw new InvalidKeyError(`invalid object key ${JSON.stringify(key)}`, {
+      hint: "keys are relative /-separated paths without empty, '.' or '..' segments",
+    });
+  }
+}
+
+/** Prefixes may be empty or end in `/`; a non-empty prefix must otherwise be a valid key. */
+export function assertValidPrefix(prefix: string): void {
+  if (prefix === "") return;
+  assertValidKey(prefix.endsWith("/") ? prefix.slice(0, -1) : prefix);
+}

@@ -1,0 +1,270 @@
+import { PassThrough, Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import {
+  AbortedError,
+  AccessDeniedError,
+  AlreadyExistsError,
+  BucketNotFoundError,
+  NotFoundError,
+  StoreUnavailableError,
+  StrongroomError,
+  UsageError,
+} from "../errors.ts";
+import {
+  assertValidKey,
+  assertValidPrefix,
+  type GetOptions,
+  type ListOptions,
+  type ListPage,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutOptions,
+  type PutResult,
+} from "./object-store.ts";
+
+const MiB = 1024 * 1024;
+export const MIN_PART_SIZE_BYTES = 16 * MiB;
+const MAX_PART_SIZE_BYTES = 5 * 1024 * MiB;
+const MAX_PARTS = 10_000;
+
+/**
+ * The multipart part size for an object of about `expectedBytes`.
+ *
+ * lib-storage's 5 MiB default caps an unknown-length upload near 48.8 GiB, so we
+ * never go below 16 MiB (156 GiB at 10,000 parts) and grow with the hint, with 50%
+ * headroom because the hint (pg_database_size) is not the dump size.
+ */
+export function partSizeFor(expectedBytes: number | undefined): number {
+  if (expectedBytes === undefined || expectedBytes <= 0) return MIN_PART_SIZE_BYTES;
+  const needed = Math.ceil((expectedBytes * 1.5) / MAX_PARTS / MiB) * MiB;
+  return Math.min(MAX_PART_SIZE_BYTES, Math.max(MIN_PART_SIZE_BYTES, needed));
+}
+
+export interface S3StoreOptions {
+  client?: S3Client;
+  /** Parts uploaded at once; memory is about partSize × (queueSize + 1). @default 2 */
+  queueSize?: number;
+}
+
+/**
+ * Client config from the standard environment. AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+ * are read by the SDK itself; when either is set we also force path-style
+ * addressing, which moto and LocalStack on 127.0.0.1 need.
+ */
+export function s3ClientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3ClientConfig {
+  const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  return {
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
+    // Adaptive retry backs off on 503 SlowDown bursts.
+    retryMode: "adaptive",
+    maxAttempts: 6,
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+  };
+}
+
+/** An ObjectStore on S3 (or any S3 protocol server): `s3://bucket/prefix`. */
+export class S3Store implements ObjectStore {
+  readonly url: string;
+  readonly bucket: string;
+  /** Empty, or ends with `/`. */
+  readonly prefix: string;
+  readonly client: S3Client;
+  private readonly queueSize: number;
+
+  constructor(url: string, options: S3StoreOptions = {}) {
+    const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
+    if (!match?.[1]) throw new UsageError(`not an s3 store url: ${url}`, { hint: "use s3://bucket/optional/prefix" });
+    this.bucket = match[1];
+    const prefix = (match[2] ?? "").replace(/\/+$/, "");
+    if (prefix !== "") assertValidKey(prefix);
+    this.prefix = prefix === "" ? "" : `${prefix}/`;
+    this.url = `s3://${this.bucket}/${prefix}`;
+    this.client = options.client ?? new S3Client(s3ClientConfigFromEnv());
+    this.queueSize = options.queueSize ?? 2;
+  }
+
+  async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
+    const Key = this.keyOf(key);
+    const partSize = partSizeFor(options.expectedBytes);
+    let bytes = 0;
+    // Count what lib-storage actually reads, without switching `body` to flowing mode.
+    const counted = body.pipe(
+      new PassThrough({
+        transform(chunk: Buffer, _enc, cb) {
+          bytes += chunk.length;
+          cb(null, chunk);
+        },
+      }),
+    );
+    body.once("error", (err) => counted.destroy(err));
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key,
+        Body: counted,
+        ContentType: options.contentType ?? "application/octet-stream",
+      },
+      partSize,
+      queueSize: this.queueSize,
+      leavePartsOnError: false,
+    });
+    // Destroying the body (rather than upload.abort(), which resolves done() before
+    // the multipart upload is aborted) makes lib-storage abort the upload and then reject.
+    const onAbort = () => counted.destroy(new AbortedError(`upload of ${key} aborted`));
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      if (options.signal?.aborted) onAbort();
+      await upload.done();
+      return { key, bytes };
+    } catch (err) {
+      // Belt and braces: never leave an open multipart upload (they cost money forever).
+      const uploadId = (upload as unknown as { uploadId?: string }).uploadId;
+      if (uploadId) {
+        await this.client
+          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }))
+          .catch(() => undefined);
+      }
+      if (options.signal?.aborted) throw new AbortedError(`upload of ${key} aborted`, { cause: err });
+      throw this.mapError(err, key);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async putIfAbsent(key: string, body: Uint8Array | string): Promise<PutResult> {
+    const data = typeof body === "string" ? Buffer.from(body) : body;
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Body: data, IfNoneMatch: "*" }),
+      );
+      return { key, bytes: data.length };
+    } catch (err) {
+      const name = errorName(err);
+      const status = httpStatus(err);
+      if (name === "PreconditionFailed" || status === 412 || name === "ConditionalRequestConflict" || status === 409) {
+        throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
+      }
+      throw this.mapError(err, key);
+    }
+  }
+
+  async get(key: string, options: GetOptions = {}): Promise<Readable> {
+    const range = options.range;
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.keyOf(key),
+          ...(range ? { Range: `bytes=${range.start}-${range.end ?? ""}` } : {}),
+        }),
+        options.signal ? { abortSignal: options.signal } : {},
+      );
+      if (!(out.Body instanceof Readable)) throw new StrongroomError(`s3 returned no body for ${key}`);
+      return out.Body;
+    } catch (err) {
+      throw this.mapError(err, key);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+      return { key, bytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
+    } catch (err) {
+      throw this.mapError(err, key);
+    }
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    assertValidPrefix(prefix);
+    try {
+      const out = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: this.prefix + prefix,
+          MaxKeys: options.pageSize ?? 1000,
+          ...(options.pageToken ? { ContinuationToken: options.pageToken } : {}),
+        }),
+      );
+      const page: ListPage = {
+        objects: (out.Contents ?? []).map((o) => ({
+          key: (o.Key ?? "").slice(this.prefix.length),
+          bytes: o.Size ?? 0,
+          lastModified: o.LastModified ?? new Date(0),
+        })),
+      };
+      if (out.IsTruncated && out.NextContinuationToken) page.nextToken = out.NextContinuationToken;
+      return page;
+    } catch (err) {
+      throw this.mapError(err, prefix);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+    } catch (err) {
+      throw this.mapError(err, key);
+    }
+  }
+
+  private keyOf(key: string): string {
+    assertValidKey(key);
+    return this.prefix + key;
+  }
+
+  /** SDK errors to typed ones; the original stays as `cause`. */
+  private mapError(err: unknown, key: string): unknown {
+    if (err instanceof StrongroomError) return err;
+    const name = errorName(err);
+    const status = httpStatus(err);
+    const code = (err as { code?: string } | undefined)?.code;
+    if (name === "NoSuchBucket") {
+      return new BucketNotFoundError(`bucket ${this.bucket} does not exist`, {
+        cause: err,
+        hint: "check the bucket name in --store, and the region (AWS_REGION)",
+      });
+    }
+    if (name === "NoSuchKey" || name === "NotFound" || status === 404) {
+      return new NotFoundError(`no such object: ${key}`, { cause: err });
+    }
+    if (name === "AccessDenied" || name === "Forbidden" || status === 403) {
+      return new AccessDeniedError(`access denied to s3://${this.bucket}/${this.prefix}${key}`, {
+        cause: err,
+        hint: "check the credentials and the bucket policy",
+      });
+    }
+    if (
+      code === "ECONNREFUSED" ||
+      code === "ENOTFOUND" ||
+      code === "ETIMEDOUT" ||
+      code === "ECONNRESET" ||
+      name === "TimeoutError"
+    ) {
+      return new StoreUnavailableError(`cannot reach s3 endpoint for bucket ${this.bucket} (${code ?? name})`, {
+        cause: err,
+        hint: "check AWS_ENDPOINT_URL_S3 / network access to the endpoint",
+      });
+    }
+    return err;
+  }
+}
+
+function errorName(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null ? (err as { name?: string }).name : undefined;
+}
+
+function httpStatus(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}

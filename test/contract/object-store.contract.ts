@@ -1,0 +1,138 @@
+import { randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError } from "../../core/errors.ts";
+import { getBytes, listAll, type ObjectStore } from "../../core/store/object-store.ts";
+import { sha256Tap } from "../../containers/worker/src/stages/sha256-tap.ts";
+import { randomStream, readAll, sha256 } from "../helpers/streams.ts";
+
+export interface StoreFixture {
+  store: ObjectStore;
+  /** Multipart uploads still open under the store (S3 only; 0 elsewhere). */
+  openUploads: () => Promise<number>;
+}
+
+const MiB = 1024 * 1024;
+
+/** The behaviour every ObjectStore must have (WAL-G style: one suite, every backend). */
+export function objectStoreContract(name: string, fixture: () => Promise<StoreFixture>): void {
+  describe(`ObjectStore contract: ${name}`, () => {
+    it("returns exactly the bytes that were put, and stats their size", async () => {
+      const { store } = await fixture();
+      const data = randomBytes(3 * MiB + 17);
+      const result = await store.put("db/a/object.bin", Readable.from([data]));
+      expect(result.bytes).toBe(data.length);
+      expect(sha256(await getBytes(store, "db/a/object.bin"))).toBe(sha256(data));
+      expect((await store.stat("db/a/object.bin")).bytes).toBe(data.length);
+    });
+
+    it("streams a multi-part-sized object through put and get", async () => {
+      const { store, openUploads } = await fixture();
+      const tap = sha256Tap();
+      await store.put("big/object.bin", randomStream(40 * MiB).pipe(tap), { expectedBytes: 40 * MiB });
+      expect(sha256(await readAll(await store.get("big/object.bin")))).toBe(tap.result().sha256);
+      expect(await openUploads()).toBe(0);
+    });
+
+    it("replaces an object on a second put", async () => {
+      const { store } = await fixture();
+      await store.put("k", Readable.from([Buffer.from("one")]));
+      await store.put("k", Readable.from([Buffer.from("two")]));
+      expect((await getBytes(store, "k")).toString()).toBe("two");
+    });
+
+    it("serves inclusive byte ranges, with and without an end", async () => {
+      const { store } = await fixture();
+      const data = randomBytes(100_000);
+      await store.put("ranged", Readable.from([data]));
+      expect(await readAll(await store.get("ranged", { range: { start: 10, end: 19 } }))).toEqual(data.subarray(10, 20));
+      expect(await readAll(await store.get("ranged", { range: { start: 99_990 } }))).toEqual(data.subarray(99_990));
+    });
+
+    it("reports a missing object as NotFoundError from get and stat", async () => {
+      const { store } = await fixture();
+      await expect(store.get("missing/object")).rejects.toBeInstanceOf(NotFoundError);
+      await expect(store.stat("missing/object")).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    it("put-if-absent refuses an existing key with AlreadyExistsError and keeps the original", async () => {
+      const { store } = await fixture();
+      await store.putIfAbsent("m/manifest.json", '{"v":1}');
+      await expect(store.putIfAbsent("m/manifest.json", '{"v":2}')).rejects.toBeInstanceOf(AlreadyExistsError);
+      expect((await getBytes(store, "m/manifest.json")).toString()).toBe('{"v":1}');
+    });
+
+    it("lets exactly one of many concurrent put-if-absent calls win", async () => {
+      const { store } = await fixture();
+      const results = await Promise.allSettled(
+        Array.from({ length: 8 }, (_, i) => store.putIfAbsent("race/commit", `writer-${i}`)),
+      );
+      const won = results.filter((r) => r.status === "fulfilled");
+      expect(won).toHaveLength(1);
+      for (const r of results) {
+        if (r.status === "rejected") expect(r.reason).toBeInstanceOf(AlreadyExistsError);
+      }
+    });
+
+    it("lists by prefix in key order across pages, and nothing outside the prefix", async () => {
+      const { store } = await fixture();
+      const keys = ["p/b/3", "p/a/1", "p/a/2", "p/c", "p/a/10", "q/x", "pz"];
+      for (const k of keys) await store.putIfAbsent(k, k);
+      const first = await store.list("p/", { pageSize: 2 });
+      expect(first.objects.map((o) => o.key)).toEqual(["p/a/1", "p/a/10"]);
+      expect(first.nextToken).toBeDefined();
+      const all: string[] = [];
+      let pageToken: string | undefined;
+      do {
+        const page = await store.list("p/", { pageSize: 2, ...(pageToken ? { pageToken } : {}) });
+        all.push(...page.objects.map((o) => o.key));
+        pageToken = page.nextToken;
+      } while (pageToken);
+      expect(all).toEqual(["p/a/1", "p/a/10", "p/a/2", "p/b/3", "p/c"]);
+      const viaHelper: string[] = [];
+      for await (const o of listAll(store, "p/a/")) viaHelper.push(o.key);
+      expect(viaHelper).toEqual(["p/a/1", "p/a/10", "p/a/2"]);
+      expect((await store.list("nothing-here/")).objects).toEqual([]);
+    });
+
+    it("deletes an object, and deleting a missing one succeeds", async () => {
+      const { store } = await fixture();
+      await store.putIfAbsent("d/1", "x");
+      await store.delete("d/1");
+      await expect(store.stat("d/1")).rejects.toBeInstanceOf(NotFoundError);
+      await expect(store.delete("d/1")).resolves.toBeUndefined();
+    });
+
+    it("leaves no object and no open upload when the body fails mid-upload", async () => {
+      const { store, openUploads } = await fixture();
+      const body = randomStream(64 * MiB, { failAfterBytes: 36 * MiB });
+      await expect(store.put("failed/dump", body, { expectedBytes: 64 * MiB })).rejects.toThrow(/failed on purpose/);
+      await expect(store.stat("failed/dump")).rejects.toBeInstanceOf(NotFoundError);
+      expect((await store.list("failed/")).objects).toEqual([]);
+      expect(await openUploads()).toBe(0);
+    });
+
+    it("aborts on its signal with AbortedError, leaving no object and no open upload", async () => {
+      const { store, openUploads } = await fixture();
+      const controller = new AbortController();
+      const body = randomStream(256 * MiB, {
+        onProgress: (sent) => {
+          if (sent === 40 * MiB) controller.abort();
+        },
+      });
+      await expect(
+        store.put("aborted/dump", body, { expectedBytes: 256 * MiB, signal: controller.signal }),
+      ).rejects.toBeInstanceOf(AbortedError);
+      await expect(store.stat("aborted/dump")).rejects.toBeInstanceOf(NotFoundError);
+      expect((await store.list("aborted/")).objects).toEqual([]);
+      expect(await openUploads()).toBe(0);
+    });
+
+    it("rejects keys that could escape the store with InvalidKeyError", async () => {
+      const { store } = await fixture();
+      for (const key of ["", "/abs", "a/../b", "a//b", "./a", "a/"]) {
+        await expect(store.putIfAbsent(key, "x")).rejects.toBeInstanceOf(InvalidKeyError);
+      }
+    });
+  });
+}

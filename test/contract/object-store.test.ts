@@ -1,0 +1,24 @@
+import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
+import { randomUUID } from "node:crypto";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { FileStore } from "../../core/store/file-store.ts";
+import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { objectStoreContract } from "./object-store.contract.ts";
+
+objectStoreContract("file store (temp dir)", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "strongroom-store-"));
+  return { store: new FileStore(pathToFileURL(dir).href), openUploads: async () => 0 };
+});
+
+objectStoreContract("s3 store (moto)", async () => {
+  const client = new S3Client(s3ClientConfigFromEnv());
+  const bucket = `contract-${randomUUID()}`;
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  return {
+    store: new S3Store(`s3://${bucket}/some/prefix`, { client }),
+    openUploads: async () => (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0,
+  };
+});
