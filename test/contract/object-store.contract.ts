@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
+import { sha256Tap } from "../../containers/worker/src/stages/sha256-tap.ts";
 import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError } from "../../core/errors.ts";
 import { getBytes, listAll, type ObjectStore } from "../../core/store/object-store.ts";
-import { sha256Tap } from "../../containers/worker/src/stages/sha256-tap.ts";
 import { randomStream, readAll, sha256 } from "../helpers/streams.ts";
 
 export interface StoreFixture {
@@ -45,7 +45,9 @@ export function objectStoreContract(name: string, fixture: () => Promise<StoreFi
       const { store } = await fixture();
       const data = randomBytes(100_000);
       await store.put("ranged", Readable.from([data]));
-      expect(await readAll(await store.get("ranged", { range: { start: 10, end: 19 } }))).toEqual(data.subarray(10, 20));
+      expect(await readAll(await store.get("ranged", { range: { start: 10, end: 19 } }))).toEqual(
+        data.subarray(10, 20),
+      );
       expect(await readAll(await store.get("ranged", { range: { start: 99_990 } }))).toEqual(data.subarray(99_990));
     });
 

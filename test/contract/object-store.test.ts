@@ -1,9 +1,9 @@
-import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { randomUUID } from "node:crypto";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
+import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { FileStore } from "../../core/store/file-store.ts";
 import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
 import { objectStoreContract } from "./object-store.contract.ts";
@@ -19,6 +19,7 @@ objectStoreContract("s3 store (moto)", async () => {
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   return {
     store: new S3Store(`s3://${bucket}/some/prefix`, { client }),
-    openUploads: async () => (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0,
+    openUploads: async () =>
+      (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0,
   };
 });

@@ -48,3 +48,8 @@ export function chunked(data: Buffer, sizes: number[] = [65536]): Readable {
   }
   return Readable.from(pieces, { objectMode: false });
 }
+
+/** Flips the low bit of one byte in place (tamper tests). */
+export function flipByte(data: Buffer, index: number): void {
+  data.writeUInt8((data.readUInt8(index) ^ 0x01) & 0xff, index);
+}

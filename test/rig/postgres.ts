@@ -70,12 +70,29 @@ export async function startCluster(binDir = systemBinDir(), name = "postgres"): 
     await fs.rm(pwfile);
     const port = await freePort();
     // prettier-ignore
-    service = startProcess(name, path.join(binDir, "postgres"), [
-      "-D", data, "-p", String(port), "-k", dir,
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-      "-c", "max_connections=100",
-    ], { ...asOwner, stopSignal: "SIGINT" });
+    service = startProcess(
+      name,
+      path.join(binDir, "postgres"),
+      [
+        "-D",
+        data,
+        "-p",
+        String(port),
+        "-k",
+        dir,
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=100",
+      ],
+      { ...asOwner, stopSignal: "SIGINT" },
+    );
     const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
     const up = service;
     await waitUntil(up, async () => {

@@ -9,7 +9,9 @@ export async function freePort(): Promise<number> {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -52,7 +54,10 @@ export function startProcess(
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once("exit", resolve));
       child.kill(options.stopSignal ?? "SIGTERM");
-      const timedOut = await Promise.race([exited.then(() => false), sleep(15_000, undefined, { ref: false }).then(() => true)]);
+      const timedOut = await Promise.race([
+        exited.then(() => false),
+        sleep(15_000, undefined, { ref: false }).then(() => true),
+      ]);
       if (timedOut) {
         child.kill("SIGKILL");
         await exited;

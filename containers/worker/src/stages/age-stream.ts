@@ -29,6 +29,8 @@ const NONCE_BYTES = 16;
 const MAX_HEADER_BYTES = 1024 * 1024;
 const VERSION_LINE = Buffer.from("age-encryption.org/v1\n");
 const MAC_LINE_START = Buffer.from("\n---");
+/** `--- ` + 32 bytes in canonical unpadded base64 + LF. */
+const MAC_LINE = /^--- [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]\n$/;
 
 function chunkNonce(counter: number, last: boolean): Buffer {
   const nonce = Buffer.alloc(12);
@@ -62,7 +64,14 @@ async function buildHeader(recipients: readonly string[]): Promise<{ header: Buf
   const encrypter = new Encrypter();
   for (const r of recipients) {
     assertX25519Recipient(r);
-    encrypter.addRecipient(r);
+    try {
+      encrypter.addRecipient(r);
+    } catch (err) {
+      throw new InvalidRecipientError(`invalid recipient ${r}: ${(err as Error).message}`, {
+        cause: err,
+        hint: "check the age1… public key for typos; `strongroom keygen` prints a valid one",
+      });
+    }
   }
   let fileKey: Uint8Array | undefined;
   const capture: Recipient = {
@@ -85,9 +94,12 @@ async function buildHeader(recipients: readonly string[]): Promise<{ header: Buf
 class AgeEncrypt extends Transform {
   private readonly key: Buffer;
   private counter = 0;
-  /** Plaintext not yet sealed; a full chunk waits here until we know it is not the last. */
-  private pending: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-  private filled = 0;
+  /**
+   * Plaintext not yet sealed, as references to input chunks (no copy). Up to one full
+   * chunk waits here until more input proves it is not the last.
+   */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
 
   constructor(header: Buffer, fileKey: Uint8Array) {
     super();
@@ -97,42 +109,43 @@ class AgeEncrypt extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const out: Buffer[] = [];
     let offset = 0;
     while (offset < chunk.length) {
-      if (this.filled === CHUNK_BYTES) {
-        // More data follows, so the held chunk is not the last.
-        this.seal(this.pending, false, out);
-        this.filled = 0;
-      }
+      if (this.heldBytes === CHUNK_BYTES) this.sealHeld(false); // more data follows: not the last
       // Straight from the input when a whole chunk plus at least one more byte is there.
-      if (this.filled === 0 && chunk.length - offset > CHUNK_BYTES) {
-        this.seal(chunk.subarray(offset, offset + CHUNK_BYTES), false, out);
+      if (this.heldBytes === 0 && chunk.length - offset > CHUNK_BYTES) {
+        this.seal(chunk.subarray(offset, offset + CHUNK_BYTES), false);
         offset += CHUNK_BYTES;
         continue;
       }
-      const n = Math.min(CHUNK_BYTES - this.filled, chunk.length - offset);
-      chunk.copy(this.pending, this.filled, offset, offset + n);
-      this.filled += n;
+      const n = Math.min(CHUNK_BYTES - this.heldBytes, chunk.length - offset);
+      this.held.push(chunk.subarray(offset, offset + n));
+      this.heldBytes += n;
       offset += n;
     }
-    callback(null, out.length === 0 ? undefined : out.length === 1 ? out[0] : Buffer.concat(out));
+    callback();
   }
 
   override _flush(callback: TransformCallback): void {
     // The final chunk can only be empty if it is also the first.
-    const out: Buffer[] = [];
-    this.seal(this.pending.subarray(0, this.filled), true, out);
-    callback(null, Buffer.concat(out));
+    this.sealHeld(true);
+    callback();
   }
 
-  private seal(plain: Buffer, last: boolean, out: Buffer[]): void {
+  private sealHeld(last: boolean): void {
+    this.seal(this.held.length === 1 ? (this.held[0] as Buffer) : Buffer.concat(this.held, this.heldBytes), last);
+    this.held = [];
+    this.heldBytes = 0;
+  }
+
+  /** Pushes ciphertext and tag as they come: copying them together costs more than two pushes. */
+  private seal(plain: Buffer, last: boolean): void {
     const cipher = createCipheriv("chacha20-poly1305", this.key, chunkNonce(this.counter++, last), {
       authTagLength: TAG_BYTES,
     });
-    out.push(cipher.update(plain));
+    this.push(cipher.update(plain));
     cipher.final();
-    out.push(cipher.getAuthTag());
+    this.push(cipher.getAuthTag());
   }
 }
 
@@ -163,6 +176,7 @@ class AgeDecrypt extends Transform {
   private key: Buffer | undefined;
   private fileKey: Uint8Array | undefined;
   private counter = 0;
+  private sawFinal = false;
 
   private readonly decrypter: Decrypter;
 
@@ -173,41 +187,60 @@ class AgeDecrypt extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.input.push(chunk);
-    this.advance(false).then((out) => callback(null, out), callback);
+    this.advance(false).then(() => callback(), callback);
   }
 
   override _flush(callback: TransformCallback): void {
-    this.advance(true).then((out) => callback(null, out), callback);
+    this.advance(true).then(() => callback(), callback);
   }
 
-  /** Consumes what it can; releases plaintext only of chunks that authenticated. */
-  private async advance(ended: boolean): Promise<Buffer | undefined> {
-    if (this.state === "header") {
-      if (!(await this.readHeader(ended))) return undefined;
-    }
+  /**
+   * Consumes what it can, pushing each chunk's plaintext as soon as that chunk has
+   * authenticated, never before. Like the reference implementation, a full chunk is
+   * opened as non-final first and as final if that fails; a file cut at a chunk
+   * boundary therefore releases its authenticated chunks and then fails at the end.
+   */
+  private async advance(ended: boolean): Promise<void> {
+    if (this.state === "header" && !(await this.readHeader(ended))) return;
     if (this.state === "nonce") {
       if (this.input.length < NONCE_BYTES) {
-        if (ended) throw new TruncatedStreamError("age file ends before its payload nonce");
-        return undefined;
+        if (ended) throw new AgeHeaderError("age file ends before its payload nonce");
+        return;
       }
       this.key = payloadKey(this.fileKey as Uint8Array, this.input.read(NONCE_BYTES));
       this.state = "payload";
     }
-    const out: Buffer[] = [];
-    // A full sealed chunk is opened as non-final only once a byte beyond it exists.
-    while (this.input.length > SEALED_CHUNK_BYTES) out.push(this.open(this.input.read(SEALED_CHUNK_BYTES), false));
-    if (ended) {
-      if (this.input.length === 0 && this.counter === 0)
-        throw new TruncatedStreamError("age file has no payload chunks");
-      if (this.input.length === 0) throw new TruncatedStreamError("age payload ends without its final chunk");
-      if (this.input.length < TAG_BYTES) throw new TruncatedStreamError("age payload ends inside a chunk");
-      if (this.input.length === TAG_BYTES && this.counter > 0) {
-        throw new AgePayloadAuthError("age payload has an empty final chunk after other chunks");
+    while (!this.sawFinal && this.input.length >= SEALED_CHUNK_BYTES) {
+      const sealed = this.input.read(SEALED_CHUNK_BYTES);
+      let plain = this.open(sealed, false);
+      if (plain === undefined) {
+        plain = this.open(sealed, true);
+        if (plain === undefined) throw this.authError();
+        this.sawFinal = true;
       }
-      out.push(this.openFinal(this.input.read(this.input.length)));
+      this.counter++;
+      this.push(plain);
     }
-    if (out.length === 0) return undefined;
-    return out.length === 1 ? out[0] : Buffer.concat(out);
+    if (this.sawFinal && this.input.length > 0) {
+      throw new AgePayloadAuthError("age payload has data after its final chunk");
+    }
+    if (!ended || this.sawFinal) return;
+    const rest = this.input.length;
+    if (rest === 0) {
+      throw new TruncatedStreamError(
+        this.counter === 0 ? "age file has no payload chunks" : "age payload was truncated at a chunk boundary",
+      );
+    }
+    if (rest < TAG_BYTES) throw new AgePayloadAuthError("age payload ends inside a chunk tag");
+    // The final chunk can only be empty if it is also the first.
+    if (rest === TAG_BYTES && this.counter > 0) {
+      throw new AgePayloadAuthError("age payload has an empty final chunk after other chunks");
+    }
+    const plain = this.open(this.input.read(rest), true);
+    if (plain === undefined) throw this.authError();
+    this.counter++;
+    this.sawFinal = true;
+    this.push(plain);
   }
 
   private async readHeader(ended: boolean): Promise<boolean> {
@@ -223,6 +256,10 @@ class AgeDecrypt extends Transform {
       return false;
     }
     const header = this.input.read(end + 1);
+    // The library compares whatever MAC it finds; a malformed MAC line is a header error.
+    if (!MAC_LINE.test(header.subarray(macAt + 1).toString("latin1"))) {
+      throw new AgeHeaderError("invalid age header: malformed MAC line");
+    }
     try {
       this.fileKey = await this.decrypter.decryptHeader(header);
     } catch (err) {
@@ -232,38 +269,23 @@ class AgeDecrypt extends Transform {
     return true;
   }
 
-  private open(sealed: Buffer, last: boolean): Buffer {
+  /** The chunk's plaintext, or undefined when it does not authenticate (nothing is released then). */
+  private open(sealed: Buffer, last: boolean): Buffer | undefined {
     const decipher = createDecipheriv("chacha20-poly1305", this.key as Buffer, chunkNonce(this.counter, last), {
       authTagLength: TAG_BYTES,
     });
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
     const plain = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
     try {
-      decipher.final(); // throws on a bad tag; `plain` is discarded then, never released
-    } catch (err) {
-      throw new AgePayloadAuthError(`age payload chunk ${this.counter} failed authentication: the data was altered`, {
-        cause: err,
-      });
+      decipher.final();
+      return plain;
+    } catch {
+      return undefined;
     }
-    this.counter++;
-    return plain;
   }
 
-  private openFinal(sealed: Buffer): Buffer {
-    try {
-      return this.open(sealed, true);
-    } catch (err) {
-      // A full chunk that opens as non-final means the file was cut at a chunk boundary.
-      if (sealed.length === SEALED_CHUNK_BYTES) {
-        try {
-          this.open(sealed, false);
-        } catch {
-          throw err;
-        }
-        throw new TruncatedStreamError("age payload was truncated at a chunk boundary");
-      }
-      throw err;
-    }
+  private authError(): AgePayloadAuthError {
+    return new AgePayloadAuthError(`age payload chunk ${this.counter} failed authentication: the data was altered`);
   }
 }
 

@@ -31,29 +31,61 @@ export interface ZstdFramesOptions {
   maxInFlight?: number;
 }
 
+interface Slot<T> {
+  promise: Promise<T>;
+  settled: boolean;
+}
+
 /**
- * Runs jobs concurrently, at most `limit` at once, and hands results back in
- * submission order.
+ * Runs jobs concurrently and hands results back in submission order.
+ *
+ * `submit` returns while at most `limit` jobs run (waiting for whichever finishes
+ * first, so a slow frame at the head does not idle a core), so `limit` cores keep
+ * compressing while the caller gathers the next frame. Finished results wait in
+ * order, at most `2 × limit + 1` slots in all, which bounds memory.
  */
-class OrderedWork<T> {
-  private readonly queue: Promise<T>[] = [];
+export class OrderedWork<T> {
+  private readonly slots: Slot<T>[] = [];
+  private running = 0;
+  private wake: (() => void) | undefined;
   private readonly limit: number;
   private readonly emit: (value: T) => void;
 
   constructor(limit: number, emit: (value: T) => void) {
-    this.limit = limit;
+    this.limit = Math.max(1, limit);
     this.emit = emit;
   }
 
-  /** Starts `job`; resolves once fewer than `limit` jobs are running. */
   async submit(job: Promise<T>): Promise<void> {
-    job.catch(() => undefined); // awaited below; this keeps an early failure from being "unhandled"
-    this.queue.push(job);
-    while (this.queue.length >= this.limit) this.emit(await (this.queue.shift() as Promise<T>));
+    const slot: Slot<T> = { promise: job, settled: false };
+    this.running++;
+    const done = () => {
+      slot.settled = true;
+      this.running--;
+      this.wake?.();
+    };
+    job.then(done, done); // also keeps an early failure from being "unhandled"; it is awaited below
+    this.slots.push(slot);
+    for (;;) {
+      await this.emitSettled();
+      if (this.slots.length > 2 * this.limit) {
+        this.emit(await (this.slots.shift() as Slot<T>).promise);
+        continue;
+      }
+      if (this.running <= this.limit) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
   }
 
   async drain(): Promise<void> {
-    while (this.queue.length > 0) this.emit(await (this.queue.shift() as Promise<T>));
+    while (this.slots.length > 0) this.emit(await (this.slots.shift() as Slot<T>).promise);
+  }
+
+  /** Emits finished results from the head, in order; rethrows a failed job's error. */
+  private async emitSettled(): Promise<void> {
+    while (this.slots[0]?.settled) this.emit(await (this.slots.shift() as Slot<T>).promise);
   }
 }
 
@@ -64,6 +96,8 @@ class ZstdCompressFrames extends Transform {
   private buffer: Buffer;
   private filled = 0;
   private frames = 0;
+  /** Frame buffers whose compression finished, reused to spare the allocator and GC. */
+  private readonly spare: Buffer[] = [];
 
   constructor(options: ZstdFramesOptions) {
     super();
@@ -100,16 +134,17 @@ class ZstdCompressFrames extends Transform {
       offset += n;
       if (this.filled === this.frameBytes) {
         const full = this.buffer;
-        this.buffer = Buffer.allocUnsafe(this.frameBytes);
+        this.buffer = this.spare.pop() ?? Buffer.allocUnsafe(this.frameBytes);
         this.filled = 0;
-        await this.frame(full);
+        await this.frame(full, true);
       }
     }
   }
 
-  private frame(plain: Buffer): Promise<void> {
+  private frame(plain: Buffer, reusable = false): Promise<void> {
     this.frames++;
     const job = compress(plain, this.level).then((compressed) => {
+      if (reusable) this.spare.push(plain);
       const header = Buffer.allocUnsafe(HEADER_BYTES);
       header.writeUInt32LE(SKIPPABLE_MAGIC, 0);
       header.writeUInt32LE(12, 4);
