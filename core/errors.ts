@@ -23,6 +23,18 @@ export const ERROR_NAMES = [
   "AgePayloadAuthError",
   "InvalidRecipientError",
   "InvalidIdentityError",
+  "DatabaseConnectionError",
+  "DatabaseAuthError",
+  "NoSuitablePgDumpError",
+  "DumpFailedError",
+  "RestoreFailedError",
+  "TargetNotEmptyError",
+  "MissingRolesError",
+  "BackupNotFoundError",
+  "IntegrityError",
+  "RowCountMismatchError",
+  "ManifestError",
+  "StagingError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -117,6 +129,66 @@ export class InvalidRecipientError extends StrongroomError {
 
 export class InvalidIdentityError extends StrongroomError {
   override name = "InvalidIdentityError" as const;
+}
+
+/** The database cannot be reached (DNS, refused, timeout). */
+export class DatabaseConnectionError extends StrongroomError {
+  override name = "DatabaseConnectionError" as const;
+}
+
+/** The database refused the credentials. */
+export class DatabaseAuthError extends StrongroomError {
+  override name = "DatabaseAuthError" as const;
+}
+
+/** No installed pg_dump/pg_restore can handle the server's major version. */
+export class NoSuitablePgDumpError extends StrongroomError {
+  override name = "NoSuitablePgDumpError" as const;
+}
+
+/** pg_dump (or pg_dumpall) failed; the message carries its redacted stderr. */
+export class DumpFailedError extends StrongroomError {
+  override name = "DumpFailedError" as const;
+}
+
+/** pg_restore (or applying globals) failed; the message carries its redacted stderr. */
+export class RestoreFailedError extends StrongroomError {
+  override name = "RestoreFailedError" as const;
+}
+
+/** The restore target already holds user objects and --clean was not given. */
+export class TargetNotEmptyError extends StrongroomError {
+  override name = "TargetNotEmptyError" as const;
+}
+
+/** Roles the dump needs do not exist in the target cluster and could not be created. */
+export class MissingRolesError extends StrongroomError {
+  override name = "MissingRolesError" as const;
+}
+
+/** No committed backup (manifest) matches the id. */
+export class BackupNotFoundError extends StrongroomError {
+  override name = "BackupNotFoundError" as const;
+}
+
+/** Stored bytes do not match the manifest (size or SHA-256). */
+export class IntegrityError extends StrongroomError {
+  override name = "IntegrityError" as const;
+}
+
+/** Restored row counts differ from those captured at dump time. */
+export class RowCountMismatchError extends StrongroomError {
+  override name = "RowCountMismatchError" as const;
+}
+
+/** A manifest that does not parse or is not format strongroom.manifest/1. */
+export class ManifestError extends StrongroomError {
+  override name = "ManifestError" as const;
+}
+
+/** The --jobs staging directory could not be written (full disk, permissions). */
+export class StagingError extends StrongroomError {
+  override name = "StagingError" as const;
 }
 
 export function isStrongroomError(err: unknown): err is StrongroomError {

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// The strongroom CLI. In a checkout it runs the TypeScript sources through Node 22's
+// type stripping (npm's node@22 devDependency puts Node 22 first on PATH for npx);
+// the worker image runs the esbuild bundle (dist/strongroom.mjs) instead.
+const [major] = process.versions.node.split(".").map(Number);
+if (major < 22) {
+  process.stderr.write(
+    `strongroom: error: Node ${process.versions.node} is too old\nHINT: run it through npx (after npm ci), or with Node 22+\n`,
+  );
+  process.exit(2);
+}
+// Type stripping announces itself with an ExperimentalWarning on every run; keep stderr for us.
+process.removeAllListeners("warning");
+process.on("warning", (w) => {
+  if (w.name !== "ExperimentalWarning") process.stderr.write(`${w.name}: ${w.message}\n`);
+});
+const { main } = await import("../src/main.ts");
+process.exitCode = await main(process.argv);

@@ -1,0 +1,313 @@
+import { constants } from "node:fs";
+import { open, readFile } from "node:fs/promises";
+import * as path from "node:path";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
+import { Command, Option } from "commander";
+import { listManifests } from "../../../core/backup-index.ts";
+import { AlreadyExistsError, InvalidIdentityError, UsageError } from "../../../core/errors.ts";
+import { createLogger, type LogFormat, type Logger, type LogLevel } from "../../../core/log.ts";
+import type { Manifest } from "../../../core/manifest.ts";
+import { openStore } from "../../../core/store/open-store.ts";
+import { parsePgUrl } from "./pg/conn.ts";
+import { backup } from "./pipeline/backup.ts";
+import { restore } from "./pipeline/restore.ts";
+import { humanBytes, progress } from "./progress.ts";
+import { parseIdentities } from "./stages/age-stream.ts";
+import { WORKER_VERSION } from "./version.ts";
+
+export interface CliContext {
+  signal: AbortSignal;
+  stdout: (text: string) => void;
+}
+
+interface GlobalOptions {
+  logFormat: LogFormat;
+  logLevel: LogLevel;
+}
+
+function splitList(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(/[\s,]+/).filter((v) => v !== "")];
+}
+
+function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1)
+      throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+function absoluteStoreUrl(url: string): string {
+  // Accept a plain path as a convenience; the store contract itself wants file:///abs.
+  if (/^[a-z0-9]+:\/\//i.test(url)) return url;
+  return `file://${path.resolve(url)}`;
+}
+
+async function readIdentityFile(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new InvalidIdentityError(`cannot read identity file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      cause: err,
+      hint: "pass the file written by `strongroom keygen` (or age-keygen) with --identity",
+    });
+  }
+  return parseIdentities(text);
+}
+
+function shortRecipient(r: string): string {
+  return `${r.slice(0, 10)}…${r.slice(-6)}`;
+}
+
+function listTable(manifests: Manifest[]): string {
+  const header = ["BACKUP ID", "FINISHED (UTC)", "DATABASE", "SERVER", "DUMP", "STORED", "RECIPIENTS"];
+  const rows = manifests.map((m) => {
+    const dump = m.objects.find((o) => o.role === "dump");
+    return [
+      m.backupId,
+      m.finishedAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
+      m.databaseId === m.database ? m.database : `${m.databaseId} (${m.database})`,
+      m.server.version,
+      humanBytes(dump?.plainBytes ?? 0),
+      humanBytes(m.objects.reduce((n, o) => n + o.storedBytes, 0)),
+      m.recipients.map(shortRecipient).join(", "),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] as number))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command("strongroom")
+    .description("PostgreSQL backups you own and can prove: pg_dump → zstd → age → your store")
+    .version(WORKER_VERSION)
+    .addOption(
+      new Option("--log-format <format>", "log lines on stderr: text or json")
+        .choices(["text", "json"])
+        .default("text")
+        .env("STRONGROOM_LOG_FORMAT"),
+    )
+    .addOption(
+      new Option("--log-level <level>", "least severe level logged")
+        .choices(["debug", "info", "warn", "error"])
+        .default("info")
+        .env("STRONGROOM_LOG_LEVEL"),
+    )
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => ctx.stdout(s), writeErr: (s) => process.stderr.write(s) });
+
+  const logger = (): Logger => {
+    const g = program.opts<GlobalOptions>();
+    return createLogger({ format: g.logFormat, level: g.logLevel });
+  };
+  const storeOption = () =>
+    new Option("--store <url>", "file:///abs/dir or s3://bucket/prefix").env("STRONGROOM_STORE").makeOptionMandatory();
+  const jsonOption = () => new Option("--json", "machine-readable output on stdout").env("STRONGROOM_JSON");
+  const databaseIdOption = () =>
+    new Option("--database-id <id>", "the database's id in the store (default: its name)").env(
+      "STRONGROOM_DATABASE_ID",
+    );
+
+  program
+    .command("keygen")
+    .description("generate an age X25519 identity (private, mode 0600) and print its recipient (public)")
+    .addOption(
+      new Option("--out <file>", "where to write the identity")
+        .default("strongroom-identity.txt")
+        .env("STRONGROOM_IDENTITY_FILE"),
+    )
+    .addOption(new Option("--force", "overwrite an existing identity file").env("STRONGROOM_FORCE"))
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom keygen --out ~/.strongroom/identity.txt\n  age1…   (pass this to `backup --recipient`; keep the file offline)",
+    )
+    .action(async (o: { out: string; force?: boolean; json?: boolean }) => {
+      const identity = await generateX25519Identity();
+      const recipient = await identityToRecipient(identity);
+      const flags = constants.O_WRONLY | constants.O_CREAT | (o.force ? constants.O_TRUNC : constants.O_EXCL);
+      let file: Awaited<ReturnType<typeof open>>;
+      try {
+        file = await open(o.out, flags, 0o600);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+          throw new AlreadyExistsError(`identity file ${o.out} already exists`, {
+            hint: "keep it (it may decrypt existing backups), choose another --out, or pass --force",
+          });
+        }
+        throw err;
+      }
+      try {
+        await file.chmod(0o600);
+        await file.writeFile(`# created: ${new Date().toISOString()}\n# public key: ${recipient}\n${identity}\n`);
+      } finally {
+        await file.close();
+      }
+      ctx.stdout(o.json ? `${JSON.stringify({ recipient, identityFile: path.resolve(o.out) })}\n` : `${recipient}\n`);
+    });
+
+  program
+    .command("backup")
+    .description("back up one database: pg_dump (on a snapshot) → zstd → age → store; prints the backup id")
+    .addOption(
+      new Option("--db <url>", "postgres://user@host:port/dbname (password: prefer PGPASSWORD or DATABASE_URL)")
+        .env("DATABASE_URL")
+        .makeOptionMandatory(),
+    )
+    .addOption(storeOption())
+    .addOption(
+      new Option("--recipient <age1…>", "age public key to encrypt to; repeat for several (env: comma-separated)")
+        .argParser(splitList)
+        .env("STRONGROOM_RECIPIENTS")
+        .makeOptionMandatory(),
+    )
+    .addOption(databaseIdOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ export DATABASE_URL=postgres://backup@db.internal:5432/shop PGPASSWORD=…
+  $ strongroom backup --store s3://acme-backups/pg --recipient age1… --recipient age1…(break-glass)
+  $ strongroom backup --db postgres://localhost/shop --store file:///var/backups/pg --recipient "$(cat recipient.txt)" --json`,
+    )
+    .action(async (o: { db: string; store: string; recipient: string[]; databaseId?: string; json?: boolean }) => {
+      const log = logger();
+      if (/^postgres(ql)?:\/\/[^/@]*:[^/@]+@/.test(o.db) && process.argv.some((a) => a.includes(o.db))) {
+        log.warn(
+          "the password in --db is visible to other local users in the process list; prefer DATABASE_URL or PGPASSWORD",
+        );
+      }
+      const bar = progress("backup");
+      try {
+        const manifest = await backup({
+          conn: parsePgUrl(o.db, "--db"),
+          store: openStore(absoluteStoreUrl(o.store)),
+          recipients: o.recipient,
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          signal: ctx.signal,
+          log,
+          onProgress: (done) => bar.update(done),
+        });
+        bar.stop();
+        ctx.stdout(o.json ? `${JSON.stringify(manifest, null, 2)}\n` : `${manifest.backupId}\n`);
+      } finally {
+        bar.stop();
+      }
+    });
+
+  program
+    .command("list")
+    .description("list committed backups (a backup exists if and only if its manifest does)")
+    .addOption(storeOption())
+    .addOption(databaseIdOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom list --store s3://acme-backups/pg\n  $ strongroom list --store file:///var/backups/pg --database-id shop --json",
+    )
+    .action(async (o: { store: string; databaseId?: string; json?: boolean }) => {
+      const manifests = await listManifests(openStore(absoluteStoreUrl(o.store)), o.databaseId);
+      if (o.json) ctx.stdout(`${JSON.stringify(manifests, null, 2)}\n`);
+      else ctx.stdout(manifests.length ? `${listTable(manifests)}\n` : "no backups\n");
+    });
+
+  program
+    .command("restore")
+    .description("restore a backup into a database, then verify per-table row counts")
+    .addOption(storeOption())
+    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(
+      new Option("--target <url>", "postgres:// URL of the (empty) database to restore into")
+        .env("STRONGROOM_TARGET_URL")
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option("--identity <file>", "age identity file (AGE-SECRET-KEY-1…)")
+        .env("STRONGROOM_IDENTITY_FILE")
+        .makeOptionMandatory(),
+    )
+    .addOption(databaseIdOption())
+    .addOption(
+      new Option("--jobs <n>", "parallel pg_restore jobs; >1 stages the decrypted archive in a private temp dir")
+        .argParser(positiveInt("--jobs"))
+        .default(1)
+        .env("STRONGROOM_JOBS"),
+    )
+    .addOption(
+      new Option("--staging-dir <dir>", "where --jobs stages the archive (default: the temp dir)").env(
+        "STRONGROOM_STAGING_DIR",
+      ),
+    )
+    .addOption(
+      new Option("--clean", "drop the backup's objects in the target first (target may be non-empty)").env(
+        "STRONGROOM_CLEAN",
+      ),
+    )
+    .addOption(
+      new Option("--no-owner", "restore without owners and grants (when roles cannot be created)").env(
+        "STRONGROOM_NO_OWNER",
+      ),
+    )
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ createdb shop_restored
+  $ STRONGROOM_TARGET_URL=postgres://localhost/shop_restored strongroom restore --store s3://acme-backups/pg --identity identity.txt
+  $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4`,
+    )
+    .action(
+      async (o: {
+        store: string;
+        backup: string;
+        target: string;
+        identity: string;
+        databaseId?: string;
+        jobs: number;
+        stagingDir?: string;
+        clean?: boolean;
+        owner: boolean;
+        json?: boolean;
+      }) => {
+        const log = logger();
+        const identities = await readIdentityFile(o.identity);
+        const bar = progress("restore");
+        try {
+          const result = await restore({
+            store: openStore(absoluteStoreUrl(o.store)),
+            backup: o.backup,
+            ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+            target: parsePgUrl(o.target, "--target"),
+            identities,
+            jobs: o.jobs,
+            ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
+            clean: o.clean === true,
+            noOwner: o.owner === false,
+            signal: ctx.signal,
+            log,
+            onProgress: (done) => bar.update(done),
+          });
+          bar.stop();
+          ctx.stdout(
+            o.json
+              ? `${JSON.stringify(result, null, 2)}\n`
+              : `restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, counts verified\n`,
+          );
+        } finally {
+          bar.stop();
+        }
+      },
+    );
+
+  return program;
+}

@@ -1,0 +1,42 @@
+import { CommanderError } from "commander";
+import { isStrongroomError, UsageError } from "../../../core/errors.ts";
+import { redact } from "../../../core/log.ts";
+import { buildProgram } from "./cli.ts";
+
+/** Exit codes: 0 ok, 1 failure, 2 usage. */
+export async function main(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`strongroom: ${signal} received, stopping; nothing partial will be committed\n`);
+    controller.abort(new Error(signal));
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  const json = argv.includes("--json") || process.env.STRONGROOM_JSON !== undefined;
+  const program = buildProgram({ signal: controller.signal, stdout: (s) => process.stdout.write(s) });
+  try {
+    await program.parseAsync(argv, { from: "node" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version land here too, with exit code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const usage = err instanceof UsageError;
+    const name = err instanceof Error ? err.name : "Error";
+    const message = redact(err instanceof Error ? err.message : String(err));
+    const hint = isStrongroomError(err) && err.hint ? redact(err.hint) : undefined;
+    if (process.env.STRONGROOM_LOG_FORMAT === "json" || argv.includes("json")) {
+      process.stderr.write(
+        `${JSON.stringify({ level: "error", time: new Date().toISOString(), error: name, message, hint })}\n`,
+      );
+    } else {
+      process.stderr.write(`strongroom: error: ${message}\n${hint ? `HINT: ${hint}\n` : ""}`);
+      if (!isStrongroomError(err) && err instanceof Error && err.stack) {
+        process.stderr.write(`${redact(err.stack)}\n`);
+      }
+    }
+    if (json) process.stdout.write(`${JSON.stringify({ ok: false, error: { name, message, hint } })}\n`);
+    return usage ? 2 : 1;
+  }
+}

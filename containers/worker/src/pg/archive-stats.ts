@@ -1,0 +1,312 @@
+import { createHash } from "node:crypto";
+import { Transform, type TransformCallback } from "node:stream";
+
+/**
+ * Reads a pg_dump custom-format archive (`-Fc -Z0`, written to a pipe) as it streams
+ * past, and takes per-table row counts and a schema fingerprint from it, at no cost
+ * to the database (DESIGN.md §3).
+ *
+ * The format (pg_backup_archiver.c, pg_backup_custom.c, archive versions 1.12–1.16):
+ *   header:  "PGDMP" vmaj vmin vrev intSize offSize format, compression (int; a byte
+ *            from 1.15), 7 ints of timestamp, str dbname, str server, str pg_dump version
+ *   toc:     int count, then per entry: int dumpId, int hadDumper, str tableoid, str oid,
+ *            str tag, str desc, int section, str defn, str dropStmt, str copyStmt,
+ *            str namespace, str tablespace, str tableam (1.14+), int relkind (1.16+),
+ *            str owner, str withOids, str* deps (NULL-terminated), offset (1 + offSize bytes)
+ *   data:    byte blockType (1 data, 3 blobs), int dumpId, then chunks `int len, bytes`
+ *            ending with len 0; blobs repeat `int oid, chunks…` ending with oid 0
+ *   int:     a sign byte, then intSize bytes little-endian; str: int len (-1 = NULL), bytes
+ *
+ * With -Z0 a TABLE DATA block is the table's COPY text, one row per line (newlines in
+ * values are escaped), so counting LF bytes counts rows exactly, except for the
+ * end-of-copy chunk `\.\n\n\n` that pg_dump writes last in each block (a value can
+ * never be a bare `\.`: COPY escapes the backslash).
+ */
+export interface TableStats {
+  schema: string;
+  table: string;
+  rows: number;
+}
+
+export interface ArchiveStats {
+  archiveVersion: string;
+  /** SHA-256 over every TOC entry's type, schema, name and definition, in dump order. */
+  schemaFingerprint: string;
+  tables: TableStats[];
+  largeObjects: number;
+  /** Roles that own objects in the dump (for the restore's role check). */
+  owners: string[];
+}
+
+export class ArchiveFormatError extends Error {
+  override name = "ArchiveFormatError";
+}
+
+class NeedMore extends Error {}
+
+const END_OF_COPY = Buffer.from("\\.\n\n\n");
+const BLK_DATA = 1;
+const BLK_BLOBS = 3;
+
+interface TocEntry {
+  dumpId: number;
+  desc: string;
+  namespace: string;
+  tag: string;
+  owner: string;
+}
+
+class Cursor {
+  pos = 0;
+  readonly buf: Buffer;
+  readonly intSize: number;
+  constructor(buf: Buffer, intSize: number) {
+    this.buf = buf;
+    this.intSize = intSize;
+  }
+  byte(): number {
+    if (this.pos + 1 > this.buf.length) throw new NeedMore();
+    return this.buf[this.pos++] as number;
+  }
+  int(): number {
+    if (this.pos + 1 + this.intSize > this.buf.length) throw new NeedMore();
+    const sign = this.buf[this.pos] as number;
+    let value = 0;
+    for (let i = this.intSize - 1; i >= 0; i--) value = value * 256 + (this.buf[this.pos + 1 + i] as number);
+    this.pos += 1 + this.intSize;
+    return sign ? -value : value;
+  }
+  str(): string | null {
+    const len = this.int();
+    if (len < 0) return null;
+    if (this.pos + len > this.buf.length) throw new NeedMore();
+    const s = this.buf.toString("utf8", this.pos, this.pos + len);
+    this.pos += len;
+    return s;
+  }
+  skip(n: number): void {
+    if (this.pos + n > this.buf.length) throw new NeedMore();
+    this.pos += n;
+  }
+}
+
+type State =
+  | { kind: "head" }
+  | { kind: "block" }
+  | { kind: "chunkLen"; dumpId: number; blobs: boolean }
+  | { kind: "chunkBody"; dumpId: number; blobs: boolean; left: number }
+  | { kind: "shortChunk"; dumpId: number; bytes: Buffer; filled: number }
+  | { kind: "blobOid"; dumpId: number }
+  | { kind: "done" };
+
+/** A pass-through tap; `result()` is valid after the stream has finished. */
+export class ArchiveStatsTap extends Transform {
+  private state: State = { kind: "head" };
+  /** Bytes not yet parsed: all of the header and TOC, or a few bytes of a split int. */
+  private carry: Buffer = Buffer.alloc(0);
+  private intSize = 4;
+  private version = "";
+  private fingerprint = createHash("sha256");
+  private readonly toc = new Map<number, TocEntry>();
+  private readonly rows = new Map<number, number>();
+  private largeObjects = 0;
+  private stats: ArchiveStats | undefined;
+  /** Set when the stream is not an archive we understand; the backup falls back to count(*). */
+  failure: Error | undefined;
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.failure === undefined) {
+      try {
+        this.feed(chunk);
+      } catch (err) {
+        this.failure = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.failure === undefined && (this.state.kind !== "block" || this.carry.length > 0)) {
+      this.failure = new ArchiveFormatError(`archive ended inside ${this.state.kind}`);
+    }
+    if (this.failure === undefined) {
+      const tables: TableStats[] = [];
+      for (const entry of this.toc.values()) {
+        if (entry.desc === "TABLE DATA") {
+          tables.push({ schema: entry.namespace, table: entry.tag, rows: this.rows.get(entry.dumpId) ?? 0 });
+        }
+      }
+      const owners = [...new Set([...this.toc.values()].map((e) => e.owner).filter((o) => o !== ""))].sort();
+      this.stats = {
+        archiveVersion: this.version,
+        schemaFingerprint: this.fingerprint.digest("hex"),
+        tables,
+        largeObjects: this.largeObjects,
+        owners,
+      };
+    }
+    callback();
+  }
+
+  /** The stats, or undefined when the archive could not be read (see `failure`). */
+  result(): ArchiveStats | undefined {
+    return this.stats;
+  }
+
+  private feed(chunk: Buffer): void {
+    let buf = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
+    this.carry = Buffer.alloc(0);
+    if (this.state.kind === "head") {
+      const c = new Cursor(buf, this.intSize);
+      try {
+        this.readHeadAndToc(c);
+      } catch (err) {
+        if (err instanceof NeedMore) {
+          this.carry = Buffer.from(buf); // header + TOC are small; re-parse from the start
+          return;
+        }
+        throw err;
+      }
+      buf = buf.subarray(c.pos);
+      this.state = { kind: "block" };
+    }
+    this.readData(buf);
+  }
+
+  private readHeadAndToc(c: Cursor): void {
+    c.skip(5);
+    if (c.buf.toString("latin1", 0, 5) !== "PGDMP") throw new ArchiveFormatError("not a pg_dump custom archive");
+    const vmaj = c.byte();
+    const vmin = c.byte();
+    c.byte();
+    const intSize = c.byte();
+    const offSize = c.byte();
+    const format = c.byte();
+    if (vmaj !== 1 || vmin < 12 || vmin > 16)
+      throw new ArchiveFormatError(`unsupported archive version ${vmaj}.${vmin}`);
+    if (format !== 1) throw new ArchiveFormatError(`not a custom-format archive (format ${format})`);
+    if (intSize < 1 || intSize > 6) throw new ArchiveFormatError(`unsupported int size ${intSize}`);
+    const cur = new Cursor(c.buf, intSize);
+    cur.pos = c.pos;
+    if (vmin >= 15) cur.byte();
+    else cur.int();
+    for (let i = 0; i < 7; i++) cur.int();
+    cur.str();
+    cur.str();
+    cur.str();
+    const count = cur.int();
+    const toc = new Map<number, TocEntry>();
+    const fingerprint = createHash("sha256");
+    for (let i = 0; i < count; i++) {
+      const dumpId = cur.int();
+      cur.int();
+      cur.str();
+      cur.str();
+      const tag = cur.str() ?? "";
+      const desc = cur.str() ?? "";
+      cur.int();
+      const defn = cur.str() ?? "";
+      cur.str();
+      cur.str();
+      const namespace = cur.str() ?? "";
+      cur.str();
+      if (vmin >= 14) cur.str();
+      if (vmin >= 16) cur.int();
+      const owner = cur.str() ?? "";
+      cur.str();
+      while (cur.str() !== null);
+      cur.skip(1 + offSize);
+      toc.set(dumpId, { dumpId, desc, namespace, tag, owner });
+      fingerprint.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
+    }
+    // Only now is the whole header + TOC in hand: commit it.
+    this.intSize = intSize;
+    this.version = `${vmaj}.${vmin}`;
+    for (const [k, v] of toc) this.toc.set(k, v);
+    this.fingerprint = fingerprint;
+    c.pos = cur.pos;
+  }
+
+  /** The hot path: walks data blocks in place, copying only the few bytes of a split int. */
+  private readData(buf: Buffer): void {
+    const intBytes = 1 + this.intSize;
+    let pos = 0;
+    const readInt = (): number | undefined => {
+      if (pos + intBytes > buf.length) return undefined;
+      let value = 0;
+      for (let i = this.intSize - 1; i >= 0; i--) value = value * 256 + (buf[pos + 1 + i] as number);
+      const sign = buf[pos] as number;
+      pos += intBytes;
+      return sign ? -value : value;
+    };
+    for (;;) {
+      const st = this.state;
+      switch (st.kind) {
+        case "block": {
+          if (pos + 1 + intBytes > buf.length) return this.keep(buf, pos);
+          const type = buf[pos++] as number;
+          const dumpId = readInt() as number;
+          if (type === BLK_DATA) this.state = { kind: "chunkLen", dumpId, blobs: false };
+          else if (type === BLK_BLOBS) this.state = { kind: "blobOid", dumpId };
+          else throw new ArchiveFormatError(`unknown data block type ${type}`);
+          break;
+        }
+        case "blobOid": {
+          const oid = readInt();
+          if (oid === undefined) return this.keep(buf, pos);
+          if (oid === 0) this.state = { kind: "block" };
+          else {
+            this.largeObjects++;
+            this.state = { kind: "chunkLen", dumpId: st.dumpId, blobs: true };
+          }
+          break;
+        }
+        case "chunkLen": {
+          const len = readInt();
+          if (len === undefined) return this.keep(buf, pos);
+          if (len < 0) throw new ArchiveFormatError(`negative chunk length ${len}`);
+          if (len === 0) this.state = st.blobs ? { kind: "blobOid", dumpId: st.dumpId } : { kind: "block" };
+          else if (!st.blobs && len === END_OF_COPY.length) {
+            this.state = { kind: "shortChunk", dumpId: st.dumpId, bytes: Buffer.alloc(len), filled: 0 };
+          } else this.state = { kind: "chunkBody", dumpId: st.dumpId, blobs: st.blobs, left: len };
+          break;
+        }
+        case "chunkBody": {
+          const end = Math.min(buf.length, pos + st.left);
+          if (!st.blobs) {
+            let lines = 0;
+            for (let at = buf.indexOf(10, pos); at !== -1 && at < end; at = buf.indexOf(10, at + 1)) lines++;
+            if (lines > 0) this.rows.set(st.dumpId, (this.rows.get(st.dumpId) ?? 0) + lines);
+          }
+          st.left -= end - pos;
+          pos = end;
+          if (st.left > 0) return;
+          this.state = { kind: "chunkLen", dumpId: st.dumpId, blobs: st.blobs };
+          break;
+        }
+        case "shortChunk": {
+          // Gathered whole (it may span buffers) to tell the end-of-copy marker from a row.
+          const n = Math.min(buf.length - pos, st.bytes.length - st.filled);
+          buf.copy(st.bytes, st.filled, pos, pos + n);
+          st.filled += n;
+          pos += n;
+          if (st.filled < st.bytes.length) return;
+          if (!st.bytes.equals(END_OF_COPY)) {
+            let lines = 0;
+            for (const b of st.bytes) if (b === 10) lines++;
+            this.rows.set(st.dumpId, (this.rows.get(st.dumpId) ?? 0) + lines);
+          }
+          this.state = { kind: "chunkLen", dumpId: st.dumpId, blobs: false };
+          break;
+        }
+        default:
+          return;
+      }
+      if (pos >= buf.length) return;
+    }
+  }
+
+  private keep(buf: Buffer, pos: number): void {
+    this.carry = Buffer.from(buf.subarray(pos));
+  }
+}

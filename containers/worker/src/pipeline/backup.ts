@@ -1,0 +1,259 @@
+import { PassThrough, Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type pg from "pg";
+import { AbortedError, DumpFailedError } from "../../../../core/errors.ts";
+import { newBackupId, objectKey } from "../../../../core/keys.ts";
+import type { Logger } from "../../../../core/log.ts";
+import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "../../../../core/manifest.ts";
+import type { ObjectStore } from "../../../../core/store/object-store.ts";
+import { ArchiveStatsTap, type TableStats } from "../pg/archive-stats.ts";
+import { findPgBin } from "../pg/binaries.ts";
+import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
+import { describeExit, spawnTool } from "../pg/tool-process.ts";
+import { ageEncrypt, assertX25519Recipient } from "../stages/age-stream.ts";
+import { sha256Tap } from "../stages/sha256-tap.ts";
+import { zstdCompressFrames } from "../stages/zstd-frames.ts";
+import { WORKER_VERSION } from "../version.ts";
+import { AGE_CHAIN, objectEntry, putSealed } from "./sealed-object.ts";
+
+export interface BackupOptions {
+  conn: PgConn;
+  store: ObjectStore;
+  recipients: string[];
+  /** @default the database name */
+  databaseId?: string;
+  signal?: AbortSignal;
+  log: Logger;
+  /** Called with the count of pg_dump bytes read so far. */
+  onProgress?: (dumpBytes: number, estimatedBytes: number) => void;
+  now?: () => Date;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The encrypted stats object: everything about the schema that must not be plaintext. */
+export interface BackupStats {
+  format: "strongroom.stats/1";
+  source: "archive" | "count";
+  schemaFingerprint: string;
+  tables: TableStats[];
+  largeObjects: number;
+  owners: string[];
+}
+
+export interface ServerInfo {
+  version: string;
+  versionNum: number;
+  major: number;
+  systemIdentifier: string | null;
+  database: string;
+  databaseBytes: number;
+}
+
+export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
+  const { rows } = await client.query<{ v: string; n: string; db: string; size: string }>(
+    `select current_setting('server_version') as v, current_setting('server_version_num') as n,
+            current_database() as db, pg_database_size(current_database())::text as size`,
+  );
+  const row = rows[0] as { v: string; n: string; db: string; size: string };
+  let systemIdentifier: string | null = null;
+  try {
+    // Superusers and pg_monitor-like roles only; a least-privilege role goes without.
+    const id = await client.query<{ id: string }>("select system_identifier::text as id from pg_control_system()");
+    systemIdentifier = id.rows[0]?.id ?? null;
+  } catch {
+    systemIdentifier = null;
+  }
+  const versionNum = Number(row.n);
+  return {
+    version: row.v.split(" ")[0] as string,
+    versionNum,
+    major: Math.floor(versionNum / 10000),
+    systemIdentifier,
+    database: row.db,
+    databaseBytes: Number(row.size),
+  };
+}
+
+/**
+ * pg_dump's stdout, which errors instead of ending when pg_dump fails: a dump cut
+ * short by a crash or a kill must never complete an upload.
+ */
+function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): Readable {
+  const stdout = proc.child.stdout as Readable;
+  return Readable.from(
+    (async function* () {
+      yield* stdout;
+      const exit = await proc.exited;
+      if (signal?.aborted) throw new AbortedError("backup aborted");
+      if (exit.code !== 0) {
+        throw new DumpFailedError(`pg_dump ${describeExit(exit)}: ${proc.stderr() || "no error output"}`);
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
+async function dumpGlobals(binDir: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Buffer> {
+  const proc = spawnTool(`${binDir}/pg_dumpall`, ["--globals-only", "--no-role-passwords", "--no-password"], env, {
+    ...(signal ? { signal } : {}),
+  });
+  const chunks: Buffer[] = [];
+  for await (const chunk of proc.child.stdout as Readable) chunks.push(chunk as Buffer);
+  const exit = await proc.exited;
+  if (exit.code !== 0) {
+    throw new DumpFailedError(`pg_dumpall --globals-only ${describeExit(exit)}: ${proc.stderr()}`, {
+      hint: "the backup role needs to read pg_roles and pg_auth_members (any role can by default)",
+    });
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Row counts by count(*) on the snapshot: the fallback when the archive cannot be read. */
+async function countRows(client: pg.Client): Promise<TableStats[]> {
+  const { rows } = await client.query<{ schema: string; table: string }>(
+    `select n.nspname as schema, c.relname as table from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
+      order by 1, 2`,
+  );
+  const out: TableStats[] = [];
+  for (const t of rows) {
+    const ident = `${client.escapeIdentifier(t.schema)}.${client.escapeIdentifier(t.table)}`;
+    const r = await client.query<{ n: string }>(`select count(*)::text as n from ${ident}`);
+    out.push({ schema: t.schema, table: t.table, rows: Number(r.rows[0]?.n ?? 0) });
+  }
+  return out;
+}
+
+/**
+ * Backs one database up: pg_dump on an exported snapshot → zstd frames → age →
+ * store, then the encrypted globals and stats, then the manifest (put-if-absent),
+ * which is what makes it a backup. Nothing of the dump touches local disk.
+ */
+export async function backup(options: BackupOptions): Promise<Manifest> {
+  const { conn, store, log, signal } = options;
+  const env = options.env ?? process.env;
+  const now = options.now ?? (() => new Date());
+  for (const r of options.recipients) assertX25519Recipient(r);
+  // Fail on a bad recipient before touching the database.
+  const encryptor = await ageEncrypt(options.recipients);
+
+  const startedAt = now();
+  const client = await connect(conn, "strongroom-backup");
+  try {
+    const server = await serverInfo(client);
+    const databaseId = options.databaseId ?? server.database;
+    const backupId = newBackupId(startedAt);
+    const bin = await findPgBin(["pg_dump", "pg_dumpall"], server.major, `a PostgreSQL ${server.version} server`, env);
+    log.info("backup started", {
+      backupId,
+      databaseId,
+      target: describeConn(conn),
+      server: server.version,
+      pgDump: bin.version,
+      databaseBytes: server.databaseBytes,
+    });
+
+    // The snapshot lives as long as this transaction; pg_dump and our fallback counts share it.
+    await client.query("begin isolation level repeatable read read only");
+    const snapshot = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0]?.s as string;
+    const toolEnv = libpqEnv(conn, "strongroom-backup");
+
+    const globals = await dumpGlobals(bin.dir, toolEnv, signal);
+
+    const dump = spawnTool(`${bin.dir}/pg_dump`, ["-Fc", "-Z0", `--snapshot=${snapshot}`, "--no-password"], toolEnv, {
+      ...(signal ? { signal } : {}),
+    });
+    const plainTap = sha256Tap();
+    const storedTap = sha256Tap();
+    const archive = new ArchiveStatsTap();
+    let dumpBytes = 0;
+    plainTap.on("data", (c: Buffer) => {
+      dumpBytes += c.length;
+      options.onProgress?.(dumpBytes, server.databaseBytes);
+    });
+    const dumpKey = objectKey(databaseId, backupId, "dump");
+    const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+    const upload = store.put(dumpKey, body, {
+      expectedBytes: server.databaseBytes,
+      ...(signal ? { signal } : {}),
+    });
+    try {
+      await pipeline(dumpSource(dump, signal), plainTap, archive, zstdCompressFrames(), encryptor, storedTap, body, {
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      body.destroy(err as Error);
+      await upload.catch(() => undefined);
+      dump.child.kill("SIGKILL");
+      if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed", { cause: err });
+      throw err;
+    }
+    await upload;
+    const dumpEntry = objectEntry(
+      "dump",
+      dumpKey,
+      ["pg_dump -Fc -Z0", "zstd-frames/1 level 3", AGE_CHAIN],
+      plainTap.result(),
+      storedTap.result(),
+    );
+
+    const fromArchive = archive.result();
+    if (!fromArchive)
+      log.warn("could not read row counts from the archive; counting on the snapshot", {
+        reason: archive.failure?.message,
+      });
+    const stats: BackupStats = {
+      format: "strongroom.stats/1",
+      source: fromArchive ? "archive" : "count",
+      schemaFingerprint: fromArchive?.schemaFingerprint ?? "",
+      tables: fromArchive?.tables ?? (await countRows(client)),
+      largeObjects: fromArchive?.largeObjects ?? 0,
+      owners: fromArchive?.owners ?? [],
+    };
+    await client.query("commit");
+
+    const globalsEntry = await putSealed(
+      store,
+      objectKey(databaseId, backupId, "globals"),
+      "globals",
+      globals,
+      options.recipients,
+      signal,
+    );
+    const statsEntry = await putSealed(
+      store,
+      objectKey(databaseId, backupId, "stats"),
+      "stats",
+      Buffer.from(JSON.stringify(stats)),
+      options.recipients,
+      signal,
+    );
+    if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
+
+    const manifest: Manifest = {
+      format: MANIFEST_FORMAT,
+      databaseId,
+      backupId,
+      database: server.database,
+      startedAt: startedAt.toISOString(),
+      finishedAt: now().toISOString(),
+      server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
+      pgDump: { version: bin.version },
+      recipients: [...options.recipients],
+      objects: [dumpEntry, globalsEntry, statsEntry],
+      worker: { version: WORKER_VERSION },
+    };
+    // The commit point: until this put succeeds, the objects above are garbage, not a backup.
+    await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
+    log.info("backup committed", {
+      backupId,
+      databaseId,
+      dumpBytes: dumpEntry.plainBytes,
+      storedBytes: dumpEntry.storedBytes,
+      tables: stats.tables.length,
+    });
+    return manifest;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,267 @@
+import { createWriteStream } from "node:fs";
+import { mkdtemp, rm, statfs } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import type { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type pg from "pg";
+import { resolveBackup } from "../../../../core/backup-index.ts";
+import {
+  AbortedError,
+  MissingRolesError,
+  RestoreFailedError,
+  RowCountMismatchError,
+  StagingError,
+  TargetNotEmptyError,
+} from "../../../../core/errors.ts";
+import type { Logger } from "../../../../core/log.ts";
+import { type Manifest, manifestObject } from "../../../../core/manifest.ts";
+import type { ObjectStore } from "../../../../core/store/object-store.ts";
+import { findPgBin } from "../pg/binaries.ts";
+import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
+import { describeExit, spawnTool } from "../pg/tool-process.ts";
+import { ageDecrypt } from "../stages/age-stream.ts";
+import { sha256Tap } from "../stages/sha256-tap.ts";
+import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
+import { type BackupStats, serverInfo } from "./backup.ts";
+import { applyGlobals } from "./globals.ts";
+import { assertMatches, getSealed } from "./sealed-object.ts";
+
+export interface RestoreOptions {
+  store: ObjectStore;
+  /** A backup id or "latest". */
+  backup: string;
+  databaseId?: string;
+  target: PgConn;
+  identities: string[];
+  /** > 1 stages the decrypted archive on local disk and runs pg_restore -j. @default 1 */
+  jobs?: number;
+  clean?: boolean;
+  noOwner?: boolean;
+  /** Where --jobs stages the archive. @default os.tmpdir() */
+  stagingDir?: string;
+  signal?: AbortSignal;
+  log: Logger;
+  onProgress?: (restoredBytes: number, totalBytes: number) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RestoreResult {
+  databaseId: string;
+  backupId: string;
+  target: string;
+  tables: number;
+  rows: number;
+  dumpBytes: number;
+  seconds: number;
+  createdRoles: string[];
+}
+
+/** Relations, schemas, functions, extensions or large objects made by users. */
+async function userObjectCount(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ n: string }>(`
+    select (
+      (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_(toast|temp)')
+      + (select count(*) from pg_namespace where nspname not in ('public', 'pg_catalog', 'information_schema')
+        and nspname !~ '^pg_(toast|temp)')
+      + (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname not in ('pg_catalog', 'information_schema'))
+      + (select count(*) from pg_extension where extname <> 'plpgsql')
+      + (select count(*) from pg_largeobject_metadata))::text as n`);
+  return Number(rows[0]?.n ?? 0);
+}
+
+async function checkRowCounts(client: pg.Client, stats: BackupStats): Promise<number> {
+  const mismatches: string[] = [];
+  let total = 0;
+  for (const t of stats.tables) {
+    const ident = `${client.escapeIdentifier(t.schema)}.${client.escapeIdentifier(t.table)}`;
+    const got = Number((await client.query<{ n: string }>(`select count(*)::text as n from ${ident}`)).rows[0]?.n);
+    total += got;
+    if (got !== t.rows) mismatches.push(`${t.schema}.${t.table}: ${got} rows, expected ${t.rows}`);
+  }
+  if (mismatches.length > 0) {
+    throw new RowCountMismatchError(
+      `restored row counts differ from the backup in ${mismatches.length} table(s): ${mismatches.slice(0, 5).join("; ")}`,
+      { hint: "the restore is incomplete; do not use this target" },
+    );
+  }
+  return total;
+}
+
+function restoreArgs(options: RestoreOptions, database: string, single: boolean): string[] {
+  const args = [`--dbname=${database}`, "--no-password", "--exit-on-error"];
+  if (single) args.push("--single-transaction");
+  if (options.clean) args.push("--clean", "--if-exists");
+  if (options.noOwner) args.push("--no-owner", "--no-privileges");
+  return args;
+}
+
+/**
+ * Restores a backup into `target`: verify and decrypt the stats and globals, recreate
+ * roles, stream the dump (ranged reads → age → zstd → pg_restore), then compare row
+ * counts with those captured at dump time.
+ */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const { store, log, target } = options;
+  const env = options.env ?? process.env;
+  const started = performance.now();
+  const manifest = await resolveBackup(store, options.backup, options.databaseId);
+  log.info("restoring backup", {
+    backupId: manifest.backupId,
+    databaseId: manifest.databaseId,
+    target: describeConn(target),
+  });
+
+  // Small objects first: a wrong identity or a tampered object fails before the target is touched.
+  const stats = JSON.parse(
+    (await getSealed(store, manifestObject(manifest, "stats"), options.identities)).toString("utf8"),
+  ) as BackupStats;
+  const globals = (await getSealed(store, manifestObject(manifest, "globals"), options.identities)).toString("utf8");
+
+  const client = await connect(target, "strongroom-restore");
+  try {
+    const server = await serverInfo(client);
+    const pgDumpMajor = Number(manifest.pgDump.version.split(".")[0]);
+    const bin = await findPgBin(
+      ["pg_restore"],
+      Math.max(pgDumpMajor, server.major),
+      `a PostgreSQL ${server.version} target and a pg_dump ${manifest.pgDump.version} archive`,
+      env,
+    );
+    if (!options.clean) {
+      const n = await userObjectCount(client);
+      if (n > 0) {
+        throw new TargetNotEmptyError(`target database ${target.database} already holds ${n} user objects`, {
+          hint: "restore into a new, empty database, or pass --clean to drop the backup's objects first",
+        });
+      }
+    }
+    const roles = await applyGlobals(client, globals, log);
+    const have = new Set((await client.query<{ r: string }>("select rolname as r from pg_roles")).rows.map((r) => r.r));
+    const missing = stats.owners.filter((o) => !have.has(o));
+    if (missing.length > 0 && !options.noOwner) {
+      throw new MissingRolesError(
+        `roles that own objects in the backup are missing in the target cluster and ${target.user} cannot create them: ${missing.join(", ")}`,
+        {
+          hint: `create them first, or pass --no-owner to make ${target.user} own everything (grants are skipped too)`,
+        },
+      );
+    }
+
+    const dumpBytes = await (options.jobs && options.jobs > 1
+      ? restoreStaged(options, manifest, bin.dir, options.jobs)
+      : restoreStreaming(options, manifest, bin.dir));
+    const rows = await checkRowCounts(client, stats);
+    const result: RestoreResult = {
+      databaseId: manifest.databaseId,
+      backupId: manifest.backupId,
+      target: describeConn(target),
+      tables: stats.tables.length,
+      rows,
+      dumpBytes,
+      seconds: (performance.now() - started) / 1000,
+      createdRoles: roles.created,
+    };
+    log.info("restore verified", { ...result });
+    return result;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The decrypting, decompressing, verifying stream from the store into `sink`. */
+async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writable): Promise<number> {
+  const entry = manifestObject(manifest, "dump");
+  const storedTap = sha256Tap();
+  const plainTap = sha256Tap();
+  let done = 0;
+  plainTap.on("data", (c: Buffer) => {
+    done += c.length;
+    options.onProgress?.(done, entry.plainBytes);
+  });
+  await pipeline(
+    await options.store.get(entry.key, options.signal ? { signal: options.signal } : {}),
+    storedTap,
+    ageDecrypt(options.identities),
+    zstdDecompressFrames(),
+    plainTap,
+    sink,
+    options.signal ? { signal: options.signal } : {},
+  );
+  assertMatches(entry, storedTap.result(), plainTap.result());
+  return entry.plainBytes;
+}
+
+async function restoreStreaming(options: RestoreOptions, manifest: Manifest, binDir: string): Promise<number> {
+  const proc = spawnTool(
+    `${binDir}/pg_restore`,
+    restoreArgs(options, options.target.database, true),
+    libpqEnv(options.target, "strongroom-restore"),
+    { stdin: "pipe", stdout: "ignore", ...(options.signal ? { signal: options.signal } : {}) },
+  );
+  let fetched: number;
+  try {
+    fetched = await fetchDump(options, manifest, proc.child.stdin as Writable);
+  } catch (err) {
+    proc.child.kill("SIGTERM");
+    const exit = await proc.exited;
+    if (options.signal?.aborted) throw new AbortedError("restore aborted", { cause: err });
+    // pg_restore dying first shows up here as EPIPE; its own message is the useful one.
+    if (exit.code !== 0 && (err as { code?: string }).code === "EPIPE") {
+      throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${proc.stderr()}`, { cause: err });
+    }
+    throw err;
+  }
+  const exit = await proc.exited;
+  if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${proc.stderr()}`);
+  return fetched;
+}
+
+/**
+ * pg_restore -j cannot read stdin, so the decrypted archive is staged in a private
+ * (0700) temp dir, removed afterwards whatever happens.
+ */
+async function restoreStaged(
+  options: RestoreOptions,
+  manifest: Manifest,
+  binDir: string,
+  jobs: number,
+): Promise<number> {
+  const base = options.stagingDir ?? tmpdir();
+  const need = manifestObject(manifest, "dump").plainBytes;
+  const fsStats = await statfs(base);
+  if (fsStats.bavail * fsStats.bsize < need) {
+    throw new StagingError(`not enough space in ${base} to stage the ${need} byte archive for --jobs`, {
+      hint: "free space there, set --staging-dir (STRONGROOM_STAGING_DIR) elsewhere, or restore serially without --jobs",
+    });
+  }
+  const dir = await mkdtemp(path.join(base, "strongroom-restore-"));
+  try {
+    const file = path.join(dir, "dump.pgc");
+    try {
+      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }));
+    } catch (err) {
+      if ((err as { code?: string }).code === "ENOSPC") {
+        throw new StagingError(`staging dir ${base} filled up while staging the archive`, {
+          cause: err,
+          hint: "free space there, or set --staging-dir elsewhere",
+        });
+      }
+      throw err;
+    }
+    const proc = spawnTool(
+      `${binDir}/pg_restore`,
+      [...restoreArgs(options, options.target.database, false), `--jobs=${jobs}`, file],
+      libpqEnv(options.target, "strongroom-restore"),
+      { stdout: "ignore", ...(options.signal ? { signal: options.signal } : {}) },
+    );
+    const exit = await proc.exited;
+    if (options.signal?.aborted) throw new AbortedError("restore aborted");
+    if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${proc.stderr()}`);
+    return need;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,84 @@
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { IntegrityError } from "../../../../core/errors.ts";
+import type { ManifestObject } from "../../../../core/manifest.ts";
+import type { ObjectStore } from "../../../../core/store/object-store.ts";
+import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
+import { sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
+
+export const AGE_CHAIN = "age-v1-x25519";
+
+/** Encrypts a small in-memory object (stats, globals) to `recipients` and stores it. */
+export async function putSealed(
+  store: ObjectStore,
+  key: string,
+  role: ManifestObject["role"],
+  plain: Buffer,
+  recipients: readonly string[],
+  signal?: AbortSignal,
+): Promise<ManifestObject> {
+  const plainTap = sha256Tap();
+  const storedTap = sha256Tap();
+  const body = Readable.from([plain])
+    .pipe(plainTap)
+    .pipe(await ageEncrypt(recipients))
+    .pipe(storedTap);
+  await store.put(key, body, signal ? { signal, contentType: "application/octet-stream" } : {});
+  return objectEntry(role, key, [AGE_CHAIN], plainTap.result(), storedTap.result());
+}
+
+export function objectEntry(
+  role: ManifestObject["role"],
+  key: string,
+  chain: string[],
+  plain: TapResult,
+  stored: TapResult,
+): ManifestObject {
+  return {
+    role,
+    key,
+    chain,
+    plainBytes: plain.bytes,
+    storedBytes: stored.bytes,
+    plainSha256: plain.sha256,
+    storedSha256: stored.sha256,
+  };
+}
+
+/** Fetches, verifies against the manifest and decrypts a small object. */
+export async function getSealed(
+  store: ObjectStore,
+  entry: ManifestObject,
+  identities: readonly string[],
+): Promise<Buffer> {
+  const storedTap = sha256Tap();
+  const plainTap = sha256Tap();
+  const chunks: Buffer[] = [];
+  await pipeline(
+    await store.get(entry.key),
+    storedTap,
+    ageDecrypt(identities),
+    plainTap,
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback();
+      },
+    }),
+  );
+  assertMatches(entry, storedTap.result(), plainTap.result());
+  return Buffer.concat(chunks);
+}
+
+/** Stored and plain sizes and digests must be exactly those the manifest recorded. */
+export function assertMatches(entry: ManifestObject, stored: TapResult, plain?: TapResult): void {
+  if (stored.bytes !== entry.storedBytes || stored.sha256 !== entry.storedSha256) {
+    throw new IntegrityError(
+      `${entry.key} does not match its manifest (stored ${stored.bytes} bytes, sha256 ${stored.sha256.slice(0, 12)}…; manifest says ${entry.storedBytes} bytes, ${entry.storedSha256.slice(0, 12)}…)`,
+      { hint: "the object was replaced or damaged; restore another backup (`strongroom list`)" },
+    );
+  }
+  if (plain && (plain.bytes !== entry.plainBytes || plain.sha256 !== entry.plainSha256)) {
+    throw new IntegrityError(`${entry.key} decrypts to bytes that do not match its manifest`);
+  }
+}

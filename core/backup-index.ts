@@ -1,0 +1,82 @@
+import { BackupNotFoundError, NotFoundError, UsageError } from "./errors.ts";
+import { isBackupId, objectKey, parseManifestKey } from "./keys.ts";
+import { type Manifest, parseManifest } from "./manifest.ts";
+import { getBytes, listAll, type ObjectStore } from "./store/object-store.ts";
+
+/**
+ * Finding committed backups: a backup exists if and only if its manifest exists,
+ * so only manifest keys are considered; payload objects without one are garbage.
+ */
+export interface BackupRef {
+  databaseId: string;
+  backupId: string;
+}
+
+/** Every committed backup in the store (of one database, if given), oldest first. */
+export async function listBackupRefs(store: ObjectStore, databaseId?: string): Promise<BackupRef[]> {
+  const refs: BackupRef[] = [];
+  for await (const o of listAll(store, databaseId ? `${databaseId}/backups/` : "")) {
+    const ref = parseManifestKey(o.key);
+    if (ref && (!databaseId || ref.databaseId === databaseId)) refs.push(ref);
+  }
+  return refs.sort((a, b) => a.databaseId.localeCompare(b.databaseId) || a.backupId.localeCompare(b.backupId));
+}
+
+export async function readManifest(store: ObjectStore, ref: BackupRef): Promise<Manifest> {
+  const key = objectKey(ref.databaseId, ref.backupId, "manifest");
+  try {
+    return parseManifest((await getBytes(store, key)).toString("utf8"), key);
+  } catch (err) {
+    if (err instanceof NotFoundError) throw notFound(ref.backupId, ref.databaseId, err);
+    throw err;
+  }
+}
+
+export async function listManifests(store: ObjectStore, databaseId?: string): Promise<Manifest[]> {
+  const refs = await listBackupRefs(store, databaseId);
+  return Promise.all(refs.map((ref) => readManifest(store, ref)));
+}
+
+/**
+ * Resolves `--backup ID|latest` (and an optional `--database-id`) to one committed
+ * backup. Without a database id, a store holding exactly one database is unambiguous.
+ */
+export async function resolveBackup(store: ObjectStore, backup: string, databaseId?: string): Promise<Manifest> {
+  if (backup !== "latest" && !isBackupId(backup)) {
+    throw new UsageError(`invalid backup id ${JSON.stringify(backup)}`, {
+      hint: "use an id from `strongroom list` (like 20260421T020000Z-abc234) or latest",
+    });
+  }
+  let dbId = databaseId;
+  let refs: BackupRef[] | undefined;
+  if (dbId === undefined) {
+    refs = await listBackupRefs(store);
+    const ids = [...new Set(refs.map((r) => r.databaseId))];
+    if (backup !== "latest") {
+      const hit = refs.filter((r) => r.backupId === backup);
+      if (hit.length === 1) return readManifest(store, hit[0] as BackupRef);
+    }
+    if (ids.length > 1) {
+      throw new UsageError(`the store holds backups of several databases (${ids.join(", ")})`, {
+        hint: "pick one with --database-id",
+      });
+    }
+    dbId = ids[0];
+    if (dbId === undefined) throw notFound(backup, undefined);
+  }
+  if (backup === "latest") {
+    const mine = (refs ?? (await listBackupRefs(store, dbId))).filter((r) => r.databaseId === dbId);
+    const last = mine.at(-1);
+    if (!last) throw notFound(backup, dbId);
+    return readManifest(store, last);
+  }
+  return readManifest(store, { databaseId: dbId, backupId: backup });
+}
+
+function notFound(backup: string, databaseId: string | undefined, cause?: unknown): BackupNotFoundError {
+  const what = backup === "latest" ? "no backups" : `no backup ${backup}`;
+  return new BackupNotFoundError(`${what}${databaseId ? ` for database ${databaseId}` : ""} in this store`, {
+    cause,
+    hint: "`strongroom list --store …` shows the backups there",
+  });
+}

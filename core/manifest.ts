@@ -1,0 +1,85 @@
+import { ManifestError } from "./errors.ts";
+import type { ObjectRole } from "./keys.ts";
+
+export const MANIFEST_FORMAT = "strongroom.manifest/1";
+
+/** One stored object of a backup. Sizes and digests of both the plain and the stored bytes. */
+export interface ManifestObject {
+  role: Exclude<ObjectRole, "manifest">;
+  key: string;
+  /** Transformations from plain to stored bytes, in order. */
+  chain: string[];
+  plainBytes: number;
+  storedBytes: number;
+  plainSha256: string;
+  storedSha256: string;
+}
+
+/**
+ * The commit marker of a backup, written last with put-if-absent. Plaintext, so it
+ * holds no secrets and nothing about the schema or the data (table names and row
+ * counts live in the encrypted stats object).
+ */
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  databaseId: string;
+  backupId: string;
+  database: string;
+  startedAt: string;
+  finishedAt: string;
+  server: { version: string; versionNum: number; systemIdentifier: string | null };
+  pgDump: { version: string };
+  recipients: string[];
+  objects: ManifestObject[];
+  worker: { version: string };
+}
+
+export function serializeManifest(manifest: Manifest): string {
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Parses and checks a manifest; anything else is ManifestError naming the problem. */
+export function parseManifest(text: string, key = "manifest"): Manifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ManifestError(`${key} is not valid JSON`, { cause: err });
+  }
+  const fail = (what: string) => new ManifestError(`${key} is not a valid strongroom manifest: ${what}`);
+  if (typeof raw !== "object" || raw === null) throw fail("not an object");
+  const m = raw as Record<string, unknown>;
+  if (m.format !== MANIFEST_FORMAT) {
+    throw new ManifestError(`${key} has format ${JSON.stringify(m.format)}, expected ${MANIFEST_FORMAT}`, {
+      hint: "a newer strongroom may have written it; upgrade the CLI",
+    });
+  }
+  for (const field of ["databaseId", "backupId", "database", "startedAt", "finishedAt"]) {
+    if (typeof m[field] !== "string") throw fail(`${field} missing`);
+  }
+  const server = m.server as Manifest["server"] | undefined;
+  if (typeof server?.version !== "string" || typeof server.versionNum !== "number") throw fail("server missing");
+  if (!Array.isArray(m.recipients) || m.recipients.some((r) => typeof r !== "string")) throw fail("recipients");
+  if (!Array.isArray(m.objects)) throw fail("objects missing");
+  for (const o of m.objects as ManifestObject[]) {
+    if (
+      typeof o?.key !== "string" ||
+      !["dump", "globals", "stats"].includes(o.role) ||
+      !Number.isSafeInteger(o.plainBytes) ||
+      !Number.isSafeInteger(o.storedBytes) ||
+      !SHA256.test(o.plainSha256) ||
+      !SHA256.test(o.storedSha256)
+    ) {
+      throw fail(`object entry ${JSON.stringify(o?.key ?? o)}`);
+    }
+  }
+  return m as unknown as Manifest;
+}
+
+export function manifestObject(manifest: Manifest, role: ManifestObject["role"]): ManifestObject {
+  const found = manifest.objects.find((o) => o.role === role);
+  if (!found) throw new ManifestError(`backup ${manifest.backupId} has no ${role} object`);
+  return found;
+}
