@@ -243,7 +243,10 @@ export class ArchiveStatsTap extends Transform {
       const st = this.state;
       switch (st.kind) {
         case "block": {
-          if (pos + 1 + intBytes > buf.length) return this.keep(buf, pos);
+          if (pos + 1 + intBytes > buf.length) {
+            this.keep(buf, pos);
+            return;
+          }
           const type = buf[pos++] as number;
           const dumpId = readInt() as number;
           if (type === BLK_DATA) this.state = { kind: "chunkLen", dumpId, blobs: false };
@@ -253,7 +256,10 @@ export class ArchiveStatsTap extends Transform {
         }
         case "blobOid": {
           const oid = readInt();
-          if (oid === undefined) return this.keep(buf, pos);
+          if (oid === undefined) {
+            this.keep(buf, pos);
+            return;
+          }
           if (oid === 0) this.state = { kind: "block" };
           else {
             this.largeObjects++;
@@ -263,7 +269,10 @@ export class ArchiveStatsTap extends Transform {
         }
         case "chunkLen": {
           const len = readInt();
-          if (len === undefined) return this.keep(buf, pos);
+          if (len === undefined) {
+            this.keep(buf, pos);
+            return;
+          }
           if (len < 0) throw new ArchiveFormatError(`negative chunk length ${len}`);
           if (len === 0) this.state = st.blobs ? { kind: "blobOid", dumpId: st.dumpId } : { kind: "block" };
           else if (!st.blobs && len === END_OF_COPY.length) {
