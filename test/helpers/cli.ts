@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 
 export const CLI = path.resolve(import.meta.dirname, "../../containers/worker/bin/strongroom.mjs");
@@ -17,13 +17,22 @@ export interface CliResult {
 export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  options: { onStderr?: (text: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {},
+  options: { timeoutMs?: number } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, STRONGROOM_LOG_FORMAT: "text", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+  return startCli(args, env, options).result;
+}
+
+/** Like runCli, with the child at hand (to signal it mid-run). */
+export function startCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  options: { timeoutMs?: number } = {},
+): { child: ChildProcess; result: Promise<CliResult> } {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, STRONGROOM_LOG_FORMAT: "text", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const result = new Promise<CliResult>((resolve, reject) => {
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (s: string) => {
@@ -31,7 +40,6 @@ export function runCli(
     });
     child.stderr.setEncoding("utf8").on("data", (s: string) => {
       stderr += s;
-      options.onStderr?.(stderr, child);
     });
     const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
     child.once("error", reject);
@@ -40,4 +48,5 @@ export function runCli(
       resolve({ code, signal, stdout, stderr });
     });
   });
+  return { child, result };
 }

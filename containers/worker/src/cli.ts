@@ -39,6 +39,8 @@ function positiveInt(flag: string) {
 }
 
 function absoluteStoreUrl(url: string): string {
+  if (url.trim() === "")
+    throw new UsageError("--store is empty", { hint: "use file:///abs/path or s3://bucket/prefix" });
   // Accept a plain path as a convenience; the store contract itself wants file:///abs.
   if (/^[a-z0-9]+:\/\//i.test(url)) return url;
   return `file://${path.resolve(url)}`;

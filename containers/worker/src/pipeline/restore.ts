@@ -25,7 +25,7 @@ import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { type BackupStats, serverInfo } from "./backup.ts";
 import { applyGlobals } from "./globals.ts";
-import { assertMatches, getSealed } from "./sealed-object.ts";
+import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
 
 export interface RestoreOptions {
   store: ObjectStore;
@@ -150,6 +150,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       );
     }
 
+    await assertStoredSize(store, manifestObject(manifest, "dump"));
     const dumpBytes = await (options.jobs && options.jobs > 1
       ? restoreStaged(options, manifest, bin.dir, options.jobs)
       : restoreStreaming(options, manifest, bin.dir));
@@ -181,14 +182,16 @@ async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writ
     done += c.length;
     options.onProgress?.(done, entry.plainBytes);
   });
-  await pipeline(
-    await options.store.get(entry.key, options.signal ? { signal: options.signal } : {}),
-    storedTap,
-    ageDecrypt(options.identities),
-    zstdDecompressFrames(),
-    plainTap,
-    sink,
-    options.signal ? { signal: options.signal } : {},
+  await naming(entry, async () =>
+    pipeline(
+      await options.store.get(entry.key, options.signal ? { signal: options.signal } : {}),
+      storedTap,
+      ageDecrypt(options.identities),
+      zstdDecompressFrames(),
+      plainTap,
+      sink,
+      options.signal ? { signal: options.signal } : {},
+    ),
   );
   assertMatches(entry, storedTap.result(), plainTap.result());
   return entry.plainBytes;

@@ -1,6 +1,6 @@
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { IntegrityError } from "../../../../core/errors.ts";
+import { IntegrityError, NotFoundError, StrongroomError } from "../../../../core/errors.ts";
 import type { ManifestObject } from "../../../../core/manifest.ts";
 import type { ObjectStore } from "../../../../core/store/object-store.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
@@ -45,26 +45,62 @@ export function objectEntry(
   };
 }
 
+/**
+ * Checks the stored object's size against the manifest before reading it, so a
+ * truncated or replaced object is named as such rather than as a decryption failure.
+ */
+export async function assertStoredSize(store: ObjectStore, entry: ManifestObject): Promise<void> {
+  const info = await store.stat(entry.key).catch((err: unknown) => {
+    if (err instanceof NotFoundError) {
+      throw new IntegrityError(`${entry.key} is missing, though the manifest lists it`, {
+        cause: err,
+        hint: "the backup is damaged; restore another one (`strongroom list`)",
+      });
+    }
+    throw err;
+  });
+  if (info.bytes !== entry.storedBytes) {
+    throw new IntegrityError(
+      `${entry.key} is ${info.bytes} bytes but its manifest says ${entry.storedBytes}: it was truncated or replaced`,
+      { hint: "the backup is damaged; restore another one (`strongroom list`)" },
+    );
+  }
+}
+
+/** Runs `work` on an object, prefixing any typed failure with the object's key. */
+export async function naming<T>(entry: ManifestObject, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof StrongroomError && !err.message.startsWith(entry.key))
+      err.message = `${entry.key}: ${err.message}`;
+    throw err;
+  }
+}
+
 /** Fetches, verifies against the manifest and decrypts a small object. */
 export async function getSealed(
   store: ObjectStore,
   entry: ManifestObject,
   identities: readonly string[],
 ): Promise<Buffer> {
+  await assertStoredSize(store, entry);
   const storedTap = sha256Tap();
   const plainTap = sha256Tap();
   const chunks: Buffer[] = [];
-  await pipeline(
-    await store.get(entry.key),
-    storedTap,
-    ageDecrypt(identities),
-    plainTap,
-    new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        callback();
-      },
-    }),
+  await naming(entry, async () =>
+    pipeline(
+      await store.get(entry.key),
+      storedTap,
+      ageDecrypt(identities),
+      plainTap,
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk);
+          callback();
+        },
+      }),
+    ),
   );
   assertMatches(entry, storedTap.result(), plainTap.result());
   return Buffer.concat(chunks);
