@@ -14,5 +14,4 @@ process.removeAllListeners("warning");
 process.on("warning", (w) => {
   if (w.name !== "ExperimentalWarning") process.stderr.write(`${w.name}: ${w.message}\n`);
 });
-const { main } = await import("../src/main.ts");
-process.exitCode = await main(process.argv);
+await import("../src/run.ts");

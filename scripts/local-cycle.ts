@@ -1,0 +1,146 @@
+/**
+ * npm run cycle — the whole job on one machine, no AWS:
+ *   a Postgres with a sample database (a throwaway local cluster, or DATABASE_URL's),
+ *   a key pair (kept in .strongroom/), a backup to a file:// store in .strongroom/store,
+ *   the listing, a restore into a fresh database, and a side-by-side comparison.
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import pg from "pg";
+import { type Cluster, startCluster } from "../test/rig/postgres.ts";
+
+const root = path.resolve(import.meta.dirname, "..");
+const home = path.join(root, ".strongroom");
+const identityFile = path.join(home, "identity.txt");
+const storeUrl = pathToFileURL(path.join(home, "store")).href;
+const cli = path.join(root, "containers/worker/bin/strongroom.mjs");
+
+const step = (n: number, text: string) => process.stdout.write(`\n\x1b[1m[${n}/6] ${text}\x1b[0m\n`);
+
+function strongroom(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  process.stdout.write(`$ strongroom ${args.join(" ")}\n`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (s: string) => {
+      out += s;
+      process.stdout.write(s);
+    });
+    child.once("close", (code) =>
+      code === 0 ? resolve(out) : reject(new Error(`strongroom ${args[0]} exited ${code}`)),
+    );
+  });
+}
+
+async function query<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+function withDb(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+async function tableCounts(url: string): Promise<Map<string, number>> {
+  const tables = await query<{ s: string; t: string }>(
+    url,
+    `select n.nspname as s, c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') order by 1, 2`,
+  );
+  const out = new Map<string, number>();
+  for (const { s, t } of tables) {
+    const [row] = await query<{ n: number }>(
+      url,
+      `select count(*)::int as n from ${pg.escapeIdentifier(s)}.${pg.escapeIdentifier(t)}`,
+    );
+    out.set(`${s}.${t}`, row?.n ?? -1);
+  }
+  return out;
+}
+
+const started = Date.now();
+let cluster: Cluster | undefined;
+try {
+  await mkdir(home, { recursive: true, mode: 0o700 });
+
+  step(1, "PostgreSQL with a sample database");
+  let sourceUrl: string;
+  let serverUrl: string;
+  if (process.env.DATABASE_URL) {
+    sourceUrl = process.env.DATABASE_URL;
+    serverUrl = sourceUrl;
+    console.log(`using DATABASE_URL (${new URL(sourceUrl).host}${new URL(sourceUrl).pathname})`);
+  } else {
+    cluster = await startCluster();
+    serverUrl = cluster.url;
+    console.log(`started a throwaway PostgreSQL cluster on 127.0.0.1:${cluster.port}`);
+    await query(serverUrl, "create role shop_owner login");
+    await query(serverUrl, "create role shop_reader");
+    await query(serverUrl, "create database shop");
+    sourceUrl = withDb(serverUrl, "shop");
+    await query(sourceUrl, await readFile(path.join(root, "test/fixtures/rich-db.sql"), "utf8"));
+    console.log("loaded the sample database 'shop' (schemas, enums, jsonb, partitions, large objects, roles)");
+  }
+
+  step(2, "a key pair");
+  let recipient: string;
+  if (existsSync(identityFile)) {
+    recipient = /public key: (age1\S+)/.exec(await readFile(identityFile, "utf8"))?.[1] ?? "";
+    console.log(`reusing ${path.relative(root, identityFile)} (recipient ${recipient})`);
+  } else {
+    recipient = (await strongroom(["keygen", "--out", identityFile])).trim();
+  }
+
+  step(3, "back up to a file:// store");
+  const env = { DATABASE_URL: sourceUrl, STRONGROOM_STORE: storeUrl };
+  const backupId = (await strongroom(["backup", "--recipient", recipient], env)).trim();
+
+  step(4, "list the store");
+  await strongroom(["list"], env);
+
+  step(5, "restore into a fresh database");
+  const targetDb = `strongroom_restore_${backupId.slice(0, 15).toLowerCase()}`;
+  await query(serverUrl, `create database ${targetDb}`);
+  const targetUrl = withDb(serverUrl, targetDb);
+  await strongroom(["restore", "--backup", backupId, "--identity", identityFile], {
+    STRONGROOM_STORE: storeUrl,
+    STRONGROOM_TARGET_URL: targetUrl,
+  });
+
+  step(6, "compare source and restore");
+  const [a, b] = await Promise.all([tableCounts(sourceUrl), tableCounts(targetUrl)]);
+  const names = [...new Set([...a.keys(), ...b.keys()])].sort();
+  const width = Math.max(5, ...names.map((n) => n.length));
+  console.log(`${"TABLE".padEnd(width)}  ${"SOURCE".padStart(8)}  ${"RESTORED".padStart(8)}`);
+  let same = true;
+  for (const n of names) {
+    const ok = a.get(n) === b.get(n);
+    same &&= ok;
+    console.log(
+      `${n.padEnd(width)}  ${String(a.get(n) ?? "-").padStart(8)}  ${String(b.get(n) ?? "-").padStart(8)}${ok ? "" : "  MISMATCH"}`,
+    );
+  }
+  if (!same) throw new Error("source and restore differ");
+  console.log(`\n${names.length} tables match. Full cycle in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+  console.log(
+    `The store is in ${path.relative(root, path.join(home, "store"))}/, the identity in ${path.relative(root, identityFile)}.`,
+  );
+} catch (err) {
+  console.error(`\nlocal cycle failed: ${(err as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  await cluster?.stop();
+}

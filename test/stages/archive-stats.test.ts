@@ -1,0 +1,102 @@
+import { execFile } from "node:child_process";
+import { pipeline } from "node:stream/promises";
+import { promisify } from "node:util";
+import pg from "pg";
+import { beforeAll, describe, expect, inject, it } from "vitest";
+import { ArchiveStatsTap } from "../../containers/worker/src/pg/archive-stats.ts";
+import { createDatabase, sql } from "../helpers/pg.ts";
+import { chunked } from "../helpers/streams.ts";
+
+const run = promisify(execFile);
+const pgUrl = inject("pgUrl");
+const binDir = inject("pgBinDir");
+
+async function dump(url: string): Promise<Buffer> {
+  const u = new URL(url);
+  const { stdout } = await run(`${binDir}/pg_dump`, ["-Fc", "-Z0", "--no-password"], {
+    encoding: "buffer",
+    maxBuffer: 256 * 1024 * 1024,
+    env: {
+      ...process.env,
+      PGHOST: u.hostname,
+      PGPORT: u.port,
+      PGUSER: "postgres",
+      PGPASSWORD: decodeURIComponent(u.password),
+      PGDATABASE: u.pathname.slice(1),
+    },
+  });
+  return stdout;
+}
+
+async function tap(data: Buffer, sizes: number[]): Promise<{ tap: ArchiveStatsTap; out: Buffer }> {
+  const t = new ArchiveStatsTap();
+  const out: Buffer[] = [];
+  await pipeline(chunked(data, sizes), t, async (source) => {
+    for await (const c of source) out.push(c);
+  });
+  return { tap: t, out: Buffer.concat(out) };
+}
+
+describe("row counts from the pg_dump archive stream", () => {
+  let archive: Buffer;
+  let expected: Array<{ schema: string; table: string; rows: number }>;
+
+  beforeAll(async () => {
+    const db = await createDatabase(pgUrl, "archive");
+    await sql(
+      db.url,
+      `create schema "odd ""schema""";
+       create table "odd ""schema""".lines(v text);
+       insert into "odd ""schema""".lines values ('\\.'), (E'a\\nb'), (E'\\\\.\\n'), (''), (null), (E'\\r\\n');
+       create table empty();
+       create table many(id int, v text);
+       insert into many select g, repeat('x', g % 300) from generate_series(1, 30000) g;
+       create table parted(id int) partition by range(id);
+       create table parted_a partition of parted for values from (0) to (10);
+       create table parted_b partition of parted for values from (10) to (100);
+       insert into parted select g from generate_series(0, 99) g;
+       select lo_from_bytea(0, repeat('lo', 100000)::bytea);`,
+    );
+    archive = await dump(db.url);
+    expected = (
+      await sql<{ schema: string; table: string; rows: number }>(
+        db.url,
+        `select n.nspname as schema, c.relname as table, 0 as rows from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') order by 1, 2`,
+      )
+    ).map((t) => t);
+    for (const t of expected) {
+      const ident = `${pg.escapeIdentifier(t.schema)}.${pg.escapeIdentifier(t.table)}`;
+      const [r] = await sql<{ n: number }>(db.url, `select count(*)::int as n from ${ident}`);
+      t.rows = r?.n ?? -1;
+    }
+  });
+
+  it.for([[1 << 20], [1], [7, 4093, 65536], [5]])(
+    "counts exactly what count(*) counts, whatever the chunking (%j), and passes bytes through",
+    async (sizes) => {
+      const { tap: t, out } = await tap(archive, sizes);
+      expect(t.failure).toBeUndefined();
+      expect(out.equals(archive)).toBe(true);
+      const stats = t.result();
+      const byName = (a: { schema: string; table: string }, b: { schema: string; table: string }) =>
+        `${a.schema}.${a.table}`.localeCompare(`${b.schema}.${b.table}`);
+      expect(stats?.tables.slice().sort(byName)).toEqual(expected.slice().sort(byName));
+      expect(stats?.largeObjects).toBe(1);
+      expect(stats?.archiveVersion).toMatch(/^1\.1\d$/);
+      expect(stats?.schemaFingerprint).toMatch(/^[0-9a-f]{64}$/);
+    },
+  );
+
+  it("gives the same fingerprint for the same schema and reports non-archives as a failure", async () => {
+    const a = await tap(archive, [1 << 16]);
+    const b = await tap(archive, [333]);
+    expect(a.tap.result()?.schemaFingerprint).toBe(b.tap.result()?.schemaFingerprint);
+
+    const garbage = await tap(Buffer.from("not an archive at all"), [4]);
+    expect(garbage.tap.failure?.message).toMatch(/not a pg_dump custom archive/);
+    expect(garbage.tap.result()).toBeUndefined();
+    const cut = await tap(archive.subarray(0, archive.length - 3), [1 << 16]);
+    expect(cut.tap.result()).toBeUndefined();
+  });
+});
