@@ -3,9 +3,9 @@
  * image: one file, no TypeScript at run time (type stripping costs ~30 MiB of RSS),
  * only the native zstd addon beside it.
  */
-import { build } from "esbuild";
+import { type BuildOptions, build } from "esbuild";
 
-export const WORKER_BUNDLE = {
+export const WORKER_BUNDLE: BuildOptions = {
   entryPoints: ["containers/worker/src/run.ts"],
   bundle: true,
   platform: "node",
@@ -17,7 +17,7 @@ export const WORKER_BUNDLE = {
   // Some bundled CommonJS dependencies call require(); give ESM output one.
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
-} as const;
+};
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const outfile = process.argv[2] ?? "dist/strongroom.mjs";
