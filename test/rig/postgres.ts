@@ -50,24 +50,38 @@ async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
  * port, with scram password auth over TCP. `stop()` shuts it down by PID and
  * removes the directory.
  */
-export async function startCluster(binDir = systemBinDir(), name = "postgres"): Promise<Cluster> {
+export async function startCluster(
+  binDir = systemBinDir(),
+  name = "postgres",
+  options: { keepDir?: string; settings?: string[] } = {},
+): Promise<Cluster> {
   const owner = await serverUser();
-  const dir = await fs.mkdtemp(path.join(tmpdir(), "strongroom-pg-"));
-  const password = randomBytes(12).toString("hex");
+  // keepDir: a cluster that survives stop() and is reused next time (benchmarks' big data sets).
+  const keep = options.keepDir;
+  const dir = keep ?? (await fs.mkdtemp(path.join(tmpdir(), "strongroom-pg-")));
   const asOwner = owner ? { uid: owner.uid, gid: owner.gid } : {};
+  const data = path.join(dir, "data");
+  const passwordFile = path.join(dir, "superuser-password");
   let service: Service | undefined;
+  let password: string;
   try {
-    if (owner) await fs.chown(dir, owner.uid, owner.gid);
-    const pwfile = path.join(dir, "pw");
-    await fs.writeFile(pwfile, password, { mode: 0o600 });
-    if (owner) await fs.chown(pwfile, owner.uid, owner.gid);
-    const data = path.join(dir, "data");
-    await run(
-      path.join(binDir, "initdb"),
-      ["-D", data, "-U", "postgres", `--pwfile=${pwfile}`, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
-      { ...asOwner, env: { ...process.env, LC_ALL: "C" } },
-    );
-    await fs.rm(pwfile);
+    if (keep && existsSync(path.join(data, "PG_VERSION"))) {
+      password = (await fs.readFile(passwordFile, "utf8")).trim();
+    } else {
+      password = randomBytes(12).toString("hex");
+      await fs.mkdir(dir, { recursive: true });
+      if (owner) await fs.chown(dir, owner.uid, owner.gid);
+      const pwfile = path.join(dir, "pw");
+      await fs.writeFile(pwfile, password, { mode: 0o600 });
+      if (owner) await fs.chown(pwfile, owner.uid, owner.gid);
+      await run(
+        path.join(binDir, "initdb"),
+        ["-D", data, "-U", "postgres", `--pwfile=${pwfile}`, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
+        { ...asOwner, env: { ...process.env, LC_ALL: "C" } },
+      );
+      await fs.rm(pwfile);
+      if (keep) await fs.writeFile(passwordFile, password, { mode: 0o600 });
+    }
     const port = await freePort();
     // prettier-ignore
     service = startProcess(
@@ -113,12 +127,12 @@ export async function startCluster(binDir = systemBinDir(), name = "postgres"): 
       binDir,
       stop: async () => {
         await up.stop();
-        await fs.rm(dir, { recursive: true, force: true });
+        if (!keep) await fs.rm(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await service?.stop();
-    await fs.rm(dir, { recursive: true, force: true });
+    if (!keep) await fs.rm(dir, { recursive: true, force: true });
     throw err;
   }
 }

@@ -1,0 +1,322 @@
+/**
+ * npm run bench — backup and restore throughput, memory and compression, each against
+ * a baseline measured in the same run (DESIGN.md; issue "Back up and restore a database").
+ *
+ * Databases (kept in bench/.work/pg-<size> and reused by later runs): pgbench tables plus
+ * a realistic text/jsonb/bytea table that compresses about 3×; ≥ 1 GB, and ~3 GB for the
+ * memory comparison. Our runs use the bundled CLI, as the worker image does.
+ *
+ *   BENCH_SIZES=1,3   database sizes in GB        BENCH_RUNS=2   best of N per figure
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pathToFileURL } from "node:url";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
+import { build } from "esbuild";
+import pg from "pg";
+import { listManifests } from "../core/backup-index.ts";
+import { FileStore } from "../core/store/file-store.ts";
+import { s3ClientConfigFromEnv } from "../core/store/s3-store.ts";
+import { WORKER_BUNDLE } from "../scripts/build.ts";
+import { startMoto } from "../test/rig/aws.ts";
+import { type Cluster, startCluster, systemBinDir } from "../test/rig/postgres.ts";
+
+const GB = 1e9;
+const SIZES = (process.env.BENCH_SIZES ?? "1,3").split(",").map(Number);
+const RUNS = Number(process.env.BENCH_RUNS ?? 2);
+const work = path.resolve(import.meta.dirname, ".work");
+const bin = systemBinDir();
+const cli = path.resolve(import.meta.dirname, "../dist/bench/strongroom.mjs");
+
+interface Timed {
+  seconds: number;
+  peakRssMiB?: number;
+}
+
+/** Runs a command; with `rss`, polls its /proc status for the peak resident set (VmHWM). */
+async function timed(command: string, args: string[], env: NodeJS.ProcessEnv, rss = false): Promise<Timed> {
+  const started = performance.now();
+  const child: ChildProcess = spawn(command, args, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
+    stderr = (stderr + s).slice(-4000);
+  });
+  let peak = 0;
+  const poll = async () => {
+    while (child.exitCode === null && child.signalCode === null) {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
+      } catch {}
+      await sleep(50);
+    }
+  };
+  const polling = rss ? poll() : Promise.resolve();
+  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  await polling;
+  if (code !== 0) throw new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`);
+  return { seconds: (performance.now() - started) / 1000, ...(rss ? { peakRssMiB: peak } : {}) };
+}
+
+async function output(command: string, args: string[]): Promise<string> {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (s: string) => {
+    out += s;
+  });
+  await new Promise((resolve) => child.once("close", resolve));
+  return out;
+}
+
+async function best(n: number, f: (i: number) => Promise<Timed>): Promise<Timed> {
+  let top: Timed | undefined;
+  for (let i = 0; i < n; i++) {
+    const t = await f(i);
+    if (!top || t.seconds < top.seconds) top = { ...t, peakRssMiB: Math.max(t.peakRssMiB ?? 0, top?.peakRssMiB ?? 0) };
+  }
+  return top as Timed;
+}
+
+async function query(url: string, text: string): Promise<pg.QueryResultRow[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(text)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+const dbUrl = (cluster: Cluster, db: string) => cluster.url.replace(/\/postgres$/, `/${db}`);
+
+/** pgbench at `scale` plus a docs table of `docsRows` rows that compresses about 3×. */
+async function ensureDatabase(cluster: Cluster, gb: number): Promise<void> {
+  const have = await query(cluster.url, "select 1 from pg_database where datname = 'bench'");
+  if (have.length > 0) return;
+  console.log(`building a ${gb} GB database (once; kept in bench/.work)…`);
+  await query(cluster.url, "create database bench");
+  const env = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: "postgres", PGPASSWORD: cluster.password };
+  await timed(`${bin}/pgbench`, ["-i", "-q", "-s", String(Math.round(45 * gb)), "bench"], env);
+  const url = dbUrl(cluster, "bench");
+  await query(url, `create table docs(id bigserial primary key, title text, body text, meta jsonb, blob bytea)`);
+  // ~330 MB per GB: words drawn from a small vocabulary, json, and a little random bytea.
+  const rows = Math.round(600_000 * gb);
+  for (let done = 0; done < rows; done += 100_000) {
+    await query(
+      url,
+      `insert into docs(title, body, meta, blob)
+       select 'document ' || g,
+              (select string_agg((array['alpha','beta','gamma','delta','order','customer','shipped','pending','invoice','total'])[1 + (random() * 9)::int] || ' ' || (random() * 1000)::int, ' ') from generate_series(1, 40 + g % 10)),
+              jsonb_build_object('id', g, 'tags', jsonb_build_array('t' || g % 17, 't' || g % 5), 'score', random()),
+              decode(md5(random()::text), 'hex')
+       from generate_series(${done + 1}, ${Math.min(rows, done + 100_000)}) g`,
+    );
+  }
+  await query(url, "vacuum analyze");
+}
+
+const fmt = (n: number, d = 0) => n.toFixed(d);
+const rows: string[][] = [];
+const note = (...cells: string[]) => rows.push(cells);
+
+await mkdir(work, { recursive: true });
+await rm(path.dirname(cli), { recursive: true, force: true });
+await build({ ...WORKER_BUNDLE, outfile: cli });
+const identity = await generateX25519Identity();
+const recipient = await identityToRecipient(identity);
+const keyFile = path.join(work, "bench-identity.txt");
+await writeFile(keyFile, `${identity}\n`, { mode: 0o600 });
+
+const moto = await startMoto();
+process.env.AWS_ACCESS_KEY_ID ??= "test";
+process.env.AWS_SECRET_ACCESS_KEY ??= "test";
+process.env.AWS_REGION ??= "us-east-1";
+const s3 = new S3Client({ ...s3ClientConfigFromEnv({ ...process.env, AWS_ENDPOINT_URL_S3: moto.url }) });
+const rssBySize = new Map<number, number>();
+const ratios: string[] = [];
+const targets: string[] = [];
+
+try {
+  for (const gb of SIZES) {
+    const cluster = await startCluster(bin, `bench-${gb}g`, {
+      keepDir: path.join(work, `pg-${gb}g`),
+      settings: ["shared_buffers=512MB", "maintenance_work_mem=256MB", "max_wal_size=4GB", "checkpoint_timeout=30min"],
+    });
+    try {
+      await ensureDatabase(cluster, gb);
+      const source = dbUrl(cluster, "bench");
+      const pgEnv = {
+        PGHOST: cluster.host,
+        PGPORT: String(cluster.port),
+        PGUSER: "postgres",
+        PGPASSWORD: cluster.password,
+        PGDATABASE: "bench",
+      };
+      const dumpFile = path.join(work, `dump-${gb}g.pgc`);
+      await timed(`${bin}/pg_dump`, ["-Fc", "-Z0", "-f", dumpFile], pgEnv);
+      const dumpBytes = (await stat(dumpFile)).size;
+      const mb = dumpBytes / 1e6;
+      console.log(`\n== ${gb} GB database: pg_dump -Fc -Z0 is ${fmt(mb)} MB ==`);
+
+      const storeDir = path.join(work, `store-${gb}g`);
+      const shellOut = path.join(work, `shell-${gb}g.age`);
+      const limit = await best(RUNS, () => timed(`${bin}/pg_dump`, ["-Fc", "-Z0", "-f", "/dev/null"], pgEnv));
+      const shell = await best(RUNS, () =>
+        timed(
+          "bash",
+          ["-c", `set -o pipefail; "${bin}/pg_dump" -Fc -Z0 | zstd -3 -T2 -q | age -r ${recipient} > "${shellOut}"`],
+          pgEnv,
+        ),
+      );
+      const oursFile = await best(RUNS, async () => {
+        await rm(storeDir, { recursive: true, force: true });
+        return timed(
+          process.execPath,
+          [cli, "backup", "--recipient", recipient],
+          { DATABASE_URL: source, STRONGROOM_STORE: pathToFileURL(storeDir).href },
+          true,
+        );
+      });
+      const bucket = `bench-${randomUUID()}`;
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      const oursS3 = await best(RUNS, () =>
+        timed(
+          process.execPath,
+          [cli, "backup", "--recipient", recipient],
+          {
+            DATABASE_URL: source,
+            STRONGROOM_STORE: `s3://${bucket}/pg`,
+            AWS_ENDPOINT_URL_S3: moto.url,
+          },
+          true,
+        ),
+      );
+      rssBySize.set(gb, oursFile.peakRssMiB ?? 0);
+      note(
+        `${gb} GB`,
+        "backup → file store",
+        fmt(mb / oursFile.seconds),
+        `${fmt(shell.seconds / oursFile.seconds, 2)}x shell`,
+        `${fmt(limit.seconds / oursFile.seconds, 2)}x limit`,
+        `${fmt(oursFile.peakRssMiB ?? 0)} MiB`,
+      );
+      note(
+        `${gb} GB`,
+        "backup → moto S3",
+        fmt(mb / oursS3.seconds),
+        `${fmt(shell.seconds / oursS3.seconds, 2)}x shell`,
+        `${fmt(limit.seconds / oursS3.seconds, 2)}x limit`,
+        `${fmt(oursS3.peakRssMiB ?? 0)} MiB`,
+      );
+      note(
+        `${gb} GB`,
+        "shell: pg_dump | zstd -3 -T2 | age",
+        fmt(mb / shell.seconds),
+        "1.00x shell",
+        `${fmt(limit.seconds / shell.seconds, 2)}x limit`,
+        "",
+      );
+      note(`${gb} GB`, "limit: pg_dump -Fc -Z0 > /dev/null", fmt(mb / limit.seconds), "", "1.00x limit", "");
+
+      // Compression: our stored dump object against zstd -3 on the same dump.
+      const [manifest] = await listManifests(new FileStore(pathToFileURL(storeDir).href));
+      const stored = manifest?.objects.find((o) => o.role === "dump")?.storedBytes ?? 0;
+      const zstdBytes = Number((await output("sh", ["-c", `zstd -3 -T2 -q -c "${dumpFile}" | wc -c`])).trim());
+      ratios.push(
+        `${gb} GB: ours ${fmt(dumpBytes / stored, 3)}x, zstd -3 ${fmt(dumpBytes / zstdBytes, 3)}x (ours/zstd ${fmt(zstdBytes / stored, 3)})`,
+      );
+
+      if (gb === SIZES[0]) {
+        const fresh = async (name: string) => {
+          await query(cluster.url, `drop database if exists ${name}`);
+          await query(cluster.url, `create database ${name}`);
+          return dbUrl(cluster, name);
+        };
+        const restoreEnv = { STRONGROOM_STORE: pathToFileURL(storeDir).href };
+        const shellRestore = await best(RUNS, async () => {
+          await fresh("r_shell");
+          return timed(
+            "bash",
+            [
+              "-c",
+              `set -o pipefail; age -d -i "${keyFile}" "${shellOut}" | zstd -d -q | "${bin}/pg_restore" --dbname=r_shell --no-password --exit-on-error --single-transaction`,
+            ],
+            { ...pgEnv, PGDATABASE: "r_shell" },
+          );
+        });
+        const serial = await best(RUNS, async () =>
+          timed(
+            process.execPath,
+            [cli, "restore", "--identity", keyFile],
+            { ...restoreEnv, STRONGROOM_TARGET_URL: await fresh("r_serial") },
+            true,
+          ),
+        );
+        const jobs2 = await best(RUNS, async () =>
+          timed(process.execPath, [cli, "restore", "--identity", keyFile, "--jobs", "2", "--staging-dir", work], {
+            ...restoreEnv,
+            STRONGROOM_TARGET_URL: await fresh("r_jobs"),
+          }),
+        );
+        for (const db of ["r_shell", "r_serial", "r_jobs"]) await query(cluster.url, `drop database if exists ${db}`);
+        note(
+          `${gb} GB`,
+          "restore serial (streaming)",
+          fmt(mb / serial.seconds),
+          `${fmt(shellRestore.seconds / serial.seconds, 2)}x shell`,
+          "",
+          `${fmt(serial.peakRssMiB ?? 0)} MiB`,
+        );
+        note(
+          `${gb} GB`,
+          "restore --jobs 2 (staged)",
+          fmt(mb / jobs2.seconds),
+          `${fmt(shellRestore.seconds / jobs2.seconds, 2)}x shell`,
+          `${fmt(serial.seconds / jobs2.seconds, 2)}x serial`,
+          "",
+        );
+        note(
+          `${gb} GB`,
+          "shell: age -d | zstd -d | pg_restore -1",
+          fmt(mb / shellRestore.seconds),
+          "1.00x shell",
+          "",
+          "",
+        );
+        targets.push(
+          `serial restore >= 0.95x shell: ${shellRestore.seconds / serial.seconds >= 0.95 ? "met" : "MISSED"}`,
+        );
+        targets.push(`--jobs 2 >= 1.4x serial: ${serial.seconds / jobs2.seconds >= 1.4 ? "met" : "MISSED"}`);
+      }
+      targets.push(
+        `${gb} GB backup to file >= 1.0x shell: ${shell.seconds / oursFile.seconds >= 1 ? "met" : "MISSED"}; >= 0.85x limit: ${limit.seconds / oursFile.seconds >= 0.85 ? "met" : "MISSED"}`,
+      );
+    } finally {
+      await cluster.stop();
+    }
+  }
+} finally {
+  await moto.stop();
+}
+
+const header = ["size", "what", "MB/s", "vs shell", "vs limit/serial", "peak RSS"];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+console.log(`\nbackup/restore throughput (MB/s of pg_dump -Fc -Z0 output), best of ${RUNS}`);
+for (const r of [header, ...rows]) console.log(r.map((c, i) => (c ?? "").padEnd(widths[i] as number)).join("  "));
+console.log(`\ncompression: ${ratios.join("; ")}`);
+const rss = [...rssBySize.values()];
+if (rss.length > 1) {
+  const spread = (Math.max(...rss) - Math.min(...rss)) / Math.min(...rss);
+  targets.push(
+    `backup RSS <= 200 MiB: ${Math.max(...rss) <= 200 ? "met" : "MISSED"}; within 10% across sizes: ${spread <= 0.1 ? "met" : "MISSED"} (${[...rssBySize].map(([g, m]) => `${g} GB ${fmt(m)} MiB`).join(", ")})`,
+  );
+}
+console.log(`\ntargets:\n  ${targets.join("\n  ")}`);
