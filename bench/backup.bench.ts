@@ -164,11 +164,14 @@ try {
       await timed(`${bin}/pg_dump`, ["-Fc", "-Z0", "-f", dumpFile], pgEnv);
       const dumpBytes = (await stat(dumpFile)).size;
       const mb = dumpBytes / 1e6;
-      console.log(`\n== ${gb} GB database: pg_dump -Fc -Z0 is ${fmt(mb)} MB ==`);
+      const [size] = await query(source, "select pg_database_size('bench')::float8 / 1e9 as gb");
+      console.log(`\n== database of ${fmt(Number(size?.gb), 2)} GB: pg_dump -Fc -Z0 is ${fmt(mb)} MB ==`);
 
       const storeDir = path.join(work, `store-${gb}g`);
       const shellOut = path.join(work, `shell-${gb}g.age`);
-      const limit = await best(RUNS, () => timed(`${bin}/pg_dump`, ["-Fc", "-Z0", "-f", "/dev/null"], pgEnv));
+      const limit = await best(RUNS, () =>
+        timed(`${bin}/pg_dump`, ["-Fc", "-Z0", "--no-sync", "-f", "/dev/null"], pgEnv),
+      );
       const shell = await best(RUNS, () =>
         timed(
           "bash",

@@ -90,18 +90,24 @@ class Cursor {
   }
 }
 
-type State =
-  | { kind: "head" }
-  | { kind: "block" }
-  | { kind: "chunkLen"; dumpId: number; blobs: boolean }
-  | { kind: "chunkBody"; dumpId: number; blobs: boolean; left: number }
-  | { kind: "shortChunk"; dumpId: number; bytes: Buffer; filled: number }
-  | { kind: "blobOid"; dumpId: number }
-  | { kind: "done" };
+/** Parser states, as small integers: this loop runs once per dumped row. */
+const HEAD = 0;
+const BLOCK = 1;
+const CHUNK_LEN = 2;
+const CHUNK_BODY = 3;
+const SHORT_CHUNK = 4;
+const BLOB_OID = 5;
 
 /** A pass-through tap; `result()` is valid after the stream has finished. */
 export class ArchiveStatsTap extends Transform {
-  private state: State = { kind: "head" };
+  private state = HEAD;
+  private dumpId = 0;
+  private inBlobs = false;
+  /** Bytes left in the current chunk body. */
+  private left = 0;
+  private readonly short = Buffer.alloc(END_OF_COPY.length);
+  private shortFilled = 0;
+  private blockRows = 0;
   /** Bytes not yet parsed: all of the header and TOC, or a few bytes of a split int. */
   private carry: Buffer = Buffer.alloc(0);
   private intSize = 4;
@@ -126,10 +132,11 @@ export class ArchiveStatsTap extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.failure === undefined && (this.state.kind !== "block" || this.carry.length > 0)) {
-      this.failure = new ArchiveFormatError(`archive ended inside ${this.state.kind}`);
+    if (this.failure === undefined && (this.state !== BLOCK || this.carry.length > 0)) {
+      this.failure = new ArchiveFormatError(`archive ended inside a ${this.state === HEAD ? "header" : "data block"}`);
     }
     if (this.failure === undefined) {
+      this.endBlock();
       const tables: TableStats[] = [];
       for (const entry of this.toc.values()) {
         if (entry.desc === "TABLE DATA") {
@@ -156,7 +163,7 @@ export class ArchiveStatsTap extends Transform {
   private feed(chunk: Buffer): void {
     let buf = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk;
     this.carry = Buffer.alloc(0);
-    if (this.state.kind === "head") {
+    if (this.state === HEAD) {
       const c = new Cursor(buf, this.intSize);
       try {
         this.readHeadAndToc(c);
@@ -168,7 +175,7 @@ export class ArchiveStatsTap extends Transform {
         throw err;
       }
       buf = buf.subarray(c.pos);
-      this.state = { kind: "block" };
+      this.state = BLOCK;
     }
     this.readData(buf);
   }
@@ -229,90 +236,87 @@ export class ArchiveStatsTap extends Transform {
 
   /** The hot path: walks data blocks in place, copying only the few bytes of a split int. */
   private readData(buf: Buffer): void {
-    const intBytes = 1 + this.intSize;
+    const intSize = this.intSize;
+    const intBytes = 1 + intSize;
+    const end = buf.length;
     let pos = 0;
-    const readInt = (): number | undefined => {
-      if (pos + intBytes > buf.length) return undefined;
-      let value = 0;
-      for (let i = this.intSize - 1; i >= 0; i--) value = value * 256 + (buf[pos + 1 + i] as number);
-      const sign = buf[pos] as number;
-      pos += intBytes;
-      return sign ? -value : value;
-    };
-    for (;;) {
-      const st = this.state;
-      switch (st.kind) {
-        case "block": {
-          if (pos + 1 + intBytes > buf.length) {
-            this.keep(buf, pos);
-            return;
+    while (pos < end) {
+      const state = this.state;
+      if (state === CHUNK_BODY) {
+        const stop = Math.min(end, pos + this.left);
+        if (!this.inBlobs) {
+          // A chunk is usually one row ending in LF: find it, and scan further only if not.
+          let at = buf.indexOf(10, pos);
+          while (at !== -1 && at < stop) {
+            this.blockRows++;
+            at = at === stop - 1 ? -1 : buf.indexOf(10, at + 1);
           }
-          const type = buf[pos++] as number;
-          const dumpId = readInt() as number;
-          if (type === BLK_DATA) this.state = { kind: "chunkLen", dumpId, blobs: false };
-          else if (type === BLK_BLOBS) this.state = { kind: "blobOid", dumpId };
-          else throw new ArchiveFormatError(`unknown data block type ${type}`);
-          break;
         }
-        case "blobOid": {
-          const oid = readInt();
-          if (oid === undefined) {
-            this.keep(buf, pos);
-            return;
-          }
-          if (oid === 0) this.state = { kind: "block" };
-          else {
-            this.largeObjects++;
-            this.state = { kind: "chunkLen", dumpId: st.dumpId, blobs: true };
-          }
-          break;
-        }
-        case "chunkLen": {
-          const len = readInt();
-          if (len === undefined) {
-            this.keep(buf, pos);
-            return;
-          }
-          if (len < 0) throw new ArchiveFormatError(`negative chunk length ${len}`);
-          if (len === 0) this.state = st.blobs ? { kind: "blobOid", dumpId: st.dumpId } : { kind: "block" };
-          else if (!st.blobs && len === END_OF_COPY.length) {
-            this.state = { kind: "shortChunk", dumpId: st.dumpId, bytes: Buffer.alloc(len), filled: 0 };
-          } else this.state = { kind: "chunkBody", dumpId: st.dumpId, blobs: st.blobs, left: len };
-          break;
-        }
-        case "chunkBody": {
-          const end = Math.min(buf.length, pos + st.left);
-          if (!st.blobs) {
-            let lines = 0;
-            for (let at = buf.indexOf(10, pos); at !== -1 && at < end; at = buf.indexOf(10, at + 1)) lines++;
-            if (lines > 0) this.rows.set(st.dumpId, (this.rows.get(st.dumpId) ?? 0) + lines);
-          }
-          st.left -= end - pos;
-          pos = end;
-          if (st.left > 0) return;
-          this.state = { kind: "chunkLen", dumpId: st.dumpId, blobs: st.blobs };
-          break;
-        }
-        case "shortChunk": {
-          // Gathered whole (it may span buffers) to tell the end-of-copy marker from a row.
-          const n = Math.min(buf.length - pos, st.bytes.length - st.filled);
-          buf.copy(st.bytes, st.filled, pos, pos + n);
-          st.filled += n;
-          pos += n;
-          if (st.filled < st.bytes.length) return;
-          if (!st.bytes.equals(END_OF_COPY)) {
-            let lines = 0;
-            for (const b of st.bytes) if (b === 10) lines++;
-            this.rows.set(st.dumpId, (this.rows.get(st.dumpId) ?? 0) + lines);
-          }
-          this.state = { kind: "chunkLen", dumpId: st.dumpId, blobs: false };
-          break;
-        }
-        default:
-          return;
+        this.left -= stop - pos;
+        pos = stop;
+        if (this.left === 0) this.state = CHUNK_LEN;
+        continue;
       }
-      if (pos >= buf.length) return;
+      if (state === SHORT_CHUNK) {
+        // Gathered whole (it may span buffers) to tell the end-of-copy marker from a row.
+        const n = Math.min(end - pos, this.short.length - this.shortFilled);
+        buf.copy(this.short, this.shortFilled, pos, pos + n);
+        this.shortFilled += n;
+        pos += n;
+        if (this.shortFilled < this.short.length) return;
+        if (!this.short.equals(END_OF_COPY)) {
+          let lines = 0;
+          for (const b of this.short) if (b === 10) lines++;
+          this.blockRows += lines;
+        }
+        this.state = CHUNK_LEN;
+        continue;
+      }
+      // Every other state starts with an int (BLOCK: a type byte, then an int).
+      const head = state === BLOCK ? 1 : 0;
+      if (pos + head + intBytes > end) {
+        this.keep(buf, pos);
+        return;
+      }
+      const type = head ? (buf[pos] as number) : 0;
+      let value = 0;
+      for (let i = intSize; i >= 1; i--) value = value * 256 + (buf[pos + head + i] as number);
+      if (buf[pos + head]) value = -value;
+      pos += head + intBytes;
+      if (state === BLOCK) {
+        this.endBlock();
+        this.dumpId = value;
+        if (type === BLK_DATA) {
+          this.inBlobs = false;
+          this.state = CHUNK_LEN;
+        } else if (type === BLK_BLOBS) {
+          this.inBlobs = true;
+          this.state = BLOB_OID;
+        } else throw new ArchiveFormatError(`unknown data block type ${type}`);
+      } else if (state === BLOB_OID) {
+        if (value === 0) this.state = BLOCK;
+        else {
+          this.largeObjects++;
+          this.state = CHUNK_LEN;
+        }
+      } else {
+        if (value < 0) throw new ArchiveFormatError(`negative chunk length ${value}`);
+        if (value === 0) this.state = this.inBlobs ? BLOB_OID : BLOCK;
+        else if (!this.inBlobs && value === END_OF_COPY.length) {
+          this.shortFilled = 0;
+          this.state = SHORT_CHUNK;
+        } else {
+          this.left = value;
+          this.state = CHUNK_BODY;
+        }
+      }
     }
+  }
+
+  /** Rows of the current block are counted in a field and booked when the next block starts. */
+  private endBlock(): void {
+    if (this.blockRows > 0) this.rows.set(this.dumpId, (this.rows.get(this.dumpId) ?? 0) + this.blockRows);
+    this.blockRows = 0;
   }
 
   private keep(buf: Buffer, pos: number): void {
