@@ -35,6 +35,10 @@ export const ERROR_NAMES = [
   "RowCountMismatchError",
   "ManifestError",
   "StagingError",
+  "AuditConflictError",
+  "WrongRegionError",
+  "InvalidInputError",
+  "ProbeFailedError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -189,6 +193,26 @@ export class ManifestError extends StrongroomError {
 /** The --jobs staging directory could not be written (full disk, permissions). */
 export class StagingError extends StrongroomError {
   override name = "StagingError" as const;
+}
+
+/** The audit log's head kept moving under us for too long (extreme contention). */
+export class AuditConflictError extends StrongroomError {
+  override name = "AuditConflictError" as const;
+}
+
+/** The bucket lives in another region than the client asked. */
+export class WrongRegionError extends StrongroomError {
+  override name = "WrongRegionError" as const;
+}
+
+/** A Lambda event that does not match its schema (unknown or missing fields). */
+export class InvalidInputError extends StrongroomError {
+  override name = "InvalidInputError" as const;
+}
+
+/** A destination probe step failed; the message names the step and the likely cause. */
+export class ProbeFailedError extends StrongroomError {
+  override name = "ProbeFailedError" as const;
 }
 
 export function isStrongroomError(err: unknown): err is StrongroomError {

@@ -2,7 +2,9 @@ import { PassThrough, Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
+  GetBucketVersioningCommand,
   GetObjectCommand,
+  GetObjectLockConfigurationCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
@@ -19,6 +21,7 @@ import {
   StoreUnavailableError,
   StrongroomError,
   UsageError,
+  WrongRegionError,
 } from "../errors.ts";
 import {
   assertValidKey,
@@ -80,6 +83,10 @@ export class S3Store implements ObjectStore {
   readonly prefix: string;
   readonly client: S3Client;
   private readonly queueSize: number;
+
+  private regionName(): string {
+    return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
+  }
 
   constructor(url: string, options: S3StoreOptions = {}) {
     const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
@@ -219,6 +226,27 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  /** Bucket versioning and Object Lock status (for the destination probe). */
+  async protection(): Promise<{ versioning: string; objectLock: string }> {
+    try {
+      const v = await this.client.send(new GetBucketVersioningCommand({ Bucket: this.bucket }));
+      let objectLock = "Disabled";
+      try {
+        const lock = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.bucket }));
+        const rule = lock.ObjectLockConfiguration?.Rule?.DefaultRetention;
+        objectLock =
+          lock.ObjectLockConfiguration?.ObjectLockEnabled === "Enabled"
+            ? `Enabled${rule ? ` (${rule.Mode} ${rule.Days ?? rule.Years} ${rule.Days ? "days" : "years"})` : ""}`
+            : "Disabled";
+      } catch (err) {
+        if (errorName(err) !== "ObjectLockConfigurationNotFoundError") throw err;
+      }
+      return { versioning: v.Status ?? "Unversioned", objectLock };
+    } catch (err) {
+      throw this.mapError(err, "");
+    }
+  }
+
   private keyOf(key: string): string {
     assertValidKey(key);
     return this.prefix + key;
@@ -235,6 +263,23 @@ export class S3Store implements ObjectStore {
         cause: err,
         hint: "check the bucket name in --store, and the region (AWS_REGION)",
       });
+    }
+    if (
+      name === "PermanentRedirect" ||
+      name === "AuthorizationHeaderMalformed" ||
+      name === "IllegalLocationConstraintException" ||
+      status === 301
+    ) {
+      const region =
+        (err as { Region?: string }).Region ??
+        (err as { $response?: { headers?: Record<string, string> } }).$response?.headers?.["x-amz-bucket-region"];
+      return new WrongRegionError(
+        `bucket ${this.bucket} is not in region ${this.regionName()}${region ? ` but in ${region}` : ""}`,
+        {
+          cause: err,
+          hint: `set AWS_REGION${region ? `=${region}` : " to the bucket's region"}`,
+        },
+      );
     }
     if (name === "NoSuchKey" || name === "NotFound" || status === 404) {
       return new NotFoundError(`no such object: ${key}`, { cause: err });

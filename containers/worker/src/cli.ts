@@ -8,6 +8,17 @@ import { AlreadyExistsError, InvalidIdentityError, UsageError } from "../../../c
 import { createLogger, type LogFormat, type Logger, type LogLevel } from "../../../core/log.ts";
 import type { Manifest } from "../../../core/manifest.ts";
 import { openStore } from "../../../core/store/open-store.ts";
+import {
+  absoluteStoreUrl,
+  auditOption,
+  type CliContext,
+  databaseIdOption,
+  jsonOption,
+  storeAudit,
+  storeOption,
+  table,
+} from "./cli-common.ts";
+import { registerControlCommands } from "./commands/control.ts";
 import { parsePgUrl } from "./pg/conn.ts";
 import { backup } from "./pipeline/backup.ts";
 import { restore } from "./pipeline/restore.ts";
@@ -15,10 +26,7 @@ import { humanBytes, progress } from "./progress.ts";
 import { parseIdentities } from "./stages/age-stream.ts";
 import { WORKER_VERSION } from "./version.ts";
 
-export interface CliContext {
-  signal: AbortSignal;
-  stdout: (text: string) => void;
-}
+export type { CliContext } from "./cli-common.ts";
 
 interface GlobalOptions {
   logFormat: LogFormat;
@@ -36,14 +44,6 @@ function positiveInt(flag: string) {
       throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
     return n;
   };
-}
-
-function absoluteStoreUrl(url: string): string {
-  if (url.trim() === "")
-    throw new UsageError("--store is empty", { hint: "use file:///abs/path or s3://bucket/prefix" });
-  // Accept a plain path as a convenience; the store contract itself wants file:///abs.
-  if (/^[a-z0-9]+:\/\//i.test(url)) return url;
-  return `file://${path.resolve(url)}`;
 }
 
 async function readIdentityFile(file: string): Promise<string[]> {
@@ -65,25 +65,21 @@ function shortRecipient(r: string): string {
 
 function listTable(manifests: Manifest[]): string {
   const header = ["BACKUP ID", "FINISHED (UTC)", "DATABASE", "SERVER", "DUMP", "STORED", "RECIPIENTS"];
-  const rows = manifests.map((m) => {
-    const dump = m.objects.find((o) => o.role === "dump");
-    return [
-      m.backupId,
-      m.finishedAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
-      m.databaseId === m.database ? m.database : `${m.databaseId} (${m.database})`,
-      m.server.version,
-      humanBytes(dump?.plainBytes ?? 0),
-      humanBytes(m.objects.reduce((n, o) => n + o.storedBytes, 0)),
-      m.recipients.map(shortRecipient).join(", "),
-    ];
-  });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] as number))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
+  return table(
+    header,
+    manifests.map((m) => {
+      const dump = m.objects.find((o) => o.role === "dump");
+      return [
+        m.backupId,
+        m.finishedAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
+        m.databaseId === m.database ? m.database : `${m.databaseId} (${m.database})`,
+        m.server.version,
+        humanBytes(dump?.plainBytes ?? 0),
+        humanBytes(m.objects.reduce((n, o) => n + o.storedBytes, 0)),
+        m.recipients.map(shortRecipient).join(", "),
+      ];
+    }),
+  );
 }
 
 export function buildProgram(ctx: CliContext): Command {
@@ -172,6 +168,7 @@ export function buildProgram(ctx: CliContext): Command {
         .makeOptionMandatory(),
     )
     .addOption(databaseIdOption())
+    .addOption(auditOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
@@ -181,30 +178,42 @@ Examples:
   $ strongroom backup --store s3://acme-backups/pg --recipient age1… --recipient age1…(break-glass)
   $ strongroom backup --db postgres://localhost/shop --store file:///var/backups/pg --recipient "$(cat recipient.txt)" --json`,
     )
-    .action(async (o: { db: string; store: string; recipient: string[]; databaseId?: string; json?: boolean }) => {
-      const log = logger();
-      if (/^postgres(ql)?:\/\/[^/@]*:[^/@]+@/.test(o.db) && process.argv.some((a) => a.includes(o.db))) {
-        log.warn(
-          "the password in --db is visible to other local users in the process list; prefer DATABASE_URL or PGPASSWORD",
-        );
-      }
-      const bar = progress("backup");
-      try {
-        const manifest = await backup({
-          conn: parsePgUrl(o.db, "--db"),
-          store: openStore(absoluteStoreUrl(o.store)),
-          recipients: o.recipient,
-          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-          signal: ctx.signal,
-          log,
-          onProgress: (done) => bar.update(done),
-        });
-        bar.stop();
-        ctx.stdout(o.json ? `${JSON.stringify(manifest, null, 2)}\n` : `${manifest.backupId}\n`);
-      } finally {
-        bar.stop();
-      }
-    });
+    .action(
+      async (o: {
+        db: string;
+        store: string;
+        recipient: string[];
+        databaseId?: string;
+        audit: string;
+        json?: boolean;
+      }) => {
+        const log = logger();
+        if (/^postgres(ql)?:\/\/[^/@]*:[^/@]+@/.test(o.db) && process.argv.some((a) => a.includes(o.db))) {
+          log.warn(
+            "the password in --db is visible to other local users in the process list; prefer DATABASE_URL or PGPASSWORD",
+          );
+        }
+        const bar = progress("backup");
+        try {
+          const store = openStore(absoluteStoreUrl(o.store));
+          const audit = storeAudit(store, o.audit);
+          const manifest = await backup({
+            conn: parsePgUrl(o.db, "--db"),
+            store,
+            ...(audit ? { audit } : {}),
+            recipients: o.recipient,
+            ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+            signal: ctx.signal,
+            log,
+            onProgress: (done) => bar.update(done),
+          });
+          bar.stop();
+          ctx.stdout(o.json ? `${JSON.stringify(manifest, null, 2)}\n` : `${manifest.backupId}\n`);
+        } finally {
+          bar.stop();
+        }
+      },
+    );
 
   program
     .command("list")
@@ -279,14 +288,18 @@ Examples:
         stagingDir?: string;
         clean?: boolean;
         owner: boolean;
+        audit: string;
         json?: boolean;
       }) => {
         const log = logger();
         const identities = await readIdentityFile(o.identity);
         const bar = progress("restore");
         try {
+          const store = openStore(absoluteStoreUrl(o.store));
+          const audit = storeAudit(store, o.audit);
           const result = await restore({
-            store: openStore(absoluteStoreUrl(o.store)),
+            store,
+            ...(audit ? { audit } : {}),
             backup: o.backup,
             ...(o.databaseId ? { databaseId: o.databaseId } : {}),
             target: parsePgUrl(o.target, "--target"),
@@ -311,5 +324,6 @@ Examples:
       },
     );
 
+  registerControlCommands(program, ctx, logger);
   return program;
 }

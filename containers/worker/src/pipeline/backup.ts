@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
+import { type AuditLog, appendAudit } from "../../../../core/audit/audit-log.ts";
 import { AbortedError, DumpFailedError } from "../../../../core/errors.ts";
 import { newBackupId, objectKey } from "../../../../core/keys.ts";
 import type { Logger } from "../../../../core/log.ts";
@@ -29,6 +30,9 @@ export interface BackupOptions {
   onProgress?: (dumpBytes: number, estimatedBytes: number) => void;
   now?: () => Date;
   env?: NodeJS.ProcessEnv;
+  /** Where backup.start / backup.ok / backup.fail go (local mode: the store's own log). */
+  audit?: (databaseId: string) => AuditLog;
+  actor?: string;
 }
 
 /** The encrypted stats object: everything about the schema that must not be plaintext. */
@@ -172,125 +176,161 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
     const server = await serverInfo(client);
     const databaseId = options.databaseId ?? server.database;
     const backupId = newBackupId(startedAt);
-    const bin = await findPgBin(["pg_dump", "pg_dumpall"], server.major, `a PostgreSQL ${server.version} server`, env);
-    log.info("backup started", {
-      backupId,
-      databaseId,
-      target: describeConn(conn),
-      server: server.version,
-      pgDump: bin.version,
-      databaseBytes: server.databaseBytes,
-    });
-
-    // The snapshot lives as long as this transaction; pg_dump and our fallback counts share it.
-    await client.query("begin isolation level repeatable read read only");
-    const snapshot = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0]?.s as string;
-    const toolEnv = libpqEnv(conn, "strongroom-backup");
-
-    const globals = await dumpGlobals(bin.dir, toolEnv, signal);
-
-    const dump = spawnTool(`${bin.dir}/pg_dump`, ["-Fc", "-Z0", `--snapshot=${snapshot}`, "--no-password"], toolEnv, {
-      ...(signal ? { signal } : {}),
-    });
-    const plainTap = sha256Tap();
-    const storedTap = sha256Tap();
-    const archive = new ArchiveStatsTap();
-    let dumpBytes = 0;
-    plainTap.on("data", (c: Buffer) => {
-      dumpBytes += c.length;
-      options.onProgress?.(dumpBytes, server.databaseBytes);
-    });
-    const dumpKey = objectKey(databaseId, backupId, "dump");
-    const body = new PassThrough({ highWaterMark: 1024 * 1024 });
-    const upload = store.put(dumpKey, body, {
-      expectedBytes: server.databaseBytes,
-      ...(signal ? { signal } : {}),
-    });
+    const audit = options.audit?.(databaseId);
+    const record = (event: "backup.start" | "backup.ok" | "backup.fail", details: Record<string, unknown>) =>
+      audit
+        ? appendAudit(audit, {
+            at: now().toISOString(),
+            event,
+            actor: options.actor ?? "cli",
+            databaseId,
+            backupId,
+            details,
+          })
+        : Promise.resolve(undefined);
+    await record("backup.start", { server: server.version, databaseBytes: server.databaseBytes });
     try {
-      await pipeline(
-        dumpSource(dump, signal),
-        plainTap,
-        archive,
-        zstdCompressFrames(COMPRESSION),
-        encryptor,
-        storedTap,
-        body,
-        {
-          ...(signal ? { signal } : {}),
-        },
-      );
+      const manifest = await runBackup();
+      const dump = manifest.objects.find((o) => o.role === "dump");
+      await record("backup.ok", {
+        dumpBytes: dump?.plainBytes,
+        storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
+        seconds: (now().getTime() - startedAt.getTime()) / 1000,
+      });
+      return manifest;
     } catch (err) {
-      body.destroy(err as Error);
-      await upload.catch(() => undefined);
-      dump.child.kill("SIGKILL");
-      if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed", { cause: err });
+      await record("backup.fail", { error: (err as Error).name, message: (err as Error).message }).catch(
+        () => undefined,
+      );
       throw err;
     }
-    await upload;
-    const dumpEntry = objectEntry(
-      "dump",
-      dumpKey,
-      ["pg_dump -Fc -Z0", "zstd-frames/1 level 3", AGE_CHAIN],
-      plainTap.result(),
-      storedTap.result(),
-    );
 
-    const fromArchive = archive.result();
-    if (!fromArchive)
-      log.warn("could not read row counts from the archive; counting on the snapshot", {
-        reason: archive.failure?.message,
+    async function runBackup(): Promise<Manifest> {
+      const bin = await findPgBin(
+        ["pg_dump", "pg_dumpall"],
+        server.major,
+        `a PostgreSQL ${server.version} server`,
+        env,
+      );
+      log.info("backup started", {
+        backupId,
+        databaseId,
+        target: describeConn(conn),
+        server: server.version,
+        pgDump: bin.version,
+        databaseBytes: server.databaseBytes,
       });
-    const stats: BackupStats = {
-      format: "strongroom.stats/1",
-      source: fromArchive ? "archive" : "count",
-      schemaFingerprint: fromArchive?.schemaFingerprint ?? "",
-      tables: fromArchive?.tables ?? (await countRows(client)),
-      largeObjects: fromArchive?.largeObjects ?? 0,
-      owners: fromArchive?.owners ?? [],
-    };
-    await client.query("commit");
 
-    const globalsEntry = await putSealed(
-      store,
-      objectKey(databaseId, backupId, "globals"),
-      "globals",
-      globals,
-      options.recipients,
-      signal,
-    );
-    const statsEntry = await putSealed(
-      store,
-      objectKey(databaseId, backupId, "stats"),
-      "stats",
-      Buffer.from(JSON.stringify(stats)),
-      options.recipients,
-      signal,
-    );
-    if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
+      // The snapshot lives as long as this transaction; pg_dump and our fallback counts share it.
+      await client.query("begin isolation level repeatable read read only");
+      const snapshot = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0]?.s as string;
+      const toolEnv = libpqEnv(conn, "strongroom-backup");
 
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      databaseId,
-      backupId,
-      database: server.database,
-      startedAt: startedAt.toISOString(),
-      finishedAt: now().toISOString(),
-      server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
-      pgDump: { version: bin.version },
-      recipients: [...options.recipients],
-      objects: [dumpEntry, globalsEntry, statsEntry],
-      worker: { version: WORKER_VERSION },
-    };
-    // The commit point: until this put succeeds, the objects above are garbage, not a backup.
-    await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
-    log.info("backup committed", {
-      backupId,
-      databaseId,
-      dumpBytes: dumpEntry.plainBytes,
-      storedBytes: dumpEntry.storedBytes,
-      tables: stats.tables.length,
-    });
-    return manifest;
+      const globals = await dumpGlobals(bin.dir, toolEnv, signal);
+
+      const dump = spawnTool(`${bin.dir}/pg_dump`, ["-Fc", "-Z0", `--snapshot=${snapshot}`, "--no-password"], toolEnv, {
+        ...(signal ? { signal } : {}),
+      });
+      const plainTap = sha256Tap();
+      const storedTap = sha256Tap();
+      const archive = new ArchiveStatsTap();
+      let dumpBytes = 0;
+      plainTap.on("data", (c: Buffer) => {
+        dumpBytes += c.length;
+        options.onProgress?.(dumpBytes, server.databaseBytes);
+      });
+      const dumpKey = objectKey(databaseId, backupId, "dump");
+      const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+      const upload = store.put(dumpKey, body, {
+        expectedBytes: server.databaseBytes,
+        ...(signal ? { signal } : {}),
+      });
+      try {
+        await pipeline(
+          dumpSource(dump, signal),
+          plainTap,
+          archive,
+          zstdCompressFrames(COMPRESSION),
+          encryptor,
+          storedTap,
+          body,
+          {
+            ...(signal ? { signal } : {}),
+          },
+        );
+      } catch (err) {
+        body.destroy(err as Error);
+        await upload.catch(() => undefined);
+        dump.child.kill("SIGKILL");
+        if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed", { cause: err });
+        throw err;
+      }
+      await upload;
+      const dumpEntry = objectEntry(
+        "dump",
+        dumpKey,
+        ["pg_dump -Fc -Z0", "zstd-frames/1 level 3", AGE_CHAIN],
+        plainTap.result(),
+        storedTap.result(),
+      );
+
+      const fromArchive = archive.result();
+      if (!fromArchive)
+        log.warn("could not read row counts from the archive; counting on the snapshot", {
+          reason: archive.failure?.message,
+        });
+      const stats: BackupStats = {
+        format: "strongroom.stats/1",
+        source: fromArchive ? "archive" : "count",
+        schemaFingerprint: fromArchive?.schemaFingerprint ?? "",
+        tables: fromArchive?.tables ?? (await countRows(client)),
+        largeObjects: fromArchive?.largeObjects ?? 0,
+        owners: fromArchive?.owners ?? [],
+      };
+      await client.query("commit");
+
+      const globalsEntry = await putSealed(
+        store,
+        objectKey(databaseId, backupId, "globals"),
+        "globals",
+        globals,
+        options.recipients,
+        signal,
+      );
+      const statsEntry = await putSealed(
+        store,
+        objectKey(databaseId, backupId, "stats"),
+        "stats",
+        Buffer.from(JSON.stringify(stats)),
+        options.recipients,
+        signal,
+      );
+      if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
+
+      const manifest: Manifest = {
+        format: MANIFEST_FORMAT,
+        databaseId,
+        backupId,
+        database: server.database,
+        startedAt: startedAt.toISOString(),
+        finishedAt: now().toISOString(),
+        server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
+        pgDump: { version: bin.version },
+        recipients: [...options.recipients],
+        objects: [dumpEntry, globalsEntry, statsEntry],
+        worker: { version: WORKER_VERSION },
+      };
+      // The commit point: until this put succeeds, the objects above are garbage, not a backup.
+      await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
+      log.info("backup committed", {
+        backupId,
+        databaseId,
+        dumpBytes: dumpEntry.plainBytes,
+        storedBytes: dumpEntry.storedBytes,
+        tables: stats.tables.length,
+      });
+      return manifest;
+    }
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -5,6 +5,7 @@ import * as path from "node:path";
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
+import { type AuditLog, appendAudit } from "../../../../core/audit/audit-log.ts";
 import { resolveBackup } from "../../../../core/backup-index.ts";
 import {
   AbortedError,
@@ -44,6 +45,10 @@ export interface RestoreOptions {
   log: Logger;
   onProgress?: (restoredBytes: number, totalBytes: number) => void;
   env?: NodeJS.ProcessEnv;
+  /** Where restore.start / restore.ok / restore.fail go (local mode: the store's own log). */
+  audit?: (databaseId: string) => AuditLog;
+  actor?: string;
+  now?: () => Date;
 }
 
 export interface RestoreResult {
@@ -105,7 +110,6 @@ function restoreArgs(options: RestoreOptions, database: string, single: boolean)
  */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const { store, log, target } = options;
-  const env = options.env ?? process.env;
   const started = performance.now();
   const manifest = await resolveBackup(store, options.backup, options.databaseId);
   log.info("restoring backup", {
@@ -113,6 +117,40 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     databaseId: manifest.databaseId,
     target: describeConn(target),
   });
+  const audit = options.audit?.(manifest.databaseId);
+  const now = options.now ?? (() => new Date());
+  const record = (event: "restore.start" | "restore.ok" | "restore.fail", details: Record<string, unknown>) =>
+    audit
+      ? appendAudit(audit, {
+          at: now().toISOString(),
+          event,
+          actor: options.actor ?? "cli",
+          databaseId: manifest.databaseId,
+          backupId: manifest.backupId,
+          details,
+        })
+      : Promise.resolve(undefined);
+  await record("restore.start", { target: describeConn(target), jobs: options.jobs ?? 1 });
+  try {
+    const result = await restoreManifest(options, manifest, started);
+    await record("restore.ok", {
+      target: result.target,
+      tables: result.tables,
+      rows: result.rows,
+      seconds: result.seconds,
+    });
+    return result;
+  } catch (err) {
+    await record("restore.fail", { error: (err as Error).name, message: (err as Error).message }).catch(
+      () => undefined,
+    );
+    throw err;
+  }
+}
+
+async function restoreManifest(options: RestoreOptions, manifest: Manifest, started: number): Promise<RestoreResult> {
+  const { store, log, target } = options;
+  const env = options.env ?? process.env;
 
   // Small objects first: a wrong identity or a tampered object fails before the target is touched.
   const stats = JSON.parse(

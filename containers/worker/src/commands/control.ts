@@ -1,0 +1,252 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type Command, Option } from "commander";
+import { verifyChain } from "../../../../core/audit/audit-chain.ts";
+import { type AuditLog, appendAudit, readAll } from "../../../../core/audit/audit-log.ts";
+import { DynamoAuditLog } from "../../../../core/audit/dynamo-audit-log.ts";
+import { StoreAuditLog } from "../../../../core/audit/store-audit-log.ts";
+import { listManifests } from "../../../../core/backup-index.ts";
+import { catalogRecord, DynamoCatalogTable } from "../../../../core/catalog.ts";
+import { StrongroomError, UsageError } from "../../../../core/errors.ts";
+import { DEFAULT_POLICY, type RetentionPolicy } from "../../../../core/gfs.ts";
+import type { Logger } from "../../../../core/log.ts";
+import { probeStore } from "../../../../core/probe.ts";
+import { executePrune, planPrune } from "../../../../core/prune.ts";
+import { openStore } from "../../../../core/store/open-store.ts";
+import { absoluteStoreUrl, type CliContext, databaseIdOption, jsonOption, storeOption, table } from "../cli-common.ts";
+
+/** The control plane in local mode: the same pure modules the Lambdas wrap. */
+
+const count = (flag: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(`${flag} must be a whole number >= 0, got ${JSON.stringify(value)}`);
+  return n;
+};
+
+const scopeOption = () =>
+  new Option("--scope <scope>", "audit chain: org, or db#<databaseId>").default("org").env("STRONGROOM_AUDIT_SCOPE");
+const tableOption = (what: string) =>
+  new Option(
+    "--table <name>",
+    `DynamoDB ${what} table (endpoint from AWS_ENDPOINT_URL_DYNAMODB); default: the store's own log`,
+  ).env(what === "audit" ? "STRONGROOM_AUDIT_TABLE" : "STRONGROOM_CATALOG_TABLE");
+
+function auditLog(o: { store?: string; table?: string; scope: string }): AuditLog {
+  if (!/^(org|db#[A-Za-z0-9._-]+)$/.test(o.scope)) {
+    throw new UsageError(`invalid --scope ${JSON.stringify(o.scope)}`, { hint: "use org or db#<databaseId>" });
+  }
+  if (o.table) return new DynamoAuditLog(new DynamoDBClient({}), o.table, o.scope);
+  if (!o.store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
+  return new StoreAuditLog(openStore(absoluteStoreUrl(o.store)), o.scope);
+}
+
+export function registerControlCommands(program: Command, ctx: CliContext, logger: () => Logger): void {
+  const audit = program.command("audit").description("the hash-chained audit log");
+
+  audit
+    .command("verify")
+    .description("walk the chain; name the first bad row and why (edited, missing, reordered, broken link)")
+    .addOption(new Option("--store <url>", "store holding the log (local mode)").env("STRONGROOM_STORE"))
+    .addOption(tableOption("audit"))
+    .addOption(scopeOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom audit verify --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit verify --table strongroom-audit --scope org --json",
+    )
+    .action(async (o: { store?: string; table?: string; scope: string; json?: boolean }) => {
+      const report = verifyChain(await readAll(auditLog(o)));
+      if (o.json) ctx.stdout(`${JSON.stringify(report, null, 2)}\n`);
+      else if (report.ok)
+        ctx.stdout(
+          `audit chain ${o.scope} ok: ${report.rows} rows${report.headSeq ? `, head ${report.headSeq} ${report.headHash}` : ""}\n`,
+        );
+      if (!report.ok && report.firstBad) {
+        throw new StrongroomError(
+          `audit chain ${o.scope} is broken at row ${report.firstBad.seq}: ${report.firstBad.problem} (${report.firstBad.detail})`,
+          { hint: "rows are append-only; someone with write access changed the log" },
+        );
+      }
+    });
+
+  audit
+    .command("show")
+    .description("print audit rows, oldest first")
+    .addOption(new Option("--store <url>", "store holding the log (local mode)").env("STRONGROOM_STORE"))
+    .addOption(tableOption("audit"))
+    .addOption(scopeOption())
+    .addOption(new Option("--since <time>", "only rows at or after this ISO time"))
+    .addOption(jsonOption())
+    .action(async (o: { store?: string; table?: string; scope: string; since?: string; json?: boolean }) => {
+      const since = o.since ? Date.parse(o.since) : undefined;
+      if (since !== undefined && Number.isNaN(since)) throw new UsageError(`--since is not a time: ${o.since}`);
+      const rows = (await readAll(auditLog(o))).filter((r) => since === undefined || Date.parse(r.at) >= since);
+      if (o.json) ctx.stdout(`${JSON.stringify(rows, null, 2)}\n`);
+      else
+        ctx.stdout(
+          `${table(
+            ["SEQ", "AT", "EVENT", "ACTOR", "DATABASE", "BACKUP", "DETAILS"],
+            rows.map((r) => [
+              r.seq,
+              r.at,
+              r.event,
+              r.actor,
+              r.databaseId ?? "",
+              r.backupId ?? "",
+              JSON.stringify(r.details ?? {}),
+            ]),
+          )}\n`,
+        );
+    });
+
+  program
+    .command("catalog")
+    .description("the DynamoDB backup catalog")
+    .command("rebuild")
+    .description("rebuild catalog items from the manifests in a store (payloads without a manifest are skipped)")
+    .addOption(storeOption())
+    .addOption(tableOption("catalog").makeOptionMandatory())
+    .addOption(databaseIdOption())
+    .addOption(jsonOption())
+    .action(async (o: { store: string; table: string; databaseId?: string; json?: boolean }) => {
+      const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
+      const manifests = await listManifests(openStore(absoluteStoreUrl(o.store)), o.databaseId);
+      for (const m of manifests) await catalog.put(catalogRecord(m));
+      ctx.stdout(
+        o.json ? `${JSON.stringify({ items: manifests.length })}\n` : `catalogued ${manifests.length} backups\n`,
+      );
+    });
+
+  program
+    .command("prune")
+    .description("delete backups that GFS retention no longer keeps (manifest first, then payload)")
+    .addOption(storeOption())
+    .addOption(databaseIdOption().makeOptionMandatory())
+    .addOption(
+      new Option("--keep-daily <n>", "days kept")
+        .argParser(count("--keep-daily"))
+        .default(DEFAULT_POLICY.daily)
+        .env("STRONGROOM_KEEP_DAILY"),
+    )
+    .addOption(
+      new Option("--keep-weekly <n>", "ISO weeks kept")
+        .argParser(count("--keep-weekly"))
+        .default(DEFAULT_POLICY.weekly)
+        .env("STRONGROOM_KEEP_WEEKLY"),
+    )
+    .addOption(
+      new Option("--keep-monthly <n>", "months kept")
+        .argParser(count("--keep-monthly"))
+        .default(DEFAULT_POLICY.monthly)
+        .env("STRONGROOM_KEEP_MONTHLY"),
+    )
+    .addOption(
+      new Option("--time-zone <tz>", "IANA zone for day/week/month boundaries")
+        .default("UTC")
+        .env("STRONGROOM_TIME_ZONE"),
+    )
+    .addOption(new Option("--dry-run", "print the plan, delete nothing").env("STRONGROOM_DRY_RUN"))
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom prune --store s3://acme-backups/pg --database-id shop --dry-run\n  $ strongroom prune --store file:///var/backups/pg --database-id shop --keep-daily 14 --time-zone Europe/Berlin",
+    )
+    .action(
+      async (o: {
+        store: string;
+        databaseId: string;
+        keepDaily: number;
+        keepWeekly: number;
+        keepMonthly: number;
+        timeZone: string;
+        dryRun?: boolean;
+        json?: boolean;
+      }) => {
+        const policy: RetentionPolicy = {
+          daily: o.keepDaily,
+          weekly: o.keepWeekly,
+          monthly: o.keepMonthly,
+          timeZone: o.timeZone,
+        };
+        const store = openStore(absoluteStoreUrl(o.store));
+        let plan: Awaited<ReturnType<typeof planPrune>>;
+        try {
+          plan = await planPrune(store, o.databaseId, policy, new Date());
+        } catch (err) {
+          if (err instanceof RangeError) throw new UsageError(err.message);
+          throw err;
+        }
+        if (plan.backupsFailing && plan.keep.length > 0) {
+          logger().warn("the newest backup is older than the daily window: backups are failing; keeping everything");
+        }
+        const result = o.dryRun
+          ? { deleted: [] }
+          : await executePrune(store, plan, new StoreAuditLog(store, `db#${o.databaseId}`), "cli", () => new Date());
+        if (o.json) {
+          ctx.stdout(
+            `${JSON.stringify(
+              {
+                dryRun: o.dryRun === true,
+                backupsFailing: plan.backupsFailing,
+                keep: plan.keep.map((k) => ({ backupId: k.backup.backupId, reasons: k.reasons })),
+                expire: plan.expire.map((b) => b.backupId),
+                deleted: result.deleted,
+              },
+              null,
+              2,
+            )}\n`,
+          );
+          return;
+        }
+        const rows = [
+          ...plan.keep.map((k) => [k.backup.backupId, "keep", k.reasons.join(", ")]),
+          ...plan.expire.map((b) => [
+            b.backupId,
+            o.dryRun ? "would delete" : "deleted",
+            "outside every retention window",
+          ]),
+        ].sort((a, b) => (a[0] as string).localeCompare(b[0] as string));
+        ctx.stdout(`${rows.length ? table(["BACKUP ID", "ACTION", "WHY"], rows) : "no backups"}\n`);
+        ctx.stdout(
+          `${o.dryRun ? "dry run: " : ""}${plan.keep.length} kept, ${plan.expire.length} ${o.dryRun ? "to delete" : "deleted"}\n`,
+        );
+      },
+    );
+
+  program
+    .command("probe")
+    .description(
+      "check a destination: list, write, read back, delete a probe object; report versioning and Object Lock",
+    )
+    .addOption(storeOption())
+    .addOption(jsonOption())
+    .addHelpText("after", "\nExamples:\n  $ strongroom probe --store s3://acme-backups/pg")
+    .action(async (o: { store: string; json?: boolean }) => {
+      const store = openStore(absoluteStoreUrl(o.store));
+      const report = await probeStore(store, {
+        clock: () => performance.now(),
+        probeId: randomUUID(),
+        payload: randomBytes(1024),
+      });
+      const org = new StoreAuditLog(store, "org");
+      if (report.ok) {
+        await appendAudit(org, {
+          at: new Date().toISOString(),
+          event: "probe.ok",
+          actor: "cli",
+          details: { steps: report.steps },
+        }).catch(() => undefined);
+      }
+      if (o.json) ctx.stdout(`${JSON.stringify(report, null, 2)}\n`);
+      else {
+        for (const s of report.steps)
+          ctx.stdout(
+            `${s.ok ? "ok  " : "FAIL"} ${s.step.padEnd(10)} ${s.latencyMs.toFixed(1).padStart(8)} ms${s.detail ? `  ${s.detail}` : ""}\n`,
+          );
+        if (report.protection)
+          ctx.stdout(`versioning: ${report.protection.versioning}; object lock: ${report.protection.objectLock}\n`);
+      }
+      if (!report.ok) throw new StrongroomError(report.failure ?? "probe failed");
+    });
+}

@@ -1,0 +1,53 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { AuditConflictError } from "../errors.ts";
+import { type AuditEntry, type AuditRow, nextRow } from "./audit-chain.ts";
+
+/**
+ * Where audit rows live. One chain per scope (`org`, or `db#<databaseId>`).
+ * Every implementation must pass test/contract/audit-log.contract.ts.
+ */
+export interface AuditLog {
+  /** The last row of the chain, or undefined when it is empty. */
+  head(): Promise<AuditRow | undefined>;
+  /**
+   * Writes `row` only if no row holds its sequence number yet; must reject with
+   * AlreadyExistsError otherwise and leave the existing row untouched. Rows are never
+   * updated or deleted through this interface.
+   */
+  putRow(row: AuditRow): Promise<void>;
+  /** Every row in sequence order, from `fromSeq` (inclusive) if given. */
+  rows(fromSeq?: string): AsyncIterable<AuditRow>;
+}
+
+export interface AppendOptions {
+  /** @default 100 */
+  maxAttempts?: number;
+}
+
+/**
+ * Appends an entry at the head of the chain. Under contention another writer may take
+ * the next sequence first; then we re-read the head and retry on the following one.
+ */
+export async function appendAudit(log: AuditLog, entry: AuditEntry, options: AppendOptions = {}): Promise<AuditRow> {
+  const maxAttempts = options.maxAttempts ?? 100;
+  for (let attempt = 1; ; attempt++) {
+    const row = nextRow(await log.head(), entry);
+    try {
+      await log.putRow(row);
+      return row;
+    } catch (err) {
+      if ((err as Error).name !== "AlreadyExistsError") throw err;
+      if (attempt >= maxAttempts) {
+        throw new AuditConflictError(`could not append to the audit log after ${attempt} attempts`, { cause: err });
+      }
+      // A little jitter keeps a crowd of writers from colliding in lockstep.
+      await sleep(Math.random() * Math.min(50, attempt * 5));
+    }
+  }
+}
+
+export async function readAll(log: AuditLog, fromSeq?: string): Promise<AuditRow[]> {
+  const out: AuditRow[] = [];
+  for await (const row of log.rows(fromSeq)) out.push(row);
+  return out;
+}

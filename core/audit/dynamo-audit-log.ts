@@ -1,0 +1,76 @@
+import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { AlreadyExistsError } from "../errors.ts";
+import type { AuditRow } from "./audit-chain.ts";
+import type { AuditLog } from "./audit-log.ts";
+
+/**
+ * The audit log in DynamoDB: pk = scope (`org` or `db#<id>`), sk = zero-padded seq.
+ * Rows are written with `attribute_not_exists(sk)`; the writer's IAM role has
+ * PutItem only, so rows cannot be updated or deleted (DESIGN.md §4).
+ */
+export class DynamoAuditLog implements AuditLog {
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly tableName: string;
+  private readonly scope: string;
+
+  constructor(client: DynamoDBClient, tableName: string, scope = "org") {
+    this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+    this.tableName = tableName;
+    this.scope = scope;
+  }
+
+  async head(): Promise<AuditRow | undefined> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        KeyConditionExpression: "pk = :pk",
+        ExpressionAttributeValues: { ":pk": this.scope },
+        ScanIndexForward: false,
+        Limit: 1,
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Items?.[0];
+    return item ? toRow(item) : undefined;
+  }
+
+  async putRow(row: AuditRow): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { pk: this.scope, sk: row.seq, ...row },
+          ConditionExpression: "attribute_not_exists(sk)",
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException || (err as Error).name === "ConditionalCheckFailedException") {
+        throw new AlreadyExistsError(`audit row ${row.seq} already exists in ${this.scope}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  async *rows(fromSeq?: string): AsyncIterable<AuditRow> {
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: fromSeq ? "pk = :pk and sk >= :from" : "pk = :pk",
+          ExpressionAttributeValues: { ":pk": this.scope, ...(fromSeq ? { ":from": fromSeq } : {}) },
+          ConsistentRead: true,
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      for (const item of out.Items ?? []) yield toRow(item);
+      start = out.LastEvaluatedKey;
+    } while (start);
+  }
+}
+
+function toRow(item: Record<string, unknown>): AuditRow {
+  const { pk: _pk, sk: _sk, ...row } = item;
+  return row as unknown as AuditRow;
+}

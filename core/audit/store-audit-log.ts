@@ -1,0 +1,50 @@
+import { NotFoundError } from "../errors.ts";
+import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
+import type { AuditRow } from "./audit-chain.ts";
+import type { AuditLog } from "./audit-log.ts";
+
+/** `org` → `org`, `db#shop` → `db-shop`: a scope as a key segment. */
+export function scopeSegment(scope: string): string {
+  return scope.replace("#", "-");
+}
+
+/**
+ * The audit log in an object store, for local mode: one object per row under
+ * `.strongroom/audit/<scope>/<seq>.json`, written with put-if-absent.
+ */
+export class StoreAuditLog implements AuditLog {
+  private readonly prefix: string;
+  private readonly store: ObjectStore;
+
+  constructor(store: ObjectStore, scope = "org") {
+    this.store = store;
+    this.prefix = `.strongroom/audit/${scopeSegment(scope)}/`;
+  }
+
+  keyOf(seq: string): string {
+    return `${this.prefix}${seq}.json`;
+  }
+
+  async head(): Promise<AuditRow | undefined> {
+    let last: string | undefined;
+    for await (const o of listAll(this.store, this.prefix)) last = o.key;
+    if (last === undefined) return undefined;
+    try {
+      return JSON.parse((await getBytes(this.store, last)).toString("utf8")) as AuditRow;
+    } catch (err) {
+      if (err instanceof NotFoundError) return this.head();
+      throw err;
+    }
+  }
+
+  async putRow(row: AuditRow): Promise<void> {
+    await this.store.putIfAbsent(this.keyOf(row.seq), `${JSON.stringify(row)}\n`);
+  }
+
+  async *rows(fromSeq?: string): AsyncIterable<AuditRow> {
+    for await (const o of listAll(this.store, this.prefix)) {
+      if (fromSeq !== undefined && o.key < this.keyOf(fromSeq)) continue;
+      yield JSON.parse((await getBytes(this.store, o.key)).toString("utf8")) as AuditRow;
+    }
+  }
+}

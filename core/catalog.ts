@@ -1,0 +1,87 @@
+import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { objectKey } from "./keys.ts";
+import type { Manifest } from "./manifest.ts";
+
+/**
+ * The backup catalog (DESIGN.md §4): one item per committed backup, built only from
+ * its manifest, so the table can always be rebuilt from the bucket.
+ */
+export interface CatalogItem {
+  pk: string;
+  sk: string;
+  databaseId: string;
+  backupId: string;
+  database: string;
+  startedAt: string;
+  finishedAt: string;
+  serverVersion: string;
+  systemIdentifier: string | null;
+  pgDumpVersion: string;
+  dumpBytes: number;
+  storedBytes: number;
+  recipients: string[];
+  manifestKey: string;
+  objectKeys: string[];
+  workerVersion: string;
+}
+
+export function catalogRecord(manifest: Manifest): CatalogItem {
+  const dump = manifest.objects.find((o) => o.role === "dump");
+  return {
+    pk: `db#${manifest.databaseId}`,
+    sk: `backup#${manifest.backupId}`,
+    databaseId: manifest.databaseId,
+    backupId: manifest.backupId,
+    database: manifest.database,
+    startedAt: manifest.startedAt,
+    finishedAt: manifest.finishedAt,
+    serverVersion: manifest.server.version,
+    systemIdentifier: manifest.server.systemIdentifier,
+    pgDumpVersion: manifest.pgDump.version,
+    dumpBytes: dump?.plainBytes ?? 0,
+    storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
+    recipients: manifest.recipients,
+    manifestKey: objectKey(manifest.databaseId, manifest.backupId, "manifest"),
+    objectKeys: manifest.objects.map((o) => o.key),
+    workerVersion: manifest.worker.version,
+  };
+}
+
+/** Where catalog items go. Upserts are idempotent: an item is a pure function of a manifest. */
+export interface CatalogTable {
+  put(item: CatalogItem): Promise<void>;
+  list(databaseId: string): Promise<CatalogItem[]>;
+}
+
+export class DynamoCatalogTable implements CatalogTable {
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly tableName: string;
+
+  constructor(client: DynamoDBClient, tableName: string) {
+    this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+    this.tableName = tableName;
+  }
+
+  async put(item: CatalogItem): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: item }));
+  }
+
+  async list(databaseId: string): Promise<CatalogItem[]> {
+    const items: CatalogItem[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: "pk = :pk and begins_with(sk, :b)",
+          ExpressionAttributeValues: { ":pk": `db#${databaseId}`, ":b": "backup#" },
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      items.push(...((out.Items ?? []) as CatalogItem[]));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+}

@@ -1,0 +1,80 @@
+import { type AuditLog, appendAudit } from "./audit/audit-log.ts";
+import { listManifests } from "./backup-index.ts";
+import { type BackupPoint, type RetentionPlan, type RetentionPolicy, selectExpired } from "./gfs.ts";
+import { backupIdTime, objectKey } from "./keys.ts";
+import type { Manifest } from "./manifest.ts";
+import { listAll, type ObjectStore } from "./store/object-store.ts";
+
+/**
+ * GFS pruning of one database's backups in a store. Planning reads manifests and
+ * verification records; executing deletes each expired backup's manifest first (so it
+ * stops being a backup at once), then its payload objects, and writes one
+ * `retain.delete` audit row per backup.
+ */
+export interface PrunePlan extends RetentionPlan {
+  databaseId: string;
+  manifests: Map<string, Manifest>;
+}
+
+/** Backup ids that have at least one verification record. */
+async function verifiedIds(store: ObjectStore, databaseId: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for await (const o of listAll(store, `${databaseId}/verifications/`)) {
+    const id = o.key.split("/")[2];
+    if (id) ids.add(id);
+  }
+  return ids;
+}
+
+export async function planPrune(
+  store: ObjectStore,
+  databaseId: string,
+  policy: RetentionPolicy,
+  now: Date,
+): Promise<PrunePlan> {
+  const [manifests, verified] = await Promise.all([listManifests(store, databaseId), verifiedIds(store, databaseId)]);
+  const points: BackupPoint[] = manifests.map((m) => ({
+    backupId: m.backupId,
+    at: backupIdTime(m.backupId),
+    verified: verified.has(m.backupId),
+  }));
+  return {
+    ...selectExpired(points, policy, now),
+    databaseId,
+    manifests: new Map(manifests.map((m) => [m.backupId, m])),
+  };
+}
+
+export interface PruneResult {
+  deleted: Array<{ backupId: string; objects: number; storedBytes: number }>;
+}
+
+export async function executePrune(
+  store: ObjectStore,
+  plan: PrunePlan,
+  audit: AuditLog,
+  actor: string,
+  now: () => Date,
+): Promise<PruneResult> {
+  const deleted: PruneResult["deleted"] = [];
+  // Oldest first: an interrupted prune leaves the newest of the expired, never a gap.
+  for (const point of [...plan.expire].reverse()) {
+    const manifest = plan.manifests.get(point.backupId);
+    if (!manifest) continue;
+    await store.delete(objectKey(plan.databaseId, point.backupId, "manifest"));
+    for (const o of manifest.objects) await store.delete(o.key);
+    for await (const v of listAll(store, `${plan.databaseId}/verifications/${point.backupId}/`))
+      await store.delete(v.key);
+    const storedBytes = manifest.objects.reduce((n, o) => n + o.storedBytes, 0);
+    await appendAudit(audit, {
+      at: now().toISOString(),
+      event: "retain.delete",
+      actor,
+      databaseId: plan.databaseId,
+      backupId: point.backupId,
+      details: { storedBytes, objects: manifest.objects.length },
+    });
+    deleted.push({ backupId: point.backupId, objects: manifest.objects.length + 1, storedBytes });
+  }
+  return { deleted };
+}

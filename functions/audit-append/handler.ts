@@ -1,0 +1,49 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { AUDIT_EVENTS, type AuditEntry } from "../../core/audit/audit-chain.ts";
+import { appendAudit } from "../../core/audit/audit-log.ts";
+import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
+import { lambda } from "../shared/lambda.ts";
+
+/** Appends one row to an audit chain: backup.start and friends from the state machines. */
+export interface AuditAppendInput extends Omit<AuditEntry, "at"> {
+  scope?: string;
+  at?: string;
+}
+
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["event", "actor"],
+  properties: {
+    scope: { type: "string", pattern: "^(org|db#[A-Za-z0-9._-]{1,128})$" },
+    event: { type: "string", enum: [...AUDIT_EVENTS] },
+    actor: { type: "string", minLength: 1, maxLength: 256 },
+    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
+    backupId: { type: "string", pattern: "^\\d{8}T\\d{6}Z-[a-z2-7]{6}$" },
+    details: { type: "object" },
+    at: { type: "string", format: "date-time" },
+  },
+};
+
+export interface Deps {
+  dynamodb: DynamoDBClient;
+  tableName: string;
+  now: () => Date;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<AuditAppendInput, { seq: string; hash: string }>(schema, async ({ scope, at, ...entry }) => {
+    const log = new DynamoAuditLog(
+      deps.dynamodb,
+      deps.tableName,
+      scope ?? (entry.databaseId ? `db#${entry.databaseId}` : "org"),
+    );
+    const row = await appendAudit(log, { ...entry, at: at ?? deps.now().toISOString() });
+    return { seq: row.seq, hash: row.hash };
+  });
+
+export const handler = createHandler({
+  dynamodb: new DynamoDBClient({}),
+  tableName: process.env.AUDIT_TABLE ?? "",
+  now: () => new Date(),
+});

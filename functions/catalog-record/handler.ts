@@ -1,0 +1,45 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { S3Client } from "@aws-sdk/client-s3";
+import { readManifest } from "../../core/backup-index.ts";
+import { type CatalogItem, catalogRecord, DynamoCatalogTable } from "../../core/catalog.ts";
+import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { lambda } from "../shared/lambda.ts";
+
+/** After a backup: read its manifest (no manifest, no item) and write the catalog item. */
+export interface CatalogRecordInput {
+  databaseId: string;
+  backupId: string;
+}
+
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["databaseId", "backupId"],
+  properties: {
+    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
+    backupId: { type: "string", pattern: "^\\d{8}T\\d{6}Z-[a-z2-7]{6}$" },
+  },
+};
+
+export interface Deps {
+  s3: S3Client;
+  dynamodb: DynamoDBClient;
+  /** s3://bucket/prefix */
+  storeUrl: string;
+  tableName: string;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<CatalogRecordInput, Pick<CatalogItem, "pk" | "sk">>(schema, async (input) => {
+    const manifest = await readManifest(new S3Store(deps.storeUrl, { client: deps.s3 }), input);
+    const item = catalogRecord(manifest);
+    await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
+    return { pk: item.pk, sk: item.sk };
+  });
+
+export const handler = createHandler({
+  s3: new S3Client(s3ClientConfigFromEnv()),
+  dynamodb: new DynamoDBClient({}),
+  storeUrl: process.env.STORE_URL ?? "",
+  tableName: process.env.CATALOG_TABLE ?? "",
+});

@@ -1,0 +1,36 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { S3Client } from "@aws-sdk/client-s3";
+import { type ProbeReport, probeStore } from "../../core/probe.ts";
+import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { lambda } from "../shared/lambda.ts";
+
+/** Probes a bucket/prefix: list, write, read back, delete, versioning and Object Lock. */
+export interface DestinationProbeInput {
+  /** s3://bucket/prefix; defaults to the deployment's store. */
+  store?: string;
+}
+
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  properties: { store: { type: "string", pattern: "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$" } },
+};
+
+export interface Deps {
+  s3: S3Client;
+  storeUrl: string;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<DestinationProbeInput, ProbeReport>(schema, async (input) =>
+    probeStore(new S3Store(input.store ?? deps.storeUrl, { client: deps.s3 }), {
+      clock: () => performance.now(),
+      probeId: randomUUID(),
+      payload: randomBytes(1024),
+    }),
+  );
+
+export const handler = createHandler({
+  s3: new S3Client(s3ClientConfigFromEnv()),
+  storeUrl: process.env.STORE_URL ?? "",
+});

@@ -1,0 +1,66 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { S3Client } from "@aws-sdk/client-s3";
+import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
+import { InvalidInputError } from "../../core/errors.ts";
+import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "../../core/gfs.ts";
+import { executePrune, planPrune } from "../../core/prune.ts";
+import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { lambda } from "../shared/lambda.ts";
+
+/** GFS pruning of one database; one retain.delete audit row per deleted backup. */
+export interface RetentionPruneInput {
+  databaseId: string;
+  policy?: Partial<RetentionPolicy>;
+  dryRun?: boolean;
+}
+
+const count = { type: "integer", minimum: 0, maximum: 10000 };
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["databaseId"],
+  properties: {
+    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
+    policy: {
+      type: "object",
+      additionalProperties: false,
+      properties: { daily: count, weekly: count, monthly: count, timeZone: { type: "string", minLength: 1 } },
+    },
+    dryRun: { type: "boolean" },
+  },
+};
+
+export interface Deps {
+  s3: S3Client;
+  dynamodb: DynamoDBClient;
+  storeUrl: string;
+  auditTable: string;
+  now: () => Date;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<RetentionPruneInput, { kept: string[]; deleted: string[]; backupsFailing: boolean }>(schema, async (input) => {
+    const policy = { ...DEFAULT_POLICY, ...input.policy };
+    try {
+      validatePolicy(policy);
+    } catch (err) {
+      throw new InvalidInputError(`invalid retention policy: ${(err as Error).message}`, { cause: err });
+    }
+    const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+    const plan = await planPrune(store, input.databaseId, policy, deps.now());
+    const audit = new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${input.databaseId}`);
+    const result = input.dryRun ? { deleted: [] } : await executePrune(store, plan, audit, "retention-prune", deps.now);
+    return {
+      kept: plan.keep.map((k) => k.backup.backupId),
+      deleted: result.deleted.map((d) => d.backupId),
+      backupsFailing: plan.backupsFailing,
+    };
+  });
+
+export const handler = createHandler({
+  s3: new S3Client(s3ClientConfigFromEnv()),
+  dynamodb: new DynamoDBClient({}),
+  storeUrl: process.env.STORE_URL ?? "",
+  auditTable: process.env.AUDIT_TABLE ?? "",
+  now: () => new Date(),
+});
