@@ -83,7 +83,7 @@ export async function probeStore(store: ObjectStore, deps: ProbeDeps): Promise<P
     }
   };
   try {
-    await run("list", () => store.list(".strongroom/probe/", { pageSize: 1 }));
+    await run("list", () => store.list("", { pageSize: 1 }));
     await run("write", async () => {
       await store.putIfAbsent(key, deps.payload);
       written = true;

@@ -284,6 +284,12 @@ export class S3Store implements ObjectStore {
     if (name === "NoSuchKey" || name === "NotFound" || status === 404) {
       return new NotFoundError(`no such object: ${key}`, { cause: err });
     }
+    if (name === "SignatureDoesNotMatch" || name === "InvalidAccessKeyId") {
+      return new AccessDeniedError(`s3 rejected the credentials for bucket ${this.bucket} (${name})`, {
+        cause: err,
+        hint: "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the task role) and the clock",
+      });
+    }
     if (name === "AccessDenied" || name === "Forbidden" || status === 403) {
       return new AccessDeniedError(`access denied to s3://${this.bucket}/${this.prefix}${key}`, {
         cause: err,

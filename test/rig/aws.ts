@@ -24,10 +24,12 @@ async function started(service: Service, url: string, timeoutMs: number): Promis
 }
 
 /** moto's S3 protocol server on 127.0.0.1 (DESIGN.md §7: it honours If-None-Match, ranges, multipart). */
-export async function startMoto(): Promise<Endpoint> {
+export async function startMoto(env: NodeJS.ProcessEnv = {}): Promise<Endpoint> {
   const port = await freePort();
   const python = process.env.PYTHON ?? "python3";
-  const service = startProcess("moto", python, ["-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)]);
+  const service = startProcess("moto", python, ["-m", "moto.server", "-H", "127.0.0.1", "-p", String(port)], {
+    env: { ...process.env, ...env },
+  });
   return started(service, `http://127.0.0.1:${port}`, 60_000);
 }
 
