@@ -31,7 +31,7 @@ const typedErrors = (log: Logger): MiddlewareObj => ({
       request.error = new InvalidInputError(`invalid input: ${problems.join("; ")}`, { cause: err });
     }
     const final = request.error as Error;
-    log.error("handler failed", { error: final.name, message: redact(final.message) });
+    log.error("handler failed", { error: final.name, reason: redact(final.message) });
   },
 });
 

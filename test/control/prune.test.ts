@@ -3,46 +3,13 @@ import { readAll } from "../../core/audit/audit-log.ts";
 import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { listBackupRefs } from "../../core/backup-index.ts";
 import { DEFAULT_POLICY } from "../../core/gfs.ts";
-import { newBackupId, objectKey } from "../../core/keys.ts";
-import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "../../core/manifest.ts";
 import { executePrune, planPrune } from "../../core/prune.ts";
-import type { ObjectStore } from "../../core/store/object-store.ts";
 import { runCli } from "../helpers/cli.ts";
+import { writeBackup } from "../helpers/backups.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";
 
 const DAY = 86_400_000;
 const NOW = new Date("2026-11-21T12:00:00Z");
-const sha = "0".repeat(64);
-
-/** A committed backup with tiny payload objects, written the way backup writes them. */
-async function writeBackup(store: ObjectStore, databaseId: string, at: Date): Promise<string> {
-  const backupId = newBackupId(at);
-  const objects = (["dump", "globals", "stats"] as const).map((role) => ({
-    role,
-    key: objectKey(databaseId, backupId, role),
-    chain: ["test"],
-    plainBytes: 3,
-    storedBytes: 3,
-    plainSha256: sha,
-    storedSha256: sha,
-  }));
-  for (const o of objects) await store.putIfAbsent(o.key, "abc");
-  const manifest: Manifest = {
-    format: MANIFEST_FORMAT,
-    databaseId,
-    backupId,
-    database: databaseId,
-    startedAt: at.toISOString(),
-    finishedAt: at.toISOString(),
-    server: { version: "15.18", versionNum: 150018, systemIdentifier: null },
-    pgDump: { version: "15.18" },
-    recipients: ["age1test"],
-    objects,
-    worker: { version: "test" },
-  };
-  await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
-  return backupId;
-}
 
 /** The expected survivors of 400 daily 02:00 UTC backups under 7/4/12, by calendar rules. */
 function expectedKeep(days: number, verifiedDay: number): Set<number> {

@@ -268,6 +268,7 @@ Examples:
         "STRONGROOM_NO_OWNER",
       ),
     )
+    .addOption(auditOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",

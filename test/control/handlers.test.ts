@@ -1,0 +1,133 @@
+import { GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { S3Client } from "@aws-sdk/client-s3";
+import { unmarshall } from "@aws-sdk/util-dynamodb";
+import type { Context } from "aws-lambda";
+import { beforeAll, describe, expect, it } from "vitest";
+import { verifyChain } from "../../core/audit/audit-chain.ts";
+import { readAll } from "../../core/audit/audit-log.ts";
+import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
+import { ERROR_NAMES } from "../../core/errors.ts";
+import { objectKey } from "../../core/keys.ts";
+import { s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
+import { createHandler as catalogRecord } from "../../functions/catalog-record/handler.ts";
+import { createHandler as destinationProbe } from "../../functions/destination-probe/handler.ts";
+import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
+import { createTable, dynamoClient } from "../helpers/dynamo.ts";
+import { newStore, type StoreUnderTest } from "../helpers/fixture.ts";
+import { writeBackup } from "../helpers/backups.ts";
+
+// The Lambda runtime's context object cannot run here; this is its shape, nothing more.
+const context = {
+  functionName: "test",
+  functionVersion: "$LATEST",
+  invokedFunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:test",
+  memoryLimitInMB: "256",
+  awsRequestId: "req-1",
+  logGroupName: "/aws/lambda/test",
+  logStreamName: "s",
+  callbackWaitsForEmptyEventLoop: true,
+  getRemainingTimeInMillis: () => 30_000,
+} as unknown as Context;
+
+const NOW = new Date("2026-11-21T12:00:00Z");
+let auditTable: string;
+let catalogTable: string;
+let s3: S3Client;
+let store: StoreUnderTest;
+
+beforeAll(async () => {
+  const ddb = dynamoClient();
+  [auditTable, catalogTable, store] = await Promise.all([createTable(ddb, "audit"), createTable(ddb, "catalog"), newStore("s3")]);
+  s3 = new S3Client(s3ClientConfigFromEnv());
+});
+
+/** Invalid input is InvalidInputError naming the field, and the name is in the stable list. */
+async function expectInvalid(run: Promise<unknown>, field: RegExp): Promise<void> {
+  const err = (await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as Error;
+  expect(err?.name).toBe("InvalidInputError");
+  expect(err.message).toMatch(field);
+  expect(ERROR_NAMES).toContain(err.name);
+}
+
+describe("audit-append handler", () => {
+  const handler = () => auditAppend({ dynamodb: dynamoClient(), tableName: auditTable, now: () => NOW });
+
+  it("appends a verifying row to the database's chain", async () => {
+    const out = await handler()(
+      { event: "backup.start", actor: "backup-flow", databaseId: "shop", details: { schedule: "daily" } },
+      context,
+    );
+    expect(out.seq).toBe("000000000001");
+    const rows = await readAll(new DynamoAuditLog(dynamoClient(), auditTable, "db#shop"));
+    expect(rows[0]).toMatchObject({ event: "backup.start", at: NOW.toISOString(), actor: "backup-flow" });
+    expect(verifyChain(rows).ok).toBe(true);
+  });
+
+  it("rejects unknown fields and unknown events", async () => {
+    await expectInvalid(handler()({ event: "backup.ok", actor: "x", evil: 1 } as never, context), /must NOT have additional properties 'evil'/);
+    await expectInvalid(handler()({ event: "backup.deleted", actor: "x" } as never, context), /\/event must be equal to one of the allowed values/);
+  });
+});
+
+describe("catalog-record handler", () => {
+  const handler = () => catalogRecord({ s3, dynamodb: dynamoClient(), storeUrl: store.url, tableName: catalogTable });
+
+  it("writes the catalog item built from the manifest", async () => {
+    const backupId = await writeBackup(store.store, "shop", NOW);
+    const key = await handler()({ databaseId: "shop", backupId }, context);
+    expect(key).toEqual({ pk: "db#shop", sk: `backup#${backupId}` });
+    const item = await dynamoClient().send(new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }));
+    expect(unmarshall(item.Item ?? {})).toMatchObject({ backupId, databaseId: "shop", serverVersion: "15.18", storedBytes: 9 });
+  });
+
+  it("never catalogues a payload without a manifest", async () => {
+    const backupId = await writeBackup(store.store, "shop", new Date(NOW.getTime() - 3_600_000));
+    await store.store.delete(objectKey("shop", backupId, "manifest"));
+    const err = await handler()({ databaseId: "shop", backupId }, context).catch((e: Error) => e);
+    expect((err as Error).name).toBe("BackupNotFoundError");
+    const item = await dynamoClient().send(new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }));
+    expect(item.Item).toBeUndefined();
+  });
+
+  it("rejects input with a missing or malformed id", async () => {
+    await expectInvalid(handler()({ databaseId: "shop" } as never, context), /must have required property 'backupId'/);
+    await expectInvalid(handler()({ databaseId: "shop", backupId: "../etc" }, context), /\/backupId must match pattern/);
+  });
+});
+
+describe("retention-prune handler", () => {
+  it("prunes by policy and audits each deletion in DynamoDB", async () => {
+    const own = await newStore("s3");
+    const ids: string[] = [];
+    for (let d = 0; d < 20; d++) ids.push(await writeBackup(own.store, "orders", new Date(NOW.getTime() - d * 86_400_000 - 60_000)));
+    const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: own.url, auditTable, now: () => NOW });
+    const out = await handler({ databaseId: "orders", policy: { daily: 3, weekly: 0, monthly: 0 } }, context);
+    expect(out.kept.sort()).toEqual(ids.slice(0, 3).sort());
+    expect(out.deleted).toHaveLength(17);
+    const rows = await readAll(new DynamoAuditLog(dynamoClient(), auditTable, "db#orders"));
+    expect(rows.filter((r) => r.event === "retain.delete")).toHaveLength(17);
+    expect(verifyChain(rows).ok).toBe(true);
+  });
+
+  it("rejects an unknown policy field and an impossible policy", async () => {
+    const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: store.url, auditTable, now: () => NOW });
+    await expectInvalid(handler({ databaseId: "x", policy: { yearly: 3 } } as never, context), /\/policy must NOT have additional properties 'yearly'/);
+    await expectInvalid(handler({ databaseId: "x", policy: { daily: 0 } }, context), /daily must be at least 1/);
+  });
+});
+
+describe("destination-probe handler", () => {
+  it("probes the configured store", async () => {
+    const out = await destinationProbe({ s3, storeUrl: store.url })({}, context);
+    expect(out.ok).toBe(true);
+    expect(out.steps.map((s) => s.step)).toContain("protection");
+  });
+
+  it("rejects a store that is not an s3 URL", async () => {
+    await expectInvalid(destinationProbe({ s3, storeUrl: store.url })({ store: "file:///etc" }, context), /\/store must match pattern/);
+  });
+});
