@@ -1,7 +1,7 @@
-import { QueryCommand } from "@aws-sdk/client-dynamodb";
 import { readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { QueryCommand } from "@aws-sdk/client-dynamodb";
 import { describe, expect, inject, it } from "vitest";
 import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { writeBackup } from "../helpers/backups.ts";
@@ -16,9 +16,19 @@ describe("control plane from the CLI, local mode", () => {
     const key = await identityFile();
     const db = await createDatabase(inject("pgUrl"), "audited");
     await sql(db.url, "create table t as select g from generate_series(1, 10) g");
-    expect((await runCli(["backup", "--recipient", key.recipient, "--database-id", "audited"], { DATABASE_URL: db.url, STRONGROOM_STORE: url })).code).toBe(0);
+    expect(
+      (
+        await runCli(["backup", "--recipient", key.recipient, "--database-id", "audited"], {
+          DATABASE_URL: db.url,
+          STRONGROOM_STORE: url,
+        })
+      ).code,
+    ).toBe(0);
     const target = await createDatabase(inject("pgUrl"), "audited_copy");
-    expect((await runCli(["restore", "--identity", key.file], { STRONGROOM_STORE: url, STRONGROOM_TARGET_URL: target.url })).code).toBe(0);
+    expect(
+      (await runCli(["restore", "--identity", key.file], { STRONGROOM_STORE: url, STRONGROOM_TARGET_URL: target.url }))
+        .code,
+    ).toBe(0);
 
     const shown = await runCli(["audit", "show", "--scope", "db#audited"], { STRONGROOM_STORE: url });
     expect(shown.stdout).toMatch(/^SEQ\s+AT\s+EVENT\s+ACTOR/m);
@@ -45,13 +55,20 @@ describe("control plane from the CLI, local mode", () => {
 
   it("rebuilds the DynamoDB catalog from manifests, skipping payloads without one", async () => {
     const { store, url } = await newStore("s3");
-    const ids = [await writeBackup(store, "shop", new Date("2026-11-01T02:00:00Z")), await writeBackup(store, "shop", new Date("2026-11-02T02:00:00Z"))];
+    const ids = [
+      await writeBackup(store, "shop", new Date("2026-11-01T02:00:00Z")),
+      await writeBackup(store, "shop", new Date("2026-11-02T02:00:00Z")),
+    ];
     await store.putIfAbsent("shop/backups/20261103T020000Z-orphan/dump.pgc.zst.age", "payload without a manifest");
     const table = await createTable(dynamoClient(), "catalog");
     const r = await runCli(["catalog", "rebuild", "--table", table], { STRONGROOM_STORE: url });
     expect(r.stdout).toBe("catalogued 2 backups\n");
     const items = await dynamoClient().send(
-      new QueryCommand({ TableName: table, KeyConditionExpression: "pk = :pk", ExpressionAttributeValues: { ":pk": { S: "db#shop" } } }),
+      new QueryCommand({
+        TableName: table,
+        KeyConditionExpression: "pk = :pk",
+        ExpressionAttributeValues: { ":pk": { S: "db#shop" } },
+      }),
     );
     expect(items.Items?.map((i) => i.backupId?.S)).toEqual(ids);
   });

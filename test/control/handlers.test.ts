@@ -13,9 +13,9 @@ import { createHandler as auditAppend } from "../../functions/audit-append/handl
 import { createHandler as catalogRecord } from "../../functions/catalog-record/handler.ts";
 import { createHandler as destinationProbe } from "../../functions/destination-probe/handler.ts";
 import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
+import { writeBackup } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore, type StoreUnderTest } from "../helpers/fixture.ts";
-import { writeBackup } from "../helpers/backups.ts";
 
 // The Lambda runtime's context object cannot run here; this is its shape, nothing more.
 const context = {
@@ -38,7 +38,11 @@ let store: StoreUnderTest;
 
 beforeAll(async () => {
   const ddb = dynamoClient();
-  [auditTable, catalogTable, store] = await Promise.all([createTable(ddb, "audit"), createTable(ddb, "catalog"), newStore("s3")]);
+  [auditTable, catalogTable, store] = await Promise.all([
+    createTable(ddb, "audit"),
+    createTable(ddb, "catalog"),
+    newStore("s3"),
+  ]);
   s3 = new S3Client(s3ClientConfigFromEnv());
 });
 
@@ -68,8 +72,14 @@ describe("audit-append handler", () => {
   });
 
   it("rejects unknown fields and unknown events", async () => {
-    await expectInvalid(handler()({ event: "backup.ok", actor: "x", evil: 1 } as never, context), /must NOT have additional properties 'evil'/);
-    await expectInvalid(handler()({ event: "backup.deleted", actor: "x" } as never, context), /\/event must be equal to one of the allowed values/);
+    await expectInvalid(
+      handler()({ event: "backup.ok", actor: "x", evil: 1 } as never, context),
+      /must NOT have additional properties 'evil'/,
+    );
+    await expectInvalid(
+      handler()({ event: "backup.deleted", actor: "x" } as never, context),
+      /\/event must be equal to one of the allowed values/,
+    );
   });
 });
 
@@ -80,8 +90,15 @@ describe("catalog-record handler", () => {
     const backupId = await writeBackup(store.store, "shop", NOW);
     const key = await handler()({ databaseId: "shop", backupId }, context);
     expect(key).toEqual({ pk: "db#shop", sk: `backup#${backupId}` });
-    const item = await dynamoClient().send(new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }));
-    expect(unmarshall(item.Item ?? {})).toMatchObject({ backupId, databaseId: "shop", serverVersion: "15.18", storedBytes: 9 });
+    const item = await dynamoClient().send(
+      new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }),
+    );
+    expect(unmarshall(item.Item ?? {})).toMatchObject({
+      backupId,
+      databaseId: "shop",
+      serverVersion: "15.18",
+      storedBytes: 9,
+    });
   });
 
   it("never catalogues a payload without a manifest", async () => {
@@ -89,13 +106,18 @@ describe("catalog-record handler", () => {
     await store.store.delete(objectKey("shop", backupId, "manifest"));
     const err = await handler()({ databaseId: "shop", backupId }, context).catch((e: Error) => e);
     expect((err as Error).name).toBe("BackupNotFoundError");
-    const item = await dynamoClient().send(new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }));
+    const item = await dynamoClient().send(
+      new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }),
+    );
     expect(item.Item).toBeUndefined();
   });
 
   it("rejects input with a missing or malformed id", async () => {
     await expectInvalid(handler()({ databaseId: "shop" } as never, context), /must have required property 'backupId'/);
-    await expectInvalid(handler()({ databaseId: "shop", backupId: "../etc" }, context), /\/backupId must match pattern/);
+    await expectInvalid(
+      handler()({ databaseId: "shop", backupId: "../etc" }, context),
+      /\/backupId must match pattern/,
+    );
   });
 });
 
@@ -103,7 +125,8 @@ describe("retention-prune handler", () => {
   it("prunes by policy and audits each deletion in DynamoDB", async () => {
     const own = await newStore("s3");
     const ids: string[] = [];
-    for (let d = 0; d < 20; d++) ids.push(await writeBackup(own.store, "orders", new Date(NOW.getTime() - d * 86_400_000 - 60_000)));
+    for (let d = 0; d < 20; d++)
+      ids.push(await writeBackup(own.store, "orders", new Date(NOW.getTime() - d * 86_400_000 - 60_000)));
     const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: own.url, auditTable, now: () => NOW });
     const out = await handler({ databaseId: "orders", policy: { daily: 3, weekly: 0, monthly: 0 } }, context);
     expect(out.kept.sort()).toEqual(ids.slice(0, 3).sort());
@@ -115,7 +138,10 @@ describe("retention-prune handler", () => {
 
   it("rejects an unknown policy field and an impossible policy", async () => {
     const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: store.url, auditTable, now: () => NOW });
-    await expectInvalid(handler({ databaseId: "x", policy: { yearly: 3 } } as never, context), /\/policy must NOT have additional properties 'yearly'/);
+    await expectInvalid(
+      handler({ databaseId: "x", policy: { yearly: 3 } } as never, context),
+      /\/policy must NOT have additional properties 'yearly'/,
+    );
     await expectInvalid(handler({ databaseId: "x", policy: { daily: 0 } }, context), /daily must be at least 1/);
   });
 });
@@ -128,6 +154,9 @@ describe("destination-probe handler", () => {
   });
 
   it("rejects a store that is not an s3 URL", async () => {
-    await expectInvalid(destinationProbe({ s3, storeUrl: store.url })({ store: "file:///etc" }, context), /\/store must match pattern/);
+    await expectInvalid(
+      destinationProbe({ s3, storeUrl: store.url })({ store: "file:///etc" }, context),
+      /\/store must match pattern/,
+    );
   });
 });

@@ -4,8 +4,8 @@ import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { listBackupRefs } from "../../core/backup-index.ts";
 import { DEFAULT_POLICY } from "../../core/gfs.ts";
 import { executePrune, planPrune } from "../../core/prune.ts";
-import { runCli } from "../helpers/cli.ts";
 import { writeBackup } from "../helpers/backups.ts";
+import { runCli } from "../helpers/cli.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";
 
 const DAY = 86_400_000;

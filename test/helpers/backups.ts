@@ -33,4 +33,3 @@ export async function writeBackup(store: ObjectStore, databaseId: string, at: Da
   await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
   return backupId;
 }
-
