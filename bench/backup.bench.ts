@@ -26,7 +26,6 @@ import { WORKER_BUNDLE } from "../scripts/build.ts";
 import { startMoto } from "../test/rig/aws.ts";
 import { type Cluster, startCluster, systemBinDir } from "../test/rig/postgres.ts";
 
-const GB = 1e9;
 const SIZES = (process.env.BENCH_SIZES ?? "1,3").split(",").map(Number);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const work = path.resolve(import.meta.dirname, ".work");

@@ -1,8 +1,10 @@
-import { readFile, truncate, writeFile } from "node:fs/promises";
+import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, inject, it } from "vitest";
+import { readAll } from "../../core/audit/audit-log.ts";
+import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { objectKey } from "../../core/keys.ts";
 import { runCli, startCli } from "../helpers/cli.ts";
 import {
@@ -18,6 +20,11 @@ import { flipByte } from "../helpers/streams.ts";
 
 const pgUrl = inject("pgUrl");
 const binDir = inject("pgBinDir");
+
+/** The events in a database's audit chain in the store (local mode). */
+async function auditEvents(store: StoreUnderTest, databaseId: string): Promise<string[]> {
+  return (await readAll(new StoreAuditLog(store.store, `db#${databaseId}`))).map((r) => r.event);
+}
 
 /** Counts user tables: a refused or failed restore must leave the target as it was. */
 async function userTables(url: string): Promise<number> {
@@ -118,7 +125,8 @@ describe("bad input: backup", () => {
       expect(r.code).toBe(1);
       expect(r.stderr).toContain("strongroom: error: pg_dump killed by SIGKILL");
       expect(await committedBackups(store.store)).toBe(0);
-      expect(await allKeys(store.store)).toEqual([]);
+      expect(await allKeys(store.store, `${big.name}/`)).toEqual([]);
+      expect(await auditEvents(store, big.name)).toEqual(["backup.start", "backup.fail"]);
       expect(await store.openUploads()).toBe(0);
       expect((await runCli(["list"], { STRONGROOM_STORE: store.url })).stdout).toBe("no backups\n");
     });
@@ -130,15 +138,24 @@ describe("bad input: backup", () => {
         DATABASE_URL: big.url,
         STRONGROOM_STORE: store.url,
       });
-      // Wait until the upload is under way: an open multipart upload (s3) or a partial file.
-      const root = kind === "file" ? fileURLToPath(store.url) : "";
-      for (let i = 0; i < 600; i++) {
-        const underWay =
-          kind === "s3"
-            ? (await store.openUploads()) > 0
-            : await readFile(path.join(root, ".strongroom-partial"), "utf8").catch((e) => e.code === "EISDIR");
-        if (underWay) break;
-        await sleep(20);
+      // Wait until the upload is under way: an open multipart upload (s3), or a partial
+      // file past 1 MiB (file; audit rows pass through the same directory, but briefly and small).
+      const partial = kind === "file" ? path.join(fileURLToPath(store.url), ".strongroom-partial") : "";
+      const bigPartial = async () => {
+        const names = await readdir(partial).catch(() => [] as string[]);
+        const sizes = await Promise.all(
+          names.map((n) =>
+            stat(path.join(partial, n)).then(
+              (s) => s.size,
+              () => 0,
+            ),
+          ),
+        );
+        return sizes.some((s) => s > 1024 * 1024);
+      };
+      for (let i = 0; i < 1000; i++) {
+        if (kind === "s3" ? (await store.openUploads()) > 0 : await bigPartial()) break;
+        await sleep(10);
       }
       run.child.kill("SIGTERM");
       const r = await run.result;
@@ -146,7 +163,8 @@ describe("bad input: backup", () => {
       expect(r.stderr).toContain("SIGTERM received");
       expect(r.stderr).toMatch(/strongroom: error: .*aborted/);
       expect(await committedBackups(store.store)).toBe(0);
-      expect(await allKeys(store.store)).toEqual([]);
+      expect(await allKeys(store.store, `${big.name}/`)).toEqual([]);
+      expect(await auditEvents(store, big.name)).toEqual(["backup.start", "backup.fail"]);
       expect(await store.openUploads()).toBe(0);
       expect((await runCli(["list"], { STRONGROOM_STORE: store.url })).stdout).toBe("no backups\n");
     });

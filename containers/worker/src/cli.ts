@@ -106,14 +106,6 @@ export function buildProgram(ctx: CliContext): Command {
     const g = program.opts<GlobalOptions>();
     return createLogger({ format: g.logFormat, level: g.logLevel });
   };
-  const storeOption = () =>
-    new Option("--store <url>", "file:///abs/dir or s3://bucket/prefix").env("STRONGROOM_STORE").makeOptionMandatory();
-  const jsonOption = () => new Option("--json", "machine-readable output on stdout").env("STRONGROOM_JSON");
-  const databaseIdOption = () =>
-    new Option("--database-id <id>", "the database's id in the store (default: its name)").env(
-      "STRONGROOM_DATABASE_ID",
-    );
-
   program
     .command("keygen")
     .description("generate an age X25519 identity (private, mode 0600) and print its recipient (public)")

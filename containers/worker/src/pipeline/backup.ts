@@ -133,6 +133,7 @@ async function dumpGlobals(binDir: string, env: NodeJS.ProcessEnv, signal?: Abor
   const chunks: Buffer[] = [];
   for await (const chunk of proc.child.stdout as Readable) chunks.push(chunk as Buffer);
   const exit = await proc.exited;
+  if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
   if (exit.code !== 0) {
     throw new DumpFailedError(`pg_dumpall --globals-only ${describeExit(exit)}: ${proc.stderr()}`, {
       hint: "the backup role needs to read pg_roles and pg_auth_members (any role can by default)",
@@ -245,6 +246,8 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         expectedBytes: server.databaseBytes,
         ...(signal ? { signal } : {}),
       });
+      // Awaited after the pipeline; until then its rejection (an abort) must not count as unhandled.
+      upload.catch(() => undefined);
       try {
         await pipeline(
           dumpSource(dump, signal),
