@@ -129,6 +129,58 @@ describe("pg_dump version matching", () => {
   });
 });
 
+describe("roles on a fresh cluster", () => {
+  it("names the roles it cannot create and restores with --no-owner", async () => {
+    // GIVEN a backup owned by shop_owner, and a cluster where the restoring role may not create roles
+    const third = await startCluster();
+    try {
+      const store = await newStore("file");
+      const key = await identityFile();
+      expect(
+        (
+          await runCli(["backup", "--recipient", key.recipient], {
+            DATABASE_URL: rich.url,
+            STRONGROOM_STORE: store.url,
+          })
+        ).code,
+      ).toBe(0);
+      await sql(third.url, "create role restorer login password 'Restorer-Pw-1' createdb");
+      await sql(third.url, "create database into_restorer owner restorer");
+      const target = dbUrl(third.url, "into_restorer", "restorer", "Restorer-Pw-1");
+
+      // WHEN it restores as that role
+      const refused = await runCli(["restore", "--identity", key.file], {
+        STRONGROOM_STORE: store.url,
+        STRONGROOM_TARGET_URL: target,
+      });
+
+      // THEN it names the missing roles and offers --no-owner, and the target stays empty
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        "roles that own objects in the backup are missing in the target cluster and restorer cannot create them: shop_owner",
+      );
+      expect(refused.stderr).toContain("HINT: create them first, or pass --no-owner");
+      expect(await sql(target, "select count(*)::int as n from pg_tables where schemaname = 'sales'")).toEqual([
+        { n: 0 },
+      ]);
+
+      const owned = await runCli(["restore", "--identity", key.file, "--no-owner"], {
+        STRONGROOM_STORE: store.url,
+        STRONGROOM_TARGET_URL: target,
+      });
+      expect(owned.code).toBe(0);
+      const digest = await contentDigest(target);
+      const source = await contentDigest(rich.url);
+      expect(digest["sales.orders"]).toEqual(source["sales.orders"]);
+      expect(await sql(target, "select tableowner as o from pg_tables where tablename = 'orders'")).toEqual([
+        { o: "restorer" },
+      ]);
+    } finally {
+      await third.stop();
+    }
+  });
+});
+
 describe("least privilege", () => {
   const password = "ro-Secret-7788";
   beforeAll(async () => {

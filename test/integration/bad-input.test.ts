@@ -1,4 +1,5 @@
-import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -243,6 +244,22 @@ describe("bad input: restore", () => {
     );
     expect(await userTables(target.url)).toBe(0);
     expect(await committedBackups(copy.store)).toBe(1);
+  });
+
+  it("removes the --jobs staging directory when staging fails", async () => {
+    const copy = await damagedCopy("dump", async (file) => {
+      const data = await readFile(file);
+      flipByte(data, Math.floor(data.length * 0.7));
+      await writeFile(file, data);
+    });
+    const staging = await mkdtemp(path.join(tmpdir(), "strongroom-staging-"));
+    const target = await createDatabase(pgUrl, "t_staged");
+    const r = await restoreInto(target.url, ["--jobs", "2", "--staging-dir", staging], copy.url);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/failed authentication/);
+    expect(await readdir(staging)).toEqual([]);
+    expect(await userTables(target.url)).toBe(0);
+    await rm(staging, { recursive: true, force: true });
   });
 
   it("detects one flipped byte in the payload and rolls the target back", async () => {
