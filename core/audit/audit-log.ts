@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { AuditConflictError } from "../errors.ts";
-import { type AuditEntry, type AuditRow, nextRow } from "./audit-chain.ts";
+import { type AuditEntry, type AuditEvent, type AuditRow, nextRow } from "./audit-chain.ts";
 
 /**
  * Where audit rows live. One chain per scope (`org`, or `db#<databaseId>`).
@@ -50,4 +50,17 @@ export async function readAll(log: AuditLog, fromSeq?: string): Promise<AuditRow
   const out: AuditRow[] = [];
   for await (const row of log.rows(fromSeq)) out.push(row);
   return out;
+}
+
+/**
+ * A recorder for one job's events (same actor, database and backup), or a no-op when
+ * there is no log (`--audit none`, or the state machine writes the events instead).
+ */
+export function auditRecorder(
+  log: AuditLog | undefined,
+  job: Pick<AuditEntry, "actor" | "databaseId" | "backupId">,
+  now: () => Date,
+): (event: AuditEvent, details: Record<string, unknown>) => Promise<AuditRow | undefined> {
+  return (event, details) =>
+    log ? appendAudit(log, { ...job, at: now().toISOString(), event, details }) : Promise.resolve(undefined);
 }

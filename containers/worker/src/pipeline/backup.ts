@@ -2,7 +2,7 @@ import { availableParallelism } from "node:os";
 import { PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, appendAudit } from "../../../../core/audit/audit-log.ts";
+import { type AuditLog, auditRecorder } from "../../../../core/audit/audit-log.ts";
 import { AbortedError, DumpFailedError } from "../../../../core/errors.ts";
 import { newBackupId, objectKey } from "../../../../core/keys.ts";
 import type { Logger } from "../../../../core/log.ts";
@@ -177,18 +177,11 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
     const server = await serverInfo(client);
     const databaseId = options.databaseId ?? server.database;
     const backupId = newBackupId(startedAt);
-    const audit = options.audit?.(databaseId);
-    const record = (event: "backup.start" | "backup.ok" | "backup.fail", details: Record<string, unknown>) =>
-      audit
-        ? appendAudit(audit, {
-            at: now().toISOString(),
-            event,
-            actor: options.actor ?? "cli",
-            databaseId,
-            backupId,
-            details,
-          })
-        : Promise.resolve(undefined);
+    const record = auditRecorder(
+      options.audit?.(databaseId),
+      { actor: options.actor ?? "cli", databaseId, backupId },
+      now,
+    );
     await record("backup.start", { server: server.version, databaseBytes: server.databaseBytes });
     try {
       const manifest = await runBackup();

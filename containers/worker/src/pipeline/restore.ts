@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, appendAudit } from "../../../../core/audit/audit-log.ts";
+import { type AuditLog, auditRecorder } from "../../../../core/audit/audit-log.ts";
 import { resolveBackup } from "../../../../core/backup-index.ts";
 import {
   AbortedError,
@@ -118,19 +118,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     databaseId: manifest.databaseId,
     target: describeConn(target),
   });
-  const audit = options.audit?.(manifest.databaseId);
-  const now = options.now ?? (() => new Date());
-  const record = (event: "restore.start" | "restore.ok" | "restore.fail", details: Record<string, unknown>) =>
-    audit
-      ? appendAudit(audit, {
-          at: now().toISOString(),
-          event,
-          actor: options.actor ?? "cli",
-          databaseId: manifest.databaseId,
-          backupId: manifest.backupId,
-          details,
-        })
-      : Promise.resolve(undefined);
+  const record = auditRecorder(
+    options.audit?.(manifest.databaseId),
+    { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
+    options.now ?? (() => new Date()),
+  );
   await record("restore.start", { target: describeConn(target), jobs: options.jobs ?? 1 });
   try {
     const result = await restoreManifest(options, manifest, started);
