@@ -69,5 +69,3 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     error: (m, f) => emit("error", m, f),
   };
 }
-
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

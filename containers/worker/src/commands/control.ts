@@ -24,6 +24,15 @@ const count = (flag: string) => (value: string) => {
   return n;
 };
 
+/** Where an audit command reads: --store (the store's own log) or --table (DynamoDB), and which chain. */
+function auditCommand(parent: Command, name: string): Command {
+  return parent
+    .command(name)
+    .addOption(new Option("--store <url>", "store holding the log (local mode)").env("STRONGROOM_STORE"))
+    .addOption(tableOption("audit"))
+    .addOption(scopeOption());
+}
+
 const scopeOption = () =>
   new Option("--scope <scope>", "audit chain: org, or db#<databaseId>").default("org").env("STRONGROOM_AUDIT_SCOPE");
 const tableOption = (what: string) =>
@@ -44,12 +53,8 @@ function auditLog(o: { store?: string; table?: string; scope: string }): AuditLo
 export function registerControlCommands(program: Command, ctx: CliContext, logger: () => Logger): void {
   const audit = program.command("audit").description("the hash-chained audit log");
 
-  audit
-    .command("verify")
+  auditCommand(audit, "verify")
     .description("walk the chain; name the first bad row and why (edited, missing, reordered, broken link)")
-    .addOption(new Option("--store <url>", "store holding the log (local mode)").env("STRONGROOM_STORE"))
-    .addOption(tableOption("audit"))
-    .addOption(scopeOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
@@ -70,12 +75,8 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
       }
     });
 
-  audit
-    .command("show")
+  auditCommand(audit, "show")
     .description("print audit rows, oldest first")
-    .addOption(new Option("--store <url>", "store holding the log (local mode)").env("STRONGROOM_STORE"))
-    .addOption(tableOption("audit"))
-    .addOption(scopeOption())
     .addOption(new Option("--since <time>", "only rows at or after this ISO time"))
     .addOption(jsonOption())
     .action(async (o: { store?: string; table?: string; scope: string; since?: string; json?: boolean }) => {

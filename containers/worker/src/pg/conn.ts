@@ -40,11 +40,6 @@ export function parsePgUrl(url: string, flag = "--db"): PgConn {
   };
 }
 
-/** The same target, other database. */
-export function withDatabase(conn: PgConn, database: string): PgConn {
-  return { ...conn, database };
-}
-
 /** `user@host:port/db`, safe to print. */
 export function describeConn(conn: PgConn): string {
   return `${conn.user}@${conn.host}:${conn.port}/${conn.database}`;

@@ -8,7 +8,11 @@ import { sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
 
 export const AGE_CHAIN = "age-v1-x25519";
 
-/** Encrypts a small in-memory object (stats, globals) to `recipients` and stores it. */
+/**
+ * Encrypts a small in-memory object (stats, globals) to `recipients` and stores it.
+ * It is sealed in memory first, so an encryption failure surfaces here rather than
+ * as a half-fed upload.
+ */
 export async function putSealed(
   store: ObjectStore,
   key: string,
@@ -19,12 +23,19 @@ export async function putSealed(
 ): Promise<ManifestObject> {
   const plainTap = sha256Tap();
   const storedTap = sha256Tap();
-  const body = Readable.from([plain])
-    .pipe(plainTap)
-    .pipe(await ageEncrypt(recipients))
-    .pipe(storedTap);
-  await store.put(key, body, signal ? { signal, contentType: "application/octet-stream" } : {});
+  const sealed: Buffer[] = [];
+  await pipeline(Readable.from([plain]), plainTap, await ageEncrypt(recipients), storedTap, collect(sealed));
+  await store.put(key, Readable.from([Buffer.concat(sealed)]), signal ? { signal } : {});
   return objectEntry(role, key, [AGE_CHAIN], plainTap.result(), storedTap.result());
+}
+
+function collect(chunks: Buffer[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(chunk);
+      callback();
+    },
+  });
 }
 
 export function objectEntry(
@@ -89,18 +100,7 @@ export async function getSealed(
   const plainTap = sha256Tap();
   const chunks: Buffer[] = [];
   await naming(entry, async () =>
-    pipeline(
-      await store.get(entry.key),
-      storedTap,
-      ageDecrypt(identities),
-      plainTap,
-      new Writable({
-        write(chunk: Buffer, _encoding, callback) {
-          chunks.push(chunk);
-          callback();
-        },
-      }),
-    ),
+    pipeline(await store.get(entry.key), storedTap, ageDecrypt(identities), plainTap, collect(chunks)),
   );
   assertMatches(entry, storedTap.result(), plainTap.result());
   return Buffer.concat(chunks);
