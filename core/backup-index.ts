@@ -1,3 +1,4 @@
+import { compareBackups } from "./backup-order.ts";
 import { BackupNotFoundError, NotFoundError, UsageError } from "./errors.ts";
 import { isBackupId, objectKey, parseManifestKey } from "./keys.ts";
 import { type Manifest, parseManifest } from "./manifest.ts";
@@ -19,7 +20,9 @@ export async function listBackupRefs(store: ObjectStore, databaseId?: string): P
     const ref = parseManifestKey(o.key);
     if (ref && (!databaseId || ref.databaseId === databaseId)) refs.push(ref);
   }
-  return refs.sort((a, b) => a.databaseId.localeCompare(b.databaseId) || a.backupId.localeCompare(b.backupId));
+  return refs.sort((a, b) =>
+    a.databaseId < b.databaseId ? -1 : a.databaseId > b.databaseId ? 1 : compareBackups(a, b),
+  );
 }
 
 export async function readManifest(store: ObjectStore, ref: BackupRef): Promise<Manifest> {

@@ -1,3 +1,5 @@
+import { compareNewestFirst } from "./backup-order.ts";
+
 /**
  * Grandfather-father-son retention (DESIGN.md §6), as a pure function.
  *
@@ -67,7 +69,7 @@ export function validatePolicy(policy: RetentionPolicy): void {
 
 export function selectExpired(backups: readonly BackupPoint[], policy: RetentionPolicy, now: Date): RetentionPlan {
   validatePolicy(policy);
-  const sorted = [...backups].sort((a, b) => b.at.getTime() - a.at.getTime() || (a.backupId < b.backupId ? 1 : -1));
+  const sorted = [...backups].sort(compareNewestFirst);
   const reasons = new Map<BackupPoint, Set<KeepReason>>();
   const keep = (b: BackupPoint, why: KeepReason) => {
     const set = reasons.get(b) ?? new Set<KeepReason>();

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { compareNewestFirst } from "../../core/backup-order.ts";
 import { type BackupPoint, DEFAULT_POLICY, type RetentionPolicy, selectExpired } from "../../core/gfs.ts";
 
 const DAY = 86_400_000;
@@ -27,8 +28,7 @@ const backupsArb: fc.Arbitrary<BackupPoint[]> = fc
   );
 
 const ids = (bs: readonly BackupPoint[]) => new Set(bs.map((b) => b.backupId));
-const newest = (bs: readonly BackupPoint[]) =>
-  [...bs].filter((b) => b.at <= NOW).sort((a, b) => b.at.getTime() - a.at.getTime())[0];
+const newest = (bs: readonly BackupPoint[]) => [...bs].filter((b) => b.at <= NOW).sort(compareNewestFirst)[0];
 
 describe("GFS selectExpired", () => {
   it("never selects the newest backup or the newest verified backup", () => {
@@ -37,10 +37,22 @@ describe("GFS selectExpired", () => {
         const expired = ids(selectExpired(backups, policy, NOW).expire);
         const n = newest(backups);
         if (n) expect(expired.has(n.backupId)).toBe(false);
-        const nv = [...backups].filter((b) => b.verified).sort((a, b) => b.at.getTime() - a.at.getTime())[0];
+        const nv = [...backups].filter((b) => b.verified).sort(compareNewestFirst)[0];
         if (nv) expect(expired.has(nv.backupId)).toBe(false);
       }),
     );
+  });
+
+  it("ranks two backups stamped with the same instant by backup id, in GFS and in its oracle alike", () => {
+    // The counterexample CI once found (seed -2141449781): b000 and b001 at the same millisecond.
+    const at = new Date("2026-11-21T11:59:59.986Z");
+    const tied: BackupPoint[] = [
+      { backupId: "b000", at, verified: false },
+      { backupId: "b001", at, verified: false },
+    ];
+    const plan = selectExpired(tied, { ...DEFAULT_POLICY, daily: 1, weekly: 0, monthly: 0 }, NOW);
+    expect(newest(tied)?.backupId).toBe("b001");
+    expect(plan.expire.map((b) => b.backupId)).toEqual(["b000"]);
   });
 
   it("selects nothing when the newest backup is older than the daily window (backups are failing)", () => {
