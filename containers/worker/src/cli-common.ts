@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { Option } from "commander";
+import { type Command, Option } from "commander";
 import { StoreAuditLog } from "../../../core/audit/store-audit-log.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { ObjectStore } from "../../../core/store/object-store.ts";
@@ -12,7 +12,48 @@ export interface CliContext {
 
 export const storeOption = () =>
   new Option("--store <url>", "file:///abs/dir or s3://bucket/prefix").env("STRONGROOM_STORE").makeOptionMandatory();
-export const jsonOption = () => new Option("--json", "machine-readable output on stdout").env("STRONGROOM_JSON");
+/**
+ * Boolean environment values, parsed strictly: commander's own `.env()` turns a flag
+ * on whenever its variable is set, so `STRONGROOM_FORCE=0` would mean --force.
+ * Empty counts as unset; anything but these words is a usage error.
+ */
+const TRUE_WORDS = new Set(["1", "true", "yes", "on"]);
+const FALSE_WORDS = new Set(["0", "false", "no", "off"]);
+
+export function parseBool(raw: string | undefined, name: string): boolean | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const word = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  throw new UsageError(`${name} must be 1, true, yes, 0, false or no, got ${JSON.stringify(raw)}`, {
+    hint: `unset ${name} or give it one of those values`,
+  });
+}
+
+/** Flags whose environment variable is read by applyFlagEnv, not by commander. */
+const flagEnv = new WeakMap<Option, string>();
+
+/** A boolean flag (`--force`, or a negated `--no-owner`) with a strictly parsed env var. */
+export function flagOption(flags: string, description: string, envVar: string): Option {
+  const option = new Option(flags, `${description} (env: ${envVar}=1|0)`);
+  flagEnv.set(option, envVar);
+  return option;
+}
+
+/** Fills flags not given on the command line from their env vars (a preAction hook). */
+export function applyFlagEnv(command: Command, env: NodeJS.ProcessEnv = process.env): void {
+  for (const option of command.options) {
+    const envVar = flagEnv.get(option);
+    if (envVar === undefined) continue;
+    const name = option.attributeName();
+    if (command.getOptionValueSource(name) === "cli") continue;
+    const value = parseBool(env[envVar], envVar);
+    // A negated flag (--no-owner) stores the opposite: owner=false when STRONGROOM_NO_OWNER=1.
+    if (value !== undefined) command.setOptionValueWithSource(name, option.negate ? !value : value, "env");
+  }
+}
+
+export const jsonOption = () => flagOption("--json", "machine-readable output on stdout", "STRONGROOM_JSON");
 export const databaseIdOption = () =>
   new Option("--database-id <id>", "the database's id in the store (default: its name)").env("STRONGROOM_DATABASE_ID");
 export const auditOption = () =>

@@ -1,24 +1,25 @@
-import { constants } from "node:fs";
-import { open, readFile } from "node:fs/promises";
-import * as path from "node:path";
+import { readFile } from "node:fs/promises";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { Command, Option } from "commander";
 import { listManifests } from "../../../core/backup-index.ts";
-import { AlreadyExistsError, InvalidIdentityError, UsageError } from "../../../core/errors.ts";
+import { InvalidIdentityError, UsageError } from "../../../core/errors.ts";
 import { createLogger, type LogFormat, type Logger, type LogLevel } from "../../../core/log.ts";
 import type { Manifest } from "../../../core/manifest.ts";
 import { openStore } from "../../../core/store/open-store.ts";
 import {
   absoluteStoreUrl,
+  applyFlagEnv,
   auditOption,
   type CliContext,
   databaseIdOption,
+  flagOption,
   jsonOption,
   storeAudit,
   storeOption,
   table,
 } from "./cli-common.ts";
 import { registerControlCommands } from "./commands/control.ts";
+import { writeIdentityFile } from "./identity-file.ts";
 import { parsePgUrl } from "./pg/conn.ts";
 import { backup } from "./pipeline/backup.ts";
 import { restore } from "./pipeline/restore.ts";
@@ -98,6 +99,7 @@ export function buildProgram(ctx: CliContext): Command {
         .default("info")
         .env("STRONGROOM_LOG_LEVEL"),
     )
+    .hook("preAction", (_program, action) => applyFlagEnv(action))
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => ctx.stdout(s), writeErr: (s) => process.stderr.write(s) });
@@ -114,7 +116,13 @@ export function buildProgram(ctx: CliContext): Command {
         .default("strongroom-identity.txt")
         .env("STRONGROOM_IDENTITY_FILE"),
     )
-    .addOption(new Option("--force", "overwrite an existing identity file").env("STRONGROOM_FORCE"))
+    .addOption(
+      flagOption(
+        "--force",
+        "replace an existing identity file (the old one is kept beside it as <file>.bak-<time>)",
+        "STRONGROOM_FORCE",
+      ),
+    )
     .addOption(jsonOption())
     .addHelpText(
       "after",
@@ -123,25 +131,22 @@ export function buildProgram(ctx: CliContext): Command {
     .action(async (o: { out: string; force?: boolean; json?: boolean }) => {
       const identity = await generateX25519Identity();
       const recipient = await identityToRecipient(identity);
-      const flags = constants.O_WRONLY | constants.O_CREAT | (o.force ? constants.O_TRUNC : constants.O_EXCL);
-      let file: Awaited<ReturnType<typeof open>>;
-      try {
-        file = await open(o.out, flags, 0o600);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-          throw new AlreadyExistsError(`identity file ${o.out} already exists`, {
-            hint: "keep it (it may decrypt existing backups), choose another --out, or pass --force",
-          });
-        }
-        throw err;
+      const now = new Date();
+      const written = await writeIdentityFile(
+        o.out,
+        `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n`,
+        { force: o.force === true, now },
+      );
+      if (written.previous) {
+        logger().warn("the previous identity was kept; backups encrypted to it still need it", {
+          previous: written.previous,
+        });
       }
-      try {
-        await file.chmod(0o600);
-        await file.writeFile(`# created: ${new Date().toISOString()}\n# public key: ${recipient}\n${identity}\n`);
-      } finally {
-        await file.close();
-      }
-      ctx.stdout(o.json ? `${JSON.stringify({ recipient, identityFile: path.resolve(o.out) })}\n` : `${recipient}\n`);
+      ctx.stdout(
+        o.json
+          ? `${JSON.stringify({ recipient, identityFile: written.file, ...(written.previous ? { previousIdentityFile: written.previous } : {}) })}\n`
+          : `${recipient}\n`,
+      );
     });
 
   program
@@ -251,12 +256,16 @@ Examples:
       ),
     )
     .addOption(
-      new Option("--clean", "drop the backup's objects in the target first (target may be non-empty)").env(
+      flagOption(
+        "--clean",
+        "drop the backup's objects in the target first (target may be non-empty)",
         "STRONGROOM_CLEAN",
       ),
     )
     .addOption(
-      new Option("--no-owner", "restore without owners and grants (when roles cannot be created)").env(
+      flagOption(
+        "--no-owner",
+        "restore without owners and grants (when roles cannot be created)",
         "STRONGROOM_NO_OWNER",
       ),
     )

@@ -2,6 +2,7 @@ import { CommanderError } from "commander";
 import { isStrongroomError, UsageError } from "../../../core/errors.ts";
 import { redact } from "../../../core/log.ts";
 import { buildProgram } from "./cli.ts";
+import { parseBool } from "./cli-common.ts";
 
 /** Exit codes: 0 ok, 1 failure, 2 usage. */
 export async function main(argv: string[]): Promise<number> {
@@ -12,7 +13,13 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
-  const json = argv.includes("--json") || process.env.STRONGROOM_JSON !== undefined;
+  let jsonEnv: boolean | undefined;
+  try {
+    jsonEnv = parseBool(process.env.STRONGROOM_JSON, "STRONGROOM_JSON");
+  } catch {
+    jsonEnv = undefined; // the command's own parse reports it as a usage error
+  }
+  const json = argv.includes("--json") || jsonEnv === true;
   const program = buildProgram({ signal: controller.signal, stdout: (s) => process.stdout.write(s) });
   try {
     await program.parseAsync(argv, { from: "node" });

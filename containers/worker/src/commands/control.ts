@@ -13,7 +13,15 @@ import type { Logger } from "../../../../core/log.ts";
 import { probeStore } from "../../../../core/probe.ts";
 import { executePrune, planPrune } from "../../../../core/prune.ts";
 import { openStore } from "../../../../core/store/open-store.ts";
-import { absoluteStoreUrl, type CliContext, databaseIdOption, jsonOption, storeOption, table } from "../cli-common.ts";
+import {
+  absoluteStoreUrl,
+  type CliContext,
+  databaseIdOption,
+  flagOption,
+  jsonOption,
+  storeOption,
+  table,
+} from "../cli-common.ts";
 
 /** The control plane in local mode: the same pure modules the Lambdas wrap. */
 
@@ -147,7 +155,7 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
         .default("UTC")
         .env("STRONGROOM_TIME_ZONE"),
     )
-    .addOption(new Option("--dry-run", "print the plan, delete nothing").env("STRONGROOM_DRY_RUN"))
+    .addOption(flagOption("--dry-run", "print the plan, delete nothing", "STRONGROOM_DRY_RUN"))
     .addOption(jsonOption())
     .addHelpText(
       "after",
