@@ -114,8 +114,26 @@ export class S3Store implements ObjectStore {
       }),
     );
     body.once("error", (err) => counted.destroy(err));
+    // lib-storage runs `queueSize` uploaders over one body. When one fails, the others
+    // keep reading and uploading the rest, and when all have failed nobody drains the
+    // body, so the writer upstream waits forever. The first failed request therefore
+    // destroys the body: every uploader stops, and lib-storage aborts the multipart
+    // upload and rejects with that first error.
+    const failFast = (err: unknown) => {
+      if (!counted.destroyed) counted.destroy(err as Error);
+    };
+    const client = new Proxy(this.client, {
+      get(target, property) {
+        if (property !== "send") return Reflect.get(target, property, target);
+        return (command: Parameters<S3Client["send"]>[0], sendOptions?: Parameters<S3Client["send"]>[1]) =>
+          target.send(command, sendOptions).catch((err: unknown) => {
+            failFast(err);
+            throw err;
+          });
+      },
+    });
     const upload = new Upload({
-      client: this.client,
+      client,
       params: {
         Bucket: this.bucket,
         Key,

@@ -1,12 +1,98 @@
 import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
-import { identityFile, newStore, type StoreUnderTest } from "../helpers/fixture.ts";
+import { allKeys, committedBackups, identityFile, newStore, type StoreUnderTest } from "../helpers/fixture.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
+import { partNumber, startS3Proxy } from "../helpers/s3-proxy.ts";
 import { tempDir } from "../helpers/temp.ts";
 
 const pgUrl = inject("pgUrl");
+const s3Endpoint = inject("s3Endpoint");
+
+/** Sessions still open on a database, other than ours: a stopped backup leaves none. */
+async function otherSessions(url: string): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const [row] = await sql<{ n: number }>(
+      url,
+      "select count(*)::int as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()",
+    );
+    if (row?.n === 0) return 0;
+    await sleep(100);
+  }
+  return -1;
+}
+
+/**
+ * ~110 MB of dump that compresses poorly (base64 of hashes), so ~80 MB stored: five
+ * 16 MiB parts or more, and a failure at part 2 strikes with most of the dump unread.
+ */
+async function bigDatabase(prefix: string): Promise<{ name: string; url: string }> {
+  const db = await createDatabase(pgUrl, prefix);
+  await sql(
+    db.url,
+    `create table big(id int, v text);
+     insert into big select g, encode(sha256(g::text::bytea) || sha256((g * 3)::text::bytea)
+       || sha256((g * 7)::text::bytea) || sha256((g * 11)::text::bytea), 'base64')
+     from generate_series(1, 600000) g`,
+  );
+  return db;
+}
+
+describe("a store that fails mid-upload", () => {
+  let big: { name: string; url: string };
+  beforeAll(async () => {
+    big = await bigDatabase("s3fail");
+  });
+
+  it("fails the backup with the store's error, aborts the upload and stops pg_dump when parts are denied", async () => {
+    const store = await newStore("s3");
+    const key = await identityFile();
+    // Every part after the first is refused, as with a policy change mid-backup.
+    const proxy = await startS3Proxy(s3Endpoint, (req) =>
+      (partNumber(req) ?? 0) >= 2 ? { kind: "error", status: 403, code: "AccessDenied" } : { kind: "forward" },
+    );
+    try {
+      const r = await runCli(
+        ["backup", "--recipient", key.recipient],
+        { DATABASE_URL: big.url, STRONGROOM_STORE: store.url, AWS_ENDPOINT_URL_S3: proxy.url },
+        { timeoutMs: 60_000 },
+      );
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("strongroom: error: access denied to s3://");
+      expect(await store.openUploads()).toBe(0);
+      expect(await committedBackups(store.store)).toBe(0);
+      expect(await allKeys(store.store, `${big.name}/`)).toEqual([]);
+      expect(await otherSessions(big.url)).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("fails the backup and stops pg_dump when the S3 endpoint dies mid-upload", async () => {
+    const store = await newStore("s3");
+    const key = await identityFile();
+    const proxy = await startS3Proxy(s3Endpoint, (req) =>
+      partNumber(req) === 2 ? { kind: "die" } : { kind: "forward" },
+    );
+    try {
+      const r = await runCli(
+        ["backup", "--recipient", key.recipient],
+        { DATABASE_URL: big.url, STRONGROOM_STORE: store.url, AWS_ENDPOINT_URL_S3: proxy.url },
+        { timeoutMs: 60_000 },
+      );
+      expect(r.signal).toBeNull();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/strongroom: error: cannot reach s3 endpoint for bucket \S+ \(ECONNREFUSED\)/);
+      expect(await committedBackups(store.store)).toBe(0);
+      expect(await otherSessions(big.url)).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
 
 describe("boolean environment variables", () => {
   it("STRONGROOM_FORCE=0 does not overwrite an existing identity", async () => {

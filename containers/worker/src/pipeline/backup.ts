@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import { PassThrough, Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { type AuditLog, auditRecorder } from "../../../../core/audit/audit-log.ts";
@@ -8,6 +8,7 @@ import { newBackupId, objectKey } from "../../../../core/keys.ts";
 import type { Logger } from "../../../../core/log.ts";
 import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "../../../../core/manifest.ts";
 import type { ObjectStore } from "../../../../core/store/object-store.ts";
+import { storeSink } from "../../../../core/store/store-sink.ts";
 import { ArchiveStatsTap, type TableStats } from "../pg/archive-stats.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
@@ -93,7 +94,11 @@ const COMPRESSION = { level: 3, maxInFlight: Math.max(1, availableParallelism() 
  */
 function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): Readable {
   const stdout = proc.child.stdout as Readable;
-  return Readable.from(
+  let exited = false;
+  void proc.exited.then(() => {
+    exited = true;
+  });
+  const source = Readable.from(
     (async function* () {
       // Pipe reads arrive in 64 KiB pieces; handing on 1 MiB ones costs one copy and
       // saves the stages below some 15 of every 16 calls.
@@ -124,6 +129,13 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): R
     })(),
     { objectMode: false },
   );
+  // Torn down by a failure elsewhere in the pipeline (the store, a stage): stop pg_dump
+  // at once, so its snapshot and locks on the source are released now, not when some
+  // later write of its finds the pipe closed.
+  source.once("close", () => {
+    if (!exited) proc.child.kill("SIGTERM");
+  });
+  return source;
 }
 
 async function dumpGlobals(binDir: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Buffer> {
@@ -234,13 +246,6 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         options.onProgress?.(dumpBytes, server.databaseBytes);
       });
       const dumpKey = objectKey(databaseId, backupId, "dump");
-      const body = new PassThrough({ highWaterMark: 1024 * 1024 });
-      const upload = store.put(dumpKey, body, {
-        expectedBytes: server.databaseBytes,
-        ...(signal ? { signal } : {}),
-      });
-      // Awaited after the pipeline; until then its rejection (an abort) must not count as unhandled.
-      upload.catch(() => undefined);
       try {
         await pipeline(
           dumpSource(dump, signal),
@@ -249,19 +254,13 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
           zstdCompressFrames(COMPRESSION),
           encryptor,
           storedTap,
-          body,
-          {
-            ...(signal ? { signal } : {}),
-          },
+          storeSink(store, dumpKey, { expectedBytes: server.databaseBytes, ...(signal ? { signal } : {}) }),
+          signal ? { signal } : {},
         );
       } catch (err) {
-        body.destroy(err as Error);
-        await upload.catch(() => undefined);
-        dump.child.kill("SIGKILL");
         if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed", { cause: err });
         throw err;
       }
-      await upload;
       const dumpEntry = objectEntry(
         "dump",
         dumpKey,
