@@ -3,11 +3,13 @@ import { UsageError } from "./errors.ts";
 
 /**
  * The object layout (DESIGN.md §2), relative to the store's root/prefix:
- *   <databaseId>/backups/<backupId>/{dump.pgc.zst.age, globals.sql.age, stats.json.age, manifest.json}
+ *   <databaseId>/backups/<backupId>/{dump.pgc.zst.age, roles.json.age, stats.json.age, manifest.json}
  * A backup exists if and only if its manifest exists.
  */
 export const OBJECT_NAMES = {
   dump: "dump.pgc.zst.age",
+  roles: "roles.json.age",
+  /** Backups made before 0.2 hold pg_dumpall text here; it is read back never, only listed and pruned. */
   globals: "globals.sql.age",
   stats: "stats.json.age",
   manifest: "manifest.json",

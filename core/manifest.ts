@@ -66,7 +66,7 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   for (const o of m.objects as ManifestObject[]) {
     if (
       typeof o?.key !== "string" ||
-      !["dump", "globals", "stats"].includes(o.role) ||
+      !["dump", "roles", "stats", "globals"].includes(o.role) ||
       !Number.isSafeInteger(o.plainBytes) ||
       !Number.isSafeInteger(o.storedBytes) ||
       !SHA256.test(o.plainSha256) ||

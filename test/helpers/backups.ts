@@ -7,7 +7,7 @@ const sha = "0".repeat(64);
 /** A committed backup with tiny payload objects, written the way backup writes them. */
 export async function writeBackup(store: ObjectStore, databaseId: string, at: Date): Promise<string> {
   const backupId = newBackupId(at);
-  const objects = (["dump", "globals", "stats"] as const).map((role) => ({
+  const objects = (["dump", "roles", "stats"] as const).map((role) => ({
     role,
     key: objectKey(databaseId, backupId, role),
     chain: ["test"],

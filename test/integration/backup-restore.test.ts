@@ -66,7 +66,7 @@ describe.for(["file", "s3"] as const)("backup and restore through the %s store",
     const [manifest] = await listManifests(store.store);
     expect(manifest?.backupId).toBe(backupId);
     expect(manifest?.recipients).toEqual([key.recipient]);
-    expect(manifest?.objects.map((o) => o.role)).toEqual(["dump", "globals", "stats"]);
+    expect(manifest?.objects.map((o) => o.role)).toEqual(["dump", "roles", "stats"]);
     const text = JSON.stringify(manifest);
     for (const secret of ["customers", "orders", "Mixed Case", "shop_owner"]) expect(text).not.toContain(secret);
 

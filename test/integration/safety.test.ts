@@ -174,3 +174,100 @@ describe("boolean environment variables", () => {
     });
   });
 });
+
+describe("roles in a backup", () => {
+  const tag = `${process.pid}_${Date.now() % 100000}`;
+  const quoted = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+  /** Backs up `setup`'s database, then drops it and `dropRoles`, as if restoring into a fresh cluster. */
+  async function backupThenForget(setup: string, dropRoles: string[], beforeRestore = "select 1") {
+    const src = await createDatabase(pgUrl, "roles_src");
+    await sql(src.url, setup);
+    const store = await newStore("file");
+    const key = await identityFile();
+    const r = await runCli(["backup", "--recipient", key.recipient], {
+      DATABASE_URL: src.url,
+      STRONGROOM_STORE: store.url,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    await sql(pgUrl, `drop database ${src.name}`);
+    for (const role of dropRoles) await sql(pgUrl, `drop role ${quoted(role)}`);
+    await sql(pgUrl, beforeRestore);
+    const target = await createDatabase(pgUrl, "roles_t");
+    const restored = await runCli(["restore", "--identity", key.file, "--json"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: target.url,
+    });
+    return { restored, target };
+  }
+
+  it("recreates a role whose setting holds a newline and SQL as that literal value, never as a statement", async () => {
+    const evil = `evil_${tag}`;
+    const pwned = `pwned_${tag}`;
+    const odd = `we"ird\nname ✓ ${tag}`;
+    const payload = `x\nCREATE ROLE ${pwned} SUPERUSER;--`;
+    await sql(pgUrl, `create role ${evil} login connection limit 3`);
+    await sql(pgUrl, `create role ${quoted(odd)}`);
+    // Any login role may do this to itself.
+    await sql(pgUrl, `alter role ${evil} set application_name = E'x\\nCREATE ROLE ${pwned} SUPERUSER;--'`);
+    await sql(pgUrl, `alter role ${evil} set search_path = "we,ird", public`);
+    await sql(pgUrl, `comment on role ${evil} is 'it''s; evil'`);
+    await sql(pgUrl, `grant ${quoted(odd)} to ${evil}`);
+    const { restored } = await backupThenForget(
+      `create table t(id int); alter table t owner to ${evil};
+       create table u(id int); alter table u owner to ${quoted(odd)}`,
+      [evil, odd],
+    );
+    expect(restored.code, restored.stderr).toBe(0);
+    expect((JSON.parse(restored.stdout) as { createdRoles: string[] }).createdRoles.sort()).toEqual([evil, odd].sort());
+    expect(await sql(pgUrl, "select 1 from pg_roles where rolname = $1", [pwned])).toEqual([]);
+    const [role] = await sql<{ settings: string[]; comment: string; connlimit: number; login: boolean }>(
+      pgUrl,
+      `select s.setconfig as settings, shobj_description(r.oid, 'pg_authid') as comment,
+              r.rolconnlimit as connlimit, r.rolcanlogin as login
+         from pg_roles r join pg_db_role_setting s on s.setrole = r.oid where r.rolname = $1`,
+      [evil],
+    );
+    expect(role).toEqual({
+      settings: [`application_name=${payload}`, 'search_path="we,ird", public'],
+      comment: "it's; evil",
+      connlimit: 3,
+      login: true,
+    });
+    expect(
+      await sql(
+        pgUrl,
+        `select r.rolname as role from pg_auth_members m join pg_roles r on r.oid = m.roleid
+          join pg_roles u on u.oid = m.member where u.rolname = $1`,
+        [evil],
+      ),
+    ).toEqual([{ role: odd }]);
+  });
+
+  it("never grants to or alters a role that already exists on the target", async () => {
+    const kept = `kept_${tag}`;
+    const fresh = `fresh_${tag}`;
+    await sql(pgUrl, `create role ${kept}; create role ${fresh}; grant ${fresh} to ${kept}`);
+    await sql(pgUrl, `alter role ${kept} set application_name = 'from the source'`);
+    const { restored } = await backupThenForget(
+      `create table t(id int); alter table t owner to ${fresh}; create table k(id int); alter table k owner to ${kept}`,
+      [fresh],
+      // Meanwhile the target's admin configured `kept` their own way.
+      `alter role ${kept} set application_name = 'the target admin''s'`,
+    );
+    expect(restored.code, restored.stderr).toBe(0);
+    expect((JSON.parse(restored.stdout) as { createdRoles: string[] }).createdRoles).toEqual([fresh]);
+    const memberships = await sql(
+      pgUrl,
+      `select 1 from pg_auth_members m join pg_roles u on u.oid = m.member where u.rolname = $1`,
+      [kept],
+    );
+    expect(memberships).toEqual([]);
+    const [setting] = await sql<{ settings: string[] }>(
+      pgUrl,
+      "select s.setconfig as settings from pg_db_role_setting s join pg_roles r on r.oid = s.setrole where r.rolname = $1",
+      [kept],
+    );
+    expect(setting?.settings).toEqual(["application_name=the target admin's"]);
+  });
+});

@@ -11,6 +11,7 @@ import type { ObjectStore } from "../../../../core/store/object-store.ts";
 import { storeSink } from "../../../../core/store/store-sink.ts";
 import { ArchiveStatsTap, type TableStats } from "../pg/archive-stats.ts";
 import { findPgBin } from "../pg/binaries.ts";
+import { captureRoles } from "../pg/roles.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageEncrypt, assertX25519Recipient } from "../stages/age-stream.ts";
@@ -138,22 +139,6 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): R
   return source;
 }
 
-async function dumpGlobals(binDir: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Buffer> {
-  const proc = spawnTool(`${binDir}/pg_dumpall`, ["--globals-only", "--no-role-passwords", "--no-password"], env, {
-    ...(signal ? { signal } : {}),
-  });
-  const chunks: Buffer[] = [];
-  for await (const chunk of proc.child.stdout as Readable) chunks.push(chunk as Buffer);
-  const exit = await proc.exited;
-  if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
-  if (exit.code !== 0) {
-    throw new DumpFailedError(`pg_dumpall --globals-only ${describeExit(exit)}: ${proc.stderr()}`, {
-      hint: "the backup role needs to read pg_roles and pg_auth_members (any role can by default)",
-    });
-  }
-  return Buffer.concat(chunks);
-}
-
 /** Row counts by count(*) on the snapshot: the fallback when the archive cannot be read. */
 async function countRows(client: pg.Client): Promise<TableStats[]> {
   const { rows } = await client.query<{ schema: string; table: string }>(
@@ -172,7 +157,7 @@ async function countRows(client: pg.Client): Promise<TableStats[]> {
 
 /**
  * Backs one database up: pg_dump on an exported snapshot → zstd frames → age →
- * store, then the encrypted globals and stats, then the manifest (put-if-absent),
+ * store, then the encrypted roles and stats, then the manifest (put-if-absent),
  * which is what makes it a backup. Nothing of the dump touches local disk.
  */
 export async function backup(options: BackupOptions): Promise<Manifest> {
@@ -213,7 +198,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
 
     async function runBackup(): Promise<Manifest> {
       const bin = await findPgBin(
-        ["pg_dump", "pg_dumpall"],
+        ["pg_dump"],
         server.major,
         `a PostgreSQL ${server.version} server`,
         env,
@@ -232,7 +217,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
       const snapshot = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0]?.s as string;
       const toolEnv = libpqEnv(conn, "strongroom-backup");
 
-      const globals = await dumpGlobals(bin.dir, toolEnv, signal);
+      const roles = await captureRoles(client);
 
       const dump = spawnTool(`${bin.dir}/pg_dump`, ["-Fc", "-Z0", `--snapshot=${snapshot}`, "--no-password"], toolEnv, {
         ...(signal ? { signal } : {}),
@@ -284,11 +269,11 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
       };
       await client.query("commit");
 
-      const globalsEntry = await putSealed(
+      const rolesEntry = await putSealed(
         store,
-        objectKey(databaseId, backupId, "globals"),
-        "globals",
-        globals,
+        objectKey(databaseId, backupId, "roles"),
+        "roles",
+        Buffer.from(JSON.stringify(roles)),
         options.recipients,
         signal,
       );
@@ -312,7 +297,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
         pgDump: { version: bin.version },
         recipients: [...options.recipients],
-        objects: [dumpEntry, globalsEntry, statsEntry],
+        objects: [dumpEntry, rolesEntry, statsEntry],
         worker: { version: WORKER_VERSION },
       };
       // The commit point: until this put succeeds, the objects above are garbage, not a backup.

@@ -10,6 +10,7 @@ import { resolveBackup } from "../../../../core/backup-index.ts";
 import {
   AbortedError,
   IntegrityError,
+  ManifestError,
   MissingRolesError,
   RestoreFailedError,
   RowCountMismatchError,
@@ -20,13 +21,13 @@ import type { Logger } from "../../../../core/log.ts";
 import { type Manifest, manifestObject } from "../../../../core/manifest.ts";
 import type { ObjectStore } from "../../../../core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
+import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { type BackupStats, serverInfo } from "./backup.ts";
-import { applyGlobals } from "./globals.ts";
 import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
 
 export interface RestoreOptions {
@@ -105,7 +106,7 @@ function restoreArgs(options: RestoreOptions, database: string, single: boolean)
 }
 
 /**
- * Restores a backup into `target`: verify and decrypt the stats and globals, recreate
+ * Restores a backup into `target`: verify and decrypt the stats and roles, recreate
  * roles, stream the dump (ranged reads → age → zstd → pg_restore), then compare row
  * counts with those captured at dump time.
  */
@@ -149,7 +150,15 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
   const stats = JSON.parse(
     (await getSealed(store, manifestObject(manifest, "stats"), options.identities)).toString("utf8"),
   ) as BackupStats;
-  const globals = (await getSealed(store, manifestObject(manifest, "globals"), options.identities)).toString("utf8");
+  const rolesEntry = manifest.objects.find((o) => o.role === "roles");
+  const roles = rolesEntry
+    ? parseRoles((await getSealed(store, rolesEntry, options.identities)).toString("utf8"))
+    : undefined;
+  if (rolesEntry && !roles) {
+    throw new ManifestError(`${rolesEntry.key} is not a ${ROLES_FORMAT} document`, {
+      hint: "the backup is damaged or was written by an unknown tool; restore another one, or pass --no-owner",
+    });
+  }
 
   const client = await connect(target, "strongroom-restore");
   try {
@@ -169,7 +178,14 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
         });
       }
     }
-    const roles = await applyGlobals(client, globals, log);
+    if (!roles) {
+      log.warn(
+        "this backup's roles were saved as pg_dumpall text by strongroom < 0.2, which is never replayed (it is not safe to); create missing roles yourself or pass --no-owner",
+      );
+    }
+    const applied = roles
+      ? await applyRoles(client, roles, { targetDatabase: target.database, serverMajor: server.major, log })
+      : { created: [], notCreated: [] };
     const have = new Set((await client.query<{ r: string }>("select rolname as r from pg_roles")).rows.map((r) => r.r));
     const missing = stats.owners.filter((o) => !have.has(o));
     if (missing.length > 0 && !options.noOwner) {
@@ -194,7 +210,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       rows,
       dumpBytes,
       seconds: (performance.now() - started) / 1000,
-      createdRoles: roles.created,
+      createdRoles: applied.created,
     };
     log.info("restore verified", { ...result });
     return result;
