@@ -56,21 +56,21 @@ export async function identityFile(): Promise<{ recipient: string; identity: str
 
 /**
  * A PG_BIN_DIRS directory whose pg_dump / pg_dumpall / pg_restore record their argv
- * to `log` and then run the real tool. `pgDumpScript` replaces pg_dump's body.
+ * to `log` and then run the real tool. `pgDumpBody` / `pgRestoreBody` replace those tools' bodies.
  */
 export async function wrappedBinDir(
   realBinDir: string,
-  options: { pgDumpBody?: string } = {},
+  options: { pgDumpBody?: string; pgRestoreBody?: string } = {},
 ): Promise<{ dir: string; log: string }> {
   const dir = path.join(await tempDir(), "bin");
   await mkdir(dir);
   const log = path.join(dir, "argv.log");
   for (const tool of ["pg_dump", "pg_dumpall", "pg_restore"]) {
     const real = path.join(realBinDir, tool);
-    const body =
-      tool === "pg_dump" && options.pgDumpBody
-        ? `if [ "$1" = "--version" ]; then exec "${real}" "$@"; fi\n${options.pgDumpBody.replaceAll("$REAL", real)}`
-        : `exec "${real}" "$@"`;
+    const custom = tool === "pg_dump" ? options.pgDumpBody : tool === "pg_restore" ? options.pgRestoreBody : undefined;
+    const body = custom
+      ? `if [ "$1" = "--version" ]; then exec "${real}" "$@"; fi\n${custom.replaceAll("$REAL", real)}`
+      : `exec "${real}" "$@"`;
     const file = path.join(dir, tool);
     await writeFile(file, `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> "${log}"\n${body}\n`);
     await chmod(file, 0o755);

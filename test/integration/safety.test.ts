@@ -3,7 +3,14 @@ import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
-import { allKeys, committedBackups, identityFile, newStore, type StoreUnderTest } from "../helpers/fixture.ts";
+import {
+  allKeys,
+  committedBackups,
+  identityFile,
+  newStore,
+  type StoreUnderTest,
+  wrappedBinDir,
+} from "../helpers/fixture.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
 import { partNumber, startS3Proxy } from "../helpers/s3-proxy.ts";
 import { tempDir } from "../helpers/temp.ts";
@@ -269,5 +276,106 @@ describe("roles in a backup", () => {
       [kept],
     );
     expect(setting?.settings).toEqual(["application_name=the target admin's"]);
+  });
+});
+
+describe("servers with non-default settings", () => {
+  const binDir = inject("pgBinDir");
+
+  it("backs up and restores where idle, idle-in-transaction and statement timeouts are 1s", async () => {
+    const timeouts = (db: string) =>
+      ["idle_in_transaction_session_timeout", "idle_session_timeout", "statement_timeout"]
+        .map((name) => `alter database ${db} set ${name} = '1s'`)
+        .join("; ");
+    const src = await createDatabase(pgUrl, "timeouts_src");
+    await sql(src.url, "create table t(id int); insert into t select generate_series(1, 1000)");
+    await sql(pgUrl, timeouts(src.name));
+    // The tools take longer than the timeouts, while our own sessions wait on them.
+    const wrapped = await wrappedBinDir(binDir, {
+      pgDumpBody: '"$REAL" "$@"; status=$?; sleep 2; exit $status',
+      pgRestoreBody: 'sleep 2; exec "$REAL" "$@"',
+    });
+    const store = await newStore("file");
+    const key = await identityFile();
+    const b = await runCli(["backup", "--recipient", key.recipient], {
+      DATABASE_URL: src.url,
+      STRONGROOM_STORE: store.url,
+      PG_BIN_DIRS: wrapped.dir,
+    });
+    expect(b.code, b.stderr).toBe(0);
+    expect(await committedBackups(store.store)).toBe(1);
+
+    const target = await createDatabase(pgUrl, "timeouts_t");
+    await sql(pgUrl, timeouts(target.name));
+    const r = await runCli(["restore", "--identity", key.file, "--json"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: target.url,
+      PG_BIN_DIRS: wrapped.dir,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ tables: 1, rows: 1000 });
+  });
+
+  it("verifies row counts of inheritance parents and children, each counting only its own rows", async () => {
+    const src = await createDatabase(pgUrl, "inherit_src");
+    await sql(
+      src.url,
+      `create table parent(id int, note text); create table child(extra int) inherits (parent);
+       insert into parent select g, 'p' from generate_series(1, 30) g;
+       insert into child select g, 'c', g from generate_series(1, 20) g;
+       create table secret(id int); insert into secret select generate_series(1, 5);
+       alter table secret enable row level security; alter table secret force row level security;
+       create policy nobody on secret using (false)`,
+    );
+    const store = await newStore("file");
+    const key = await identityFile();
+    expect(
+      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: src.url, STRONGROOM_STORE: store.url }))
+        .code,
+    ).toBe(0);
+    const target = await createDatabase(pgUrl, "inherit_t");
+    const r = await runCli(["restore", "--identity", key.file, "--json"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: target.url,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ tables: 3, rows: 55 });
+  });
+
+  it("verifies an extension configuration table by the rows its extension dumps", async (ctx) => {
+    const [share] = await sql<{ dir: string }>(pgUrl, "select setting as dir from pg_config where name = 'SHAREDIR'");
+    const extDir = path.join(share?.dir as string, "extension");
+    const name = "strongroom_test_config";
+    try {
+      await writeFile(
+        path.join(extDir, `${name}.control`),
+        "default_version = '1.0'\nrelocatable = false\nschema = public\n",
+      );
+      await writeFile(
+        path.join(extDir, `${name}--1.0.sql`),
+        `create table ${name}(id int primary key, standard boolean not null default false, v text);
+         insert into ${name} values (1, true, 'shipped'), (2, true, 'shipped');
+         select pg_catalog.pg_extension_config_dump('${name}', 'WHERE NOT standard');\n`,
+      );
+    } catch (err) {
+      // Installing an extension needs write access to the server's share dir (root in CI).
+      ctx.skip(`cannot install a test extension into ${extDir}: ${(err as Error).message}`);
+    }
+    const src = await createDatabase(pgUrl, "extcfg_src");
+    await sql(src.url, `create extension ${name}; insert into ${name} values (3, false, 'mine')`);
+    const store = await newStore("file");
+    const key = await identityFile();
+    expect(
+      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: src.url, STRONGROOM_STORE: store.url }))
+        .code,
+    ).toBe(0);
+    const target = await createDatabase(pgUrl, "extcfg_t");
+    const r = await runCli(["restore", "--identity", key.file, "--json"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: target.url,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ tables: 1, rows: 1 });
+    expect(await sql(target.url, `select id from ${name} order by id`)).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 });

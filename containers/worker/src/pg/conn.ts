@@ -82,12 +82,33 @@ export async function connect(conn: PgConn, appName = "strongroom"): Promise<pg.
   client.on("error", () => undefined); // a dropped idle connection surfaces on the next query instead
   try {
     await client.connect();
-    return client;
   } catch (err) {
     await client.end().catch(() => undefined);
     throw mapConnectError(err, conn);
   }
+  try {
+    await client.query(SESSION_SETTINGS);
+    return client;
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw err;
+  }
 }
+
+/**
+ * Settings for the sessions strongroom holds open. The backup's session exports the
+ * snapshot and then sits idle in its transaction for the whole dump. The restore's
+ * session sits idle while pg_restore runs. Managed servers often set
+ * idle_in_transaction_session_timeout, idle_session_timeout, statement_timeout and (17+)
+ * transaction_timeout, any of which would kill such a session, so they are off here.
+ * Only the settings this server has are set, so one statement serves every version.
+ * row_security is off so that a count is never silently filtered by a policy: where a
+ * policy would apply, the query fails instead.
+ */
+const SESSION_SETTINGS = `select set_config(name, case when name = 'row_security' then 'off' else '0' end, false)
+  from pg_settings
+ where name in ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout',
+                'transaction_timeout', 'row_security')`;
 
 function mapConnectError(err: unknown, conn: PgConn): Error {
   const code = (err as { code?: string }).code;

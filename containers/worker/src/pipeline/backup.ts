@@ -12,6 +12,7 @@ import { storeSink } from "../../../../core/store/store-sink.ts";
 import { ArchiveStatsTap, type TableStats } from "../pg/archive-stats.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { captureRoles } from "../pg/roles.ts";
+import { countRows, dumpedTables } from "../pg/row-counts.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageEncrypt, assertX25519Recipient } from "../stages/age-stream.ts";
@@ -139,22 +140,6 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): R
   return source;
 }
 
-/** Row counts by count(*) on the snapshot: the fallback when the archive cannot be read. */
-async function countRows(client: pg.Client): Promise<TableStats[]> {
-  const { rows } = await client.query<{ schema: string; table: string }>(
-    `select n.nspname as schema, c.relname as table from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
-      order by 1, 2`,
-  );
-  const out: TableStats[] = [];
-  for (const t of rows) {
-    const ident = `${client.escapeIdentifier(t.schema)}.${client.escapeIdentifier(t.table)}`;
-    const r = await client.query<{ n: string }>(`select count(*)::text as n from ${ident}`);
-    out.push({ schema: t.schema, table: t.table, rows: Number(r.rows[0]?.n ?? 0) });
-  }
-  return out;
-}
-
 /**
  * Backs one database up: pg_dump on an exported snapshot → zstd frames → age →
  * store, then the encrypted roles and stats, then the manifest (put-if-absent),
@@ -263,11 +248,17 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         format: "strongroom.stats/1",
         source: fromArchive ? "archive" : "count",
         schemaFingerprint: fromArchive?.schemaFingerprint ?? "",
-        tables: fromArchive?.tables ?? (await countRows(client)),
+        tables: fromArchive?.tables ?? (await countRows(client, await dumpedTables(client))),
         largeObjects: fromArchive?.largeObjects ?? 0,
         owners: fromArchive?.owners ?? [],
       };
-      await client.query("commit");
+      // Everything was read on the snapshot by now. A commit that fails (the session was
+      // cut by something we could not switch off) loses nothing: the transaction was read only.
+      await client.query("commit").catch((err: unknown) =>
+        log.warn("could not end the snapshot transaction; the dump is complete", {
+          reason: (err as Error).message,
+        }),
+      );
 
       const rolesEntry = await putSealed(
         store,

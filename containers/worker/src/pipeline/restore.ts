@@ -22,6 +22,7 @@ import { type Manifest, manifestObject } from "../../../../core/manifest.ts";
 import type { ObjectStore } from "../../../../core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
+import { countRows } from "../pg/row-counts.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
@@ -82,9 +83,9 @@ async function userObjectCount(client: pg.Client): Promise<number> {
 async function checkRowCounts(client: pg.Client, stats: BackupStats): Promise<number> {
   const mismatches: string[] = [];
   let total = 0;
-  for (const t of stats.tables) {
-    const ident = `${client.escapeIdentifier(t.schema)}.${client.escapeIdentifier(t.table)}`;
-    const got = Number((await client.query<{ n: string }>(`select count(*)::text as n from ${ident}`)).rows[0]?.n);
+  const counted = await countRows(client, stats.tables);
+  for (const [i, t] of stats.tables.entries()) {
+    const got = counted[i]?.rows ?? 0;
     total += got;
     if (got !== t.rows) mismatches.push(`${t.schema}.${t.table}: ${got} rows, expected ${t.rows}`);
   }
