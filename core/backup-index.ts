@@ -1,5 +1,5 @@
 import { compareBackups } from "./backup-order.ts";
-import { BackupNotFoundError, NotFoundError, UsageError } from "./errors.ts";
+import { BackupNotFoundError, ManifestError, NotFoundError, UsageError } from "./errors.ts";
 import { isBackupId, objectKey, parseManifestKey } from "./keys.ts";
 import { type Manifest, parseManifest } from "./manifest.ts";
 import { getBytes, listAll, type ObjectStore } from "./store/object-store.ts";
@@ -27,11 +27,37 @@ export async function listBackupRefs(store: ObjectStore, databaseId?: string): P
 
 export async function readManifest(store: ObjectStore, ref: BackupRef): Promise<Manifest> {
   const key = objectKey(ref.databaseId, ref.backupId, "manifest");
+  let manifest: Manifest;
   try {
-    return parseManifest((await getBytes(store, key)).toString("utf8"), key);
+    manifest = parseManifest((await getBytes(store, key)).toString("utf8"), key);
   } catch (err) {
     if (err instanceof NotFoundError) throw notFound(ref.backupId, ref.databaseId, err);
     throw err;
+  }
+  assertManifestLocation(manifest, ref, key);
+  return manifest;
+}
+
+/**
+ * A manifest must describe the backup at its own location: its ids are those of its
+ * key, and every object key is the one derived from (databaseId, backupId, role). A
+ * manifest copied or corrupted into another backup's directory would otherwise point
+ * restore at, and prune's deletes at, a different backup's objects.
+ */
+export function assertManifestLocation(manifest: Manifest, ref: BackupRef, key: string): void {
+  const problems: string[] = [];
+  if (manifest.databaseId !== ref.databaseId) problems.push(`databaseId ${JSON.stringify(manifest.databaseId)}`);
+  if (manifest.backupId !== ref.backupId) problems.push(`backupId ${JSON.stringify(manifest.backupId)}`);
+  const roles = new Set<string>();
+  for (const o of manifest.objects) {
+    if (roles.has(o.role)) problems.push(`a second ${o.role} object`);
+    roles.add(o.role);
+    if (o.key !== objectKey(ref.databaseId, ref.backupId, o.role)) problems.push(`object key ${JSON.stringify(o.key)}`);
+  }
+  if (problems.length > 0) {
+    throw new ManifestError(`${key} does not describe the backup at its location: ${problems.join(", ")}`, {
+      hint: "someone with write access to the store copied or altered it; nothing was deleted or restored. Inspect it, then delete it by hand",
+    });
   }
 }
 

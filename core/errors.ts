@@ -39,6 +39,8 @@ export const ERROR_NAMES = [
   "WrongRegionError",
   "InvalidInputError",
   "ProbeFailedError",
+  "SourceMismatchError",
+  "UnexpectedError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -217,4 +219,14 @@ export class ProbeFailedError extends StrongroomError {
 
 export function isStrongroomError(err: unknown): err is StrongroomError {
   return err instanceof StrongroomError;
+}
+
+/** A backup would join a retention series whose newest backup came from another server or database. */
+export class SourceMismatchError extends StrongroomError {
+  override name = "SourceMismatchError" as const;
+}
+
+/** A failure strongroom did not anticipate (a bug, or an error from a library it does not map yet). */
+export class UnexpectedError extends StrongroomError {
+  override name = "UnexpectedError" as const;
 }

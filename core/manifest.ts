@@ -28,6 +28,13 @@ export interface Manifest {
   startedAt: string;
   finishedAt: string;
   server: { version: string; versionNum: number; systemIdentifier: string | null };
+  /**
+   * Which database this is a backup of: `system:<system_identifier>/<database>` where the
+   * role may read the system identifier, else `address:<host>:<port>/<database>`. Backups
+   * in one series (one databaseId) must share it, so two servers that each have a database
+   * `app` cannot expire each other's backups. Absent in manifests written before 0.2.
+   */
+  source?: string;
   pgDump: { version: string };
   recipients: string[];
   objects: ManifestObject[];
@@ -61,6 +68,7 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   }
   const server = m.server as Manifest["server"] | undefined;
   if (typeof server?.version !== "string" || typeof server.versionNum !== "number") throw fail("server missing");
+  if (m.source !== undefined && typeof m.source !== "string") throw fail("source");
   if (!Array.isArray(m.recipients) || m.recipients.some((r) => typeof r !== "string")) throw fail("recipients");
   if (!Array.isArray(m.objects)) throw fail("objects missing");
   for (const o of m.objects as ManifestObject[]) {

@@ -1,9 +1,12 @@
 import { type AuditLog, appendAudit } from "./audit/audit-log.ts";
 import { listManifests } from "./backup-index.ts";
 import { type BackupPoint, type RetentionPlan, type RetentionPolicy, selectExpired } from "./gfs.ts";
-import { backupIdTime, objectKey } from "./keys.ts";
+import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey } from "./keys.ts";
 import type { Manifest } from "./manifest.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
+
+/** Every payload object a backup may have, the legacy `globals` included. */
+const PAYLOAD_ROLES = (Object.keys(OBJECT_NAMES) as ObjectRole[]).filter((r) => r !== "manifest");
 
 /**
  * GFS pruning of one database's backups in a store. Planning reads manifests and
@@ -61,8 +64,10 @@ export async function executePrune(
   for (const point of [...plan.expire].reverse()) {
     const manifest = plan.manifests.get(point.backupId);
     if (!manifest) continue;
+    // Keys are derived from the ids, never taken from inside the manifest: a manifest is
+    // plaintext that anyone with write access to the store can edit.
     await store.delete(objectKey(plan.databaseId, point.backupId, "manifest"));
-    for (const o of manifest.objects) await store.delete(o.key);
+    for (const role of PAYLOAD_ROLES) await store.delete(objectKey(plan.databaseId, point.backupId, role));
     for await (const v of listAll(store, `${plan.databaseId}/verifications/${point.backupId}/`))
       await store.delete(v.key);
     const storedBytes = manifest.objects.reduce((n, o) => n + o.storedBytes, 0);

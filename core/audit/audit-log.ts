@@ -64,3 +64,15 @@ export function auditRecorder(
   return (event, details) =>
     log ? appendAudit(log, { ...job, at: now().toISOString(), event, details }) : Promise.resolve(undefined);
 }
+
+/**
+ * What a `*.fail` row says about the failure: the error's stable name and, where it
+ * has one, its code (a SQLSTATE, an errno). Never its message: messages carry pg_dump's
+ * stderr (`DETAIL: Key (email)=(…)`, COPY lines with row data, table names) and audit
+ * rows are plaintext. The full message goes to the local log, redacted.
+ */
+export function failureDetails(err: unknown): { error: string; code?: string } {
+  const name = err instanceof Error ? err.name : "Error";
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && /^[A-Z0-9_]{1,32}$/.test(code) ? { error: name, code } : { error: name };
+}

@@ -21,6 +21,9 @@ export class StoreSink extends Writable {
 
   constructor(store: ObjectStore, key: string, options: PutOptions = {}) {
     super({ highWaterMark: SINK_BUFFER_BYTES });
+    // The body may be destroyed before the store has attached its own listeners (the
+    // file store first creates its directory): the sink reports errors, not the body.
+    this.body.on("error", () => undefined);
     this.upload = store.put(key, this.body, options);
     this.upload.then(
       (result) => {

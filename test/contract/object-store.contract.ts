@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
 import { sha256Tap } from "../../containers/worker/src/stages/sha256-tap.ts";
 import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError } from "../../core/errors.ts";
 import { getBytes, listAll, type ObjectStore } from "../../core/store/object-store.ts";
+import { storeSink } from "../../core/store/store-sink.ts";
 import { randomStream, readAll, sha256 } from "../helpers/streams.ts";
 
 export interface StoreFixture {
@@ -31,6 +33,26 @@ export function objectStoreContract(name: string, fixture: () => Promise<StoreFi
       const tap = sha256Tap();
       await store.put("big/object.bin", randomStream(40 * MiB).pipe(tap), { expectedBytes: 40 * MiB });
       expect(sha256(await readAll(await store.get("big/object.bin")))).toBe(tap.result().sha256);
+      expect(await openUploads()).toBe(0);
+    });
+
+    it("as a pipeline sink, commits the object only when the whole stream has arrived", async () => {
+      const { store, openUploads } = await fixture();
+      const tap = sha256Tap();
+      const sink = storeSink(store, "sink/whole.bin", { expectedBytes: 20 * MiB });
+      await pipeline(randomStream(20 * MiB), tap, sink);
+      expect(sink.result().bytes).toBe(20 * MiB);
+      expect(sha256(await getBytes(store, "sink/whole.bin"))).toBe(tap.result().sha256);
+      expect(await openUploads()).toBe(0);
+    });
+
+    it("as a pipeline sink, fails the pipeline with an upstream error and leaves nothing behind", async () => {
+      const { store, openUploads } = await fixture();
+      const failing = randomStream(40 * MiB, { failAfterBytes: 20 * MiB });
+      await expect(pipeline(failing, storeSink(store, "sink/failed.bin", { expectedBytes: 40 * MiB }))).rejects.toThrow(
+        "source failed on purpose",
+      );
+      await expect(store.stat("sink/failed.bin")).rejects.toBeInstanceOf(NotFoundError);
       expect(await openUploads()).toBe(0);
     });
 

@@ -2,6 +2,11 @@ import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, inject, it } from "vitest";
+import { readAll } from "../../core/audit/audit-log.ts";
+import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
+import { newBackupId, objectKey } from "../../core/keys.ts";
+import { getBytes } from "../../core/store/object-store.ts";
+import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import {
   allKeys,
@@ -377,5 +382,91 @@ describe("servers with non-default settings", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ tables: 1, rows: 1 });
     expect(await sql(target.url, `select id from ${name} order by id`)).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
+  });
+});
+
+describe("what a second writer to the store can make prune and backup do", () => {
+  it("prune refuses a manifest copied into another backup's directory and deletes nothing", async () => {
+    const store = await newStore("file");
+    const now = Date.now();
+    const live = await writeBackup(store.store, "shop", new Date(now - 3600_000));
+    await writeBackup(store.store, "shop", new Date(now - 40 * 86_400_000));
+    // A forged (or misplaced) manifest: the live backup's manifest, under an old backup id.
+    const forgedId = newBackupId(new Date(now - 30 * 86_400_000));
+    await store.store.putIfAbsent(
+      objectKey("shop", forgedId, "manifest"),
+      await getBytes(store.store, objectKey("shop", live, "manifest")),
+    );
+    const before = await allKeys(store.store, "shop/");
+    const r = await runCli(
+      ["prune", "--database-id", "shop", "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0"],
+      {
+        STRONGROOM_STORE: store.url,
+      },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`shop/backups/${forgedId}/manifest.json does not describe the backup at its location`);
+    expect(await allKeys(store.store, "shop/")).toEqual(before);
+  });
+
+  it("refuses to add a backup of another database to a series, unless told the database moved", async () => {
+    const store = await newStore("file");
+    const key = await identityFile();
+    const a = await createDatabase(pgUrl, "series_a");
+    const b = await createDatabase(pgUrl, "series_b");
+    const backupOf = (url: string, extra: string[] = []) =>
+      runCli(["backup", "--recipient", key.recipient, "--database-id", "app", ...extra], {
+        DATABASE_URL: url,
+        STRONGROOM_STORE: store.url,
+      });
+    expect((await backupOf(a.url)).code).toBe(0);
+    const refused = await backupOf(b.url);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      new RegExp(`the backups of app in this store come from system:\\d+/${a.name}, not from system:\\d+/${b.name}`),
+    );
+    expect(refused.stderr).toContain("HINT: pass --database-id to give this database its own series");
+    expect(await committedBackups(store.store)).toBe(1);
+    expect((await backupOf(b.url, ["--allow-source-change"])).code).toBe(0);
+    expect(await committedBackups(store.store)).toBe(2);
+  });
+});
+
+describe("what audit rows may say", () => {
+  it("records a failed backup's error name only, never the message with schema or row data", async () => {
+    const binDir = inject("pgBinDir");
+    const src = await createDatabase(pgUrl, "auditleak");
+    const wrapped = await wrappedBinDir(binDir, {
+      pgDumpBody: `echo 'pg_dump: error: Dumping the contents of table "customers" failed' >&2
+echo 'DETAIL: Key (email)=(alice@example.com) is duplicated.' >&2
+exit 1`,
+    });
+    const store = await newStore("file");
+    const key = await identityFile();
+    const r = await runCli(["backup", "--recipient", key.recipient], {
+      DATABASE_URL: src.url,
+      STRONGROOM_STORE: store.url,
+      PG_BIN_DIRS: wrapped.dir,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("alice@example.com");
+    const rows = await readAll(new StoreAuditLog(store.store, `db#${src.name}`));
+    expect(rows.map((row) => [row.event, row.details])).toEqual([
+      ["backup.start", expect.anything()],
+      ["backup.fail", { error: "DumpFailedError" }],
+    ]);
+    expect(JSON.stringify(rows)).not.toMatch(/alice|customers/);
+  });
+});
+
+describe("restore options", () => {
+  it("refuses --clean with --jobs > 1, which cannot roll back", async () => {
+    const key = await identityFile();
+    const r = await runCli(["restore", "--identity", key.file, "--clean", "--jobs", "2"], {
+      STRONGROOM_STORE: "file:///nonexistent",
+      STRONGROOM_TARGET_URL: "postgres://localhost/x",
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("strongroom: error: --clean cannot be combined with --jobs > 1");
   });
 });

@@ -165,6 +165,13 @@ export function buildProgram(ctx: CliContext): Command {
         .makeOptionMandatory(),
     )
     .addOption(databaseIdOption())
+    .addOption(
+      flagOption(
+        "--allow-source-change",
+        "add to a series whose newest backup came from another server or database (it moved)",
+        "STRONGROOM_ALLOW_SOURCE_CHANGE",
+      ),
+    )
     .addOption(auditOption())
     .addOption(jsonOption())
     .addHelpText(
@@ -181,6 +188,7 @@ Examples:
         store: string;
         recipient: string[];
         databaseId?: string;
+        allowSourceChange?: boolean;
         audit: string;
         json?: boolean;
       }) => {
@@ -200,6 +208,7 @@ Examples:
             ...(audit ? { audit } : {}),
             recipients: o.recipient,
             ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+            allowSourceChange: o.allowSourceChange === true,
             signal: ctx.signal,
             log,
             onProgress: (done) => bar.update(done),

@@ -2,8 +2,9 @@ import { availableParallelism } from "node:os";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, auditRecorder } from "../../../../core/audit/audit-log.ts";
-import { AbortedError, DumpFailedError } from "../../../../core/errors.ts";
+import { type AuditLog, auditRecorder, failureDetails } from "../../../../core/audit/audit-log.ts";
+import { listBackupRefs, readManifest } from "../../../../core/backup-index.ts";
+import { AbortedError, DumpFailedError, SourceMismatchError } from "../../../../core/errors.ts";
 import { newBackupId, objectKey } from "../../../../core/keys.ts";
 import type { Logger } from "../../../../core/log.ts";
 import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "../../../../core/manifest.ts";
@@ -33,6 +34,11 @@ export interface BackupOptions {
   onProgress?: (dumpBytes: number, estimatedBytes: number) => void;
   now?: () => Date;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Add to a series whose newest backup came from another source (the database moved).
+   * @default false
+   */
+  allowSourceChange?: boolean;
   /** Where backup.start / backup.ok / backup.fail go (local mode: the store's own log). */
   audit?: (databaseId: string) => AuditLog;
   actor?: string;
@@ -141,6 +147,24 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, signal?: AbortSignal): R
 }
 
 /**
+ * Refuses to add a backup to a series whose newest backup came from another source:
+ * retention counts a series as one database's history, and two servers feeding one
+ * series would expire each other's backups.
+ */
+async function assertSameSource(store: ObjectStore, databaseId: string, source: string): Promise<void> {
+  const newest = (await listBackupRefs(store, databaseId)).at(-1);
+  if (!newest) return;
+  const previous = (await readManifest(store, newest)).source;
+  if (previous === undefined || previous === source) return;
+  throw new SourceMismatchError(
+    `the backups of ${databaseId} in this store come from ${previous}, not from ${source}`,
+    {
+      hint: `pass --database-id to give this database its own series, or --allow-source-change if ${databaseId} really moved`,
+    },
+  );
+}
+
+/**
  * Backs one database up: pg_dump on an exported snapshot → zstd frames → age →
  * store, then the encrypted roles and stats, then the manifest (put-if-absent),
  * which is what makes it a backup. Nothing of the dump touches local disk.
@@ -159,6 +183,10 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
     const server = await serverInfo(client);
     const databaseId = options.databaseId ?? server.database;
     const backupId = newBackupId(startedAt);
+    const source = server.systemIdentifier
+      ? `system:${server.systemIdentifier}/${server.database}`
+      : `address:${conn.host}:${conn.port}/${server.database}`;
+    if (!options.allowSourceChange) await assertSameSource(store, databaseId, source);
     const record = auditRecorder(
       options.audit?.(databaseId),
       { actor: options.actor ?? "cli", databaseId, backupId },
@@ -175,9 +203,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
       });
       return manifest;
     } catch (err) {
-      await record("backup.fail", { error: (err as Error).name, message: (err as Error).message }).catch(
-        () => undefined,
-      );
+      await record("backup.fail", failureDetails(err)).catch(() => undefined);
       throw err;
     }
 
@@ -286,6 +312,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         startedAt: startedAt.toISOString(),
         finishedAt: now().toISOString(),
         server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
+        source,
         pgDump: { version: bin.version },
         recipients: [...options.recipients],
         objects: [dumpEntry, rolesEntry, statsEntry],

@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, auditRecorder } from "../../../../core/audit/audit-log.ts";
+import { type AuditLog, auditRecorder, failureDetails } from "../../../../core/audit/audit-log.ts";
 import { resolveBackup } from "../../../../core/backup-index.ts";
 import {
   AbortedError,
@@ -16,6 +16,7 @@ import {
   RowCountMismatchError,
   StagingError,
   TargetNotEmptyError,
+  UsageError,
 } from "../../../../core/errors.ts";
 import type { Logger } from "../../../../core/log.ts";
 import { type Manifest, manifestObject } from "../../../../core/manifest.ts";
@@ -113,6 +114,13 @@ function restoreArgs(options: RestoreOptions, database: string, single: boolean)
  */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const { store, log, target } = options;
+  if (options.clean && (options.jobs ?? 1) > 1) {
+    // pg_restore -j cannot run in one transaction: a failure part-way would leave the
+    // target's objects dropped and the backup's half restored.
+    throw new UsageError("--clean cannot be combined with --jobs > 1", {
+      hint: "restore with --jobs into a new, empty database (then swap names), or use --clean serially, where a failure rolls back",
+    });
+  }
   const started = performance.now();
   const manifest = await resolveBackup(store, options.backup, options.databaseId);
   log.info("restoring backup", {
@@ -136,9 +144,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     });
     return result;
   } catch (err) {
-    await record("restore.fail", { error: (err as Error).name, message: (err as Error).message }).catch(
-      () => undefined,
-    );
+    await record("restore.fail", failureDetails(err)).catch(() => undefined);
     throw err;
   }
 }
