@@ -1,5 +1,6 @@
 import {
   AccessDeniedError,
+  AlreadyExistsError,
   BucketNotFoundError,
   ProbeFailedError,
   StoreUnavailableError,
@@ -14,7 +15,7 @@ import { getBytes, type ObjectStore } from "./store/object-store.ts";
  * versioning and Object Lock. Each step reports its latency; a failure names the step
  * and the likely cause in one line. Pure: the clock and the probe bytes are parameters.
  */
-export type ProbeStep = "list" | "write" | "read" | "compare" | "delete" | "protection";
+export type ProbeStep = "list" | "write" | "conditional" | "read" | "compare" | "delete" | "protection";
 
 export interface BucketProtection {
   versioning: string;
@@ -87,6 +88,20 @@ export async function probeStore(store: ObjectStore, deps: ProbeDeps): Promise<P
     await run("write", async () => {
       await store.putIfAbsent(key, deps.payload);
       written = true;
+    });
+    // Commits rest on put-if-absent: a store that ignores If-None-Match would let a
+    // second writer replace a committed manifest or audit row without anyone noticing.
+    await run("conditional", async () => {
+      const other = Buffer.from(deps.payload).map((b) => b ^ 0xff);
+      try {
+        await store.putIfAbsent(key, other);
+      } catch (err) {
+        if (err instanceof AlreadyExistsError) return;
+        throw err;
+      }
+      throw new StrongroomError(
+        "the store accepted a second put-if-absent of the same key: it ignores If-None-Match, so it cannot hold backups safely",
+      );
     });
     const back = await run("read", () => getBytes(store, key));
     await run("compare", async () => {

@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { AlreadyExistsError } from "../errors.ts";
-import type { AuditRow } from "./audit-chain.ts";
+import { type AuditRow, canonicalJson } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
 
 /**
@@ -46,6 +46,11 @@ export class DynamoAuditLog implements AuditLog {
       );
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException || (err as Error).name === "ConditionalCheckFailedException") {
+        // A retry of our own write whose answer was lost finds our row: that is success.
+        const existing = await this.doc.send(
+          new GetCommand({ TableName: this.tableName, Key: { pk: this.scope, sk: row.seq }, ConsistentRead: true }),
+        );
+        if (existing.Item && canonicalJson(toRow(existing.Item)) === canonicalJson(row)) return;
         throw new AlreadyExistsError(`audit row ${row.seq} already exists in ${this.scope}`, { cause: err });
       }
       throw err;

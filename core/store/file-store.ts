@@ -9,6 +9,7 @@ import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError, Usage
 import {
   assertValidKey,
   assertValidPrefix,
+  sameBytes,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -68,7 +69,10 @@ export class FileStore implements ObjectStore {
       await fs.link(partial, final);
       return { key, bytes: data.length };
     } catch (err) {
-      if (isCode(err, "EEXIST")) throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
+      if (isCode(err, "EEXIST")) {
+        if (await sameBytes(this, key, data)) return { key, bytes: data.length };
+        throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
+      }
       throw err;
     } finally {
       await fs.rm(partial, { force: true });

@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import { InvalidKeyError } from "../errors.ts";
+import { AccessDeniedError, InvalidKeyError, NotFoundError } from "../errors.ts";
 
 /**
  * Where strongroom keeps backups: a flat key space of immutable objects.
@@ -25,7 +25,9 @@ export interface ObjectStore {
   /**
    * Writes `body` to `key` only if no object exists there. This is the commit
    * primitive (manifests, audit rows). Must reject with AlreadyExistsError when
-   * the key is taken, and then must not have changed the existing object.
+   * the key holds other bytes, and then must not have changed the existing object.
+   * Must succeed when the key already holds exactly these bytes: a retried request
+   * whose first attempt landed but whose answer was lost has committed.
    */
   putIfAbsent(key: string, body: Uint8Array | string): Promise<PutResult>;
 
@@ -118,4 +120,17 @@ export function assertValidKey(key: string): void {
 export function assertValidPrefix(prefix: string): void {
   if (prefix === "") return;
   assertValidKey(prefix.endsWith("/") ? prefix.slice(0, -1) : prefix);
+}
+
+/**
+ * Whether `key` holds exactly `data` (put-if-absent's retry check). A credential that
+ * may write but not read cannot tell: the key is then taken, as far as it knows.
+ */
+export async function sameBytes(store: ObjectStore, key: string, data: Uint8Array): Promise<boolean> {
+  try {
+    return (await getBytes(store, key)).equals(data);
+  } catch (err) {
+    if (err instanceof NotFoundError || err instanceof AccessDeniedError) return false;
+    throw err;
+  }
 }

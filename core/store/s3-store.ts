@@ -26,6 +26,7 @@ import {
 import {
   assertValidKey,
   assertValidPrefix,
+  sameBytes,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -178,6 +179,9 @@ export class S3Store implements ObjectStore {
       const name = errorName(err);
       const status = httpStatus(err);
       if (name === "PreconditionFailed" || status === 412 || name === "ConditionalRequestConflict" || status === 409) {
+        // Our own first attempt may have landed and only its answer been lost: the SDK's
+        // retry then meets our object. Identical bytes mean the put succeeded.
+        if (await sameBytes(this, key, data)) return { key, bytes: data.length };
         throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
       }
       throw this.mapError(err, key);

@@ -42,6 +42,14 @@ export function auditLogContract(name: string, fixture: () => Promise<AuditFixtu
       expect((await readAll(log, "000000000004")).map((r) => r.seq)).toEqual(["000000000004", "000000000005"]);
     });
 
+    it("accepts the identical row again, as a retry after a lost answer must", async () => {
+      const f = await fixture();
+      const log = f.open();
+      const first = await appendAudit(log, entry(1));
+      await expect(log.putRow(first)).resolves.toBeUndefined();
+      expect(await readAll(log)).toEqual([first]);
+    });
+
     it("refuses to write a row whose sequence is taken, and keeps the original", async () => {
       const f = await fixture();
       const log = f.open();

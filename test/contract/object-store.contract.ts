@@ -79,6 +79,15 @@ export function objectStoreContract(name: string, fixture: () => Promise<StoreFi
       await expect(store.stat("missing/object")).rejects.toBeInstanceOf(NotFoundError);
     });
 
+    it("put-if-absent of the very bytes already there succeeds, as a retry after a lost answer must", async () => {
+      const { store } = await fixture();
+      await store.putIfAbsent("m/retried.json", '{"v":1}');
+      await expect(store.putIfAbsent("m/retried.json", '{"v":1}')).resolves.toEqual({
+        key: "m/retried.json",
+        bytes: 7,
+      });
+    });
+
     it("put-if-absent refuses an existing key with AlreadyExistsError and keeps the original", async () => {
       const { store } = await fixture();
       await store.putIfAbsent("m/manifest.json", '{"v":1}');

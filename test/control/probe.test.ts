@@ -2,11 +2,12 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyCommand } from "@aws-sdk/client-iam";
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from "@aws-sdk/client-s3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { probeStore } from "../../core/probe.ts";
 import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";
+import { startS3Proxy } from "../helpers/s3-proxy.ts";
 import { type Endpoint, startMoto } from "../rig/aws.ts";
 import { freePort } from "../rig/process.ts";
 
@@ -28,10 +29,38 @@ describe("destination probe", () => {
     const store = new S3Store(`s3://${bucket}/team`, { client: s3 });
     const report = await probeStore(store, deps());
     expect(report.ok).toBe(true);
-    expect(report.steps.map((s) => s.step)).toEqual(["list", "write", "read", "compare", "delete", "protection"]);
+    expect(report.steps.map((s) => s.step)).toEqual([
+      "list",
+      "write",
+      "conditional",
+      "read",
+      "compare",
+      "delete",
+      "protection",
+    ]);
     for (const s of report.steps) expect(s.latencyMs).toBeGreaterThanOrEqual(0);
     expect(report.protection).toEqual({ versioning: "Enabled", objectLock: "Enabled" });
     expect(await allKeys(store)).toEqual([]);
+  });
+
+  it("fails a store that ignores If-None-Match, whose commits a second writer could replace", async () => {
+    const s3 = client();
+    const bucket = `probe-${randomUUID()}`;
+    await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+    const proxy = await startS3Proxy(inject("s3Endpoint"), () => ({
+      kind: "forward",
+      stripHeaders: ["if-none-match"],
+    }));
+    try {
+      const report = await probeStore(new S3Store(`s3://${bucket}/team`, { client: client(proxy.url) }), deps());
+      expect(report.ok).toBe(false);
+      expect(report.failure).toContain(
+        "probe failed at conditional: unexpected error (the store accepted a second put-if-absent of the same key: it ignores If-None-Match",
+      );
+      expect(await allKeys(new S3Store(`s3://${bucket}/team`, { client: s3 }))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it("names a bucket that does not exist", async () => {
@@ -130,7 +159,7 @@ describe("destination probe", () => {
       const store = new S3Store(`s3://${bucket}`, { client: client(moto.url, keys["no-read"]) });
       const report = await probeStore(store, deps());
       expect(report.failure).toMatch(/^probe failed at read: access denied/);
-      expect(report.steps.map((s) => `${s.step}:${s.ok}`)).toEqual(["list:true", "write:true", "read:false"]);
+      expect(report.steps.map((s) => `${s.step}:${s.ok}`)).toEqual(["list:true", "write:true", "conditional:true", "read:false"]);
       expect(await allKeys(store)).toEqual([]);
     });
   });

@@ -1,11 +1,13 @@
 import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { S3Client } from "@aws-sdk/client-s3";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { readAll } from "../../core/audit/audit-log.ts";
 import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { newBackupId, objectKey } from "../../core/keys.ts";
 import { getBytes } from "../../core/store/object-store.ts";
+import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import {
@@ -468,5 +470,26 @@ describe("restore options", () => {
     });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("strongroom: error: --clean cannot be combined with --jobs > 1");
+  });
+});
+
+describe("put-if-absent under retries", () => {
+  it("reports a manifest commit whose answer was lost as committed, after the SDK's retry meets it", async () => {
+    const { store: direct, url } = await newStore("s3");
+    let lost = 0;
+    const proxy = await startS3Proxy(s3Endpoint, (req) =>
+      req.method === "PUT" && req.headers["if-none-match"] === "*" && lost++ === 0
+        ? { kind: "lose-response" }
+        : { kind: "forward" },
+    );
+    try {
+      const store = new S3Store(url, { client: new S3Client({ ...s3ClientConfigFromEnv(), endpoint: proxy.url }) });
+      await expect(store.putIfAbsent("db/backups/x/manifest.json", "committed")).resolves.toMatchObject({ bytes: 9 });
+      expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(2);
+      await expect(store.putIfAbsent("db/backups/x/manifest.json", "another")).rejects.toThrow("object already exists");
+      expect((await getBytes(direct, "db/backups/x/manifest.json")).toString()).toBe("committed");
+    } finally {
+      await proxy.close();
+    }
   });
 });
