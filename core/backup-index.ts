@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { compareBackups } from "./backup-order.ts";
 import { BackupNotFoundError, ManifestError, NotFoundError, UsageError } from "./errors.ts";
 import { isBackupId, objectKey, parseManifestKey } from "./keys.ts";
@@ -26,16 +27,25 @@ export async function listBackupRefs(store: ObjectStore, databaseId?: string): P
 }
 
 export async function readManifest(store: ObjectStore, ref: BackupRef): Promise<Manifest> {
+  return (await readManifestRecord(store, ref)).manifest;
+}
+
+/** A manifest with the SHA-256 of its stored bytes (what `backup.ok` rows record). */
+export async function readManifestRecord(
+  store: ObjectStore,
+  ref: BackupRef,
+): Promise<{ manifest: Manifest; sha256: string }> {
   const key = objectKey(ref.databaseId, ref.backupId, "manifest");
-  let manifest: Manifest;
+  let bytes: Buffer;
   try {
-    manifest = parseManifest((await getBytes(store, key)).toString("utf8"), key);
+    bytes = await getBytes(store, key);
   } catch (err) {
     if (err instanceof NotFoundError) throw notFound(ref.backupId, ref.databaseId, err);
     throw err;
   }
+  const manifest = parseManifest(bytes.toString("utf8"), key);
   assertManifestLocation(manifest, ref, key);
-  return manifest;
+  return { manifest, sha256: createHash("sha256").update(bytes).digest("hex") };
 }
 
 /**

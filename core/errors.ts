@@ -40,6 +40,7 @@ export const ERROR_NAMES = [
   "InvalidInputError",
   "ProbeFailedError",
   "SourceMismatchError",
+  "AuditVerificationError",
   "UnexpectedError",
 ] as const;
 
@@ -229,4 +230,9 @@ export class SourceMismatchError extends StrongroomError {
 /** A failure strongroom did not anticipate (a bug, or an error from a library it does not map yet). */
 export class UnexpectedError extends StrongroomError {
   override name = "UnexpectedError" as const;
+}
+
+/** The audit log is broken, or disagrees with the backups in the store. */
+export class AuditVerificationError extends StrongroomError {
+  override name = "AuditVerificationError" as const;
 }

@@ -35,6 +35,12 @@ export interface Manifest {
    * `app` cannot expire each other's backups. Absent in manifests written before 0.2.
    */
   source?: string;
+  /**
+   * The backup's `backup.start` row in its database's audit chain (db#<databaseId>).
+   * `audit verify` checks the chain still reaches it: deleting the newest rows of a
+   * chain leaves a manifest pointing past the chain's head. Absent with `--audit none`.
+   */
+  audit?: { seq: string; hash: string };
   pgDump: { version: string };
   recipients: string[];
   objects: ManifestObject[];
@@ -69,6 +75,8 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   const server = m.server as Manifest["server"] | undefined;
   if (typeof server?.version !== "string" || typeof server.versionNum !== "number") throw fail("server missing");
   if (m.source !== undefined && typeof m.source !== "string") throw fail("source");
+  const audit = m.audit as Manifest["audit"] | undefined;
+  if (audit !== undefined && (typeof audit?.seq !== "string" || typeof audit.hash !== "string")) throw fail("audit");
   if (!Array.isArray(m.recipients) || m.recipients.some((r) => typeof r !== "string")) throw fail("recipients");
   if (!Array.isArray(m.objects)) throw fail("objects missing");
   for (const o of m.objects as ManifestObject[]) {

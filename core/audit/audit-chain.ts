@@ -19,6 +19,7 @@ export const AUDIT_EVENTS = [
   "restore.fail",
   "probe.ok",
   "probe.fail",
+  "gc.delete",
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 
@@ -40,6 +41,7 @@ export interface AuditRow extends AuditEntry {
 }
 
 export const SEQ_DIGITS = 12;
+const SEQ_PATTERN = /^\d{12}$/;
 export const GENESIS_HASH = "0".repeat(64);
 
 export function formatSeq(n: number): string {
@@ -79,7 +81,7 @@ export function nextRow(head: AuditRow | undefined, entry: AuditEntry): AuditRow
   return { ...row, hash: rowHash(row) };
 }
 
-export type ChainProblem = "edited" | "missing" | "reordered" | "broken-link";
+export type ChainProblem = "edited" | "missing" | "reordered" | "broken-link" | "malformed";
 
 export interface ChainReport {
   ok: boolean;
@@ -95,7 +97,8 @@ export interface ChainReport {
  *  - edited: the row's content no longer hashes to its hash;
  *  - missing: a sequence number is skipped (a row was deleted);
  *  - reordered: rows are stored out of sequence order, or a row links to a later one;
- *  - broken-link: the row's prevHash is not its predecessor's hash.
+ *  - broken-link: the row's prevHash is not its predecessor's hash;
+ *  - malformed: its seq is not 12 digits (a non-number would otherwise disable the gap check).
  */
 export function verifyChain(rows: readonly AuditRow[]): ChainReport {
   let prev: AuditRow | undefined;
@@ -109,6 +112,9 @@ export function verifyChain(rows: readonly AuditRow[]): ChainReport {
     });
     // The row this one links to, if it is stored after it: rows were moved.
     const linksForward = () => rows.slice(index + 1).some((r) => r.hash === row.prevHash);
+    if (typeof row.seq !== "string" || !SEQ_PATTERN.test(row.seq)) {
+      return bad("malformed", `its seq ${JSON.stringify(row.seq)} is not ${SEQ_DIGITS} digits`);
+    }
     if (rowHash(row) !== row.hash) return bad("edited", "its content does not match its hash");
     if (seq < expectedSeq) return bad("reordered", `sequence ${row.seq} is stored after ${prev?.seq}`);
     if (seq > expectedSeq) {

@@ -1,5 +1,5 @@
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import { AlreadyExistsError } from "../errors.ts";
 import { type AuditRow, canonicalJson } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
@@ -73,6 +73,26 @@ export class DynamoAuditLog implements AuditLog {
       start = out.LastEvaluatedKey;
     } while (start);
   }
+}
+
+/** Every scope (partition) in an audit table. */
+export async function dynamoAuditScopes(client: DynamoDBClient, tableName: string): Promise<string[]> {
+  const doc = DynamoDBDocumentClient.from(client);
+  const scopes = new Set<string>();
+  let start: Record<string, unknown> | undefined;
+  do {
+    const out = await doc.send(
+      new ScanCommand({
+        TableName: tableName,
+        ProjectionExpression: "pk",
+        ConsistentRead: true,
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
+    );
+    for (const item of out.Items ?? []) scopes.add(String(item.pk));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return [...scopes].sort();
 }
 
 function toRow(item: Record<string, unknown>): AuditRow {

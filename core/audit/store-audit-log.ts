@@ -1,4 +1,4 @@
-import { NotFoundError } from "../errors.ts";
+import { IntegrityError, NotFoundError } from "../errors.ts";
 import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
 import type { AuditRow } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
@@ -7,6 +7,8 @@ import type { AuditLog } from "./audit-log.ts";
 export function scopeSegment(scope: string): string {
   return scope.replace("#", "-");
 }
+
+const AUDIT_PREFIX = ".strongroom/audit/";
 
 /**
  * The audit log in an object store, for local mode: one object per row under
@@ -18,7 +20,7 @@ export class StoreAuditLog implements AuditLog {
 
   constructor(store: ObjectStore, scope = "org") {
     this.store = store;
-    this.prefix = `.strongroom/audit/${scopeSegment(scope)}/`;
+    this.prefix = `${AUDIT_PREFIX}${scopeSegment(scope)}/`;
   }
 
   keyOf(seq: string): string {
@@ -44,7 +46,25 @@ export class StoreAuditLog implements AuditLog {
   async *rows(fromSeq?: string): AsyncIterable<AuditRow> {
     for await (const o of listAll(this.store, this.prefix)) {
       if (fromSeq !== undefined && o.key < this.keyOf(fromSeq)) continue;
-      yield JSON.parse((await getBytes(this.store, o.key)).toString("utf8")) as AuditRow;
+      const row = JSON.parse((await getBytes(this.store, o.key)).toString("utf8")) as AuditRow;
+      // The key orders the chain; a row stored under another row's key would let a writer
+      // reorder or hide rows without touching any row's hash.
+      if (o.key !== this.keyOf(String(row.seq))) {
+        throw new IntegrityError(`audit row ${o.key} holds seq ${JSON.stringify(row.seq)}`, {
+          hint: "rows are append-only; someone with write access to the store moved or altered one",
+        });
+      }
+      yield row;
     }
+  }
+
+  /** Every scope that has rows in `store`. */
+  static async scopes(store: ObjectStore): Promise<string[]> {
+    const scopes = new Set<string>();
+    for await (const o of listAll(store, AUDIT_PREFIX)) {
+      const segment = o.key.slice(AUDIT_PREFIX.length).split("/")[0] ?? "";
+      scopes.add(segment.startsWith("db-") ? `db#${segment.slice(3)}` : segment);
+    }
+    return [...scopes].sort();
   }
 }

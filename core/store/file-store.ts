@@ -9,7 +9,6 @@ import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError, Usage
 import {
   assertValidKey,
   assertValidPrefix,
-  sameBytes,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -17,6 +16,7 @@ import {
   type ObjectStore,
   type PutOptions,
   type PutResult,
+  sameBytes,
 } from "./object-store.ts";
 
 /**

@@ -26,7 +26,6 @@ import {
 import {
   assertValidKey,
   assertValidPrefix,
-  sameBytes,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -34,6 +33,7 @@ import {
   type ObjectStore,
   type PutOptions,
   type PutResult,
+  sameBytes,
 } from "./object-store.ts";
 
 const MiB = 1024 * 1024;

@@ -39,7 +39,7 @@ describe("control plane from the CLI, local mode", () => {
       "restore.ok",
     ]);
     const ok = await runCli(["audit", "verify", "--scope", "db#audited", "--json"], { STRONGROOM_STORE: url });
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, rows: 4 });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, chains: [{ scope: "db#audited", ok: true, rows: 4 }] });
 
     // Someone edits the third row's details by hand.
     const file = path.join(fileURLToPath(url), new StoreAuditLog(store, "db#audited").keyOf("000000000003"));
@@ -49,7 +49,7 @@ describe("control plane from the CLI, local mode", () => {
     const bad = await runCli(["audit", "verify", "--scope", "db#audited"], { STRONGROOM_STORE: url });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(
-      "strongroom: error: audit chain db#audited is broken at row 000000000003: edited (its content does not match its hash)",
+      "strongroom: error: audit chain db#audited: broken at row 000000000003: edited (its content does not match its hash)",
     );
   });
 

@@ -159,7 +159,12 @@ describe("destination probe", () => {
       const store = new S3Store(`s3://${bucket}`, { client: client(moto.url, keys["no-read"]) });
       const report = await probeStore(store, deps());
       expect(report.failure).toMatch(/^probe failed at read: access denied/);
-      expect(report.steps.map((s) => `${s.step}:${s.ok}`)).toEqual(["list:true", "write:true", "conditional:true", "read:false"]);
+      expect(report.steps.map((s) => `${s.step}:${s.ok}`)).toEqual([
+        "list:true",
+        "write:true",
+        "conditional:true",
+        "read:false",
+      ]);
       expect(await allKeys(store)).toEqual([]);
     });
   });

@@ -3,7 +3,9 @@ import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { S3Client } from "@aws-sdk/client-s3";
 import { beforeAll, describe, expect, inject, it } from "vitest";
-import { readAll } from "../../core/audit/audit-log.ts";
+import { nextRow, rowHash, verifyChain } from "../../core/audit/audit-chain.ts";
+import { appendAudit, readAll } from "../../core/audit/audit-log.ts";
+import { verifyScope } from "../../core/audit/audit-verify.ts";
 import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { newBackupId, objectKey } from "../../core/keys.ts";
 import { getBytes } from "../../core/store/object-store.ts";
@@ -491,5 +493,97 @@ describe("put-if-absent under retries", () => {
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe("audit verify", () => {
+  const sources = new Map<string, string>();
+  /** Backs up one database per id (a series has one source), the first time creating it. */
+  async function backupInto(url: string, databaseId: string, extra: string[] = []) {
+    const key = await identityFile();
+    let dbUrl = sources.get(`${url} ${databaseId}`);
+    if (!dbUrl) {
+      const db = await createDatabase(pgUrl, "audit_v");
+      await sql(db.url, "create table t as select g from generate_series(1, 10) g");
+      dbUrl = db.url;
+      sources.set(`${url} ${databaseId}`, dbUrl);
+    }
+    const r = await runCli(["backup", "--recipient", key.recipient, "--database-id", databaseId, ...extra], {
+      DATABASE_URL: dbUrl,
+      STRONGROOM_STORE: url,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout.trim();
+  }
+
+  it("with no scope, verifies every chain and fails a database whose backups have an empty chain", async () => {
+    const { url } = await newStore("file");
+    await backupInto(url, "recorded");
+    await backupInto(url, "unrecorded", ["--audit", "none"]);
+    const r = await runCli(["audit", "verify", "--json"], { STRONGROOM_STORE: url });
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      ok: false,
+      chains: [
+        { scope: "db#recorded", ok: true, rows: 2 },
+        {
+          scope: "db#unrecorded",
+          ok: false,
+          rows: 0,
+          problems: ["the store holds 1 backup(s) but the chain is empty"],
+        },
+      ],
+    });
+    expect(r.stderr).toContain("strongroom: error: audit chain db#unrecorded: the store holds 1 backup(s)");
+  });
+
+  it("detects rows deleted from the end of a chain, which the hash chain alone cannot", async () => {
+    const store = await newStore("file");
+    const url = store.url;
+    await backupInto(url, "shop");
+    const second = await backupInto(url, "shop");
+    expect((await runCli(["audit", "verify"], { STRONGROOM_STORE: url })).code).toBe(0);
+    // A second writer removes the newest two rows: the second backup's start and ok.
+    const log = new StoreAuditLog(store.store, "db#shop");
+    await store.store.delete(log.keyOf("000000000004"));
+    await store.store.delete(log.keyOf("000000000003"));
+    const r = await runCli(["audit", "verify"], { STRONGROOM_STORE: url });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      `backup ${second}: its backup.start row 000000000003 is beyond the chain's head 000000000002 (rows were deleted from the end)`,
+    );
+  });
+
+  it("detects a committed backup deleted without prune, and a manifest changed after its commit", async () => {
+    const store = await newStore("file");
+    const url = store.url;
+    const gone = await backupInto(url, "shop");
+    const changed = await backupInto(url, "shop");
+    await store.store.delete(objectKey("shop", gone, "manifest"));
+    const key = objectKey("shop", changed, "manifest");
+    const manifest = JSON.parse((await getBytes(store.store, key)).toString()) as { worker: { version: string } };
+    manifest.worker.version = "tampered";
+    await store.store.delete(key);
+    await store.store.putIfAbsent(key, `${JSON.stringify(manifest, null, 2)}\n`);
+    const r = await runCli(["audit", "verify", "--scope", "db#shop"], { STRONGROOM_STORE: url });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`backup ${changed}: its manifest changed since it was committed`);
+    expect(r.stdout).toContain(`backup ${gone}: committed at row 000000000002, but its manifest is gone`);
+  });
+
+  it("names a row whose seq is not 12 digits instead of skipping the gap check", () => {
+    const first = nextRow(undefined, { at: "2026-11-21T00:00:00Z", event: "probe.ok", actor: "t" });
+    const { hash: _h, ...rest } = { ...first, seq: "1e1" };
+    const forged = { ...rest, hash: rowHash(rest) };
+    expect(verifyChain([forged])).toMatchObject({ ok: false, firstBad: { problem: "malformed" } });
+  });
+
+  it("refuses a store-backed row kept under another row's key", async () => {
+    const { store } = await newStore("file");
+    const log = new StoreAuditLog(store, "org");
+    const row = await appendAudit(log, { at: "2026-11-21T00:00:00Z", event: "probe.ok", actor: "t" });
+    await store.putIfAbsent(log.keyOf("000000000002"), JSON.stringify(row));
+    const verdict = await verifyScope(log, "org");
+    expect(verdict).toMatchObject({ ok: false, problems: [expect.stringContaining('holds seq "000000000001"')] });
   });
 });

@@ -20,7 +20,14 @@ export async function main(argv: string[]): Promise<number> {
     jsonEnv = undefined; // the command's own parse reports it as a usage error
   }
   const json = argv.includes("--json") || jsonEnv === true;
-  const program = buildProgram({ signal: controller.signal, stdout: (s) => process.stdout.write(s) });
+  let wroteResult = false;
+  const program = buildProgram({
+    signal: controller.signal,
+    stdout: (s) => {
+      wroteResult = true;
+      process.stdout.write(s);
+    },
+  });
   try {
     await program.parseAsync(argv, { from: "node" });
     return 0;
@@ -43,7 +50,9 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`${redact(err.stack)}\n`);
       }
     }
-    if (json) process.stdout.write(`${JSON.stringify({ ok: false, error: { name, message, hint } })}\n`);
+    // A command that already printed its (failing) result document keeps stdout to that one document.
+    if (json && !wroteResult)
+      process.stdout.write(`${JSON.stringify({ ok: false, error: { name, message, hint } })}\n`);
     return usage ? 2 : 1;
   }
 }

@@ -1,17 +1,18 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
-import { verifyChain } from "../../../../core/audit/audit-chain.ts";
 import { type AuditLog, appendAudit, readAll } from "../../../../core/audit/audit-log.ts";
-import { DynamoAuditLog } from "../../../../core/audit/dynamo-audit-log.ts";
+import { type ChainVerdict, scopesToVerify, verifyScope } from "../../../../core/audit/audit-verify.ts";
+import { DynamoAuditLog, dynamoAuditScopes } from "../../../../core/audit/dynamo-audit-log.ts";
 import { StoreAuditLog } from "../../../../core/audit/store-audit-log.ts";
 import { listManifests } from "../../../../core/backup-index.ts";
 import { catalogRecord, DynamoCatalogTable } from "../../../../core/catalog.ts";
-import { StrongroomError, UsageError } from "../../../../core/errors.ts";
+import { AuditVerificationError, StrongroomError, UsageError } from "../../../../core/errors.ts";
 import { DEFAULT_POLICY, type RetentionPolicy } from "../../../../core/gfs.ts";
 import type { Logger } from "../../../../core/log.ts";
 import { probeStore } from "../../../../core/probe.ts";
 import { executePrune, planPrune } from "../../../../core/prune.ts";
+import type { ObjectStore } from "../../../../core/store/object-store.ts";
 import { openStore } from "../../../../core/store/open-store.ts";
 import {
   absoluteStoreUrl,
@@ -33,64 +34,100 @@ const count = (flag: string) => (value: string) => {
 };
 
 /** Where an audit command reads: --store (the store's own log) or --table (DynamoDB), and which chain. */
-function auditCommand(parent: Command, name: string): Command {
+function auditCommand(parent: Command, name: string, scope: Option): Command {
   return parent
     .command(name)
-    .addOption(new Option("--store <url>", "store holding the log (local mode)").env("STRONGROOM_STORE"))
+    .addOption(
+      new Option("--store <url>", "store holding the log (local mode) and the backups").env("STRONGROOM_STORE"),
+    )
     .addOption(tableOption("audit"))
-    .addOption(scopeOption());
+    .addOption(scope);
 }
 
 const scopeOption = () =>
-  new Option("--scope <scope>", "audit chain: org, or db#<databaseId>").default("org").env("STRONGROOM_AUDIT_SCOPE");
+  new Option("--scope <scope>", "audit chain: org, or db#<databaseId>").env("STRONGROOM_AUDIT_SCOPE");
 const tableOption = (what: string) =>
   new Option(
     "--table <name>",
     `DynamoDB ${what} table (endpoint from AWS_ENDPOINT_URL_DYNAMODB); default: the store's own log`,
   ).env(what === "audit" ? "STRONGROOM_AUDIT_TABLE" : "STRONGROOM_CATALOG_TABLE");
 
-function auditLog(o: { store?: string; table?: string; scope: string }): AuditLog {
-  if (!/^(org|db#[A-Za-z0-9._-]+)$/.test(o.scope)) {
-    throw new UsageError(`invalid --scope ${JSON.stringify(o.scope)}`, { hint: "use org or db#<databaseId>" });
+function assertScope(scope: string): void {
+  if (!/^(org|db#[A-Za-z0-9._-]+)$/.test(scope)) {
+    throw new UsageError(`invalid --scope ${JSON.stringify(scope)}`, { hint: "use org or db#<databaseId>" });
   }
-  if (o.table) return new DynamoAuditLog(new DynamoDBClient({}), o.table, o.scope);
-  if (!o.store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
-  return new StoreAuditLog(openStore(absoluteStoreUrl(o.store)), o.scope);
+}
+
+/** The audit logs an audit command reads, by scope. */
+function auditLogs(o: { store?: string; table?: string }): {
+  store: ObjectStore | undefined;
+  open: (scope: string) => AuditLog;
+  scopes: () => Promise<string[]>;
+} {
+  const store = o.store ? openStore(absoluteStoreUrl(o.store)) : undefined;
+  if (o.table) {
+    const client = new DynamoDBClient({});
+    const table = o.table;
+    return {
+      store,
+      open: (scope) => new DynamoAuditLog(client, table, scope),
+      scopes: () => dynamoAuditScopes(client, table),
+    };
+  }
+  if (!store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
+  return { store, open: (scope) => new StoreAuditLog(store, scope), scopes: () => StoreAuditLog.scopes(store) };
 }
 
 export function registerControlCommands(program: Command, ctx: CliContext, logger: () => Logger): void {
   const audit = program.command("audit").description("the hash-chained audit log");
 
-  auditCommand(audit, "verify")
-    .description("walk the chain; name the first bad row and why (edited, missing, reordered, broken link)")
+  auditCommand(audit, "verify", scopeOption())
+    .description(
+      "walk every chain (or one --scope), naming the first bad row; reconcile each database's chain with the backups in --store",
+    )
     .addOption(jsonOption())
     .addHelpText(
       "after",
-      "\nExamples:\n  $ strongroom audit verify --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit verify --table strongroom-audit --scope org --json",
+      "\nExamples:\n  $ strongroom audit verify --store file:///var/backups/pg\n  $ strongroom audit verify --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit verify --table strongroom-audit --store s3://acme-backups/pg --json",
     )
-    .action(async (o: { store?: string; table?: string; scope: string; json?: boolean }) => {
-      const report = verifyChain(await readAll(auditLog(o)));
-      if (o.json) ctx.stdout(`${JSON.stringify(report, null, 2)}\n`);
-      else if (report.ok)
-        ctx.stdout(
-          `audit chain ${o.scope} ok: ${report.rows} rows${report.headSeq ? `, head ${report.headSeq} ${report.headHash}` : ""}\n`,
-        );
-      if (!report.ok && report.firstBad) {
-        throw new StrongroomError(
-          `audit chain ${o.scope} is broken at row ${report.firstBad.seq}: ${report.firstBad.problem} (${report.firstBad.detail})`,
-          { hint: "rows are append-only; someone with write access changed the log" },
+    .action(async (o: { store?: string; table?: string; scope?: string; json?: boolean }) => {
+      if (o.scope !== undefined) assertScope(o.scope);
+      const logs = auditLogs(o);
+      const scopes = o.scope ? [o.scope] : await scopesToVerify(await logs.scopes(), logs.store);
+      const verdicts: ChainVerdict[] = [];
+      for (const scope of scopes) verdicts.push(await verifyScope(logs.open(scope), scope, logs.store));
+      const failed = verdicts.filter((v) => !v.ok);
+      if (o.json) ctx.stdout(`${JSON.stringify({ ok: failed.length === 0, chains: verdicts }, null, 2)}\n`);
+      else if (verdicts.length === 0) ctx.stdout("no audit chains and no backups to verify\n");
+      else
+        for (const v of verdicts) {
+          const head = v.headSeq ? `, head ${v.headSeq} ${v.headHash}` : "";
+          const loose = v.unanchored ? ` (${v.unanchored} backup(s) made without an audit log)` : "";
+          ctx.stdout(`audit chain ${v.scope} ${v.ok ? "ok" : "FAILED"}: ${v.rows} rows${head}${loose}\n`);
+          for (const p of v.problems) ctx.stdout(`  ${p}\n`);
+        }
+      if (failed.length > 0) {
+        const first = failed[0] as ChainVerdict;
+        throw new AuditVerificationError(
+          `audit chain ${first.scope}: ${first.problems[0]}${failed.length > 1 || first.problems.length > 1 ? " (and more, listed above)" : ""}`,
+          {
+            hint: "rows are append-only and backups are deleted only by prune; someone with write access changed the log or the store",
+          },
         );
       }
     });
 
-  auditCommand(audit, "show")
+  auditCommand(audit, "show", scopeOption().default("org"))
     .description("print audit rows, oldest first")
     .addOption(new Option("--since <time>", "only rows at or after this ISO time"))
     .addOption(jsonOption())
     .action(async (o: { store?: string; table?: string; scope: string; since?: string; json?: boolean }) => {
+      assertScope(o.scope);
       const since = o.since ? Date.parse(o.since) : undefined;
       if (since !== undefined && Number.isNaN(since)) throw new UsageError(`--since is not a time: ${o.since}`);
-      const rows = (await readAll(auditLog(o))).filter((r) => since === undefined || Date.parse(r.at) >= since);
+      const rows = (await readAll(auditLogs(o).open(o.scope))).filter(
+        (r) => since === undefined || Date.parse(r.at) >= since,
+      );
       if (o.json) ctx.stdout(`${JSON.stringify(rows, null, 2)}\n`);
       else
         ctx.stdout(

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -12,9 +13,9 @@ import type { ObjectStore } from "../../../../core/store/object-store.ts";
 import { storeSink } from "../../../../core/store/store-sink.ts";
 import { ArchiveStatsTap, type TableStats } from "../pg/archive-stats.ts";
 import { findPgBin } from "../pg/binaries.ts";
+import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { captureRoles } from "../pg/roles.ts";
 import { countRows, dumpedTables } from "../pg/row-counts.ts";
-import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageEncrypt, assertX25519Recipient } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
@@ -192,11 +193,14 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
       { actor: options.actor ?? "cli", databaseId, backupId },
       now,
     );
-    await record("backup.start", { server: server.version, databaseBytes: server.databaseBytes });
+    const start = await record("backup.start", { server: server.version, databaseBytes: server.databaseBytes });
     try {
       const manifest = await runBackup();
       const dump = manifest.objects.find((o) => o.role === "dump");
       await record("backup.ok", {
+        // Restore compares the manifest it reads with this: a plaintext manifest rewritten
+        // in the bucket (to match a replaced dump) no longer hashes to what was committed.
+        manifestSha256: createHash("sha256").update(serializeManifest(manifest)).digest("hex"),
         dumpBytes: dump?.plainBytes,
         storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
         seconds: (now().getTime() - startedAt.getTime()) / 1000,
@@ -208,12 +212,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
     }
 
     async function runBackup(): Promise<Manifest> {
-      const bin = await findPgBin(
-        ["pg_dump"],
-        server.major,
-        `a PostgreSQL ${server.version} server`,
-        env,
-      );
+      const bin = await findPgBin(["pg_dump"], server.major, `a PostgreSQL ${server.version} server`, env);
       log.info("backup started", {
         backupId,
         databaseId,
@@ -317,6 +316,7 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         recipients: [...options.recipients],
         objects: [dumpEntry, rolesEntry, statsEntry],
         worker: { version: WORKER_VERSION },
+        ...(start ? { audit: { seq: start.seq, hash: start.hash } } : {}),
       };
       // The commit point: until this put succeeds, the objects above are garbage, not a backup.
       await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));

@@ -1,0 +1,124 @@
+import { listBackupRefs, readManifestRecord } from "../backup-index.ts";
+import { StrongroomError } from "../errors.ts";
+import type { Manifest } from "../manifest.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+import { type AuditRow, type ChainReport, verifyChain } from "./audit-chain.ts";
+import { type AuditLog, readAll } from "./audit-log.ts";
+
+/**
+ * `audit verify`: every chain walks (audit-chain.ts), and each database's chain agrees
+ * with the backups in the store. The hash chain alone cannot see its newest rows
+ * deleted, so the store anchors it:
+ * - each manifest names its `backup.start` row (seq and hash), which must still be there;
+ * - each anchored manifest has its `backup.ok` row, whose manifest SHA-256 must match;
+ * - each `backup.ok` has its manifest, or a `retain.delete` row saying where it went.
+ */
+export interface ChainVerdict {
+  scope: string;
+  ok: boolean;
+  rows: number;
+  headSeq?: string;
+  headHash?: string;
+  /** Backups in the store whose manifest carries no anchor (made with --audit none). */
+  unanchored?: number;
+  problems: string[];
+}
+
+export interface ManifestRecord {
+  manifest: Manifest;
+  sha256: string;
+}
+
+/** The pure part: a chain's rows against the manifests of its database. */
+export function reconcile(rows: readonly AuditRow[], manifests: readonly ManifestRecord[]): string[] {
+  const problems: string[] = [];
+  const head = rows.at(-1);
+  const bySeq = new Map(rows.map((r) => [r.seq, r]));
+  const events = (backupId: string, event: string) => rows.filter((r) => r.backupId === backupId && r.event === event);
+  const present = new Set(manifests.map((m) => m.manifest.backupId));
+  if (rows.length === 0 && manifests.length > 0) {
+    problems.push(`the store holds ${manifests.length} backup(s) but the chain is empty`);
+    return problems;
+  }
+  for (const { manifest, sha256 } of manifests) {
+    const id = manifest.backupId;
+    const ok = events(id, "backup.ok").at(-1);
+    const recorded = ok?.details?.manifestSha256;
+    if (typeof recorded === "string" && recorded !== sha256) {
+      problems.push(
+        `backup ${id}: its manifest changed since it was committed (sha256 ${sha256.slice(0, 12)}…, recorded ${recorded.slice(0, 12)}…)`,
+      );
+    }
+    const anchor = manifest.audit;
+    if (!anchor) continue;
+    const row = bySeq.get(anchor.seq);
+    if (!row) {
+      problems.push(
+        head && anchor.seq > head.seq
+          ? `backup ${id}: its backup.start row ${anchor.seq} is beyond the chain's head ${head.seq} (rows were deleted from the end)`
+          : `backup ${id}: its backup.start row ${anchor.seq} is missing`,
+      );
+      continue;
+    }
+    if (row.hash !== anchor.hash || row.event !== "backup.start" || row.backupId !== id) {
+      problems.push(`backup ${id}: audit row ${anchor.seq} is not the backup.start its manifest recorded`);
+    }
+    if (!ok) problems.push(`backup ${id}: committed, but the chain has no backup.ok row for it`);
+  }
+  for (const row of rows) {
+    if (row.event !== "backup.ok" || row.backupId === undefined || present.has(row.backupId)) continue;
+    if (events(row.backupId, "retain.delete").length === 0) {
+      problems.push(
+        `backup ${row.backupId}: committed at row ${row.seq}, but its manifest is gone and no retain.delete row says why`,
+      );
+    }
+  }
+  return problems;
+}
+
+function chainProblem(report: ChainReport): string[] {
+  const bad = report.firstBad;
+  return bad ? [`broken at row ${bad.seq}: ${bad.problem} (${bad.detail})`] : [];
+}
+
+/** Verifies one chain; with a store, a `db#<id>` chain is also reconciled with that database's backups. */
+export async function verifyScope(log: AuditLog, scope: string, store?: ObjectStore): Promise<ChainVerdict> {
+  let rows: AuditRow[];
+  try {
+    rows = await readAll(log);
+  } catch (err) {
+    if (!(err instanceof StrongroomError)) throw err;
+    return { scope, ok: false, rows: 0, problems: [err.message] };
+  }
+  const report = verifyChain(rows);
+  const problems = chainProblem(report);
+  let unanchored: number | undefined;
+  if (store && scope.startsWith("db#") && report.ok) {
+    const databaseId = scope.slice(3);
+    try {
+      const manifests = await Promise.all(
+        (await listBackupRefs(store, databaseId)).map((ref) => readManifestRecord(store, ref)),
+      );
+      unanchored = manifests.filter((m) => m.manifest.audit === undefined).length;
+      problems.push(...reconcile(rows, manifests));
+    } catch (err) {
+      if (!(err instanceof StrongroomError)) throw err;
+      problems.push(err.message);
+    }
+  }
+  return {
+    scope,
+    ok: problems.length === 0,
+    rows: rows.length,
+    ...(report.headSeq ? { headSeq: report.headSeq, headHash: report.headHash as string } : {}),
+    ...(unanchored ? { unanchored } : {}),
+    problems,
+  };
+}
+
+/** Every chain to verify: those with rows, plus one per database that has backups in the store. */
+export async function scopesToVerify(logScopes: readonly string[], store?: ObjectStore): Promise<string[]> {
+  const scopes = new Set(logScopes);
+  if (store) for (const ref of await listBackupRefs(store)) scopes.add(`db#${ref.databaseId}`);
+  return [...scopes].sort();
+}
