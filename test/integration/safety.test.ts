@@ -1,6 +1,7 @@
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { cp, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { S3Client } from "@aws-sdk/client-s3";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { nextRow, rowHash, verifyChain } from "../../core/audit/audit-chain.ts";
@@ -8,10 +9,12 @@ import { appendAudit, readAll } from "../../core/audit/audit-log.ts";
 import { verifyScope } from "../../core/audit/audit-verify.ts";
 import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
 import { newBackupId, objectKey } from "../../core/keys.ts";
+import { type Manifest, serializeManifest } from "../../core/manifest.ts";
 import { getBytes } from "../../core/store/object-store.ts";
 import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
+import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import {
   allKeys,
   committedBackups,
@@ -585,5 +588,95 @@ describe("audit verify", () => {
     await store.putIfAbsent(log.keyOf("000000000002"), JSON.stringify(row));
     const verdict = await verifyScope(log, "org");
     expect(verdict).toMatchObject({ ok: false, problems: [expect.stringContaining('holds seq "000000000001"')] });
+  });
+});
+
+describe("a dump replaced by a second writer", () => {
+  let key: Awaited<ReturnType<typeof identityFile>>;
+  let table: string;
+  let store: StoreUnderTest;
+  let backupId: string;
+  let databaseId: string;
+  /** Another valid backup's dump, encrypted to the same (public) recipient. */
+  let intruder: { bytes: Buffer; entry: Record<string, unknown> };
+
+  beforeAll(async () => {
+    key = await identityFile();
+    table = await createTable(dynamoClient(), "audit");
+    const good = await createDatabase(pgUrl, "replaced_good");
+    await sql(good.url, "create table accounts(id int primary key, balance int); insert into accounts values (1, 100)");
+    databaseId = good.name;
+    store = await newStore("file");
+    const b = await runCli(["backup", "--recipient", key.recipient, "--audit-table", table], {
+      DATABASE_URL: good.url,
+      STRONGROOM_STORE: store.url,
+    });
+    expect(b.code, b.stderr).toBe(0);
+    backupId = b.stdout.trim();
+
+    const evil = await createDatabase(pgUrl, "replaced_evil");
+    await sql(evil.url, "create table planted(x text); insert into planted values ('the intruder was here')");
+    const other = await newStore("file");
+    const e = await runCli(["backup", "--recipient", key.recipient, "--json"], {
+      DATABASE_URL: evil.url,
+      STRONGROOM_STORE: other.url,
+    });
+    const evilManifest = JSON.parse(e.stdout) as Manifest;
+    const entry = evilManifest.objects.find((o) => o.role === "dump") as unknown as Record<string, unknown>;
+    intruder = { bytes: await getBytes(other.store, entry.key as string), entry };
+  });
+
+  /** A copy of the store whose dump is the intruder's and whose manifest is edited by `edit`. */
+  async function tampered(edit: (dump: Record<string, unknown>) => void): Promise<StoreUnderTest> {
+    const copy = await newStore("file");
+    await cp(fileURLToPath(store.url), fileURLToPath(copy.url), { recursive: true });
+    const dumpKey = objectKey(databaseId, backupId, "dump");
+    await copy.store.delete(dumpKey);
+    await copy.store.putIfAbsent(dumpKey, intruder.bytes);
+    const manifestKey = objectKey(databaseId, backupId, "manifest");
+    const manifest = JSON.parse((await getBytes(copy.store, manifestKey)).toString()) as Manifest;
+    edit(manifest.objects.find((o) => o.role === "dump") as unknown as Record<string, unknown>);
+    await copy.store.delete(manifestKey);
+    await copy.store.putIfAbsent(manifestKey, serializeManifest(manifest));
+    return copy;
+  }
+
+  it("is refused before the target is touched when the manifest no longer matches its backup.ok row", async () => {
+    const copy = await tampered((dump) => {
+      for (const field of ["plainBytes", "storedBytes", "plainSha256", "storedSha256"])
+        dump[field] = intruder.entry[field];
+    });
+    const target = await createDatabase(pgUrl, "replaced_t1");
+    const r = await runCli(["restore", "--identity", key.file, "--audit-table", table], {
+      STRONGROOM_STORE: copy.url,
+      STRONGROOM_TARGET_URL: target.url,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`the manifest of backup ${backupId} is not the one committed`);
+    expect(await sql(target.url, "select count(*)::int as n from pg_tables where schemaname = 'public'")).toEqual([
+      { n: 0 },
+    ]);
+  });
+
+  it("is never committed by pg_restore when only its stored digest gives it away", async () => {
+    // Sizes edited to match, digest left as committed: only the hash of the stored bytes can tell.
+    const copy = await tampered((dump) => {
+      dump.plainBytes = intruder.entry.plainBytes;
+      dump.storedBytes = intruder.entry.storedBytes;
+    });
+    const target = await createDatabase(pgUrl, "replaced_t2");
+    // A pg_restore that our kill cannot reach (SIGTERM ignored, as exec inherits): only
+    // input that never ends keeps it from committing what it was fed.
+    const wrapped = await wrappedBinDir(inject("pgBinDir"), { pgRestoreBody: `trap '' TERM; exec "$REAL" "$@"` });
+    const r = await runCli(["restore", "--identity", key.file, "--audit", "none"], {
+      STRONGROOM_STORE: copy.url,
+      STRONGROOM_TARGET_URL: target.url,
+      PG_BIN_DIRS: wrapped.dir,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/dump\.pgc\.zst\.age does not match its manifest/);
+    expect(await sql(target.url, "select count(*)::int as n from pg_tables where schemaname = 'public'")).toEqual([
+      { n: 0 },
+    ]);
   });
 });

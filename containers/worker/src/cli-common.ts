@@ -1,5 +1,8 @@
 import * as path from "node:path";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
+import type { AuditLog } from "../../../core/audit/audit-log.ts";
+import { DynamoAuditLog } from "../../../core/audit/dynamo-audit-log.ts";
 import { StoreAuditLog } from "../../../core/audit/store-audit-log.ts";
 import { UsageError } from "../../../core/errors.ts";
 import type { ObjectStore } from "../../../core/store/object-store.ts";
@@ -70,9 +73,26 @@ export function absoluteStoreUrl(url: string): string {
   return `file://${path.resolve(url)}`;
 }
 
-/** The audit log for a database in local mode: rows in the store itself. */
-export function storeAudit(store: ObjectStore, where: string): ((databaseId: string) => StoreAuditLog) | undefined {
-  return where === "store" ? (databaseId) => new StoreAuditLog(store, `db#${databaseId}`) : undefined;
+export const auditTableOption = () =>
+  new Option(
+    "--audit-table <name>",
+    "record audit events in this DynamoDB table instead (endpoint from AWS_ENDPOINT_URL_DYNAMODB)",
+  ).env("STRONGROOM_AUDIT_TABLE");
+
+/**
+ * The audit log for a database: a DynamoDB table (--audit-table), the store's own log
+ * (local mode), or none.
+ */
+export function auditFor(
+  store: ObjectStore,
+  o: { audit: string; auditTable?: string },
+): ((databaseId: string) => AuditLog) | undefined {
+  if (o.auditTable) {
+    const table = o.auditTable;
+    const client = new DynamoDBClient({});
+    return (databaseId) => new DynamoAuditLog(client, table, `db#${databaseId}`);
+  }
+  return o.audit === "store" ? (databaseId) => new StoreAuditLog(store, `db#${databaseId}`) : undefined;
 }
 
 export function table(header: string[], rows: string[][]): string {

@@ -9,12 +9,13 @@ import { openStore } from "../../../core/store/open-store.ts";
 import {
   absoluteStoreUrl,
   applyFlagEnv,
+  auditFor,
   auditOption,
+  auditTableOption,
   type CliContext,
   databaseIdOption,
   flagOption,
   jsonOption,
-  storeAudit,
   storeOption,
   table,
 } from "./cli-common.ts";
@@ -173,6 +174,7 @@ export function buildProgram(ctx: CliContext): Command {
       ),
     )
     .addOption(auditOption())
+    .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
@@ -190,6 +192,7 @@ Examples:
         databaseId?: string;
         allowSourceChange?: boolean;
         audit: string;
+        auditTable?: string;
         json?: boolean;
       }) => {
         const log = logger();
@@ -201,7 +204,7 @@ Examples:
         const bar = progress("backup");
         try {
           const store = openStore(absoluteStoreUrl(o.store));
-          const audit = storeAudit(store, o.audit);
+          const audit = auditFor(store, o);
           const manifest = await backup({
             conn: parsePgUrl(o.db, "--db"),
             store,
@@ -279,6 +282,7 @@ Examples:
       ),
     )
     .addOption(auditOption())
+    .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
@@ -300,6 +304,7 @@ Examples:
         clean?: boolean;
         owner: boolean;
         audit: string;
+        auditTable?: string;
         json?: boolean;
       }) => {
         const log = logger();
@@ -307,7 +312,7 @@ Examples:
         const bar = progress("restore");
         try {
           const store = openStore(absoluteStoreUrl(o.store));
-          const audit = storeAudit(store, o.audit);
+          const audit = auditFor(store, o);
           const result = await restore({
             store,
             ...(audit ? { audit } : {}),

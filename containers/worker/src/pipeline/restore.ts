@@ -6,7 +6,7 @@ import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { type AuditLog, auditRecorder, failureDetails } from "../../../../core/audit/audit-log.ts";
-import { resolveBackup } from "../../../../core/backup-index.ts";
+import { readManifestRecord, resolveBackup } from "../../../../core/backup-index.ts";
 import {
   AbortedError,
   IntegrityError,
@@ -135,6 +135,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   );
   await record("restore.start", { target: describeConn(target), jobs: options.jobs ?? 1 });
   try {
+    await assertCommittedManifest(options, manifest);
     const result = await restoreManifest(options, manifest, started);
     await record("restore.ok", {
       target: result.target,
@@ -231,16 +232,38 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
  * stored bytes are checked against the manifest's SHA-256; the plain bytes only by
  * count: age already authenticates every chunk, and hashing 1 GB of plain dump again
  * would cost about half a core-second for no added assurance.
+ *
+ * The last plain chunk is held back until the whole stored object has been hashed and
+ * found to be the one the manifest committed. A replaced dump is still a valid age
+ * file (the recipient is public), so nothing else would stop it. Held back, it never
+ * reaches the end of its input: pg_restore, in one transaction, never commits it.
  */
 async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writable): Promise<number> {
   const entry = manifestObject(manifest, "dump");
   const storedTap = sha256Tap();
   let plainBytes = 0;
-  const counter = new Transform({
+  let held: Buffer | undefined;
+  const holdBack = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       plainBytes += chunk.length;
       options.onProgress?.(plainBytes, entry.plainBytes);
-      callback(null, chunk);
+      const previous = held;
+      held = chunk;
+      callback(null, previous);
+    },
+    flush(callback) {
+      try {
+        assertMatches(entry, storedTap.result());
+        if (plainBytes !== entry.plainBytes) {
+          throw new IntegrityError(
+            `${entry.key} decrypted to ${plainBytes} bytes; its manifest says ${entry.plainBytes}`,
+          );
+        }
+      } catch (err) {
+        callback(err as Error);
+        return;
+      }
+      callback(null, held);
     },
   });
   await naming(entry, async () =>
@@ -249,16 +272,46 @@ async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writ
       storedTap,
       ageDecrypt(options.identities),
       zstdDecompressFrames(),
-      counter,
+      holdBack,
       sink,
       options.signal ? { signal: options.signal } : {},
     ),
   );
-  assertMatches(entry, storedTap.result());
-  if (plainBytes !== entry.plainBytes) {
-    throw new IntegrityError(`${entry.key} decrypted to ${plainBytes} bytes; its manifest says ${entry.plainBytes}`);
-  }
   return entry.plainBytes;
+}
+
+/**
+ * Where an audit log is at hand, the manifest must be the one its `backup.ok` row
+ * recorded. A second writer to the bucket can replace the dump with another valid age
+ * file and rewrite the plaintext manifest to match; the log (DynamoDB, PutItem only)
+ * is out of that writer's reach.
+ */
+async function assertCommittedManifest(options: RestoreOptions, manifest: Manifest): Promise<void> {
+  const log = options.audit?.(manifest.databaseId);
+  if (!log) return;
+  let recorded: { seq: string; sha256: string } | undefined;
+  for await (const row of log.rows()) {
+    const sha = row.details?.manifestSha256;
+    if (row.event === "backup.ok" && row.backupId === manifest.backupId && typeof sha === "string") {
+      recorded = { seq: row.seq, sha256: sha };
+    }
+  }
+  if (!recorded) {
+    options.log.warn(
+      "the audit log has no backup.ok row with a manifest digest for this backup; its manifest is unchecked",
+      {
+        backupId: manifest.backupId,
+      },
+    );
+    return;
+  }
+  const { sha256 } = await readManifestRecord(options.store, manifest);
+  if (sha256 !== recorded.sha256) {
+    throw new IntegrityError(
+      `the manifest of backup ${manifest.backupId} is not the one committed (audit row ${recorded.seq} recorded sha256 ${recorded.sha256.slice(0, 12)}…, the store holds ${sha256.slice(0, 12)}…)`,
+      { hint: "someone with write access to the store replaced it; restore another backup and investigate" },
+    );
+  }
 }
 
 async function restoreStreaming(options: RestoreOptions, manifest: Manifest, binDir: string): Promise<number> {
