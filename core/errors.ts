@@ -41,6 +41,7 @@ export const ERROR_NAMES = [
   "ProbeFailedError",
   "SourceMismatchError",
   "AuditVerificationError",
+  "InsufficientMemoryError",
   "UnexpectedError",
 ] as const;
 
@@ -235,4 +236,9 @@ export class UnexpectedError extends StrongroomError {
 /** The audit log is broken, or disagrees with the backups in the store. */
 export class AuditVerificationError extends StrongroomError {
   override name = "AuditVerificationError" as const;
+}
+
+/** The work would need more memory than the process may use; refused before starting. */
+export class InsufficientMemoryError extends StrongroomError {
+  override name = "InsufficientMemoryError" as const;
 }

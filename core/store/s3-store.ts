@@ -1,3 +1,4 @@
+import { totalmem } from "node:os";
 import { PassThrough, Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
@@ -17,6 +18,7 @@ import {
   AccessDeniedError,
   AlreadyExistsError,
   BucketNotFoundError,
+  InsufficientMemoryError,
   NotFoundError,
   StoreUnavailableError,
   StrongroomError,
@@ -52,6 +54,27 @@ export function partSizeFor(expectedBytes: number | undefined): number {
   if (expectedBytes === undefined || expectedBytes <= 0) return MIN_PART_SIZE_BYTES;
   const needed = Math.ceil((expectedBytes * 1.5) / MAX_PARTS / MiB) * MiB;
   return Math.min(MAX_PART_SIZE_BYTES, Math.max(MIN_PART_SIZE_BYTES, needed));
+}
+
+/** The memory this process may use: its cgroup limit where there is one, else the machine's. */
+export function memoryLimitBytes(): number {
+  const constrained = process.constrainedMemory?.() ?? 0;
+  return constrained > 0 && constrained < totalmem() ? constrained : totalmem();
+}
+
+/**
+ * An upload holds about partSize × (queueSize + 1) bytes. Refuse at the start, rather
+ * than be OOM-killed hours in, when that exceeds half of what the process may use.
+ */
+export function assertUploadFits(partSizeBytes: number, queueSize: number, limitBytes: number): void {
+  const needBytes = partSizeBytes * (queueSize + 1);
+  if (needBytes > limitBytes / 2) {
+    const mib = (n: number) => `${Math.round(n / MiB)} MiB`;
+    throw new InsufficientMemoryError(
+      `an upload of this size needs ${mib(needBytes)} of buffers (${queueSize + 1} parts of ${mib(partSizeBytes)}), more than half of the ${mib(limitBytes)} available`,
+      { hint: "give the task more memory; parts grow with the database size so that 10,000 parts cover the dump" },
+    );
+  }
 }
 
 export interface S3StoreOptions {
@@ -104,6 +127,7 @@ export class S3Store implements ObjectStore {
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
     const Key = this.keyOf(key);
     const partSize = partSizeFor(options.expectedBytes);
+    assertUploadFits(partSize, this.queueSize, memoryLimitBytes());
     let bytes = 0;
     // Count what lib-storage actually reads, without switching `body` to flowing mode.
     const counted = body.pipe(

@@ -2,7 +2,11 @@ import { randomBytes } from "node:crypto";
 import type { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { zstdCompressFrames, zstdDecompressFrames } from "../../containers/worker/src/stages/zstd-frames.ts";
+import {
+  SKIPPABLE_MAGIC,
+  zstdCompressFrames,
+  zstdDecompressFrames,
+} from "../../containers/worker/src/stages/zstd-frames.ts";
 import { CorruptStreamError, TruncatedStreamError } from "../../core/errors.ts";
 import { runCommand } from "../helpers/run.ts";
 import { chunked, flipByte } from "../helpers/streams.ts";
@@ -83,4 +87,70 @@ describe("framed zstd", () => {
     const plainZstd = (await runCommand("zstd", ["-c", "-q"], Buffer.from("hello"))).stdout;
     await expect(decompress(plainZstd)).rejects.toThrow(/not a strongroom framed stream/);
   });
+});
+
+describe("framed zstd from a hostile writer", () => {
+  /** A strongroom size header followed by `frame`, declaring `plainBytes`. */
+  function framed(frame: Buffer, plainBytes: number): Buffer {
+    const header = Buffer.alloc(20);
+    header.writeUInt32LE(SKIPPABLE_MAGIC, 0);
+    header.writeUInt32LE(12, 4);
+    header.write("SRZ1", 8);
+    header.writeUInt32LE(frame.length, 12);
+    header.writeUInt32LE(plainBytes, 16);
+    return Buffer.concat([header, frame]);
+  }
+
+  /** A zstd frame of `blocks` RLE blocks of 128 KiB each, with no declared content size. */
+  function rleBomb(blocks: number): Buffer {
+    const parts = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, (17 - 10) << 3])];
+    for (let i = 0; i < blocks; i++) {
+      const header = Buffer.alloc(4);
+      header.writeUIntLE((i === blocks - 1 ? 1 : 0) | (1 << 1) | ((128 * KiB) << 3), 0, 3);
+      header[3] = 0x41;
+      parts.push(header);
+    }
+    return Buffer.concat(parts);
+  }
+
+  it("refuses, before decoding, a frame whose blocks would expand far past its size header", async () => {
+    // 4 KiB of RLE blocks that would regenerate 128 MiB, under a header that says 1 MiB.
+    const bomb = framed(rleBomb(1024), MiB);
+    await expect(through(bomb, zstdDecompressFrames())).rejects.toThrow(
+      /frame 0 refused before decoding: its blocks may regenerate 134217728 bytes, not 1048576/,
+    );
+  });
+
+  it("decodes an honest frame of RLE blocks whose size header is right", async () => {
+    expect(await through(framed(rleBomb(8), MiB), zstdDecompressFrames())).toEqual(Buffer.alloc(MiB, 0x41));
+  });
+
+  it("refuses a frame larger than the most its declared plain size can compress to", async () => {
+    const data = randomBytes(64 * KiB);
+    const [frame] = await compressedFrames(data);
+    await expect(through(framed(frame as Buffer, 100), zstdDecompressFrames())).rejects.toThrow(
+      /implausible frame sizes/,
+    );
+  });
+
+  it("refuses two zstd frames under one size header", async () => {
+    const [a] = await compressedFrames(Buffer.alloc(1000, 1));
+    const [b] = await compressedFrames(Buffer.alloc(1000, 2));
+    const twice = framed(Buffer.concat([a as Buffer, b as Buffer]), 2000);
+    await expect(through(twice, zstdDecompressFrames())).rejects.toThrow(
+      /frame 0 refused before decoding: its blocks do not end where the frame does/,
+    );
+  });
+
+  /** The zstd frames our compressor writes for `data`, without their size headers. */
+  async function compressedFrames(data: Buffer): Promise<Buffer[]> {
+    const stream = await through(data, zstdCompressFrames());
+    const frames: Buffer[] = [];
+    for (let pos = 0; pos < stream.length; ) {
+      const size = stream.readUInt32LE(pos + 12);
+      frames.push(stream.subarray(pos + 20, pos + 20 + size));
+      pos += 20 + size;
+    }
+    return frames;
+  }
 });

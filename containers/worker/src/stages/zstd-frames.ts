@@ -19,8 +19,74 @@ const TAG = Buffer.from("SRZ1");
 const HEADER_BYTES = 8 + 12;
 const ZSTD_FRAME_MAGIC = 0xfd2fb528;
 export const DEFAULT_FRAME_BYTES = 4 * 1024 * 1024;
-/** Frames larger than this are refused when reading: they cannot come from us. */
-const MAX_FRAME_BYTES = 256 * 1024 * 1024;
+/**
+ * Frames declaring more plain bytes than this are refused when reading: we write 4 MiB
+ * frames, and memory is this × the frames in flight.
+ */
+const MAX_FRAME_PLAIN_BYTES = 32 * 1024 * 1024;
+const MAX_BLOCK_BYTES = 128 * 1024;
+
+/** The most a zstd frame of `plainBytes` can take (ZSTD_COMPRESSBOUND). */
+export function compressBound(plainBytes: number): number {
+  return plainBytes + (plainBytes >>> 8) + (plainBytes < MAX_BLOCK_BYTES ? (MAX_BLOCK_BYTES - plainBytes) >>> 11 : 0);
+}
+
+/**
+ * Checks, before any decoding, that `body` is exactly one zstd frame whose output
+ * cannot exceed about `plainBytes`. A hostile frame could otherwise expand a few KiB
+ * of RLE blocks into gigabytes before the size check after decoding. The check walks
+ * the block headers (3 bytes each, about 32 per 4 MiB frame) and never decodes a block.
+ * - Raw and RLE blocks regenerate exactly their size.
+ * - A compressed block regenerates at most the block maximum (128 KiB, or the window).
+ * The sum of those bounds the output, whether or not the frame declares its content
+ * size; our compressor (level 3, full blocks) does not declare it. A declared size
+ * must equal `plainBytes`.
+ */
+export function assertBoundedFrame(body: Buffer, plainBytes: number, index: number): void {
+  const bad = (why: string) => new CorruptStreamError(`frame ${index} refused before decoding: ${why}`);
+  if (body.length < 6 || body.readUInt32LE(0) !== ZSTD_FRAME_MAGIC) throw bad("not a zstd frame");
+  const descriptor = body[4] as number;
+  const fcsFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  const checksum = (descriptor >> 2) & 1;
+  if ((descriptor >> 3) & 1) throw bad("reserved header bit set");
+  if (descriptor & 3) throw bad("it needs a dictionary");
+  let pos = 5;
+  let windowBytes = MAX_BLOCK_BYTES;
+  if (!singleSegment) {
+    const w = body[pos++] as number;
+    const base = 2 ** (10 + (w >> 3));
+    windowBytes = base + (base / 8) * (w & 7);
+  }
+  const fcsBytes = fcsFlag === 0 ? singleSegment : ([0, 2, 4, 8][fcsFlag] as number);
+  if (pos + fcsBytes > body.length) throw bad("header cut short");
+  if (fcsBytes > 0) {
+    let declared = 0;
+    for (let i = fcsBytes - 1; i >= 0; i--) declared = declared * 256 + (body[pos + i] as number);
+    if (fcsBytes === 2) declared += 256;
+    if (declared !== plainBytes) throw bad(`it declares ${declared} bytes, its size header ${plainBytes}`);
+    if (singleSegment) windowBytes = declared;
+  }
+  pos += fcsBytes;
+  const blockMax = Math.min(windowBytes, MAX_BLOCK_BYTES);
+  let bound = 0;
+  for (let last = 0; !last; ) {
+    if (pos + 3 > body.length) throw bad("blocks cut short");
+    const header = body.readUIntLE(pos, 3);
+    pos += 3;
+    last = header & 1;
+    const type = (header >> 1) & 3;
+    const size = header >>> 3;
+    if (type === 3) throw bad("reserved block type");
+    if (size > blockMax) throw bad(`a block of ${size} bytes`);
+    bound += type === 2 ? blockMax : size;
+    pos += type === 1 ? 1 : size;
+  }
+  // Full blocks give bound ≈ plainBytes; the slack admits a compressor that splits blocks.
+  if (bound > 2 * plainBytes + blockMax) throw bad(`its blocks may regenerate ${bound} bytes, not ${plainBytes}`);
+  if (checksum) pos += 4;
+  if (pos !== body.length) throw bad("its blocks do not end where the frame does");
+}
 
 export interface ZstdFramesOptions {
   /** @default 3 */
@@ -207,7 +273,11 @@ class ZstdDecompressFrames extends Transform {
           throw new CorruptStreamError("garbled compressed stream: bad frame tag");
         const compressedBytes = header.readUInt32LE(12);
         const plainBytes = header.readUInt32LE(16);
-        if (compressedBytes === 0 || compressedBytes > MAX_FRAME_BYTES || plainBytes > MAX_FRAME_BYTES) {
+        if (
+          compressedBytes === 0 ||
+          plainBytes > MAX_FRAME_PLAIN_BYTES ||
+          compressedBytes > compressBound(plainBytes) + 64 // + the largest frame header
+        ) {
           throw new CorruptStreamError(
             `garbled compressed stream: implausible frame sizes ${compressedBytes}/${plainBytes}`,
           );
@@ -219,6 +289,7 @@ class ZstdDecompressFrames extends Transform {
       const body = this.input.read(compressedBytes);
       this.next = undefined;
       const index = this.frames++;
+      assertBoundedFrame(body, plainBytes, index);
       const job = decompress(body).then(
         (plain) => {
           if (plain.length !== plainBytes) {
