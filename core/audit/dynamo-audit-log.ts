@@ -1,6 +1,6 @@
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
-import { AlreadyExistsError } from "../errors.ts";
+import { AlreadyExistsError, IntegrityError } from "../errors.ts";
 import { type AuditRow, canonicalJson } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
 
@@ -95,7 +95,13 @@ export async function dynamoAuditScopes(client: DynamoDBClient, tableName: strin
   return [...scopes].sort();
 }
 
+/** The row in an item; one kept under another row's sort key is refused (rows could be reordered without touching a hash). */
 function toRow(item: Record<string, unknown>): AuditRow {
-  const { pk: _pk, sk: _sk, ...row } = item;
+  const { pk, sk, ...row } = item;
+  if (sk !== row.seq) {
+    throw new IntegrityError(`audit row ${String(pk)}/${String(sk)} holds seq ${JSON.stringify(row.seq)}`, {
+      hint: "rows are append-only; someone with write access to the table moved or altered one",
+    });
+  }
   return row as unknown as AuditRow;
 }

@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError, UsageError } from "../errors.ts";
+import { syncNewPath } from "../fsync-dir.ts";
 import {
   assertValidKey,
   assertValidPrefix,
@@ -14,6 +15,8 @@ import {
   type ListPage,
   type ObjectInfo,
   type ObjectStore,
+  type PartialUpload,
+  type PartialUploads,
   type PutOptions,
   type PutResult,
   sameBytes,
@@ -27,7 +30,7 @@ import {
 const PARTIAL_DIR = ".strongroom-partial";
 
 /** An ObjectStore on a local directory: `file:///abs/dir`. The embedded default. */
-export class FileStore implements ObjectStore {
+export class FileStore implements ObjectStore, PartialUploads {
   readonly url: string;
   readonly root: string;
 
@@ -48,8 +51,9 @@ export class FileStore implements ObjectStore {
       // flush: fsync before close, so a rename after a crash never points at lost data.
       const out = createWriteStream(partial, { flush: true, mode: 0o600 });
       await pipeline(body, out, signal ? { signal } : {});
-      await fs.mkdir(path.dirname(final), { recursive: true });
+      const created = await fs.mkdir(path.dirname(final), { recursive: true });
       await fs.rename(partial, final);
+      await syncNewPath(path.dirname(final), created);
       return { key, bytes: out.bytesWritten };
     } catch (err) {
       await fs.rm(partial, { force: true });
@@ -64,9 +68,11 @@ export class FileStore implements ObjectStore {
     const data = typeof body === "string" ? Buffer.from(body) : body;
     try {
       await fs.writeFile(partial, data, { flush: true, mode: 0o600 });
-      await fs.mkdir(path.dirname(final), { recursive: true });
+      const created = await fs.mkdir(path.dirname(final), { recursive: true });
       // link(2) fails with EEXIST atomically, unlike rename, which would replace.
       await fs.link(partial, final);
+      // The commit point of manifests and audit rows: the new name must survive a power loss.
+      await syncNewPath(path.dirname(final), created);
       return { key, bytes: data.length };
     } catch (err) {
       if (isCode(err, "EEXIST")) {
@@ -140,6 +146,29 @@ export class FileStore implements ObjectStore {
       }
       dir = path.dirname(dir);
     }
+  }
+
+  async listPartials(): Promise<PartialUpload[]> {
+    const dir = path.join(this.root, PARTIAL_DIR);
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      if (isCode(err, "ENOENT")) return [];
+      throw err;
+    }
+    const out: PartialUpload[] = [];
+    for (const name of names) {
+      const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+      if (st?.isFile()) out.push({ id: name, startedAt: st.mtime, bytes: st.size });
+    }
+    return out;
+  }
+
+  async deletePartial(partial: PartialUpload): Promise<void> {
+    if (partial.id.includes("/") || partial.id.startsWith("."))
+      throw new InvalidKeyError(`not a partial file: ${partial.id}`);
+    await fs.rm(path.join(this.root, PARTIAL_DIR, partial.id), { force: true });
   }
 
   private pathOf(key: string): string {

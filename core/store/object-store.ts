@@ -51,6 +51,26 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
 }
 
+/**
+ * Leftovers of writes that never finished: partial files after a crash (file store),
+ * multipart uploads never completed or aborted (S3). `strongroom gc` removes old ones.
+ */
+export interface PartialUploads {
+  listPartials(): Promise<PartialUpload[]>;
+  deletePartial(partial: PartialUpload): Promise<void>;
+}
+
+export interface PartialUpload {
+  /** Opaque to callers: a partial file's name, or `<key> <uploadId>`. */
+  id: string;
+  startedAt: Date;
+  bytes: number;
+}
+
+export function hasPartials(store: ObjectStore): store is ObjectStore & PartialUploads {
+  return typeof (store as Partial<PartialUploads>).listPartials === "function";
+}
+
 export interface PutOptions {
   expectedBytes?: number;
   signal?: AbortSignal;

@@ -7,6 +7,7 @@ import {
   GetObjectCommand,
   GetObjectLockConfigurationCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -33,6 +34,8 @@ import {
   type ListPage,
   type ObjectInfo,
   type ObjectStore,
+  type PartialUpload,
+  type PartialUploads,
   type PutOptions,
   type PutResult,
   sameBytes,
@@ -104,7 +107,7 @@ export function s3ClientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3C
 }
 
 /** An ObjectStore on S3 (or any S3 protocol server): `s3://bucket/prefix`. */
-export class S3Store implements ObjectStore {
+export class S3Store implements ObjectStore, PartialUploads {
   readonly url: string;
   readonly bucket: string;
   /** Empty, or ends with `/`. */
@@ -269,6 +272,46 @@ export class S3Store implements ObjectStore {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
     } catch (err) {
       throw this.mapError(err, key);
+    }
+  }
+
+  async listPartials(): Promise<PartialUpload[]> {
+    const out: PartialUpload[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: this.prefix,
+            ...(keyMarker ? { KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker } : {}),
+          }),
+        );
+        for (const u of page.Uploads ?? []) {
+          if (u.Key && u.UploadId)
+            out.push({ id: `${u.Key} ${u.UploadId}`, startedAt: u.Initiated ?? new Date(0), bytes: 0 });
+        }
+        keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+        uploadIdMarker = page.NextUploadIdMarker;
+      } while (keyMarker);
+    } catch (err) {
+      throw this.mapError(err, "");
+    }
+    return out;
+  }
+
+  async deletePartial(partial: PartialUpload): Promise<void> {
+    const space = partial.id.lastIndexOf(" ");
+    const Key = partial.id.slice(0, space);
+    if (space < 0 || !Key.startsWith(this.prefix))
+      throw new UsageError(`not an upload under this store: ${partial.id}`);
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: partial.id.slice(space + 1) }),
+      );
+    } catch (err) {
+      throw this.mapError(err, Key);
     }
   }
 

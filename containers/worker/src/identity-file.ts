@@ -3,21 +3,12 @@ import { constants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { AlreadyExistsError } from "../../../core/errors.ts";
+import { syncDir } from "../../../core/fsync-dir.ts";
 
 export interface WrittenIdentity {
   file: string;
   /** Where the identity that `--force` replaced now lives. */
   previous?: string;
-}
-
-/** fsync a directory, so a rename or link in it survives a power loss. */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, constants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

@@ -8,6 +8,7 @@ import { StoreAuditLog } from "../../../../core/audit/store-audit-log.ts";
 import { listManifests } from "../../../../core/backup-index.ts";
 import { catalogRecord, DynamoCatalogTable } from "../../../../core/catalog.ts";
 import { AuditVerificationError, StrongroomError, UsageError } from "../../../../core/errors.ts";
+import { executeGc, type GcPlan, parseDuration, planGc } from "../../../../core/gc.ts";
 import { DEFAULT_POLICY, type RetentionPolicy } from "../../../../core/gfs.ts";
 import type { Logger } from "../../../../core/log.ts";
 import { probeStore } from "../../../../core/probe.ts";
@@ -25,6 +26,27 @@ import {
 } from "../cli-common.ts";
 
 /** The control plane in local mode: the same pure modules the Lambdas wrap. */
+
+const DEFAULT_GRACE_MS = 24 * 3600_000;
+const storeLogs = (store: ObjectStore) => (scope: string) => new StoreAuditLog(store, scope);
+
+function gcSummary(plan: GcPlan, dryRun: boolean) {
+  return {
+    dryRun,
+    olderThan: plan.cutoff.toISOString(),
+    partials: plan.partials.length,
+    orphans: plan.orphans.map((g) => ({
+      databaseId: g.databaseId,
+      backupId: g.backupId,
+      objects: g.objects.length,
+      bytes: g.objects.reduce((n, x) => n + x.bytes, 0),
+    })),
+  };
+}
+
+function gcLine(plan: GcPlan, dryRun: boolean): string {
+  return `${dryRun ? "gc dry run: would remove" : "gc: removed"} ${plan.partials.length} partial upload(s) and ${plan.orphans.length} payload(s) without a manifest, older than ${plan.cutoff.toISOString()}`;
+}
 
 const count = (flag: string) => (value: string) => {
   const n = Number(value);
@@ -229,6 +251,11 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
         const result = o.dryRun
           ? { deleted: [] }
           : await executePrune(store, plan, new StoreAuditLog(store, `db#${o.databaseId}`), "cli", () => new Date());
+        // Prune also collects this database's garbage (failed backups' payloads, partial uploads).
+        const garbage = await planGc(store, { now: new Date(), graceMs: DEFAULT_GRACE_MS, databaseId: o.databaseId });
+        const collected = o.dryRun
+          ? undefined
+          : await executeGc(store, garbage, storeLogs(store), "cli", () => new Date());
         if (o.json) {
           ctx.stdout(
             `${JSON.stringify(
@@ -238,6 +265,7 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
                 keep: plan.keep.map((k) => ({ backupId: k.backup.backupId, reasons: k.reasons })),
                 expire: plan.expire.map((b) => b.backupId),
                 deleted: result.deleted,
+                gc: gcSummary(garbage, o.dryRun === true),
               },
               null,
               2,
@@ -257,8 +285,46 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
         ctx.stdout(
           `${o.dryRun ? "dry run: " : ""}${plan.keep.length} kept, ${plan.expire.length} ${o.dryRun ? "to delete" : "deleted"}\n`,
         );
+        if (garbage.partials.length + garbage.orphans.length > 0 || collected)
+          ctx.stdout(`${gcLine(garbage, o.dryRun === true)}\n`);
       },
     );
+
+  program
+    .command("gc")
+    .description(
+      "remove what failed backups left behind: partial uploads and payloads without a manifest, older than the grace period; each deletion is audited",
+    )
+    .addOption(storeOption())
+    .addOption(databaseIdOption())
+    .addOption(
+      new Option("--older-than <duration>", "grace period (at least 1h): younger objects may be a backup being written")
+        .default("24h")
+        .env("STRONGROOM_GC_OLDER_THAN"),
+    )
+    .addOption(flagOption("--dry-run", "print what would be removed, remove nothing", "STRONGROOM_DRY_RUN"))
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom gc --store s3://acme-backups/pg --dry-run\n  $ strongroom gc --store file:///var/backups/pg --older-than 48h --json",
+    )
+    .action(async (o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean }) => {
+      const store = openStore(absoluteStoreUrl(o.store));
+      const plan = await planGc(store, {
+        now: new Date(),
+        graceMs: parseDuration(o.olderThan, "--older-than"),
+        ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+      });
+      if (!o.dryRun) await executeGc(store, plan, storeLogs(store), "cli", () => new Date());
+      if (o.json) ctx.stdout(`${JSON.stringify(gcSummary(plan, o.dryRun === true), null, 2)}\n`);
+      else {
+        for (const orphan of plan.orphans)
+          ctx.stdout(
+            `${o.dryRun ? "would remove" : "removed"} ${orphan.databaseId}/backups/${orphan.backupId}/ (${orphan.objects.length} objects, no manifest)\n`,
+          );
+        ctx.stdout(`${gcLine(plan, o.dryRun === true)}\n`);
+      }
+    });
 
   program
     .command("probe")

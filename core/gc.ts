@@ -1,0 +1,102 @@
+import { type AuditLog, appendAudit } from "./audit/audit-log.ts";
+import { UsageError } from "./errors.ts";
+import { backupIdTime, isBackupId } from "./keys.ts";
+import { hasPartials, listAll, type ObjectInfo, type ObjectStore, type PartialUpload } from "./store/object-store.ts";
+
+/**
+ * Garbage: what failed or interrupted writes leave behind, which is never a backup.
+ * - Partial uploads: partial files after a crash, multipart uploads never finished.
+ * - Payloads without a manifest: a backup that failed after uploading its dump. A
+ *   backup exists if and only if its manifest does, so these are never listed, restored
+ *   or pruned, and would otherwise stay forever.
+ * Only what is older than the grace period is touched: a running backup's objects are
+ * younger, and its manifest follows its payload within seconds.
+ */
+export const MIN_GRACE_MS = 3600_000;
+
+export interface GcPlan {
+  cutoff: Date;
+  partials: PartialUpload[];
+  orphans: Array<{ databaseId: string; backupId: string; objects: ObjectInfo[] }>;
+}
+
+export async function planGc(
+  store: ObjectStore,
+  options: { now: Date; graceMs: number; databaseId?: string },
+): Promise<GcPlan> {
+  if (!(options.graceMs >= MIN_GRACE_MS)) {
+    throw new UsageError("the grace period must be at least 1h", {
+      hint: "a backup still being written has objects without a manifest; keep --older-than at 1h or more",
+    });
+  }
+  const cutoff = new Date(options.now.getTime() - options.graceMs);
+  const partials = hasPartials(store) ? (await store.listPartials()).filter((p) => p.startedAt < cutoff) : [];
+  const groups = new Map<string, { databaseId: string; backupId: string; objects: ObjectInfo[]; manifest: boolean }>();
+  for await (const o of listAll(store, options.databaseId ? `${options.databaseId}/backups/` : "")) {
+    const m = /^([^/]+)\/backups\/([^/]+)\/([^/]+)$/.exec(o.key);
+    if (!m?.[1] || !m[2] || !isBackupId(m[2])) continue;
+    const id = `${m[1]}/${m[2]}`;
+    const group = groups.get(id) ?? { databaseId: m[1], backupId: m[2], objects: [], manifest: false };
+    if (m[3] === "manifest.json") group.manifest = true;
+    group.objects.push(o);
+    groups.set(id, group);
+  }
+  const orphans = [...groups.values()]
+    .filter((g) => !g.manifest && backupIdTime(g.backupId) < cutoff && g.objects.every((o) => o.lastModified < cutoff))
+    .map(({ databaseId, backupId, objects }) => ({ databaseId, backupId, objects }));
+  return { cutoff, partials, orphans };
+}
+
+export interface GcResult {
+  partials: number;
+  orphans: Array<{ databaseId: string; backupId: string; objects: number; bytes: number }>;
+}
+
+/** Deletes what the plan found, with one `gc.delete` audit row per orphaned backup and one for the partials. */
+export async function executeGc(
+  store: ObjectStore,
+  plan: GcPlan,
+  audit: (scope: string) => AuditLog | undefined,
+  actor: string,
+  now: () => Date,
+): Promise<GcResult> {
+  const result: GcResult = { partials: 0, orphans: [] };
+  if (plan.partials.length > 0 && hasPartials(store)) {
+    for (const p of plan.partials) await store.deletePartial(p);
+    result.partials = plan.partials.length;
+    const log = audit("org");
+    if (log) {
+      await appendAudit(log, {
+        at: now().toISOString(),
+        event: "gc.delete",
+        actor,
+        details: { partials: plan.partials.length, bytes: plan.partials.reduce((n, p) => n + p.bytes, 0) },
+      });
+    }
+  }
+  for (const o of plan.orphans) {
+    for (const object of o.objects) await store.delete(object.key);
+    const bytes = o.objects.reduce((n, x) => n + x.bytes, 0);
+    const log = audit(`db#${o.databaseId}`);
+    if (log) {
+      await appendAudit(log, {
+        at: now().toISOString(),
+        event: "gc.delete",
+        actor,
+        databaseId: o.databaseId,
+        backupId: o.backupId,
+        details: { objects: o.objects.length, bytes, reason: "no manifest" },
+      });
+    }
+    result.orphans.push({ databaseId: o.databaseId, backupId: o.backupId, objects: o.objects.length, bytes });
+  }
+  return result;
+}
+
+/** `90s`, `30m`, `24h`, `7d` to milliseconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(text.trim());
+  if (!m) throw new UsageError(`${flag} must be a duration like 24h, 90m or 7d, got ${JSON.stringify(text)}`);
+  const unit = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
+  return Number(m[1]) * unit;
+}
