@@ -581,7 +581,6 @@ describe("audit verify", () => {
     const forged = { ...rest, hash: rowHash(rest) };
     expect(verifyChain([forged])).toMatchObject({ ok: false, firstBad: { problem: "malformed" } });
   });
-  });
 });
 
 describe("a dump replaced by a second writer", () => {
