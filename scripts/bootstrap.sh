@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what strongroom's tests and local cycle need on a fresh Debian bookworm
 # machine (root or sudo): PostgreSQL 15 server + client, the age and zstd CLIs (interop
-# tests and benchmarks), a Java runtime (DynamoDB Local), then the npm dependencies.
+# tests and benchmarks), openssl (TLS test certificates), a Java runtime (DynamoDB Local),
+# then the npm dependencies.
 # Safe to re-run: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1mbootstrap:\033[0m %s\n' "$*" >&2; }
 
 missing=()
-for pkg in postgresql age zstd; do
+for pkg in postgresql age zstd openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)

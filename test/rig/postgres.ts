@@ -38,7 +38,7 @@ export function systemBinDir(major?: number): string {
 }
 
 /** uid/gid to run the server as: initdb refuses root, so root runs it as `postgres`. */
-async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
+export async function serverUser(): Promise<{ uid: number; gid: number } | undefined> {
   if (userInfo().uid !== 0) return undefined;
   const { stdout } = await run("id", ["-u", "postgres"]);
   const { stdout: gid } = await run("id", ["-g", "postgres"]);
@@ -104,6 +104,7 @@ export async function startCluster(
         "full_page_writes=off",
         "-c",
         "max_connections=100",
+        ...(options.settings ?? []).flatMap((setting) => ["-c", setting]),
       ],
       { ...asOwner, stopSignal: "SIGINT" },
     );

@@ -1,3 +1,5 @@
+import { readFile } from "node:fs/promises";
+import type { ConnectionOptions } from "node:tls";
 import pg from "pg";
 import { parse } from "pg-connection-string";
 import { DatabaseAuthError, DatabaseConnectionError, UsageError } from "../../../../core/errors.ts";
@@ -10,8 +12,16 @@ export interface PgConn {
   user: string;
   password: string | undefined;
   database: string;
-  sslmode: string | undefined;
+  /** libpq's sslmode; undefined means libpq's default, prefer. */
+  sslmode: SslMode | undefined;
+  /** File paths, as libpq takes them (URL parameters, else PGSSLROOTCERT / PGSSLCERT / PGSSLKEY). */
+  sslrootcert: string | undefined;
+  sslcert: string | undefined;
+  sslkey: string | undefined;
 }
+
+export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
+export type SslMode = (typeof SSL_MODES)[number];
 
 export function parsePgUrl(url: string, flag = "--db"): PgConn {
   if (!/^postgres(ql)?:\/\//.test(url)) {
@@ -21,7 +31,11 @@ export function parsePgUrl(url: string, flag = "--db"): PgConn {
   }
   let parsed: ReturnType<typeof parse>;
   try {
-    parsed = parse(url);
+    // pg-connection-string would read the certificate files itself (and fail as "not a
+    // valid URL" on a missing one); TLS settings are read below, with their own errors.
+    const bare = new URL(url);
+    for (const name of ["sslmode", "sslrootcert", "sslcert", "sslkey", "ssl"]) bare.searchParams.delete(name);
+    parsed = parse(bare.toString());
   } catch (err) {
     throw new UsageError(`${flag} is not a valid postgres URL`, { cause: err });
   }
@@ -29,14 +43,24 @@ export function parsePgUrl(url: string, flag = "--db"): PgConn {
   registerSecret(password);
   const database = parsed.database || process.env.PGDATABASE || "";
   if (database === "") throw new UsageError(`${flag} names no database`, { hint: "append /dbname to the URL" });
-  const sslmode = typeof parsed.ssl === "string" ? parsed.ssl : (new URL(url).searchParams.get("sslmode") ?? undefined);
+  const params = new URL(url).searchParams;
+  const setting = (name: string, envName: string) => params.get(name) ?? (process.env[envName] || undefined);
+  const sslmode = setting("sslmode", "PGSSLMODE");
+  if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) {
+    throw new UsageError(`${flag} has sslmode=${sslmode}, which libpq does not know`, {
+      hint: `use one of ${SSL_MODES.join(", ")}`,
+    });
+  }
   return {
     host: parsed.host || process.env.PGHOST || "localhost",
     port: Number(parsed.port || process.env.PGPORT || 5432),
     user: parsed.user || process.env.PGUSER || process.env.USER || "postgres",
     password,
     database,
-    sslmode: sslmode ?? undefined,
+    sslmode: sslmode as SslMode | undefined,
+    sslrootcert: setting("sslrootcert", "PGSSLROOTCERT"),
+    sslcert: setting("sslcert", "PGSSLCERT"),
+    sslkey: setting("sslkey", "PGSSLKEY"),
   };
 }
 
@@ -62,37 +86,91 @@ export function libpqEnv(conn: PgConn, appName: string): NodeJS.ProcessEnv {
   };
   if (conn.password !== undefined) env.PGPASSWORD = conn.password;
   if (conn.sslmode !== undefined) env.PGSSLMODE = conn.sslmode;
+  if (conn.sslrootcert !== undefined) env.PGSSLROOTCERT = conn.sslrootcert;
+  if (conn.sslcert !== undefined) env.PGSSLCERT = conn.sslcert;
+  if (conn.sslkey !== undefined) env.PGSSLKEY = conn.sslkey;
   return env;
+}
+
+/**
+ * Node TLS options with libpq's meaning for each sslmode:
+ * - require encrypts without verifying, unless a root certificate is given, when (like
+ *   libpq) it verifies the chain as verify-ca does;
+ * - verify-ca checks the chain against sslrootcert, not the host name;
+ * - verify-full checks the chain and that the certificate names the host.
+ * sslrootcert=system (PostgreSQL 16+) trusts the system's CAs. Client certificates
+ * (sslcert, sslkey) are sent when given.
+ */
+export async function tlsOptions(conn: PgConn, mode: SslMode): Promise<ConnectionOptions | false> {
+  if (mode === "disable") return false;
+  const read = async (file: string, what: string) => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+        cause: err,
+        hint: `check the ${what} path in the URL or the PG${what.toUpperCase()} variable`,
+      });
+    }
+  };
+  const options: ConnectionOptions = {};
+  if (conn.sslcert) options.cert = await read(conn.sslcert, "sslcert");
+  if (conn.sslkey) options.key = await read(conn.sslkey, "sslkey");
+  const verify = mode === "verify-ca" || mode === "verify-full" || (mode === "require" && conn.sslrootcert !== undefined);
+  if (!verify) return { ...options, rejectUnauthorized: false };
+  if (conn.sslrootcert === undefined) {
+    throw new UsageError(`sslmode=${mode} needs a root certificate to verify the server against`, {
+      hint: "add sslrootcert=/path/to/root.crt to the URL (or set PGSSLROOTCERT), or sslrootcert=system for the system's CAs",
+    });
+  }
+  if (conn.sslrootcert !== "system") options.ca = await read(conn.sslrootcert, "sslrootcert");
+  options.rejectUnauthorized = true;
+  if (mode === "verify-full") options.servername = conn.host;
+  else options.checkServerIdentity = () => undefined;
+  return options;
 }
 
 /** Connects with `pg`, turning its failures into one clear typed error. */
 export async function connect(conn: PgConn, appName = "strongroom"): Promise<pg.Client> {
-  const client = new pg.Client({
-    host: conn.host,
-    port: conn.port,
-    user: conn.user,
-    database: conn.database,
-    application_name: appName,
-    connectionTimeoutMillis: 10_000,
-    ...(conn.password !== undefined ? { password: conn.password } : {}),
-    ...(conn.sslmode && conn.sslmode !== "disable"
-      ? { ssl: { rejectUnauthorized: conn.sslmode === "verify-full" } }
-      : {}),
-  });
-  client.on("error", () => undefined); // a dropped idle connection surfaces on the next query instead
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw mapConnectError(err, conn);
+  const mode = conn.sslmode ?? "prefer";
+  // prefer tries TLS first and falls back to plain text; allow does the reverse.
+  const attempts: SslMode[] = mode === "prefer" ? ["prefer", "disable"] : mode === "allow" ? ["disable", "prefer"] : [mode];
+  let lastError: unknown;
+  for (const attempt of attempts) {
+    const ssl = await tlsOptions(conn, attempt);
+    const client = new pg.Client({
+      host: conn.host,
+      port: conn.port,
+      user: conn.user,
+      database: conn.database,
+      application_name: appName,
+      connectionTimeoutMillis: 10_000,
+      ...(conn.password !== undefined ? { password: conn.password } : {}),
+      ...(ssl ? { ssl } : {}),
+    });
+    client.on("error", () => undefined); // a dropped idle connection surfaces on the next query instead
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      lastError = err;
+      if (attempts.length > 1 && !isAuthFailure(err)) continue;
+      throw mapConnectError(err, conn);
+    }
+    try {
+      await client.query(SESSION_SETTINGS);
+      return client;
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
   }
-  try {
-    await client.query(SESSION_SETTINGS);
-    return client;
-  } catch (err) {
-    await client.end().catch(() => undefined);
-    throw err;
-  }
+  throw mapConnectError(lastError, conn);
+}
+
+function isAuthFailure(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === "28P01" || code === "3D000";
 }
 
 /**
@@ -110,6 +188,16 @@ const SESSION_SETTINGS = `select set_config(name, case when name = 'row_security
  where name in ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout',
                 'transaction_timeout', 'row_security')`;
 
+const TLS_ERRORS = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_UNTRUSTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 function mapConnectError(err: unknown, conn: PgConn): Error {
   const code = (err as { code?: string }).code;
   const where = describeConn(conn);
@@ -123,6 +211,21 @@ function mapConnectError(err: unknown, conn: PgConn): Error {
     return new DatabaseConnectionError(`database ${conn.database} does not exist on ${conn.host}:${conn.port}`, {
       cause: err,
       hint: "check the database name at the end of the URL",
+    });
+  }
+  if (typeof code === "string" && TLS_ERRORS.has(code)) {
+    return new DatabaseConnectionError(`the server's certificate for ${where} failed verification (${code})`, {
+      cause: err,
+      hint:
+        code === "ERR_TLS_CERT_ALTNAME_INVALID"
+          ? "sslmode=verify-full needs the certificate to name the host in the URL; connect by that name, or use verify-ca"
+          : "check sslrootcert: it must be the CA that signed the server's certificate",
+    });
+  }
+  if (/does not support SSL/i.test((err as Error).message ?? "")) {
+    return new DatabaseConnectionError(`${where} does not accept TLS connections, and sslmode=${conn.sslmode} requires it`, {
+      cause: err,
+      hint: "enable ssl on the server, or use sslmode=prefer where plain text is acceptable",
     });
   }
   const reason = code ?? (err as Error).message;
