@@ -42,6 +42,7 @@ export const ERROR_NAMES = [
   "SourceMismatchError",
   "AuditVerificationError",
   "InsufficientMemoryError",
+  "StoreFullError",
   "UnexpectedError",
 ] as const;
 
@@ -223,6 +224,35 @@ export function isStrongroomError(err: unknown): err is StrongroomError {
   return err instanceof StrongroomError;
 }
 
+/**
+ * Any thrown value as a StrongroomError, so that every failure reaches the user (and
+ * Step Functions) under a stable name: ours as they are, permission errors from the
+ * filesystem as AccessDeniedError, anything else as UnexpectedError naming the original.
+ */
+export function asStrongroomError(err: unknown): StrongroomError {
+  if (err instanceof StrongroomError) return err;
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as { code?: unknown }).code;
+  const where = (e as { path?: unknown }).path;
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    return new AccessDeniedError(`permission denied${typeof where === "string" ? `: ${where}` : ""} (${code})`, {
+      cause: e,
+      hint: "check the path and that this user may use it",
+    });
+  }
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new StoreFullError(`no space left${typeof where === "string" ? ` at ${where}` : ""} (${code})`, {
+      cause: e,
+      hint: "free space there, or point strongroom elsewhere",
+    });
+  }
+  const detail = typeof code === "string" ? ` (${code})` : "";
+  return new UnexpectedError(`${e.name}: ${e.message}${detail}`, {
+    cause: e,
+    hint: "this may be a bug in strongroom; rerun with --log-level debug for the stack trace, and report it",
+  });
+}
+
 /** A backup would join a retention series whose newest backup came from another server or database. */
 export class SourceMismatchError extends StrongroomError {
   override name = "SourceMismatchError" as const;
@@ -241,4 +271,9 @@ export class AuditVerificationError extends StrongroomError {
 /** The work would need more memory than the process may use; refused before starting. */
 export class InsufficientMemoryError extends StrongroomError {
   override name = "InsufficientMemoryError" as const;
+}
+
+/** The store has no room left (a full disk under a file store). */
+export class StoreFullError extends StrongroomError {
+  override name = "StoreFullError" as const;
 }

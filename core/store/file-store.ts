@@ -5,7 +5,15 @@ import * as path from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
-import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError, UsageError } from "../errors.ts";
+import {
+  AbortedError,
+  AccessDeniedError,
+  AlreadyExistsError,
+  InvalidKeyError,
+  NotFoundError,
+  StoreFullError,
+  UsageError,
+} from "../errors.ts";
 import { syncNewPath } from "../fsync-dir.ts";
 import {
   assertValidKey,
@@ -45,7 +53,9 @@ export class FileStore implements ObjectStore, PartialUploads {
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<PutResult> {
     const final = this.pathOf(key);
-    const partial = await this.partialPath();
+    const partial = await this.partialPath().catch((err: unknown) => {
+      throw this.mapFsError(err);
+    });
     try {
       const signal = options.signal;
       // flush: fsync before close, so a rename after a crash never points at lost data.
@@ -58,13 +68,15 @@ export class FileStore implements ObjectStore, PartialUploads {
     } catch (err) {
       await fs.rm(partial, { force: true });
       if (options.signal?.aborted) throw new AbortedError(`upload of ${key} aborted`, { cause: err });
-      throw err;
+      throw this.mapFsError(err);
     }
   }
 
   async putIfAbsent(key: string, body: Uint8Array | string): Promise<PutResult> {
     const final = this.pathOf(key);
-    const partial = await this.partialPath();
+    const partial = await this.partialPath().catch((err: unknown) => {
+      throw this.mapFsError(err);
+    });
     const data = typeof body === "string" ? Buffer.from(body) : body;
     try {
       await fs.writeFile(partial, data, { flush: true, mode: 0o600 });
@@ -79,7 +91,7 @@ export class FileStore implements ObjectStore, PartialUploads {
         if (await sameBytes(this, key, data)) return { key, bytes: data.length };
         throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
       }
-      throw err;
+      throw this.mapFsError(err);
     } finally {
       await fs.rm(partial, { force: true });
     }
@@ -191,7 +203,7 @@ export class FileStore implements ObjectStore, PartialUploads {
       entries = await fs.readdir(dir, { withFileTypes: true });
     } catch (err) {
       if (isCode(err, "ENOENT") || isCode(err, "ENOTDIR")) return;
-      throw err;
+      throw this.mapFsError(err);
     }
     for (const entry of entries) {
       const key = dirKey + entry.name;
@@ -210,6 +222,24 @@ export class FileStore implements ObjectStore, PartialUploads {
   private mapNotFound(err: unknown, key: string): unknown {
     if (isCode(err, "ENOENT") || isCode(err, "ENOTDIR") || isCode(err, "EISDIR")) {
       return new NotFoundError(`no such object: ${key}`, { cause: err });
+    }
+    return this.mapFsError(err);
+  }
+
+  /** Filesystem failures as the typed errors every store raises (their names are API). */
+  private mapFsError(err: unknown): unknown {
+    const code = (err as { code?: string } | undefined)?.code;
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      return new AccessDeniedError(`permission denied in the file store at ${this.root} (${code})`, {
+        cause: err,
+        hint: "check that the directory is on a writable filesystem and that this user may write to it",
+      });
+    }
+    if (code === "ENOSPC" || code === "EDQUOT") {
+      return new StoreFullError(`the file store at ${this.root} is full (${code}); nothing was committed`, {
+        cause: err,
+        hint: "free space there or use another store",
+      });
     }
     return err;
   }

@@ -747,3 +747,39 @@ describe("gc", () => {
     expect(r.stderr).toContain("the grace period must be at least 1h");
   });
 });
+
+describe("how failures are printed", () => {
+  it("prints a filesystem refusal as one line with a stable name and a hint, the stack only at debug", async () => {
+    const key = await identityFile();
+    const db = await createDatabase(pgUrl, "printed");
+    // /sys refuses new directories even to root, as a read-only or foreign mount would.
+    const env = { DATABASE_URL: db.url, STRONGROOM_STORE: "file:///sys/strongroom-store" };
+    const r = await runCli(["backup", "--recipient", key.recipient], env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^strongroom: error: permission denied in the file store at \/sys\/strongroom-store \(EPERM\) \[AccessDeniedError\]$/m,
+    );
+    expect(r.stderr).toContain("HINT: check that the directory is on a writable filesystem");
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    const debug = await runCli(["--log-level", "debug", "backup", "--recipient", key.recipient], env);
+    expect(debug.stderr).toMatch(/^\s+at .*file-store\.ts/m);
+  });
+
+  it("joins a tool's multi-line error output into the one error line", async () => {
+    const binDir = inject("pgBinDir");
+    const db = await createDatabase(pgUrl, "printed_ml");
+    const wrapped = await wrappedBinDir(binDir, {
+      pgDumpBody: "echo 'pg_dump: error: query failed' >&2\necho 'DETAIL: something specific' >&2\nexit 1",
+    });
+    const key = await identityFile();
+    const store = await newStore("file");
+    const r = await runCli(["backup", "--recipient", key.recipient], {
+      DATABASE_URL: db.url,
+      STRONGROOM_STORE: store.url,
+      PG_BIN_DIRS: wrapped.dir,
+    });
+    expect(r.stderr).toMatch(
+      /^strongroom: error: pg_dump exited 1: pg_dump: error: query failed \| DETAIL: something specific \[DumpFailedError\]$/m,
+    );
+  });
+});

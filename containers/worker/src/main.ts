@@ -1,5 +1,5 @@
 import { CommanderError } from "commander";
-import { isStrongroomError, UsageError } from "../../../core/errors.ts";
+import { asStrongroomError, UsageError } from "../../../core/errors.ts";
 import { redact } from "../../../core/log.ts";
 import { buildProgram } from "./cli.ts";
 import { parseBool } from "./cli-common.ts";
@@ -36,18 +36,23 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version land here too, with exit code 0.
       return err.exitCode === 0 ? 0 : 2;
     }
-    const usage = err instanceof UsageError;
-    const name = err instanceof Error ? err.name : "Error";
-    const message = redact(err instanceof Error ? err.message : String(err));
-    const hint = isStrongroomError(err) && err.hint ? redact(err.hint) : undefined;
-    if (process.env.STRONGROOM_LOG_FORMAT === "json" || argv.includes("json")) {
+    const failure = asStrongroomError(err);
+    const usage = failure instanceof UsageError;
+    const { name } = failure;
+    // One line: multi-line tool output (pg_restore's ERROR/DETAIL/CONTEXT) is joined.
+    const message = redact(failure.message).replace(/\s*\n\s*/g, " | ");
+    const hint = failure.hint ? redact(failure.hint) : undefined;
+    const globals = program.opts<{ logFormat?: string; logLevel?: string }>();
+    if (globals.logFormat === "json") {
       process.stderr.write(
         `${JSON.stringify({ level: "error", time: new Date().toISOString(), error: name, message, hint })}\n`,
       );
     } else {
-      process.stderr.write(`strongroom: error: ${message}\n${hint ? `HINT: ${hint}\n` : ""}`);
-      if (!isStrongroomError(err) && err instanceof Error && err.stack) {
-        process.stderr.write(`${redact(err.stack)}\n`);
+      process.stderr.write(`strongroom: error: ${message} [${name}]\n${hint ? `HINT: ${hint}\n` : ""}`);
+    }
+    if (globals.logLevel === "debug") {
+      for (let e: unknown = err; e instanceof Error; e = e.cause) {
+        if (e.stack) process.stderr.write(`${redact(e.stack)}\n`);
       }
     }
     // A command that already printed its (failing) result document keeps stdout to that one document.

@@ -116,7 +116,8 @@ export async function tlsOptions(conn: PgConn, mode: SslMode): Promise<Connectio
   const options: ConnectionOptions = {};
   if (conn.sslcert) options.cert = await read(conn.sslcert, "sslcert");
   if (conn.sslkey) options.key = await read(conn.sslkey, "sslkey");
-  const verify = mode === "verify-ca" || mode === "verify-full" || (mode === "require" && conn.sslrootcert !== undefined);
+  const verify =
+    mode === "verify-ca" || mode === "verify-full" || (mode === "require" && conn.sslrootcert !== undefined);
   if (!verify) return { ...options, rejectUnauthorized: false };
   if (conn.sslrootcert === undefined) {
     throw new UsageError(`sslmode=${mode} needs a root certificate to verify the server against`, {
@@ -134,7 +135,8 @@ export async function tlsOptions(conn: PgConn, mode: SslMode): Promise<Connectio
 export async function connect(conn: PgConn, appName = "strongroom"): Promise<pg.Client> {
   const mode = conn.sslmode ?? "prefer";
   // prefer tries TLS first and falls back to plain text; allow does the reverse.
-  const attempts: SslMode[] = mode === "prefer" ? ["prefer", "disable"] : mode === "allow" ? ["disable", "prefer"] : [mode];
+  const attempts: SslMode[] =
+    mode === "prefer" ? ["prefer", "disable"] : mode === "allow" ? ["disable", "prefer"] : [mode];
   let lastError: unknown;
   for (const attempt of attempts) {
     const ssl = await tlsOptions(conn, attempt);
@@ -223,10 +225,13 @@ function mapConnectError(err: unknown, conn: PgConn): Error {
     });
   }
   if (/does not support SSL/i.test((err as Error).message ?? "")) {
-    return new DatabaseConnectionError(`${where} does not accept TLS connections, and sslmode=${conn.sslmode} requires it`, {
-      cause: err,
-      hint: "enable ssl on the server, or use sslmode=prefer where plain text is acceptable",
-    });
+    return new DatabaseConnectionError(
+      `${where} does not accept TLS connections, and sslmode=${conn.sslmode} requires it`,
+      {
+        cause: err,
+        hint: "enable ssl on the server, or use sslmode=prefer where plain text is acceptable",
+      },
+    );
   }
   const reason = code ?? (err as Error).message;
   return new DatabaseConnectionError(`cannot connect to ${where} (${reason})`, {
