@@ -120,7 +120,7 @@ describe("pg_dump version matching", () => {
       });
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(
-        /strongroom: error: no suitable pg_dump for a PostgreSQL 17\.\d+ server \(PostgreSQL 17\): found pg_dump 15 in \/usr\/lib\/postgresql\/15\/bin\nHINT: install postgresql-client-17/,
+        /strongroom: error: no suitable pg_dump for a PostgreSQL 17\.\d+ server \(PostgreSQL 17\): found pg_dump 15 in \/usr\/lib\/postgresql\/15\/bin \[NoSuitablePgDumpError\]\nHINT: install postgresql-client-17/,
       );
       expect(await committedBackups(store.store)).toBe(0);
     } finally {
