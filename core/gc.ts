@@ -100,3 +100,21 @@ export function parseDuration(text: string, flag: string): number {
   const unit = { s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 }[m[2] as "s" | "m" | "h" | "d"];
   return Number(m[1]) * unit;
 }
+
+export const DEFAULT_GRACE_MS = 24 * 3600_000;
+
+/** What prune runs after deleting: one database's garbage, with the default grace period. */
+export async function collectGarbage(
+  store: ObjectStore,
+  options: {
+    databaseId: string;
+    now: () => Date;
+    audit: (scope: string) => AuditLog | undefined;
+    actor: string;
+    dryRun: boolean;
+  },
+): Promise<GcPlan> {
+  const plan = await planGc(store, { now: options.now(), graceMs: DEFAULT_GRACE_MS, databaseId: options.databaseId });
+  if (!options.dryRun) await executeGc(store, plan, options.audit, options.actor, options.now);
+  return plan;
+}

@@ -2,6 +2,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
 import { InvalidInputError } from "../../core/errors.ts";
+import { collectGarbage } from "../../core/gc.ts";
 import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "../../core/gfs.ts";
 import { executePrune, planPrune } from "../../core/prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
@@ -39,7 +40,10 @@ export interface Deps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<RetentionPruneInput, { kept: string[]; deleted: string[]; backupsFailing: boolean }>(schema, async (input) => {
+  lambda<
+    RetentionPruneInput,
+    { kept: string[]; deleted: string[]; backupsFailing: boolean; garbage: { partials: number; payloads: number } }
+  >(schema, async (input) => {
     const policy = { ...DEFAULT_POLICY, ...input.policy };
     try {
       validatePolicy(policy);
@@ -50,10 +54,18 @@ export const createHandler = (deps: Deps) =>
     const plan = await planPrune(store, input.databaseId, policy, deps.now());
     const audit = new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${input.databaseId}`);
     const result = input.dryRun ? { deleted: [] } : await executePrune(store, plan, audit, "retention-prune", deps.now);
+    const garbage = await collectGarbage(store, {
+      databaseId: input.databaseId,
+      now: deps.now,
+      audit: (scope) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, scope),
+      actor: "retention-prune",
+      dryRun: input.dryRun === true,
+    });
     return {
       kept: plan.keep.map((k) => k.backup.backupId),
       deleted: result.deleted.map((d) => d.backupId),
       backupsFailing: plan.backupsFailing,
+      garbage: { partials: garbage.partials.length, payloads: garbage.orphans.length },
     };
   });
 

@@ -8,7 +8,7 @@ import { StoreAuditLog } from "../../../../core/audit/store-audit-log.ts";
 import { listManifests } from "../../../../core/backup-index.ts";
 import { catalogRecord, DynamoCatalogTable } from "../../../../core/catalog.ts";
 import { AuditVerificationError, StrongroomError, UsageError } from "../../../../core/errors.ts";
-import { executeGc, type GcPlan, parseDuration, planGc } from "../../../../core/gc.ts";
+import { collectGarbage, executeGc, type GcPlan, parseDuration, planGc } from "../../../../core/gc.ts";
 import { DEFAULT_POLICY, type RetentionPolicy } from "../../../../core/gfs.ts";
 import type { Logger } from "../../../../core/log.ts";
 import { probeStore } from "../../../../core/probe.ts";
@@ -27,7 +27,6 @@ import {
 
 /** The control plane in local mode: the same pure modules the Lambdas wrap. */
 
-const DEFAULT_GRACE_MS = 24 * 3600_000;
 const storeLogs = (store: ObjectStore) => (scope: string) => new StoreAuditLog(store, scope);
 
 function gcSummary(plan: GcPlan, dryRun: boolean) {
@@ -252,10 +251,13 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
           ? { deleted: [] }
           : await executePrune(store, plan, new StoreAuditLog(store, `db#${o.databaseId}`), "cli", () => new Date());
         // Prune also collects this database's garbage (failed backups' payloads, partial uploads).
-        const garbage = await planGc(store, { now: new Date(), graceMs: DEFAULT_GRACE_MS, databaseId: o.databaseId });
-        const collected = o.dryRun
-          ? undefined
-          : await executeGc(store, garbage, storeLogs(store), "cli", () => new Date());
+        const garbage = await collectGarbage(store, {
+          databaseId: o.databaseId,
+          now: () => new Date(),
+          audit: storeLogs(store),
+          actor: "cli",
+          dryRun: o.dryRun === true,
+        });
         if (o.json) {
           ctx.stdout(
             `${JSON.stringify(
@@ -285,8 +287,7 @@ export function registerControlCommands(program: Command, ctx: CliContext, logge
         ctx.stdout(
           `${o.dryRun ? "dry run: " : ""}${plan.keep.length} kept, ${plan.expire.length} ${o.dryRun ? "to delete" : "deleted"}\n`,
         );
-        if (garbage.partials.length + garbage.orphans.length > 0 || collected)
-          ctx.stdout(`${gcLine(garbage, o.dryRun === true)}\n`);
+        if (garbage.partials.length + garbage.orphans.length > 0) ctx.stdout(`${gcLine(garbage, o.dryRun === true)}\n`);
       },
     );
 
