@@ -65,13 +65,11 @@ describe("a store that fails mid-upload", () => {
     big = await bigDatabase("s3fail");
   });
 
-  it("fails the backup with the store's error, aborts the upload and stops pg_dump when parts are denied", async () => {
+  /** A backup of `big` to a fresh bucket through a proxy injecting `fault`; it must end, not hang. */
+  async function backupThrough(fault: Parameters<typeof startS3Proxy>[1]) {
     const store = await newStore("s3");
     const key = await identityFile();
-    // Every part after the first is refused, as with a policy change mid-backup.
-    const proxy = await startS3Proxy(s3Endpoint, (req) =>
-      (partNumber(req) ?? 0) >= 2 ? { kind: "error", status: 403, code: "AccessDenied" } : { kind: "forward" },
-    );
+    const proxy = await startS3Proxy(s3Endpoint, fault);
     try {
       const r = await runCli(
         ["backup", "--recipient", key.recipient],
@@ -80,36 +78,27 @@ describe("a store that fails mid-upload", () => {
       );
       expect(r.signal).toBeNull();
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain("strongroom: error: access denied to s3://");
-      expect(await store.openUploads()).toBe(0);
       expect(await committedBackups(store.store)).toBe(0);
-      expect(await allKeys(store.store, `${big.name}/`)).toEqual([]);
       expect(await otherSessions(big.url)).toBe(0);
+      return { r, store };
     } finally {
       await proxy.close();
     }
+  }
+
+  it("fails the backup with the store's error, aborts the upload and stops pg_dump when parts are denied", async () => {
+    // Every part after the first is refused, as with a policy change mid-backup.
+    const { r, store } = await backupThrough((req) =>
+      (partNumber(req) ?? 0) >= 2 ? { kind: "error", status: 403, code: "AccessDenied" } : { kind: "forward" },
+    );
+    expect(r.stderr).toContain("strongroom: error: access denied to s3://");
+    expect(await store.openUploads()).toBe(0);
+    expect(await allKeys(store.store, `${big.name}/`)).toEqual([]);
   });
 
   it("fails the backup and stops pg_dump when the S3 endpoint dies mid-upload", async () => {
-    const store = await newStore("s3");
-    const key = await identityFile();
-    const proxy = await startS3Proxy(s3Endpoint, (req) =>
-      partNumber(req) === 2 ? { kind: "die" } : { kind: "forward" },
-    );
-    try {
-      const r = await runCli(
-        ["backup", "--recipient", key.recipient],
-        { DATABASE_URL: big.url, STRONGROOM_STORE: store.url, AWS_ENDPOINT_URL_S3: proxy.url },
-        { timeoutMs: 60_000 },
-      );
-      expect(r.signal).toBeNull();
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/strongroom: error: cannot reach s3 endpoint for bucket \S+ \(ECONNREFUSED\)/);
-      expect(await committedBackups(store.store)).toBe(0);
-      expect(await otherSessions(big.url)).toBe(0);
-    } finally {
-      await proxy.close();
-    }
+    const { r } = await backupThrough((req) => (partNumber(req) === 2 ? { kind: "die" } : { kind: "forward" }));
+    expect(r.stderr).toMatch(/strongroom: error: cannot reach s3 endpoint for bucket \S+ \(ECONNREFUSED\)/);
   });
 });
 
@@ -294,6 +283,31 @@ describe("roles in a backup", () => {
 describe("servers with non-default settings", () => {
   const binDir = inject("pgBinDir");
 
+  /** Backs `sourceUrl` up to a new file store and restores it into a new database; both must succeed. */
+  async function backupAndRestore(
+    sourceUrl: string,
+    env: NodeJS.ProcessEnv = {},
+    prepareTarget: (name: string) => Promise<unknown> = async () => undefined,
+  ) {
+    const store = await newStore("file");
+    const key = await identityFile();
+    const b = await runCli(["backup", "--recipient", key.recipient], {
+      DATABASE_URL: sourceUrl,
+      STRONGROOM_STORE: store.url,
+      ...env,
+    });
+    expect(b.code, b.stderr).toBe(0);
+    const target = await createDatabase(pgUrl, "roundtrip_t");
+    await prepareTarget(target.name);
+    const r = await runCli(["restore", "--identity", key.file, "--json"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: target.url,
+      ...env,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    return { restored: JSON.parse(r.stdout) as Record<string, unknown>, target };
+  }
+
   it("backs up and restores where idle, idle-in-transaction and statement timeouts are 1s", async () => {
     const timeouts = (db: string) =>
       ["idle_in_transaction_session_timeout", "idle_session_timeout", "statement_timeout"]
@@ -307,25 +321,10 @@ describe("servers with non-default settings", () => {
       pgDumpBody: '"$REAL" "$@"; status=$?; sleep 2; exit $status',
       pgRestoreBody: 'sleep 2; exec "$REAL" "$@"',
     });
-    const store = await newStore("file");
-    const key = await identityFile();
-    const b = await runCli(["backup", "--recipient", key.recipient], {
-      DATABASE_URL: src.url,
-      STRONGROOM_STORE: store.url,
-      PG_BIN_DIRS: wrapped.dir,
-    });
-    expect(b.code, b.stderr).toBe(0);
-    expect(await committedBackups(store.store)).toBe(1);
-
-    const target = await createDatabase(pgUrl, "timeouts_t");
-    await sql(pgUrl, timeouts(target.name));
-    const r = await runCli(["restore", "--identity", key.file, "--json"], {
-      STRONGROOM_STORE: store.url,
-      STRONGROOM_TARGET_URL: target.url,
-      PG_BIN_DIRS: wrapped.dir,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ tables: 1, rows: 1000 });
+    const { restored } = await backupAndRestore(src.url, { PG_BIN_DIRS: wrapped.dir }, (target) =>
+      sql(pgUrl, timeouts(target)),
+    );
+    expect(restored).toMatchObject({ tables: 1, rows: 1000 });
   });
 
   it("verifies row counts of inheritance parents and children, each counting only its own rows", async () => {
@@ -339,19 +338,8 @@ describe("servers with non-default settings", () => {
        alter table secret enable row level security; alter table secret force row level security;
        create policy nobody on secret using (false)`,
     );
-    const store = await newStore("file");
-    const key = await identityFile();
-    expect(
-      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: src.url, STRONGROOM_STORE: store.url }))
-        .code,
-    ).toBe(0);
-    const target = await createDatabase(pgUrl, "inherit_t");
-    const r = await runCli(["restore", "--identity", key.file, "--json"], {
-      STRONGROOM_STORE: store.url,
-      STRONGROOM_TARGET_URL: target.url,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ tables: 3, rows: 55 });
+    const { restored } = await backupAndRestore(src.url);
+    expect(restored).toMatchObject({ tables: 3, rows: 55 });
   });
 
   it("verifies an extension configuration table by the rows its extension dumps", async (ctx) => {
@@ -375,19 +363,8 @@ describe("servers with non-default settings", () => {
     }
     const src = await createDatabase(pgUrl, "extcfg_src");
     await sql(src.url, `create extension ${name}; insert into ${name} values (3, false, 'mine')`);
-    const store = await newStore("file");
-    const key = await identityFile();
-    expect(
-      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: src.url, STRONGROOM_STORE: store.url }))
-        .code,
-    ).toBe(0);
-    const target = await createDatabase(pgUrl, "extcfg_t");
-    const r = await runCli(["restore", "--identity", key.file, "--json"], {
-      STRONGROOM_STORE: store.url,
-      STRONGROOM_TARGET_URL: target.url,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ tables: 1, rows: 1 });
+    const { restored, target } = await backupAndRestore(src.url);
+    expect(restored).toMatchObject({ tables: 1, rows: 1 });
     expect(await sql(target.url, `select id from ${name} order by id`)).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 });
