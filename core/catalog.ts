@@ -4,7 +4,7 @@ import { objectKey } from "./keys.ts";
 import type { Manifest } from "./manifest.ts";
 
 /**
- * The backup catalog (DESIGN.md §4): one item per committed backup, built only from
+ * The backup catalog (docs/design.md §4): one item per committed backup, built only from
  * its manifest, so the table can always be rebuilt from the bucket.
  */
 export interface CatalogItem {

@@ -1,7 +1,7 @@
 import { compareNewestFirst } from "./backup-order.ts";
 
 /**
- * Grandfather-father-son retention (DESIGN.md §6), as a pure function.
+ * Grandfather-father-son retention (docs/design.md §6), as a pure function.
  *
  * Buckets are calendar days, ISO weeks and months in the policy's time zone; a window
  * of N covers the N most recent buckets counting back from `now` (this day, week or

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 
 /**
- * The append-only, hash-chained audit log (DESIGN.md §4). Each row's hash covers the
+ * The append-only, hash-chained audit log (docs/design.md §4). Each row's hash covers the
  * previous row's hash and the canonical JSON of the row, so editing, deleting or
  * reordering any row breaks the chain at that row. This module is pure: no I/O, no clock.
  */

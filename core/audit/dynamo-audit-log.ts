@@ -7,7 +7,7 @@ import type { AuditLog } from "./audit-log.ts";
 /**
  * The audit log in DynamoDB: pk = scope (`org` or `db#<id>`), sk = zero-padded seq.
  * Rows are written with `attribute_not_exists(sk)`; the writer's IAM role has
- * PutItem only, so rows cannot be updated or deleted (DESIGN.md §4).
+ * PutItem only, so rows cannot be updated or deleted (docs/design.md §4).
  */
 export class DynamoAuditLog implements AuditLog {
   private readonly doc: DynamoDBDocumentClient;

@@ -3,7 +3,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { readManifest } from "../../core/backup-index.ts";
 import { type CatalogItem, catalogRecord, DynamoCatalogTable } from "../../core/catalog.ts";
 import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
-import { lambda } from "../shared/lambda.ts";
+import { lambda } from "../common/lambda.ts";
 
 /** After a backup: read its manifest (no manifest, no item) and write the catalog item. */
 export interface CatalogRecordInput {

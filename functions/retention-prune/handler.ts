@@ -6,7 +6,7 @@ import { collectGarbage } from "../../core/gc.ts";
 import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "../../core/gfs.ts";
 import { executePrune, planPrune } from "../../core/prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
-import { lambda } from "../shared/lambda.ts";
+import { lambda } from "../common/lambda.ts";
 
 /** GFS pruning of one database; one retain.delete audit row per deleted backup. */
 export interface RetentionPruneInput {

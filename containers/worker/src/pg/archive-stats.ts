@@ -4,7 +4,7 @@ import { Transform, type TransformCallback } from "node:stream";
 /**
  * Reads a pg_dump custom-format archive (`-Fc -Z0`, written to a pipe) as it streams
  * past, and takes per-table row counts and a schema fingerprint from it, at no cost
- * to the database (DESIGN.md §3).
+ * to the database (docs/design.md §3).
  *
  * The format (pg_backup_archiver.c, pg_backup_custom.c, archive versions 1.12–1.16):
  *   header:  "PGDMP" vmaj vmin vrev intSize offSize format, compression (int; a byte
