@@ -10,8 +10,8 @@
 import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { ageDecrypt, ageEncrypt, parseIdentities } from "../containers/worker/src/stages/age-stream.ts";
-import { zstdCompressFrames } from "../containers/worker/src/stages/zstd-frames.ts";
+import { ageDecrypt, ageEncrypt, parseIdentities } from "#worker/stages/age-stream.ts";
+import { zstdCompressFrames } from "#worker/stages/zstd-frames.ts";
 import { BLOCK_BYTES } from "./data.ts";
 
 const [stage, input, keyArg] = process.argv.slice(2);

@@ -1,7 +1,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { AUDIT_EVENTS, type AuditEntry } from "../../core/audit/audit-chain.ts";
-import { appendAudit } from "../../core/audit/audit-log.ts";
-import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
+import { AUDIT_EVENTS, type AuditEntry } from "#core/audit/audit-chain.ts";
+import { appendAudit } from "#core/audit/audit-log.ts";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** Appends one row to an audit chain: backup.start and friends from the state machines. */

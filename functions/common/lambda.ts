@@ -4,8 +4,8 @@ import middy, { type MiddlewareObj } from "@middy/core";
 import validator from "@middy/validator";
 import { transpileSchema } from "@middy/validator/transpile";
 import type { Context } from "aws-lambda";
-import { InvalidInputError } from "../../core/errors.ts";
-import { redact } from "../../core/log.ts";
+import { InvalidInputError } from "#core/errors.ts";
+import { redact } from "#core/log.ts";
 
 export const logger = new Logger({ serviceName: "strongroom" });
 

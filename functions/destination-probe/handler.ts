@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { S3Client } from "@aws-sdk/client-s3";
-import { type ProbeReport, probeStore } from "../../core/probe.ts";
-import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { type ProbeReport, probeStore } from "#core/probe.ts";
+import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** Probes a bucket/prefix: list, write, read back, delete, versioning and Object Lock. */

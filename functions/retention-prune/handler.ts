@@ -1,11 +1,11 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
-import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
-import { InvalidInputError } from "../../core/errors.ts";
-import { collectGarbage } from "../../core/gc.ts";
-import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "../../core/gfs.ts";
-import { executePrune, planPrune } from "../../core/prune.ts";
-import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { InvalidInputError } from "#core/errors.ts";
+import { collectGarbage } from "#core/gc.ts";
+import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "#core/gfs.ts";
+import { executePrune, planPrune } from "#core/prune.ts";
+import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** GFS pruning of one database; one retain.delete audit row per deleted backup. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { type AuditEntry, type AuditRow, verifyChain } from "../../core/audit/audit-chain.ts";
-import { type AuditLog, appendAudit, readAll } from "../../core/audit/audit-log.ts";
-import { AlreadyExistsError } from "../../core/errors.ts";
+import { type AuditEntry, type AuditRow, verifyChain } from "#core/audit/audit-chain.ts";
+import { type AuditLog, appendAudit, readAll } from "#core/audit/audit-log.ts";
+import { AlreadyExistsError } from "#core/errors.ts";
 
 export interface AuditFixture {
   /** A new, empty log; every call returns a fresh client onto the same chain. */
@@ -98,7 +98,7 @@ export function auditLogContract(name: string, fixture: () => Promise<AuditFixtu
 
       it("a row rewritten with a valid hash but a forged link", async () => {
         const { f, log, rows } = await chain();
-        const { rowHash } = await import("../../core/audit/audit-chain.ts");
+        const { rowHash } = await import("#core/audit/audit-chain.ts");
         const forged = { ...(rows[4] as AuditRow), prevHash: "f".repeat(64), actor: "forger" };
         await f.overwrite({ ...forged, hash: rowHash(forged) }, "000000000005");
         expect(verifyChain(await readAll(log)).firstBad).toMatchObject({ seq: "000000000005", problem: "broken-link" });

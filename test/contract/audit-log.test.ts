@@ -5,9 +5,9 @@ import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { DeleteItemCommand, PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
-import { DynamoAuditLog } from "../../core/audit/dynamo-audit-log.ts";
-import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
-import { FileStore } from "../../core/store/file-store.ts";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { FileStore } from "#core/store/file-store.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore } from "../helpers/fixture.ts";
 import { auditLogContract } from "./audit-log.contract.ts";
@@ -44,7 +44,7 @@ auditLogContract("object store (file)", async () => {
 auditLogContract("object store (moto S3)", async () => {
   const { store, url } = await newStore("s3");
   const raw = new StoreAuditLog(store, "org");
-  const { openStore } = await import("../../core/store/open-store.ts");
+  const { openStore } = await import("#core/store/open-store.ts");
   return {
     open: () => new StoreAuditLog(openStore(url), "org"),
     overwrite: async (row, atSeq) => {

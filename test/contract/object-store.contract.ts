@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { sha256Tap } from "../../containers/worker/src/stages/sha256-tap.ts";
-import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError } from "../../core/errors.ts";
-import { getBytes, listAll, type ObjectStore } from "../../core/store/object-store.ts";
-import { storeSink } from "../../core/store/store-sink.ts";
+import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError } from "#core/errors.ts";
+import { getBytes, listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { storeSink } from "#core/store/store-sink.ts";
+import { sha256Tap } from "#worker/stages/sha256-tap.ts";
 import { randomStream, readAll, sha256 } from "../helpers/streams.ts";
 
 export interface StoreFixture {

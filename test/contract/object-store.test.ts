@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
-import { FileStore } from "../../core/store/file-store.ts";
-import { S3Store, s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { FileStore } from "#core/store/file-store.ts";
+import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { objectStoreContract } from "./object-store.contract.ts";
 
 objectStoreContract("file store (temp dir)", async () => {

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { QueryCommand } from "@aws-sdk/client-dynamodb";
 import { describe, expect, inject, it } from "vitest";
-import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compareNewestFirst } from "../../core/backup-order.ts";
-import { type BackupPoint, DEFAULT_POLICY, type RetentionPolicy, selectExpired } from "../../core/gfs.ts";
+import { compareNewestFirst } from "#core/backup-order.ts";
+import { type BackupPoint, DEFAULT_POLICY, type RetentionPolicy, selectExpired } from "#core/gfs.ts";
 
 const DAY = 86_400_000;
 const NOW = new Date("2026-11-21T12:00:00Z");

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { readAll } from "../../core/audit/audit-log.ts";
-import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
-import { listBackupRefs } from "../../core/backup-index.ts";
-import { DEFAULT_POLICY } from "../../core/gfs.ts";
-import { executePrune, planPrune } from "../../core/prune.ts";
+import { readAll } from "#core/audit/audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { listBackupRefs } from "#core/backup-index.ts";
+import { DEFAULT_POLICY } from "#core/gfs.ts";
+import { executePrune, planPrune } from "#core/prune.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";

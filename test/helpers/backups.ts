@@ -1,6 +1,6 @@
-import { newBackupId, objectKey } from "../../core/keys.ts";
-import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "../../core/manifest.ts";
-import type { ObjectStore } from "../../core/store/object-store.ts";
+import { newBackupId, objectKey } from "#core/keys.ts";
+import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "#core/manifest.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 
 const sha = "0".repeat(64);
 

@@ -3,10 +3,10 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
-import { listBackupRefs } from "../../core/backup-index.ts";
-import { listAll, type ObjectStore } from "../../core/store/object-store.ts";
-import { openStore } from "../../core/store/open-store.ts";
-import { s3ClientConfigFromEnv } from "../../core/store/s3-store.ts";
+import { listBackupRefs } from "#core/backup-index.ts";
+import { listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { keyPair } from "./age.ts";
 import { tempDir } from "./temp.ts";
 

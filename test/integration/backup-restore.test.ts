@@ -1,8 +1,8 @@
 import { readFile, stat } from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { listManifests } from "../../core/backup-index.ts";
-import type { Manifest } from "../../core/manifest.ts";
+import { listManifests } from "#core/backup-index.ts";
+import type { Manifest } from "#core/manifest.ts";
 import { runCli } from "../helpers/cli.ts";
 import { committedBackups, identityFile, newStore, wrappedBinDir } from "../helpers/fixture.ts";
 import { contentDigest, createDatabase, dbUrl, loadRichDatabase, schemaDump, sql } from "../helpers/pg.ts";

@@ -4,9 +4,9 @@ import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, inject, it } from "vitest";
-import { readAll } from "../../core/audit/audit-log.ts";
-import { StoreAuditLog } from "../../core/audit/store-audit-log.ts";
-import { objectKey } from "../../core/keys.ts";
+import { readAll } from "#core/audit/audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { objectKey } from "#core/keys.ts";
 import { runCli, startCli } from "../helpers/cli.ts";
 import {
   allKeys,

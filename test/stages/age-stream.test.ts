@@ -5,7 +5,6 @@ import { inflateSync } from "node:zlib";
 import { Decrypter, Encrypter } from "age-encryption";
 import * as cctv from "cctv-age";
 import { describe, expect, it } from "vitest";
-import { ageDecrypt, ageEncrypt } from "../../containers/worker/src/stages/age-stream.ts";
 import {
   AgeHeaderError,
   AgeHeaderMacError,
@@ -13,7 +12,8 @@ import {
   AgePayloadAuthError,
   InvalidRecipientError,
   TruncatedStreamError,
-} from "../../core/errors.ts";
+} from "#core/errors.ts";
+import { ageDecrypt, ageEncrypt } from "#worker/stages/age-stream.ts";
 import { keyPair } from "../helpers/age.ts";
 import { runCommand } from "../helpers/run.ts";
 import { chunked, flipByte, sha256 } from "../helpers/streams.ts";

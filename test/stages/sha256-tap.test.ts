@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { sha256Tap } from "../../containers/worker/src/stages/sha256-tap.ts";
+import { sha256Tap } from "#worker/stages/sha256-tap.ts";
 import { chunked, sha256 } from "../helpers/streams.ts";
 
 describe("sha256 tap", () => {

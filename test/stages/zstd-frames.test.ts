@@ -2,12 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import {
-  SKIPPABLE_MAGIC,
-  zstdCompressFrames,
-  zstdDecompressFrames,
-} from "../../containers/worker/src/stages/zstd-frames.ts";
-import { CorruptStreamError, TruncatedStreamError } from "../../core/errors.ts";
+import { CorruptStreamError, TruncatedStreamError } from "#core/errors.ts";
+import { SKIPPABLE_MAGIC, zstdCompressFrames, zstdDecompressFrames } from "#worker/stages/zstd-frames.ts";
 import { runCommand } from "../helpers/run.ts";
 import { chunked, flipByte } from "../helpers/streams.ts";
 

@@ -1,11 +1,11 @@
 import * as path from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
-import type { AuditLog } from "../../../core/audit/audit-log.ts";
-import { DynamoAuditLog } from "../../../core/audit/dynamo-audit-log.ts";
-import { StoreAuditLog } from "../../../core/audit/store-audit-log.ts";
-import { UsageError } from "../../../core/errors.ts";
-import type { ObjectStore } from "../../../core/store/object-store.ts";
+import type { AuditLog } from "#core/audit/audit-log.ts";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { UsageError } from "#core/errors.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 
 /** Options and helpers shared by the CLI's commands. */
 export interface CliContext {

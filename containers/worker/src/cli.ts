@@ -1,11 +1,11 @@
 import { readFile } from "node:fs/promises";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { Command, Option } from "commander";
-import { listManifests } from "../../../core/backup-index.ts";
-import { InvalidIdentityError, UsageError } from "../../../core/errors.ts";
-import { createLogger, type LogFormat, type Logger, type LogLevel } from "../../../core/log.ts";
-import type { Manifest } from "../../../core/manifest.ts";
-import { openStore } from "../../../core/store/open-store.ts";
+import { listManifests } from "#core/backup-index.ts";
+import { InvalidIdentityError, UsageError } from "#core/errors.ts";
+import { createLogger, type LogFormat, type Logger, type LogLevel } from "#core/log.ts";
+import type { Manifest } from "#core/manifest.ts";
+import { openStore } from "#core/store/open-store.ts";
 import {
   absoluteStoreUrl,
   applyFlagEnv,

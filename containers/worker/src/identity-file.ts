@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { constants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { AlreadyExistsError } from "../../../core/errors.ts";
-import { syncDir } from "../../../core/fsync-dir.ts";
+import { AlreadyExistsError } from "#core/errors.ts";
+import { syncDir } from "#core/fsync-dir.ts";
 
 export interface WrittenIdentity {
   file: string;

@@ -1,6 +1,6 @@
 import { CommanderError } from "commander";
-import { asStrongroomError, UsageError } from "../../../core/errors.ts";
-import { redact } from "../../../core/log.ts";
+import { asStrongroomError, UsageError } from "#core/errors.ts";
+import { redact } from "#core/log.ts";
 import { buildProgram } from "./cli.ts";
 import { parseBool } from "./cli-common.ts";
 

@@ -1,20 +1,20 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
-import { type AuditLog, appendAudit, readAll } from "../../../../core/audit/audit-log.ts";
-import { type ChainVerdict, scopesToVerify, verifyScope } from "../../../../core/audit/audit-verify.ts";
-import { DynamoAuditLog, dynamoAuditScopes } from "../../../../core/audit/dynamo-audit-log.ts";
-import { StoreAuditLog } from "../../../../core/audit/store-audit-log.ts";
-import { listManifests } from "../../../../core/backup-index.ts";
-import { catalogRecord, DynamoCatalogTable } from "../../../../core/catalog.ts";
-import { AuditVerificationError, StrongroomError, UsageError } from "../../../../core/errors.ts";
-import { collectGarbage, executeGc, type GcPlan, parseDuration, planGc } from "../../../../core/gc.ts";
-import { DEFAULT_POLICY, type RetentionPolicy } from "../../../../core/gfs.ts";
-import type { Logger } from "../../../../core/log.ts";
-import { probeStore } from "../../../../core/probe.ts";
-import { executePrune, planPrune } from "../../../../core/prune.ts";
-import type { ObjectStore } from "../../../../core/store/object-store.ts";
-import { openStore } from "../../../../core/store/open-store.ts";
+import { type AuditLog, appendAudit, readAll } from "#core/audit/audit-log.ts";
+import { type ChainVerdict, scopesToVerify, verifyScope } from "#core/audit/audit-verify.ts";
+import { DynamoAuditLog, dynamoAuditScopes } from "#core/audit/dynamo-audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { listManifests } from "#core/backup-index.ts";
+import { catalogRecord, DynamoCatalogTable } from "#core/catalog.ts";
+import { AuditVerificationError, StrongroomError, UsageError } from "#core/errors.ts";
+import { collectGarbage, executeGc, type GcPlan, parseDuration, planGc } from "#core/gc.ts";
+import { DEFAULT_POLICY, type RetentionPolicy } from "#core/gfs.ts";
+import type { Logger } from "#core/log.ts";
+import { probeStore } from "#core/probe.ts";
+import { executePrune, planPrune } from "#core/prune.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
+import { openStore } from "#core/store/open-store.ts";
 import {
   absoluteStoreUrl,
   type CliContext,

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { NoSuitablePgDumpError } from "../../../../core/errors.ts";
+import { NoSuitablePgDumpError } from "#core/errors.ts";
 
 const run = promisify(execFile);
 

@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import type { ConnectionOptions } from "node:tls";
 import pg from "pg";
 import { parse } from "pg-connection-string";
-import { DatabaseAuthError, DatabaseConnectionError, UsageError } from "../../../../core/errors.ts";
-import { registerSecret } from "../../../../core/log.ts";
+import { DatabaseAuthError, DatabaseConnectionError, UsageError } from "#core/errors.ts";
+import { registerSecret } from "#core/log.ts";
 
 /** A parsed connection URL. The password stays in memory: never in argv, logs or files. */
 export interface PgConn {

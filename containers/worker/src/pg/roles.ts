@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Logger } from "../../../../core/log.ts";
+import type { Logger } from "#core/log.ts";
 
 /**
  * The cluster roles a database's objects need, as structured data from the catalogs:

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { redact } from "../../../../core/log.ts";
+import { redact } from "#core/log.ts";
 
 export interface ToolProcess {
   child: ChildProcess;

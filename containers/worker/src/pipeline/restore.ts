@@ -5,8 +5,8 @@ import * as path from "node:path";
 import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, auditRecorder, failureDetails } from "../../../../core/audit/audit-log.ts";
-import { readManifestRecord, resolveBackup } from "../../../../core/backup-index.ts";
+import { type AuditLog, auditRecorder, failureDetails } from "#core/audit/audit-log.ts";
+import { readManifestRecord, resolveBackup } from "#core/backup-index.ts";
 import {
   AbortedError,
   IntegrityError,
@@ -17,10 +17,10 @@ import {
   StagingError,
   TargetNotEmptyError,
   UsageError,
-} from "../../../../core/errors.ts";
-import type { Logger } from "../../../../core/log.ts";
-import { type Manifest, manifestObject } from "../../../../core/manifest.ts";
-import type { ObjectStore } from "../../../../core/store/object-store.ts";
+} from "#core/errors.ts";
+import type { Logger } from "#core/log.ts";
+import { type Manifest, manifestObject } from "#core/manifest.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";

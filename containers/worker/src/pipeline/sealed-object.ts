@@ -1,8 +1,8 @@
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { IntegrityError, NotFoundError, StrongroomError } from "../../../../core/errors.ts";
-import type { ManifestObject } from "../../../../core/manifest.ts";
-import type { ObjectStore } from "../../../../core/store/object-store.ts";
+import { IntegrityError, NotFoundError, StrongroomError } from "#core/errors.ts";
+import type { ManifestObject } from "#core/manifest.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
 import { sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
 

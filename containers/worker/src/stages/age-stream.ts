@@ -9,7 +9,7 @@ import {
   InvalidIdentityError,
   InvalidRecipientError,
   TruncatedStreamError,
-} from "../../../../core/errors.ts";
+} from "#core/errors.ts";
 import { ByteQueue } from "./byte-queue.ts";
 
 /**

@@ -1,6 +1,6 @@
 import { Transform, type TransformCallback } from "node:stream";
 import { compress, decompress } from "@mongodb-js/zstd";
-import { CorruptStreamError, TruncatedStreamError } from "../../../../core/errors.ts";
+import { CorruptStreamError, TruncatedStreamError } from "#core/errors.ts";
 import { ByteQueue } from "./byte-queue.ts";
 
 /**
