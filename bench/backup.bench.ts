@@ -1,6 +1,6 @@
 /**
  * npm run bench — backup and restore throughput, memory and compression, each against
- * a baseline measured in the same run (docs/design.md).
+ * a baseline measured in the same run (docs/architecture.md).
  *
  * Databases (kept in bench/.work/pg-<size> and reused by later runs): pgbench tables plus
  * a realistic text/jsonb/bytea table that compresses about 3×; ≥ 1 GB, and ~3 GB for the

@@ -44,6 +44,7 @@ export const ERROR_NAMES = [
   "InsufficientMemoryError",
   "StoreFullError",
   "UnexpectedError",
+  "InvalidPolicyError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -66,7 +67,12 @@ export class StrongroomError extends Error {
 
 /** Bad flags or arguments: exit code 2. */
 export class UsageError extends StrongroomError {
-  override name = "UsageError" as const;
+  override name: ErrorName = "UsageError";
+}
+
+/** A retention policy that cannot be applied (negative counts, daily 0, an unknown time zone): a usage error. */
+export class InvalidPolicyError extends UsageError {
+  override name: ErrorName = "InvalidPolicyError";
 }
 
 /** The object (or backup) does not exist. */

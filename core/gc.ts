@@ -93,6 +93,21 @@ export async function executeGc(
   return result;
 }
 
+/** A GC plan as reported by the CLI (`--json`) and the Lambdas. */
+export function summarizeGc(plan: GcPlan, dryRun: boolean) {
+  return {
+    dryRun,
+    olderThan: plan.cutoff.toISOString(),
+    partials: plan.partials.length,
+    orphans: plan.orphans.map((g) => ({
+      databaseId: g.databaseId,
+      backupId: g.backupId,
+      objects: g.objects.length,
+      bytes: g.objects.reduce((n, x) => n + x.bytes, 0),
+    })),
+  };
+}
+
 /** `90s`, `30m`, `24h`, `7d` to milliseconds. */
 export function parseDuration(text: string, flag: string): number {
   const m = /^(\d+)(s|m|h|d)$/.exec(text.trim());

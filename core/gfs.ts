@@ -1,7 +1,8 @@
 import { compareNewestFirst } from "./backup-order.ts";
+import { InvalidPolicyError } from "./errors.ts";
 
 /**
- * Grandfather-father-son retention (docs/design.md §6), as a pure function.
+ * Grandfather-father-son retention (docs/architecture.md §6), as a pure function.
  *
  * Buckets are calendar days, ISO weeks and months in the policy's time zone; a window
  * of N covers the N most recent buckets counting back from `now` (this day, week or
@@ -60,11 +61,18 @@ function bucketOf(day: number, kind: "daily" | "weekly" | "monthly"): number {
 export function validatePolicy(policy: RetentionPolicy): void {
   for (const k of ["daily", "weekly", "monthly"] as const) {
     if (!Number.isInteger(policy[k]) || policy[k] < 0)
-      throw new RangeError(`retention ${k} must be a whole number >= 0`);
+      throw new InvalidPolicyError(`retention ${k} must be a whole number >= 0, got ${JSON.stringify(policy[k])}`);
   }
   if (policy.daily < 1)
-    throw new RangeError("retention daily must be at least 1: it is also the failing-backups window");
-  new Intl.DateTimeFormat("en", { timeZone: policy.timeZone }); // throws RangeError on an unknown zone
+    throw new InvalidPolicyError("retention daily must be at least 1: it is also the failing-backups window");
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: policy.timeZone });
+  } catch (err) {
+    throw new InvalidPolicyError(`unknown time zone ${JSON.stringify(policy.timeZone)}`, {
+      cause: err,
+      hint: "use an IANA zone name such as UTC or Europe/Berlin",
+    });
+  }
 }
 
 export function selectExpired(backups: readonly BackupPoint[], policy: RetentionPolicy, now: Date): RetentionPlan {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { UsageError } from "./errors.ts";
 
 /**
- * The object layout (docs/design.md §2), relative to the store's root/prefix:
+ * The object layout (docs/formats.md, Keys and ids), relative to the store's root/prefix:
  *   <databaseId>/backups/<backupId>/{dump.pgc.zst.age, roles.json.age, stats.json.age, manifest.json}
  * A backup exists if and only if its manifest exists.
  */

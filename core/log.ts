@@ -1,20 +1,18 @@
+import { type LogItem, Logger as PowertoolsLogger } from "@aws-lambda-powertools/logger";
+
 /**
- * Structured logs without secrets. Every string that reaches a log line, an error
- * message or stderr goes through `redact`: URL passwords, `password=` pairs and any
- * registered secret value are replaced.
+ * One logger for the CLI, the worker and the Lambdas: the Powertools Logger, with
+ * redaction applied to every line it prints, whatever its format. Every string that
+ * reaches a log line, an error message or stderr goes through `redact`: URL passwords,
+ * `password=` pairs and any registered secret value are replaced.
  */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export type LogFormat = "json" | "text";
 export type LogFields = Record<string, unknown>;
 
-export interface Logger {
-  debug(message: string, fields?: LogFields): void;
-  info(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  error(message: string, fields?: LogFields): void;
-}
+/** What code logs through: a message, then at most one object of fields. */
+export type Logger = Pick<PowertoolsLogger, "debug" | "info" | "warn" | "error">;
 
-const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const secrets = new Set<string>();
 
 /** Registers a value (a password) that must never be printed. */
@@ -30,7 +28,7 @@ export function redact(text: string): string {
   return out;
 }
 
-function redactValue(value: unknown): unknown {
+export function redactValue(value: unknown): unknown {
   if (typeof value === "string") return redact(value);
   if (value instanceof Error) return { name: value.name, message: redact(value.message) };
   if (Array.isArray(value)) return value.map(redactValue);
@@ -40,32 +38,79 @@ function redactValue(value: unknown): unknown {
   return value;
 }
 
+/** Keys Powertools adds to every line; text output shows only the caller's fields. */
+const ENVELOPE = new Set([
+  "level",
+  "message",
+  "timestamp",
+  "service",
+  "sampling_rate",
+  "xray_trace_id",
+  "cold_start",
+  "function_arn",
+  "function_memory_size",
+  "function_name",
+  "function_request_id",
+  "tenant_id",
+]);
+
+/**
+ * A human line: `warn: message  key=value`; errors as `strongroom: error: message [Name]`
+ * with the hint on its own `HINT:` line, the form the CLI's users (and its tests) read.
+ */
+export function textLine(attributes: LogFields): string {
+  const level = String(attributes.level ?? "INFO").toLowerCase();
+  const { error, hint } = attributes;
+  const extra = Object.entries(attributes)
+    .filter(([k]) => !ENVELOPE.has(k) && !(level === "error" && (k === "error" || k === "hint")))
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  const message = `${attributes.message ?? ""}${extra ? `  ${extra}` : ""}`;
+  if (level === "error" || level === "critical") {
+    const name = typeof error === "string" ? ` [${error}]` : "";
+    return `strongroom: error: ${message}${name}\n${typeof hint === "string" ? `HINT: ${hint}\n` : ""}`;
+  }
+  return `${level === "info" ? "" : `${level}: `}${message}\n`;
+}
+
 export interface LoggerOptions {
+  /** @default "json" */
   format?: LogFormat;
+  /** @default "info" */
   level?: LogLevel;
+  /** Where lines go. @default stderr for text; Powertools' console (stdout) for json, as Lambda expects */
   write?: (line: string) => void;
 }
 
-export function createLogger(options: LoggerOptions = {}): Logger {
-  const format = options.format ?? "text";
-  const min = ORDER[options.level ?? "info"];
-  const write = options.write ?? ((line: string) => process.stderr.write(line));
-  const emit = (level: LogLevel, message: string, fields: LogFields = {}) => {
-    if (ORDER[level] < min) return;
-    const safe = redactValue(fields) as LogFields;
-    if (format === "json") {
-      write(`${JSON.stringify({ level, time: new Date().toISOString(), message: redact(message), ...safe })}\n`);
+class RedactingLogger extends PowertoolsLogger {
+  // Set after super(): Powertools may print (its own warnings) while constructing, and
+  // those lines then take the defaults.
+  private format: LogFormat = "json";
+  private write: ((line: string) => void) | undefined;
+
+  configure(format: LogFormat, write: ((line: string) => void) | undefined): this {
+    this.format = format;
+    this.write = write;
+    return this;
+  }
+
+  protected override printLog(logLevel: number, log: LogItem): void {
+    log.prepareForPrint();
+    const attributes = redactValue(log.getAttributes()) as LogFields;
+    if (this.format === "text") {
+      (this.write ?? ((line) => process.stderr.write(line)))(textLine(attributes));
+    } else if (this.write) {
+      this.write(`${JSON.stringify(attributes)}\n`);
     } else {
-      const extra = Object.entries(safe)
-        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
-        .join(" ");
-      write(`${level === "info" ? "" : `${level}: `}${redact(message)}${extra ? `  ${extra}` : ""}\n`);
+      log.setAttributes(attributes as Parameters<LogItem["setAttributes"]>[0]);
+      super.printLog(logLevel, log);
     }
-  };
-  return {
-    debug: (m, f) => emit("debug", m, f),
-    info: (m, f) => emit("info", m, f),
-    warn: (m, f) => emit("warn", m, f),
-    error: (m, f) => emit("error", m, f),
-  };
+  }
+}
+
+export function createLogger(options: LoggerOptions = {}): RedactingLogger {
+  return new RedactingLogger({
+    serviceName: "strongroom",
+    logLevel: (options.level ?? "info").toUpperCase() as "INFO",
+  }).configure(options.format ?? "json", options.write);
 }

@@ -74,6 +74,12 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   }
   const server = m.server as Manifest["server"] | undefined;
   if (typeof server?.version !== "string" || typeof server.versionNum !== "number") throw fail("server missing");
+  if (server.systemIdentifier !== null && typeof server.systemIdentifier !== "string")
+    throw fail("server.systemIdentifier");
+  const pgDump = m.pgDump as Manifest["pgDump"] | undefined;
+  if (typeof pgDump?.version !== "string") throw fail("pgDump missing");
+  const worker = m.worker as Manifest["worker"] | undefined;
+  if (typeof worker?.version !== "string") throw fail("worker missing");
   if (m.source !== undefined && typeof m.source !== "string") throw fail("source");
   const audit = m.audit as Manifest["audit"] | undefined;
   if (audit !== undefined && (typeof audit?.seq !== "string" || typeof audit.hash !== "string")) throw fail("audit");
@@ -83,6 +89,8 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
     if (
       typeof o?.key !== "string" ||
       !["dump", "roles", "stats", "globals"].includes(o.role) ||
+      !Array.isArray(o.chain) ||
+      o.chain.some((c) => typeof c !== "string") ||
       !Number.isSafeInteger(o.plainBytes) ||
       !Number.isSafeInteger(o.storedBytes) ||
       !SHA256.test(o.plainSha256) ||

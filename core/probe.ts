@@ -1,3 +1,5 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { type AuditLog, appendAudit } from "./audit/audit-log.ts";
 import {
   AccessDeniedError,
   AlreadyExistsError,
@@ -123,4 +125,31 @@ export async function probeStore(store: ObjectStore, deps: ProbeDeps): Promise<P
     // A failed probe leaves nothing behind where the delete is permitted.
     if (written) await store.delete(key).catch(() => undefined);
   }
+}
+
+/**
+ * The probe as both shells run it (`strongroom probe`, the destination-probe Lambda):
+ * a fresh probe id and 1 KiB of random bytes, the monotonic clock, and a `probe.ok`
+ * row in the org chain when a log is given. The row is best effort: a store that
+ * probes fine but whose log cannot be written still probed fine.
+ */
+export async function probeDestination(
+  store: ObjectStore,
+  options: { audit?: AuditLog; actor: string; now?: () => Date },
+): Promise<ProbeReport> {
+  const report = await probeStore(store, {
+    clock: () => performance.now(),
+    probeId: randomUUID(),
+    payload: randomBytes(1024),
+  });
+  if (report.ok && options.audit) {
+    const at = (options.now ?? (() => new Date()))().toISOString();
+    await appendAudit(options.audit, {
+      at,
+      event: "probe.ok",
+      actor: options.actor,
+      details: { steps: report.steps },
+    }).catch(() => undefined);
+  }
+  return report;
 }

@@ -1,6 +1,14 @@
 import { type AuditLog, appendAudit } from "./audit/audit-log.ts";
 import { listManifests } from "./backup-index.ts";
-import { type BackupPoint, type RetentionPlan, type RetentionPolicy, selectExpired } from "./gfs.ts";
+import { collectGarbage, type GcPlan } from "./gc.ts";
+import {
+  type BackupPoint,
+  DEFAULT_POLICY,
+  type RetentionPlan,
+  type RetentionPolicy,
+  selectExpired,
+  validatePolicy,
+} from "./gfs.ts";
 import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey } from "./keys.ts";
 import type { Manifest } from "./manifest.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
@@ -82,4 +90,43 @@ export async function executePrune(
     deleted.push({ backupId: point.backupId, objects: manifest.objects.length + 1, storedBytes });
   }
   return { deleted };
+}
+
+export interface PruneDatabaseOptions {
+  store: ObjectStore;
+  databaseId: string;
+  /** Merged over DEFAULT_POLICY, then validated: InvalidPolicyError when it cannot apply. */
+  policy?: Partial<RetentionPolicy>;
+  /** The audit chain for a scope (`db#<id>` for deletions, `org` for partial uploads). */
+  audit: (scope: string) => AuditLog;
+  actor: string;
+  /** Plan only: delete nothing, write no audit rows. @default false */
+  dryRun?: boolean;
+  now?: () => Date;
+}
+
+export interface PruneOutcome {
+  dryRun: boolean;
+  policy: RetentionPolicy;
+  plan: PrunePlan;
+  deleted: PruneResult["deleted"];
+  /** The database's garbage (failed backups' payloads, partial uploads), collected after the prune. */
+  garbage: GcPlan;
+}
+
+/**
+ * Prune one database, the one code path behind `strongroom prune` and the
+ * retention-prune Lambda: validate the policy, plan, delete what expired (unless a dry
+ * run), then collect the database's garbage with the default grace period.
+ */
+export async function pruneDatabase(options: PruneDatabaseOptions): Promise<PruneOutcome> {
+  const { store, databaseId, audit, actor } = options;
+  const now = options.now ?? (() => new Date());
+  const dryRun = options.dryRun === true;
+  const policy: RetentionPolicy = { ...DEFAULT_POLICY, ...options.policy };
+  validatePolicy(policy);
+  const plan = await planPrune(store, databaseId, policy, now());
+  const { deleted } = dryRun ? { deleted: [] } : await executePrune(store, plan, audit(`db#${databaseId}`), actor, now);
+  const garbage = await collectGarbage(store, { databaseId, now, audit, actor, dryRun });
+  return { dryRun, policy, plan, deleted, garbage };
 }

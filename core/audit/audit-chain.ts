@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
+import { IntegrityError } from "../errors.ts";
 
 /**
- * The append-only, hash-chained audit log (docs/design.md §4). Each row's hash covers the
+ * The append-only, hash-chained audit log (docs/formats.md, Audit row). Each row's hash covers the
  * previous row's hash and the canonical JSON of the row, so editing, deleting or
  * reordering any row breaks the chain at that row. This module is pure: no I/O, no clock.
  */
@@ -46,6 +47,44 @@ export const GENESIS_HASH = "0".repeat(64);
 
 export function formatSeq(n: number): string {
   return String(n).padStart(SEQ_DIGITS, "0");
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * A stored row as read back (a store object's JSON, a DynamoDB item): its fields must have
+ * their types, else IntegrityError. The chain's own checks (seq pattern, hashes, links)
+ * are verifyChain's: a row here may still be one that does not verify.
+ */
+export function parseAuditRow(value: unknown, where: string): AuditRow {
+  const bad = (what: string) =>
+    new IntegrityError(`audit row ${where} is malformed: ${what}`, {
+      hint: "rows are append-only; someone with write access to the log altered one",
+    });
+  if (!isObject(value)) throw bad("not an object");
+  for (const field of ["seq", "at", "actor", "prevHash", "hash"] as const) {
+    if (typeof value[field] !== "string") throw bad(`${field} is not a string`);
+  }
+  if (!(AUDIT_EVENTS as readonly unknown[]).includes(value.event))
+    throw bad(`unknown event ${JSON.stringify(value.event)}`);
+  for (const field of ["databaseId", "backupId"] as const) {
+    if (value[field] !== undefined && typeof value[field] !== "string") throw bad(`${field} is not a string`);
+  }
+  if (value.details !== undefined && !isObject(value.details)) throw bad("details is not an object");
+  return value as unknown as AuditRow;
+}
+
+/** Parses a row stored as JSON text. */
+export function parseAuditRowText(text: string, where: string): AuditRow {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new IntegrityError(`audit row ${where} is not JSON`, {
+      hint: "rows are append-only; someone with write access to the log altered one",
+    });
+  }
+  return parseAuditRow(value, where);
 }
 
 /** JSON with object keys sorted at every depth and no whitespace: one text per value. */

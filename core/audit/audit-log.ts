@@ -76,3 +76,40 @@ export function failureDetails(err: unknown): { error: string; code?: string } {
   const code = (err as { code?: unknown } | undefined)?.code;
   return typeof code === "string" && /^[A-Z0-9_]{1,32}$/.test(code) ? { error: name, code } : { error: name };
 }
+
+/** A job with a start row and an ok or fail row: backup, restore, verify. */
+export type AuditedJobKind = "backup" | "restore" | "verify";
+
+export interface AuditedJob<T> {
+  /** undefined: no log (`--audit none`, or the state machine writes the rows). */
+  log: AuditLog | undefined;
+  kind: AuditedJobKind;
+  job: Pick<AuditEntry, "actor" | "databaseId" | "backupId">;
+  now: () => Date;
+  /** Details of the `<kind>.start` row. */
+  start: Record<string, unknown>;
+  /** Details of the `<kind>.ok` row, from the job's result. */
+  ok: (result: NoInfer<T>) => Record<string, unknown>;
+}
+
+/**
+ * Runs `work` between a `<kind>.start` row and a `<kind>.ok` row, or a `<kind>.fail`
+ * row naming the error (never its message, see failureDetails) when it throws. A log
+ * that cannot take the fail row does not hide the job's own error. `work` gets the
+ * start row, which a backup's manifest anchors itself to.
+ */
+export async function auditedJob<T>(
+  spec: AuditedJob<T>,
+  work: (start: AuditRow | undefined) => Promise<T>,
+): Promise<T> {
+  const record = auditRecorder(spec.log, spec.job, spec.now);
+  const start = await record(`${spec.kind}.start`, spec.start);
+  try {
+    const result = await work(start);
+    await record(`${spec.kind}.ok`, spec.ok(result));
+    return result;
+  } catch (err) {
+    await record(`${spec.kind}.fail`, failureDetails(err)).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,13 +1,13 @@
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import { AlreadyExistsError, IntegrityError } from "../errors.ts";
-import { type AuditRow, canonicalJson } from "./audit-chain.ts";
+import { type AuditRow, canonicalJson, parseAuditRow } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
 
 /**
  * The audit log in DynamoDB: pk = scope (`org` or `db#<id>`), sk = zero-padded seq.
  * Rows are written with `attribute_not_exists(sk)`; the writer's IAM role has
- * PutItem only, so rows cannot be updated or deleted (docs/design.md §4).
+ * PutItem only, so rows cannot be updated or deleted (docs/architecture.md §4).
  */
 export class DynamoAuditLog implements AuditLog {
   private readonly doc: DynamoDBDocumentClient;
@@ -103,5 +103,5 @@ function toRow(item: Record<string, unknown>): AuditRow {
       hint: "rows are append-only; someone with write access to the table moved or altered one",
     });
   }
-  return row as unknown as AuditRow;
+  return parseAuditRow(row, `${String(pk)}/${String(sk)}`);
 }

@@ -1,6 +1,6 @@
 import { IntegrityError, NotFoundError } from "../errors.ts";
 import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
-import type { AuditRow } from "./audit-chain.ts";
+import { type AuditRow, parseAuditRowText } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
 
 /** `org` → `org`, `db#shop` → `db-shop`: a scope as a key segment. */
@@ -32,7 +32,7 @@ export class StoreAuditLog implements AuditLog {
     for await (const o of listAll(this.store, this.prefix)) last = o.key;
     if (last === undefined) return undefined;
     try {
-      return JSON.parse((await getBytes(this.store, last)).toString("utf8")) as AuditRow;
+      return parseAuditRowText((await getBytes(this.store, last)).toString("utf8"), last);
     } catch (err) {
       if (err instanceof NotFoundError) return this.head();
       throw err;
@@ -46,7 +46,7 @@ export class StoreAuditLog implements AuditLog {
   async *rows(fromSeq?: string): AsyncIterable<AuditRow> {
     for await (const o of listAll(this.store, this.prefix)) {
       if (fromSeq !== undefined && o.key < this.keyOf(fromSeq)) continue;
-      const row = JSON.parse((await getBytes(this.store, o.key)).toString("utf8")) as AuditRow;
+      const row = parseAuditRowText((await getBytes(this.store, o.key)).toString("utf8"), o.key);
       // The key orders the chain; a row stored under another row's key would let a writer
       // reorder or hide rows without touching any row's hash.
       if (o.key !== this.keyOf(String(row.seq))) {

@@ -1,7 +1,8 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { readManifest } from "#core/backup-index.ts";
-import { type CatalogItem, catalogRecord, DynamoCatalogTable } from "#core/catalog.ts";
+import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
+import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 

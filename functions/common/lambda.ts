@@ -1,13 +1,14 @@
-import { Logger } from "@aws-lambda-powertools/logger";
+import type { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
 import middy, { type MiddlewareObj } from "@middy/core";
 import validator from "@middy/validator";
 import { transpileSchema } from "@middy/validator/transpile";
 import type { Context } from "aws-lambda";
 import { InvalidInputError } from "#core/errors.ts";
-import { redact } from "#core/log.ts";
+import { createLogger } from "#core/log.ts";
 
-export const logger = new Logger({ serviceName: "strongroom" });
+/** The same logger as the CLI's (JSON here), so every line is redacted the same way. */
+export const logger = createLogger({ format: "json" });
 
 /**
  * Turns middy's validation failure into InvalidInputError (a stable name Step Functions
@@ -31,7 +32,7 @@ const typedErrors = (log: Logger): MiddlewareObj => ({
       request.error = new InvalidInputError(`invalid input: ${problems.join("; ")}`, { cause: err });
     }
     const final = request.error as Error;
-    log.error("handler failed", { error: final.name, reason: redact(final.message) });
+    log.error("handler failed", { error: final.name, reason: final.message });
   },
 });
 

@@ -1,6 +1,5 @@
-import { randomBytes, randomUUID } from "node:crypto";
 import { S3Client } from "@aws-sdk/client-s3";
-import { type ProbeReport, probeStore } from "#core/probe.ts";
+import { type ProbeReport, probeDestination } from "#core/probe.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -23,11 +22,7 @@ export interface Deps {
 
 export const createHandler = (deps: Deps) =>
   lambda<DestinationProbeInput, ProbeReport>(schema, async (input) =>
-    probeStore(new S3Store(input.store ?? deps.storeUrl, { client: deps.s3 }), {
-      clock: () => performance.now(),
-      probeId: randomUUID(),
-      payload: randomBytes(1024),
-    }),
+    probeDestination(new S3Store(input.store ?? deps.storeUrl, { client: deps.s3 }), { actor: "destination-probe" }),
   );
 
 export const handler = createHandler({

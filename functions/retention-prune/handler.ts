@@ -1,10 +1,8 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
-import { InvalidInputError } from "#core/errors.ts";
-import { collectGarbage } from "#core/gc.ts";
-import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "#core/gfs.ts";
-import { executePrune, planPrune } from "#core/prune.ts";
+import type { RetentionPolicy } from "#core/gfs.ts";
+import { pruneDatabase } from "#core/prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -44,28 +42,20 @@ export const createHandler = (deps: Deps) =>
     RetentionPruneInput,
     { kept: string[]; deleted: string[]; backupsFailing: boolean; garbage: { partials: number; payloads: number } }
   >(schema, async (input) => {
-    const policy = { ...DEFAULT_POLICY, ...input.policy };
-    try {
-      validatePolicy(policy);
-    } catch (err) {
-      throw new InvalidInputError(`invalid retention policy: ${(err as Error).message}`, { cause: err });
-    }
-    const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-    const plan = await planPrune(store, input.databaseId, policy, deps.now());
-    const audit = new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${input.databaseId}`);
-    const result = input.dryRun ? { deleted: [] } : await executePrune(store, plan, audit, "retention-prune", deps.now);
-    const garbage = await collectGarbage(store, {
+    const outcome = await pruneDatabase({
+      store: new S3Store(deps.storeUrl, { client: deps.s3 }),
       databaseId: input.databaseId,
-      now: deps.now,
+      ...(input.policy ? { policy: input.policy } : {}),
       audit: (scope) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, scope),
       actor: "retention-prune",
       dryRun: input.dryRun === true,
+      now: deps.now,
     });
     return {
-      kept: plan.keep.map((k) => k.backup.backupId),
-      deleted: result.deleted.map((d) => d.backupId),
-      backupsFailing: plan.backupsFailing,
-      garbage: { partials: garbage.partials.length, payloads: garbage.orphans.length },
+      kept: outcome.plan.keep.map((k) => k.backup.backupId),
+      deleted: outcome.deleted.map((d) => d.backupId),
+      backupsFailing: outcome.plan.backupsFailing,
+      garbage: { partials: outcome.garbage.partials.length, payloads: outcome.garbage.orphans.length },
     };
   });
 

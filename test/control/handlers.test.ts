@@ -46,13 +46,13 @@ beforeAll(async () => {
   s3 = new S3Client(s3ClientConfigFromEnv());
 });
 
-/** Invalid input is InvalidInputError naming the field, and the name is in the stable list. */
-async function expectInvalid(run: Promise<unknown>, field: RegExp): Promise<void> {
+/** Invalid input fails with a typed error naming the field, and the name is in the stable list. */
+async function expectInvalid(run: Promise<unknown>, field: RegExp, name = "InvalidInputError"): Promise<void> {
   const err = (await run.then(
     () => undefined,
     (e: unknown) => e,
   )) as Error;
-  expect(err?.name).toBe("InvalidInputError");
+  expect(err?.name).toBe(name);
   expect(err.message).toMatch(field);
   expect(ERROR_NAMES).toContain(err.name);
 }
@@ -142,7 +142,16 @@ describe("retention-prune handler", () => {
       handler({ databaseId: "x", policy: { yearly: 3 } } as never, context),
       /\/policy must NOT have additional properties 'yearly'/,
     );
-    await expectInvalid(handler({ databaseId: "x", policy: { daily: 0 } }, context), /daily must be at least 1/);
+    await expectInvalid(
+      handler({ databaseId: "x", policy: { daily: 0 } }, context),
+      /daily must be at least 1/,
+      "InvalidPolicyError",
+    );
+    await expectInvalid(
+      handler({ databaseId: "x", policy: { timeZone: "Mars/Olympus" } }, context),
+      /unknown time zone "Mars\/Olympus"/,
+      "InvalidPolicyError",
+    );
   });
 });
 

@@ -23,7 +23,7 @@ async function started(service: Service, url: string, timeoutMs: number): Promis
   return { url, stop: service.stop };
 }
 
-/** moto's S3 protocol server on 127.0.0.1 (docs/design.md §7: it honours If-None-Match, ranges, multipart). */
+/** moto's S3 protocol server on 127.0.0.1 (docs/architecture.md §7: it honours If-None-Match, ranges, multipart). */
 export async function startMoto(env: NodeJS.ProcessEnv = {}): Promise<Endpoint> {
   const port = await freePort();
   const python = process.env.PYTHON ?? "python3";

@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import pg from "pg";
 import { beforeAll, describe, expect, inject, it } from "vitest";
-import { ArchiveStatsTap } from "#worker/pg/archive-stats.ts";
+import { ArchiveStatsTap } from "#worker/stages/archive-stats.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
 import { chunked } from "../helpers/streams.ts";
 

@@ -1,8 +1,9 @@
+import type { Command } from "commander";
 import { CommanderError } from "commander";
 import { asStrongroomError, UsageError } from "#core/errors.ts";
 import { redact } from "#core/log.ts";
-import { buildProgram } from "./cli.ts";
-import { parseBool } from "./cli-common.ts";
+import { buildProgram, programLogger } from "./cli.ts";
+import { parseBool } from "./commands/options.ts";
 
 /** Exit codes: 0 ok, 1 failure, 2 usage. */
 export async function main(argv: string[]): Promise<number> {
@@ -13,15 +14,8 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.once("SIGTERM", onSignal);
   process.once("SIGINT", onSignal);
-  let jsonEnv: boolean | undefined;
-  try {
-    jsonEnv = parseBool(process.env.STRONGROOM_JSON, "STRONGROOM_JSON");
-  } catch {
-    jsonEnv = undefined; // the command's own parse reports it as a usage error
-  }
-  const json = argv.includes("--json") || jsonEnv === true;
   let wroteResult = false;
-  const program = buildProgram({
+  const { program, running } = buildProgram({
     signal: controller.signal,
     stdout: (s) => {
       wroteResult = true;
@@ -32,32 +26,51 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: "node" });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // --help and --version land here too, with exit code 0.
-      return err.exitCode === 0 ? 0 : 2;
-    }
+    // --help and --version land here too, with exit code 0; commander printed its own usage errors.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     const failure = asStrongroomError(err);
-    const usage = failure instanceof UsageError;
-    const { name } = failure;
-    // One line: multi-line tool output (pg_restore's ERROR/DETAIL/CONTEXT) is joined.
-    const message = redact(failure.message).replace(/\s*\n\s*/g, " | ");
-    const hint = failure.hint ? redact(failure.hint) : undefined;
-    const globals = program.opts<{ logFormat?: string; logLevel?: string }>();
-    if (globals.logFormat === "json") {
-      process.stderr.write(
-        `${JSON.stringify({ level: "error", time: new Date().toISOString(), error: name, message, hint })}\n`,
-      );
-    } else {
-      process.stderr.write(`strongroom: error: ${message} [${name}]\n${hint ? `HINT: ${hint}\n` : ""}`);
-    }
-    if (globals.logLevel === "debug") {
-      for (let e: unknown = err; e instanceof Error; e = e.cause) {
-        if (e.stack) process.stderr.write(`${redact(e.stack)}\n`);
-      }
-    }
-    // A command that already printed its (failing) result document keeps stdout to that one document.
-    if (json && !wroteResult)
-      process.stdout.write(`${JSON.stringify({ ok: false, error: { name, message, hint } })}\n`);
-    return usage ? 2 : 1;
+    printError(program, running(), failure, err, wroteResult);
+    return failure instanceof UsageError ? 2 : 1;
+  }
+}
+
+/**
+ * The one place a failure is reported: a log line on stderr (text or JSON, as
+ * --log-format says), the stacks at --log-level debug, and with --json a result
+ * document on stdout, unless the command already printed its (failing) result there.
+ */
+function printError(
+  program: Command,
+  command: Command | undefined,
+  failure: ReturnType<typeof asStrongroomError>,
+  thrown: unknown,
+  wroteResult: boolean,
+): void {
+  const { name } = failure;
+  // One line: multi-line tool output (pg_restore's ERROR/DETAIL/CONTEXT) is joined.
+  const message = redact(failure.message).replace(/\s*\n\s*/g, " | ");
+  const hint = failure.hint ? redact(failure.hint) : undefined;
+  const log = programLogger(program);
+  log.error(message, { error: name, ...(hint ? { hint } : {}) });
+  for (let e: unknown = thrown; e instanceof Error; e = e.cause) {
+    if (e.stack) log.debug(e.stack);
+  }
+  if (wantsJson(command) && !wroteResult) {
+    process.stdout.write(`${JSON.stringify({ ok: false, error: { name, message, hint } })}\n`);
+  }
+}
+
+/**
+ * Whether the failing command asked for --json: its parsed option, or, when it failed
+ * while its options were still being parsed, STRONGROOM_JSON read leniently (its strict
+ * parse is what may have failed).
+ */
+function wantsJson(command: Command | undefined): boolean {
+  const parsed = command?.opts<{ json?: boolean }>().json;
+  if (parsed !== undefined) return parsed;
+  try {
+    return parseBool(process.env.STRONGROOM_JSON, "STRONGROOM_JSON") === true;
+  } catch {
+    return false;
   }
 }

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { TableStats } from "./archive-stats.ts";
+import type { TableStats } from "#core/backup-stats.ts";
 
 /**
  * Row counts that mean what pg_dump wrote: each table's own rows only (`FROM ONLY`:

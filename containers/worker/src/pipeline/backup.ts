@@ -3,21 +3,24 @@ import { availableParallelism } from "node:os";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, auditRecorder, failureDetails } from "#core/audit/audit-log.ts";
+import type { AuditRow } from "#core/audit/audit-chain.ts";
+import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
 import { listBackupRefs, readManifest } from "#core/backup-index.ts";
+import { type BackupStats, STATS_FORMAT } from "#core/backup-stats.ts";
 import { AbortedError, DumpFailedError, SourceMismatchError } from "#core/errors.ts";
 import { newBackupId, objectKey } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
-import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "#core/manifest.ts";
+import { MANIFEST_FORMAT, type Manifest, type ManifestObject, serializeManifest } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { storeSink } from "#core/store/store-sink.ts";
-import { ArchiveStatsTap, type TableStats } from "../pg/archive-stats.ts";
-import { findPgBin } from "../pg/binaries.ts";
+import { findPgBin, type PgBinDir } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
-import { captureRoles } from "../pg/roles.ts";
+import { captureRoles, type RoleSnapshot } from "../pg/roles.ts";
 import { countRows, dumpedTables } from "../pg/row-counts.ts";
+import { type ServerInfo, serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageEncrypt, assertX25519Recipient } from "../stages/age-stream.ts";
+import { ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdCompressFrames } from "../stages/zstd-frames.ts";
 import { WORKER_VERSION } from "../version.ts";
@@ -45,48 +48,238 @@ export interface BackupOptions {
   actor?: string;
 }
 
-/** The encrypted stats object: everything about the schema that must not be plaintext. */
-export interface BackupStats {
-  format: "strongroom.stats/1";
-  source: "archive" | "count";
-  schemaFingerprint: string;
-  tables: TableStats[];
-  largeObjects: number;
-  owners: string[];
+/** One backup's identity, fixed before anything is written. */
+interface BackupJob {
+  databaseId: string;
+  backupId: string;
+  startedAt: Date;
+  server: ServerInfo;
+  /** The series' source: the cluster's system identifier (or address) and database. */
+  source: string;
 }
 
-export interface ServerInfo {
-  version: string;
-  versionNum: number;
-  major: number;
-  systemIdentifier: string | null;
-  database: string;
-  databaseBytes: number;
-}
+/**
+ * Backs one database up, in four steps:
+ * 1. snapshot: a read-only transaction exports a snapshot; roles are read on it;
+ * 2. stream: pg_dump on that snapshot → zstd frames → age → the store, taking row
+ *    counts and the schema fingerprint from the archive as it passes;
+ * 3. seal: the roles and stats, encrypted like the dump;
+ * 4. commit: the manifest, put-if-absent, which is what makes it a backup.
+ * Nothing of the dump touches local disk. Audited as backup.start, then ok or fail.
+ */
+export async function backup(options: BackupOptions): Promise<Manifest> {
+  const { conn, store } = options;
+  const now = options.now ?? (() => new Date());
+  for (const r of options.recipients) assertX25519Recipient(r);
+  // Fail on a bad recipient before touching the database.
+  const encryptor = await ageEncrypt(options.recipients);
 
-export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
-  const { rows } = await client.query<{ v: string; n: string; db: string; size: string }>(
-    `select current_setting('server_version') as v, current_setting('server_version_num') as n,
-            current_database() as db, pg_database_size(current_database())::text as size`,
-  );
-  const row = rows[0] as { v: string; n: string; db: string; size: string };
-  let systemIdentifier: string | null = null;
+  const startedAt = now();
+  const client = await connect(conn, "strongroom-backup");
   try {
-    // Superusers and pg_monitor-like roles only; a least-privilege role goes without.
-    const id = await client.query<{ id: string }>("select system_identifier::text as id from pg_control_system()");
-    systemIdentifier = id.rows[0]?.id ?? null;
-  } catch {
-    systemIdentifier = null;
+    const server = await serverInfo(client);
+    const job: BackupJob = {
+      databaseId: options.databaseId ?? server.database,
+      backupId: newBackupId(startedAt),
+      startedAt,
+      server,
+      source: server.systemIdentifier
+        ? `system:${server.systemIdentifier}/${server.database}`
+        : `address:${conn.host}:${conn.port}/${server.database}`,
+    };
+    if (!options.allowSourceChange) await assertSameSource(store, job.databaseId, job.source);
+    const { manifest } = await auditedJob<Committed>(
+      {
+        log: options.audit?.(job.databaseId),
+        kind: "backup",
+        job: { actor: options.actor ?? "cli", databaseId: job.databaseId, backupId: job.backupId },
+        now,
+        start: { server: server.version, databaseBytes: server.databaseBytes },
+        ok: ({ manifest, manifestBytes }) => ({
+          // Restore compares the manifest it reads with this: a plaintext manifest rewritten
+          // in the bucket (to match a replaced dump) no longer hashes to what was committed.
+          manifestSha256: createHash("sha256").update(manifestBytes).digest("hex"),
+          dumpBytes: manifest.objects.find((o) => o.role === "dump")?.plainBytes,
+          storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
+          seconds: (now().getTime() - startedAt.getTime()) / 1000,
+        }),
+      },
+      async (start) => {
+        const snapshot = await openSnapshot(client, options, job);
+        const dumped = await streamDump(options, job, snapshot, encryptor);
+        const stats = await takeStats(client, dumped.archive, options.log);
+        await endSnapshot(client, options.log);
+        const sealed = await seal(options, job, snapshot.roles, stats);
+        const committed = await commit(options, job, snapshot.bin, [dumped.entry, ...sealed], start, now);
+        options.log.info("backup committed", {
+          backupId: job.backupId,
+          databaseId: job.databaseId,
+          dumpBytes: dumped.entry.plainBytes,
+          storedBytes: dumped.entry.storedBytes,
+          tables: stats.tables.length,
+        });
+        return committed;
+      },
+    );
+    return manifest;
+  } finally {
+    await client.end().catch(() => undefined);
   }
-  const versionNum = Number(row.n);
+}
+
+/** A committed backup: its manifest, and the exact bytes stored (what backup.ok's digest covers). */
+interface Committed {
+  manifest: Manifest;
+  manifestBytes: string;
+}
+
+interface Snapshot {
+  id: string;
+  bin: PgBinDir;
+  roles: RoleSnapshot;
+}
+
+/** Step 1: the snapshot lives as long as this transaction; pg_dump and our fallback counts share it. */
+async function openSnapshot(client: pg.Client, options: BackupOptions, job: BackupJob): Promise<Snapshot> {
+  const { server } = job;
+  const env = options.env ?? process.env;
+  const bin = await findPgBin(["pg_dump"], server.major, `a PostgreSQL ${server.version} server`, env);
+  options.log.info("backup started", {
+    backupId: job.backupId,
+    databaseId: job.databaseId,
+    target: describeConn(options.conn),
+    server: server.version,
+    pgDump: bin.version,
+    databaseBytes: server.databaseBytes,
+  });
+  await client.query("begin isolation level repeatable read read only");
+  const id = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0]?.s as string;
+  return { id, bin, roles: await captureRoles(client) };
+}
+
+/**
+ * Step 2: pg_dump → zstd → age → the store, one pipeline that owns every error: a
+ * store failure stops pg_dump, a pg_dump failure aborts the upload.
+ */
+async function streamDump(
+  options: BackupOptions,
+  job: BackupJob,
+  snapshot: Snapshot,
+  encryptor: Awaited<ReturnType<typeof ageEncrypt>>,
+): Promise<{ entry: ManifestObject; archive: ArchiveStatsTap }> {
+  const { signal } = options;
+  const dump = spawnTool(
+    `${snapshot.bin.dir}/pg_dump`,
+    ["-Fc", "-Z0", `--snapshot=${snapshot.id}`, "--no-password"],
+    libpqEnv(options.conn, "strongroom-backup"),
+    signal ? { signal } : {},
+  );
+  const plainTap = sha256Tap();
+  const storedTap = sha256Tap();
+  const archive = new ArchiveStatsTap();
+  let dumpBytes = 0;
+  plainTap.on("data", (c: Buffer) => {
+    dumpBytes += c.length;
+    options.onProgress?.(dumpBytes, job.server.databaseBytes);
+  });
+  const key = objectKey(job.databaseId, job.backupId, "dump");
+  try {
+    await pipeline(
+      dumpSource(dump, signal),
+      plainTap,
+      archive,
+      zstdCompressFrames(COMPRESSION),
+      encryptor,
+      storedTap,
+      storeSink(options.store, key, { expectedBytes: job.server.databaseBytes, ...(signal ? { signal } : {}) }),
+      signal ? { signal } : {},
+    );
+  } catch (err) {
+    if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed", { cause: err });
+    throw err;
+  }
+  const chain = ["pg_dump -Fc -Z0", "zstd-frames/1 level 3", AGE_CHAIN];
+  return { entry: objectEntry("dump", key, chain, plainTap.result(), storedTap.result()), archive };
+}
+
+/** Row counts and the schema fingerprint from the archive; counted on the snapshot when it could not be read. */
+async function takeStats(client: pg.Client, archive: ArchiveStatsTap, log: Logger): Promise<BackupStats> {
+  const fromArchive = archive.result();
+  if (!fromArchive)
+    log.warn("could not read row counts from the archive; counting on the snapshot", {
+      reason: archive.failure?.message,
+    });
   return {
-    version: row.v.split(" ")[0] as string,
-    versionNum,
-    major: Math.floor(versionNum / 10000),
-    systemIdentifier,
-    database: row.db,
-    databaseBytes: Number(row.size),
+    format: STATS_FORMAT,
+    source: fromArchive ? "archive" : "count",
+    schemaFingerprint: fromArchive?.schemaFingerprint ?? "",
+    tables: fromArchive?.tables ?? (await countRows(client, await dumpedTables(client))),
+    largeObjects: fromArchive?.largeObjects ?? 0,
+    owners: fromArchive?.owners ?? [],
   };
+}
+
+/**
+ * Everything was read on the snapshot by now. A commit that fails (the session was cut
+ * by something we could not switch off) loses nothing: the transaction was read only.
+ */
+async function endSnapshot(client: pg.Client, log: Logger): Promise<void> {
+  await client
+    .query("commit")
+    .catch((err: unknown) =>
+      log.warn("could not end the snapshot transaction; the dump is complete", { reason: (err as Error).message }),
+    );
+}
+
+/** Step 3: the roles and stats, sealed to the same recipients as the dump. */
+async function seal(
+  options: BackupOptions,
+  job: BackupJob,
+  roles: RoleSnapshot,
+  stats: BackupStats,
+): Promise<ManifestObject[]> {
+  const put = (role: "roles" | "stats", doc: unknown) =>
+    putSealed(
+      options.store,
+      objectKey(job.databaseId, job.backupId, role),
+      role,
+      Buffer.from(JSON.stringify(doc)),
+      options.recipients,
+      options.signal,
+    );
+  const sealed = [await put("roles", roles), await put("stats", stats)];
+  if (options.signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
+  return sealed;
+}
+
+/** Step 4, the commit point: until this put succeeds, the objects are garbage, not a backup. */
+async function commit(
+  options: BackupOptions,
+  job: BackupJob,
+  bin: PgBinDir,
+  objects: ManifestObject[],
+  start: AuditRow | undefined,
+  now: () => Date,
+): Promise<Committed> {
+  const { server } = job;
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    databaseId: job.databaseId,
+    backupId: job.backupId,
+    database: server.database,
+    startedAt: job.startedAt.toISOString(),
+    finishedAt: now().toISOString(),
+    server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
+    source: job.source,
+    pgDump: { version: bin.version },
+    recipients: [...options.recipients],
+    objects,
+    worker: { version: WORKER_VERSION },
+    ...(start ? { audit: { seq: start.seq, hash: start.hash } } : {}),
+  };
+  const manifestBytes = serializeManifest(manifest);
+  await options.store.putIfAbsent(objectKey(job.databaseId, job.backupId, "manifest"), manifestBytes);
+  return { manifest, manifestBytes };
 }
 
 const COALESCE_BYTES = 1024 * 1024;
@@ -163,173 +356,4 @@ async function assertSameSource(store: ObjectStore, databaseId: string, source: 
       hint: `pass --database-id to give this database its own series, or --allow-source-change if ${databaseId} really moved`,
     },
   );
-}
-
-/**
- * Backs one database up: pg_dump on an exported snapshot → zstd frames → age →
- * store, then the encrypted roles and stats, then the manifest (put-if-absent),
- * which is what makes it a backup. Nothing of the dump touches local disk.
- */
-export async function backup(options: BackupOptions): Promise<Manifest> {
-  const { conn, store, log, signal } = options;
-  const env = options.env ?? process.env;
-  const now = options.now ?? (() => new Date());
-  for (const r of options.recipients) assertX25519Recipient(r);
-  // Fail on a bad recipient before touching the database.
-  const encryptor = await ageEncrypt(options.recipients);
-
-  const startedAt = now();
-  const client = await connect(conn, "strongroom-backup");
-  try {
-    const server = await serverInfo(client);
-    const databaseId = options.databaseId ?? server.database;
-    const backupId = newBackupId(startedAt);
-    const source = server.systemIdentifier
-      ? `system:${server.systemIdentifier}/${server.database}`
-      : `address:${conn.host}:${conn.port}/${server.database}`;
-    if (!options.allowSourceChange) await assertSameSource(store, databaseId, source);
-    const record = auditRecorder(
-      options.audit?.(databaseId),
-      { actor: options.actor ?? "cli", databaseId, backupId },
-      now,
-    );
-    const start = await record("backup.start", { server: server.version, databaseBytes: server.databaseBytes });
-    try {
-      const manifest = await runBackup();
-      const dump = manifest.objects.find((o) => o.role === "dump");
-      await record("backup.ok", {
-        // Restore compares the manifest it reads with this: a plaintext manifest rewritten
-        // in the bucket (to match a replaced dump) no longer hashes to what was committed.
-        manifestSha256: createHash("sha256").update(serializeManifest(manifest)).digest("hex"),
-        dumpBytes: dump?.plainBytes,
-        storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
-        seconds: (now().getTime() - startedAt.getTime()) / 1000,
-      });
-      return manifest;
-    } catch (err) {
-      await record("backup.fail", failureDetails(err)).catch(() => undefined);
-      throw err;
-    }
-
-    async function runBackup(): Promise<Manifest> {
-      const bin = await findPgBin(["pg_dump"], server.major, `a PostgreSQL ${server.version} server`, env);
-      log.info("backup started", {
-        backupId,
-        databaseId,
-        target: describeConn(conn),
-        server: server.version,
-        pgDump: bin.version,
-        databaseBytes: server.databaseBytes,
-      });
-
-      // The snapshot lives as long as this transaction; pg_dump and our fallback counts share it.
-      await client.query("begin isolation level repeatable read read only");
-      const snapshot = (await client.query<{ s: string }>("select pg_export_snapshot() as s")).rows[0]?.s as string;
-      const toolEnv = libpqEnv(conn, "strongroom-backup");
-
-      const roles = await captureRoles(client);
-
-      const dump = spawnTool(`${bin.dir}/pg_dump`, ["-Fc", "-Z0", `--snapshot=${snapshot}`, "--no-password"], toolEnv, {
-        ...(signal ? { signal } : {}),
-      });
-      const plainTap = sha256Tap();
-      const storedTap = sha256Tap();
-      const archive = new ArchiveStatsTap();
-      let dumpBytes = 0;
-      plainTap.on("data", (c: Buffer) => {
-        dumpBytes += c.length;
-        options.onProgress?.(dumpBytes, server.databaseBytes);
-      });
-      const dumpKey = objectKey(databaseId, backupId, "dump");
-      try {
-        await pipeline(
-          dumpSource(dump, signal),
-          plainTap,
-          archive,
-          zstdCompressFrames(COMPRESSION),
-          encryptor,
-          storedTap,
-          storeSink(store, dumpKey, { expectedBytes: server.databaseBytes, ...(signal ? { signal } : {}) }),
-          signal ? { signal } : {},
-        );
-      } catch (err) {
-        if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed", { cause: err });
-        throw err;
-      }
-      const dumpEntry = objectEntry(
-        "dump",
-        dumpKey,
-        ["pg_dump -Fc -Z0", "zstd-frames/1 level 3", AGE_CHAIN],
-        plainTap.result(),
-        storedTap.result(),
-      );
-
-      const fromArchive = archive.result();
-      if (!fromArchive)
-        log.warn("could not read row counts from the archive; counting on the snapshot", {
-          reason: archive.failure?.message,
-        });
-      const stats: BackupStats = {
-        format: "strongroom.stats/1",
-        source: fromArchive ? "archive" : "count",
-        schemaFingerprint: fromArchive?.schemaFingerprint ?? "",
-        tables: fromArchive?.tables ?? (await countRows(client, await dumpedTables(client))),
-        largeObjects: fromArchive?.largeObjects ?? 0,
-        owners: fromArchive?.owners ?? [],
-      };
-      // Everything was read on the snapshot by now. A commit that fails (the session was
-      // cut by something we could not switch off) loses nothing: the transaction was read only.
-      await client.query("commit").catch((err: unknown) =>
-        log.warn("could not end the snapshot transaction; the dump is complete", {
-          reason: (err as Error).message,
-        }),
-      );
-
-      const rolesEntry = await putSealed(
-        store,
-        objectKey(databaseId, backupId, "roles"),
-        "roles",
-        Buffer.from(JSON.stringify(roles)),
-        options.recipients,
-        signal,
-      );
-      const statsEntry = await putSealed(
-        store,
-        objectKey(databaseId, backupId, "stats"),
-        "stats",
-        Buffer.from(JSON.stringify(stats)),
-        options.recipients,
-        signal,
-      );
-      if (signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
-
-      const manifest: Manifest = {
-        format: MANIFEST_FORMAT,
-        databaseId,
-        backupId,
-        database: server.database,
-        startedAt: startedAt.toISOString(),
-        finishedAt: now().toISOString(),
-        server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
-        source,
-        pgDump: { version: bin.version },
-        recipients: [...options.recipients],
-        objects: [dumpEntry, rolesEntry, statsEntry],
-        worker: { version: WORKER_VERSION },
-        ...(start ? { audit: { seq: start.seq, hash: start.hash } } : {}),
-      };
-      // The commit point: until this put succeeds, the objects above are garbage, not a backup.
-      await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
-      log.info("backup committed", {
-        backupId,
-        databaseId,
-        dumpBytes: dumpEntry.plainBytes,
-        storedBytes: dumpEntry.storedBytes,
-        tables: stats.tables.length,
-      });
-      return manifest;
-    }
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }

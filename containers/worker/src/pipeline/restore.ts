@@ -5,8 +5,9 @@ import * as path from "node:path";
 import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, auditRecorder, failureDetails } from "#core/audit/audit-log.ts";
+import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
 import { readManifestRecord, resolveBackup } from "#core/backup-index.ts";
+import { type BackupStats, parseStats } from "#core/backup-stats.ts";
 import {
   AbortedError,
   IntegrityError,
@@ -25,11 +26,11 @@ import { findPgBin } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
+import { serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
-import { type BackupStats, serverInfo } from "./backup.ts";
 import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
 
 export interface RestoreOptions {
@@ -128,26 +129,20 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     databaseId: manifest.databaseId,
     target: describeConn(target),
   });
-  const record = auditRecorder(
-    options.audit?.(manifest.databaseId),
-    { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
-    options.now ?? (() => new Date()),
+  return auditedJob(
+    {
+      log: options.audit?.(manifest.databaseId),
+      kind: "restore",
+      job: { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
+      now: options.now ?? (() => new Date()),
+      start: { target: describeConn(target), jobs: options.jobs ?? 1 },
+      ok: (result) => ({ target: result.target, tables: result.tables, rows: result.rows, seconds: result.seconds }),
+    },
+    async () => {
+      await assertCommittedManifest(options, manifest);
+      return restoreManifest(options, manifest, started);
+    },
   );
-  await record("restore.start", { target: describeConn(target), jobs: options.jobs ?? 1 });
-  try {
-    await assertCommittedManifest(options, manifest);
-    const result = await restoreManifest(options, manifest, started);
-    await record("restore.ok", {
-      target: result.target,
-      tables: result.tables,
-      rows: result.rows,
-      seconds: result.seconds,
-    });
-    return result;
-  } catch (err) {
-    await record("restore.fail", failureDetails(err)).catch(() => undefined);
-    throw err;
-  }
 }
 
 async function restoreManifest(options: RestoreOptions, manifest: Manifest, started: number): Promise<RestoreResult> {
@@ -155,9 +150,8 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
   const env = options.env ?? process.env;
 
   // Small objects first: a wrong identity or a tampered object fails before the target is touched.
-  const stats = JSON.parse(
-    (await getSealed(store, manifestObject(manifest, "stats"), options.identities)).toString("utf8"),
-  ) as BackupStats;
+  const statsEntry = manifestObject(manifest, "stats");
+  const stats = parseStats((await getSealed(store, statsEntry, options.identities)).toString("utf8"), statsEntry.key);
   const rolesEntry = manifest.objects.find((o) => o.role === "roles");
   const roles = rolesEntry
     ? parseRoles((await getSealed(store, rolesEntry, options.identities)).toString("utf8"))

@@ -17,7 +17,7 @@ import { ByteQueue } from "./byte-queue.ts";
  *
  * The header (recipient stanzas, MAC) is built and checked by the `age-encryption`
  * library. The payload STREAM is ours, on node:crypto ChaCha20-Poly1305: the library's
- * pure-JS cipher runs at ~120 MB/s here, node:crypto at ~2 GB/s (docs/design.md §3).
+ * pure-JS cipher runs at ~120 MB/s here, node:crypto at ~2 GB/s (docs/architecture.md §3).
  *
  * STREAM: HKDF-SHA256(fileKey, salt=16-byte nonce, "payload") keys 64 KiB chunks, each
  * sealed with a 12-byte nonce = 11-byte big-endian counter || last-chunk flag.

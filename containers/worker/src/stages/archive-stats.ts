@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
+import type { TableStats } from "#core/backup-stats.ts";
 
 /**
  * Reads a pg_dump custom-format archive (`-Fc -Z0`, written to a pipe) as it streams
  * past, and takes per-table row counts and a schema fingerprint from it, at no cost
- * to the database (docs/design.md §3).
+ * to the database (docs/formats.md, Stats).
  *
  * The format (pg_backup_archiver.c, pg_backup_custom.c, archive versions 1.12–1.16):
  *   header:  "PGDMP" vmaj vmin vrev intSize offSize format, compression (int; a byte
@@ -22,12 +23,6 @@ import { Transform, type TransformCallback } from "node:stream";
  * end-of-copy chunk `\.\n\n\n` that pg_dump writes last in each block (a value can
  * never be a bare `\.`: COPY escapes the backslash).
  */
-export interface TableStats {
-  schema: string;
-  table: string;
-  rows: number;
-}
-
 export interface ArchiveStats {
   archiveVersion: string;
   /** SHA-256 over every TOC entry's type, schema, name and definition, in dump order. */

@@ -1,10 +1,8 @@
-import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
-import { objectKey } from "./keys.ts";
-import type { Manifest } from "./manifest.ts";
+import { objectKey } from "../keys.ts";
+import type { Manifest } from "../manifest.ts";
 
 /**
- * The backup catalog (docs/design.md §4): one item per committed backup, built only from
+ * The backup catalog (docs/formats.md, Catalog item): one item per committed backup, built only from
  * its manifest, so the table can always be rebuilt from the bucket.
  */
 export interface CatalogItem {
@@ -52,36 +50,4 @@ export function catalogRecord(manifest: Manifest): CatalogItem {
 export interface CatalogTable {
   put(item: CatalogItem): Promise<void>;
   list(databaseId: string): Promise<CatalogItem[]>;
-}
-
-export class DynamoCatalogTable implements CatalogTable {
-  private readonly doc: DynamoDBDocumentClient;
-  private readonly tableName: string;
-
-  constructor(client: DynamoDBClient, tableName: string) {
-    this.doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-    this.tableName = tableName;
-  }
-
-  async put(item: CatalogItem): Promise<void> {
-    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: item }));
-  }
-
-  async list(databaseId: string): Promise<CatalogItem[]> {
-    const items: CatalogItem[] = [];
-    let start: Record<string, unknown> | undefined;
-    do {
-      const out = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: "pk = :pk and begins_with(sk, :b)",
-          ExpressionAttributeValues: { ":pk": `db#${databaseId}`, ":b": "backup#" },
-          ...(start ? { ExclusiveStartKey: start } : {}),
-        }),
-      );
-      items.push(...((out.Items ?? []) as CatalogItem[]));
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return items;
-  }
 }

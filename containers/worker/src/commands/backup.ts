@@ -1,0 +1,90 @@
+import { type Command, Option } from "commander";
+import { parsePgUrl } from "../pg/conn.ts";
+import { backup } from "../pipeline/backup.ts";
+import { progress } from "../progress.ts";
+import { auditFor, type CliContext, printResult, storeFrom } from "./context.ts";
+import {
+  auditOption,
+  auditTableOption,
+  databaseIdOption,
+  flagOption,
+  jsonOption,
+  splitList,
+  storeOption,
+} from "./options.ts";
+
+interface BackupFlags {
+  db: string;
+  store: string;
+  recipient: string[];
+  databaseId?: string;
+  allowSourceChange?: boolean;
+  audit: string;
+  auditTable?: string;
+  json?: boolean;
+}
+
+export function backupCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("backup")
+    .description("back up one database: pg_dump (on a snapshot) → zstd → age → store; prints the backup id")
+    .addOption(
+      new Option("--db <url>", "postgres://user@host:port/dbname (password: prefer PGPASSWORD or DATABASE_URL)")
+        .env("DATABASE_URL")
+        .makeOptionMandatory(),
+    )
+    .addOption(storeOption())
+    .addOption(
+      new Option("--recipient <age1…>", "age public key to encrypt to; repeat for several (env: comma-separated)")
+        .argParser(splitList)
+        .env("STRONGROOM_RECIPIENTS")
+        .makeOptionMandatory(),
+    )
+    .addOption(databaseIdOption())
+    .addOption(
+      flagOption(
+        "--allow-source-change",
+        "add to a series whose newest backup came from another server or database (it moved)",
+        "STRONGROOM_ALLOW_SOURCE_CHANGE",
+      ),
+    )
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ export DATABASE_URL=postgres://backup@db.internal:5432/shop PGPASSWORD=…
+  $ strongroom backup --store s3://acme-backups/pg --recipient age1… --recipient age1…(break-glass)
+  $ strongroom backup --db postgres://localhost/shop --store file:///var/backups/pg --recipient "$(cat recipient.txt)" --json`,
+    )
+    .action(async (o: BackupFlags) => {
+      const log = ctx.log();
+      if (/^postgres(ql)?:\/\/[^/@]*:[^/@]+@/.test(o.db) && process.argv.some((a) => a.includes(o.db))) {
+        log.warn(
+          "the password in --db is visible to other local users in the process list; prefer DATABASE_URL or PGPASSWORD",
+        );
+      }
+      const store = storeFrom(o.store);
+      const audit = auditFor(store, o);
+      const bar = progress("backup");
+      try {
+        const manifest = await backup({
+          conn: parsePgUrl(o.db, "--db"),
+          store,
+          ...(audit ? { audit } : {}),
+          recipients: o.recipient,
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          allowSourceChange: o.allowSourceChange === true,
+          signal: ctx.signal,
+          log,
+          onProgress: (done) => bar.update(done),
+        });
+        bar.stop();
+        printResult(ctx, o.json, manifest, () => `${manifest.backupId}\n`);
+      } finally {
+        bar.stop();
+      }
+    });
+}

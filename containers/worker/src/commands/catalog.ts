@@ -1,0 +1,33 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { type Command, Option } from "commander";
+import { listManifests } from "#core/backup-index.ts";
+import { catalogRecord } from "#core/catalog/catalog.ts";
+import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
+import { type CliContext, printResult, storeFrom } from "./context.ts";
+import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
+
+export function catalogCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("catalog")
+    .description("the DynamoDB backup catalog")
+    .command("rebuild")
+    .description("rebuild catalog items from the manifests in a store (payloads without a manifest are skipped)")
+    .addOption(storeOption())
+    .addOption(
+      new Option("--table <name>", "DynamoDB catalog table (endpoint from AWS_ENDPOINT_URL_DYNAMODB)")
+        .env("STRONGROOM_CATALOG_TABLE")
+        .makeOptionMandatory(),
+    )
+    .addOption(databaseIdOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom catalog rebuild --store s3://acme-backups/pg --table strongroom-catalog\n  $ strongroom catalog rebuild --store s3://acme-backups/pg --table strongroom-catalog --database-id shop --json",
+    )
+    .action(async (o: { store: string; table: string; databaseId?: string; json?: boolean }) => {
+      const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
+      const manifests = await listManifests(storeFrom(o.store), o.databaseId);
+      for (const m of manifests) await catalog.put(catalogRecord(m));
+      printResult(ctx, o.json, { items: manifests.length }, () => `catalogued ${manifests.length} backups\n`);
+    });
+}

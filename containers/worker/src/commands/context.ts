@@ -1,0 +1,77 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { AuditLog } from "#core/audit/audit-log.ts";
+import { DynamoAuditLog, dynamoAuditScopes } from "#core/audit/dynamo-audit-log.ts";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { UsageError } from "#core/errors.ts";
+import type { Logger } from "#core/log.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { absoluteStoreUrl } from "./options.ts";
+
+/** What every command gets from the program: where output goes, the logger, the stop signal. */
+export interface CliContext {
+  signal: AbortSignal;
+  stdout: (text: string) => void;
+  /** The logger the global --log-format and --log-level ask for. */
+  log: () => Logger;
+}
+
+/** The result on stdout: the JSON document with --json, else the human text. */
+export function printResult(ctx: CliContext, json: boolean | undefined, doc: unknown, text: () => string): void {
+  ctx.stdout(json ? `${JSON.stringify(doc, null, 2)}\n` : text());
+}
+
+/** The store a --store URL names (a plain path is accepted as a file store). */
+export function storeFrom(url: string): ObjectStore {
+  return openStore(absoluteStoreUrl(url));
+}
+
+/**
+ * The audit log for a database: a DynamoDB table (--audit-table), the store's own log
+ * (local mode), or none (--audit none).
+ */
+export function auditFor(
+  store: ObjectStore,
+  o: { audit: string; auditTable?: string },
+): ((databaseId: string) => AuditLog) | undefined {
+  if (o.auditTable) {
+    const table = o.auditTable;
+    const client = new DynamoDBClient({});
+    return (databaseId) => new DynamoAuditLog(client, table, `db#${databaseId}`);
+  }
+  return o.audit === "store" ? (databaseId) => new StoreAuditLog(store, `db#${databaseId}`) : undefined;
+}
+
+/** A store's own audit chains, by scope (local mode). */
+export const storeAuditLogs = (store: ObjectStore) => (scope: string) => new StoreAuditLog(store, scope);
+
+/** The audit chains an audit command reads: --table (DynamoDB) or the --store's own log. */
+export function auditChains(o: { store?: string; table?: string }): {
+  store: ObjectStore | undefined;
+  open: (scope: string) => AuditLog;
+  scopes: () => Promise<string[]>;
+} {
+  const store = o.store ? storeFrom(o.store) : undefined;
+  if (o.table) {
+    const client = new DynamoDBClient({});
+    const table = o.table;
+    return {
+      store,
+      open: (scope) => new DynamoAuditLog(client, table, scope),
+      scopes: () => dynamoAuditScopes(client, table),
+    };
+  }
+  if (!store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
+  return { store, open: storeAuditLogs(store), scopes: () => StoreAuditLog.scopes(store) };
+}
+
+/** Columns padded to their widest cell, two spaces apart. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] as number))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}

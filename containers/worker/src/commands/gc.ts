@@ -1,0 +1,45 @@
+import { type Command, Option } from "commander";
+import { executeGc, parseDuration, planGc, summarizeGc } from "#core/gc.ts";
+import { type CliContext, printResult, storeAuditLogs, storeFrom } from "./context.ts";
+import { databaseIdOption, flagOption, jsonOption, storeOption } from "./options.ts";
+import { gcLine } from "./prune.ts";
+
+export function gcCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("gc")
+    .description(
+      "remove what failed backups left behind: partial uploads and payloads without a manifest, older than the grace period; each deletion is audited",
+    )
+    .addOption(storeOption())
+    .addOption(databaseIdOption())
+    .addOption(
+      new Option("--older-than <duration>", "grace period (at least 1h): younger objects may be a backup being written")
+        .default("24h")
+        .env("STRONGROOM_GC_OLDER_THAN"),
+    )
+    .addOption(flagOption("--dry-run", "print what would be removed, remove nothing", "STRONGROOM_DRY_RUN"))
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom gc --store s3://acme-backups/pg --dry-run\n  $ strongroom gc --store file:///var/backups/pg --older-than 48h --json",
+    )
+    .action(async (o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean }) => {
+      const store = storeFrom(o.store);
+      const dryRun = o.dryRun === true;
+      const plan = await planGc(store, {
+        now: new Date(),
+        graceMs: parseDuration(o.olderThan, "--older-than"),
+        ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+      });
+      if (!dryRun) await executeGc(store, plan, storeAuditLogs(store), "cli", () => new Date());
+      printResult(ctx, o.json, summarizeGc(plan, dryRun), () =>
+        [
+          ...plan.orphans.map(
+            (orphan) =>
+              `${dryRun ? "would remove" : "removed"} ${orphan.databaseId}/backups/${orphan.backupId}/ (${orphan.objects.length} objects, no manifest)\n`,
+          ),
+          `${gcLine(plan, dryRun)}\n`,
+        ].join(""),
+      );
+    });
+}

@@ -1,0 +1,152 @@
+import { readFile } from "node:fs/promises";
+import * as path from "node:path";
+import { type Command, Option } from "commander";
+import { InvalidIdentityError, UsageError } from "#core/errors.ts";
+import { parseIdentities } from "../stages/age-stream.ts";
+
+/** Options shared by the CLI's commands, and the parsers of option values. */
+
+export const storeOption = () =>
+  new Option("--store <url>", "file:///abs/dir or s3://bucket/prefix").env("STRONGROOM_STORE").makeOptionMandatory();
+/**
+ * Boolean environment values, parsed strictly: commander's own `.env()` turns a flag
+ * on whenever its variable is set, so `STRONGROOM_FORCE=0` would mean --force.
+ * Empty counts as unset; anything but these words is a usage error.
+ */
+const TRUE_WORDS = new Set(["1", "true", "yes", "on"]);
+const FALSE_WORDS = new Set(["0", "false", "no", "off"]);
+
+export function parseBool(raw: string | undefined, name: string): boolean | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const word = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(word)) return true;
+  if (FALSE_WORDS.has(word)) return false;
+  throw new UsageError(`${name} must be 1, true, yes, 0, false or no, got ${JSON.stringify(raw)}`, {
+    hint: `unset ${name} or give it one of those values`,
+  });
+}
+
+/** Flags whose environment variable is read by settleOptions, not by commander. */
+const flagEnv = new WeakMap<Option, string>();
+
+/** A boolean flag (`--force`, or a negated `--no-owner`) with a strictly parsed env var. */
+export function flagOption(flags: string, description: string, envVar: string): Option {
+  const option = new Option(flags, `${description} (env: ${envVar}=1|0)`);
+  flagEnv.set(option, envVar);
+  return option;
+}
+
+/** Options whose values are checked after parsing (see checkedOption). */
+const checkers = new WeakMap<Option, (raw: string) => unknown>();
+
+/**
+ * An option whose value is parsed and checked once the whole command line is parsed,
+ * not while commander walks it: a bad `--jobs 0` before `--json` must still fail as
+ * the JSON document that --json asked for.
+ */
+export function checkedOption(flags: string, description: string, check: (raw: string) => unknown): Option {
+  const option = new Option(flags, description);
+  checkers.set(option, check);
+  return option;
+}
+
+/**
+ * Completes the parsed options of the command about to run (a preAction hook): flags
+ * not given on the command line from their env vars, then the checked values. Every
+ * option is settled before the first problem is thrown, so the error printer sees them all.
+ */
+export function settleOptions(command: Command, env: NodeJS.ProcessEnv = process.env): void {
+  let problem: unknown;
+  for (const option of command.options) {
+    const name = option.attributeName();
+    try {
+      const envVar = flagEnv.get(option);
+      if (envVar !== undefined && command.getOptionValueSource(name) !== "cli") {
+        const value = parseBool(env[envVar], envVar);
+        // A negated flag (--no-owner) stores the opposite: owner=false when STRONGROOM_NO_OWNER=1.
+        if (value !== undefined) command.setOptionValueWithSource(name, option.negate ? !value : value, "env");
+      }
+    } catch (err) {
+      problem ??= err;
+    }
+  }
+  for (const option of command.options) {
+    const check = checkers.get(option);
+    const name = option.attributeName();
+    const raw: unknown = command.getOptionValue(name);
+    if (check === undefined || typeof raw !== "string") continue;
+    try {
+      command.setOptionValueWithSource(name, check(raw), command.getOptionValueSource(name) ?? "cli");
+    } catch (err) {
+      problem ??= err;
+    }
+  }
+  if (problem !== undefined) throw problem;
+}
+
+export const jsonOption = () => flagOption("--json", "machine-readable output on stdout", "STRONGROOM_JSON");
+export const databaseIdOption = () =>
+  new Option("--database-id <id>", "the database's id in the store (default: its name)").env("STRONGROOM_DATABASE_ID");
+export const auditOption = () =>
+  new Option("--audit <where>", "where to record audit events: store (the store's own log) or none")
+    .choices(["store", "none"])
+    .default("store")
+    .env("STRONGROOM_AUDIT");
+
+export function absoluteStoreUrl(url: string): string {
+  if (url.trim() === "")
+    throw new UsageError("--store is empty", { hint: "use file:///abs/path or s3://bucket/prefix" });
+  // Accept a plain path as a convenience; the store contract itself wants file:///abs.
+  if (/^[a-z0-9]+:\/\//i.test(url)) return url;
+  return `file://${path.resolve(url)}`;
+}
+
+export const auditTableOption = () =>
+  new Option(
+    "--audit-table <name>",
+    "record audit events in this DynamoDB table instead (endpoint from AWS_ENDPOINT_URL_DYNAMODB)",
+  ).env("STRONGROOM_AUDIT_TABLE");
+
+/** `--jobs 4`: an integer >= 1. */
+export function positiveInt(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1)
+      throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+/** `--keep-weekly 0`: an integer >= 0. */
+export function wholeNumber(flag: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0)
+      throw new UsageError(`${flag} must be a whole number >= 0, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}
+
+/** A repeatable flag whose env var is a comma- or space-separated list. */
+export function splitList(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(/[\s,]+/).filter((v) => v !== "")];
+}
+
+/** --identity, for every command that decrypts (restore, and verify next). */
+export const identityOption = () =>
+  new Option("--identity <file>", "age identity file (AGE-SECRET-KEY-1…)")
+    .env("STRONGROOM_IDENTITY_FILE")
+    .makeOptionMandatory();
+
+export async function readIdentityFile(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new InvalidIdentityError(`cannot read identity file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      cause: err,
+      hint: "pass the file written by `strongroom keygen` (or age-keygen) with --identity",
+    });
+  }
+  return parseIdentities(text);
+}

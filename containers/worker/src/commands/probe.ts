@@ -1,0 +1,37 @@
+import type { Command } from "commander";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { StrongroomError } from "#core/errors.ts";
+import { type ProbeReport, probeDestination } from "#core/probe.ts";
+import { type CliContext, printResult, storeFrom } from "./context.ts";
+import { jsonOption, storeOption } from "./options.ts";
+
+export function probeCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("probe")
+    .description(
+      "check a destination: list, write, read back, delete a probe object; report versioning and Object Lock",
+    )
+    .addOption(storeOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom probe --store s3://acme-backups/pg\n  $ strongroom probe --store file:///var/backups/pg --json",
+    )
+    .action(async (o: { store: string; json?: boolean }) => {
+      const store = storeFrom(o.store);
+      const report = await probeDestination(store, { audit: new StoreAuditLog(store, "org"), actor: "cli" });
+      printResult(ctx, o.json, report, () => probeText(report));
+      if (!report.ok) throw new StrongroomError(report.failure ?? "probe failed");
+    });
+}
+
+function probeText(report: ProbeReport): string {
+  const steps = report.steps.map(
+    (s) =>
+      `${s.ok ? "ok  " : "FAIL"} ${s.step.padEnd(10)} ${s.latencyMs.toFixed(1).padStart(8)} ms${s.detail ? `  ${s.detail}` : ""}\n`,
+  );
+  const protection = report.protection
+    ? `versioning: ${report.protection.versioning}; object lock: ${report.protection.objectLock}\n`
+    : "";
+  return steps.join("") + protection;
+}

@@ -1,0 +1,91 @@
+import { type Command, Option } from "commander";
+import { type GcPlan, summarizeGc } from "#core/gc.ts";
+import { DEFAULT_POLICY } from "#core/gfs.ts";
+import { type PruneOutcome, pruneDatabase } from "#core/prune.ts";
+import { type CliContext, printResult, storeAuditLogs, storeFrom, table } from "./context.ts";
+import { databaseIdOption, flagOption, jsonOption, storeOption, wholeNumber } from "./options.ts";
+
+interface PruneFlags {
+  store: string;
+  databaseId: string;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+  timeZone: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+export function pruneCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("prune")
+    .description(
+      "delete backups that GFS retention no longer keeps (manifest first, then payload), then the database's garbage; each deletion is audited in the store's log",
+    )
+    .addOption(storeOption())
+    .addOption(databaseIdOption().makeOptionMandatory())
+    .addOption(keepOption("--keep-daily <n>", "days kept", DEFAULT_POLICY.daily, "STRONGROOM_KEEP_DAILY"))
+    .addOption(keepOption("--keep-weekly <n>", "ISO weeks kept", DEFAULT_POLICY.weekly, "STRONGROOM_KEEP_WEEKLY"))
+    .addOption(keepOption("--keep-monthly <n>", "months kept", DEFAULT_POLICY.monthly, "STRONGROOM_KEEP_MONTHLY"))
+    .addOption(
+      new Option("--time-zone <tz>", "IANA zone for day/week/month boundaries")
+        .default(DEFAULT_POLICY.timeZone)
+        .env("STRONGROOM_TIME_ZONE"),
+    )
+    .addOption(flagOption("--dry-run", "print the plan, delete nothing", "STRONGROOM_DRY_RUN"))
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ strongroom prune --store s3://acme-backups/pg --database-id shop --dry-run\n  $ strongroom prune --store file:///var/backups/pg --database-id shop --keep-daily 14 --time-zone Europe/Berlin",
+    )
+    .action(async (o: PruneFlags) => {
+      const store = storeFrom(o.store);
+      const outcome = await pruneDatabase({
+        store,
+        databaseId: o.databaseId,
+        policy: { daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, timeZone: o.timeZone },
+        audit: storeAuditLogs(store),
+        actor: "cli",
+        dryRun: o.dryRun === true,
+      });
+      if (outcome.plan.backupsFailing && outcome.plan.keep.length > 0) {
+        ctx.log().warn("the newest backup is older than the daily window: backups are failing; keeping everything");
+      }
+      printResult(ctx, o.json, pruneDocument(outcome), () => pruneText(outcome));
+    });
+}
+
+const keepOption = (flags: string, description: string, fallback: number, env: string) =>
+  new Option(flags, description)
+    .argParser(wholeNumber(flags.split(" ")[0] as string))
+    .default(fallback)
+    .env(env);
+
+function pruneDocument({ dryRun, plan, deleted, garbage }: PruneOutcome) {
+  return {
+    dryRun,
+    backupsFailing: plan.backupsFailing,
+    keep: plan.keep.map((k) => ({ backupId: k.backup.backupId, reasons: k.reasons })),
+    expire: plan.expire.map((b) => b.backupId),
+    deleted,
+    gc: summarizeGc(garbage, dryRun),
+  };
+}
+
+function pruneText({ dryRun, plan, garbage }: PruneOutcome): string {
+  const rows = [
+    ...plan.keep.map((k) => [k.backup.backupId, "keep", k.reasons.join(", ")]),
+    ...plan.expire.map((b) => [b.backupId, dryRun ? "would delete" : "deleted", "outside every retention window"]),
+  ].sort((a, b) => (a[0] as string).localeCompare(b[0] as string));
+  const lines = [
+    rows.length ? table(["BACKUP ID", "ACTION", "WHY"], rows) : "no backups",
+    `${dryRun ? "dry run: " : ""}${plan.keep.length} kept, ${plan.expire.length} ${dryRun ? "to delete" : "deleted"}`,
+  ];
+  if (garbage.partials.length + garbage.orphans.length > 0) lines.push(gcLine(garbage, dryRun));
+  return `${lines.join("\n")}\n`;
+}
+
+/** One line on what gc removed (or would remove); shared with the gc command. */
+export function gcLine(plan: GcPlan, dryRun: boolean): string {
+  return `${dryRun ? "gc dry run: would remove" : "gc: removed"} ${plan.partials.length} partial upload(s) and ${plan.orphans.length} payload(s) without a manifest, older than ${plan.cutoff.toISOString()}`;
+}

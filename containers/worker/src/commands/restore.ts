@@ -1,0 +1,119 @@
+import { type Command, Option } from "commander";
+import { parsePgUrl } from "../pg/conn.ts";
+import { restore } from "../pipeline/restore.ts";
+import { progress } from "../progress.ts";
+import { auditFor, type CliContext, printResult, storeFrom } from "./context.ts";
+import {
+  auditOption,
+  auditTableOption,
+  checkedOption,
+  databaseIdOption,
+  flagOption,
+  identityOption,
+  jsonOption,
+  positiveInt,
+  readIdentityFile,
+  storeOption,
+} from "./options.ts";
+
+interface RestoreFlags {
+  store: string;
+  backup: string;
+  target: string;
+  identity: string;
+  databaseId?: string;
+  jobs: number;
+  stagingDir?: string;
+  clean?: boolean;
+  owner: boolean;
+  audit: string;
+  auditTable?: string;
+  json?: boolean;
+}
+
+export function restoreCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("restore")
+    .description("restore a backup into a database, then verify per-table row counts")
+    .addOption(storeOption())
+    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(
+      new Option("--target <url>", "postgres:// URL of the (empty) database to restore into")
+        .env("STRONGROOM_TARGET_URL")
+        .makeOptionMandatory(),
+    )
+    .addOption(identityOption())
+    .addOption(databaseIdOption())
+    .addOption(
+      checkedOption(
+        "--jobs <n>",
+        "parallel pg_restore jobs; >1 stages the decrypted archive in a private temp dir",
+        positiveInt("--jobs"),
+      )
+        .default(1)
+        .env("STRONGROOM_JOBS"),
+    )
+    .addOption(
+      new Option("--staging-dir <dir>", "where --jobs stages the archive (default: the temp dir)").env(
+        "STRONGROOM_STAGING_DIR",
+      ),
+    )
+    .addOption(
+      flagOption(
+        "--clean",
+        "drop the backup's objects in the target first (target may be non-empty)",
+        "STRONGROOM_CLEAN",
+      ),
+    )
+    .addOption(
+      flagOption(
+        "--no-owner",
+        "restore without owners and grants (when roles cannot be created)",
+        "STRONGROOM_NO_OWNER",
+      ),
+    )
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ createdb shop_restored
+  $ STRONGROOM_TARGET_URL=postgres://localhost/shop_restored strongroom restore --store s3://acme-backups/pg --identity identity.txt
+  $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4`,
+    )
+    .action(async (o: RestoreFlags) => {
+      const identities = await readIdentityFile(o.identity);
+      const store = storeFrom(o.store);
+      const audit = auditFor(store, o);
+      const bar = progress("restore");
+      try {
+        const result = await restore({
+          store,
+          ...(audit ? { audit } : {}),
+          backup: o.backup,
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          target: parsePgUrl(o.target, "--target"),
+          identities,
+          jobs: o.jobs,
+          ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
+          clean: o.clean === true,
+          noOwner: o.owner === false,
+          signal: ctx.signal,
+          log: ctx.log(),
+          onProgress: (done) => bar.update(done),
+        });
+        bar.stop();
+        printResult(
+          ctx,
+          o.json,
+          result,
+          () =>
+            `restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, counts verified\n`,
+        );
+      } finally {
+        bar.stop();
+      }
+    });
+}
