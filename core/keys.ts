@@ -31,6 +31,10 @@ export function newBackupId(at: Date): string {
   return `${stamp}-${suffix}`;
 }
 
+export function isDatabaseId(id: string): boolean {
+  return DATABASE_ID.test(id);
+}
+
 export function isBackupId(id: string): boolean {
   return BACKUP_ID.test(id);
 }

@@ -76,7 +76,7 @@ export function textLine(attributes: LogFields): string {
 export interface LoggerOptions {
   /** @default "json" */
   format?: LogFormat;
-  /** @default "info" */
+  /** @default POWERTOOLS_LOG_LEVEL, else "info" */
   level?: LogLevel;
   /** Where lines go. @default stderr for text; Powertools' console (stdout) for json, as Lambda expects */
   write?: (line: string) => void;
@@ -111,6 +111,7 @@ class RedactingLogger extends PowertoolsLogger {
 export function createLogger(options: LoggerOptions = {}): RedactingLogger {
   return new RedactingLogger({
     serviceName: "strongroom",
-    logLevel: (options.level ?? "info").toUpperCase() as "INFO",
+    // Without a level, Powertools reads POWERTOOLS_LOG_LEVEL (then the Lambda's own setting), default INFO.
+    ...(options.level ? { logLevel: options.level.toUpperCase() as "INFO" } : {}),
   }).configure(options.format ?? "json", options.write);
 }

@@ -1,5 +1,5 @@
 import { ManifestError } from "./errors.ts";
-import type { ObjectRole } from "./keys.ts";
+import { isBackupId, isDatabaseId, type ObjectRole } from "./keys.ts";
 
 export const MANIFEST_FORMAT = "strongroom.manifest/1";
 
@@ -72,6 +72,8 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   for (const field of ["databaseId", "backupId", "database", "startedAt", "finishedAt"]) {
     if (typeof m[field] !== "string") throw fail(`${field} missing`);
   }
+  if (!isDatabaseId(m.databaseId as string)) throw fail("databaseId");
+  if (!isBackupId(m.backupId as string)) throw fail("backupId");
   const server = m.server as Manifest["server"] | undefined;
   if (typeof server?.version !== "string" || typeof server.versionNum !== "number") throw fail("server missing");
   if (server.systemIdentifier !== null && typeof server.systemIdentifier !== "string")

@@ -1,6 +1,7 @@
 import { ConditionalCheckFailedException, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
-import { AlreadyExistsError, IntegrityError } from "../errors.ts";
+import { marshall } from "@aws-sdk/util-dynamodb";
+import { AlreadyExistsError, IntegrityError, InvalidInputError } from "../errors.ts";
 import { type AuditRow, canonicalJson, parseAuditRow } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
 
@@ -36,6 +37,7 @@ export class DynamoAuditLog implements AuditLog {
   }
 
   async putRow(row: AuditRow): Promise<void> {
+    assertStorable(row);
     try {
       await this.doc.send(
         new PutCommand({
@@ -52,6 +54,14 @@ export class DynamoAuditLog implements AuditLog {
         );
         if (existing.Item && canonicalJson(toRow(existing.Item)) === canonicalJson(row)) return;
         throw new AlreadyExistsError(`audit row ${row.seq} already exists in ${this.scope}`, { cause: err });
+      }
+      // DynamoDB refuses some JSON that is otherwise fine (an empty key in details, a
+      // string over its item size): a bad row, not a failing table.
+      if ((err as Error).name === "ValidationException") {
+        throw new InvalidInputError(`audit row cannot be stored in DynamoDB: ${(err as Error).message}`, {
+          cause: err,
+          hint: "details must have non-empty keys and fit in a 400 KB item",
+        });
       }
       throw err;
     }
@@ -104,4 +114,20 @@ function toRow(item: Record<string, unknown>): AuditRow {
     });
   }
   return parseAuditRow(row, `${String(pk)}/${String(sk)}`);
+}
+
+/**
+ * Rows whose details DynamoDB cannot hold as they are (integers beyond 2^53, which it
+ * would round; empty map keys; numbers outside its range) are refused as bad input
+ * before the write, in the same words as the ones DynamoDB itself refuses.
+ */
+function assertStorable(row: AuditRow): void {
+  try {
+    marshall(row, { removeUndefinedValues: true });
+  } catch (err) {
+    throw new InvalidInputError(`audit row cannot be stored in DynamoDB: ${(err as Error).message}`, {
+      cause: err,
+      hint: "details must hold plain JSON with safe integers and non-empty keys",
+    });
+  }
 }

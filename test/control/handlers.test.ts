@@ -1,7 +1,6 @@
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
-import type { Context } from "aws-lambda";
 import { beforeAll, describe, expect, it } from "vitest";
 import { verifyChain } from "#core/audit/audit-chain.ts";
 import { readAll } from "#core/audit/audit-log.ts";
@@ -16,19 +15,9 @@ import { createHandler as retentionPrune } from "../../functions/retention-prune
 import { writeBackup } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore, type StoreUnderTest } from "../helpers/fixture.ts";
+import { lambdaContext } from "../helpers/lambda.ts";
 
-// The Lambda runtime's context object cannot run here; this is its shape, nothing more.
-const context = {
-  functionName: "test",
-  functionVersion: "$LATEST",
-  invokedFunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:test",
-  memoryLimitInMB: "256",
-  awsRequestId: "req-1",
-  logGroupName: "/aws/lambda/test",
-  logStreamName: "s",
-  callbackWaitsForEmptyEventLoop: true,
-  getRemainingTimeInMillis: () => 30_000,
-} as unknown as Context;
+const context = lambdaContext;
 
 const NOW = new Date("2026-11-21T12:00:00Z");
 let auditTable: string;

@@ -4,8 +4,8 @@ import type { ObjectStore } from "#core/store/object-store.ts";
 
 const sha = "0".repeat(64);
 
-/** A committed backup with tiny payload objects, written the way backup writes them. */
-export async function writeBackup(store: ObjectStore, databaseId: string, at: Date): Promise<string> {
+/** A well-formed manifest of a backup with tiny payload objects. */
+export function sampleManifest(databaseId: string, at: Date): Manifest {
   const backupId = newBackupId(at);
   const objects = (["dump", "roles", "stats"] as const).map((role) => ({
     role,
@@ -16,8 +16,7 @@ export async function writeBackup(store: ObjectStore, databaseId: string, at: Da
     plainSha256: sha,
     storedSha256: sha,
   }));
-  for (const o of objects) await store.putIfAbsent(o.key, "abc");
-  const manifest: Manifest = {
+  return {
     format: MANIFEST_FORMAT,
     databaseId,
     backupId,
@@ -30,6 +29,13 @@ export async function writeBackup(store: ObjectStore, databaseId: string, at: Da
     objects,
     worker: { version: "test" },
   };
+}
+
+/** A committed backup with tiny payload objects, written the way backup writes them. */
+export async function writeBackup(store: ObjectStore, databaseId: string, at: Date): Promise<string> {
+  const manifest = sampleManifest(databaseId, at);
+  const { backupId } = manifest;
+  for (const o of manifest.objects) await store.putIfAbsent(o.key, "abc");
   await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
   return backupId;
 }

@@ -266,18 +266,58 @@ export async function applyRoles(
   return { created: [...created], notCreated };
 }
 
-/** Parses the decrypted roles object; anything else is not ours to replay. */
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const ROLE_FLAGS = ["superuser", "inherit", "createRole", "createDb", "login", "replication", "bypassRls"] as const;
+const nullableString = (v: unknown) => v === null || typeof v === "string";
+const nullableBoolean = (v: unknown) => v === null || typeof v === "boolean";
+
+function isRole(r: unknown): r is RoleRecord {
+  return (
+    isObject(r) &&
+    typeof r.name === "string" &&
+    ROLE_FLAGS.every((f) => typeof r[f] === "boolean") &&
+    Number.isInteger(r.connectionLimit) &&
+    nullableString(r.validUntil) &&
+    nullableString(r.comment)
+  );
+}
+
+function isMembership(m: unknown): m is MembershipRecord {
+  return (
+    isObject(m) &&
+    typeof m.role === "string" &&
+    typeof m.member === "string" &&
+    typeof m.admin === "boolean" &&
+    nullableBoolean(m.inherit) &&
+    nullableBoolean(m.set)
+  );
+}
+
+function isSetting(s: unknown): s is RoleSettingRecord {
+  return (
+    isObject(s) &&
+    typeof s.role === "string" &&
+    typeof s.inThisDatabase === "boolean" &&
+    Array.isArray(s.settings) &&
+    s.settings.every((x) => typeof x === "string")
+  );
+}
+
+/**
+ * Parses the decrypted roles object. Anything that is not exactly this format, down to
+ * each record's field types, is not ours to replay: undefined.
+ */
 export function parseRoles(text: string): RoleSnapshot | undefined {
+  let parsed: unknown;
   try {
-    const parsed = JSON.parse(text) as Partial<RoleSnapshot>;
-    if (parsed.format !== ROLES_FORMAT || !Array.isArray(parsed.roles)) return undefined;
-    return {
-      format: ROLES_FORMAT,
-      roles: parsed.roles,
-      memberships: parsed.memberships ?? [],
-      settings: parsed.settings ?? [],
-    };
+    parsed = JSON.parse(text);
   } catch {
     return undefined;
   }
+  if (!isObject(parsed) || parsed.format !== ROLES_FORMAT) return undefined;
+  const { roles, memberships = [], settings = [] } = parsed;
+  if (!Array.isArray(roles) || !roles.every(isRole)) return undefined;
+  if (!Array.isArray(memberships) || !memberships.every(isMembership)) return undefined;
+  if (!Array.isArray(settings) || !settings.every(isSetting)) return undefined;
+  return { format: ROLES_FORMAT, roles, memberships, settings };
 }

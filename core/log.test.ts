@@ -1,0 +1,53 @@
+import { describe, expect, it } from "vitest";
+import { createLogger, registerSecret } from "./log.ts";
+
+function capture(format: "json" | "text", level?: "debug" | "info" | "warn" | "error") {
+  const lines: string[] = [];
+  const log = createLogger({ format, ...(level ? { level } : {}), write: (l) => lines.push(l) });
+  return { log, lines };
+}
+
+describe("the one logger (CLI and Lambdas)", () => {
+  it("redacts URL passwords, password pairs and registered secrets in messages and fields, in both formats", () => {
+    registerSecret("hunter2-canary");
+    for (const format of ["json", "text"] as const) {
+      const { log, lines } = capture(format, "info");
+      log.warn("connect postgres://app:s3cr3t@db/x failed", {
+        dsn: "host=db password=pw123 user=app",
+        nested: { note: "the secret is hunter2-canary" },
+        err: new Error("auth for postgres://u:topsecret@h/d"),
+      });
+      const out = lines.join("");
+      for (const secret of ["s3cr3t", "pw123", "hunter2-canary", "topsecret"]) expect(out).not.toContain(secret);
+      expect(out).toContain("***");
+    }
+  });
+
+  it("writes Powertools JSON lines: level, message, timestamp, service, then the fields", () => {
+    const { log, lines } = capture("json", "info");
+    log.info("backup committed", { backupId: "b1", tables: 3 });
+    const line = JSON.parse(lines[0] as string);
+    expect(line).toMatchObject({ level: "INFO", message: "backup committed", service: "strongroom", backupId: "b1" });
+    expect(Date.parse(line.timestamp)).not.toBeNaN();
+  });
+
+  it("writes text lines a person reads, errors as `strongroom: error: … [Name]` with the hint below", () => {
+    const { log, lines } = capture("text", "info");
+    log.info("backup started", { backupId: "b1" });
+    log.warn("slow");
+    log.error("no such bucket", { error: "BucketNotFoundError", hint: "create it" });
+    expect(lines).toEqual([
+      "backup started  backupId=b1\n",
+      "warn: slow\n",
+      "strongroom: error: no such bucket [BucketNotFoundError]\nHINT: create it\n",
+    ]);
+  });
+
+  it("drops lines below its level", () => {
+    const { log, lines } = capture("text", "warn");
+    log.debug("d");
+    log.info("i");
+    log.warn("w");
+    expect(lines).toEqual(["warn: w\n"]);
+  });
+});
