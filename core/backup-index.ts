@@ -31,10 +31,12 @@ export async function readManifest(store: ObjectStore, ref: BackupRef): Promise<
 }
 
 /** A manifest with the SHA-256 of its stored bytes (what `backup.ok` rows record). */
-export async function readManifestRecord(
-  store: ObjectStore,
-  ref: BackupRef,
-): Promise<{ manifest: Manifest; sha256: string }> {
+export interface ManifestRecord {
+  manifest: Manifest;
+  sha256: string;
+}
+
+export async function readManifestRecord(store: ObjectStore, ref: BackupRef): Promise<ManifestRecord> {
   const key = objectKey(ref.databaseId, ref.backupId, "manifest");
   let bytes: Buffer;
   try {
@@ -80,7 +82,7 @@ export async function listManifests(store: ObjectStore, databaseId?: string): Pr
  * Resolves `--backup ID|latest` (and an optional `--database-id`) to one committed
  * backup. Without a database id, a store holding exactly one database is unambiguous.
  */
-export async function resolveBackup(store: ObjectStore, backup: string, databaseId?: string): Promise<Manifest> {
+export async function resolveBackup(store: ObjectStore, backup: string, databaseId?: string): Promise<ManifestRecord> {
   if (backup !== "latest" && !isBackupId(backup)) {
     throw new UsageError(`invalid backup id ${JSON.stringify(backup)}`, {
       hint: "use an id from `strongroom list` (like 20260421T020000Z-abc234) or latest",
@@ -93,7 +95,7 @@ export async function resolveBackup(store: ObjectStore, backup: string, database
     const ids = [...new Set(refs.map((r) => r.databaseId))];
     if (backup !== "latest") {
       const hit = refs.filter((r) => r.backupId === backup);
-      if (hit.length === 1) return readManifest(store, hit[0] as BackupRef);
+      if (hit.length === 1) return readManifestRecord(store, hit[0] as BackupRef);
     }
     if (ids.length > 1) {
       throw new UsageError(`the store holds backups of several databases (${ids.join(", ")})`, {
@@ -107,9 +109,9 @@ export async function resolveBackup(store: ObjectStore, backup: string, database
     const mine = (refs ?? (await listBackupRefs(store, dbId))).filter((r) => r.databaseId === dbId);
     const last = mine.at(-1);
     if (!last) throw notFound(backup, dbId);
-    return readManifest(store, last);
+    return readManifestRecord(store, last);
   }
-  return readManifest(store, { databaseId: dbId, backupId: backup });
+  return readManifestRecord(store, { databaseId: dbId, backupId: backup });
 }
 
 function notFound(backup: string, databaseId: string | undefined, cause?: unknown): BackupNotFoundError {

@@ -1,6 +1,5 @@
-import { listBackupRefs, readManifestRecord } from "../backup-index.ts";
+import { listBackupRefs, type ManifestRecord, readManifestRecord } from "../backup-index.ts";
 import { StrongroomError } from "../errors.ts";
-import type { Manifest } from "../manifest.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import { type AuditRow, type ChainReport, verifyChain } from "./audit-chain.ts";
 import { type AuditLog, readAll } from "./audit-log.ts";
@@ -22,11 +21,6 @@ export interface ChainVerdict {
   /** Backups in the store whose manifest carries no anchor (made with --audit none). */
   unanchored?: number;
   problems: string[];
-}
-
-export interface ManifestRecord {
-  manifest: Manifest;
-  sha256: string;
 }
 
 /** The pure part: a chain's rows against the manifests of its database. */

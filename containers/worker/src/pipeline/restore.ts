@@ -6,7 +6,7 @@ import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
-import { readManifestRecord, resolveBackup } from "#core/backup-index.ts";
+import { resolveBackup } from "#core/backup-index.ts";
 import { type BackupStats, parseStats } from "#core/backup-stats.ts";
 import {
   AbortedError,
@@ -123,7 +123,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     });
   }
   const started = performance.now();
-  const manifest = await resolveBackup(store, options.backup, options.databaseId);
+  const { manifest, sha256 } = await resolveBackup(store, options.backup, options.databaseId);
   log.info("restoring backup", {
     backupId: manifest.backupId,
     databaseId: manifest.databaseId,
@@ -139,7 +139,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       ok: (result) => ({ target: result.target, tables: result.tables, rows: result.rows, seconds: result.seconds }),
     },
     async () => {
-      await assertCommittedManifest(options, manifest);
+      await assertCommittedManifest(options, manifest, sha256);
       return restoreManifest(options, manifest, started);
     },
   );
@@ -278,9 +278,10 @@ async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writ
  * Where an audit log is at hand, the manifest must be the one its `backup.ok` row
  * recorded. A second writer to the bucket can replace the dump with another valid age
  * file and rewrite the plaintext manifest to match; the log (DynamoDB, PutItem only)
- * is out of that writer's reach.
+ * is out of that writer's reach. `sha256` is of the very bytes this restore parsed: the
+ * manifest is read once, so it cannot change between the check and its use.
  */
-async function assertCommittedManifest(options: RestoreOptions, manifest: Manifest): Promise<void> {
+async function assertCommittedManifest(options: RestoreOptions, manifest: Manifest, sha256: string): Promise<void> {
   const log = options.audit?.(manifest.databaseId);
   if (!log) return;
   let recorded: { seq: string; sha256: string } | undefined;
@@ -299,7 +300,6 @@ async function assertCommittedManifest(options: RestoreOptions, manifest: Manife
     );
     return;
   }
-  const { sha256 } = await readManifestRecord(options.store, manifest);
   if (sha256 !== recorded.sha256) {
     throw new IntegrityError(
       `the manifest of backup ${manifest.backupId} is not the one committed (audit row ${recorded.seq} recorded sha256 ${recorded.sha256.slice(0, 12)}…, the store holds ${sha256.slice(0, 12)}…)`,
