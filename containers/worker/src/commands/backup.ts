@@ -1,8 +1,7 @@
 import { type Command, Option } from "commander";
 import { parsePgUrl } from "../pg/conn.ts";
 import { backup } from "../pipeline/backup.ts";
-import { progress } from "../progress.ts";
-import { auditFor, type CliContext, printResult, storeFrom } from "./context.ts";
+import { auditFor, type CliContext, printResult, storeFrom, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -68,9 +67,8 @@ Examples:
       }
       const store = storeFrom(o.store);
       const audit = auditFor(store, o);
-      const bar = progress("backup");
-      try {
-        const manifest = await backup({
+      const manifest = await withProgress("backup", (onProgress) =>
+        backup({
           conn: parsePgUrl(o.db, "--db"),
           store,
           ...(audit ? { audit } : {}),
@@ -79,12 +77,9 @@ Examples:
           allowSourceChange: o.allowSourceChange === true,
           signal: ctx.signal,
           log,
-          onProgress: (done) => bar.update(done),
-        });
-        bar.stop();
-        printResult(ctx, o.json, manifest, () => `${manifest.backupId}\n`);
-      } finally {
-        bar.stop();
-      }
+          onProgress,
+        }),
+      );
+      printResult(ctx, o.json, manifest, () => `${manifest.backupId}\n`);
     });
 }

@@ -6,6 +6,7 @@ import { UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { openStore } from "#core/store/open-store.ts";
+import { progress } from "../progress.ts";
 import { absoluteStoreUrl } from "./options.ts";
 
 /** What every command gets from the program: where output goes, the logger, the stop signal. */
@@ -19,6 +20,19 @@ export interface CliContext {
 /** The result on stdout: the JSON document with --json, else the human text. */
 export function printResult(ctx: CliContext, json: boolean | undefined, doc: unknown, text: () => string): void {
   ctx.stdout(json ? `${JSON.stringify(doc, null, 2)}\n` : text());
+}
+
+/** Long work with a progress line on stderr (a terminal only), cleared before the result is printed. */
+export async function withProgress<T>(
+  label: string,
+  work: (update: (doneBytes: number) => void) => Promise<T>,
+): Promise<T> {
+  const bar = progress(label);
+  try {
+    return await work((done) => bar.update(done));
+  } finally {
+    bar.stop();
+  }
 }
 
 /** The store a --store URL names (a plain path is accepted as a file store). */

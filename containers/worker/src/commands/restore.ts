@@ -1,8 +1,7 @@
 import { type Command, Option } from "commander";
 import { parsePgUrl } from "../pg/conn.ts";
 import { restore } from "../pipeline/restore.ts";
-import { progress } from "../progress.ts";
-import { auditFor, type CliContext, printResult, storeFrom } from "./context.ts";
+import { auditFor, type CliContext, printResult, storeFrom, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -87,9 +86,8 @@ Examples:
       const identities = await readIdentityFile(o.identity);
       const store = storeFrom(o.store);
       const audit = auditFor(store, o);
-      const bar = progress("restore");
-      try {
-        const result = await restore({
+      const result = await withProgress("restore", (onProgress) =>
+        restore({
           store,
           ...(audit ? { audit } : {}),
           backup: o.backup,
@@ -102,18 +100,15 @@ Examples:
           noOwner: o.owner === false,
           signal: ctx.signal,
           log: ctx.log(),
-          onProgress: (done) => bar.update(done),
-        });
-        bar.stop();
-        printResult(
-          ctx,
-          o.json,
-          result,
-          () =>
-            `restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, counts verified\n`,
-        );
-      } finally {
-        bar.stop();
-      }
+          onProgress,
+        }),
+      );
+      printResult(
+        ctx,
+        o.json,
+        result,
+        () =>
+          `restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, counts verified\n`,
+      );
     });
 }
