@@ -9,6 +9,7 @@ import {
   AbortedError,
   AccessDeniedError,
   AlreadyExistsError,
+  BucketNotFoundError,
   InvalidKeyError,
   NotFoundError,
   StoreFullError,
@@ -18,6 +19,7 @@ import { syncNewPath } from "../fsync-dir.ts";
 import {
   assertValidKey,
   assertValidPrefix,
+  type Creatable,
   type GetOptions,
   type ListOptions,
   type ListPage,
@@ -37,8 +39,12 @@ import {
  */
 const PARTIAL_DIR = ".strongroom-partial";
 
-/** An ObjectStore on a local directory: `file:///abs/dir`. The embedded default. */
-export class FileStore implements ObjectStore, PartialUploads {
+/**
+ * An ObjectStore on a local directory: `file:///abs/dir`. Like a bucket, the directory
+ * must exist to be read: listing a missing one is BucketNotFoundError, not an empty
+ * store, so a mistyped path never reads as "no backups". `create()` makes it (backup).
+ */
+export class FileStore implements ObjectStore, PartialUploads, Creatable {
   readonly url: string;
   readonly root: string;
 
@@ -127,8 +133,23 @@ export class FileStore implements ObjectStore, PartialUploads {
     }
   }
 
+  async create(): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true }).catch((err: unknown) => {
+      throw this.mapFsError(err);
+    });
+  }
+
   async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
     assertValidPrefix(prefix);
+    await fs.stat(this.root).catch((err: unknown) => {
+      if (isCode(err, "ENOENT") || isCode(err, "ENOTDIR")) {
+        throw new BucketNotFoundError(`no file store at ${this.root}: the directory does not exist`, {
+          cause: err,
+          hint: "check the --store path; `strongroom backup` creates the directory on its first backup",
+        });
+      }
+      throw this.mapFsError(err);
+    });
     const pageSize = options.pageSize ?? 1000;
     // Walk only the deepest directory that can hold matches.
     const dirKey = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/") + 1) : "";

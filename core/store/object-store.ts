@@ -67,6 +67,15 @@ export interface PartialUpload {
   bytes: number;
 }
 
+/** Stores that can bring their root into being (a file store's directory); S3 buckets are made by infra. */
+export interface Creatable {
+  create(): Promise<void>;
+}
+
+export function isCreatable(store: ObjectStore): store is ObjectStore & Creatable {
+  return typeof (store as Partial<Creatable>).create === "function";
+}
+
 export function hasPartials(store: ObjectStore): store is ObjectStore & PartialUploads {
   return typeof (store as Partial<PartialUploads>).listPartials === "function";
 }

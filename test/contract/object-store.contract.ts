@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
-import { AbortedError, AlreadyExistsError, InvalidKeyError, NotFoundError } from "#core/errors.ts";
+import { AbortedError, AlreadyExistsError, BucketNotFoundError, InvalidKeyError, NotFoundError } from "#core/errors.ts";
 import { getBytes, listAll, type ObjectStore } from "#core/store/object-store.ts";
 import { storeSink } from "#core/store/store-sink.ts";
 import { sha256Tap } from "#worker/stages/sha256-tap.ts";
@@ -12,6 +12,8 @@ export interface StoreFixture {
   store: ObjectStore;
   /** Multipart uploads still open under the store (S3 only; 0 elsewhere). */
   openUploads: () => Promise<number>;
+  /** The same kind of store whose root (directory, bucket) does not exist. */
+  missing: ObjectStore;
 }
 
 const MiB = 1024 * 1024;
@@ -159,6 +161,11 @@ export function objectStoreContract(name: string, fixture: () => Promise<StoreFi
       await expect(store.stat("aborted/dump")).rejects.toBeInstanceOf(NotFoundError);
       expect((await store.list("aborted/")).objects).toEqual([]);
       expect(await openUploads()).toBe(0);
+    });
+
+    it("lists a store whose root does not exist as BucketNotFoundError, never as an empty store", async () => {
+      const { missing } = await fixture();
+      await expect(missing.list("")).rejects.toBeInstanceOf(BucketNotFoundError);
     });
 
     it("rejects keys that could escape the store with InvalidKeyError", async () => {

@@ -10,7 +10,11 @@ import { objectStoreContract } from "./object-store.contract.ts";
 
 objectStoreContract("file store (temp dir)", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "strongroom-store-"));
-  return { store: new FileStore(pathToFileURL(dir).href), openUploads: async () => 0 };
+  return {
+    store: new FileStore(pathToFileURL(dir).href),
+    openUploads: async () => 0,
+    missing: new FileStore(pathToFileURL(path.join(dir, "no-such-dir")).href),
+  };
 });
 
 objectStoreContract("s3 store (moto)", async () => {
@@ -21,5 +25,6 @@ objectStoreContract("s3 store (moto)", async () => {
     store: new S3Store(`s3://${bucket}/some/prefix`, { client }),
     openUploads: async () =>
       (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0,
+    missing: new S3Store(`s3://no-such-${randomUUID()}/some/prefix`, { client }),
   };
 });

@@ -17,7 +17,7 @@ export interface CliResult {
 export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; cwd?: string } = {},
 ): Promise<CliResult> {
   return startCli(args, env, options).result;
 }
@@ -26,9 +26,10 @@ export function runCli(
 export function startCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; cwd?: string } = {},
 ): { child: ChildProcess; result: Promise<CliResult> } {
   const child = spawn(process.execPath, [CLI, ...args], {
+    ...(options.cwd ? { cwd: options.cwd } : {}),
     env: { ...process.env, STRONGROOM_LOG_FORMAT: "text", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

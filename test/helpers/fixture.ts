@@ -20,7 +20,10 @@ export interface StoreUnderTest {
 
 export async function newStore(kind: "file" | "s3"): Promise<StoreUnderTest> {
   if (kind === "file") {
-    const url = pathToFileURL(path.join(await tempDir(), "store")).href;
+    // A store exists before it is used, as a bucket does: reading a missing one is an error.
+    const dir = path.join(await tempDir(), "store");
+    await mkdir(dir);
+    const url = pathToFileURL(dir).href;
     return { kind, url, store: openStore(url), openUploads: async () => 0 };
   }
   const client = new S3Client(s3ClientConfigFromEnv());

@@ -7,7 +7,6 @@ import type { Logger } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { progress } from "../progress.ts";
-import { absoluteStoreUrl } from "./options.ts";
 
 /** What every command gets from the program: where output goes, the logger, the stop signal. */
 export interface CliContext {
@@ -35,9 +34,9 @@ export async function withProgress<T>(
   }
 }
 
-/** The store a --store URL names (a plain path is accepted as a file store). */
+/** The store a --store URL names (strictly: file:///abs or s3://bucket). */
 export function storeFrom(url: string): ObjectStore {
-  return openStore(absoluteStoreUrl(url));
+  return openStore(url);
 }
 
 /**

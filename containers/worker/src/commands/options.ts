@@ -1,5 +1,4 @@
 import { readFile } from "node:fs/promises";
-import * as path from "node:path";
 import { type Command, Option } from "commander";
 import { InvalidIdentityError, UsageError } from "#core/errors.ts";
 import { parseIdentities } from "../stages/age-stream.ts";
@@ -7,7 +6,9 @@ import { parseIdentities } from "../stages/age-stream.ts";
 /** Options shared by the CLI's commands, and the parsers of option values. */
 
 export const storeOption = () =>
-  new Option("--store <url>", "file:///abs/dir or s3://bucket/prefix").env("STRONGROOM_STORE").makeOptionMandatory();
+  new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]")
+    .env("STRONGROOM_STORE")
+    .makeOptionMandatory();
 /**
  * Boolean environment values, parsed strictly: commander's own `.env()` turns a flag
  * on whenever its variable is set, so `STRONGROOM_FORCE=0` would mean --force.
@@ -92,14 +93,6 @@ export const auditOption = () =>
     .choices(["store", "none"])
     .default("store")
     .env("STRONGROOM_AUDIT");
-
-export function absoluteStoreUrl(url: string): string {
-  if (url.trim() === "")
-    throw new UsageError("--store is empty", { hint: "use file:///abs/path or s3://bucket/prefix" });
-  // Accept a plain path as a convenience; the store contract itself wants file:///abs.
-  if (/^[a-z0-9]+:\/\//i.test(url)) return url;
-  return `file://${path.resolve(url)}`;
-}
 
 export const auditTableOption = () =>
   new Option(

@@ -11,7 +11,7 @@ import { AbortedError, DumpFailedError, SourceMismatchError } from "#core/errors
 import { newBackupId, objectKey } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
 import { MANIFEST_FORMAT, type Manifest, type ManifestObject, serializeManifest } from "#core/manifest.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
+import { isCreatable, type ObjectStore } from "#core/store/object-store.ts";
 import { storeSink } from "#core/store/store-sink.ts";
 import { findPgBin, type PgBinDir } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
@@ -73,6 +73,9 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
   for (const r of options.recipients) assertX25519Recipient(r);
   // Fail on a bad recipient before touching the database.
   const encryptor = await ageEncrypt(options.recipients);
+  // A file store's directory is made here, before the database is touched; reading
+  // commands refuse a missing one.
+  if (isCreatable(store)) await store.create();
 
   const startedAt = now();
   const client = await connect(conn, "strongroom-backup");
