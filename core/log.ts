@@ -22,8 +22,11 @@ export function registerSecret(value: string | undefined): void {
 
 export function redact(text: string): string {
   let out = text
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, "$1***@")
-    .replace(/\b(password|passwd|pwd|PGPASSWORD)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;]+)/gi, "$1$2***");
+    // user:password@ after a scheme, also in a mistyped URL (`s3:/user:pw@…`).
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/{0,2}[^:/@\s]*:)[^@\s]*@/gi, "$1***@")
+    .replace(/\b(password|passwd|pwd|PGPASSWORD)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;]+)/gi, "$1$2***")
+    // An age identity anywhere (an error quoting input, a tool's stderr): never printed.
+    .replace(/AGE-SECRET-KEY-1[0-9A-Z]+/gi, "AGE-SECRET-KEY-1***");
   for (const secret of secrets) out = out.split(secret).join("***");
   return out;
 }

@@ -48,7 +48,7 @@ describe("cli error printer", () => {
     expect(JSON.parse(lines[0] as string)).toMatchObject({
       level: "ERROR",
       service: "strongroom",
-      message: 'invalid recipient "age1notakey"',
+      message: 'invalid recipient "age1n…" (11 characters)',
       error: "InvalidRecipientError",
       hint: expect.stringContaining("age1"),
     });

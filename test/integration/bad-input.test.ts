@@ -79,7 +79,7 @@ describe("bad input: backup", () => {
       STRONGROOM_STORE: store.url,
     });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('strongroom: error: invalid recipient "age1notakey"');
+    expect(r.stderr).toContain('strongroom: error: invalid recipient "age1n…" (11 characters) [InvalidRecipientError]');
     expect(r.stderr).toContain("HINT: pass an X25519 age public key");
     expect(await allKeys(store.store)).toEqual([]);
   });

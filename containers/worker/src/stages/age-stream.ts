@@ -43,10 +43,24 @@ function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
   return Buffer.from(hkdfSync("sha256", fileKey, nonce, "payload", 32));
 }
 
+/**
+ * A rejected recipient, described without echoing it: what was passed may be a secret
+ * (an identity pasted in the wrong place, a password), and errors reach terminals, CI
+ * logs and journald. Only its first five characters and its length are shown.
+ */
+function rejectedRecipient(recipient: string): string {
+  return `${JSON.stringify(`${recipient.slice(0, 5)}…`)} (${recipient.length} characters)`;
+}
+
 /** Accepts only X25519 recipients (`age1…`), the ones strongroom supports. */
 export function assertX25519Recipient(recipient: string): void {
+  if (/^AGE-SECRET-KEY-1/i.test(recipient.trim())) {
+    throw new InvalidRecipientError("a recipient is a private identity (AGE-SECRET-KEY-1…), not a public key", {
+      hint: "pass its public key, age1…, which `strongroom keygen` printed (and wrote in the identity file's `# public key:` line); keep the identity itself off the command line",
+    });
+  }
   if (!/^age1[02-9ac-hj-np-z]{58}$/.test(recipient)) {
-    throw new InvalidRecipientError(`invalid recipient ${JSON.stringify(recipient.slice(0, 80))}`, {
+    throw new InvalidRecipientError(`invalid recipient ${rejectedRecipient(recipient)}`, {
       hint: "pass an X25519 age public key (age1…, 62 characters), e.g. from `strongroom keygen`",
     });
   }
@@ -67,7 +81,7 @@ async function buildHeader(recipients: readonly string[]): Promise<{ header: Buf
     try {
       encrypter.addRecipient(r);
     } catch (err) {
-      throw new InvalidRecipientError(`invalid recipient ${r}: ${(err as Error).message}`, {
+      throw new InvalidRecipientError(`invalid recipient ${rejectedRecipient(r)}: ${(err as Error).message}`, {
         cause: err,
         hint: "check the age1… public key for typos; `strongroom keygen` prints a valid one",
       });
