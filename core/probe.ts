@@ -43,6 +43,8 @@ export interface ProbeReport {
   protection?: BucketProtection;
   /** One line: the failed step and the likely cause. */
   failure?: string;
+  /** What to do about the failure, where the store's error says. */
+  hint?: string;
 }
 
 export interface ProbeDeps {
@@ -79,6 +81,7 @@ export async function probeStore(store: ObjectStore, deps: ProbeDeps): Promise<P
       steps.push({ step, ok: false, latencyMs: deps.clock() - started, detail: message });
       const cause = likelyCause(err);
       report.failure = `probe failed at ${step}: ${cause} (${message})`;
+      if (err instanceof StrongroomError && err.hint) report.hint = err.hint;
       throw new ProbeFailedError(report.failure, {
         cause: err,
         ...(err instanceof StrongroomError && err.hint ? { hint: err.hint } : {}),

@@ -373,6 +373,13 @@ export class S3Store implements ObjectStore, PartialUploads {
     if (name === "NoSuchKey" || name === "NotFound" || status === 404) {
       return new NotFoundError(`no such object: ${key}`, { cause: err });
     }
+    // The SDK found no credentials at all (no env keys, profile, task or instance role).
+    if (name === "CredentialsProviderError" || /Could not load credentials/i.test((err as Error).message ?? "")) {
+      return new AccessDeniedError(`no AWS credentials to reach bucket ${this.bucket}`, {
+        cause: err,
+        hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where a task or instance role applies",
+      });
+    }
     if (name === "SignatureDoesNotMatch" || name === "InvalidAccessKeyId") {
       return new AccessDeniedError(`s3 rejected the credentials for bucket ${this.bucket} (${name})`, {
         cause: err,

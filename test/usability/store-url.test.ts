@@ -67,3 +67,29 @@ describe("store URLs", () => {
     expect(JSON.parse(list.stdout)).toHaveLength(1);
   });
 });
+
+describe("help and hints", () => {
+  it("says once where --recipient's env var goes, and what --database-id means per command", async () => {
+    const backup = (await runCli(["backup", "--help"])).stdout.replace(/\s+/g, " ");
+    expect(backup).toContain("repeat for several (in the env var, comma-separated) (env: STRONGROOM_RECIPIENTS)");
+    expect(backup).not.toContain("(env: comma");
+    const prune = (await runCli(["prune", "--help"])).stdout.replace(/\s+/g, " ");
+    expect(prune).toContain("--database-id <id> the database whose backups to prune");
+    expect(prune).not.toContain("default: its name");
+  });
+
+  it("gives probe on S3 without credentials a hint instead of 'unexpected error'", async () => {
+    const r = await runCli(["probe", "--store", "s3://no-credentials-here/pg"], {
+      AWS_ACCESS_KEY_ID: "",
+      AWS_SECRET_ACCESS_KEY: "",
+      AWS_PROFILE: "strongroom-test-no-such-profile",
+      AWS_CONFIG_FILE: "/nonexistent",
+      AWS_SHARED_CREDENTIALS_FILE: "/nonexistent",
+      AWS_EC2_METADATA_DISABLED: "true",
+    });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("FAIL list");
+    expect(r.stderr).toContain("no AWS credentials to reach bucket no-credentials-here");
+    expect(r.stderr).toContain("HINT: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE");
+  });
+});

@@ -34,7 +34,10 @@ export function backupCommand(parent: Command, ctx: CliContext): void {
     )
     .addOption(storeOption())
     .addOption(
-      new Option("--recipient <age1…>", "age public key to encrypt to; repeat for several (env: comma-separated)")
+      new Option(
+        "--recipient <age1…>",
+        "age public key to encrypt to; repeat for several (in the env var, comma-separated)",
+      )
         .argParser(splitList)
         .env("STRONGROOM_RECIPIENTS")
         .makeOptionMandatory(),

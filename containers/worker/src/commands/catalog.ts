@@ -18,7 +18,7 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
         .env("STRONGROOM_CATALOG_TABLE")
         .makeOptionMandatory(),
     )
-    .addOption(databaseIdOption())
+    .addOption(databaseIdOption("only this database's backups (default: every database)"))
     .addOption(jsonOption())
     .addHelpText(
       "after",

@@ -11,7 +11,7 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
       "remove what failed backups left behind: partial uploads and payloads without a manifest, older than the grace period; each deletion is audited",
     )
     .addOption(storeOption())
-    .addOption(databaseIdOption())
+    .addOption(databaseIdOption("only this database's garbage (default: every database)"))
     .addOption(
       new Option("--older-than <duration>", "grace period (at least 1h): younger objects may be a backup being written")
         .default("24h")

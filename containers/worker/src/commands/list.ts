@@ -10,7 +10,7 @@ export function listCommand(parent: Command, ctx: CliContext): void {
     .command("list")
     .description("list committed backups (a backup exists if and only if its manifest does)")
     .addOption(storeOption())
-    .addOption(databaseIdOption())
+    .addOption(databaseIdOption("only this database's backups (default: every database)"))
     .addOption(jsonOption())
     .addHelpText(
       "after",

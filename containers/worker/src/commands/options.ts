@@ -86,8 +86,8 @@ export function settleOptions(command: Command, env: NodeJS.ProcessEnv = process
 }
 
 export const jsonOption = () => flagOption("--json", "machine-readable output on stdout", "STRONGROOM_JSON");
-export const databaseIdOption = () =>
-  new Option("--database-id <id>", "the database's id in the store (default: its name)").env("STRONGROOM_DATABASE_ID");
+export const databaseIdOption = (description = "the database's id in the store (default: its name)") =>
+  new Option("--database-id <id>", description).env("STRONGROOM_DATABASE_ID");
 export const auditOption = () =>
   new Option("--audit <where>", "where to record audit events: store (the store's own log) or none")
     .choices(["store", "none"])

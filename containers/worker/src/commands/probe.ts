@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
-import { StrongroomError } from "#core/errors.ts";
+import { ProbeFailedError } from "#core/errors.ts";
 import { type ProbeReport, probeDestination } from "#core/probe.ts";
 import { type CliContext, printResult, storeFrom } from "./context.ts";
 import { jsonOption, storeOption } from "./options.ts";
@@ -21,7 +21,8 @@ export function probeCommand(parent: Command, ctx: CliContext): void {
       const store = storeFrom(o.store);
       const report = await probeDestination(store, { audit: new StoreAuditLog(store, "org"), actor: "cli" });
       printResult(ctx, o.json, report, () => probeText(report));
-      if (!report.ok) throw new StrongroomError(report.failure ?? "probe failed");
+      if (!report.ok)
+        throw new ProbeFailedError(report.failure ?? "probe failed", report.hint ? { hint: report.hint } : {});
     });
 }
 

@@ -23,7 +23,7 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
       "delete backups that GFS retention no longer keeps (manifest first, then payload), then the database's garbage; each deletion is audited in the store's log",
     )
     .addOption(storeOption())
-    .addOption(databaseIdOption().makeOptionMandatory())
+    .addOption(databaseIdOption("the database whose backups to prune, as `list` shows it").makeOptionMandatory())
     .addOption(keepOption("--keep-daily <n>", "days kept", DEFAULT_POLICY.daily, "STRONGROOM_KEEP_DAILY"))
     .addOption(keepOption("--keep-weekly <n>", "ISO weeks kept", DEFAULT_POLICY.weekly, "STRONGROOM_KEEP_WEEKLY"))
     .addOption(keepOption("--keep-monthly <n>", "months kept", DEFAULT_POLICY.monthly, "STRONGROOM_KEEP_MONTHLY"))

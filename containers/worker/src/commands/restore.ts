@@ -42,7 +42,7 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
         .makeOptionMandatory(),
     )
     .addOption(identityOption())
-    .addOption(databaseIdOption())
+    .addOption(databaseIdOption("the database whose backup to restore (needed when the store holds several)"))
     .addOption(
       checkedOption(
         "--jobs <n>",
