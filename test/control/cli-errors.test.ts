@@ -75,3 +75,30 @@ describe("cli error printer", () => {
     expect(r.stderr).toContain('strongroom: error: unknown time zone "Mars/Olympus" [InvalidPolicyError]');
   });
 });
+
+/** Usability item 4: --json means exactly one JSON document on stdout, success or failure. */
+describe("--json on usage errors", () => {
+  it.for([
+    [
+      ["restore", "--json", "--store", "file:///tmp/x", "--target", "postgres://x/y"],
+      "required option '--identity <file>' not specified (give it, or set STRONGROOM_IDENTITY_FILE)",
+    ],
+    [["list", "--json", "--store", "s3:/x"], '--store "s3:/x" is missing the two slashes of s3://bucket'],
+    [["list", "--store", "file:///tmp", "--json", "--frobnicate"], "unknown option '--frobnicate'"],
+  ])("answers %j with one UsageError document and exit 2", async ([args, message]) => {
+    const r = await runCli(args as string[]);
+    expect(r.code).toBe(2);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({ ok: false, error: { name: "UsageError", message } });
+    expect(doc.error.hint).toMatch(/--help shows the usage$|^use file:\/\/\/absolute\/path/);
+    expect(r.stderr).toContain(`strongroom: error: ${message} [UsageError]`);
+  });
+
+  it("names the env var of a missing option in text too", async () => {
+    const r = await runCli(["backup", "--store", "file:///tmp/x", "--recipient", "age1x"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "strongroom: error: required option '--db <url>' not specified (give it, or set DATABASE_URL) [UsageError]\nHINT: strongroom backup --help shows the usage\n",
+    );
+  });
+});

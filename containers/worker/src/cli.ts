@@ -55,9 +55,14 @@ export function buildProgram(io: Omit<CliContext, "log">): Program {
         .env("STRONGROOM_LOG_LEVEL"),
     )
     .hook("preAction", (_program, action) => settleOptions(action))
-    .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => process.stderr.write(s) });
+    // Commander's own usage errors are reported by main.ts's error printer, like every other
+    // failure: one line (or one JSON document), naming the env var that can supply a missing option.
+    .configureOutput({
+      writeOut: (s) => io.stdout(s),
+      writeErr: (s) => process.stderr.write(s),
+      outputError: () => undefined,
+    });
 
   const ctx: CliContext = { ...io, log: () => programLogger(program) };
   for (const add of COMMANDS) add(program, ctx);

@@ -26,9 +26,11 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: "node" });
     return 0;
   } catch (err) {
-    // --help and --version land here too, with exit code 0; commander printed its own usage errors.
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    const failure = asStrongroomError(err);
+    // --help and --version land here too, with exit code 0.
+    if (err instanceof CommanderError && (err.exitCode === 0 || err.code.startsWith("commander.help"))) {
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const failure = err instanceof CommanderError ? usageError(err, running()) : asStrongroomError(err);
     printError(program, running(), failure, err, wroteResult);
     return failure instanceof UsageError ? 2 : 1;
   }
@@ -58,6 +60,21 @@ function printError(
   if (wantsJson(command) && !wroteResult) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: { name, message, hint } })}\n`);
   }
+}
+
+/**
+ * A usage error commander found (a missing or unknown option, a bad choice) as our own
+ * UsageError: a missing option names its environment variable, the hint names --help.
+ */
+function usageError(err: CommanderError, command: Command | undefined): UsageError {
+  let message = err.message.replace(/^error: /, "");
+  if (err.code === "commander.missingMandatoryOptionValue" && command) {
+    const option = command.options.find((o) => message.includes(`'${o.flags}'`));
+    if (option?.envVar) message += ` (give it, or set ${option.envVar})`;
+  }
+  const path: string[] = [];
+  for (let c: Command | null = command ?? null; c?.parent; c = c.parent) path.unshift(c.name());
+  return new UsageError(message, { cause: err, hint: `strongroom ${[...path, "--help"].join(" ")} shows the usage` });
 }
 
 /**
