@@ -46,7 +46,7 @@ describe("bad input: backup", () => {
     );
   });
 
-  it("names an unreachable database, with a hint, and stores nothing", async () => {
+  it("names an unreachable database, with a hint, stores no backup object and records backup.fail", async () => {
     const store = await newStore("file");
     const key = await identityFile();
     const r = await runCli(["backup", "--recipient", key.recipient], {
@@ -56,10 +56,15 @@ describe("bad input: backup", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("strongroom: error: cannot connect to postgres@127.0.0.1:1/nowhere (ECONNREFUSED)");
     expect(r.stderr).toContain("HINT: check that the server is running");
-    expect(await allKeys(store.store)).toEqual([]);
+    expect((await allKeys(store.store)).filter((k) => !k.startsWith(".strongroom/audit/"))).toEqual([]);
+    const rows = await readAll(new StoreAuditLog(store.store, "db#nowhere"));
+    expect(rows.map((row) => [row.event, row.details])).toEqual([
+      ["backup.start", { target: "postgres@127.0.0.1:1/nowhere" }],
+      ["backup.fail", { error: "DatabaseConnectionError" }],
+    ]);
   });
 
-  it("reports a bad password as an authentication failure, without echoing it", async () => {
+  it("reports a bad password as an authentication failure, without echoing it, and records backup.fail", async () => {
     const store = await newStore("file");
     const key = await identityFile();
     const r = await runCli(["backup", "--recipient", key.recipient], {
@@ -69,7 +74,11 @@ describe("bad input: backup", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/strongroom: error: authentication failed for postgres@127\.0\.0\.1:\d+\/small_/);
     expect(r.stderr).not.toContain("Wrong-Pass-123");
-    expect(await allKeys(store.store)).toEqual([]);
+    expect((await allKeys(store.store)).filter((k) => !k.startsWith(".strongroom/audit/"))).toEqual([]);
+    expect(await auditEvents(store, small.name)).toEqual(["backup.start", "backup.fail"]);
+    expect(JSON.stringify(await readAll(new StoreAuditLog(store.store, `db#${small.name}`)))).not.toContain(
+      "Wrong-Pass",
+    );
   });
 
   it("rejects an invalid recipient before touching the database", async () => {

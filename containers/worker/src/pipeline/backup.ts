@@ -78,36 +78,41 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
   if (isCreatable(store)) await store.create();
 
   const startedAt = now();
-  const client = await connect(conn, "strongroom-backup");
-  try {
-    const server = await serverInfo(client);
-    const job: BackupJob = {
-      databaseId: options.databaseId ?? server.database,
-      backupId: newBackupId(startedAt),
-      startedAt,
-      server,
-      source: server.systemIdentifier
-        ? `system:${server.systemIdentifier}/${server.database}`
-        : `address:${conn.host}:${conn.port}/${server.database}`,
-    };
-    if (!options.allowSourceChange) await assertSameSource(store, job.databaseId, job.source);
-    const { manifest } = await auditedJob<Committed>(
-      {
-        log: options.audit?.(job.databaseId),
-        kind: "backup",
-        job: { actor: options.actor ?? "cli", databaseId: job.databaseId, backupId: job.backupId },
-        now,
-        start: { server: server.version, databaseBytes: server.databaseBytes },
-        ok: ({ manifest, manifestBytes }) => ({
-          // Restore compares the manifest it reads with this: a plaintext manifest rewritten
-          // in the bucket (to match a replaced dump) no longer hashes to what was committed.
-          manifestSha256: createHash("sha256").update(manifestBytes).digest("hex"),
-          dumpBytes: manifest.objects.find((o) => o.role === "dump")?.plainBytes,
-          storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
-          seconds: (now().getTime() - startedAt.getTime()) / 1000,
-        }),
-      },
-      async (start) => {
+  // The connected database is the one the URL names, so the series is known before
+  // connecting: a backup that cannot connect or log in is recorded as backup.fail too.
+  const databaseId = options.databaseId ?? conn.database;
+  const backupId = newBackupId(startedAt);
+  const { manifest } = await auditedJob<Committed>(
+    {
+      log: options.audit?.(databaseId),
+      kind: "backup",
+      job: { actor: options.actor ?? "cli", databaseId, backupId },
+      now,
+      start: { target: describeConn(conn) },
+      ok: ({ manifest, manifestBytes }) => ({
+        // Restore compares the manifest it reads with this: a plaintext manifest rewritten
+        // in the bucket (to match a replaced dump) no longer hashes to what was committed.
+        manifestSha256: createHash("sha256").update(manifestBytes).digest("hex"),
+        server: manifest.server.version,
+        dumpBytes: manifest.objects.find((o) => o.role === "dump")?.plainBytes,
+        storedBytes: storedBytes(manifest),
+        seconds: (now().getTime() - startedAt.getTime()) / 1000,
+      }),
+    },
+    async (start) => {
+      const client = await connect(conn, "strongroom-backup");
+      try {
+        const server = await serverInfo(client);
+        const job: BackupJob = {
+          databaseId,
+          backupId,
+          startedAt,
+          server,
+          source: server.systemIdentifier
+            ? `system:${server.systemIdentifier}/${server.database}`
+            : `address:${conn.host}:${conn.port}/${server.database}`,
+        };
+        if (!options.allowSourceChange) await assertSameSource(store, job.databaseId, job.source);
         const snapshot = await openSnapshot(client, options, job);
         const dumped = await streamDump(options, job, snapshot, encryptor);
         const stats = await takeStats(client, dumped.archive, options.log);
@@ -115,20 +120,23 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         const sealed = await seal(options, job, snapshot.roles, stats);
         const committed = await commit(options, job, snapshot.bin, [dumped.entry, ...sealed], start, now);
         options.log.info("backup committed", {
-          backupId: job.backupId,
-          databaseId: job.databaseId,
+          backupId,
+          databaseId,
           dumpBytes: dumped.entry.plainBytes,
-          storedBytes: dumped.entry.storedBytes,
+          storedBytes: storedBytes(committed.manifest),
           tables: stats.tables.length,
         });
         return committed;
-      },
-    );
-    return manifest;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+  );
+  return manifest;
 }
+
+/** Everything the backup stored: dump, roles and stats (what the audit row and the log both report). */
+const storedBytes = (manifest: Manifest) => manifest.objects.reduce((n, o) => n + o.storedBytes, 0);
 
 /** A committed backup: its manifest, and the exact bytes stored (what backup.ok's digest covers). */
 interface Committed {
