@@ -43,6 +43,15 @@ describe("the one logger (CLI and Lambdas)", () => {
     ]);
   });
 
+  it("rounds fractions to two places in text, and keeps every digit in JSON", () => {
+    const text = capture("text", "info");
+    text.log.info("done", { seconds: 0.31213849000000005, rows: 12 });
+    expect(text.lines).toEqual(["done  seconds=0.31 rows=12\n"]);
+    const json = capture("json", "info");
+    json.log.info("done", { seconds: 0.31213849000000005 });
+    expect(JSON.parse(json.lines[0] as string).seconds).toBe(0.31213849000000005);
+  });
+
   it("drops lines below its level", () => {
     const { log, lines } = capture("text", "warn");
     log.debug("d");

@@ -57,6 +57,10 @@ const ENVELOPE = new Set([
   "tenant_id",
 ]);
 
+/** People read `seconds=0.31`, not `seconds=0.31213849000000005`; JSON lines keep every digit. */
+const roundFloats = (_key: string, value: unknown) =>
+  typeof value === "number" && !Number.isInteger(value) ? Number(value.toFixed(2)) : value;
+
 /**
  * A human line: `warn: message  key=value`; errors as `strongroom: error: message [Name]`
  * with the hint on its own `HINT:` line, the form the CLI's users (and its tests) read.
@@ -66,7 +70,7 @@ export function textLine(attributes: LogFields): string {
   const { error, hint } = attributes;
   const extra = Object.entries(attributes)
     .filter(([k]) => !ENVELOPE.has(k) && !(level === "error" && (k === "error" || k === "hint")))
-    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v, roundFloats)}`)
     .join(" ");
   const message = `${attributes.message ?? ""}${extra ? `  ${extra}` : ""}`;
   if (level === "error" || level === "critical") {

@@ -31,4 +31,23 @@ describe("backup report", () => {
     expect(ok?.details?.storedBytes).toBe(total);
     expect(total).toBeGreaterThan(manifest.objects[0].storedBytes);
   });
+
+  it("speaks of 1 table and 1 row, and rounds the seconds people read", async () => {
+    const db = await createDatabase(inject("pgUrl"), "single");
+    await sql(db.url, "create table only_one as select 1 as x");
+    const target = await createDatabase(inject("pgUrl"), "single_target");
+    const store = await newStore("file");
+    const key = await identityFile();
+    expect(
+      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: db.url, STRONGROOM_STORE: store.url }))
+        .code,
+    ).toBe(0);
+    const r = await runCli(["restore", "--identity", key.file], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: target.url,
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/: 1 table, 1 row, counts verified\n$/);
+    expect(r.stderr).toMatch(/restore verified .* seconds=\d+(\.\d{1,2})? /);
+  });
 });

@@ -11,6 +11,7 @@ import { settleOptions } from "./commands/options.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { restoreCommand } from "./commands/restore.ts";
+import { clearProgressLine } from "./progress.ts";
 import { WORKER_VERSION } from "./version.ts";
 
 export interface GlobalOptions {
@@ -83,5 +84,12 @@ export function buildProgram(io: Omit<CliContext, "log">): Program {
 /** The logger the global options ask for. */
 export function programLogger(program: Command) {
   const g = program.opts<GlobalOptions>();
-  return createLogger({ format: g.logFormat, level: g.logLevel, write: (line) => process.stderr.write(line) });
+  return createLogger({
+    format: g.logFormat,
+    level: g.logLevel,
+    write: (line) => {
+      clearProgressLine();
+      process.stderr.write(line);
+    },
+  });
 }

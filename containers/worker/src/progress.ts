@@ -16,6 +16,16 @@ function human(bytes: number): string {
   return `${v.toFixed(v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+let active: cliProgress.SingleBar | undefined;
+
+/**
+ * Clears the running bar's line before a log line is written, so the two never share a
+ * line; the bar redraws itself below on its next tick.
+ */
+export function clearProgressLine(stream: NodeJS.WriteStream = process.stderr): void {
+  if (active && stream.isTTY) stream.write("\r\x1b[2K");
+}
+
 /**
  * Bytes, rate and elapsed time on stderr, only when stderr is a terminal (never in
  * logs, CI output or --json pipelines).
@@ -29,11 +39,15 @@ export function progress(label: string, enabled = process.stderr.isTTY === true)
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: false,
+      // Keep the terminal's line wrapping on: with it off, a log line printed while the
+      // bar runs is cut at the screen edge.
+      linewrap: true,
       fps: 5,
     },
     cliProgress.Presets.shades_classic,
   );
   bar.start(1, 0, { done: "0 B", rate: "0 B", elapsed: "0s" });
+  active = bar;
   return {
     update(doneBytes) {
       const seconds = Math.max(0.001, (Date.now() - started) / 1000);
@@ -41,6 +55,7 @@ export function progress(label: string, enabled = process.stderr.isTTY === true)
     },
     stop() {
       bar.stop();
+      if (active === bar) active = undefined;
     },
   };
 }

@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
 import { parsePgUrl } from "../pg/conn.ts";
 import { restore } from "../pipeline/restore.ts";
-import { auditFor, type CliContext, printResult, storeFrom, withProgress } from "./context.ts";
+import { auditFor, type CliContext, count, printResult, storeFrom, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -108,7 +108,7 @@ Examples:
         o.json,
         result,
         () =>
-          `restored ${result.backupId} into ${result.target}: ${result.tables} tables, ${result.rows} rows, counts verified\n`,
+          `restored ${result.backupId} into ${result.target}: ${count(result.tables, "table")}, ${count(result.rows, "row")}, counts verified\n`,
       );
     });
 }
