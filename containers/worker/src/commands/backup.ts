@@ -1,7 +1,8 @@
 import { type Command, Option } from "commander";
+import { openStore } from "#core/store/open-store.ts";
 import { parsePgUrl } from "../pg/conn.ts";
 import { backup } from "../pipeline/backup.ts";
-import { auditFor, type CliContext, printResult, storeFrom, withProgress } from "./context.ts";
+import { auditFor, type CliContext, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -68,7 +69,7 @@ Examples:
           "the password in --db is visible to other local users in the process list; prefer DATABASE_URL or PGPASSWORD",
         );
       }
-      const store = storeFrom(o.store);
+      const store = openStore(o.store);
       const audit = auditFor(store, o);
       const manifest = await withProgress("backup", (onProgress) =>
         backup({

@@ -3,7 +3,8 @@ import { type Command, Option } from "commander";
 import { listManifests } from "#core/backup-index.ts";
 import { catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
-import { type CliContext, printResult, storeFrom } from "./context.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { type CliContext, printResult } from "./context.ts";
 import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
 
 export function catalogCommand(parent: Command, ctx: CliContext): void {
@@ -26,7 +27,7 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
     )
     .action(async (o: { store: string; table: string; databaseId?: string; json?: boolean }) => {
       const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
-      const manifests = await listManifests(storeFrom(o.store), o.databaseId);
+      const manifests = await listManifests(openStore(o.store), o.databaseId);
       for (const m of manifests) await catalog.put(catalogRecord(m));
       printResult(ctx, o.json, { items: manifests.length }, () => `catalogued ${manifests.length} backups\n`);
     });

@@ -34,11 +34,6 @@ export async function withProgress<T>(
   }
 }
 
-/** The store a --store URL names (strictly: file:///abs or s3://bucket). */
-export function storeFrom(url: string): ObjectStore {
-  return openStore(url);
-}
-
 /**
  * The audit log for a database: a DynamoDB table (--audit-table), the store's own log
  * (local mode), or none (--audit none).
@@ -64,7 +59,7 @@ export function auditChains(o: { store?: string; table?: string }): {
   open: (scope: string) => AuditLog;
   scopes: () => Promise<string[]>;
 } {
-  const store = o.store ? storeFrom(o.store) : undefined;
+  const store = o.store ? openStore(o.store) : undefined;
   if (o.table) {
     const client = new DynamoDBClient({});
     const table = o.table;

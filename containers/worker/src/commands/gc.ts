@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
 import { executeGc, parseDuration, planGc, summarizeGc } from "#core/gc.ts";
-import { type CliContext, printResult, storeAuditLogs, storeFrom } from "./context.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { type CliContext, printResult, storeAuditLogs } from "./context.ts";
 import { databaseIdOption, flagOption, jsonOption, storeOption } from "./options.ts";
 import { gcLine } from "./prune.ts";
 
@@ -24,7 +25,7 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom gc --store s3://acme-backups/pg --dry-run\n  $ strongroom gc --store file:///var/backups/pg --older-than 48h --json",
     )
     .action(async (o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean }) => {
-      const store = storeFrom(o.store);
+      const store = openStore(o.store);
       const dryRun = o.dryRun === true;
       const plan = await planGc(store, {
         now: new Date(),

@@ -2,7 +2,8 @@ import type { Command } from "commander";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { ProbeFailedError } from "#core/errors.ts";
 import { type ProbeReport, probeDestination } from "#core/probe.ts";
-import { type CliContext, printResult, storeFrom } from "./context.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { type CliContext, printResult } from "./context.ts";
 import { jsonOption, storeOption } from "./options.ts";
 
 export function probeCommand(parent: Command, ctx: CliContext): void {
@@ -18,7 +19,7 @@ export function probeCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom probe --store s3://acme-backups/pg\n  $ strongroom probe --store file:///var/backups/pg --json",
     )
     .action(async (o: { store: string; json?: boolean }) => {
-      const store = storeFrom(o.store);
+      const store = openStore(o.store);
       const report = await probeDestination(store, { audit: new StoreAuditLog(store, "org"), actor: "cli" });
       printResult(ctx, o.json, report, () => probeText(report));
       if (!report.ok)

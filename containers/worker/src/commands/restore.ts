@@ -1,7 +1,8 @@
 import { type Command, Option } from "commander";
+import { openStore } from "#core/store/open-store.ts";
 import { parsePgUrl } from "../pg/conn.ts";
 import { restore } from "../pipeline/restore.ts";
-import { auditFor, type CliContext, count, printResult, storeFrom, withProgress } from "./context.ts";
+import { auditFor, type CliContext, count, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -84,7 +85,7 @@ Examples:
     )
     .action(async (o: RestoreFlags) => {
       const identities = await readIdentityFile(o.identity);
-      const store = storeFrom(o.store);
+      const store = openStore(o.store);
       const audit = auditFor(store, o);
       const result = await withProgress("restore", (onProgress) =>
         restore({
