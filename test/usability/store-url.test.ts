@@ -33,6 +33,17 @@ describe("store URLs", () => {
     expect(await readdir(cwd)).toEqual([]);
   });
 
+  it("keeps a store URL with a newline, quotes and Unicode on one quoted line", async () => {
+    const url = 's3:/bücket\n"strongroom: error: fake';
+    const r = await runCli(["list", "--store", url]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split("\n")).toEqual([
+      `strongroom: error: --store ${JSON.stringify(url)} is missing the two slashes of s3://bucket [UsageError]`,
+      "HINT: use file:///absolute/path or s3://bucket[/prefix]",
+      "",
+    ]);
+  });
+
   it("lists or restores from a file store whose directory does not exist as an error, not as no backups", async () => {
     const missing = `file://${await tempDir()}/stor`;
     const list = await runCli(["list", "--store", missing]);
