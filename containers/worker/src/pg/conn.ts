@@ -4,6 +4,8 @@ import pg from "pg";
 import { parse } from "pg-connection-string";
 import { DatabaseAuthError, DatabaseConnectionError, UsageError } from "#core/errors.ts";
 import { registerSecret } from "#core/log.ts";
+import { lookupPgpass, pgpassPath } from "./pgpass.ts";
+import { loadService, type ServiceSettings } from "./service-file.ts";
 
 /** A parsed connection URL. The password stays in memory: never in argv, logs or files. */
 export interface PgConn {
@@ -18,51 +20,77 @@ export interface PgConn {
   sslrootcert: string | undefined;
   sslcert: string | undefined;
   sslkey: string | undefined;
+  /** Server options (`-c name=value …`), libpq's `options` / PGOPTIONS. */
+  options: string | undefined;
+  /** The password file, read when no password is given (libpq's PGPASSFILE, else ~/.pgpass). */
+  passfile: string;
 }
 
 export const SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
-export function parsePgUrl(url: string, flag = "--db"): PgConn {
+/**
+ * Resolves a connection as libpq does, so that a URL, a connection service, the PG*
+ * variables and ~/.pgpass mean here what they mean to psql: each setting comes from the
+ * URL, else the service (`?service=` or PGSERVICE), else its PG* variable, else the
+ * default. The password file is read when connecting (see `connect`).
+ */
+export function parsePgUrl(url: string, flag = "--db", env: NodeJS.ProcessEnv = process.env): PgConn {
   if (!/^postgres(ql)?:\/\//.test(url)) {
     throw new UsageError(`${flag} must be a postgres:// URL`, {
-      hint: "e.g. postgres://user@host:5432/dbname (put the password in PGPASSWORD or the URL)",
+      hint: "e.g. postgres://user@host:5432/dbname (put the password in PGPASSWORD, ~/.pgpass or the URL)",
     });
   }
   let parsed: ReturnType<typeof parse>;
+  let params: URLSearchParams;
   try {
     // pg-connection-string would read the certificate files itself (and fail as "not a
     // valid URL" on a missing one); TLS settings are read below, with their own errors.
     const bare = new URL(url);
-    for (const name of ["sslmode", "sslrootcert", "sslcert", "sslkey", "ssl"]) bare.searchParams.delete(name);
+    params = new URL(url).searchParams;
+    for (const name of [...URL_ONLY_PARAMS, "ssl"]) bare.searchParams.delete(name);
     parsed = parse(bare.toString());
   } catch (err) {
     throw new UsageError(`${flag} is not a valid postgres URL`, { cause: err });
   }
-  const password = parsed.password || process.env.PGPASSWORD || undefined;
+  const serviceName = params.get("service") ?? (env.PGSERVICE || undefined);
+  const service: ServiceSettings = serviceName === undefined ? {} : loadService(serviceName, env);
+  const fromEnv = (name: string) => env[name] || undefined;
+  const setting = (name: "sslmode" | "sslrootcert" | "sslcert" | "sslkey" | "options", envName: string) =>
+    params.get(name) ?? service[name] ?? fromEnv(envName);
+
+  const password = parsed.password || service.password || fromEnv("PGPASSWORD");
   registerSecret(password);
-  const database = parsed.database || process.env.PGDATABASE || "";
+  const database = parsed.database || service.dbname || fromEnv("PGDATABASE") || "";
   if (database === "") throw new UsageError(`${flag} names no database`, { hint: "append /dbname to the URL" });
-  const params = new URL(url).searchParams;
-  const setting = (name: string, envName: string) => params.get(name) ?? (process.env[envName] || undefined);
   const sslmode = setting("sslmode", "PGSSLMODE");
   if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new UsageError(`${flag} has sslmode=${sslmode}, which libpq does not know`, {
       hint: `use one of ${SSL_MODES.join(", ")}`,
     });
   }
+  const portText = parsed.port || service.port || fromEnv("PGPORT") || "5432";
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new UsageError(`${flag} has port ${JSON.stringify(portText)}, which is not a TCP port`);
+  }
   return {
-    host: parsed.host || process.env.PGHOST || "localhost",
-    port: Number(parsed.port || process.env.PGPORT || 5432),
-    user: parsed.user || process.env.PGUSER || process.env.USER || "postgres",
+    host: parsed.host || service.host || fromEnv("PGHOST") || "localhost",
+    port,
+    user: parsed.user || service.user || fromEnv("PGUSER") || env.USER || "postgres",
     password,
     database,
     sslmode: sslmode as SslMode | undefined,
     sslrootcert: setting("sslrootcert", "PGSSLROOTCERT"),
     sslcert: setting("sslcert", "PGSSLCERT"),
     sslkey: setting("sslkey", "PGSSLKEY"),
+    options: setting("options", "PGOPTIONS"),
+    passfile: pgpassPath(env),
   };
 }
+
+/** URL parameters read here rather than by pg-connection-string. */
+const URL_ONLY_PARAMS = ["sslmode", "sslrootcert", "sslcert", "sslkey", "options", "service"] as const;
 
 /** `user@host:port/db`, safe to print. */
 export function describeConn(conn: PgConn): string {
@@ -70,12 +98,39 @@ export function describeConn(conn: PgConn): string {
 }
 
 /**
- * Environment for libpq tools (pg_dump, pg_restore, pg_dumpall): the password travels
- * here, never in argv, where any user of the machine could read it from /proc.
+ * libpq settings strongroom does not resolve itself and passes to the child tools as they
+ * are, so pg_dump connects the way psql would from the same shell. Left out: the ones
+ * resolved above (host, port, user, database, password, service, TLS files), and those
+ * that would change the dump itself rather than the connection (PGCLIENTENCODING, PGTZ,
+ * PGDATESTYLE).
  */
-export function libpqEnv(conn: PgConn, appName: string): NodeJS.ProcessEnv {
+const PASSED_THROUGH = [
+  "PGSSLCRL",
+  "PGSSLCRLDIR",
+  "PGSSLSNI",
+  "PGSSLCERTMODE",
+  "PGSSLNEGOTIATION",
+  "PGSSLMINPROTOCOLVERSION",
+  "PGSSLMAXPROTOCOLVERSION",
+  "PGREQUIREPEER",
+  "PGREQUIREAUTH",
+  "PGCHANNELBINDING",
+  "PGGSSENCMODE",
+  "PGGSSDELEGATION",
+  "PGKRBSRVNAME",
+  "PGGSSLIB",
+  "PGSYSCONFDIR",
+] as const;
+
+/**
+ * Environment for libpq tools (pg_dump, pg_restore): the password travels
+ * here, never in argv, where any user of the machine could read it from /proc. The
+ * password file goes too, named explicitly, so the tools find the password strongroom's
+ * own session found there.
+ */
+export function libpqEnv(conn: PgConn, appName: string, from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+    PATH: from.PATH,
     LANG: "C.UTF-8",
     PGHOST: conn.host,
     PGPORT: String(conn.port),
@@ -83,8 +138,13 @@ export function libpqEnv(conn: PgConn, appName: string): NodeJS.ProcessEnv {
     PGDATABASE: conn.database,
     PGAPPNAME: appName,
     PGCONNECT_TIMEOUT: "10",
+    PGPASSFILE: conn.passfile,
   };
+  // libpq looks in HOME for ~/.postgresql/root.crt and the client certificate.
+  if (from.HOME) env.HOME = from.HOME;
+  for (const name of PASSED_THROUGH) if (from[name]) env[name] = from[name];
   if (conn.password !== undefined) env.PGPASSWORD = conn.password;
+  if (conn.options !== undefined) env.PGOPTIONS = conn.options;
   if (conn.sslmode !== undefined) env.PGSSLMODE = conn.sslmode;
   if (conn.sslrootcert !== undefined) env.PGSSLROOTCERT = conn.sslrootcert;
   if (conn.sslcert !== undefined) env.PGSSLCERT = conn.sslcert;
@@ -147,8 +207,12 @@ export async function connect(conn: PgConn, appName = "strongroom"): Promise<pg.
       database: conn.database,
       application_name: appName,
       connectionTimeoutMillis: 10_000,
-      ...(conn.password !== undefined ? { password: conn.password } : {}),
-      ...(ssl ? { ssl } : {}),
+      // Called only when the server asks for a password. Given always, so that pg never
+      // falls back to its own (deprecated, stderr-printing) .pgpass reader.
+      password: () => passwordFor(conn),
+      // Given always: left undefined, pg would read PGSSLMODE itself, with its own meaning.
+      ssl,
+      ...(conn.options !== undefined ? { options: conn.options } : {}),
     });
     client.on("error", () => undefined); // a dropped idle connection surfaces on the next query instead
     try {
@@ -170,7 +234,21 @@ export async function connect(conn: PgConn, appName = "strongroom"): Promise<pg.
   throw mapConnectError(lastError, conn);
 }
 
+/** The password: given, else from the password file, else a clear error. */
+async function passwordFor(conn: PgConn): Promise<string> {
+  if (conn.password !== undefined) return conn.password;
+  const found = await lookupPgpass(conn.passfile, conn);
+  if (found.password !== undefined) {
+    registerSecret(found.password);
+    return found.password;
+  }
+  throw new DatabaseAuthError(`no password was supplied for ${describeConn(conn)}, and the server asks for one`, {
+    hint: `set PGPASSWORD, ~/.pgpass, or the URL${found.ignored ? ` (${found.ignored}, so it was ignored)` : ""}`,
+  });
+}
+
 function isAuthFailure(err: unknown): boolean {
+  if (err instanceof DatabaseAuthError) return true;
   const code = (err as { code?: string }).code;
   return code === "28P01" || code === "3D000";
 }
@@ -201,6 +279,7 @@ const TLS_ERRORS = new Set([
 ]);
 
 function mapConnectError(err: unknown, conn: PgConn): Error {
+  if (err instanceof DatabaseAuthError) return err;
   const code = (err as { code?: string }).code;
   const where = describeConn(conn);
   if (code === "28P01" || code === "28000") {
