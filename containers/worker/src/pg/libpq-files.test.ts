@@ -5,7 +5,7 @@ import { matchPgpass } from "./pgpass.ts";
 import { parseServiceFile } from "./service-file.ts";
 
 /** A .pgpass field as a user writes it: `\` before `:` and `\`. */
-const escape = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
+const pgpassField = (s: string) => s.replace(/[\\:]/g, (c) => `\\${c}`);
 
 describe(".pgpass matching (libpq's rules)", () => {
   const key = ["db.example", "5432", "shop", "app"] as const;
@@ -37,7 +37,7 @@ describe(".pgpass matching (libpq's rules)", () => {
         ),
         text,
         ([host, port, db, user], password) => {
-          const line = [host, port, db, user, password].map(escape).join(":");
+          const line = [host, port, db, user, password].map(pgpassField).join(":");
           expect(matchPgpass(`# x\n${line}\n`, [host, port, db, user])).toBe(password);
         },
       ),
