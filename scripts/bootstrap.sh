@@ -1,33 +1,60 @@
 #!/usr/bin/env bash
-# Installs what strongroom's tests and local cycle need on a fresh Debian bookworm
-# machine (root or sudo): PostgreSQL 15 server + client, the age and zstd CLIs (interop
-# tests and benchmarks), openssl (TLS test certificates), a Java runtime (DynamoDB Local),
-# then the npm dependencies.
-# Safe to re-run: it installs only what is missing.
+# Installs what strongroom needs on a fresh Debian bookworm machine, then the npm
+# dependencies. Safe to re-run: it installs only what is missing, and needs root or sudo
+# only when something is missing.
+#
+#   ./scripts/bootstrap.sh           what `npm run cycle` and the CLI need: PostgreSQL
+#                                    (server and client tools)
+#   ./scripts/bootstrap.sh --tests   and what the tests need besides: the age and zstd CLIs
+#                                    (interop tests, benchmarks), openssl (TLS test
+#                                    certificates), a Java runtime (DynamoDB Local), and
+#                                    moto (the S3 stand-in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\033[1mbootstrap:\033[0m %s\n' "$*" >&2; }
+say() {
+  # Bold on a terminal only, so that logs and CI output read plainly.
+  if [[ -t 2 ]]; then printf '\033[1mbootstrap:\033[0m %s\n' "$*" >&2; else printf 'bootstrap: %s\n' "$*" >&2; fi
+}
+die() {
+  say "$*"
+  exit 1
+}
 
+tests=false
+case "${1:-}" in
+"") ;;
+--tests) tests=true ;;
+*) die "unknown argument ${1}; use no argument (the CLI and the local cycle) or --tests (the test suite as well)" ;;
+esac
+
+packages=(postgresql)
+if $tests; then packages+=(age zstd openssl); fi
 missing=()
-for pkg in postgresql age zstd openssl; do
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+if $tests && ! command -v java >/dev/null 2>&1; then missing+=(default-jre-headless); fi
 
 if ((${#missing[@]})); then
   sudo=""
-  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "missing apt packages: ${missing[*]}; install them as root (apt-get install ${missing[*]}), then re-run"
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "missing: ${missing[*]}; this script installs them with apt-get (Debian, Ubuntu); install them with your system's package manager"
   say "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# moto (the S3 stand-in) comes with this machine image's Python; PyPI is not reachable here.
-if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
-  say "python3 cannot import moto.server: install moto (pip install 'moto[server]==5.2.1') or set AWS_ENDPOINT_URL_S3 to an S3 stand-in such as LocalStack"
-  exit 1
+# The tests start moto (python3 -m moto.server) for S3, unless AWS_ENDPOINT_URL_S3 names
+# another stand-in (LocalStack, say).
+if $tests && [[ -z "${AWS_ENDPOINT_URL_S3:-}" ]] && ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  say "installing moto (the S3 stand-in) with pip"
+  python3 -m pip install --quiet 'moto[server]==5.2.1' ||
+    die "the tests need moto for S3: install it (pip install 'moto[server]==5.2.1') so that python3 -c 'import moto.server' works, or set AWS_ENDPOINT_URL_S3 to another S3 stand-in such as LocalStack"
 fi
 
 if [[ ! -x node_modules/.bin/node ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
@@ -40,4 +67,7 @@ if ! node_modules/.bin/node --version 2>/dev/null | grep -q '^v22\.'; then
   say "node_modules/.bin/node is not Node 22: running the node package's install script"
   (cd node_modules/node && npm run preinstall --loglevel=error)
 fi
-say "ready: $(node_modules/.bin/node --version), $(pg_dump --version), age $(age --version), $(zstd --version | head -1)"
+
+ready="$(node_modules/.bin/node --version), $(pg_dump --version)"
+if $tests; then ready+=", age $(age --version), $(zstd --version | head -1)"; fi
+say "ready: ${ready}"

@@ -3,6 +3,8 @@
  *   a Postgres with a sample database (a throwaway local cluster, or DATABASE_URL's),
  *   a key pair (kept in .strongroom/), a backup to a file:// store in .strongroom/store,
  *   the listing, a restore into a fresh database, and a side-by-side comparison.
+ * It needs Node and PostgreSQL's server and client tools, nothing the tests need besides.
+ * STRONGROOM_CYCLE_DIR moves .strongroom/ elsewhere (the quick-start test uses a temp dir).
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,7 +15,7 @@ import pg from "pg";
 import { type Cluster, startCluster } from "../test/rig/postgres.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
-const home = path.join(root, ".strongroom");
+const home = process.env.STRONGROOM_CYCLE_DIR || path.join(root, ".strongroom");
 const identityFile = path.join(home, "identity.txt");
 const storeUrl = pathToFileURL(path.join(home, "store")).href;
 const cli = path.join(root, "containers/worker/bin/strongroom.mjs");

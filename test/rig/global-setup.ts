@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import type { TestProject } from "vitest/node";
 import { startDynamoDbLocal, startMoto } from "./aws.ts";
 import { startCluster } from "./postgres.ts";
@@ -9,6 +10,7 @@ import { startCluster } from "./postgres.ts";
  * used instead of starting moto / DynamoDB Local.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  requireTools();
   const stops: Array<() => Promise<void>> = [];
   const teardown = async () => {
     for (const stop of stops.reverse()) await stop().catch((err) => console.error("rig teardown:", err));
@@ -38,6 +40,33 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await teardown();
     throw err;
   }
+}
+
+/** Fails the run at once, naming what to install, rather than with a stand-in's ENOENT later. */
+function requireTools(): void {
+  const python = process.env.PYTHON ?? "python3";
+  const needs: Array<[what: string, ok: boolean]> = [
+    ["the age CLI (apt package age)", runs("age", ["--version"])],
+    ["the zstd CLI (apt package zstd)", runs("zstd", ["--version"])],
+    ["openssl (apt package openssl)", runs("openssl", ["version"])],
+  ];
+  if (!process.env.AWS_ENDPOINT_URL_DYNAMODB) {
+    needs.push(["a Java runtime for DynamoDB Local (apt package default-jre-headless)", runs("java", ["-version"])]);
+  }
+  if (!process.env.AWS_ENDPOINT_URL_S3) {
+    needs.push([
+      `moto for S3 (pip install 'moto[server]==5.2.1', so that ${python} can import moto.server)`,
+      runs(python, ["-c", "import moto.server"]),
+    ]);
+  }
+  const missing = needs.filter(([, ok]) => !ok).map(([what]) => what);
+  if (missing.length > 0) {
+    throw new Error(`the tests need ${missing.join("; ")}. ./scripts/bootstrap.sh --tests installs them.`);
+  }
+}
+
+function runs(command: string, args: string[]): boolean {
+  return spawnSync(command, args, { stdio: "ignore", timeout: 30_000 }).status === 0;
 }
 
 declare module "vitest" {
