@@ -45,6 +45,9 @@ export const ERROR_NAMES = [
   "StoreFullError",
   "UnexpectedError",
   "InvalidPolicyError",
+  "InvalidConfigError",
+  "UnknownDatabaseError",
+  "TaskFailedError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -219,6 +222,21 @@ export class WrongRegionError extends StrongroomError {
 /** A Lambda event that does not match its schema (unknown or missing fields). */
 export class InvalidInputError extends StrongroomError {
   override name = "InvalidInputError" as const;
+}
+
+/** strongroom.config.json (the deployed app's config) has problems; the message lists each. */
+export class InvalidConfigError extends StrongroomError {
+  override name = "InvalidConfigError" as const;
+}
+
+/** A flow was started for a database id the deployed config does not declare. */
+export class UnknownDatabaseError extends StrongroomError {
+  override name = "UnknownDatabaseError" as const;
+}
+
+/** A worker task of a flow ended without success (non-zero exit, or stopped before it ran). */
+export class TaskFailedError extends StrongroomError {
+  override name = "TaskFailedError" as const;
 }
 
 /** A destination probe step failed; the message names the step and the likely cause. */

@@ -6,6 +6,8 @@ import { auditFor, type CliContext, printResult, withProgress } from "./context.
 import {
   auditOption,
   auditTableOption,
+  backupIdArg,
+  checkedOption,
   databaseIdOption,
   flagOption,
   jsonOption,
@@ -18,6 +20,7 @@ interface BackupFlags {
   store: string;
   recipient: string[];
   databaseId?: string;
+  backupId?: string;
   allowSourceChange?: boolean;
   audit: string;
   auditTable?: string;
@@ -44,6 +47,13 @@ export function backupCommand(parent: Command, ctx: CliContext): void {
         .makeOptionMandatory(),
     )
     .addOption(databaseIdOption())
+    .addOption(
+      checkedOption(
+        "--backup-id <id>",
+        "commit under this id (YYYYMMDDTHHMMSSZ-xxxxxx, unused) instead of a new one; the deployed flow chooses it",
+        backupIdArg,
+      ).env("STRONGROOM_BACKUP_ID"),
+    )
     .addOption(
       flagOption(
         "--allow-source-change",
@@ -78,6 +88,7 @@ Examples:
           ...(audit ? { audit } : {}),
           recipients: o.recipient,
           ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          ...(o.backupId ? { backupId: o.backupId } : {}),
           allowSourceChange: o.allowSourceChange === true,
           signal: ctx.signal,
           log,

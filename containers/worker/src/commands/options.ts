@@ -1,6 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { InvalidIdentityError, UsageError } from "#core/errors.ts";
+import { isBackupId } from "#core/keys.ts";
+import { registerSecret } from "#core/log.ts";
 import { parseIdentities } from "../stages/age-stream.ts";
 
 /** Options shared by the CLI's commands, and the parsers of option values. */
@@ -110,6 +112,14 @@ export function positiveInt(flag: string) {
   };
 }
 
+/** `--backup-id`: a backup id as strongroom makes them. */
+export function backupIdArg(value: string): string {
+  if (!isBackupId(value)) {
+    throw new UsageError(`--backup-id must look like 20260421T020000Z-abc234, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 /** `--keep-weekly 0`: an integer >= 0. */
 export function wholeNumber(flag: string) {
   return (value: string): number => {
@@ -125,11 +135,30 @@ export function splitList(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(/[\s,]+/).filter((v) => v !== "")];
 }
 
-/** --identity, for every command that decrypts (restore, and verify next). */
+/**
+ * --identity, for every command that decrypts (restore, and verify next). Where no file
+ * may hold it (a Fargate task, whose root filesystem is read-only and whose disk must not
+ * keep secrets), STRONGROOM_IDENTITY holds the identity itself, as ECS injects it from
+ * Secrets Manager.
+ */
 export const identityOption = () =>
-  new Option("--identity <file>", "age identity file (AGE-SECRET-KEY-1…)")
-    .env("STRONGROOM_IDENTITY_FILE")
-    .makeOptionMandatory();
+  new Option(
+    "--identity <file>",
+    "age identity file (AGE-SECRET-KEY-1…); or set STRONGROOM_IDENTITY to the identity itself",
+  ).env("STRONGROOM_IDENTITY_FILE");
+
+/** The identities from --identity, else from STRONGROOM_IDENTITY. */
+export async function identitiesFrom(file: string | undefined, env = process.env): Promise<string[]> {
+  if (file !== undefined) return readIdentityFile(file);
+  const text = env.STRONGROOM_IDENTITY;
+  if (text) {
+    registerSecret(text);
+    return parseIdentities(text);
+  }
+  throw new UsageError("required option '--identity <file>' not specified (give it, or set STRONGROOM_IDENTITY_FILE)", {
+    hint: "pass the identity file written by `strongroom keygen`, or set STRONGROOM_IDENTITY to the identity itself",
+  });
+}
 
 export async function readIdentityFile(file: string): Promise<string[]> {
   let text: string;

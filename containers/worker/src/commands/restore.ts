@@ -9,10 +9,10 @@ import {
   checkedOption,
   databaseIdOption,
   flagOption,
+  identitiesFrom,
   identityOption,
   jsonOption,
   positiveInt,
-  readIdentityFile,
   storeOption,
 } from "./options.ts";
 
@@ -20,7 +20,8 @@ interface RestoreFlags {
   store: string;
   backup: string;
   target: string;
-  identity: string;
+  identity?: string;
+  create?: boolean;
   databaseId?: string;
   jobs: number;
   stagingDir?: string;
@@ -38,7 +39,7 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
     .addOption(storeOption())
     .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
     .addOption(
-      new Option("--target <url>", "postgres:// URL of the (empty) database to restore into")
+      new Option("--target <url>", "postgres:// URL of the (empty) database to restore into (see --create)")
         .env("STRONGROOM_TARGET_URL")
         .makeOptionMandatory(),
     )
@@ -56,6 +57,13 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
     .addOption(
       new Option("--staging-dir <dir>", "where --jobs stages the archive (default: the temp dir)").env(
         "STRONGROOM_STAGING_DIR",
+      ),
+    )
+    .addOption(
+      flagOption(
+        "--create",
+        "create the target database first when it does not exist (needs CREATEDB)",
+        "STRONGROOM_CREATE",
       ),
     )
     .addOption(
@@ -81,10 +89,11 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
 Examples:
   $ createdb shop_restored
   $ STRONGROOM_TARGET_URL=postgres://localhost/shop_restored strongroom restore --store s3://acme-backups/pg --identity identity.txt
+  $ strongroom restore --store s3://acme-backups/pg --target postgres://localhost/shop_copy --create --identity identity.txt
   $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4`,
     )
     .action(async (o: RestoreFlags) => {
-      const identities = await readIdentityFile(o.identity);
+      const identities = await identitiesFrom(o.identity);
       const store = openStore(o.store);
       const audit = auditFor(store, o);
       const result = await withProgress("restore", (onProgress) =>
@@ -98,6 +107,7 @@ Examples:
           jobs: o.jobs,
           ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
           clean: o.clean === true,
+          create: o.create === true,
           noOwner: o.owner === false,
           signal: ctx.signal,
           log: ctx.log(),

@@ -7,10 +7,11 @@ import type { AuditRow } from "#core/audit/audit-chain.ts";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
 import { listBackupRefs, readManifest } from "#core/backup-index.ts";
 import { type BackupStats, STATS_FORMAT } from "#core/backup-stats.ts";
-import { AbortedError, DumpFailedError, SourceMismatchError } from "#core/errors.ts";
-import { newBackupId, objectKey } from "#core/keys.ts";
+import { AbortedError, AlreadyExistsError, DumpFailedError, SourceMismatchError } from "#core/errors.ts";
+import { backupPrefix, newBackupId, objectKey } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
 import { MANIFEST_FORMAT, type Manifest, type ManifestObject, serializeManifest } from "#core/manifest.ts";
+import { assertX25519Recipient } from "#core/recipients.ts";
 import { isCreatable, type ObjectStore } from "#core/store/object-store.ts";
 import { storeSink } from "#core/store/store-sink.ts";
 import { findPgBin, type PgBinDir } from "../pg/binaries.ts";
@@ -19,7 +20,7 @@ import { captureRoles, type RoleSnapshot } from "../pg/roles.ts";
 import { countRows, dumpedTables } from "../pg/row-counts.ts";
 import { type ServerInfo, serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
-import { ageEncrypt, assertX25519Recipient } from "../stages/age-stream.ts";
+import { ageEncrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdCompressFrames } from "../stages/zstd-frames.ts";
@@ -30,6 +31,11 @@ export interface BackupOptions {
   conn: PgConn;
   store: ObjectStore;
   recipients: string[];
+  /**
+   * The id to commit under, chosen by the caller (a flow, which records it before the
+   * task starts). @default a new id for the start time
+   */
+  backupId?: string;
   /** @default the database name */
   databaseId?: string;
   signal?: AbortSignal;
@@ -58,6 +64,15 @@ interface BackupJob {
   source: string;
 }
 
+async function assertUnused(store: ObjectStore, databaseId: string, backupId: string): Promise<void> {
+  const page = await store.list(`${backupPrefix(databaseId)}${backupId}/`, { pageSize: 1 });
+  if (page.objects.length > 0) {
+    throw new AlreadyExistsError(`backup ${databaseId}/${backupId} already has objects in the store`, {
+      hint: "a backup id is used once; leave --backup-id out to get a new one",
+    });
+  }
+}
+
 /**
  * Backs one database up, in four steps:
  * 1. snapshot: a read-only transaction exports a snapshot; roles are read on it;
@@ -81,7 +96,10 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
   // The connected database is the one the URL names, so the series is known before
   // connecting: a backup that cannot connect or log in is recorded as backup.fail too.
   const databaseId = options.databaseId ?? conn.database;
-  const backupId = newBackupId(startedAt);
+  const backupId = options.backupId ?? newBackupId(startedAt);
+  // A given id must be new: the dump is written before the manifest's put-if-absent
+  // could refuse, and would overwrite a committed backup's payload.
+  if (options.backupId !== undefined) await assertUnused(store, databaseId, backupId);
   const { manifest } = await auditedJob<Committed>(
     {
       log: options.audit?.(databaseId),

@@ -24,6 +24,7 @@ import { type Manifest, manifestObject } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
+import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
@@ -43,6 +44,8 @@ export interface RestoreOptions {
   /** > 1 stages the decrypted archive on local disk and runs pg_restore -j. @default 1 */
   jobs?: number;
   clean?: boolean;
+  /** Create the target database when it does not exist. */
+  create?: boolean;
   noOwner?: boolean;
   /** Where --jobs stages the archive. @default os.tmpdir() */
   stagingDir?: string;
@@ -162,6 +165,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
     });
   }
 
+  if (options.create) await createDatabaseIfMissing(target, options.log);
   const client = await connect(target, "strongroom-restore");
   try {
     const server = await serverInfo(client);

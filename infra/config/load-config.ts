@@ -1,0 +1,307 @@
+import { readFileSync } from "node:fs";
+import { Ajv, type ErrorObject } from "ajv";
+import { InvalidConfigError } from "#core/errors.ts";
+import { validatePolicy } from "#core/gfs.ts";
+import { assertX25519Recipient } from "#core/recipients.ts";
+import { configSchema } from "./schema.ts";
+
+export interface Retention {
+  daily: number;
+  weekly: number;
+  monthly: number;
+}
+
+export interface TaskSize {
+  cpu: number;
+  memoryMiB: number;
+  ephemeralGiB: number;
+}
+
+interface Overridable {
+  schedule?: string;
+  timeZone?: string;
+  retention?: Partial<Retention>;
+  task?: Partial<TaskSize>;
+}
+
+/** An RDS-style connection secret, as Secrets Manager holds it for RDS. */
+export interface RdsSecret {
+  host: string;
+  port: number;
+  username: string;
+  password: string;
+  dbname: string;
+}
+
+/** strongroom.config.json as written (see strongroom.config.example.json). */
+export interface ConfigFile {
+  name: string;
+  prefix?: string;
+  bucket: { create: true; objectLock?: { mode: "GOVERNANCE" | "COMPLIANCE"; days: number } } | { name: string };
+  recipients: string[];
+  identitySecretArn: string;
+  network:
+    | { create: true }
+    | { vpcId: string; subnetIds: string[]; securityGroupIds?: string[]; assignPublicIp?: boolean };
+  alarmEmail?: string;
+  defaults?: Overridable;
+  databases: Array<{ id: string; secretArn: string } & Overridable>;
+  restoreTargets?: Array<{ id: string; secretArn: string }>;
+  sim?: { secrets?: Record<string, RdsSecret | string> };
+}
+
+/** One database with every default applied. */
+export interface DatabaseConfig {
+  id: string;
+  secretArn: string;
+  schedule: string;
+  timeZone: string;
+  retention: Retention;
+  task: TaskSize;
+}
+
+export interface StrongroomConfig extends Omit<ConfigFile, "databases" | "defaults" | "prefix" | "restoreTargets"> {
+  prefix: string;
+  databases: DatabaseConfig[];
+  restoreTargets: Array<{ id: string; secretArn: string }>;
+}
+
+export const DEFAULTS = {
+  schedule: "cron(0 2 * * ? *)",
+  timeZone: "UTC",
+  retention: { daily: 7, weekly: 4, monthly: 12 },
+  task: { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
+} as const;
+
+/**
+ * Reads and checks a config file. Every problem is collected and reported at once, one
+ * line each, naming the field (`databases[1].timeZone: …`), so one `cdk synth` shows all
+ * there is to fix. `purpose: "deploy"` refuses the `sim` section: its secret values are
+ * for the local simulation only and must never reach a real account's template.
+ */
+export function loadConfig(file: string, purpose: "deploy" | "sim" = "deploy"): StrongroomConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new InvalidConfigError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      cause: err,
+      hint: "copy strongroom.config.example.json to strongroom.config.json, or pass -c config=FILE",
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidConfigError(`${file} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return parseConfig(raw, file, purpose);
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile(configSchema);
+
+export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim" = "deploy"): StrongroomConfig {
+  if (!validate(raw)) throw problems(file, describeSchemaErrors(validate.errors ?? []));
+  const config = raw as unknown as ConfigFile;
+  const found: string[] = [];
+  const check = (field: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      found.push(`${field}: ${(err as Error).message}`);
+    }
+  };
+
+  config.recipients.forEach((r, i) => {
+    check(`recipients[${i}]`, () => assertX25519Recipient(r));
+  });
+  if (new Set(config.recipients).size !== config.recipients.length) found.push("recipients: a key is listed twice");
+  if (purpose === "deploy" && config.sim !== undefined) {
+    found.push("sim: holds secret values for `npm run sim` only; remove it from a config you deploy");
+  }
+  const d = config.defaults ?? {};
+  checkOverridable("defaults", d, found);
+
+  const databases = config.databases.map((db, i): DatabaseConfig => {
+    checkOverridable(`databases[${i}]`, db, found);
+    const retention = { ...DEFAULTS.retention, ...d.retention, ...db.retention };
+    const timeZone = db.timeZone ?? d.timeZone ?? DEFAULTS.timeZone;
+    check(`databases[${i}].retention`, () => {
+      if (retention.daily + retention.weekly + retention.monthly === 0) throw new Error("keeps nothing (0/0/0)");
+      validatePolicy({ ...retention, timeZone: "UTC" });
+    });
+    const task = { ...DEFAULTS.task, ...d.task, ...db.task };
+    check(`databases[${i}].task`, () => checkFargateSize(task));
+    return {
+      id: db.id,
+      secretArn: db.secretArn,
+      schedule: db.schedule ?? d.schedule ?? DEFAULTS.schedule,
+      timeZone,
+      retention,
+      task,
+    };
+  });
+  duplicates(
+    config.databases.map((db) => db.id),
+    "databases",
+    found,
+  );
+  const restoreTargets = config.restoreTargets ?? [];
+  duplicates(
+    restoreTargets.map((t) => t.id),
+    "restoreTargets",
+    found,
+  );
+  if (found.length > 0) throw problems(file, found);
+  const { defaults: _defaults, ...rest } = config;
+  return { ...rest, prefix: config.prefix ?? "", databases, restoreTargets };
+}
+
+function checkOverridable(field: string, o: Overridable, found: string[]): void {
+  if (o.schedule !== undefined) {
+    const problem = scheduleProblem(o.schedule);
+    if (problem) found.push(`${field}.schedule: ${problem}`);
+  }
+  if (o.timeZone !== undefined && !isTimeZone(o.timeZone)) {
+    found.push(
+      `${field}.timeZone: unknown time zone ${JSON.stringify(o.timeZone)} (use an IANA name, e.g. Europe/Berlin)`,
+    );
+  }
+}
+
+function duplicates(ids: string[], field: string, found: string[]): void {
+  const seen = new Set<string>();
+  ids.forEach((id, i) => {
+    if (seen.has(id)) found.push(`${field}[${i}].id: duplicate id ${JSON.stringify(id)}`);
+    seen.add(id);
+  });
+}
+
+export function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What is wrong with an EventBridge Scheduler expression, or undefined: `rate(N unit)`,
+ * `cron(min hour day-of-month month day-of-week year)` with `?` in one of the two day
+ * fields, or a one-time `at(yyyy-mm-ddThh:mm:ss)`.
+ */
+export function scheduleProblem(expression: string): string | undefined {
+  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(expression);
+  if (rate) {
+    const n = Number(rate[1]);
+    if (n < 1) return "a rate must be at least 1";
+    if ((n === 1) !== !rate[2]?.endsWith("s"))
+      return `write rate(${n} ${n === 1 ? "unit" : "units"}): "1 day", "2 days"`;
+    return undefined;
+  }
+  if (/^at\(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\)$/.test(expression)) return undefined;
+  const cron = /^cron\((.*)\)$/.exec(expression);
+  if (!cron) return `${JSON.stringify(expression)} is not rate(…), cron(…) or at(…)`;
+  const fields = (cron[1] ?? "").trim().split(/\s+/);
+  if (fields.length !== 6) {
+    return `cron(…) takes 6 fields (minutes hours day-of-month month day-of-week year), got ${fields.length}`;
+  }
+  const [dom, , dow] = fields.slice(2);
+  if ((dom === "?") === (dow === "?")) return "cron(…) needs ? in exactly one of day-of-month and day-of-week";
+  if (!fields.every((f) => /^[0-9A-Za-z*?,/#L W-]+$/.test(f))) return "cron(…) has a character it does not allow";
+  return undefined;
+}
+
+/** Fargate's CPU/memory pairs (MiB). */
+const FARGATE_MEMORY: Record<number, { min: number; max: number; step: number }> = {
+  256: { min: 512, max: 2048, step: 512 },
+  512: { min: 1024, max: 4096, step: 1024 },
+  1024: { min: 2048, max: 8192, step: 1024 },
+  2048: { min: 4096, max: 16384, step: 1024 },
+  4096: { min: 8192, max: 30720, step: 1024 },
+  8192: { min: 16384, max: 61440, step: 4096 },
+  16384: { min: 32768, max: 122880, step: 8192 },
+};
+
+function checkFargateSize(task: TaskSize): void {
+  const range = FARGATE_MEMORY[task.cpu];
+  if (!range) throw new Error(`cpu ${task.cpu} is not a Fargate size`);
+  const ok =
+    (task.cpu === 256 && task.memoryMiB === 512) ||
+    (task.memoryMiB >= range.min && task.memoryMiB <= range.max && task.memoryMiB % range.step === 0);
+  if (!ok) {
+    throw new Error(
+      `memoryMiB ${task.memoryMiB} does not go with cpu ${task.cpu} on Fargate (${range.min}–${range.max} MiB in steps of ${range.step})`,
+    );
+  }
+}
+
+/** ajv's errors as `field: problem` lines; the branches of a failed oneOf collapse into one line. */
+function describeSchemaErrors(errors: ErrorObject[]): string[] {
+  const oneOfPaths = errors.filter((e) => e.keyword === "oneOf").map((e) => e.instancePath);
+  const lines = errors
+    .filter(
+      (e) => e.keyword === "oneOf" || !oneOfPaths.some((p) => e.instancePath.startsWith(p) && e.instancePath !== ""),
+    )
+    .filter((e) => e.keyword !== "anyOf")
+    .map((e) => {
+      const field = fieldName(e.instancePath);
+      if (e.keyword === "additionalProperties") {
+        const extra = (e.params as { additionalProperty: string }).additionalProperty;
+        return `${field ? `${field}.` : ""}${extra}: unknown field`;
+      }
+      if (e.keyword === "required") {
+        const missing = (e.params as { missingProperty: string }).missingProperty;
+        return `${field ? `${field}.` : ""}${missing}: required`;
+      }
+      if (e.keyword === "oneOf")
+        return `${field}: ${ONE_OF_SHAPES[field.replace(/\[\d+\]/g, "")] ?? "has the wrong shape"}`;
+      if (e.keyword === "pattern") return `${field}: ${PATTERN_HINTS[lastName(field)] ?? "has the wrong form"}`;
+      return `${field || "config"}: ${e.message}`;
+    });
+  return [...new Set(lines)];
+}
+
+const ONE_OF_SHAPES: Record<string, string> = {
+  bucket: 'must be {"create": true, "objectLock"?: {"mode", "days"}} or {"name": "existing-bucket"}',
+  network:
+    'must be {"create": true} or {"vpcId", "subnetIds", "securityGroupIds"?, "assignPublicIp"?} (see docs/deploy.md)',
+};
+
+const PATTERN_HINTS: Record<string, string> = {
+  name: "lower-case letters, digits and -, starting with a letter, at most 24 characters",
+  id: "letters, digits, ., _ and -, starting with a letter or digit",
+  secretArn: "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)",
+  identitySecretArn: "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)",
+  prefix: "path segments of letters, digits, ., _ and -, separated by /, with no leading or trailing /",
+  alarmEmail: "must be an email address",
+};
+
+function fieldName(instancePath: string): string {
+  return instancePath
+    .split("/")
+    .slice(1)
+    .map((part) => (/^\d+$/.test(part) ? `[${part}]` : `.${part}`))
+    .join("")
+    .replace(/^\./, "");
+}
+
+function lastName(field: string): string {
+  return (
+    field
+      .replace(/\[\d+\]$/, "")
+      .split(".")
+      .pop() ?? field
+  );
+}
+
+function problems(file: string, lines: string[]): InvalidConfigError {
+  return new InvalidConfigError(
+    `${file} has ${lines.length} problem${lines.length === 1 ? "" : "s"}:\n${lines.join("\n")}`,
+    {
+      hint: "see strongroom.config.example.json and the README's Deploy section",
+    },
+  );
+}

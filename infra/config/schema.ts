@@ -1,0 +1,144 @@
+/**
+ * The JSON schema of strongroom.config.json. Shapes only; what a schema cannot say
+ * (recipients, schedule expressions, time zones, Fargate sizes, duplicate ids) is checked
+ * in load-config.ts, and every problem is reported on its own line naming the field.
+ */
+
+const id = { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" };
+const secretArn = {
+  type: "string",
+  pattern: "^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\\d{12}:secret:[A-Za-z0-9/_+=.@-]+$",
+};
+const count = { type: "integer", minimum: 0, maximum: 10000 };
+
+const retention = {
+  type: "object",
+  additionalProperties: false,
+  properties: { daily: count, weekly: count, monthly: count },
+};
+
+const task = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    cpu: { type: "integer", enum: [256, 512, 1024, 2048, 4096, 8192, 16384] },
+    memoryMiB: { type: "integer", minimum: 512, maximum: 122880 },
+    ephemeralGiB: { type: "integer", minimum: 21, maximum: 200 },
+  },
+};
+
+/** The settings every database has, each overridable per database. */
+const overridable = {
+  schedule: { type: "string", minLength: 1 },
+  timeZone: { type: "string", minLength: 1 },
+  retention,
+  task,
+};
+
+const rdsSecret = {
+  type: "object",
+  additionalProperties: false,
+  required: ["host", "port", "username", "password", "dbname"],
+  properties: {
+    host: { type: "string" },
+    port: { type: "integer" },
+    username: { type: "string" },
+    password: { type: "string" },
+    dbname: { type: "string" },
+  },
+};
+
+export const configSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["name", "bucket", "recipients", "identitySecretArn", "network", "databases"],
+  properties: {
+    $schema: { type: "string" },
+    name: { type: "string", pattern: "^[a-z][a-z0-9-]{0,23}$" },
+    prefix: { type: "string", pattern: "^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$" },
+    bucket: {
+      oneOf: [
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["create"],
+          properties: {
+            create: { const: true },
+            objectLock: {
+              type: "object",
+              additionalProperties: false,
+              required: ["mode", "days"],
+              properties: {
+                mode: { enum: ["GOVERNANCE", "COMPLIANCE"] },
+                days: { type: "integer", minimum: 1, maximum: 36500 },
+              },
+            },
+          },
+        },
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["name"],
+          properties: { name: { type: "string", pattern: "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" } },
+        },
+      ],
+    },
+    recipients: { type: "array", minItems: 1, items: { type: "string" } },
+    identitySecretArn: secretArn,
+    network: {
+      oneOf: [
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["create"],
+          properties: { create: { const: true } },
+        },
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["vpcId", "subnetIds"],
+          properties: {
+            vpcId: { type: "string", pattern: "^vpc-[0-9a-f]{8,17}$" },
+            subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
+            securityGroupIds: { type: "array", items: { type: "string", pattern: "^sg-[0-9a-f]{8,17}$" } },
+            assignPublicIp: { type: "boolean" },
+          },
+        },
+      ],
+    },
+    alarmEmail: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" },
+    defaults: { type: "object", additionalProperties: false, properties: overridable },
+    databases: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["id", "secretArn"],
+        properties: { id, secretArn, ...overridable },
+      },
+    },
+    restoreTargets: {
+      type: "array",
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["id", "secretArn"],
+        properties: { id, secretArn },
+      },
+    },
+    sim: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        // Secret values for `npm run sim` only: an RDS-style object, or text (the identity).
+        secrets: {
+          type: "object",
+          additionalProperties: {
+            anyOf: [{ type: "string" }, rdsSecret],
+          },
+        },
+      },
+    },
+  },
+} as const;
