@@ -2,12 +2,15 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { AUDIT_EVENTS, type AuditEntry } from "#core/audit/audit-chain.ts";
 import { appendAudit } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** Appends one row to an audit chain: backup.start and friends from the state machines. */
 export interface AuditAppendInput extends Omit<AuditEntry, "at"> {
   scope?: string;
   at?: string;
+  /** A flow's caught error ({Error, Cause}); summarised into details (error, exit code). */
+  failure?: CaughtError;
 }
 
 export const schema = {
@@ -22,6 +25,11 @@ export const schema = {
     backupId: { type: "string", pattern: "^\\d{8}T\\d{6}Z-[a-z2-7]{6}$" },
     details: { type: "object" },
     at: { type: "string", format: "date-time" },
+    failure: {
+      type: "object",
+      required: ["Error"],
+      properties: { Error: { type: "string" }, Cause: { type: "string" } },
+    },
   },
 };
 
@@ -32,13 +40,18 @@ export interface Deps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<AuditAppendInput, { seq: string; hash: string }>(schema, async ({ scope, at, ...entry }) => {
+  lambda<AuditAppendInput, { seq: string; hash: string }>(schema, async ({ scope, at, failure, ...entry }) => {
     const log = new DynamoAuditLog(
       deps.dynamodb,
       deps.tableName,
       scope ?? (entry.databaseId ? `db#${entry.databaseId}` : "org"),
     );
-    const row = await appendAudit(log, { ...entry, at: at ?? deps.now().toISOString() });
+    const details = failure ? { ...entry.details, ...describeFailure(failure) } : entry.details;
+    const row = await appendAudit(log, {
+      ...entry,
+      ...(details ? { details } : {}),
+      at: at ?? deps.now().toISOString(),
+    });
     return { seq: row.seq, hash: row.hash };
   });
 

@@ -1,0 +1,165 @@
+import { Ajv } from "ajv";
+import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
+import { newBackupId } from "../keys.ts";
+import type { FlowSettings } from "./flow-settings.ts";
+
+/** What a flow's RunTask state needs, and what the audit and later states are told. */
+export interface TaskPlan {
+  databaseId: string;
+  backupId: string;
+  taskDefinition: string;
+  container: string;
+  /** The worker's argv (container override); never a secret. */
+  command: string[];
+}
+
+export interface BackupPlan extends TaskPlan {
+  retention: FlowSettings["databases"][number]["retention"];
+}
+
+function configuredDatabase(settings: FlowSettings, databaseId: string) {
+  const db = settings.databases.find((d) => d.id === databaseId);
+  if (!db) {
+    throw new UnknownDatabaseError(`no database ${JSON.stringify(databaseId)} is configured`, {
+      hint: `configured: ${settings.databases.map((d) => d.id).join(", ")}; add it to strongroom.config.json and deploy`,
+    });
+  }
+  return db;
+}
+
+/**
+ * BackupFlow's first step: the backup id is chosen here, before the task starts, so
+ * that backup.start, the task and catalog-record all name the same backup.
+ */
+export function planBackup(settings: FlowSettings, input: { databaseId: string }, now: Date): BackupPlan {
+  const db = configuredDatabase(settings, input.databaseId);
+  const backupId = newBackupId(now);
+  return {
+    databaseId: db.id,
+    backupId,
+    taskDefinition: db.backupTaskDefinition,
+    container: settings.container,
+    // The flow records start/ok/fail itself (a task that never starts is recorded too).
+    command: ["backup", "--database-id", db.id, "--backup-id", backupId, "--audit", "none", "--json"],
+    retention: db.retention,
+  };
+}
+
+/** RestoreFlow's input, as typed in the console. */
+export interface RestoreRequest {
+  databaseId: string;
+  backupId?: string;
+  target: { database: string } | { secretArn: string; database?: string };
+  clean?: boolean;
+  noOwner?: boolean;
+}
+
+const dbName = { type: "string", minLength: 1, maxLength: 63, pattern: "^[^\\u0000]+$" };
+const restoreSchema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["databaseId", "target"],
+  properties: {
+    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
+    backupId: { type: "string", pattern: "^(latest|\\d{8}T\\d{6}Z-[a-z2-7]{6})$" },
+    target: {
+      oneOf: [
+        { type: "object", additionalProperties: false, required: ["database"], properties: { database: dbName } },
+        {
+          type: "object",
+          additionalProperties: false,
+          required: ["secretArn"],
+          properties: { secretArn: { type: "string", minLength: 1 }, database: dbName },
+        },
+      ],
+    },
+    clean: { type: "boolean" },
+    noOwner: { type: "boolean" },
+  },
+};
+const validateRestore = new Ajv({ allErrors: true }).compile<RestoreRequest>(restoreSchema);
+
+/** Field names that suggest a credential; such input is refused with its own message. */
+const SECRET_FIELD = /pass(word)?|pwd|secret(?!Arn$)|token|credential|^url$|connection/i;
+
+/**
+ * Checks a RestoreFlow input before any task runs. Execution input is shown in the
+ * console and kept in the execution history, so a password there is refused outright
+ * (by field name, wherever it sits), not merely ignored.
+ */
+export function checkRestoreRequest(input: unknown): RestoreRequest {
+  const secretField = findField(input, (k) => SECRET_FIELD.test(k));
+  if (secretField !== undefined) {
+    throw new InvalidInputError(
+      `the input has a field ${JSON.stringify(secretField)}: a restore's input must never carry a password`,
+      {
+        hint: 'execution input is visible in the console; put the target\'s credentials in a Secrets Manager secret, declare it in restoreTargets, and pass {"target": {"secretArn": …}}',
+      },
+    );
+  }
+  if (!validateRestore(input)) {
+    const problems = (validateRestore.errors ?? []).map(
+      (e) =>
+        `${e.instancePath || "input"} ${e.message}${e.params && "additionalProperty" in e.params ? ` '${e.params.additionalProperty}'` : ""}`,
+    );
+    throw new InvalidInputError(`invalid restore input: ${[...new Set(problems)].join("; ")}`, {
+      hint: 'e.g. {"databaseId": "shop", "backupId": "latest", "target": {"database": "shop_restored"}}',
+    });
+  }
+  return input;
+}
+
+function findField(value: unknown, test: (key: string) => boolean): string | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    if (test(k)) return k;
+    const inner = findField(v, test);
+    if (inner !== undefined) return `${k}.${inner}`;
+  }
+  return undefined;
+}
+
+/**
+ * RestoreFlow's first step: which task definition (whose secrets connect to the target
+ * server) and which argv. `latest` is resolved here, so the audit rows and the task name
+ * the same backup.
+ */
+export async function planRestore(
+  settings: FlowSettings,
+  input: unknown,
+  resolveLatest: (databaseId: string) => Promise<string>,
+): Promise<TaskPlan & { target: string }> {
+  const request = checkRestoreRequest(input);
+  const db = configuredDatabase(settings, request.databaseId);
+  let taskDefinition = db.restoreTaskDefinition;
+  let target = `the server of ${db.id}`;
+  if ("secretArn" in request.target) {
+    const arn = request.target.secretArn;
+    const declared = settings.restoreTargets.find((t) => t.secretArn === arn);
+    if (!declared) {
+      throw new InvalidInputError("target.secretArn is not a declared restore target", {
+        hint: `declare it in restoreTargets in strongroom.config.json and deploy; declared: ${settings.restoreTargets.map((t) => t.id).join(", ") || "none"}`,
+      });
+    }
+    taskDefinition = declared.restoreTaskDefinition;
+    target = `restore target ${declared.id}`;
+  }
+  const backupId =
+    request.backupId === undefined || request.backupId === "latest" ? await resolveLatest(db.id) : request.backupId;
+  // The connection comes from the task's secrets (PG* variables); the URL only names the
+  // database, percent-encoded, so any name survives.
+  const database = request.target.database;
+  const url = database === undefined ? "postgres://" : `postgres:///${encodeURIComponent(database)}`;
+  const command = ["restore", "--database-id", db.id, "--backup", backupId, "--target", url, "--create"];
+  if (request.clean) command.push("--clean");
+  if (request.noOwner) command.push("--no-owner");
+  command.push("--audit", "none", "--json");
+  return {
+    databaseId: db.id,
+    backupId,
+    taskDefinition,
+    container: settings.container,
+    command,
+    target: database === undefined ? target : `${target}, database ${database}`,
+  };
+}

@@ -1,0 +1,24 @@
+import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { type BackupPlan, planBackup } from "#core/flows/plan.ts";
+import { lambda } from "../common/lambda.ts";
+
+/** BackupFlow's first state: which task definition, which backup id, which retention. */
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["databaseId"],
+  properties: { databaseId: { type: "string", minLength: 1, maxLength: 128 } },
+};
+
+export interface Deps {
+  settings: () => FlowSettings;
+  now: () => Date;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<{ databaseId: string }, BackupPlan>(schema, async (input) => planBackup(deps.settings(), input, deps.now()));
+
+export const handler = createHandler({
+  settings: () => parseFlowSettings(process.env.FLOW_SETTINGS),
+  now: () => new Date(),
+});

@@ -1,0 +1,34 @@
+import { S3Client } from "@aws-sdk/client-s3";
+import { resolveBackup } from "#core/backup-index.ts";
+import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { planRestore, type TaskPlan } from "#core/flows/plan.ts";
+import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { lambda } from "../common/lambda.ts";
+
+/**
+ * RestoreFlow's first state: checks the console's input (no password, no unknown field)
+ * before any task runs, resolves `latest`, and picks the task definition for the target.
+ * The input is checked by core's checkRestoreRequest, whose messages name the problem
+ * (a password field gets its own), so middy's schema here only requires an object.
+ */
+export const schema = { type: "object" };
+
+export interface Deps {
+  s3: S3Client;
+  storeUrl: string;
+  settings: () => FlowSettings;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<unknown, TaskPlan & { target: string }>(schema, async (input) =>
+    planRestore(deps.settings(), input, async (databaseId) => {
+      const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+      return (await resolveBackup(store, "latest", databaseId)).manifest.backupId;
+    }),
+  );
+
+export const handler = createHandler({
+  s3: new S3Client(s3ClientConfigFromEnv()),
+  storeUrl: process.env.STORE_URL ?? "",
+  settings: () => parseFlowSettings(process.env.FLOW_SETTINGS),
+});
