@@ -1,12 +1,39 @@
 #!/usr/bin/env node
-import { App } from "aws-cdk-lib";
+import { existsSync } from "node:fs";
+import * as path from "node:path";
+import { App, Validations } from "aws-cdk-lib";
+import { AwsSolutionsChecks } from "cdk-nag";
+import { loadConfig } from "./config/load-config.ts";
 import { StrongroomStack } from "./stacks/strongroom-stack.ts";
 
-/** Composes the stacks; no logic here (see infra/stacks and infra/constructs). */
+const ROOT = path.resolve(import.meta.dirname, "..");
+export const EXAMPLE_CONFIG = path.join(ROOT, "strongroom.config.example.json");
+
+/**
+ * The config file: `-c config=FILE`, else strongroom.config.json at the repository root,
+ * else (so that `npm run synth` works on a fresh clone) the example.
+ */
+export function configPath(app: App): string {
+  const given = app.node.tryGetContext("config") as string | undefined;
+  if (given) return path.resolve(given);
+  const own = path.join(ROOT, "strongroom.config.json");
+  return existsSync(own) ? own : EXAMPLE_CONFIG;
+}
+
+/**
+ * Composes the stack from the config and checks it with cdk-nag's AWS Solutions rules;
+ * an unacknowledged finding fails the synth. `-c sim=true` (npm run sim) accepts the
+ * config's `sim` section, which a real deploy refuses.
+ */
 export function buildApp(app = new App()): App {
+  const purpose = app.node.tryGetContext("sim") === "true" || app.node.tryGetContext("sim") === true ? "sim" : "deploy";
+  const config = loadConfig(configPath(app), purpose);
   new StrongroomStack(app, "Strongroom", {
+    stackName: config.name,
     description: "strongroom: PostgreSQL backups you own and can prove",
+    config,
   });
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return app;
 }
 

@@ -1,8 +1,10 @@
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { readManifest } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
+import { BACKUP_RECORDED, METRICS_NAMESPACE } from "#core/flows/metrics.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -28,6 +30,8 @@ export interface Deps {
   /** s3://bucket/prefix */
   storeUrl: string;
   tableName: string;
+  /** Where the BackupRecorded metric goes (CloudWatch EMF); the staleness alarms watch it. */
+  metrics?: Metrics;
 }
 
 export const createHandler = (deps: Deps) =>
@@ -35,10 +39,16 @@ export const createHandler = (deps: Deps) =>
     const manifest = await readManifest(new S3Store(deps.storeUrl, { client: deps.s3 }), input);
     const item = catalogRecord(manifest);
     await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
+    if (deps.metrics) {
+      deps.metrics.addDimension("DatabaseId", input.databaseId);
+      deps.metrics.addMetric(BACKUP_RECORDED, MetricUnit.Count, 1);
+      deps.metrics.publishStoredMetrics();
+    }
     return { pk: item.pk, sk: item.sk };
   });
 
 export const handler = createHandler({
+  metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: "strongroom" }),
   s3: new S3Client(s3ClientConfigFromEnv()),
   dynamodb: new DynamoDBClient({}),
   storeUrl: process.env.STORE_URL ?? "",

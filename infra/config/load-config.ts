@@ -273,8 +273,10 @@ const ONE_OF_SHAPES: Record<string, string> = {
 const PATTERN_HINTS: Record<string, string> = {
   name: "lower-case letters, digits and -, starting with a letter, at most 24 characters",
   id: "letters, digits, ., _ and -, starting with a letter or digit",
-  secretArn: "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)",
-  identitySecretArn: "must be a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)",
+  secretArn:
+    "must be the full ARN of a Secrets Manager secret, with the 6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
+  identitySecretArn:
+    "must be the full ARN of a Secrets Manager secret, with the 6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
   prefix: "path segments of letters, digits, ., _ and -, separated by /, with no leading or trailing /",
   alarmEmail: "must be an email address",
 };

@@ -1,12 +1,92 @@
-import { Stack, type StackProps } from "aws-cdk-lib";
+import { CfnOutput, Stack, type StackProps } from "aws-cdk-lib";
 import type { Construct } from "constructs";
+import type { FlowSettings } from "#core/flows/flow-settings.ts";
+import type { StrongroomConfig } from "../config/load-config.ts";
+import { Alarms } from "../constructs/alarms.ts";
+import { BackupBucket } from "../constructs/backup-bucket.ts";
+import { BackupFlow } from "../constructs/backup-flow.ts";
+import { ControlTables } from "../constructs/control-tables.ts";
+import { Handlers } from "../constructs/handlers.ts";
+import { Network } from "../constructs/network.ts";
+import { RestoreFlow } from "../constructs/restore-flow.ts";
+import { Schedules } from "../constructs/schedules.ts";
+import { Worker } from "../constructs/worker.ts";
 
-/**
- * The strongroom deployment. It only composes constructs (bucket, tables, worker
- * cluster, state machines, schedules, alarms); they arrive with later issues.
- */
+export interface StrongroomStackProps extends StackProps {
+  readonly config: StrongroomConfig;
+}
+
+/** The strongroom deployment: composes the constructs from the config; no logic of its own. */
 export class StrongroomStack extends Stack {
-  constructor(scope: Construct, id: string, props: StackProps = {}) {
+  readonly bucket: BackupBucket;
+  readonly tables: ControlTables;
+  readonly network: Network;
+  readonly worker: Worker;
+  readonly handlers: Handlers;
+  readonly alarms: Alarms;
+  readonly backupFlow: BackupFlow;
+  readonly restoreFlow: RestoreFlow;
+  readonly schedules: Schedules;
+
+  constructor(scope: Construct, id: string, props: StrongroomStackProps) {
     super(scope, id, props);
+    const { config } = props;
+    this.bucket = new BackupBucket(this, "Backups", {
+      ...("name" in config.bucket ? { existingBucketName: config.bucket.name } : {}),
+      ...("create" in config.bucket && config.bucket.objectLock ? { objectLock: config.bucket.objectLock } : {}),
+      prefix: config.prefix,
+    });
+    this.tables = new ControlTables(this, "Tables");
+    this.network = new Network(this, "Network", "create" in config.network ? {} : { existing: config.network });
+    this.worker = new Worker(this, "Worker", {
+      network: this.network,
+      bucket: this.bucket,
+      recipients: config.recipients,
+      identitySecretArn: config.identitySecretArn,
+      databases: config.databases,
+      restoreTargets: config.restoreTargets,
+    });
+    const flowSettings: FlowSettings = {
+      container: Worker.CONTAINER,
+      databases: config.databases.map((db) => ({
+        id: db.id,
+        backupTaskDefinition: this.taskArn(this.worker.backupTasks, db.id),
+        restoreTaskDefinition: this.taskArn(this.worker.restoreTasks, db.id),
+        retention: { ...db.retention, timeZone: db.timeZone },
+      })),
+      restoreTargets: config.restoreTargets.map((t) => ({
+        ...t,
+        restoreTaskDefinition: this.taskArn(this.worker.restoreTargetTasks, t.id),
+      })),
+    };
+    this.handlers = new Handlers(this, "Handlers", { bucket: this.bucket, tables: this.tables, flowSettings });
+    this.alarms = new Alarms(this, "Alarms", config.alarmEmail ? { email: config.alarmEmail } : {});
+    const flowProps = {
+      handlers: this.handlers,
+      worker: this.worker,
+      network: this.network,
+      alarmTopic: this.alarms.topic,
+    };
+    this.backupFlow = new BackupFlow(this, BackupFlow.NAME, flowProps);
+    this.restoreFlow = new RestoreFlow(this, RestoreFlow.NAME, flowProps);
+    this.schedules = new Schedules(this, "Schedules", {
+      backupFlow: this.backupFlow.stateMachine,
+      databases: config.databases,
+      probe: this.handlers.destinationProbe,
+    });
+    this.alarms.flowFailed(BackupFlow.NAME, this.backupFlow.stateMachine);
+    this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);
+    this.alarms.probeFailed(this.handlers.destinationProbe);
+    for (const db of config.databases) this.alarms.stale(db.id);
+
+    new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
+    new CfnOutput(this, "RestoreFlowArn", { value: this.restoreFlow.stateMachine.stateMachineArn });
+    new CfnOutput(this, "AuditTable", { value: this.tables.audit.tableName, description: "--audit-table for the CLI" });
+  }
+
+  private taskArn(tasks: Map<string, { taskDefinitionArn: string }>, id: string): string {
+    const def = tasks.get(id);
+    if (!def) throw new Error(`no task definition for ${id}`);
+    return def.taskDefinitionArn;
   }
 }

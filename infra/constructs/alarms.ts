@@ -1,0 +1,91 @@
+import { Duration, Validations } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import { BACKUP_RECORDED, METRICS_NAMESPACE } from "#core/flows/metrics.ts";
+
+export interface AlarmsProps {
+  /** @default no subscription (subscribe to the topic yourself) */
+  readonly email?: string;
+}
+
+/**
+ * One SNS topic for everything that needs a person: the flows publish their failures
+ * to it, and the alarms below notify it.
+ */
+export class Alarms extends Construct {
+  readonly topic: sns.Topic;
+  readonly alarms: cloudwatch.Alarm[] = [];
+
+  constructor(scope: Construct, id: string, props: AlarmsProps = {}) {
+    super(scope, id);
+    this.topic = new sns.Topic(this, "Topic", { displayName: "strongroom alarms", enforceSSL: true });
+    Validations.of(this.topic).acknowledge({
+      id: "AwsSolutions-SNS2",
+      reason:
+        "notifications carry flow names, ids and error names, no data or secrets; CloudWatch cannot publish to a topic under the AWS-managed key, and a customer key costs at rest",
+    });
+    if (props.email) this.topic.addSubscription(new subscriptions.EmailSubscription(props.email));
+  }
+
+  /** Any failed execution of the flow. */
+  flowFailed(name: string, machine: sfn.IStateMachine): void {
+    this.add(
+      `${name}Failed`,
+      machine.metricFailed({ period: Duration.minutes(5), statistic: "Sum" }),
+      `a ${name} execution failed (see its execution history and the worker's logs)`,
+    );
+  }
+
+  /** The daily probe failed: the bucket is not writable, readable or deletable as expected. */
+  probeFailed(probe: lambda.IFunction): void {
+    this.add(
+      "ProbeFailed",
+      probe.metricErrors({ period: Duration.days(1), statistic: "Sum" }),
+      "the destination probe failed: backups may not be able to reach the bucket",
+    );
+  }
+
+  /**
+   * No backup of the database recorded for 26 hours: 26 hourly periods in a row without
+   * a BackupRecorded datapoint (catalog-record emits it). Missing data counts as
+   * breaching, so a schedule that stopped firing alarms too.
+   */
+  stale(databaseId: string): void {
+    const metric = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: BACKUP_RECORDED,
+      dimensionsMap: { DatabaseId: databaseId, service: "strongroom" },
+      period: Duration.hours(1),
+      statistic: "Sum",
+    });
+    const alarm = new cloudwatch.Alarm(this, `Stale-${databaseId}`, {
+      metric,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 26,
+      datapointsToAlarm: 26,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: `no successful backup of ${databaseId} in 26 hours`,
+    });
+    alarm.addAlarmAction(new actions.SnsAction(this.topic));
+    this.alarms.push(alarm);
+  }
+
+  private add(id: string, metric: cloudwatch.IMetric, description: string): void {
+    const alarm = new cloudwatch.Alarm(this, id, {
+      metric,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: description,
+    });
+    alarm.addAlarmAction(new actions.SnsAction(this.topic));
+    this.alarms.push(alarm);
+  }
+}

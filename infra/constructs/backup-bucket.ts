@@ -1,0 +1,66 @@
+import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
+import * as s3 from "aws-cdk-lib/aws-s3";
+import { Construct } from "constructs";
+
+export interface BackupBucketProps {
+  /** Import this existing bucket instead of creating one. @default a new bucket */
+  readonly existingBucketName?: string;
+  /** Object Lock default retention for a created bucket. @default no Object Lock */
+  readonly objectLock?: { readonly mode: "GOVERNANCE" | "COMPLIANCE"; readonly days: number };
+  /** Key prefix of strongroom's objects (no leading or trailing /). @default "" */
+  readonly prefix?: string;
+}
+
+/**
+ * Where backups live. A created bucket keeps versions (an overwritten or deleted object
+ * can be recovered), is encrypted, private, TLS-only, and aborts multipart uploads left
+ * by a killed task after a day, so a failed backup's parts do not cost forever.
+ */
+export class BackupBucket extends Construct {
+  readonly bucket: s3.IBucket;
+  /** s3://bucket/prefix, as the worker and the Lambdas take it. */
+  readonly storeUrl: string;
+  /** The ARN pattern of every object strongroom writes. */
+  readonly objectsArn: string;
+  readonly prefix: string;
+
+  constructor(scope: Construct, id: string, props: BackupBucketProps = {}) {
+    super(scope, id);
+    if (props.existingBucketName && props.objectLock) {
+      throw new Error("objectLock applies to a bucket strongroom creates; set it on the existing bucket instead");
+    }
+    this.prefix = props.prefix ?? "";
+    if (props.existingBucketName) {
+      this.bucket = s3.Bucket.fromBucketName(this, "Imported", props.existingBucketName);
+    } else {
+      const bucket = new s3.Bucket(this, "Bucket", {
+        versioned: true,
+        encryption: s3.BucketEncryption.S3_MANAGED,
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        enforceSSL: true,
+        objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        lifecycleRules: [{ id: "abort-incomplete-uploads", abortIncompleteMultipartUploadAfter: Duration.days(1) }],
+        ...(props.objectLock
+          ? {
+              objectLockEnabled: true,
+              objectLockDefaultRetention:
+                props.objectLock.mode === "COMPLIANCE"
+                  ? s3.ObjectLockRetention.compliance(Duration.days(props.objectLock.days))
+                  : s3.ObjectLockRetention.governance(Duration.days(props.objectLock.days)),
+            }
+          : {}),
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
+      Validations.of(bucket).acknowledge({
+        id: "AwsSolutions-S1",
+        reason:
+          "every consequential act on backups is in strongroom's hash-chained audit log; S3 server access logs would need a second bucket the team may not want (CloudTrail data events are the team's choice)",
+      });
+      // CDK's declarations predate exactOptionalPropertyTypes: a Bucket is an IBucket.
+      this.bucket = bucket as s3.IBucket;
+    }
+    const path = this.prefix === "" ? "" : `/${this.prefix}`;
+    this.storeUrl = `s3://${this.bucket.bucketName}${path}`;
+    this.objectsArn = this.bucket.arnForObjects(this.prefix === "" ? "*" : `${this.prefix}/*`);
+  }
+}

@@ -1,0 +1,187 @@
+import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as logs from "aws-cdk-lib/aws-logs";
+import type * as sns from "aws-cdk-lib/aws-sns";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
+import type { Construct } from "constructs";
+import { acknowledgeWildcard } from "./nag.ts";
+import type { Network } from "./network.ts";
+import type { Worker } from "./worker.ts";
+
+/**
+ * Pieces BackupFlow and RestoreFlow share. The ASL is JSONPath (not JSONata), which
+ * both Step Functions and aws-local-stepfunctions (npm run sim) run.
+ */
+
+/** A Lambda task whose result is the handler's return value, placed at `resultPath`. */
+export function invoke(
+  scope: Construct,
+  name: string,
+  fn: lambda.IFunction,
+  payload: Record<string, unknown> | sfn.TaskInput,
+  resultPath: string,
+): tasks.LambdaInvoke {
+  return new tasks.LambdaInvoke(scope, name, {
+    lambdaFunction: fn,
+    payload: payload instanceof sfn.TaskInput ? payload : sfn.TaskInput.fromObject(payload),
+    payloadResponseOnly: true,
+    // CDK adds a Retry on Lambda service errors (throttling, 5xx); a handler's own
+    // typed error (InvalidInputError, …) is not retried.
+    retryOnServiceExceptions: true,
+    resultPath,
+  });
+}
+
+/** An audit-append task for `event`, naming the flow's database and backup. */
+export function audit(
+  scope: Construct,
+  name: string,
+  fn: lambda.IFunction,
+  event: string,
+  flow: string,
+  extra: Record<string, unknown> = {},
+): tasks.LambdaInvoke {
+  return invoke(
+    scope,
+    name,
+    fn,
+    {
+      event,
+      actor: flow,
+      "databaseId.$": "$.plan.databaseId",
+      "backupId.$": "$.plan.backupId",
+      ...extra,
+    },
+    sfn.JsonPath.DISCARD,
+  );
+}
+
+/**
+ * `ecs:runTask.sync`: starts the plan's task definition with the plan's argv and waits
+ * for it to stop (RUN_JOB; the CDK default, request/response, would not wait). A
+ * non-zero exit of the worker fails the state with States.TaskFailed, the task JSON as
+ * its Cause. Only ECS's own API errors (capacity, throttling) are retried: a failed dump
+ * must never silently run again.
+ */
+export function runWorkerTask(scope: Construct, name: string, worker: Worker, network: Network): sfn.CustomState {
+  const state = new sfn.CustomState(scope, name, {
+    stateJson: {
+      Type: "Task",
+      Resource: `arn:${Stack.of(scope).partition}:states:::ecs:runTask.sync`,
+      Parameters: {
+        Cluster: worker.cluster.clusterArn,
+        "TaskDefinition.$": "$.plan.taskDefinition",
+        LaunchType: "FARGATE",
+        PlatformVersion: "LATEST",
+        NetworkConfiguration: {
+          AwsvpcConfiguration: {
+            Subnets: network.subnetIds,
+            SecurityGroups: network.securityGroupIds,
+            AssignPublicIp: network.assignPublicIp ? "ENABLED" : "DISABLED",
+          },
+        },
+        Overrides: { ContainerOverrides: [{ "Name.$": "$.plan.container", "Command.$": "$.plan.command" }] },
+        PropagateTags: "TASK_DEFINITION",
+      },
+      ResultSelector: { "taskArn.$": "$.TaskArn", "stopCode.$": "$.StopCode" },
+      ResultPath: "$.task",
+    },
+  });
+  state.addRetry({
+    errors: ["ECS.AmazonECSException"],
+    interval: Duration.seconds(30),
+    maxAttempts: 3,
+    backoffRate: 2,
+  });
+  return state;
+}
+
+/** What a state machine that runs worker tasks may do with ECS. */
+export function allowRunningTasks(machine: sfn.StateMachine, worker: Worker): void {
+  const stack = Stack.of(machine);
+  machine.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ["ecs:RunTask"],
+      resources: worker.taskDefinitions.map((d) => d.taskDefinitionArn),
+    }),
+  );
+  machine.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ["ecs:StopTask", "ecs:DescribeTasks"],
+      resources: ["*"],
+      conditions: { ArnEquals: { "ecs:cluster": worker.cluster.clusterArn } },
+    }),
+  );
+  const roles = new Set<iam.IRole>();
+  for (const d of worker.taskDefinitions) {
+    roles.add(d.taskRole);
+    if (d.executionRole) roles.add(d.executionRole);
+  }
+  machine.addToRolePolicy(
+    new iam.PolicyStatement({ actions: ["iam:PassRole"], resources: [...roles].map((r) => r.roleArn) }),
+  );
+  // The managed rule through which Step Functions learns that a .sync task stopped.
+  machine.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+      resources: [
+        stack.formatArn({ service: "events", resource: "rule", resourceName: "StepFunctionsGetEventsForECSTaskRule" }),
+      ],
+    }),
+  );
+}
+
+/** Publishes a failure to the alarm topic, then fails the execution with the caught error. */
+export function notifyAndFail(scope: Construct, flow: string, topic: sns.ITopic): sfn.Chain {
+  const notify = new tasks.SnsPublish(scope, "Notify failure", {
+    topic,
+    subject: `strongroom: ${flow} failed`,
+    message: sfn.TaskInput.fromObject({
+      flow,
+      "execution.$": "$$.Execution.Id",
+      "error.$": "$.error.Error",
+      "cause.$": "$.error.Cause",
+    }),
+    resultPath: sfn.JsonPath.DISCARD,
+  });
+  const fail = new sfn.Fail(scope, `${flow} failed`, { errorPath: "$.error.Error", causePath: "$.error.Cause" });
+  notify.addCatch(fail, { resultPath: "$.notifyError" });
+  return notify.next(fail);
+}
+
+/**
+ * Acknowledges the wildcards a flow's role needs: invoking any version of its own
+ * functions (`<fn>:*`, as CDK grants it), and `*` for X-Ray and for describing and
+ * stopping tasks (ECS task ARNs are made at run time; the statement is bound to the
+ * cluster by condition).
+ */
+export function acknowledgeFlowRole(machine: sfn.StateMachine, functions: lambda.IFunction[]): void {
+  for (const f of new Set(functions)) {
+    acknowledgeWildcard(machine, `${f.functionArn}:*`, "CDK's grant to invoke the flow's own function, any version");
+  }
+  acknowledgeWildcard(
+    machine,
+    "*",
+    "X-Ray's PutTraceSegments and ECS task ARNs (made at run time, bound to the cluster by condition) have no narrower resource",
+  );
+}
+
+/** A state machine with full logging and X-Ray tracing. */
+export function flowStateMachine(scope: Construct, name: string, definition: sfn.IChainable): sfn.StateMachine {
+  return new sfn.StateMachine(scope, "StateMachine", {
+    definitionBody: sfn.DefinitionBody.fromChainable(definition),
+    comment: `strongroom ${name}`,
+    tracingEnabled: true,
+    logs: {
+      destination: new logs.LogGroup(scope, "Logs", {
+        retention: logs.RetentionDays.THREE_MONTHS,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
+      level: sfn.LogLevel.ALL,
+      // Inputs carry ids and names only: passwords are refused before they reach a state.
+      includeExecutionData: true,
+    },
+  });
+}

@@ -1,0 +1,132 @@
+import * as path from "node:path";
+import { Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import * as logs from "aws-cdk-lib/aws-logs";
+import { Construct } from "constructs";
+import type { FlowSettings } from "#core/flows/flow-settings.ts";
+import { METRICS_NAMESPACE } from "#core/flows/metrics.ts";
+import type { BackupBucket } from "./backup-bucket.ts";
+import type { ControlTables } from "./control-tables.ts";
+import { acknowledge, acknowledgeWildcard } from "./nag.ts";
+
+const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
+
+export interface HandlersProps {
+  readonly bucket: BackupBucket;
+  readonly tables: ControlTables;
+  /** What the plan handlers know of databases and task definitions. */
+  readonly flowSettings: FlowSettings;
+  /** @default three months */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/**
+ * The Lambdas, each a thin shell in functions/<name>/handler.ts over a core module,
+ * bundled by esbuild: Node 22, ARM64, and a role that can do its one job.
+ *
+ * - audit-append: put rows in the audit table. It reads the chain's head (Query,
+ *   GetItem) to link the next row; it can never update or delete one.
+ * - catalog-record: read a manifest, put a catalog item.
+ * - retention-prune: read and delete backups under the prefix, append retain.delete rows;
+ *   it cannot put objects.
+ * - destination-probe: write, read and delete probe objects under `<prefix>/.strongroom/probe/`.
+ * - plan-backup: no AWS access at all; plan-restore: read manifests (to resolve `latest`).
+ */
+export class Handlers extends Construct {
+  readonly auditAppend: NodejsFunction;
+  readonly catalogRecord: NodejsFunction;
+  readonly retentionPrune: NodejsFunction;
+  readonly destinationProbe: NodejsFunction;
+  readonly planBackup: NodejsFunction;
+  readonly planRestore: NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: HandlersProps) {
+    super(scope, id);
+    const { bucket, tables } = props;
+    const logGroup = new logs.LogGroup(this, "Logs", {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const fn = (name: string, environment: Record<string, string>, timeout = Duration.seconds(60)) => {
+      const f = new NodejsFunction(this, name, {
+        entry: path.join(REPO_ROOT, "functions", name, "handler.ts"),
+        projectRoot: REPO_ROOT,
+        depsLockFilePath: path.join(REPO_ROOT, "package-lock.json"),
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture: lambda.Architecture.ARM_64,
+        memorySize: 512,
+        timeout,
+        logGroup,
+        loggingFormat: lambda.LoggingFormat.JSON,
+        environment: { POWERTOOLS_SERVICE_NAME: "strongroom", ...environment },
+        bundling: {
+          format: OutputFormat.ESM,
+          target: "node22",
+          minify: true,
+          sourceMap: true,
+          // pg and the native zstd addon are the worker's, never imported by a handler.
+          externalModules: ["@aws-sdk/*"],
+          banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+        },
+      });
+      Validations.of(f).acknowledge({
+        id: "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+        reason: "the AWS managed basic execution role grants only writing the function's own logs",
+      });
+      acknowledge(
+        f,
+        "L1",
+        "Node 22 is the runtime strongroom is built and tested for (the worker image is node:22 too); both move together",
+      );
+      return f;
+    };
+    const store = { STORE_URL: bucket.storeUrl };
+    this.auditAppend = fn("audit-append", { AUDIT_TABLE: tables.audit.tableName });
+    this.catalogRecord = fn("catalog-record", {
+      ...store,
+      CATALOG_TABLE: tables.catalog.tableName,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    });
+    this.retentionPrune = fn(
+      "retention-prune",
+      { ...store, AUDIT_TABLE: tables.audit.tableName },
+      Duration.minutes(10),
+    );
+    this.destinationProbe = fn("destination-probe", store);
+    const settings = Stack.of(this).toJsonString(props.flowSettings);
+    this.planBackup = fn("plan-backup", { FLOW_SETTINGS: settings });
+    this.planRestore = fn("plan-restore", { ...store, FLOW_SETTINGS: settings });
+
+    const objects = bucket.objectsArn;
+    const probeObjects = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}.strongroom/probe/*`);
+    appendAudit(this.auditAppend, tables.audit);
+    appendAudit(this.retentionPrune, tables.audit);
+    allow(this.catalogRecord, ["s3:GetObject"], [objects]);
+    allow(this.catalogRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
+    allow(this.retentionPrune, ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [objects]);
+    allow(this.retentionPrune, ["s3:ListBucket", "s3:ListBucketMultipartUploads"], [bucket.bucket.bucketArn]);
+    allow(this.planRestore, ["s3:GetObject"], [objects]);
+    allow(this.planRestore, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
+    allow(this.destinationProbe, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [probeObjects]);
+    allow(
+      this.destinationProbe,
+      ["s3:ListBucket", "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
+      [bucket.bucket.bucketArn],
+    );
+    const named = "objects under strongroom's prefix are named by database and backup id at run time";
+    for (const f of [this.catalogRecord, this.retentionPrune, this.planRestore]) acknowledgeWildcard(f, objects, named);
+    acknowledgeWildcard(this.destinationProbe, probeObjects, "probe objects have random names, made per probe");
+  }
+}
+
+function allow(f: NodejsFunction, actions: string[], resources: string[]): void {
+  f.addToRolePolicy(new iam.PolicyStatement({ actions, resources }));
+}
+
+/** Put-only writing of audit rows: Query and GetItem find the head; no update, no delete. */
+function appendAudit(f: NodejsFunction, audit: dynamodb.TableV2): void {
+  allow(f, ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"], [audit.tableArn]);
+}

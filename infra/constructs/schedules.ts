@@ -1,0 +1,71 @@
+import { Duration, Stack, TimeZone, Validations } from "aws-cdk-lib";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as scheduler from "aws-cdk-lib/aws-scheduler";
+import * as targets from "aws-cdk-lib/aws-scheduler-targets";
+import * as sqs from "aws-cdk-lib/aws-sqs";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import { acknowledgeWildcard } from "./nag.ts";
+
+export interface SchedulesProps {
+  readonly backupFlow: sfn.IStateMachine;
+  readonly databases: ReadonlyArray<{ readonly id: string; readonly schedule: string; readonly timeZone: string }>;
+  readonly probe: lambda.IFunction;
+  /** @default "cron(30 6 * * ? *)" in UTC */
+  readonly probeSchedule?: string;
+}
+
+/**
+ * EventBridge Scheduler schedules (time zones and DST handled by the service; the
+ * legacy EventBridge rules are UTC only): one per database, starting BackupFlow with
+ * `{"databaseId"}`, and a daily destination probe. A start that keeps failing lands in
+ * a dead-letter queue rather than vanishing.
+ */
+export class Schedules extends Construct {
+  readonly deadLetterQueue: sqs.Queue;
+  readonly backups = new Map<string, scheduler.Schedule>();
+  readonly probe: scheduler.Schedule;
+
+  constructor(scope: Construct, id: string, props: SchedulesProps) {
+    super(scope, id);
+    this.deadLetterQueue = new sqs.Queue(this, "DeadLetters", {
+      enforceSSL: true,
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.deadLetterQueue).acknowledge({
+      id: "AwsSolutions-SQS3",
+      reason: "this queue is itself the schedules' dead-letter queue",
+    });
+    const retry = { deadLetterQueue: this.deadLetterQueue, retryAttempts: 3, maxEventAge: Duration.hours(2) };
+    for (const db of props.databases) {
+      this.backups.set(
+        db.id,
+        new scheduler.Schedule(this, `Backup-${db.id}`, {
+          description: `strongroom: back up ${db.id}`,
+          schedule: scheduler.ScheduleExpression.expression(db.schedule, TimeZone.of(db.timeZone)),
+          target: new targets.StepFunctionsStartExecution(props.backupFlow, {
+            ...retry,
+            input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id }),
+          }),
+        }),
+      );
+    }
+    const probeTarget = new targets.LambdaInvoke(props.probe, {
+      ...retry,
+      input: scheduler.ScheduleTargetInput.fromObject({}),
+    });
+    // The target's role is made by CDK at stack level (SchedulerRoleForTarget-…), so
+    // the acknowledgement names the stack, for this one function's versions only.
+    acknowledgeWildcard(
+      Stack.of(this),
+      `${props.probe.functionArn}:*`,
+      "CDK's grant to invoke the probe function, any version",
+    );
+    this.probe = new scheduler.Schedule(this, "Probe", {
+      description: "strongroom: probe the backup destination",
+      schedule: scheduler.ScheduleExpression.expression(props.probeSchedule ?? "cron(30 6 * * ? *)", TimeZone.ETC_UTC),
+      target: probeTarget,
+    });
+  }
+}
