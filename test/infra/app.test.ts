@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { Template } from "aws-cdk-lib/assertions";
+import { App } from "aws-cdk-lib";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/app.ts";
 
@@ -13,13 +13,17 @@ let outDir: string | undefined;
 afterAll(() => (outDir ? rm(outDir, { recursive: true, force: true }) : undefined));
 
 describe("cdk app", () => {
-  it("composes one Strongroom stack that, until the deploy issue lands, creates no resources", () => {
-    const assembly = buildApp().synth();
-    expect(assembly.stacks.map((s) => s.stackName)).toEqual(["Strongroom"]);
-    const stack = assembly.getStackByName("Strongroom");
+  it("composes one stack, named by the config, from the example when no config is given", () => {
+    const assembly = buildApp(new App({ context: { "aws:cdk:bundling-stacks": [] } })).synth();
+    expect(assembly.stacks.map((s) => s.stackName)).toEqual(["strongroom"]);
+    const stack = assembly.getStackByName("strongroom");
     expect(stack.template.Description).toBe("strongroom: PostgreSQL backups you own and can prove");
-    // Nothing deployable yet: an empty stack cannot create or change anything in an account.
-    expect(Template.fromJSON(stack.template).toJSON().Resources ?? {}).toEqual({});
+  });
+
+  it("fails the synth on a bad config, one line per problem", () => {
+    expect(() =>
+      buildApp(new App({ context: { config: path.join(root, "package.json"), "aws:cdk:bundling-stacks": [] } })),
+    ).toThrow(/package\.json has \d+ problems:\n(name|bucket|recipients).*: /);
   });
 
   it("synthesizes through cdk.json, as `cdk synth` and `cdk deploy` run it, offline", async () => {
@@ -29,6 +33,8 @@ describe("cdk app", () => {
       env: { ...process.env, CDK_DISABLE_VERSION_CHECK: "1" },
     });
     const template = JSON.parse(await readFile(path.join(outDir, "Strongroom.template.json"), "utf8"));
+    // cdk-nag ran as a validation plugin: an unacknowledged finding would have failed the synth.
+    expect(Object.keys(template.Resources).length).toBeGreaterThan(50);
     expect(template.Description).toBe("strongroom: PostgreSQL backups you own and can prove");
     // The cloud assembly cdk deploy reads names the stack as a CloudFormation stack.
     const manifest = JSON.parse(await readFile(path.join(outDir, "manifest.json"), "utf8"));

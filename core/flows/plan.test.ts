@@ -1,0 +1,141 @@
+import { describe, expect, it } from "vitest";
+import type { FlowSettings } from "./flow-settings.ts";
+import { planBackup, planRestore } from "./plan.ts";
+import { describeFailure } from "./task-failure.ts";
+
+const settings: FlowSettings = {
+  container: "worker",
+  databases: [
+    {
+      id: "shop",
+      backupTaskDefinition: "arn:backup-shop:1",
+      restoreTaskDefinition: "arn:restore-shop:1",
+      retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+    },
+  ],
+  restoreTargets: [
+    { id: "staging", secretArn: "arn:secret:staging-AbCdEf", restoreTaskDefinition: "arn:restore-staging:1" },
+  ],
+};
+const latest = async () => "20261120T020000Z-abcdef";
+
+async function refusal(input: unknown): Promise<Error> {
+  try {
+    await planRestore(settings, input, latest);
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error("accepted");
+}
+
+describe("flow plans", () => {
+  it("chooses the backup id before the task runs and tells the worker to leave auditing to the flow", () => {
+    const plan = planBackup(settings, { databaseId: "shop" }, new Date("2026-11-21T02:00:00Z"));
+    expect(plan.backupId).toMatch(/^20261121T020000Z-[a-z2-7]{6}$/);
+    expect(plan.command).toEqual([
+      "backup",
+      "--database-id",
+      "shop",
+      "--backup-id",
+      plan.backupId,
+      "--audit",
+      "none",
+      "--json",
+    ]);
+    expect(plan.taskDefinition).toBe("arn:backup-shop:1");
+  });
+
+  it("names the configured databases when asked for another", () => {
+    expect(() => planBackup(settings, { databaseId: "shops" }, new Date())).toThrow(
+      /no database "shops" is configured/,
+    );
+  });
+
+  it("restores latest, resolved, into a new database on the source's server, the name percent-encoded", async () => {
+    const plan = await planRestore(settings, { databaseId: "shop", target: { database: 'new "db"/x' } }, latest);
+    expect(plan.backupId).toBe("20261120T020000Z-abcdef");
+    expect(plan.taskDefinition).toBe("arn:restore-shop:1");
+    expect(plan.command).toEqual([
+      "restore",
+      "--database-id",
+      "shop",
+      "--backup",
+      "20261120T020000Z-abcdef",
+      "--target",
+      "postgres:///new%20%22db%22%2Fx",
+      "--create",
+      "--audit",
+      "none",
+      "--json",
+    ]);
+  });
+
+  it("restores into a declared target server only", async () => {
+    const plan = await planRestore(
+      settings,
+      {
+        databaseId: "shop",
+        backupId: "20261101T020000Z-bbbbbb",
+        target: { secretArn: "arn:secret:staging-AbCdEf" },
+        clean: true,
+      },
+      latest,
+    );
+    expect(plan.taskDefinition).toBe("arn:restore-staging:1");
+    expect(plan.command).toContain("--clean");
+    expect(plan.command).toContain("postgres://");
+    expect((await refusal({ databaseId: "shop", target: { secretArn: "arn:secret:other-AbCdEf" } })).message).toBe(
+      "target.secretArn is not a declared restore target",
+    );
+  });
+
+  it.each([
+    [{ databaseId: "shop", target: { database: "x", password: "hunter2" } }, "target.password"],
+    [{ databaseId: "shop", target: { database: "x" }, PGPASSWORD: "hunter2" }, "PGPASSWORD"],
+    [{ databaseId: "shop", target: { database: "x" }, connection: "postgres://u:p@h/x" }, "connection"],
+  ])("refuses a password in the input, wherever it sits, without echoing it: %j", async (input, field) => {
+    const err = await refusal(input);
+    expect(err.name).toBe("InvalidInputError");
+    expect(err.message).toBe(`the input has a field "${field}": a restore's input must never carry a password`);
+    expect(JSON.stringify(err)).not.toContain("hunter2");
+  });
+
+  it("refuses unknown fields and a malformed backup id, naming them", async () => {
+    expect((await refusal({ databaseId: "shop", target: { database: "x" }, extra: 1 })).message).toContain(
+      "must NOT have additional properties 'extra'",
+    );
+    expect((await refusal({ databaseId: "shop", backupId: "yesterday", target: { database: "x" } })).message).toContain(
+      "/backupId must match pattern",
+    );
+  });
+});
+
+describe("failure summaries for audit rows", () => {
+  it("reads the worker's exit code from an ECS task's JSON by container name", () => {
+    const cause = JSON.stringify({
+      StopCode: "EssentialContainerExited",
+      Containers: [
+        { Name: "sidecar", ExitCode: 0 },
+        { Name: "worker", ExitCode: 1, Reason: "exit 1" },
+      ],
+    });
+    expect(describeFailure({ Error: "States.TaskFailed", Cause: cause })).toEqual({
+      error: "States.TaskFailed",
+      exitCode: 1,
+      stopCode: "EssentialContainerExited",
+      reason: "exit 1",
+    });
+  });
+
+  it("takes a Lambda's error type and message, redacted and on one line", () => {
+    const cause = JSON.stringify({ errorType: "InvalidInputError", errorMessage: "bad\npostgres://u:secret@h/db" });
+    const d = describeFailure({ Error: "InvalidInputError", Cause: cause });
+    expect(d.error).toBe("InvalidInputError");
+    expect(d.reason).not.toContain("secret");
+    expect(d.reason).not.toContain("\n");
+  });
+
+  it("keeps a cause that is not JSON as a clipped reason", () => {
+    expect(describeFailure({ Error: "ECS.AmazonECSException", Cause: "x".repeat(2000) }).reason?.length).toBe(500);
+  });
+});

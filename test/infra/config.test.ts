@@ -1,0 +1,87 @@
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { StrongroomError } from "#core/errors.ts";
+import { parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const example = () => JSON.parse(readFileSync(path.join(root, "strongroom.config.example.json"), "utf8"));
+
+function problemsOf(raw: unknown, purpose: "deploy" | "sim" = "deploy"): string[] {
+  try {
+    parseConfig(raw, "c.json", purpose);
+  } catch (err) {
+    expect(err).toBeInstanceOf(StrongroomError);
+    expect((err as StrongroomError).name).toBe("InvalidConfigError");
+    return (err as Error).message.split("\n").slice(1);
+  }
+  return [];
+}
+
+describe("strongroom.config.json", () => {
+  it("accepts the example and fills each database's settings from the defaults", () => {
+    const config = parseConfig(example(), "example");
+    expect(config.databases.map((d) => [d.id, d.schedule, d.timeZone, d.retention])).toEqual([
+      ["shop", "cron(0 2 * * ? *)", "Europe/Berlin", { daily: 7, weekly: 4, monthly: 12 }],
+      ["billing", "cron(30 1 * * ? *)", "Europe/Berlin", { daily: 14, weekly: 4, monthly: 12 }],
+    ]);
+    expect(config.databases[0]?.task).toEqual({ cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 });
+  });
+
+  it("reports every problem at once, one line each, naming the field", () => {
+    const raw = example();
+    raw.surprise = 1;
+    raw.recipients = ["AGE-SECRET-KEY-1QQQ", "age1short"];
+    raw.defaults.timeZone = "Mars/Olympus";
+    raw.databases[0].schedule = "cron(0 2 * * * *)";
+    raw.databases[1].id = "shop";
+    raw.databases[1].retention = { daily: 0, weekly: 0, monthly: 0 };
+    raw.databases[1].task = { cpu: 256, memoryMiB: 4096 };
+    const lines = problemsOf(raw);
+    expect(lines).toEqual(["surprise: unknown field"]);
+    delete raw.surprise;
+    expect(problemsOf(raw)).toEqual([
+      "recipients[0]: a recipient is a private identity (AGE-SECRET-KEY-1…), not a public key",
+      'recipients[1]: invalid recipient "age1s…" (9 characters)',
+      'defaults.timeZone: unknown time zone "Mars/Olympus" (use an IANA name, e.g. Europe/Berlin)',
+      "databases[0].schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
+      "databases[1].retention: keeps nothing (0/0/0)",
+      "databases[1].task: memoryMiB 4096 does not go with cpu 256 on Fargate (512–2048 MiB in steps of 512)",
+      'databases[1].id: duplicate id "shop"',
+    ]);
+  });
+
+  it("names a missing field, a wrong shape and a secret ARN without its suffix", () => {
+    const raw = example();
+    delete raw.identitySecretArn;
+    raw.bucket = { create: true, name: "both" };
+    raw.databases[0].secretArn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/shop";
+    expect(problemsOf(raw)).toEqual([
+      "identitySecretArn: required",
+      'bucket: must be {"create": true, "objectLock"?: {"mode", "days"}} or {"name": "existing-bucket"}',
+      "databases[0].secretArn: must be the full ARN of a Secrets Manager secret, with the 6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
+    ]);
+  });
+
+  it("refuses the sim section in a config to deploy, and accepts it for npm run sim", () => {
+    const raw = { ...example(), sim: { secrets: {} } };
+    expect(problemsOf(raw)).toEqual([
+      "sim: holds secret values for `npm run sim` only; remove it from a config you deploy",
+    ]);
+    expect(problemsOf(raw, "sim")).toEqual([]);
+  });
+
+  it.each([
+    ["cron(0 2 * * ? *)", undefined],
+    ["cron(15 3 ? * MON-FRI *)", undefined],
+    ["rate(1 day)", undefined],
+    ["rate(12 hours)", undefined],
+    ["at(2026-12-01T02:00:00)", undefined],
+    ["rate(1 days)", 'write rate(1 unit): "1 day", "2 days"'],
+    ["cron(0 2 * * *)", "cron(…) takes 6 fields (minutes hours day-of-month month day-of-week year), got 5"],
+    ["0 2 * * *", '"0 2 * * *" is not rate(…), cron(…) or at(…)'],
+    ["cron(0 2 * * ? *)\nrate(1 day)", '"cron(0 2 * * ? *)\\nrate(1 day)" is not rate(…), cron(…) or at(…)'],
+  ])("checks the schedule expression %j", (expression, problem) => {
+    expect(scheduleProblem(expression)).toBe(problem);
+  });
+});

@@ -1,0 +1,173 @@
+import * as path from "node:path";
+import { App } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../../infra/app.ts";
+
+/**
+ * The security properties of the synthesized template, from the example config. Asset
+ * bundling is skipped (the cdk.json test in app.test.ts bundles for real); cdk-nag runs.
+ */
+const root = path.resolve(import.meta.dirname, "../..");
+type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+
+let template: Template;
+let resources: Record<string, Resource>;
+
+beforeAll(() => {
+  const app = new App({
+    context: { config: path.join(root, "strongroom.config.example.json"), "aws:cdk:bundling-stacks": [] },
+  });
+  const assembly = buildApp(app).synth();
+  const stack = assembly.getStackByName("strongroom");
+  template = Template.fromJSON(stack.template);
+  resources = stack.template.Resources;
+});
+
+const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+const json = (v: unknown) => JSON.stringify(v);
+
+/** Every statement of every policy attached to the role with this logical id. */
+function statementsOf(roleId: string): Statement[] {
+  return ofType("AWS::IAM::Policy")
+    .filter(([, p]) => json(p.Properties.Roles).includes(`"${roleId}"`))
+    .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+
+function roleIdOf(pathPart: string): string {
+  const found = ofType("AWS::IAM::Role").filter(([id]) => id.startsWith(pathPart));
+  expect(found.length, `one role named ${pathPart}…`).toBe(1);
+  return (found[0] as [string, Resource])[0];
+}
+
+const identityArn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:strongroom/identity-AbCdEf";
+
+describe("the synthesized template", () => {
+  it("lets the backup task put objects but never delete them, nor read the identity", () => {
+    const s = statementsOf(roleIdOf("WorkerBackupTaskRole"));
+    const all = s.flatMap(actions);
+    expect(all).toEqual(expect.arrayContaining(["s3:PutObject", "s3:AbortMultipartUpload"]));
+    expect(all.filter((a) => /Delete|secretsmanager|\*/.test(a))).toEqual([]);
+  });
+
+  it("lets the restore task read backups but never write or delete them", () => {
+    const all = statementsOf(roleIdOf("WorkerRestoreTaskRole")).flatMap(actions);
+    expect(all).toContain("s3:GetObject");
+    expect(all.filter((a) => /Put|Delete|Abort|\*/.test(a))).toEqual([]);
+  });
+
+  it("gives the identity secret only to restore task definitions' execution roles", () => {
+    const readers = ofType("AWS::IAM::Policy")
+      .filter(([, p]) => json(p.Properties.PolicyDocument).includes(identityArn))
+      .map(([id]) => id);
+    expect(readers.length).toBe(3); // Restore-shop, Restore-billing, RestoreTarget-staging
+    for (const id of readers) expect(id).toMatch(/^WorkerRestore/);
+  });
+
+  it("puts database credentials in task definition secrets, never in the plain environment", () => {
+    for (const [, def] of ofType("AWS::ECS::TaskDefinition")) {
+      const [container] = def.Properties.ContainerDefinitions as Array<{
+        Environment: Array<{ Name: string; Value: unknown }>;
+        Secrets: Array<{ Name: string }>;
+        ReadonlyRootFilesystem: boolean;
+        MountPoints: Array<{ ContainerPath: string }>;
+      }>;
+      expect(container?.Secrets.map((s) => s.Name)).toEqual(
+        expect.arrayContaining(["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]),
+      );
+      expect(container?.Environment.map((e) => e.Name).filter((n) => /PASS|IDENTITY$|SECRET/.test(n))).toEqual([]);
+      expect(container?.ReadonlyRootFilesystem).toBe(true);
+      expect(container?.MountPoints).toEqual([expect.objectContaining({ ContainerPath: "/tmp" })]);
+      expect(def.Properties.RuntimePlatform).toEqual({ CpuArchitecture: "ARM64", OperatingSystemFamily: "LINUX" });
+      expect(def.Properties.RequiresCompatibilities).toEqual(["FARGATE"]);
+    }
+  });
+
+  it("runs every Lambda on Node 22, ARM64", () => {
+    const fns = ofType("AWS::Lambda::Function");
+    expect(fns.length).toBe(6);
+    for (const [, f] of fns) {
+      expect(f.Properties.Runtime).toBe("nodejs22.x");
+      expect(f.Properties.Architectures).toEqual(["arm64"]);
+    }
+  });
+
+  it("never grants UpdateItem or DeleteItem, and audit-append only puts and reads the audit table", () => {
+    const everything = ofType("AWS::IAM::Policy").flatMap(([, p]) =>
+      (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement.flatMap(actions),
+    );
+    expect(everything.filter((a) => /dynamodb:(UpdateItem|DeleteItem|BatchWriteItem|\*)/.test(a))).toEqual([]);
+    const append = statementsOf(roleIdOf("HandlersauditappendServiceRole")).flatMap(actions);
+    expect(append.sort()).toEqual(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]);
+    const prune = statementsOf(roleIdOf("HandlersretentionpruneServiceRole")).flatMap(actions);
+    expect(prune).toContain("s3:DeleteObject");
+    expect(prune.filter((a) => a.startsWith("s3:Put"))).toEqual([]);
+  });
+
+  it("creates a VPC with public subnets only and no NAT gateway", () => {
+    template.resourceCountIs("AWS::EC2::NatGateway", 0);
+    for (const [, s] of ofType("AWS::EC2::Subnet")) expect(s.Properties.MapPublicIpOnLaunch).toBe(true);
+  });
+
+  it("makes the bucket versioned, private, TLS-only, and aborts stale multipart uploads", () => {
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      VersioningConfiguration: { Status: "Enabled" },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+    });
+    const [, bucket] = ofType("AWS::S3::Bucket")[0] as [string, Resource];
+    expect(json(bucket.Properties.LifecycleConfiguration)).toContain(
+      '"AbortIncompleteMultipartUpload":{"DaysAfterInitiation":1}',
+    );
+    expect(bucket.DeletionPolicy).toBe("Retain");
+    const policy = json(ofType("AWS::S3::BucketPolicy")[0]?.[1].Properties);
+    expect(policy).toContain('"aws:SecureTransport":"false"');
+  });
+
+  it("keeps both tables with point-in-time recovery and deletion protection, beyond the stack", () => {
+    const tables = ofType("AWS::DynamoDB::GlobalTable");
+    expect(tables.length).toBe(2);
+    for (const [, t] of tables) {
+      expect(t.DeletionPolicy).toBe("Retain");
+      const replica = (t.Properties.Replicas as Array<Record<string, unknown>>)[0];
+      expect(replica?.PointInTimeRecoverySpecification).toEqual({ PointInTimeRecoveryEnabled: true });
+      expect(replica?.DeletionProtectionEnabled).toBe(true);
+    }
+  });
+
+  it("waits for worker tasks with runTask.sync and retries only ECS's own API errors", () => {
+    for (const [, m] of ofType("AWS::StepFunctions::StateMachine")) {
+      const text = json(m.Properties.DefinitionString);
+      expect(text).toContain(":states:::ecs:runTask.sync");
+      expect(text).not.toMatch(/States\.TaskFailed|States\.ALL\\"\],\\"Interval/);
+      expect(m.Properties.TracingConfiguration).toEqual({ Enabled: true });
+      expect(json(m.Properties.LoggingConfiguration)).toContain('"Level":"ALL"');
+    }
+  });
+
+  it("schedules each configured database in its time zone, starting BackupFlow with its id", () => {
+    const schedules = ofType("AWS::Scheduler::Schedule").filter(([id]) => id.includes("Backup"));
+    expect(schedules.length).toBe(2);
+    const inputs = schedules.map(([, s]) => JSON.parse((s.Properties.Target as { Input: string }).Input));
+    expect(inputs).toEqual(expect.arrayContaining([{ databaseId: "shop" }, { databaseId: "billing" }]));
+    for (const [, s] of schedules) {
+      expect(s.Properties.ScheduleExpressionTimezone).toBe("Europe/Berlin");
+      expect(json(s.Properties.Target)).toContain("BackupFlowStateMachine");
+      expect(json(s.Properties.Target)).toContain("DeadLetterConfig");
+    }
+  });
+
+  it("alarms on failed flows, a failed probe, and each database's staleness", () => {
+    const alarms = ofType("AWS::CloudWatch::Alarm").map(([, a]) => a.Properties);
+    expect(alarms.length).toBe(5);
+    const stale = alarms.filter((a) => a.MetricName === "BackupRecorded");
+    expect(stale.map((a) => a.EvaluationPeriods)).toEqual([26, 26]);
+    expect(stale.every((a) => a.TreatMissingData === "breaching" && a.Period === 3600)).toBe(true);
+  });
+});
