@@ -19,7 +19,8 @@ export interface FailureDetails {
 /**
  * Summarises a caught error for the audit log. For `ecs:runTask.sync`, the Cause is the
  * task description as JSON; the exit code is read by container name, since a task may
- * have more than one container. A Lambda's Cause is `{errorType, errorMessage}`.
+ * have more than one container. A Lambda's Cause is `{errorType, errorMessage}`, of which
+ * only the type is kept.
  */
 export function describeFailure(caught: CaughtError, container = "worker"): FailureDetails {
   const details: FailureDetails = { error: caught.Error };
@@ -44,9 +45,10 @@ export function describeFailure(caught: CaughtError, container = "worker"): Fail
     if (task.StopCode) details.stopCode = task.StopCode;
     const reason = worker?.Reason ?? task.StoppedReason;
     if (reason) details.reason = clip(reason);
-  } else if (task.errorMessage) {
-    if (task.errorType) details.error = task.errorType;
-    details.reason = clip(task.errorMessage);
+  } else if (task.errorType) {
+    // A handler's message may quote what it was given; like the CLI's *.fail rows, the
+    // audit row keeps the error's name only. ECS's own reasons (above) are AWS's text.
+    details.error = task.errorType;
   }
   return details;
 }
