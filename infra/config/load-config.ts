@@ -267,7 +267,7 @@ function describeSchemaErrors(errors: ErrorObject[]): string[] {
 const ONE_OF_SHAPES: Record<string, string> = {
   bucket: 'must be {"create": true, "objectLock"?: {"mode", "days"}} or {"name": "existing-bucket"}',
   network:
-    'must be {"create": true} or {"vpcId", "subnetIds", "securityGroupIds"?, "assignPublicIp"?} (see the README's Deploy section)',
+    'must be {"create": true} or {"vpcId", "subnetIds", "securityGroupIds"?, "assignPublicIp"?} (see the README Deploy section)',
 };
 
 const PATTERN_HINTS: Record<string, string> = {
