@@ -1,25 +1,6 @@
-import type * as sns from "aws-cdk-lib/aws-sns";
-import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import {
-  acknowledgeFlowRole,
-  allowRunningTasks,
-  audit,
-  flowStateMachine,
-  invoke,
-  notifyAndFail,
-  runWorkerTask,
-} from "./flow-parts.ts";
-import type { Handlers } from "./handlers.ts";
-import type { Network } from "./network.ts";
-import type { Worker } from "./worker.ts";
-
-export interface BackupFlowProps {
-  readonly handlers: Handlers;
-  readonly worker: Worker;
-  readonly network: Network;
-  readonly alarmTopic: sns.ITopic;
-}
+import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
 
 /**
  * BackupFlow, started by each database's schedule with `{"databaseId": "…"}`:
@@ -32,52 +13,35 @@ export class BackupFlow extends Construct {
   static readonly NAME = "BackupFlow";
   readonly stateMachine: sfn.StateMachine;
 
-  constructor(scope: Construct, id: string, props: BackupFlowProps) {
+  constructor(scope: Construct, id: string, props: FlowProps) {
     super(scope, id);
-    const { handlers, worker } = props;
+    const { handlers } = props;
     const flow = BackupFlow.NAME;
-    const failed = notifyAndFail(this, flow, props.alarmTopic);
-    const recordFailure = audit(this, "Audit backup.fail", handlers.auditAppend, "backup.fail", flow, {
-      "failure.$": "$.error",
+    const plan = { "databaseId.$": "$.plan.databaseId", "backupId.$": "$.plan.backupId" };
+    this.stateMachine = auditedFlow(this, {
+      flow,
+      kind: "backup",
+      props,
+      plan: invoke(this, "Plan backup", handlers.planBackup, { "databaseId.$": "$.databaseId" }, "$.plan"),
+      steps: [
+        audit(this, "Audit backup.start", handlers.auditAppend, "backup.start", flow, {
+          details: { "execution.$": "$$.Execution.Id" },
+        }),
+        runWorkerTask(this, "Run backup task", props.worker, props.network),
+        invoke(this, "Record in catalog", handlers.catalogRecord, plan, "$.catalog"),
+        invoke(
+          this,
+          "Prune by retention",
+          handlers.retentionPrune,
+          { "databaseId.$": "$.plan.databaseId", "policy.$": "$.plan.retention" },
+          "$.prune",
+        ),
+        audit(this, "Audit backup.ok", handlers.auditAppend, "backup.ok", flow, {
+          details: { "execution.$": "$$.Execution.Id", "deleted.$": "$.prune.deleted" },
+        }),
+      ],
+      done: "Backed up",
+      invoked: [handlers.planBackup, handlers.catalogRecord, handlers.retentionPrune],
     });
-    recordFailure.addCatch(failed, { resultPath: "$.auditError" });
-    recordFailure.next(failed);
-
-    const plan = invoke(this, "Plan backup", handlers.planBackup, { "databaseId.$": "$.databaseId" }, "$.plan");
-    plan.addCatch(failed, { resultPath: "$.error" });
-    const steps = [
-      audit(this, "Audit backup.start", handlers.auditAppend, "backup.start", flow, {
-        details: { "execution.$": "$$.Execution.Id" },
-      }),
-      runWorkerTask(this, "Run backup task", worker, props.network),
-      invoke(
-        this,
-        "Record in catalog",
-        handlers.catalogRecord,
-        { "databaseId.$": "$.plan.databaseId", "backupId.$": "$.plan.backupId" },
-        "$.catalog",
-      ),
-      invoke(
-        this,
-        "Prune by retention",
-        handlers.retentionPrune,
-        { "databaseId.$": "$.plan.databaseId", "policy.$": "$.plan.retention" },
-        "$.prune",
-      ),
-      audit(this, "Audit backup.ok", handlers.auditAppend, "backup.ok", flow, {
-        details: { "execution.$": "$$.Execution.Id", "deleted.$": "$.prune.deleted" },
-      }),
-    ];
-    for (const step of steps) step.addCatch(recordFailure, { resultPath: "$.error" });
-    let chain = sfn.Chain.start(plan);
-    for (const step of steps) chain = chain.next(step);
-    this.stateMachine = flowStateMachine(this, flow, chain.next(new sfn.Succeed(this, "Backed up")));
-    allowRunningTasks(this.stateMachine, worker);
-    acknowledgeFlowRole(this.stateMachine, [
-      handlers.planBackup,
-      handlers.auditAppend,
-      handlers.catalogRecord,
-      handlers.retentionPrune,
-    ]);
   }
 }

@@ -6,6 +6,7 @@ import type * as sns from "aws-cdk-lib/aws-sns";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
 import type { Construct } from "constructs";
+import type { Handlers } from "./handlers.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
 import type { Worker } from "./worker.ts";
@@ -184,4 +185,48 @@ export function flowStateMachine(scope: Construct, name: string, definition: sfn
       includeExecutionData: true,
     },
   });
+}
+
+/** What a flow construct is given. */
+export interface FlowProps {
+  readonly handlers: Handlers;
+  readonly worker: Worker;
+  readonly network: Network;
+  readonly alarmTopic: sns.ITopic;
+}
+
+/**
+ * The shape both flows share: plan → steps → Succeed. A failed plan (nothing started)
+ * goes straight to SNS and Fail; a failed step is first recorded as `<kind>.fail`.
+ * Builds the state machine with its ECS permissions and cdk-nag acknowledgements.
+ */
+export function auditedFlow(
+  scope: Construct,
+  o: {
+    flow: string;
+    kind: "backup" | "restore";
+    props: FlowProps;
+    plan: tasks.LambdaInvoke;
+    steps: Array<tasks.LambdaInvoke | sfn.CustomState>;
+    done: string;
+    invoked: lambda.IFunction[];
+  },
+): sfn.StateMachine {
+  const { handlers, worker } = o.props;
+  const failed = notifyAndFail(scope, o.flow, o.props.alarmTopic);
+  const recordFailure = audit(scope, `Audit ${o.kind}.fail`, handlers.auditAppend, `${o.kind}.fail`, o.flow, {
+    "failure.$": "$.error",
+  });
+  recordFailure.addCatch(failed, { resultPath: "$.auditError" });
+  recordFailure.next(failed);
+  o.plan.addCatch(failed, { resultPath: "$.error" });
+  let chain = sfn.Chain.start(o.plan);
+  for (const step of o.steps) {
+    step.addCatch(recordFailure, { resultPath: "$.error" });
+    chain = chain.next(step);
+  }
+  const machine = flowStateMachine(scope, o.flow, chain.next(new sfn.Succeed(scope, o.done)));
+  allowRunningTasks(machine, worker);
+  acknowledgeFlowRole(machine, [...o.invoked, handlers.auditAppend]);
+  return machine;
 }
