@@ -148,7 +148,7 @@ export const identityOption = () =>
   ).env("STRONGROOM_IDENTITY_FILE");
 
 /** The identities from --identity, else from STRONGROOM_IDENTITY. */
-export async function identitiesFrom(file: string | undefined, env = process.env): Promise<string[]> {
+export async function identitiesFrom(file: string | undefined, command: string, env = process.env): Promise<string[]> {
   if (file !== undefined) return readIdentityFile(file);
   const text = env.STRONGROOM_IDENTITY;
   if (text) {
@@ -156,7 +156,7 @@ export async function identitiesFrom(file: string | undefined, env = process.env
     return parseIdentities(text);
   }
   throw new UsageError("required option '--identity <file>' not specified (give it, or set STRONGROOM_IDENTITY_FILE)", {
-    hint: "pass the identity file written by `strongroom keygen`, or set STRONGROOM_IDENTITY to the identity itself",
+    hint: `pass the file \`strongroom keygen\` wrote, or set STRONGROOM_IDENTITY to the identity itself; strongroom ${command} --help shows the usage`,
   });
 }
 

@@ -93,7 +93,7 @@ Examples:
   $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4`,
     )
     .action(async (o: RestoreFlags) => {
-      const identities = await identitiesFrom(o.identity);
+      const identities = await identitiesFrom(o.identity, "restore");
       const store = openStore(o.store);
       const audit = auditFor(store, o);
       const result = await withProgress("restore", (onProgress) =>
