@@ -20,6 +20,9 @@ export type ObjectRole = keyof typeof OBJECT_NAMES;
 const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 const BACKUP_ID = /^\d{8}T\d{6}Z-[a-z2-7]{6}$/;
 const DATABASE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** The same rules as JSON-schema `pattern`s, for the Lambdas' and the config's schemas. */
+export const BACKUP_ID_PATTERN = BACKUP_ID.source;
+export const DATABASE_ID_PATTERN = DATABASE_ID.source;
 
 /** `20260421T020000Z-abc234`: sorts by time, unique by its random suffix. */
 export function newBackupId(at: Date): string {

@@ -1,6 +1,6 @@
 import { Ajv } from "ajv";
 import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
-import { newBackupId } from "../keys.ts";
+import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN, newBackupId } from "../keys.ts";
 import type { FlowSettings } from "./flow-settings.ts";
 
 /** What a flow's RunTask state needs, and what the audit and later states are told. */
@@ -60,8 +60,8 @@ const restoreSchema = {
   additionalProperties: false,
   required: ["databaseId", "target"],
   properties: {
-    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
-    backupId: { type: "string", pattern: "^(latest|\\d{8}T\\d{6}Z-[a-z2-7]{6})$" },
+    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
+    backupId: { type: "string", anyOf: [{ const: "latest" }, { pattern: BACKUP_ID_PATTERN }] },
     target: {
       oneOf: [
         { type: "object", additionalProperties: false, required: ["database"], properties: { database: dbName } },

@@ -3,6 +3,7 @@ import { AUDIT_EVENTS, type AuditEntry } from "#core/audit/audit-chain.ts";
 import { appendAudit } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
+import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** Appends one row to an audit chain: backup.start and friends from the state machines. */
@@ -21,8 +22,8 @@ export const schema = {
     scope: { type: "string", pattern: "^(org|db#[A-Za-z0-9._-]{1,128})$" },
     event: { type: "string", enum: [...AUDIT_EVENTS] },
     actor: { type: "string", minLength: 1, maxLength: 256 },
-    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
-    backupId: { type: "string", pattern: "^\\d{8}T\\d{6}Z-[a-z2-7]{6}$" },
+    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
+    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
     details: { type: "object" },
     at: { type: "string", format: "date-time" },
     failure: {

@@ -5,6 +5,7 @@ import { readManifest } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { BACKUP_RECORDED, METRICS_NAMESPACE } from "#core/flows/metrics.ts";
+import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -19,8 +20,8 @@ export const schema = {
   additionalProperties: false,
   required: ["databaseId", "backupId"],
   properties: {
-    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
-    backupId: { type: "string", pattern: "^\\d{8}T\\d{6}Z-[a-z2-7]{6}$" },
+    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
+    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
   },
 };
 

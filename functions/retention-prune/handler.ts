@@ -2,6 +2,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import type { RetentionPolicy } from "#core/gfs.ts";
+import { DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { pruneDatabase } from "#core/prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
@@ -19,7 +20,7 @@ export const schema = {
   additionalProperties: false,
   required: ["databaseId"],
   properties: {
-    databaseId: { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" },
+    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
     policy: {
       type: "object",
       additionalProperties: false,

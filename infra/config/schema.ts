@@ -1,10 +1,12 @@
+import { DATABASE_ID_PATTERN } from "#core/keys.ts";
+
 /**
  * The JSON schema of strongroom.config.json. Shapes only; what a schema cannot say
  * (recipients, schedule expressions, time zones, Fargate sizes, duplicate ids) is checked
  * in load-config.ts, and every problem is reported on its own line naming the field.
  */
 
-const id = { type: "string", pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" };
+const id = { type: "string", pattern: DATABASE_ID_PATTERN };
 const secretArn = {
   type: "string",
   pattern: "^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
