@@ -22,8 +22,8 @@ import pg from "pg";
 import { listManifests } from "#core/backup-index.ts";
 import { FileStore } from "#core/store/file-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { startMoto } from "../infra/sim/stand-ins.ts";
 import { WORKER_BUNDLE } from "../scripts/build.ts";
-import { startMoto } from "../test/rig/aws.ts";
 import { type Cluster, startCluster, systemBinDir } from "../test/rig/postgres.ts";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,3").split(",").map(Number);

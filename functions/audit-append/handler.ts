@@ -56,8 +56,11 @@ export const createHandler = (deps: Deps) =>
     return { seq: row.seq, hash: row.hash };
   });
 
-export const handler = createHandler({
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
   dynamodb: new DynamoDBClient({}),
-  tableName: process.env.AUDIT_TABLE ?? "",
+  tableName: env.AUDIT_TABLE ?? "",
   now: () => new Date(),
 });
+
+export const handler = createHandler(depsFromEnv());

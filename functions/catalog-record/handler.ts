@@ -48,10 +48,13 @@ export const createHandler = (deps: Deps) =>
     return { pk: item.pk, sk: item.sk };
   });
 
-export const handler = createHandler({
-  metrics: new Metrics({ namespace: METRICS_NAMESPACE, serviceName: "strongroom" }),
-  s3: new S3Client(s3ClientConfigFromEnv()),
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
+  metrics: new Metrics({ namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE, serviceName: "strongroom" }),
+  s3: new S3Client(s3ClientConfigFromEnv(env)),
   dynamodb: new DynamoDBClient({}),
-  storeUrl: process.env.STORE_URL ?? "",
-  tableName: process.env.CATALOG_TABLE ?? "",
+  storeUrl: env.STORE_URL ?? "",
+  tableName: env.CATALOG_TABLE ?? "",
 });
+
+export const handler = createHandler(depsFromEnv());

@@ -25,7 +25,10 @@ export const createHandler = (deps: Deps) =>
     probeDestination(new S3Store(input.store ?? deps.storeUrl, { client: deps.s3 }), { actor: "destination-probe" }),
   );
 
-export const handler = createHandler({
-  s3: new S3Client(s3ClientConfigFromEnv()),
-  storeUrl: process.env.STORE_URL ?? "",
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
+  s3: new S3Client(s3ClientConfigFromEnv(env)),
+  storeUrl: env.STORE_URL ?? "",
 });
+
+export const handler = createHandler(depsFromEnv());

@@ -18,7 +18,10 @@ export interface Deps {
 export const createHandler = (deps: Deps) =>
   lambda<{ databaseId: string }, BackupPlan>(schema, async (input) => planBackup(deps.settings(), input, deps.now()));
 
-export const handler = createHandler({
-  settings: () => parseFlowSettings(process.env.FLOW_SETTINGS),
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
+  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
   now: () => new Date(),
 });
+
+export const handler = createHandler(depsFromEnv());

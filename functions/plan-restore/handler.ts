@@ -27,8 +27,11 @@ export const createHandler = (deps: Deps) =>
     }),
   );
 
-export const handler = createHandler({
-  s3: new S3Client(s3ClientConfigFromEnv()),
-  storeUrl: process.env.STORE_URL ?? "",
-  settings: () => parseFlowSettings(process.env.FLOW_SETTINGS),
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
+  s3: new S3Client(s3ClientConfigFromEnv(env)),
+  storeUrl: env.STORE_URL ?? "",
+  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
 });
+
+export const handler = createHandler(depsFromEnv());

@@ -60,10 +60,13 @@ export const createHandler = (deps: Deps) =>
     };
   });
 
-export const handler = createHandler({
-  s3: new S3Client(s3ClientConfigFromEnv()),
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
+  s3: new S3Client(s3ClientConfigFromEnv(env)),
   dynamodb: new DynamoDBClient({}),
-  storeUrl: process.env.STORE_URL ?? "",
-  auditTable: process.env.AUDIT_TABLE ?? "",
+  storeUrl: env.STORE_URL ?? "",
+  auditTable: env.AUDIT_TABLE ?? "",
   now: () => new Date(),
 });
+
+export const handler = createHandler(depsFromEnv());

@@ -16,17 +16,23 @@ import type { Worker } from "./worker.ts";
  * both Step Functions and aws-local-stepfunctions (npm run sim) run.
  */
 
-/** A Lambda task whose result is the handler's return value, placed at `resultPath`. */
+/** The longest a worker task may run: a day covers a dump of several TB at the measured rates. */
+export const WORKER_TASK_TIMEOUT = Duration.hours(24);
+
+/**
+ * A Lambda task whose result is the handler's return value, placed at `resultPath`.
+ * Without a payload, the function gets the state's whole input.
+ */
 export function invoke(
   scope: Construct,
   name: string,
   fn: lambda.IFunction,
-  payload: Record<string, unknown> | sfn.TaskInput,
+  payload: Record<string, unknown> | undefined,
   resultPath: string,
 ): tasks.LambdaInvoke {
   return new tasks.LambdaInvoke(scope, name, {
     lambdaFunction: fn,
-    payload: payload instanceof sfn.TaskInput ? payload : sfn.TaskInput.fromObject(payload),
+    ...(payload ? { payload: sfn.TaskInput.fromObject(payload) } : {}),
     payloadResponseOnly: true,
     // CDK adds a Retry on Lambda service errors (throttling, 5xx); a handler's own
     // typed error (InvalidInputError, …) is not retried.
@@ -88,6 +94,10 @@ export function runWorkerTask(scope: Construct, name: string, worker: Worker, ne
       },
       ResultSelector: { "taskArn.$": "$.TaskArn", "stopCode.$": "$.StopCode" },
       ResultPath: "$.task",
+      // A hung dump or restore must not hold a task (and its locks) for ever: when the
+      // state times out, Step Functions stops the task (ecs:StopTask) and fails the
+      // state with States.Timeout, which the flow records as *.fail.
+      TimeoutSeconds: WORKER_TASK_TIMEOUT.toSeconds(),
     },
   });
   state.addRetry({

@@ -1,4 +1,4 @@
-import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
 
@@ -22,7 +22,7 @@ export class RestoreFlow extends Construct {
       flow,
       kind: "restore",
       props,
-      plan: invoke(this, "Check and plan restore", handlers.planRestore, sfn.TaskInput.fromJsonPathAt("$"), "$.plan"),
+      plan: invoke(this, "Check and plan restore", handlers.planRestore, undefined, "$.plan"),
       steps: [
         audit(this, "Audit restore.start", handlers.auditAppend, "restore.start", flow, { details }),
         runWorkerTask(this, "Run restore task", props.worker, props.network),

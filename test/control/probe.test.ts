@@ -4,12 +4,12 @@ import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyComm
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { probeStore } from "#core/probe.ts";
+import { freePort } from "#core/service-process.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { type Endpoint, startMoto } from "../../infra/sim/stand-ins.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";
 import { startS3Proxy } from "../helpers/s3-proxy.ts";
-import { type Endpoint, startMoto } from "../rig/aws.ts";
-import { freePort } from "../rig/process.ts";
 
 const deps = () => ({ clock: () => performance.now(), probeId: randomUUID(), payload: randomBytes(512) });
 const client = (endpoint?: string, credentials?: { accessKeyId: string; secretAccessKey: string }) =>

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import type { TestProject } from "vitest/node";
-import { startDynamoDbLocal, startMoto } from "./aws.ts";
+import { startDynamoDbLocal, startMoto } from "../../infra/sim/stand-ins.ts";
 import { startCluster } from "./postgres.ts";
 
 /**

@@ -6,7 +6,7 @@ import { tmpdir, userInfo } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { freePort, type Service, startProcess, waitUntil } from "./process.ts";
+import { freePort, type Service, startProcess, waitUntil } from "#core/service-process.ts";
 
 const run = promisify(execFile);
 

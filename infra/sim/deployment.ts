@@ -1,0 +1,155 @@
+import { LocalNames, type Place, synthesize } from "./template.ts";
+
+/**
+ * What the synthesized template deploys, as npm run sim uses it: the flows' definitions,
+ * the functions and their environments, the task definitions' containers, and the
+ * buckets, tables, topics and secrets to create in the stand-ins. Everything here is
+ * read from the template; nothing is taken from the CDK constructs.
+ */
+
+export interface Flow {
+  name: string;
+  arn: string;
+  /** The Amazon States Language definition, tokens resolved. */
+  definition: { StartAt: string; States: Record<string, Record<string, unknown>> } & Record<string, unknown>;
+}
+
+export interface LambdaFunction {
+  /** The handler's folder under functions/ (the construct id under Handlers). */
+  name: string;
+  arn: string;
+  environment: Record<string, string>;
+  timeoutSeconds: number;
+}
+
+export interface ContainerDefinition {
+  Name: string;
+  Environment?: Array<{ Name: string; Value: string }>;
+  Secrets?: Array<{ Name: string; ValueFrom: string }>;
+}
+
+export interface TaskDefinition {
+  arn: string;
+  containers: ContainerDefinition[];
+}
+
+export interface TableDefinition {
+  name: string;
+  keySchema: Array<{ AttributeName: string; KeyType: string }>;
+  attributes: Array<{ AttributeName: string; AttributeType: string }>;
+}
+
+export interface Schedule {
+  name: string;
+  targetArn: string;
+  input: unknown;
+}
+
+export interface Deployment {
+  stackName: string;
+  place: Place;
+  flows: Map<string, Flow>;
+  functions: Map<string, LambdaFunction>;
+  taskDefinitions: Map<string, TaskDefinition>;
+  tables: TableDefinition[];
+  topics: Array<{ arn: string; name: string }>;
+  /** Buckets the worker and the functions are pointed at (created or imported). */
+  buckets: string[];
+  /** Secret ARNs the task definitions read. */
+  secretArns: string[];
+  schedules: Schedule[];
+}
+
+/** Synthesizes the app with `configFile` and reads the deployment out of its template. */
+export function readDeployment(configFile: string, place: Place): Deployment {
+  const { stackName, template } = synthesize(configFile);
+  const names = new LocalNames(template, stackName, place);
+
+  const flows = new Map<string, Flow>();
+  for (const sm of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
+    const name = sm.path.split("/")[0] ?? sm.id;
+    flows.set(name, {
+      name,
+      arn: names.getAtt(sm.id, "Arn"),
+      definition: JSON.parse(sm.properties.DefinitionString as string) as Flow["definition"],
+    });
+  }
+
+  const functions = new Map<string, LambdaFunction>();
+  for (const f of names.resourcesOf("AWS::Lambda::Function")) {
+    const match = /^Handlers\/([^/]+)\/Resource$/.exec(f.path);
+    if (!match?.[1]) continue; // CDK's own helper functions (log retention, …) are not flow steps.
+    const variables = (f.properties.Environment as { Variables?: Record<string, string> } | undefined)?.Variables;
+    functions.set(names.getAtt(f.id, "Arn"), {
+      name: match[1],
+      arn: names.getAtt(f.id, "Arn"),
+      environment: variables ?? {},
+      timeoutSeconds: Number(f.properties.Timeout ?? 3),
+    });
+  }
+
+  const taskDefinitions = new Map<string, TaskDefinition>();
+  for (const d of names.resourcesOf("AWS::ECS::TaskDefinition")) {
+    const arn = names.ref(d.id);
+    taskDefinitions.set(arn, { arn, containers: d.properties.ContainerDefinitions as ContainerDefinition[] });
+  }
+
+  const tables = [...names.resourcesOf("AWS::DynamoDB::GlobalTable"), ...names.resourcesOf("AWS::DynamoDB::Table")].map(
+    (t) => ({
+      name: names.ref(t.id),
+      keySchema: t.properties.KeySchema as TableDefinition["keySchema"],
+      attributes: t.properties.AttributeDefinitions as TableDefinition["attributes"],
+    }),
+  );
+
+  const topics = names
+    .resourcesOf("AWS::SNS::Topic")
+    .map((t) => ({ arn: names.ref(t.id), name: names.physicalName(t.id) }));
+
+  const stores = new Set<string>();
+  for (const f of functions.values()) if (f.environment.STORE_URL) stores.add(f.environment.STORE_URL);
+  const secretArns = new Set<string>();
+  for (const d of taskDefinitions.values()) {
+    for (const c of d.containers) {
+      for (const e of c.Environment ?? []) if (e.Name === "STRONGROOM_STORE") stores.add(e.Value);
+      for (const s of c.Secrets ?? []) secretArns.add(secretArnOf(s.ValueFrom).arn);
+    }
+  }
+  const buckets = [...stores].map((url) => new URL(url).host);
+
+  const schedules = names.resourcesOf("AWS::Scheduler::Schedule").map((s) => {
+    const target = s.properties.Target as { Arn: string; Input?: string };
+    return {
+      name: s.path.split("/").slice(0, -1).join("/") || s.id,
+      targetArn: target.Arn,
+      input: target.Input === undefined ? {} : (JSON.parse(target.Input) as unknown),
+    };
+  });
+
+  return {
+    stackName,
+    place,
+    flows,
+    functions,
+    taskDefinitions,
+    tables,
+    topics,
+    buckets: [...new Set(buckets)],
+    secretArns: [...secretArns],
+    schedules,
+  };
+}
+
+/**
+ * Splits an ECS secret reference, `arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6>`
+ * optionally followed by `:<json key>:<version stage>:<version id>`.
+ */
+export function secretArnOf(valueFrom: string): { arn: string; name: string; jsonKey?: string } {
+  const parts = valueFrom.split(":");
+  const arn = parts.slice(0, 7).join(":");
+  const full = parts[6] ?? "";
+  // Secrets Manager appends a dash and six characters to the secret's name in its ARN.
+  const name = full.replace(/-[A-Za-z0-9]{6}$/, "");
+  const jsonKey = parts[7];
+  return { arn, name, ...(jsonKey ? { jsonKey } : {}) };
+}

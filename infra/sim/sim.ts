@@ -1,0 +1,209 @@
+import { randomUUID } from "node:crypto";
+import { StateMachine } from "aws-local-stepfunctions";
+import { UsageError } from "#core/errors.ts";
+import { regionFromEnv } from "#core/store/s3-store.ts";
+import { logger as lambdaLogger } from "../../functions/common/lambda.ts";
+import { loadConfig } from "../config/load-config.ts";
+import { type Deployment, type Flow, readDeployment } from "./deployment.ts";
+import { LocalTasks, type SimRecord } from "./local-tasks.ts";
+import { provision, simClients } from "./provision.ts";
+import { type Endpoint, startDynamoDbLocal, startMoto } from "./stand-ins.ts";
+
+/** moto's account id; the ARNs the sim makes up use it, so SNS topic ARNs agree. */
+const ACCOUNT = "123456789012";
+/** The longest timer Node keeps (2^31-1 ms), for Task states with no TimeoutSeconds of their own. */
+const NO_TIMEOUT_SECONDS = 2_147_483;
+
+/** The events the sim reads (aws-local-stepfunctions does not export its EventLog type). */
+type SimEvent =
+  | { type: "StateEntered"; state: { name: string } }
+  | { type: "ExecutionFailed"; Error: string; Cause: unknown }
+  | { type: "other" };
+
+/** One execution's outcome: a JSON line of `npm run sim -- --json`. */
+export interface ExecutionResult {
+  flow: string;
+  status: "SUCCEEDED" | "FAILED";
+  output?: unknown;
+  error?: string;
+  cause?: string;
+  /** The states entered, in order. */
+  states: string[];
+  seconds: number;
+  /** SNS messages the execution published (to the stand-in), and metrics its functions emitted. */
+  published: SimRecord["published"];
+  metrics: SimRecord["metrics"];
+}
+
+export interface SimOptions {
+  configFile: string;
+  /** Log lines of the functions and tasks. @default stderr */
+  log?: (line: string) => void;
+}
+
+/**
+ * `npm run sim`: the synthesized state machines, run by aws-local-stepfunctions against
+ * stand-ins. moto (S3, Secrets Manager, SNS) and DynamoDB Local are started on 127.0.0.1
+ * for whichever of AWS_ENDPOINT_URL_S3 / _SNS / _SECRETS_MANAGER / _DYNAMODB (or
+ * AWS_ENDPOINT_URL) is not set, and stopped by PID in `stop()`. Executions run one after
+ * another in this process, against the same stand-ins, so state carries from one to
+ * the next.
+ */
+export class Sim {
+  readonly deployment: Deployment;
+  private readonly tasks: LocalTasks;
+  private readonly record: SimRecord;
+  private readonly standIns: Endpoint[];
+
+  private constructor(deployment: Deployment, tasks: LocalTasks, record: SimRecord, standIns: Endpoint[]) {
+    this.deployment = deployment;
+    this.tasks = tasks;
+    this.record = record;
+    this.standIns = standIns;
+  }
+
+  private current: { abort: () => void } | undefined;
+
+  static async start(options: SimOptions): Promise<Sim> {
+    const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+    const config = loadConfig(options.configFile, "sim");
+    const standIns = await startStandIns();
+    try {
+      // The in-process functions log where the tasks do, not on the sim's stdout.
+      lambdaLogger.configure("json", (line) => log(line.trimEnd()));
+      const deployment = readDeployment(options.configFile, { account: ACCOUNT, region: regionFromEnv() });
+      const clients = simClients();
+      await provision(deployment, clients, config.sim?.secrets ?? {}, options.configFile);
+      const record: SimRecord = { published: [], metrics: [] };
+      return new Sim(deployment, new LocalTasks({ deployment, clients, record, log }), record, standIns);
+    } catch (err) {
+      await stopAll(standIns);
+      throw err;
+    }
+  }
+
+  get flowNames(): string[] {
+    return [...this.deployment.flows.keys()];
+  }
+
+  /** The flow of that name, or a usage error naming the flows there are. */
+  flow(flowName: string): Flow {
+    const flow = this.deployment.flows.get(flowName);
+    if (!flow) {
+      throw new UsageError(`no flow ${JSON.stringify(flowName)} in the synthesized template`, {
+        hint: `flows: ${this.flowNames.join(", ")}`,
+      });
+    }
+    return flow;
+  }
+
+  /** Runs one execution of `flowName` to its end. */
+  async run(flowName: string, input: unknown): Promise<ExecutionResult> {
+    const flow = this.flow(flowName);
+    this.record.published = [];
+    this.record.metrics = [];
+    const machine = new StateMachine(withTimeouts(flow, this.deployment) as never);
+    const name = randomUUID();
+    const started = performance.now();
+    const execution = machine.run(input as never, {
+      overrides: { taskResourceLocalHandlers: this.tasks.handlersFor(flow) },
+      context: {
+        Execution: { Id: `${flow.arn.replace(":stateMachine:", ":execution:")}:${name}`, Name: name },
+        StateMachine: { Id: flow.arn, Name: flow.arn.split(":").pop() },
+      } as never,
+    });
+    this.current = execution;
+    const states: string[] = [];
+    let failure: { Error: string; Cause: unknown } | undefined;
+    const watching = (async () => {
+      for await (const event of execution.eventLogs as AsyncGenerator<SimEvent>) {
+        if (event.type === "StateEntered") states.push(event.state.name);
+        if (event.type === "ExecutionFailed") failure = { Error: event.Error, Cause: event.Cause };
+      }
+    })();
+    let output: unknown;
+    let status: ExecutionResult["status"] = "SUCCEEDED";
+    try {
+      output = await execution.result;
+    } catch (err) {
+      status = "FAILED";
+      failure ??= { Error: (err as Error).name, Cause: (err as Error).message };
+    } finally {
+      this.current = undefined;
+    }
+    await watching;
+    return {
+      flow: flowName,
+      status,
+      ...(status === "SUCCEEDED" ? { output } : {}),
+      ...(failure
+        ? {
+            error: failure.Error,
+            cause: typeof failure.Cause === "string" ? failure.Cause : JSON.stringify(failure.Cause),
+          }
+        : {}),
+      states,
+      seconds: Math.round((performance.now() - started) / 10) / 100,
+      published: this.record.published,
+      metrics: this.record.metrics,
+    };
+  }
+
+  /** Interrupted: stops the running execution and its tasks. */
+  abort(): void {
+    this.current?.abort();
+    this.tasks.stopAll();
+  }
+
+  async stop(): Promise<void> {
+    this.tasks.stopAll();
+    await stopAll(this.standIns);
+  }
+}
+
+/**
+ * Step Functions gives a Task state without TimeoutSeconds no state timeout (a function
+ * is bound by its own timeout); aws-local-stepfunctions defaults to 60 s, which a real
+ * dump outlasts. So each Lambda task gets its function's timeout, and any other Task
+ * without one waits as long as it takes.
+ */
+function withTimeouts(flow: Flow, deployment: Deployment): Flow["definition"] {
+  const definition = structuredClone(flow.definition);
+  for (const state of Object.values(definition.States)) {
+    if (state.Type !== "Task" || state.TimeoutSeconds !== undefined || state.TimeoutSecondsPath !== undefined) continue;
+    const fn = deployment.functions.get(String(state.Resource));
+    state.TimeoutSeconds = fn ? fn.timeoutSeconds : NO_TIMEOUT_SECONDS;
+  }
+  return definition;
+}
+
+async function startStandIns(): Promise<Endpoint[]> {
+  const env = process.env;
+  env.AWS_ACCESS_KEY_ID ??= "test";
+  env.AWS_SECRET_ACCESS_KEY ??= "test";
+  env.AWS_REGION ??= "us-east-1";
+  const motoServices = ["S3", "SNS", "SECRETS_MANAGER"].filter(
+    (s) => !env[`AWS_ENDPOINT_URL_${s}`] && !env.AWS_ENDPOINT_URL,
+  );
+  const needDynamo = !env.AWS_ENDPOINT_URL_DYNAMODB && !env.AWS_ENDPOINT_URL;
+  const [moto, dynamo] = await Promise.allSettled([
+    motoServices.length > 0 ? startMoto() : undefined,
+    needDynamo ? startDynamoDbLocal() : undefined,
+  ]);
+  const started = [moto, dynamo].flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
+  for (const r of [moto, dynamo]) {
+    if (r.status === "rejected") {
+      await stopAll(started);
+      throw r.reason;
+    }
+  }
+  if (moto.status === "fulfilled" && moto.value) {
+    for (const s of motoServices) env[`AWS_ENDPOINT_URL_${s}`] = moto.value.url;
+  }
+  if (dynamo.status === "fulfilled" && dynamo.value) env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.value.url;
+  return started;
+}
+
+async function stopAll(endpoints: Endpoint[]): Promise<void> {
+  for (const e of endpoints.reverse()) await e.stop().catch(() => undefined);
+}

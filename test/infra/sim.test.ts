@@ -1,0 +1,316 @@
+import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { QueryCommand } from "@aws-sdk/client-dynamodb";
+import { S3Client } from "@aws-sdk/client-s3";
+import { unmarshall } from "@aws-sdk/util-dynamodb";
+import { Ajv } from "ajv";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { resolveBackup } from "#core/backup-index.ts";
+import { freePort } from "#core/service-process.ts";
+import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { schema as probeInputSchema } from "../../functions/destination-probe/handler.ts";
+import { Sim } from "../../infra/sim/sim.ts";
+import { dynamoClient } from "../helpers/dynamo.ts";
+import { identityFile } from "../helpers/fixture.ts";
+import { contentDigest, createDatabase, dbUrl, sql } from "../helpers/pg.ts";
+import { tempDir } from "../helpers/temp.ts";
+
+/**
+ * npm run sim: the state machines `cdk synth` makes, run by aws-local-stepfunctions
+ * against moto (S3, Secrets Manager, SNS) and DynamoDB Local, with the real handler
+ * modules and the worker CLI as the ECS task. Nothing here is mocked: a backup goes
+ * from the test cluster through the BackupFlow's task into moto, and back out through
+ * the RestoreFlow's task into a new database.
+ */
+const root = path.resolve(import.meta.dirname, "../..");
+const ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret";
+const secretArn = (name: string) => `${ARN}:sim/${name}-AbCdEf`;
+
+let sim: Sim;
+let configFile: string;
+let source: { name: string; url: string };
+let stackName: string;
+
+type AuditItem = { seq: string; event: string; backupId?: string; details?: Record<string, unknown> };
+
+async function auditRows(databaseId: string): Promise<AuditItem[]> {
+  const table = sim.deployment.tables.find((t) => t.name.includes("Audit"))?.name as string;
+  const out = await dynamoClient().send(
+    new QueryCommand({
+      TableName: table,
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": { S: `db#${databaseId}` } },
+    }),
+  );
+  return (out.Items ?? []).map((i) => unmarshall(i) as AuditItem);
+}
+
+function store(): S3Store {
+  const url = [...sim.deployment.functions.values()].find((f) => f.environment.STORE_URL)?.environment
+    .STORE_URL as string;
+  return new S3Store(url, { client: new S3Client(s3ClientConfigFromEnv()) });
+}
+
+/** The schedule BackupFlow is started with for a database, as the template declares it. */
+function scheduledInput(databaseId: string): unknown {
+  const flow = sim.deployment.flows.get("BackupFlow");
+  const schedule = sim.deployment.schedules.find(
+    (s) => s.targetArn === flow?.arn && (s.input as { databaseId?: string }).databaseId === databaseId,
+  );
+  expect(schedule, `a schedule starts BackupFlow for ${databaseId}`).toBeDefined();
+  return schedule?.input;
+}
+
+beforeAll(async () => {
+  // One moto serves S3, SNS and Secrets Manager, as the sim would start it.
+  process.env.AWS_ENDPOINT_URL_SNS = inject("s3Endpoint");
+  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = inject("s3Endpoint");
+  source = await createDatabase(inject("pgUrl"), "simsrc");
+  await sql(
+    source.url,
+    `create table orders (id int primary key, note text);
+     insert into orders select g, 'note ' || g || E' \\n"quoted" ✓' from generate_series(1, 500) g;`,
+  );
+  const pg = new URL(inject("pgUrl"));
+  const key = await identityFile();
+  const dir = await tempDir("strongroom-sim-");
+  // Unique per run: the stand-ins are shared with the rest of the suite.
+  stackName = `sim${process.pid}`;
+  const rds = (port: number, dbname: string) => ({
+    host: pg.hostname,
+    port,
+    username: decodeURIComponent(pg.username),
+    password: decodeURIComponent(pg.password),
+    dbname,
+  });
+  configFile = path.join(dir, "sim.config.json");
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      name: stackName,
+      prefix: "pg",
+      bucket: { create: true },
+      recipients: [key.recipient],
+      identitySecretArn: secretArn("identity"),
+      network: { create: true },
+      defaults: { schedule: "cron(0 2 * * ? *)", timeZone: "Europe/Berlin" },
+      databases: [
+        { id: "shop", secretArn: secretArn("shop") },
+        // Its secret points at a port nothing listens on.
+        { id: "down", secretArn: secretArn("down") },
+      ],
+      sim: {
+        secrets: {
+          [secretArn("identity")]: key.identity,
+          [secretArn("shop")]: rds(Number(pg.port), source.name),
+          [secretArn("down")]: rds(await freePort(), "nothing"),
+        },
+      },
+    }),
+  );
+  sim = await Sim.start({ configFile, log: () => undefined });
+}, 120_000);
+
+afterAll(async () => {
+  await sim?.stop();
+});
+
+describe("npm run sim runs the synthesized flows", () => {
+  it("BackupFlow commits a backup, catalogs it, audits backup.start and backup.ok, prunes and emits the staleness metric", async () => {
+    const result = await sim.run("BackupFlow", scheduledInput("shop"));
+    expect(result, JSON.stringify(result)).toMatchObject({ flow: "BackupFlow", status: "SUCCEEDED" });
+    expect(result.states).toEqual([
+      "Plan backup",
+      "Audit backup.start",
+      "Run backup task",
+      "Record in catalog",
+      "Prune by retention",
+      "Audit backup.ok",
+      "Backed up",
+    ]);
+    const output = result.output as {
+      plan: { backupId: string };
+      prune: { kept: string[] };
+      task: { stopCode: string };
+    };
+    const backupId = output.plan.backupId;
+    expect(output.task.stopCode).toBe("EssentialContainerExited");
+    expect(output.prune.kept).toContain(backupId);
+
+    const { manifest } = await resolveBackup(store(), backupId, "shop");
+    expect(manifest.backupId).toBe(backupId);
+
+    const catalogTable = sim.deployment.tables.find((t) => t.name.includes("Catalog"))?.name as string;
+    const catalog = await dynamoClient().send(
+      new QueryCommand({
+        TableName: catalogTable,
+        KeyConditionExpression: "pk = :pk",
+        ExpressionAttributeValues: { ":pk": { S: "db#shop" } },
+      }),
+    );
+    expect((catalog.Items ?? []).map((i) => unmarshall(i).backupId)).toContain(backupId);
+
+    const rows = (await auditRows("shop")).filter((r) => r.backupId === backupId);
+    expect(rows.map((r) => r.event)).toEqual(["backup.start", "backup.ok"]);
+    expect(rows[0]?.details?.execution).toMatch(/^arn:aws:states:us-east-1:123456789012:execution:/);
+    expect(result.metrics).toContainEqual(
+      expect.objectContaining({
+        name: "BackupRecorded",
+        value: 1,
+        dimensions: expect.objectContaining({ DatabaseId: "shop" }),
+      }),
+    );
+    expect(result.published).toEqual([]);
+  }, 120_000);
+
+  it("RestoreFlow of latest, started as from the console, restores into a new database equal to the source", async () => {
+    // A target name that must survive quoting on its way through the flow and the task.
+    const target = `restored "sim" ✓ ${process.pid}`;
+    const result = await sim.run("RestoreFlow", {
+      databaseId: "shop",
+      backupId: "latest",
+      target: { database: target },
+    });
+    expect(result, JSON.stringify(result)).toMatchObject({ status: "SUCCEEDED" });
+    expect(result.states).toEqual([
+      "Check and plan restore",
+      "Audit restore.start",
+      "Run restore task",
+      "Audit restore.ok",
+      "Restored",
+    ]);
+    const restored = dbUrl(inject("pgUrl"), encodeURIComponent(target));
+    expect(await contentDigest(restored)).toEqual(await contentDigest(source.url));
+    const events = (await auditRows("shop")).map((r) => r.event);
+    expect(events.slice(-2)).toEqual(["restore.start", "restore.ok"]);
+  }, 120_000);
+
+  it("BackupFlow against an unreachable database ends FAILED: backup.fail with the exit code, an SNS message, no manifest", async () => {
+    const result = await sim.run("BackupFlow", scheduledInput("down"));
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe("States.TaskFailed");
+    expect(result.states).toEqual([
+      "Plan backup",
+      "Audit backup.start",
+      "Run backup task",
+      "Audit backup.fail",
+      "Notify failure",
+      "BackupFlow failed",
+    ]);
+    const task = JSON.parse(result.cause as string) as { Containers: Array<{ Name: string; ExitCode: number }> };
+    expect(task.Containers).toEqual([expect.objectContaining({ Name: "worker", ExitCode: 1 })]);
+
+    const rows = await auditRows("down");
+    expect(rows.map((r) => r.event)).toEqual(["backup.start", "backup.fail"]);
+    expect(rows[1]?.details).toMatchObject({
+      error: "States.TaskFailed",
+      exitCode: 1,
+      stopCode: "EssentialContainerExited",
+    });
+
+    expect(result.published).toHaveLength(1);
+    const message = JSON.parse(result.published[0]?.message as string);
+    expect(message).toMatchObject({ flow: "BackupFlow", error: "States.TaskFailed" });
+    // The message reached the SNS stand-in, not only the sim's record.
+    const moto = (await (await fetch(`${inject("s3Endpoint")}/moto-api/data.json`)).json()) as {
+      sns: { Topic: Array<{ arn: string; sent_notifications: unknown[][] }> };
+    };
+    const topic = moto.sns.Topic.find((t) => t.arn === result.published[0]?.topicArn);
+    expect(topic?.sent_notifications.map((n) => n[1])).toContain(result.published[0]?.message);
+
+    expect((await store().list("down/")).objects).toEqual([]);
+  }, 120_000);
+
+  it.each([
+    ["a password", { databaseId: "shop", target: { database: "x", password: "hunter2" } }, "password"],
+    ["an unknown field", { databaseId: "shop", target: { database: "x" }, force: true }, "'force'"],
+    ["an unknown database", { databaseId: "nope", target: { database: "x" } }, "UnknownDatabaseError"],
+  ])(
+    "RestoreFlow refuses an input with %s before any task runs or any row is written",
+    async (_, input, says) => {
+      const before = (await auditRows("shop")).length;
+      const result = await sim.run("RestoreFlow", input);
+      expect(result.status).toBe("FAILED");
+      expect(result.states).toEqual(["Check and plan restore", "Notify failure", "RestoreFlow failed"]);
+      expect(`${result.error} ${result.cause}`).toContain(says);
+      expect(result.cause).not.toContain("hunter2");
+      expect((await auditRows("shop")).length).toBe(before);
+    },
+    60_000,
+  );
+
+  it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
+    const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
+    const functions = sim.deployment.functions;
+    expect(sim.deployment.schedules.length).toBe(3);
+    for (const schedule of sim.deployment.schedules) {
+      const flow = flows.get(schedule.targetArn);
+      const fn = functions.get(schedule.targetArn);
+      expect(flow ?? fn?.name, `${schedule.name} targets ${schedule.targetArn}`).toBeDefined();
+      if (flow) {
+        expect(flow).toBe("BackupFlow");
+        expect(["shop", "down"]).toContain((schedule.input as { databaseId: string }).databaseId);
+      } else {
+        expect(fn?.name).toBe("destination-probe");
+        expect(new Ajv().validate(probeInputSchema, schedule.input)).toBe(true);
+      }
+    }
+  });
+});
+
+describe("npm run sim on the command line", () => {
+  function npmRunSim(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(root, "scripts/sim.ts"), ...args], {
+        env: process.env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (s: string) => {
+        stdout += s;
+      });
+      child.stderr.setEncoding("utf8").on("data", (s: string) => {
+        stderr += s;
+      });
+      child.once("error", reject);
+      child.once("close", (code) => resolve({ code, stdout, stderr }));
+    });
+  }
+
+  it("prints one JSON line per execution, in order, and exits 1 when one did not succeed", async () => {
+    const r = await npmRunSim([
+      "--config",
+      configFile,
+      "--json",
+      "RestoreFlow",
+      JSON.stringify({ databaseId: "shop", target: { database: `cli_${process.pid}` } }),
+      "RestoreFlow",
+      JSON.stringify({ databaseId: "shop", target: { database: "x" }, clean: "yes" }),
+    ]);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(
+      lines.map((l) => [l.flow, l.status]),
+      r.stderr,
+    ).toEqual([
+      ["RestoreFlow", "SUCCEEDED"],
+      ["RestoreFlow", "FAILED"],
+    ]);
+    expect(Object.keys(lines[1])).toEqual(expect.arrayContaining(["flow", "status", "error", "cause", "states"]));
+    expect(r.code).toBe(1);
+  }, 120_000);
+
+  it("names the flows when asked for one the template does not have, and refuses an unpaired argument (exit 2)", async () => {
+    const unknown = await npmRunSim(["--config", configFile, "PruneFlow", "{}"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('no flow "PruneFlow" in the synthesized template');
+    expect(unknown.stderr).toContain("HINT: flows: BackupFlow, RestoreFlow");
+    const unpaired = await npmRunSim(["--config", configFile, "BackupFlow"]);
+    expect(unpaired.code).toBe(2);
+    expect(unpaired.stderr).toContain("executions come in pairs");
+  }, 120_000);
+});
