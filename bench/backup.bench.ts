@@ -24,12 +24,12 @@ import { FileStore } from "#core/store/file-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
 import { WORKER_BUNDLE } from "../scripts/build.ts";
-import { type Cluster, startCluster, systemBinDir } from "../test/rig/postgres.ts";
+import { BENCH_BIN, BENCH_WORK, benchCluster, dbUrl, query } from "./bench-database.ts";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,3").split(",").map(Number);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
-const work = path.resolve(import.meta.dirname, ".work");
-const bin = systemBinDir();
+const work = BENCH_WORK;
+const bin = BENCH_BIN;
 const cli = path.resolve(import.meta.dirname, "../dist/bench/strongroom.mjs");
 
 interface Timed {
@@ -84,44 +84,6 @@ async function best(n: number, f: (i: number) => Promise<Timed>): Promise<Timed>
   return top as Timed;
 }
 
-async function query(url: string, text: string): Promise<pg.QueryResultRow[]> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return (await c.query(text)).rows;
-  } finally {
-    await c.end();
-  }
-}
-
-const dbUrl = (cluster: Cluster, db: string) => cluster.url.replace(/\/postgres$/, `/${db}`);
-
-/** pgbench at `scale` plus a docs table of `docsRows` rows that compresses about 3×. */
-async function ensureDatabase(cluster: Cluster, gb: number): Promise<void> {
-  const have = await query(cluster.url, "select 1 from pg_database where datname = 'bench'");
-  if (have.length > 0) return;
-  console.log(`building a ${gb} GB database (once; kept in bench/.work)…`);
-  await query(cluster.url, "create database bench");
-  const env = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: "postgres", PGPASSWORD: cluster.password };
-  await timed(`${bin}/pgbench`, ["-i", "-q", "-s", String(Math.round(45 * gb)), "bench"], env);
-  const url = dbUrl(cluster, "bench");
-  await query(url, `create table docs(id bigserial primary key, title text, body text, meta jsonb, blob bytea)`);
-  // ~330 MB per GB: words drawn from a small vocabulary, json, and a little random bytea.
-  const rows = Math.round(600_000 * gb);
-  for (let done = 0; done < rows; done += 100_000) {
-    await query(
-      url,
-      `insert into docs(title, body, meta, blob)
-       select 'document ' || g,
-              (select string_agg((array['alpha','beta','gamma','delta','order','customer','shipped','pending','invoice','total'])[1 + (random() * 9)::int] || ' ' || (random() * 1000)::int, ' ') from generate_series(1, 40 + g % 10)),
-              jsonb_build_object('id', g, 'tags', jsonb_build_array('t' || g % 17, 't' || g % 5), 'score', random()),
-              decode(md5(random()::text), 'hex')
-       from generate_series(${done + 1}, ${Math.min(rows, done + 100_000)}) g`,
-    );
-  }
-  await query(url, "vacuum analyze");
-}
-
 const fmt = (n: number, d = 0) => n.toFixed(d);
 const rows: string[][] = [];
 const note = (...cells: string[]) => rows.push(cells);
@@ -145,12 +107,8 @@ const targets: string[] = [];
 
 try {
   for (const gb of SIZES) {
-    const cluster = await startCluster(bin, `bench-${gb}g`, {
-      keepDir: path.join(work, `pg-${gb}g`),
-      settings: ["shared_buffers=512MB", "maintenance_work_mem=256MB", "max_wal_size=4GB", "checkpoint_timeout=30min"],
-    });
+    const cluster = await benchCluster(gb);
     try {
-      await ensureDatabase(cluster, gb);
       const source = dbUrl(cluster, "bench");
       const pgEnv = {
         PGHOST: cluster.host,

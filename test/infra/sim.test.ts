@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { QueryCommand } from "@aws-sdk/client-dynamodb";
@@ -260,10 +260,13 @@ describe("npm run sim runs the synthesized flows", () => {
 });
 
 describe("npm run sim on the command line", () => {
-  function npmRunSim(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  function npmRunSim(
+    args: string[],
+    env: NodeJS.ProcessEnv = process.env,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [path.join(root, "scripts/sim.ts"), ...args], {
-        env: process.env,
+        env,
         stdio: ["ignore", "pipe", "pipe"],
       });
       let stdout = "";
@@ -279,16 +282,28 @@ describe("npm run sim on the command line", () => {
     });
   }
 
-  it("prints one JSON line per execution, in order, and exits 1 when one did not succeed", async () => {
-    const r = await npmRunSim([
-      "--config",
-      configFile,
-      "--json",
-      "RestoreFlow",
-      JSON.stringify({ databaseId: "shop", target: { database: `cli_${process.pid}` } }),
-      "RestoreFlow",
-      JSON.stringify({ databaseId: "shop", target: { database: "x" }, clean: "yes" }),
-    ]);
+  it("starts its own stand-ins, prints one JSON line per execution in order, exits 1 when one failed, and stops what it started", async () => {
+    const standIns = () =>
+      spawnSync("pgrep", ["-f", "moto.server|DynamoDBLocal"], { encoding: "utf8" })
+        .stdout.split("\n")
+        .filter((l) => l !== "")
+        .sort();
+    const before = standIns();
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AWS_ENDPOINT_URL")));
+    const r = await npmRunSim(
+      [
+        "--config",
+        configFile,
+        "--json",
+        "BackupFlow",
+        JSON.stringify({ databaseId: "shop" }),
+        "RestoreFlow",
+        JSON.stringify({ databaseId: "shop", backupId: "latest", target: { database: `cli_${process.pid}` } }),
+        "RestoreFlow",
+        JSON.stringify({ databaseId: "shop", target: { database: "x" }, clean: "yes" }),
+      ],
+      env,
+    );
     const lines = r.stdout
       .trim()
       .split("\n")
@@ -297,12 +312,14 @@ describe("npm run sim on the command line", () => {
       lines.map((l) => [l.flow, l.status]),
       r.stderr,
     ).toEqual([
+      ["BackupFlow", "SUCCEEDED"],
       ["RestoreFlow", "SUCCEEDED"],
       ["RestoreFlow", "FAILED"],
     ]);
-    expect(Object.keys(lines[1])).toEqual(expect.arrayContaining(["flow", "status", "error", "cause", "states"]));
+    expect(Object.keys(lines[2])).toEqual(expect.arrayContaining(["flow", "status", "error", "cause", "states"]));
     expect(r.code).toBe(1);
-  }, 120_000);
+    expect(standIns()).toEqual(before);
+  }, 180_000);
 
   it("names the flows when asked for one the template does not have, and refuses an unpaired argument (exit 2)", async () => {
     const unknown = await npmRunSim(["--config", configFile, "PruneFlow", "{}"]);

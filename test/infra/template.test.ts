@@ -3,6 +3,7 @@ import { App } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/app.ts";
+import { type CfnTemplate, LocalNames } from "../../infra/sim/template.ts";
 
 /**
  * The security properties of the synthesized template, from the example config. Asset
@@ -13,6 +14,7 @@ type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPol
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
 
 let template: Template;
+let rawTemplate: CfnTemplate;
 let resources: Record<string, Resource>;
 
 beforeAll(() => {
@@ -23,6 +25,7 @@ beforeAll(() => {
   const stack = assembly.getStackByName("strongroom");
   template = Template.fromJSON(stack.template);
   resources = stack.template.Resources;
+  rawTemplate = stack.template;
 });
 
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
@@ -148,6 +151,20 @@ describe("the synthesized template", () => {
       expect(text).not.toMatch(/States\.TaskFailed|States\.ALL\\"\],\\"Interval/);
       expect(m.Properties.TracingConfiguration).toEqual({ Enabled: true });
       expect(json(m.Properties.LoggingConfiguration)).toContain('"Level":"ALL"');
+    }
+  });
+
+  it("stops a worker task after a day, and gives every Task state an object of Parameters or none", () => {
+    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    for (const [id, m] of ofType("AWS::StepFunctions::StateMachine")) {
+      const definition = JSON.parse(names.resolve(m.Properties.DefinitionString) as string) as {
+        States: Record<string, { Type: string; Resource?: string; Parameters?: unknown; TimeoutSeconds?: number }>;
+      };
+      const tasks = Object.values(definition.States).filter((s) => s.Type === "Task");
+      const workers = tasks.filter((s) => s.Resource?.endsWith(":states:::ecs:runTask.sync"));
+      expect(workers.length, id).toBe(1);
+      expect(workers.map((s) => s.TimeoutSeconds)).toEqual([86_400]);
+      for (const t of tasks) if (t.Parameters !== undefined) expect(typeof t.Parameters).toBe("object");
     }
   });
 
