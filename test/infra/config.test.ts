@@ -28,6 +28,17 @@ describe("strongroom.config.json", () => {
     expect(config.databases[0]?.task).toEqual({ cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 });
   });
 
+  it("accepts the README's npm run sim config for the sim, and refuses it for a deploy", () => {
+    const readme = readFileSync(path.join(root, "README.md"), "utf8");
+    const after = readme.slice(readme.indexOf("The config is a normal one plus a `sim` section"));
+    const block = /```json\n([\s\S]*?)```/.exec(after)?.[1] as string;
+    const config = parseConfig(JSON.parse(block), "README", "sim");
+    expect(Object.keys(config.sim?.secrets ?? {})).toEqual([config.identitySecretArn, config.databases[0]?.secretArn]);
+    expect(problemsOf(JSON.parse(block))).toEqual([
+      "sim: holds secret values for `npm run sim` only; remove it from a config you deploy",
+    ]);
+  });
+
   it("reports every problem at once, one line each, naming the field", () => {
     const raw = example();
     raw.surprise = 1;

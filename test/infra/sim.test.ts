@@ -3,6 +3,7 @@ import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { QueryCommand } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
+import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { Ajv } from "ajv";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -221,6 +222,23 @@ describe("npm run sim runs the synthesized flows", () => {
 
     expect((await store().list("down/")).objects).toEqual([]);
   }, 120_000);
+
+  it("BackupFlow whose secret lost a key (replaced by another writer) fails as ECS does: TaskFailedToStart, no exit code, audited", async () => {
+    const secrets = new SecretsManagerClient({});
+    await secrets.send(
+      new PutSecretValueCommand({ SecretId: "sim/down", SecretString: JSON.stringify({ host: "127.0.0.1" }) }),
+    );
+    const result = await sim.run("BackupFlow", { databaseId: "down" });
+    expect(result.status).toBe("FAILED");
+    const task = JSON.parse(result.cause as string) as { StopCode: string; StoppedReason: string };
+    expect(task.StopCode).toBe("TaskFailedToStart");
+    expect(task.StoppedReason).toContain("has no key port");
+    const backupId = (await auditRows("down")).at(-1)?.backupId;
+    const rows = (await auditRows("down")).filter((r) => r.backupId === backupId);
+    expect(rows.map((r) => r.event)).toEqual(["backup.start", "backup.fail"]);
+    expect(rows[1]?.details).toMatchObject({ error: "States.TaskFailed", stopCode: "TaskFailedToStart" });
+    expect(rows[1]?.details).not.toHaveProperty("exitCode");
+  }, 60_000);
 
   it.each([
     ["a password", { databaseId: "shop", target: { database: "x", password: "hunter2" } }, "password"],
