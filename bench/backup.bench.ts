@@ -18,7 +18,6 @@ import { pathToFileURL } from "node:url";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { build } from "esbuild";
-import pg from "pg";
 import { listManifests } from "#core/backup-index.ts";
 import { FileStore } from "#core/store/file-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
