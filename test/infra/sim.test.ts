@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -18,6 +18,7 @@ import { Sim } from "../../infra/sim/sim.ts";
 import { dynamoClient } from "../helpers/dynamo.ts";
 import { identityFile } from "../helpers/fixture.ts";
 import { contentDigest, createDatabase, dbUrl, sql } from "../helpers/pg.ts";
+import { runCommand } from "../helpers/run.ts";
 import { tempDir } from "../helpers/temp.ts";
 
 /**
@@ -301,26 +302,13 @@ describe("npm run sim runs the synthesized flows", () => {
 });
 
 describe("npm run sim on the command line", () => {
-  function npmRunSim(
+  /** `npm run sim -- …` as a user runs it: scripts/sim.ts in a child process. */
+  async function npmRunSim(
     args: string[],
     env: NodeJS.ProcessEnv = process.env,
   ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(root, "scripts/sim.ts"), ...args], {
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.setEncoding("utf8").on("data", (s: string) => {
-        stdout += s;
-      });
-      child.stderr.setEncoding("utf8").on("data", (s: string) => {
-        stderr += s;
-      });
-      child.once("error", reject);
-      child.once("close", (code) => resolve({ code, stdout, stderr }));
-    });
+    const r = await runCommand(process.execPath, [path.join(root, "scripts/sim.ts"), ...args], undefined, env);
+    return { ...r, stdout: r.stdout.toString() };
   }
 
   it("starts its own stand-ins, prints one JSON line per execution in order, exits 1 when one failed, and stops what it started", async () => {
