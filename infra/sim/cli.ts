@@ -51,7 +51,23 @@ function line(result: ExecutionResult, json: boolean): string {
   if (json) return JSON.stringify(result);
   const path = result.states.join(" → ");
   if (result.status === "SUCCEEDED") return `✓ ${result.flow} SUCCEEDED in ${result.seconds} s: ${path}`;
-  return `✗ ${result.flow} FAILED in ${result.seconds} s (${result.error}: ${result.cause}): ${path}`;
+  return `✗ ${result.flow} FAILED in ${result.seconds} s (${result.error}: ${why(result.cause)}): ${path}`;
+}
+
+/** A failure's Cause for a person: a function's message, or what became of the worker task. */
+function why(cause: string | undefined): string {
+  let parsed: { errorMessage?: string; StopCode?: string; StoppedReason?: string; Containers?: unknown[] };
+  try {
+    parsed = JSON.parse(cause ?? "");
+  } catch {
+    return cause ?? "no cause";
+  }
+  if (parsed.errorMessage) return parsed.errorMessage;
+  if (parsed.StopCode) {
+    const exit = (parsed.Containers as Array<{ ExitCode?: number }> | undefined)?.[0]?.ExitCode;
+    return exit === undefined ? `${parsed.StopCode}: ${parsed.StoppedReason}` : `the worker exited ${exit}`;
+  }
+  return cause ?? "no cause";
 }
 
 async function main(): Promise<number> {

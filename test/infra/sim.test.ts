@@ -350,11 +350,22 @@ describe("npm run sim on the command line", () => {
     expect(standIns()).toEqual(before);
   }, 180_000);
 
-  it("names the flows when asked for one the template does not have, and refuses an unpaired argument (exit 2)", async () => {
+  it("says in one line why an execution failed, names the flows when asked for one the template lacks, and refuses an unpaired argument (exit 2)", async () => {
     const unknown = await npmRunSim(["--config", configFile, "PruneFlow", "{}"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('no flow "PruneFlow" in the synthesized template');
     expect(unknown.stderr).toContain("HINT: flows: BackupFlow, RestoreFlow");
+    const refused = await npmRunSim([
+      "--config",
+      configFile,
+      "RestoreFlow",
+      JSON.stringify({ databaseId: "shop", target: { database: "x", password: "hunter2" } }),
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(
+      /^✗ RestoreFlow FAILED in [\d.]+ s \(InvalidInputError: the input has a field "target.password": a restore's input must never carry a password\): Check and plan restore → Notify failure → RestoreFlow failed\n$/,
+    );
+    expect(refused.stdout + refused.stderr).not.toContain("hunter2");
     const unpaired = await npmRunSim(["--config", configFile, "BackupFlow"]);
     expect(unpaired.code).toBe(2);
     expect(unpaired.stderr).toContain("executions come in pairs");
