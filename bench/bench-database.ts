@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { type Cluster, startCluster, systemBinDir } from "../test/rig/postgres.ts";
+import { type Cluster, startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
 
 /**
  * The benchmark databases, shared by the benches: a cluster per size kept in

@@ -26,6 +26,7 @@ export const ERROR_NAMES = [
   "DatabaseConnectionError",
   "DatabaseAuthError",
   "NoSuitablePgDumpError",
+  "NoSuitableServerError",
   "DumpFailedError",
   "RestoreFailedError",
   "TargetNotEmptyError",
@@ -162,6 +163,11 @@ export class DatabaseAuthError extends StrongroomError {
 /** No installed pg_dump/pg_restore can handle the server's major version. */
 export class NoSuitablePgDumpError extends StrongroomError {
   override name = "NoSuitablePgDumpError" as const;
+}
+
+/** No PostgreSQL server of the major a scratch cluster needs is installed. */
+export class NoSuitableServerError extends StrongroomError {
+  override name = "NoSuitableServerError" as const;
 }
 
 /** pg_dump (or pg_dumpall) failed; the message carries its redacted stderr. */

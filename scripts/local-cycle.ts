@@ -12,7 +12,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
-import { type Cluster, startCluster } from "../test/rig/postgres.ts";
+import { type Cluster, startCluster } from "#worker/pg/scratch-cluster.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
 const home = process.env.STRONGROOM_CYCLE_DIR || path.join(root, ".strongroom");

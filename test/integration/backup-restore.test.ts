@@ -3,11 +3,11 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { listManifests } from "#core/backup-index.ts";
 import type { Manifest } from "#core/manifest.ts";
+import { type Cluster, embeddedServerBinDir, startCluster } from "#worker/pg/scratch-cluster.ts";
 import { runCli } from "../helpers/cli.ts";
 import { committedBackups, identityFile, newStore, wrappedBinDir } from "../helpers/fixture.ts";
 import { contentDigest, createDatabase, dbUrl, loadRichDatabase, schemaDump, sql } from "../helpers/pg.ts";
 import { tempDir } from "../helpers/temp.ts";
-import { type Cluster, embeddedServerBinDir, startCluster } from "../rig/postgres.ts";
 
 const pgUrl = inject("pgUrl");
 const binDir = inject("pgBinDir");

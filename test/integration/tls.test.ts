@@ -3,11 +3,11 @@ import { chown, readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Cluster, serverUser, startCluster } from "#worker/pg/scratch-cluster.ts";
 import { runCli } from "../helpers/cli.ts";
 import { identityFile, newStore, wrappedBinDir } from "../helpers/fixture.ts";
 import { sql } from "../helpers/pg.ts";
 import { tempDir } from "../helpers/temp.ts";
-import { type Cluster, serverUser, startCluster } from "../rig/postgres.ts";
 
 const run = promisify(execFile);
 

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import type { TestProject } from "vitest/node";
+import { startCluster } from "#worker/pg/scratch-cluster.ts";
 import { startDynamoDbLocal, startMoto } from "../../infra/sim/stand-ins.ts";
-import { startCluster } from "./postgres.ts";
 
 /**
  * Starts the local stand-ins once per test run: PostgreSQL (system major), moto S3,
