@@ -27,6 +27,7 @@ export const ERROR_NAMES = [
   "DatabaseAuthError",
   "NoSuitablePgDumpError",
   "NoSuitableServerError",
+  "VerificationFailedError",
   "DumpFailedError",
   "RestoreFailedError",
   "TargetNotEmptyError",
@@ -163,6 +164,11 @@ export class DatabaseAuthError extends StrongroomError {
 /** No installed pg_dump/pg_restore can handle the server's major version. */
 export class NoSuitablePgDumpError extends StrongroomError {
   override name = "NoSuitablePgDumpError" as const;
+}
+
+/** A backup restored but a check of `verify` did not hold (or it did not restore); the result names the checks. */
+export class VerificationFailedError extends StrongroomError {
+  override name = "VerificationFailedError" as const;
 }
 
 /** No PostgreSQL server of the major a scratch cluster needs is installed. */

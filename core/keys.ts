@@ -72,3 +72,24 @@ export function parseManifestKey(key: string): { databaseId: string; backupId: s
   if (!m?.[1] || !m[2] || !isBackupId(m[2])) return undefined;
   return { databaseId: m[1], backupId: m[2] };
 }
+
+/**
+ * A verification's result objects (docs/formats.md, Verification):
+ *   <databaseId>/verifications/<backupId>/<at>.json.age   the full result, encrypted
+ *   <databaseId>/verifications/<backupId>/<at>.json       a summary without schema data
+ * `at` is the compact UTC time the verification started, so results sort by time.
+ */
+export function verificationKeys(databaseId: string, backupId: string, at: Date): { full: string; summary: string } {
+  assertDatabaseId(databaseId);
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d{3}Z$/, "Z");
+  const base = `${databaseId}/verifications/${backupId}/${stamp}`;
+  return { full: `${base}.json.age`, summary: `${base}.json` };
+}
+
+export function verificationPrefix(databaseId: string): string {
+  assertDatabaseId(databaseId);
+  return `${databaseId}/verifications/`;
+}

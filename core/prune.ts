@@ -9,9 +9,10 @@ import {
   selectExpired,
   validatePolicy,
 } from "./gfs.ts";
-import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey } from "./keys.ts";
+import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey, verificationPrefix } from "./keys.ts";
 import type { Manifest } from "./manifest.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
+import { listVerifications } from "./verification.ts";
 
 /** Every payload object a backup may have, the legacy `globals` included. */
 const PAYLOAD_ROLES = (Object.keys(OBJECT_NAMES) as ObjectRole[]).filter((r) => r !== "manifest");
@@ -27,14 +28,9 @@ export interface PrunePlan extends RetentionPlan {
   manifests: Map<string, Manifest>;
 }
 
-/** Backup ids that have at least one verification record. */
+/** Backup ids with at least one successful verification; a failed one never counts. */
 async function verifiedIds(store: ObjectStore, databaseId: string): Promise<Set<string>> {
-  const ids = new Set<string>();
-  for await (const o of listAll(store, `${databaseId}/verifications/`)) {
-    const id = o.key.split("/")[2];
-    if (id) ids.add(id);
-  }
-  return ids;
+  return new Set((await listVerifications(store, databaseId)).filter((v) => v.ok).map((v) => v.backupId));
 }
 
 export async function planPrune(
@@ -76,7 +72,7 @@ export async function executePrune(
     // plaintext that anyone with write access to the store can edit.
     await store.delete(objectKey(plan.databaseId, point.backupId, "manifest"));
     for (const role of PAYLOAD_ROLES) await store.delete(objectKey(plan.databaseId, point.backupId, role));
-    for await (const v of listAll(store, `${plan.databaseId}/verifications/${point.backupId}/`))
+    for await (const v of listAll(store, `${verificationPrefix(plan.databaseId)}${point.backupId}/`))
       await store.delete(v.key);
     const storedBytes = manifest.objects.reduce((n, o) => n + o.storedBytes, 0);
     await appendAudit(audit, {

@@ -90,6 +90,11 @@ export interface AuditedJob<T> {
   start: Record<string, unknown>;
   /** Details of the `<kind>.ok` row, from the job's result. */
   ok: (result: NoInfer<T>) => Record<string, unknown>;
+  /**
+   * A job that returns a negative verdict (verify: a check failed) rather than throwing:
+   * the details of its `<kind>.fail` row, or undefined when the result is a success.
+   */
+  failed?: (result: NoInfer<T>) => Record<string, unknown> | undefined;
 }
 
 /**
@@ -106,7 +111,8 @@ export async function auditedJob<T>(
   const start = await record(`${spec.kind}.start`, spec.start);
   try {
     const result = await work(start);
-    await record(`${spec.kind}.ok`, spec.ok(result));
+    const failed = spec.failed?.(result);
+    await record(failed ? `${spec.kind}.fail` : `${spec.kind}.ok`, failed ?? spec.ok(result));
     return result;
   } catch (err) {
     await record(`${spec.kind}.fail`, failureDetails(err)).catch(() => undefined);

@@ -2,7 +2,7 @@ import { createWriteStream } from "node:fs";
 import { mkdtemp, rm, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { Transform, type Writable } from "node:stream";
+import { PassThrough, Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
@@ -57,6 +57,10 @@ export interface RestoreOptions {
   audit?: (databaseId: string) => AuditLog;
   actor?: string;
   now?: () => Date;
+  /** A pass-through stage the plain archive flows through on its way to pg_restore (verify reads the TOC). */
+  tap?: Transform;
+  /** Compare row counts with the backup's afterwards. @default true (verify runs its own, fuller check) */
+  rowCounts?: boolean;
 }
 
 export interface RestoreResult {
@@ -207,7 +211,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
     const dumpBytes = await (options.jobs && options.jobs > 1
       ? restoreStaged(options, manifest, bin.dir, options.jobs)
       : restoreStreaming(options, manifest, bin.dir));
-    const rows = await checkRowCounts(client, stats);
+    const rows = options.rowCounts === false ? 0 : await checkRowCounts(client, stats);
     const result: RestoreResult = {
       databaseId: manifest.databaseId,
       backupId: manifest.backupId,
@@ -270,6 +274,7 @@ async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writ
       storedTap,
       ageDecrypt(options.identities),
       zstdDecompressFrames(),
+      options.tap ?? new PassThrough(),
       holdBack,
       sink,
       options.signal ? { signal: options.signal } : {},

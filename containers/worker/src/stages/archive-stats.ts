@@ -27,6 +27,15 @@ export interface ArchiveStats {
   archiveVersion: string;
   /** SHA-256 over every TOC entry's type, schema, name and definition, in dump order. */
   schemaFingerprint: string;
+  /**
+   * The same over the entries a `--schema-only` dump of the restored database also
+   * holds: without the data section, materialized view refreshes, large objects and
+   * the entries naming the database itself (its name differs where verify restores).
+   * verify compares it with a schema-only dump of what it restored.
+   */
+  structureFingerprint: string;
+  /** Constraints dumped as NOT VALID, as `schema.table constraint` (TOC namespace and tag). */
+  notValidConstraints: string[];
   tables: TableStats[];
   largeObjects: number;
   /** Roles that own objects in the dump (for the restore's role check). */
@@ -85,6 +94,19 @@ class Cursor {
   }
 }
 
+/** pg_dump's teSection: SECTION_DATA holds table data and sequence values. */
+const SECTION_DATA = 3;
+
+/** Whether a TOC entry is one a schema-only dump of another database has too (see structureFingerprint). */
+function isStructure(desc: string, tag: string, section: number): boolean {
+  if (section === SECTION_DATA) return false;
+  if (desc === "MATERIALIZED VIEW DATA" || desc === "SEQUENCE SET") return false;
+  if (/^(BLOB|BLOBS|BLOB METADATA|LARGE OBJECT|LARGE OBJECTS)$/.test(desc) || tag.startsWith("LARGE OBJECT ")) {
+    return false;
+  }
+  return !(desc === "DATABASE" || desc === "DATABASE PROPERTIES" || tag.startsWith("DATABASE "));
+}
+
 /** Parser states, as small integers: this loop runs once per dumped row. */
 const HEAD = 0;
 const BLOCK = 1;
@@ -108,6 +130,8 @@ export class ArchiveStatsTap extends Transform {
   private intSize = 4;
   private version = "";
   private fingerprint = createHash("sha256");
+  private structure = createHash("sha256");
+  private notValid: string[] = [];
   private readonly toc = new Map<number, TocEntry>();
   private readonly rows = new Map<number, number>();
   private largeObjects = 0;
@@ -142,6 +166,8 @@ export class ArchiveStatsTap extends Transform {
       this.stats = {
         archiveVersion: this.version,
         schemaFingerprint: this.fingerprint.digest("hex"),
+        structureFingerprint: this.structure.digest("hex"),
+        notValidConstraints: this.notValid,
         tables,
         largeObjects: this.largeObjects,
         owners,
@@ -199,6 +225,8 @@ export class ArchiveStatsTap extends Transform {
     const count = cur.int();
     const toc = new Map<number, TocEntry>();
     const fingerprint = createHash("sha256");
+    const structure = createHash("sha256");
+    const notValid: string[] = [];
     for (let i = 0; i < count; i++) {
       const dumpId = cur.int();
       cur.int();
@@ -206,7 +234,7 @@ export class ArchiveStatsTap extends Transform {
       cur.str();
       const tag = cur.str() ?? "";
       const desc = cur.str() ?? "";
-      cur.int();
+      const section = cur.int();
       const defn = cur.str() ?? "";
       cur.str();
       cur.str();
@@ -220,12 +248,16 @@ export class ArchiveStatsTap extends Transform {
       cur.skip(1 + offSize);
       toc.set(dumpId, { dumpId, desc, namespace, tag, owner });
       fingerprint.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
+      if (isStructure(desc, tag, section)) structure.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
+      if (/CONSTRAINT$/.test(desc) && /\bNOT VALID;\s*$/.test(defn)) notValid.push(`${namespace}.${tag}`);
     }
     // Only now is the whole header + TOC in hand: commit it.
     this.intSize = intSize;
     this.version = `${vmaj}.${vmin}`;
     for (const [k, v] of toc) this.toc.set(k, v);
     this.fingerprint = fingerprint;
+    this.structure = structure;
+    this.notValid = notValid;
     c.pos = cur.pos;
   }
 

@@ -1,0 +1,154 @@
+import type pg from "pg";
+import type { BackupStats } from "#core/backup-stats.ts";
+import { redact } from "#core/log.ts";
+import { countRows, dumpedTables } from "./row-counts.ts";
+import { splitStatements } from "./sql-statements.ts";
+
+/**
+ * The checks `strongroom verify` runs on the database it restored. Each returns whether
+ * it held and a detail a person can act on; the detail may name tables (schema data),
+ * so it goes only into the encrypted result and the local output.
+ */
+export interface CheckOutcome {
+  ok: boolean;
+  detail: string;
+}
+
+const list = (items: string[], max = 5) =>
+  `${items.slice(0, max).join("; ")}${items.length > max ? `; and ${items.length - max} more` : ""}`;
+
+/** Every table's rows equal the count at dump time; no table is missing or extra. */
+export async function rowCountsCheck(client: pg.Client, stats: BackupStats): Promise<CheckOutcome> {
+  const key = (t: { schema: string; table: string }) => `${t.schema}.${t.table}`;
+  const restored = await dumpedTables(client);
+  const have = new Set(restored.map(key));
+  const expected = new Set(stats.tables.map(key));
+  const missing = stats.tables.filter((t) => !have.has(key(t))).map(key);
+  const extra = restored.filter((t) => !expected.has(key(t))).map(key);
+  const counted = await countRows(
+    client,
+    stats.tables.filter((t) => have.has(key(t))),
+  );
+  const wrong: string[] = [];
+  let rows = 0;
+  for (const t of counted) {
+    rows += t.rows;
+    const want = stats.tables.find((s) => key(s) === key(t))?.rows;
+    if (want !== t.rows) wrong.push(`${key(t)}: ${t.rows} rows, ${want} at dump time`);
+  }
+  const problems = [
+    ...(missing.length ? [`missing: ${list(missing)}`] : []),
+    ...(extra.length ? [`not in the backup: ${list(extra)}`] : []),
+    ...(wrong.length ? [`counts differ: ${list(wrong)}`] : []),
+  ];
+  return problems.length > 0
+    ? { ok: false, detail: problems.join(". ") }
+    : { ok: true, detail: `${stats.tables.length} tables, ${rows} rows, as at dump time` };
+}
+
+/**
+ * No constraint is NOT VALID that was valid at dump time, and foreign keys hold:
+ * pg_restore validates each constraint it creates (NOT VALID ones excepted), so a
+ * validated foreign key in the restored database is one the data satisfies.
+ */
+export async function constraintsCheck(client: pg.Client, notValidAtDump: readonly string[]): Promise<CheckOutcome> {
+  const { rows } = await client.query<{ name: string }>(
+    `select n.nspname || '.' || c.relname || ' ' || k.conname as name
+       from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
+      where not k.convalidated and n.nspname not in ('pg_catalog', 'information_schema')
+      order by 1`,
+  );
+  const allowed = new Set(notValidAtDump);
+  const regressed = rows.map((r) => r.name).filter((name) => !allowed.has(name));
+  if (regressed.length > 0) {
+    return { ok: false, detail: `NOT VALID now but valid at dump time: ${list(regressed)}` };
+  }
+  const fks = await client.query<{ n: string }>(
+    "select count(*)::text as n from pg_constraint where contype = 'f' and convalidated",
+  );
+  return {
+    ok: true,
+    detail: `${fks.rows[0]?.n ?? 0} foreign keys validated by the restore; ${rows.length} constraints NOT VALID, as at dump time`,
+  };
+}
+
+/**
+ * `--deep`: amcheck over every B-tree index (with heapallindexed: every heap tuple has
+ * its index entry) and, from PostgreSQL 14, verify_heapam over every table.
+ */
+export async function amcheckCheck(client: pg.Client, serverMajor: number): Promise<CheckOutcome> {
+  try {
+    await client.query("create extension if not exists amcheck");
+  } catch (err) {
+    return {
+      ok: false,
+      detail: `amcheck is not available on the scratch server (${(err as Error).message}); install the server's contrib modules (postgresql-${serverMajor} on Debian)`,
+    };
+  }
+  const problems: string[] = [];
+  const indexes = await client.query<{ oid: number; name: string }>(
+    `select c.oid, n.nspname || '.' || c.relname as name
+       from pg_index i join pg_class c on c.oid = i.indexrelid join pg_namespace n on n.oid = c.relnamespace
+       join pg_am a on a.oid = c.relam
+      where a.amname = 'btree' and i.indisvalid and i.indisready and c.relpersistence <> 't'
+        and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast'`,
+  );
+  for (const index of indexes.rows) {
+    try {
+      await client.query("select bt_index_check($1::regclass, true)", [index.oid]);
+    } catch (err) {
+      problems.push(`${index.name}: ${redact((err as Error).message)}`);
+    }
+  }
+  let tables = 0;
+  if (serverMajor >= 14) {
+    const heap = await client.query<{ name: string; n: string }>(
+      `select n.nspname || '.' || c.relname as name,
+              (select count(*) from verify_heapam(c.oid))::text as n
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
+          and n.nspname !~ '^pg_(toast|temp)'`,
+    );
+    tables = heap.rows.length;
+    for (const t of heap.rows) if (t.n !== "0") problems.push(`${t.name}: ${t.n} corrupt tuples`);
+  }
+  return problems.length > 0
+    ? { ok: false, detail: list(problems) }
+    : { ok: true, detail: `${indexes.rows.length} B-tree indexes and ${tables} tables checked by amcheck` };
+}
+
+/**
+ * `--checks FILE`: each statement must return one row holding a single `true`, or no
+ * rows. Each runs alone in a read-only transaction, so a check cannot change what the
+ * next one sees; the first that fails is named by its line.
+ */
+export async function userSqlCheck(client: pg.Client, file: string, text: string): Promise<CheckOutcome> {
+  const statements = splitStatements(text);
+  if (statements.length === 0) return { ok: false, detail: `${file} holds no SQL statement` };
+  const failed: string[] = [];
+  for (const s of statements) {
+    const where = `${file}:${s.line} (${oneLine(s.sql)})`;
+    await client.query("begin read only");
+    try {
+      const result = await client.query({ text: s.sql, rowMode: "array" });
+      const rows = result.rows as unknown[][];
+      const single = rows.length === 1 && rows[0]?.length === 1 ? rows[0][0] : undefined;
+      if (rows.length > 0 && single !== true) {
+        const got = rows.length === 1 && rows[0]?.length === 1 ? JSON.stringify(single) : `${rows.length} rows`;
+        failed.push(`${where} returned ${got}`);
+      }
+    } catch (err) {
+      failed.push(`${where} failed: ${redact((err as Error).message)}`);
+    } finally {
+      await client.query("rollback");
+    }
+  }
+  return failed.length > 0
+    ? { ok: false, detail: list(failed, 3) }
+    : { ok: true, detail: `${statements.length} statements from ${file} held` };
+}
+
+function oneLine(sql: string): string {
+  const flat = sql.replace(/\s+/g, " ");
+  return flat.length > 80 ? `${flat.slice(0, 79)}…` : flat;
+}

@@ -1,0 +1,100 @@
+import { ManifestError, NotFoundError } from "./errors.ts";
+import { verificationPrefix } from "./keys.ts";
+import { getBytes, listAll, type ObjectStore } from "./store/object-store.ts";
+
+/**
+ * The result of `strongroom verify` (docs/formats.md, Verification). The full result
+ * names tables and failing values, which are schema data, so it is stored encrypted;
+ * the summary holds outcomes and timings only and is stored in plaintext, for prune
+ * ("never delete the newest verified backup") and `status` to read without a key.
+ */
+export const VERIFICATION_FORMAT = "strongroom.verification/1";
+export const VERIFICATION_SUMMARY_FORMAT = "strongroom.verification-summary/1";
+
+export const CHECK_NAMES = ["restore", "row-counts", "schema", "constraints", "amcheck", "user-sql"] as const;
+export type CheckName = (typeof CHECK_NAMES)[number];
+
+export interface CheckResult {
+  name: CheckName;
+  ok: boolean;
+  /** Not run: an earlier check it needs failed, or what it compares with is missing. */
+  skipped?: boolean;
+  detail: string;
+  seconds: number;
+}
+
+export interface Rto {
+  /** Download, decrypt, decompress and pg_restore. */
+  restoreSeconds: number;
+  checksSeconds: number;
+  totalSeconds: number;
+  dumpBytes: number;
+  storedBytes: number;
+}
+
+export interface Verification {
+  format: typeof VERIFICATION_FORMAT;
+  ok: boolean;
+  databaseId: string;
+  backupId: string;
+  at: string;
+  /** `auto` (a throwaway cluster of the backup's major) or the server given. */
+  scratch: { kind: "auto" | "url"; serverVersion: string };
+  checks: CheckResult[];
+  rto: Rto;
+  /** The machine the RTO was measured on, so the figure travels with its size. */
+  worker: { version: string; cores: number; memoryMiB: number };
+}
+
+export interface VerificationSummary extends Omit<Verification, "format" | "checks"> {
+  format: typeof VERIFICATION_SUMMARY_FORMAT;
+  checks: Array<Omit<CheckResult, "detail">>;
+}
+
+export function summarize(v: Verification): VerificationSummary {
+  return {
+    ...v,
+    format: VERIFICATION_SUMMARY_FORMAT,
+    checks: v.checks.map(({ detail: _detail, ...rest }) => rest),
+  };
+}
+
+/** Parses a plaintext summary; anything else is a ManifestError naming the key. */
+export function parseVerificationSummary(text: string, key: string): VerificationSummary {
+  let doc: Partial<VerificationSummary> | undefined;
+  try {
+    doc = JSON.parse(text) as Partial<VerificationSummary>;
+  } catch {
+    doc = undefined;
+  }
+  if (
+    !doc ||
+    doc.format !== VERIFICATION_SUMMARY_FORMAT ||
+    typeof doc.ok !== "boolean" ||
+    typeof doc.backupId !== "string" ||
+    typeof doc.at !== "string" ||
+    !Array.isArray(doc.checks)
+  ) {
+    throw new ManifestError(`${key} is not a ${VERIFICATION_SUMMARY_FORMAT} document`);
+  }
+  return doc as VerificationSummary;
+}
+
+/**
+ * Every verification summary of a database, oldest first per backup. A summary that
+ * does not parse is skipped: it never counts as verified (a verified backup is kept by
+ * prune, so a forged or damaged one can only keep a backup longer, never delete one).
+ */
+export async function listVerifications(store: ObjectStore, databaseId: string): Promise<VerificationSummary[]> {
+  const out: VerificationSummary[] = [];
+  for await (const o of listAll(store, verificationPrefix(databaseId))) {
+    if (!o.key.endsWith(".json")) continue;
+    try {
+      const summary = parseVerificationSummary((await getBytes(store, o.key)).toString("utf8"), o.key);
+      if (summary.databaseId === databaseId && o.key.split("/")[2] === summary.backupId) out.push(summary);
+    } catch (err) {
+      if (!(err instanceof ManifestError || err instanceof NotFoundError)) throw err;
+    }
+  }
+  return out.sort((a, b) => a.at.localeCompare(b.at));
+}
