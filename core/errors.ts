@@ -28,6 +28,7 @@ export const ERROR_NAMES = [
   "NoSuitablePgDumpError",
   "NoSuitableServerError",
   "VerificationFailedError",
+  "ScratchClusterError",
   "DumpFailedError",
   "RestoreFailedError",
   "TargetNotEmptyError",
@@ -169,6 +170,11 @@ export class NoSuitablePgDumpError extends StrongroomError {
 /** A backup restored but a check of `verify` did not hold (or it did not restore); the result names the checks. */
 export class VerificationFailedError extends StrongroomError {
   override name = "VerificationFailedError" as const;
+}
+
+/** A throwaway cluster (initdb, then the server) could not be created or started. */
+export class ScratchClusterError extends StrongroomError {
+  override name = "ScratchClusterError" as const;
 }
 
 /** No PostgreSQL server of the major a scratch cluster needs is installed. */

@@ -11,6 +11,7 @@ import { settleOptions } from "./commands/options.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { restoreCommand } from "./commands/restore.ts";
+import { verifyCommand } from "./commands/verify.ts";
 import { clearProgressLine } from "./progress.ts";
 import { WORKER_VERSION } from "./version.ts";
 
@@ -25,6 +26,7 @@ const COMMANDS = [
   backupCommand,
   listCommand,
   restoreCommand,
+  verifyCommand,
   auditCommand,
   catalogCommand,
   pruneCommand,

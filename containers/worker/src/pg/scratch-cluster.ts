@@ -6,7 +6,7 @@ import { tmpdir, userInfo } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { NoSuitableServerError } from "#core/errors.ts";
+import { NoSuitableServerError, ScratchClusterError } from "#core/errors.ts";
 import { freePort, type Service, startProcess, waitUntil } from "#core/service-process.ts";
 import { candidateDirs } from "./binaries.ts";
 
@@ -169,7 +169,15 @@ export async function startCluster(
         path.join(binDir, "initdb"),
         ["-D", data, "-U", "postgres", `--pwfile=${pwfile}`, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
         { ...asOwner, env: { ...process.env, LC_ALL: "C" } },
-      );
+      ).catch((err: { stderr?: string }) => {
+        const why = (err.stderr ?? String(err)).trim().split("\n").pop() ?? "";
+        throw new ScratchClusterError(`initdb could not create a scratch cluster in ${dir}: ${why}`, {
+          cause: err,
+          hint: owner
+            ? `the server runs as the postgres user (initdb refuses root), so every directory above ${dir} must be searchable by it (chmod o+x), or choose another --scratch-dir`
+            : "check that the directory is writable and has free space, or choose another --scratch-dir",
+        });
+      });
       await fs.rm(pwfile);
       if (keep) await fs.writeFile(passwordFile, password, { mode: 0o600 });
     }

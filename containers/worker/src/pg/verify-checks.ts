@@ -11,6 +11,8 @@ import { splitStatements } from "./sql-statements.ts";
  */
 export interface CheckOutcome {
   ok: boolean;
+  /** Not run, for a reason that says nothing against the backup (ok stays true). */
+  skipped?: boolean;
   detail: string;
 }
 
@@ -66,9 +68,10 @@ export async function constraintsCheck(client: pg.Client, notValidAtDump: readon
   const fks = await client.query<{ n: string }>(
     "select count(*)::text as n from pg_constraint where contype = 'f' and convalidated",
   );
+  const n = Number(fks.rows[0]?.n ?? 0);
   return {
     ok: true,
-    detail: `${fks.rows[0]?.n ?? 0} foreign keys validated by the restore; ${rows.length} constraints NOT VALID, as at dump time`,
+    detail: `${n} foreign ${n === 1 ? "key" : "keys"} validated by the restore; ${rows.length} NOT VALID, as at dump time`,
   };
 }
 

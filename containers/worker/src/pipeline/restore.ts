@@ -222,7 +222,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       seconds: (performance.now() - started) / 1000,
       createdRoles: applied.created,
     };
-    log.info("restore verified", { ...result });
+    log.info(options.rowCounts === false ? "restore done" : "restore verified", { ...result });
     return result;
   } finally {
     await client.end().catch(() => undefined);

@@ -1,0 +1,133 @@
+import { readFile } from "node:fs/promises";
+import { type Command, Option } from "commander";
+import { UsageError, VerificationFailedError } from "#core/errors.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { parsePgUrl } from "../pg/conn.ts";
+import { verify } from "../pipeline/verify.ts";
+import { auditFor, type CliContext, printResult, withProgress } from "./context.ts";
+import {
+  auditOption,
+  auditTableOption,
+  databaseIdOption,
+  flagOption,
+  identitiesFrom,
+  identityOption,
+  jsonOption,
+  storeOption,
+} from "./options.ts";
+
+interface VerifyFlags {
+  store: string;
+  backup: string;
+  identity?: string;
+  databaseId?: string;
+  checks?: string;
+  scratch: string;
+  scratchDir?: string;
+  deep?: boolean;
+  keep?: boolean;
+  audit: string;
+  auditTable?: string;
+  json?: boolean;
+}
+
+export function verifyCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("verify")
+    .description(
+      "prove a backup restores and is complete: restore it into a scratch PostgreSQL, check it, record the result",
+    )
+    .addOption(storeOption())
+    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(identityOption())
+    .addOption(databaseIdOption("the database whose backup to verify (needed when the store holds several)"))
+    .addOption(
+      new Option("--checks <file>", "SQL file: each statement must return one row holding true, or no rows").env(
+        "STRONGROOM_CHECKS",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--scratch <auto|url>",
+        "auto: a throwaway cluster of the backup's server major; or a postgres:// URL of a server to create a scratch database on",
+      )
+        .default("auto")
+        .env("STRONGROOM_SCRATCH"),
+    )
+    .addOption(
+      new Option("--scratch-dir <dir>", "where the auto cluster's directory goes (default: the temp dir)").env(
+        "STRONGROOM_SCRATCH_DIR",
+      ),
+    )
+    .addOption(flagOption("--deep", "also run amcheck over every index and table", "STRONGROOM_DEEP"))
+    .addOption(
+      flagOption("--keep", "leave the scratch database (and cluster directory) for inspection", "STRONGROOM_KEEP"),
+    )
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Checks: restore (pg_restore --single-transaction --exit-on-error, with the backup's roles),
+row-counts (every table as at dump time, none missing or extra), schema (the restored
+schema fingerprints as dumped), constraints (none NOT VALID that was valid; foreign keys
+hold), amcheck (--deep), user-sql (--checks). The full result is stored encrypted under
+<db>/verifications/<backup>/, a summary without table names beside it; prune never
+deletes the newest successfully verified backup. Exit 0 verified, 1 not.
+
+Examples:
+  $ strongroom verify --store s3://acme-backups/pg --identity identity.txt
+  $ strongroom verify --store file:///var/backups/pg --database-id shop --checks checks.sql --deep --json
+  $ strongroom verify --store s3://acme-backups/pg --identity id.txt --scratch postgres://verify@scratch-host/postgres`,
+    )
+    .action(async (o: VerifyFlags) => {
+      const identities = await identitiesFrom(o.identity, "verify");
+      const store = openStore(o.store);
+      const audit = auditFor(store, o);
+      const checks = o.checks ? { file: o.checks, text: await readChecks(o.checks) } : undefined;
+      const result = await withProgress("restore", (onProgress) =>
+        verify({
+          store,
+          ...(audit ? { audit } : {}),
+          backup: o.backup,
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          identities,
+          scratch: o.scratch === "auto" ? "auto" : parsePgUrl(o.scratch, "--scratch"),
+          ...(checks ? { checks } : {}),
+          ...(o.scratchDir ? { scratchDir: o.scratchDir } : {}),
+          deep: o.deep === true,
+          keep: o.keep === true,
+          signal: ctx.signal,
+          log: ctx.log(),
+          onProgress,
+        }),
+      );
+      printResult(ctx, o.json, result, () => {
+        const lines = result.checks.map(
+          (c) =>
+            `${c.ok ? (c.skipped ? "-" : "✓") : "✗"} ${c.name.padEnd(11)} ${c.seconds.toFixed(1).padStart(6)} s  ${c.detail}`,
+        );
+        const verdict = result.ok
+          ? `verified ${result.databaseId}/${result.backupId}: restore ${result.rto.restoreSeconds.toFixed(1)} s, checks ${result.rto.checksSeconds.toFixed(1)} s`
+          : `${result.databaseId}/${result.backupId} FAILED verification`;
+        return `${lines.join("\n")}\n${verdict}\n${result.kept ? `kept: ${result.kept}\n` : ""}`;
+      });
+      if (!result.ok) {
+        const failed = result.checks.filter((c) => !c.ok).map((c) => c.name);
+        throw new VerificationFailedError(`backup ${result.backupId} failed verification: ${failed.join(", ")}`, {
+          hint: `the result is in ${result.stored.full} (encrypted); restore another backup, and find out why this one does not restore`,
+        });
+      }
+    });
+}
+
+async function readChecks(file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read --checks ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      hint: "pass a file of SQL statements, each returning one row holding true, or no rows",
+    });
+  }
+}

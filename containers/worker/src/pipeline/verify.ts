@@ -1,0 +1,385 @@
+import { randomBytes } from "node:crypto";
+import { availableParallelism, totalmem } from "node:os";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
+import { resolveBackup } from "#core/backup-index.ts";
+import { parseStats } from "#core/backup-stats.ts";
+import { AbortedError, isStrongroomError } from "#core/errors.ts";
+import { verificationKeys } from "#core/keys.ts";
+import type { Logger } from "#core/log.ts";
+import { type Manifest, manifestObject } from "#core/manifest.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
+import {
+  type CheckName,
+  type CheckResult,
+  summarize,
+  VERIFICATION_FORMAT,
+  type Verification,
+} from "#core/verification.ts";
+import { findPgBin } from "../pg/binaries.ts";
+import { connect, libpqEnv, type PgConn, parsePgUrl } from "../pg/conn.ts";
+import { type Cluster, findServerBin, startCluster } from "../pg/scratch-cluster.ts";
+import { serverInfo } from "../pg/server-info.ts";
+import { describeExit, spawnTool } from "../pg/tool-process.ts";
+import {
+  amcheckCheck,
+  type CheckOutcome,
+  constraintsCheck,
+  rowCountsCheck,
+  userSqlCheck,
+} from "../pg/verify-checks.ts";
+import { ageEncrypt } from "../stages/age-stream.ts";
+import { type ArchiveStats, ArchiveStatsTap } from "../stages/archive-stats.ts";
+import { WORKER_VERSION } from "../version.ts";
+import { restore } from "./restore.ts";
+import { getSealed } from "./sealed-object.ts";
+
+export interface VerifyOptions {
+  store: ObjectStore;
+  /** A backup id or "latest". */
+  backup: string;
+  databaseId?: string;
+  identities: string[];
+  /** "auto": a throwaway cluster of the backup's major; else a server to create a database on. */
+  scratch: "auto" | PgConn;
+  /** `--checks FILE`: its name and text. */
+  checks?: { file: string; text: string };
+  /** Run amcheck over every index and table. */
+  deep?: boolean;
+  /** Leave the scratch database (and an auto cluster's directory) for inspection. */
+  keep?: boolean;
+  /** Where an auto cluster's directory goes. @default os.tmpdir() */
+  scratchDir?: string;
+  signal?: AbortSignal;
+  log: Logger;
+  onProgress?: (restoredBytes: number, totalBytes: number) => void;
+  env?: NodeJS.ProcessEnv;
+  audit?: (databaseId: string) => AuditLog;
+  actor?: string;
+  now?: () => Date;
+}
+
+export interface VerifyResult extends Verification {
+  /** Where the result was stored: the encrypted full result and the plaintext summary. */
+  stored: { full: string; summary: string };
+  /** With --keep: the scratch database left behind. */
+  kept?: string;
+}
+
+/**
+ * Errors that say the backup does not restore: the `restore` check fails with them.
+ * Anything else (no server of the major, the store unreachable, a wrong identity)
+ * means the verification could not run, and is thrown.
+ */
+const BACKUP_FAULTS = new Set([
+  "RestoreFailedError",
+  "IntegrityError",
+  "CorruptStreamError",
+  "TruncatedStreamError",
+  "AgePayloadAuthError",
+  "ManifestError",
+  "MissingRolesError",
+]);
+
+/**
+ * Proves a backup restores and is complete: restores it into a scratch database (a
+ * throwaway cluster of the backup's server major, or a fresh database on a given
+ * server), runs the checks, stores the result (encrypted in full, summarized in
+ * plaintext) and records verify.start and verify.ok / verify.fail. The scratch cluster
+ * or database is removed afterwards, on failure and on SIGTERM too, unless `keep`.
+ */
+export async function verify(options: VerifyOptions): Promise<VerifyResult> {
+  const { manifest } = await resolveBackup(options.store, options.backup, options.databaseId);
+  const now = options.now ?? (() => new Date());
+  const at = now();
+  options.log.info("verifying backup", { databaseId: manifest.databaseId, backupId: manifest.backupId });
+  return auditedJob(
+    {
+      log: options.audit?.(manifest.databaseId),
+      kind: "verify",
+      job: { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
+      now,
+      start: { scratch: options.scratch === "auto" ? "auto" : "url", deep: options.deep === true },
+      ok: (r) => ({ checks: r.checks.map((c) => c.name), rtoSeconds: r.rto.restoreSeconds }),
+      // Check names only: the details may name tables.
+      failed: (r) =>
+        r.ok
+          ? undefined
+          : { error: "VerificationFailedError", failedChecks: r.checks.filter((c) => !c.ok).map((c) => c.name) },
+    },
+    () => verifyManifest(options, manifest, at),
+  );
+}
+
+async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Date): Promise<VerifyResult> {
+  const started = performance.now();
+  const scratch = await openScratch(options, manifest);
+  let kept: string | undefined;
+  try {
+    const target = scratch.target;
+    const checks: CheckResult[] = [];
+    const archive = new ArchiveStatsTap();
+    const restoreStarted = performance.now();
+    let restored = true;
+    try {
+      await restore({
+        store: options.store,
+        backup: manifest.backupId,
+        databaseId: manifest.databaseId,
+        target,
+        identities: options.identities,
+        create: true,
+        rowCounts: false,
+        tap: archive,
+        log: options.log,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.env ? { env: options.env } : {}),
+      });
+      checks.push(
+        done("restore", restoreStarted, { ok: true, detail: `restored into PostgreSQL ${scratch.serverVersion}` }),
+      );
+    } catch (err) {
+      if (options.signal?.aborted || err instanceof AbortedError) throw err;
+      if (!(isStrongroomError(err) && BACKUP_FAULTS.has(err.name))) throw err;
+      restored = false;
+      checks.push(done("restore", restoreStarted, { ok: false, detail: `${err.name}: ${err.message}` }));
+    }
+    const restoreSeconds = (performance.now() - restoreStarted) / 1000;
+
+    const checksStarted = performance.now();
+    const names: CheckName[] = ["row-counts", "schema", "constraints"];
+    if (options.deep) names.push("amcheck");
+    if (options.checks) names.push("user-sql");
+    if (!restored) {
+      for (const name of names)
+        checks.push({ name, ok: false, skipped: true, detail: "not run: the restore failed", seconds: 0 });
+    } else {
+      const stats = archive.result();
+      const statsEntry = manifestObject(manifest, "stats");
+      const dumpStats = parseStats(
+        (await getSealed(options.store, statsEntry, options.identities)).toString("utf8"),
+        statsEntry.key,
+      );
+      const client = await connect(target, "strongroom-verify");
+      try {
+        const server = await serverInfo(client);
+        for (const name of names) {
+          const t0 = performance.now();
+          const outcome = await runCheck(name, {
+            options,
+            manifest,
+            target,
+            archive: stats,
+            client,
+            dumpStats,
+            serverMajor: server.major,
+          });
+          checks.push(done(name, t0, outcome));
+        }
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+    const checksSeconds = (performance.now() - checksStarted) / 1000;
+    const verification: Verification = {
+      format: VERIFICATION_FORMAT,
+      ok: checks.every((c) => c.ok),
+      databaseId: manifest.databaseId,
+      backupId: manifest.backupId,
+      at: at.toISOString(),
+      scratch: { kind: options.scratch === "auto" ? "auto" : "url", serverVersion: scratch.serverVersion },
+      checks,
+      rto: {
+        restoreSeconds,
+        checksSeconds,
+        totalSeconds: (performance.now() - started) / 1000,
+        dumpBytes: manifestObject(manifest, "dump").plainBytes,
+        storedBytes: manifest.objects.reduce((n, o) => n + o.storedBytes, 0),
+      },
+      worker: { version: WORKER_VERSION, cores: availableParallelism(), memoryMiB: Math.round(totalmem() / 2 ** 20) },
+    };
+    const stored = await storeResult(options, manifest, at, verification);
+    if (options.keep) kept = scratch.describe;
+    options.log.info(verification.ok ? "backup verified" : "backup failed verification", {
+      databaseId: manifest.databaseId,
+      backupId: manifest.backupId,
+      failed: checks.filter((c) => !c.ok).map((c) => c.name),
+    });
+    return { ...verification, stored, ...(kept ? { kept } : {}) };
+  } finally {
+    if (!kept)
+      await scratch
+        .dispose()
+        .catch((err: unknown) => options.log.warn("could not remove the scratch database", { error: String(err) }));
+  }
+}
+
+interface CheckContext {
+  options: VerifyOptions;
+  manifest: Manifest;
+  target: PgConn;
+  archive: ArchiveStats | undefined;
+  client: Awaited<ReturnType<typeof connect>>;
+  dumpStats: ReturnType<typeof parseStats>;
+  serverMajor: number;
+}
+
+async function runCheck(name: CheckName, c: CheckContext): Promise<CheckOutcome> {
+  try {
+    switch (name) {
+      case "row-counts":
+        return await rowCountsCheck(c.client, c.dumpStats);
+      case "schema":
+        return await schemaCheck(c);
+      case "constraints":
+        return c.archive
+          ? await constraintsCheck(c.client, c.archive.notValidConstraints)
+          : { ok: false, detail: "the archive's table of contents could not be read" };
+      case "amcheck":
+        return await amcheckCheck(c.client, c.serverMajor);
+      case "user-sql":
+        return await userSqlCheck(c.client, c.options.checks?.file ?? "", c.options.checks?.text ?? "");
+      default:
+        return { ok: false, detail: `unknown check ${name}` };
+    }
+  } catch (err) {
+    if (c.options.signal?.aborted) throw err;
+    return { ok: false, detail: `${(err as Error).name}: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * The restored schema is the dumped one: a schema-only dump of the restored database,
+ * by a pg_dump of the backup's own major, fingerprints the same as the structure of the
+ * archive that was restored (its data, large objects and database-name entries aside).
+ * The archive's full fingerprint must also be the one the backup's stats recorded.
+ */
+async function schemaCheck(c: CheckContext): Promise<CheckOutcome> {
+  if (!c.archive) return { ok: false, detail: "the archive's table of contents could not be read" };
+  if (c.dumpStats.schemaFingerprint && c.dumpStats.schemaFingerprint !== c.archive.schemaFingerprint) {
+    return { ok: false, detail: "the archive's table of contents is not the one the backup's stats were taken from" };
+  }
+  const major = Number(c.manifest.pgDump.version.split(".")[0]);
+  const bin = await findPgBin(
+    ["pg_dump"],
+    major,
+    `a schema dump of a pg_dump ${c.manifest.pgDump.version} archive`,
+    c.options.env,
+  );
+  if (bin.major !== major) {
+    return {
+      ok: true,
+      skipped: true,
+      detail: `skipped: no pg_dump ${major} installed (only ${bin.major}), and another major writes the schema differently`,
+    };
+  }
+  const proc = spawnTool(
+    `${bin.dir}/pg_dump`,
+    ["--schema-only", "-Fc", "-Z0", "--no-password", `--dbname=${c.target.database}`],
+    libpqEnv(c.target, "strongroom-verify"),
+    { stdout: "pipe", ...(c.options.signal ? { signal: c.options.signal } : {}) },
+  );
+  const tap = new ArchiveStatsTap();
+  await pipeline(proc.child.stdout as Readable, tap, discard());
+  const exit = await proc.exited;
+  if (exit.code !== 0) return { ok: false, detail: `pg_dump --schema-only ${describeExit(exit)}: ${proc.stderr()}` };
+  const restored = tap.result();
+  if (!restored) return { ok: false, detail: `the schema dump could not be read: ${tap.failure?.message}` };
+  return restored.structureFingerprint === c.archive.structureFingerprint
+    ? { ok: true, detail: `schema fingerprint ${restored.structureFingerprint.slice(0, 12)}… as dumped` }
+    : { ok: false, detail: "the restored schema differs from the dumped one (objects missing, extra or changed)" };
+}
+
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, callback) {
+      callback();
+    },
+  });
+}
+
+function done(name: CheckName, t0: number, outcome: CheckOutcome): CheckResult {
+  return { name, ...outcome, seconds: (performance.now() - t0) / 1000 };
+}
+
+interface Scratch {
+  target: PgConn;
+  serverVersion: string;
+  /** How to reach what --keep leaves (no password). */
+  describe: string;
+  dispose: () => Promise<void>;
+}
+
+/** The database to restore into: on a throwaway cluster of the backup's major, or on the given server. */
+async function openScratch(options: VerifyOptions, manifest: Manifest): Promise<Scratch> {
+  const database = `strongroom_verify_${randomBytes(4).toString("hex")}`;
+  if (options.scratch !== "auto") {
+    const server = options.scratch;
+    const target: PgConn = { ...server, database };
+    return {
+      target,
+      serverVersion: await versionOf(server),
+      describe: `database ${database} on ${server.host}:${server.port}`,
+      dispose: async () => {
+        const client = await connect(server, "strongroom-verify");
+        try {
+          await client.query(`drop database if exists ${client.escapeIdentifier(database)} with (force)`);
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      },
+    };
+  }
+  const major =
+    manifest.server.versionNum >= 100000
+      ? Math.floor(manifest.server.versionNum / 10000)
+      : Math.floor(manifest.server.versionNum / 100);
+  const binDir = await findServerBin(major, options.env);
+  const cluster: Cluster = await startCluster(
+    binDir,
+    "scratch",
+    options.scratchDir ? { parentDir: options.scratchDir } : {},
+  );
+  const server = parsePgUrl(cluster.url, "scratch cluster");
+  return {
+    target: { ...server, database },
+    serverVersion: await versionOf(server),
+    describe: `${cluster.dir} (PostgreSQL ${major}, database ${database}; start it with ${binDir}/pg_ctl -D ${cluster.dir}/data start)`,
+    dispose: cluster.stop,
+  };
+}
+
+async function versionOf(conn: PgConn): Promise<string> {
+  const client = await connect(conn, "strongroom-verify");
+  try {
+    return (await serverInfo(client)).version;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The full result, encrypted to the backup's recipients, then the plaintext summary. */
+async function storeResult(
+  options: VerifyOptions,
+  manifest: Manifest,
+  at: Date,
+  verification: Verification,
+): Promise<{ full: string; summary: string }> {
+  const keys = verificationKeys(manifest.databaseId, manifest.backupId, at);
+  const sealed: Buffer[] = [];
+  await pipeline(
+    Readable.from([Buffer.from(`${JSON.stringify(verification, null, 2)}\n`)]),
+    await ageEncrypt(manifest.recipients),
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        sealed.push(chunk);
+        callback();
+      },
+    }),
+  );
+  await options.store.putIfAbsent(keys.full, Buffer.concat(sealed));
+  await options.store.putIfAbsent(keys.summary, `${JSON.stringify(summarize(verification), null, 2)}\n`);
+  return keys;
+}
