@@ -116,7 +116,7 @@ Examples:
       if (!result.ok) {
         const failed = result.checks.filter((c) => !c.ok).map((c) => c.name);
         throw new VerificationFailedError(`backup ${result.backupId} failed verification: ${failed.join(", ")}`, {
-          hint: `the result is in ${result.stored.full} (encrypted); restore another backup, and find out why this one does not restore`,
+          hint: `each check's detail is above${o.json ? " (in the JSON result)" : ""} and in ${result.stored.full} (encrypted); until it is explained, count on an older backup that verified`,
         });
       }
     });
