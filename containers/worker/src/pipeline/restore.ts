@@ -34,13 +34,25 @@ import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
 
-export interface RestoreOptions {
+/** What every job that reads one backup takes: restore, verify. */
+export interface BackupJobOptions {
   store: ObjectStore;
   /** A backup id or "latest". */
   backup: string;
   databaseId?: string;
-  target: PgConn;
   identities: string[];
+  signal?: AbortSignal;
+  log: Logger;
+  onProgress?: (restoredBytes: number, totalBytes: number) => void;
+  env?: NodeJS.ProcessEnv;
+  /** Where `<kind>.start` / `.ok` / `.fail` go (local mode: the store's own log). */
+  audit?: (databaseId: string) => AuditLog;
+  actor?: string;
+  now?: () => Date;
+}
+
+export interface RestoreOptions extends BackupJobOptions {
+  target: PgConn;
   /** > 1 stages the decrypted archive on local disk and runs pg_restore -j. @default 1 */
   jobs?: number;
   clean?: boolean;
@@ -49,14 +61,6 @@ export interface RestoreOptions {
   noOwner?: boolean;
   /** Where --jobs stages the archive. @default os.tmpdir() */
   stagingDir?: string;
-  signal?: AbortSignal;
-  log: Logger;
-  onProgress?: (restoredBytes: number, totalBytes: number) => void;
-  env?: NodeJS.ProcessEnv;
-  /** Where restore.start / restore.ok / restore.fail go (local mode: the store's own log). */
-  audit?: (databaseId: string) => AuditLog;
-  actor?: string;
-  now?: () => Date;
   /** A pass-through stage the plain archive flows through on its way to pg_restore (verify reads the TOC). */
   tap?: Transform;
   /** Compare row counts with the backup's afterwards. @default true (verify runs its own, fuller check) */

@@ -2,14 +2,12 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism, totalmem } from "node:os";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
+import { auditedJob } from "#core/audit/audit-log.ts";
 import { resolveBackup } from "#core/backup-index.ts";
 import { parseStats } from "#core/backup-stats.ts";
 import { AbortedError, isStrongroomError } from "#core/errors.ts";
 import { verificationKeys } from "#core/keys.ts";
-import type { Logger } from "#core/log.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
 import {
   type CheckName,
   type CheckResult,
@@ -32,15 +30,10 @@ import {
 import { ageEncrypt } from "../stages/age-stream.ts";
 import { type ArchiveStats, ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { WORKER_VERSION } from "../version.ts";
-import { restore } from "./restore.ts";
+import { type BackupJobOptions, restore } from "./restore.ts";
 import { getSealed } from "./sealed-object.ts";
 
-export interface VerifyOptions {
-  store: ObjectStore;
-  /** A backup id or "latest". */
-  backup: string;
-  databaseId?: string;
-  identities: string[];
+export interface VerifyOptions extends BackupJobOptions {
   /** "auto": a throwaway cluster of the backup's major; else a server to create a database on. */
   scratch: "auto" | PgConn;
   /** `--checks FILE`: its name and text. */
@@ -51,13 +44,6 @@ export interface VerifyOptions {
   keep?: boolean;
   /** Where an auto cluster's directory goes. @default os.tmpdir() */
   scratchDir?: string;
-  signal?: AbortSignal;
-  log: Logger;
-  onProgress?: (restoredBytes: number, totalBytes: number) => void;
-  env?: NodeJS.ProcessEnv;
-  audit?: (databaseId: string) => AuditLog;
-  actor?: string;
-  now?: () => Date;
 }
 
 export interface VerifyResult extends Verification {
