@@ -8,12 +8,10 @@
  *
  *   BENCH_SIZES=1,3   database sizes in GB        BENCH_RUNS=2   best of N per figure
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { mkdir, rm, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
@@ -24,45 +22,13 @@ import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
 import { WORKER_BUNDLE } from "../scripts/build.ts";
 import { BENCH_BIN, BENCH_WORK, benchCluster, dbUrl, query } from "./bench-database.ts";
+import { type Timed, timed } from "./measure.ts";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,3").split(",").map(Number);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const work = BENCH_WORK;
 const bin = BENCH_BIN;
 const cli = path.resolve(import.meta.dirname, "../dist/bench/strongroom.mjs");
-
-interface Timed {
-  seconds: number;
-  peakRssMiB?: number;
-}
-
-/** Runs a command; with `rss`, polls its /proc status for the peak resident set (VmHWM). */
-async function timed(command: string, args: string[], env: NodeJS.ProcessEnv, rss = false): Promise<Timed> {
-  const started = performance.now();
-  const child: ChildProcess = spawn(command, args, {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
-    stderr = (stderr + s).slice(-4000);
-  });
-  let peak = 0;
-  const poll = async () => {
-    while (child.exitCode === null && child.signalCode === null) {
-      try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
-        if (m) peak = Math.max(peak, Number(m[1]) / 1024);
-      } catch {}
-      await sleep(50);
-    }
-  };
-  const polling = rss ? poll() : Promise.resolve();
-  const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
-  await polling;
-  if (code !== 0) throw new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`);
-  return { seconds: (performance.now() - started) / 1000, ...(rss ? { peakRssMiB: peak } : {}) };
-}
 
 async function output(command: string, args: string[]): Promise<string> {
   const child = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });

@@ -29,6 +29,7 @@ export const ERROR_NAMES = [
   "NoSuitableServerError",
   "VerificationFailedError",
   "ScratchClusterError",
+  "NotReadyError",
   "DumpFailedError",
   "RestoreFailedError",
   "TargetNotEmptyError",
@@ -170,6 +171,11 @@ export class NoSuitablePgDumpError extends StrongroomError {
 /** A backup restored but a check of `verify` did not hold (or it did not restore); the result names the checks. */
 export class VerificationFailedError extends StrongroomError {
   override name = "VerificationFailedError" as const;
+}
+
+/** `status`: a database's backups or verifications are too old, or its last verification failed. */
+export class NotReadyError extends StrongroomError {
+  override name = "NotReadyError" as const;
 }
 
 /** A throwaway cluster (initdb, then the server) could not be created or started. */

@@ -3,11 +3,8 @@ import { readAll } from "#core/audit/audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { listBackupRefs } from "#core/backup-index.ts";
 import { DEFAULT_POLICY } from "#core/gfs.ts";
-import { verificationKeys } from "#core/keys.ts";
 import { executePrune, planPrune } from "#core/prune.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
-import { summarize, VERIFICATION_FORMAT } from "#core/verification.ts";
-import { writeBackup } from "../helpers/backups.ts";
+import { writeBackup, writeVerification } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";
 
@@ -32,23 +29,6 @@ function expectedKeep(days: number, verifiedDay: number): Set<number> {
   return keep;
 }
 
-/** A verification summary as `strongroom verify` writes it. */
-async function recordVerification(store: ObjectStore, backupId: string, ok: boolean): Promise<void> {
-  const at = new Date(NOW.getTime() - DAY);
-  const summary = summarize({
-    format: VERIFICATION_FORMAT,
-    ok,
-    databaseId: "shop",
-    backupId,
-    at: at.toISOString(),
-    scratch: { kind: "auto", serverVersion: "15.14" },
-    checks: [{ name: "restore", ok, detail: "", seconds: 1 }],
-    rto: { restoreSeconds: 1, checksSeconds: 1, totalSeconds: 2, dumpBytes: 1, storedBytes: 1 },
-    worker: { version: "0.1.0", cores: 2, memoryMiB: 1024 },
-  });
-  await store.putIfAbsent(verificationKeys("shop", backupId, at).summary, JSON.stringify(summary));
-}
-
 describe("prune over 400 simulated days", () => {
   // The file store only: on moto the same 1,600 objects take ~30 s and prove nothing more.
   it.for(["file"] as const)("keeps exactly the GFS set and writes one audit row per deletion (%s)", async (kind) => {
@@ -59,11 +39,11 @@ describe("prune over 400 simulated days", () => {
       ids[d] = await writeBackup(store, "shop", at);
     }
     const verifiedDay = 45;
-    await recordVerification(store, ids[verifiedDay] as string, true);
+    await writeVerification(store, "shop", ids[verifiedDay] as string, new Date(NOW.getTime() - DAY), true);
     // A newer verification that failed, of a backup GFS would not keep: it must not
     // count as verified (else day 45 would go and this one stay).
     const failedDay = [...Array(45).keys()].find((d) => d > 30 && !expectedKeep(400, verifiedDay).has(d)) as number;
-    await recordVerification(store, ids[failedDay] as string, false);
+    await writeVerification(store, "shop", ids[failedDay] as string, new Date(NOW.getTime() - DAY), false);
 
     const plan = await planPrune(store, "shop", DEFAULT_POLICY, NOW);
     const audit = new StoreAuditLog(store, "db#shop");

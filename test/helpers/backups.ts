@@ -1,6 +1,7 @@
-import { newBackupId, objectKey } from "#core/keys.ts";
+import { newBackupId, objectKey, verificationKeys } from "#core/keys.ts";
 import { MANIFEST_FORMAT, type Manifest, serializeManifest } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
+import { summarize, VERIFICATION_FORMAT, type VerificationSummary } from "#core/verification.ts";
 
 const sha = "0".repeat(64);
 
@@ -38,4 +39,33 @@ export async function writeBackup(store: ObjectStore, databaseId: string, at: Da
   for (const o of manifest.objects) await store.putIfAbsent(o.key, "abc");
   await store.putIfAbsent(objectKey(databaseId, backupId, "manifest"), serializeManifest(manifest));
   return backupId;
+}
+
+/** A verification summary as `strongroom verify` writes it (only the summary: prune and status read that). */
+export function sampleVerification(databaseId: string, backupId: string, at: Date, ok: boolean): VerificationSummary {
+  return summarize({
+    format: VERIFICATION_FORMAT,
+    ok,
+    databaseId,
+    backupId,
+    at: at.toISOString(),
+    scratch: { kind: "auto", serverVersion: "15.18" },
+    checks: [
+      { name: "restore", ok: true, detail: "", seconds: 1 },
+      { name: "row-counts", ok, detail: "", seconds: 1 },
+    ],
+    rto: { restoreSeconds: 12.5, checksSeconds: 1, totalSeconds: 14, dumpBytes: 3, storedBytes: 9 },
+    worker: { version: "test", cores: 2, memoryMiB: 1024 },
+  });
+}
+
+export async function writeVerification(
+  store: ObjectStore,
+  databaseId: string,
+  backupId: string,
+  at: Date,
+  ok: boolean,
+): Promise<void> {
+  const summary = sampleVerification(databaseId, backupId, at, ok);
+  await store.putIfAbsent(verificationKeys(databaseId, backupId, at).summary, JSON.stringify(summary));
 }

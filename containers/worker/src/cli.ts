@@ -11,6 +11,7 @@ import { settleOptions } from "./commands/options.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { restoreCommand } from "./commands/restore.ts";
+import { statusCommand } from "./commands/status.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { clearProgressLine } from "./progress.ts";
 import { WORKER_VERSION } from "./version.ts";
@@ -27,6 +28,7 @@ const COMMANDS = [
   listCommand,
   restoreCommand,
   verifyCommand,
+  statusCommand,
   auditCommand,
   catalogCommand,
   pruneCommand,

@@ -1,0 +1,98 @@
+import { type Command, Option } from "commander";
+import { NotReadyError } from "#core/errors.ts";
+import { parseDuration } from "#core/gc.ts";
+import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { type CliContext, printResult, table } from "./context.ts";
+import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
+
+interface StatusFlags {
+  store: string;
+  databaseId?: string;
+  maxVerifyAge: string;
+  maxBackupAge: string;
+  json?: boolean;
+}
+
+const MARKS: Record<DatabaseStatus["days"][number]["mark"], string> = {
+  verified: "V",
+  "verify-failed": "F",
+  backup: "b",
+  none: ".",
+};
+
+export function statusCommand(parent: Command, ctx: CliContext): void {
+  parent
+    .command("status")
+    .description(
+      "per database: the newest backup, the newest verified one, the last verification; exit 1 when not ready",
+    )
+    .addOption(storeOption())
+    .addOption(databaseIdOption("only this database (default: every database in the store)"))
+    .addOption(
+      new Option("--max-verify-age <duration>", "not ready when the newest successful verification is older")
+        .default("8d")
+        .env("STRONGROOM_MAX_VERIFY_AGE"),
+    )
+    .addOption(
+      new Option("--max-backup-age <duration>", "not ready when the newest backup is older")
+        .default("26h")
+        .env("STRONGROOM_MAX_BACKUP_AGE"),
+    )
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Ready means: a backup within --max-backup-age, a successful verification within
+--max-verify-age, and the last verification not failed. The 14-day record has one mark
+per day (UTC, oldest first): V verified, F verification failed, b backup only, . nothing.
+
+Examples:
+  $ strongroom status --store s3://acme-backups/pg
+  $ strongroom status --store file:///var/backups/pg --database-id shop --max-verify-age 2d --json`,
+    )
+    .action(async (o: StatusFlags) => {
+      const limits = {
+        maxVerifyAgeMs: o.maxVerifyAge
+          ? parseDuration(o.maxVerifyAge, "--max-verify-age")
+          : DEFAULT_LIMITS.maxVerifyAgeMs,
+        maxBackupAgeMs: o.maxBackupAge
+          ? parseDuration(o.maxBackupAge, "--max-backup-age")
+          : DEFAULT_LIMITS.maxBackupAgeMs,
+      };
+      const statuses = await readStatus(openStore(o.store), {
+        ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+        now: new Date(),
+        limits,
+      });
+      printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
+      const notReady = statuses.filter((s) => !s.ready);
+      if (statuses.length === 0 || notReady.length > 0) {
+        const why = notReady.map((s) => `${s.databaseId}: ${s.problems.join("; ")}`);
+        throw new NotReadyError(statuses.length === 0 ? "no backups in the store" : `not ready: ${why.join(" | ")}`, {
+          hint: "run a backup, then `strongroom verify`; or schedule both (the deployed BackupFlow and VerifyFlow)",
+        });
+      }
+    });
+}
+
+function since(hours: number | undefined): string {
+  if (hours === undefined) return "-";
+  return hours >= 48 ? `${Math.floor(hours / 24)}d ago` : `${Math.floor(hours)}h ago`;
+}
+
+function statusTable(statuses: DatabaseStatus[]): string {
+  return table(
+    ["DATABASE", "READY", "NEWEST BACKUP", "NEWEST VERIFIED", "LAST VERIFICATION", "14 DAYS"],
+    statuses.map((s) => [
+      s.databaseId,
+      s.ready ? "yes" : "NO",
+      s.newestBackup ? `${s.newestBackup.backupId} (${since(s.newestBackup.ageHours)})` : "none",
+      s.newestVerified ? `${s.newestVerified.backupId} (${since(s.newestVerified.ageHours)})` : "never",
+      s.lastVerification
+        ? `${s.lastVerification.ok ? "ok" : `FAILED: ${s.lastVerification.failedChecks.join(", ")}`}, restore ${s.lastVerification.restoreSeconds.toFixed(1)} s`
+        : "-",
+      s.days.map((d) => MARKS[d.mark]).join(""),
+    ]),
+  );
+}

@@ -1,0 +1,146 @@
+import { listBackupRefs } from "./backup-index.ts";
+import { backupIdTime } from "./keys.ts";
+import type { ObjectStore } from "./store/object-store.ts";
+import { listVerifications, type VerificationSummary } from "./verification.ts";
+
+/**
+ * `strongroom status`: per database, how recent its newest backup and its newest
+ * successful verification are, and whether that is good enough (the readiness gate).
+ * The assessment is pure; `readStatus` reads what it needs from a store.
+ */
+export interface StatusLimits {
+  /** The newest successful verification may be at most this old. */
+  maxVerifyAgeMs: number;
+  /** The newest backup may be at most this old. */
+  maxBackupAgeMs: number;
+}
+
+export const DEFAULT_LIMITS: StatusLimits = { maxVerifyAgeMs: 8 * 86_400_000, maxBackupAgeMs: 26 * 3_600_000 };
+
+/** One day of the record: a successful verification, only failed ones, a backup only, or nothing. */
+export type DayMark = "verified" | "verify-failed" | "backup" | "none";
+
+export interface DatabaseStatus {
+  databaseId: string;
+  ready: boolean;
+  /** Why not ready, one line each. */
+  problems: string[];
+  newestBackup?: { backupId: string; at: string; ageHours: number };
+  /** The backup of the newest successful verification, and when that verification ran. */
+  newestVerified?: { backupId: string; verifiedAt: string; ageHours: number };
+  lastVerification?: {
+    backupId: string;
+    at: string;
+    ok: boolean;
+    restoreSeconds: number;
+    failedChecks: string[];
+  };
+  /** The last 14 days (UTC), oldest first. */
+  days: Array<{ date: string; mark: DayMark }>;
+}
+
+const hours = (ms: number) => Math.round((ms / 3_600_000) * 10) / 10;
+
+function age(ms: number): string {
+  if (ms >= 2 * 86_400_000) return `${Math.floor(ms / 86_400_000)}d`;
+  return ms >= 3_600_000 ? `${Math.floor(ms / 3_600_000)}h` : `${Math.floor(ms / 60_000)}m`;
+}
+
+export function assessStatus(
+  databaseId: string,
+  backupIds: readonly string[],
+  verifications: readonly VerificationSummary[],
+  now: Date,
+  limits: StatusLimits = DEFAULT_LIMITS,
+): DatabaseStatus {
+  const problems: string[] = [];
+  const backups = backupIds.map((id) => ({ id, at: backupIdTime(id) })).sort((a, b) => a.at.getTime() - b.at.getTime());
+  const newest = backups.at(-1);
+  const mine = verifications
+    .filter((v) => v.databaseId === databaseId && backupIds.includes(v.backupId))
+    .sort((a, b) => a.at.localeCompare(b.at));
+  const last = mine.at(-1);
+  const lastOk = mine.filter((v) => v.ok).at(-1);
+
+  if (!newest) problems.push("no backup");
+  else if (now.getTime() - newest.at.getTime() > limits.maxBackupAgeMs) {
+    problems.push(
+      `newest backup is ${age(now.getTime() - newest.at.getTime())} old (limit ${age(limits.maxBackupAgeMs)})`,
+    );
+  }
+  if (!lastOk) problems.push("no successful verification");
+  else if (now.getTime() - Date.parse(lastOk.at) > limits.maxVerifyAgeMs) {
+    problems.push(
+      `last successful verification was ${age(now.getTime() - Date.parse(lastOk.at))} ago (limit ${age(limits.maxVerifyAgeMs)})`,
+    );
+  }
+  if (last && !last.ok) {
+    const failed = last.checks.filter((c) => !c.ok).map((c) => c.name);
+    problems.push(`last verification (of ${last.backupId}) failed: ${failed.join(", ") || "unknown"}`);
+  }
+
+  const days: DatabaseStatus["days"] = [];
+  for (let d = 13; d >= 0; d--) {
+    const date = new Date(now.getTime() - d * 86_400_000).toISOString().slice(0, 10);
+    const that = mine.filter((v) => v.at.slice(0, 10) === date);
+    const mark: DayMark = that.some((v) => v.ok)
+      ? "verified"
+      : that.length > 0
+        ? "verify-failed"
+        : backups.some((b) => b.at.toISOString().slice(0, 10) === date)
+          ? "backup"
+          : "none";
+    days.push({ date, mark });
+  }
+
+  return {
+    databaseId,
+    ready: problems.length === 0,
+    problems,
+    ...(newest
+      ? {
+          newestBackup: {
+            backupId: newest.id,
+            at: newest.at.toISOString(),
+            ageHours: hours(now.getTime() - newest.at.getTime()),
+          },
+        }
+      : {}),
+    ...(lastOk
+      ? {
+          newestVerified: {
+            backupId: lastOk.backupId,
+            verifiedAt: lastOk.at,
+            ageHours: hours(now.getTime() - Date.parse(lastOk.at)),
+          },
+        }
+      : {}),
+    ...(last
+      ? {
+          lastVerification: {
+            backupId: last.backupId,
+            at: last.at,
+            ok: last.ok,
+            restoreSeconds: last.rto.restoreSeconds,
+            failedChecks: last.checks.filter((c) => !c.ok).map((c) => c.name),
+          },
+        }
+      : {}),
+    days,
+  };
+}
+
+/** Every database in the store (or the one asked for), assessed. */
+export async function readStatus(
+  store: ObjectStore,
+  options: { databaseId?: string; now: Date; limits?: StatusLimits },
+): Promise<DatabaseStatus[]> {
+  const refs = await listBackupRefs(store, options.databaseId);
+  const ids = options.databaseId ? [options.databaseId] : [...new Set(refs.map((r) => r.databaseId))];
+  const out: DatabaseStatus[] = [];
+  for (const id of ids) {
+    const backupIds = refs.filter((r) => r.databaseId === id).map((r) => r.backupId);
+    out.push(assessStatus(id, backupIds, await listVerifications(store, id), options.now, options.limits));
+  }
+  return out;
+}

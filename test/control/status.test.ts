@@ -1,0 +1,110 @@
+import { describe, expect, it } from "vitest";
+import { newBackupId } from "#core/keys.ts";
+import { assessStatus } from "#core/status.ts";
+import { sampleVerification, writeBackup, writeVerification } from "../helpers/backups.ts";
+import { runCli } from "../helpers/cli.ts";
+import { newStore } from "../helpers/fixture.ts";
+
+const NOW = new Date("2026-11-21T12:00:00Z");
+const HOUR = 3_600_000;
+const ago = (h: number) => new Date(NOW.getTime() - h * HOUR);
+
+describe("status readiness", () => {
+  const backup = newBackupId(ago(10));
+  const older = newBackupId(ago(24 * 5));
+
+  it("is ready with a backup within 26 h and a successful verification within 8 days", () => {
+    const s = assessStatus("shop", [older, backup], [sampleVerification("shop", older, ago(24 * 4), true)], NOW);
+    expect(s).toMatchObject({
+      ready: true,
+      problems: [],
+      newestBackup: { backupId: backup, ageHours: 10 },
+      newestVerified: { backupId: older, ageHours: 96 },
+      lastVerification: { ok: true, restoreSeconds: 12.5, failedChecks: [] },
+    });
+    expect(s.days).toHaveLength(14);
+    expect(s.days.at(-1)).toEqual({ date: "2026-11-21", mark: "backup" });
+    expect(s.days.find((d) => d.date === "2026-11-17")?.mark).toBe("verified");
+    expect(s.days.find((d) => d.date === "2026-11-16")?.mark).toBe("backup");
+    expect(s.days[0]?.mark).toBe("none");
+  });
+
+  it.each([
+    [
+      "the newest backup is older than 26 h",
+      [newBackupId(ago(30))],
+      "verify-recent",
+      "newest backup is 30h old (limit 26h)",
+    ],
+    ["nothing was ever verified", [backup], "none", "no successful verification"],
+    [
+      "the last successful verification is older than 8 days",
+      [older, backup],
+      "old",
+      "last successful verification was 9d ago (limit 8d)",
+    ],
+    [
+      "the last verification failed, though an older one succeeded",
+      [older, backup],
+      "failed-last",
+      `last verification (of ${backup}) failed: row-counts`,
+    ],
+    ["there is no backup at all", [], "none", "no backup"],
+  ])("is not ready when %s, and says so", (_, ids, history, problem) => {
+    const verifications =
+      history === "verify-recent"
+        ? [sampleVerification("shop", ids[0] as string, ago(1), true)]
+        : history === "old"
+          ? [sampleVerification("shop", older, ago(24 * 9), true)]
+          : history === "failed-last"
+            ? [sampleVerification("shop", older, ago(48), true), sampleVerification("shop", backup, ago(2), false)]
+            : [];
+    const s = assessStatus("shop", ids as string[], verifications, NOW);
+    expect(s.ready).toBe(false);
+    expect(s.problems).toContain(problem);
+    if (history === "failed-last") expect(s.days.at(-1)?.mark).toBe("verify-failed");
+  });
+
+  it("ignores a verification of another database or of a backup that is not there", () => {
+    const s = assessStatus(
+      "shop",
+      [backup],
+      [sampleVerification("billing", backup, ago(1), true), sampleVerification("shop", older, ago(1), true)],
+      NOW,
+    );
+    expect(s.problems).toEqual(["no successful verification"]);
+  });
+});
+
+describe("strongroom status", () => {
+  it("exits 0 when every database is ready and 1 naming each database that is not, and why", async () => {
+    const { store, url } = await newStore("file");
+    const now = new Date();
+    const shop = await writeBackup(store, "shop", new Date(now.getTime() - 2 * HOUR));
+    await writeVerification(store, "shop", shop, new Date(now.getTime() - HOUR), true);
+    const ready = await runCli(["status", "--json"], { STRONGROOM_STORE: url });
+    expect(ready.code, ready.stderr).toBe(0);
+    expect(JSON.parse(ready.stdout)).toEqual([expect.objectContaining({ databaseId: "shop", ready: true })]);
+
+    await writeBackup(store, "billing", new Date(now.getTime() - 40 * HOUR));
+    const text = await runCli(["status"], { STRONGROOM_STORE: url });
+    expect(text.code).toBe(1);
+    expect(text.stdout).toMatch(/^DATABASE +READY +NEWEST BACKUP/);
+    expect(text.stdout).toMatch(/billing +NO +\S+ \(40h ago\) +never/);
+    expect(text.stderr).toContain(
+      "strongroom: error: not ready: billing: newest backup is 40h old (limit 26h); no successful verification [NotReadyError]",
+    );
+    const strict = await runCli(["status", "--database-id", "shop", "--max-verify-age", "30m"], {
+      STRONGROOM_STORE: url,
+    });
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toContain("shop: last successful verification was 1h ago (limit 30m)");
+  });
+
+  it("refuses a malformed age as a usage error", async () => {
+    const { url } = await newStore("file");
+    const r = await runCli(["status", "--max-backup-age", "a day"], { STRONGROOM_STORE: url });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--max-backup-age must be a duration like 24h, 90m or 7d, got "a day"');
+  });
+});
