@@ -2,7 +2,8 @@
  * npm run cycle — the whole job on one machine, no AWS:
  *   a Postgres with a sample database (a throwaway local cluster, or DATABASE_URL's),
  *   a key pair (kept in .strongroom/), a backup to a file:// store in .strongroom/store,
- *   the listing, a restore into a fresh database, and a side-by-side comparison.
+ *   the listing, a restore into a fresh database, a side-by-side comparison, a
+ *   verification in a throwaway cluster, and the readiness status.
  * It needs Node and PostgreSQL's server and client tools, nothing the tests need besides.
  * STRONGROOM_CYCLE_DIR moves .strongroom/ elsewhere (the quick-start test uses a temp dir).
  */
@@ -20,7 +21,7 @@ const identityFile = path.join(home, "identity.txt");
 const storeUrl = pathToFileURL(path.join(home, "store")).href;
 const cli = path.join(root, "containers/worker/bin/strongroom.mjs");
 
-const step = (n: number, text: string) => process.stdout.write(`\n\x1b[1m[${n}/6] ${text}\x1b[0m\n`);
+const step = (n: number, text: string) => process.stdout.write(`\n\x1b[1m[${n}/8] ${text}\x1b[0m\n`);
 
 function strongroom(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   process.stdout.write(`$ strongroom ${args.join(" ")}\n`);
@@ -136,7 +137,14 @@ try {
     );
   }
   if (!same) throw new Error("source and restore differ");
-  console.log(`\n${names.length} tables match. Full cycle in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+  console.log(`${names.length} tables match.`);
+
+  step(7, "verify the backup in a throwaway cluster of its server's major");
+  await strongroom(["verify", "--backup", backupId, "--identity", identityFile], { STRONGROOM_STORE: storeUrl });
+
+  step(8, "readiness: the newest backup and the newest verified one");
+  await strongroom(["status"], { STRONGROOM_STORE: storeUrl });
+  console.log(`\nFull cycle in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
   console.log(
     `The store is in ${path.relative(root, path.join(home, "store"))}/, the identity in ${path.relative(root, identityFile)}.`,
   );

@@ -28,8 +28,11 @@ describe("quick start", () => {
     }).catch((err: { stdout: string; stderr: string }) => {
       throw new Error(`the cycle failed:\n${err.stdout}\n${err.stderr}`);
     });
-    expect(stdout).toMatch(/\[6\/6\] compare source and restore/);
-    expect(stdout).toMatch(/\d+ tables match\. Full cycle in/);
+    expect(stdout).toMatch(/\[6\/8\] compare source and restore/);
+    expect(stdout).toMatch(/\d+ tables match\./);
+    expect(stdout).toMatch(/\[7\/8\] verify[\s\S]*verified shop\/\d{8}T\d{6}Z-[a-z2-7]{6}: restore/);
+    expect(stdout).toMatch(/shop +yes +\S+ \(0h ago\)/);
+    expect(stdout).toMatch(/Full cycle in [\d.]+ s\./);
     expect(stderr).not.toMatch(/moto|java|age:|zstd:/i);
   });
 

@@ -226,7 +226,10 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       seconds: (performance.now() - started) / 1000,
       createdRoles: applied.created,
     };
-    log.info(options.rowCounts === false ? "restore done" : "restore verified", { ...result });
+    if (options.rowCounts === false) {
+      const { rows: _notCounted, ...rest } = result;
+      log.info("restore done", rest);
+    } else log.info("restore verified", { ...result });
     return result;
   } finally {
     await client.end().catch(() => undefined);
