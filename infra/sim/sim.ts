@@ -67,7 +67,7 @@ export class Sim {
   static async start(options: SimOptions): Promise<Sim> {
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const config = loadConfig(options.configFile, "sim");
-    const standIns = await startStandIns();
+    const standIns = await startStandIns(log);
     try {
       // The in-process functions log where the tasks do, not on the sim's stdout.
       lambdaLogger.configure("json", (line) => log(line.trimEnd()));
@@ -177,7 +177,7 @@ function withTimeouts(flow: Flow, deployment: Deployment): Flow["definition"] {
   return definition;
 }
 
-async function startStandIns(): Promise<Endpoint[]> {
+async function startStandIns(log: (line: string) => void): Promise<Endpoint[]> {
   const env = process.env;
   env.AWS_ACCESS_KEY_ID ??= "test";
   env.AWS_SECRET_ACCESS_KEY ??= "test";
@@ -199,8 +199,12 @@ async function startStandIns(): Promise<Endpoint[]> {
   }
   if (moto.status === "fulfilled" && moto.value) {
     for (const s of motoServices) env[`AWS_ENDPOINT_URL_${s}`] = moto.value.url;
+    log(`sim: started moto on ${moto.value.url} (pid ${moto.value.pid}) for ${motoServices.join(", ")}`);
   }
-  if (dynamo.status === "fulfilled" && dynamo.value) env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.value.url;
+  if (dynamo.status === "fulfilled" && dynamo.value) {
+    env.AWS_ENDPOINT_URL_DYNAMODB = dynamo.value.url;
+    log(`sim: started DynamoDB Local on ${dynamo.value.url} (pid ${dynamo.value.pid})`);
+  }
   return started;
 }
 

@@ -4,6 +4,8 @@ import { freePort, type Service, startProcess, waitUntil } from "#core/service-p
 
 export interface Endpoint {
   url: string;
+  /** The stand-in's process, stopped by `stop()`. */
+  pid: number;
   stop: () => Promise<void>;
 }
 
@@ -20,7 +22,7 @@ async function started(service: Service, url: string, timeoutMs: number): Promis
     await service.stop();
     throw err;
   }
-  return { url, stop: service.stop };
+  return { url, pid: service.child.pid ?? 0, stop: service.stop };
 }
 
 /** moto's S3 protocol server on 127.0.0.1 (docs/architecture.md §7: it honours If-None-Match, ranges, multipart). */
