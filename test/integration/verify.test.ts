@@ -124,7 +124,7 @@ describe("strongroom verify", () => {
     expect(await readdir(dir)).toEqual([]);
   }, 120_000);
 
-  it("fails user-sql naming the statement by its line, and row-counts when the stats disagree with the data", async () => {
+  it("catches a rewritten manifest through the audit log; without one, fails row-counts on stats that disagree with the data, and user-sql by line", async () => {
     const db = await createDatabase(pgUrl, "counts");
     await sql(db.url, "create table t as select g as id from generate_series(1, 10) g");
     const first = await backedUp(db.url, "counts");
@@ -165,6 +165,19 @@ describe("strongroom verify", () => {
     await store.store.delete(manifestKey);
     await store.store.putIfAbsent(manifestKey, serializeManifest(forged));
 
+    // With the store's audit log at hand, the rewritten manifest is caught before anything
+    // is restored: it is not the one the backup.ok row committed.
+    const audited = await runCli(["verify", "--identity", key.file, "--backup", second.backupId, "--json"], {
+      STRONGROOM_STORE: store.url,
+    });
+    expect(audited.code).toBe(1);
+    const caught = JSON.parse(audited.stdout).checks[0];
+    expect(caught).toMatchObject({ name: "restore", ok: false });
+    expect(caught.detail).toContain(
+      `IntegrityError: the manifest of backup ${second.backupId} is not the one committed`,
+    );
+
+    // Without it (--audit none), the stats are believed, and the data contradicts them.
     const dir = await scratchDir();
     const checks = path.join(dir, "checks.sql");
     await writeFile(checks, "select true;\n\nselect count(*) = 999 from t;\n");

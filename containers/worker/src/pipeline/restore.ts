@@ -150,7 +150,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       ok: (result) => ({ target: result.target, tables: result.tables, rows: result.rows, seconds: result.seconds }),
     },
     async () => {
-      await assertCommittedManifest(options, manifest, sha256);
+      await assertCommittedManifest(options.audit?.(manifest.databaseId), options.log, manifest, sha256);
       return restoreManifest(options, manifest, started);
     },
   );
@@ -297,8 +297,12 @@ async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writ
  * is out of that writer's reach. `sha256` is of the very bytes this restore parsed: the
  * manifest is read once, so it cannot change between the check and its use.
  */
-async function assertCommittedManifest(options: RestoreOptions, manifest: Manifest, sha256: string): Promise<void> {
-  const log = options.audit?.(manifest.databaseId);
+export async function assertCommittedManifest(
+  log: AuditLog | undefined,
+  logger: Logger,
+  manifest: Manifest,
+  sha256: string,
+): Promise<void> {
   if (!log) return;
   let recorded: { seq: string; sha256: string } | undefined;
   for await (const row of log.rows()) {
@@ -308,7 +312,7 @@ async function assertCommittedManifest(options: RestoreOptions, manifest: Manife
     }
   }
   if (!recorded) {
-    options.log.warn(
+    logger.warn(
       "the audit log has no backup.ok row with a manifest digest for this backup; its manifest is unchecked",
       {
         backupId: manifest.backupId,

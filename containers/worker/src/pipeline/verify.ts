@@ -30,7 +30,7 @@ import {
 import { ageEncrypt } from "../stages/age-stream.ts";
 import { type ArchiveStats, ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { WORKER_VERSION } from "../version.ts";
-import { type BackupJobOptions, restore } from "./restore.ts";
+import { assertCommittedManifest, type BackupJobOptions, restore } from "./restore.ts";
 import { getSealed } from "./sealed-object.ts";
 
 export interface VerifyOptions extends BackupJobOptions {
@@ -76,7 +76,7 @@ const BACKUP_FAULTS = new Set([
  * or database is removed afterwards, on failure and on SIGTERM too, unless `keep`.
  */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
-  const { manifest } = await resolveBackup(options.store, options.backup, options.databaseId);
+  const { manifest, sha256 } = await resolveBackup(options.store, options.backup, options.databaseId);
   const now = options.now ?? (() => new Date());
   const at = now();
   options.log.info("verifying backup", { databaseId: manifest.databaseId, backupId: manifest.backupId });
@@ -94,11 +94,16 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
           ? undefined
           : { error: "VerificationFailedError", failedChecks: r.checks.filter((c) => !c.ok).map((c) => c.name) },
     },
-    () => verifyManifest(options, manifest, at),
+    () => verifyManifest(options, manifest, sha256, at),
   );
 }
 
-async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Date): Promise<VerifyResult> {
+async function verifyManifest(
+  options: VerifyOptions,
+  manifest: Manifest,
+  manifestSha256: string,
+  at: Date,
+): Promise<VerifyResult> {
   const started = performance.now();
   const scratch = await openScratch(options, manifest);
   let kept: string | undefined;
@@ -109,6 +114,8 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
     const restoreStarted = performance.now();
     let restored = true;
     try {
+      // As restore does: where an audit log is at hand, the manifest must be the committed one.
+      await assertCommittedManifest(options.audit?.(manifest.databaseId), options.log, manifest, manifestSha256);
       await restore({
         store: options.store,
         backup: manifest.backupId,
