@@ -12,7 +12,7 @@ import {
 import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey, verificationPrefix } from "./keys.ts";
 import type { Manifest } from "./manifest.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
-import { listVerifications } from "./verification.ts";
+import { isVerifiedRestore, listVerifications } from "./verification.ts";
 
 /** Every payload object a backup may have, the legacy `globals` included. */
 const PAYLOAD_ROLES = (Object.keys(OBJECT_NAMES) as ObjectRole[]).filter((r) => r !== "manifest");
@@ -28,9 +28,9 @@ export interface PrunePlan extends RetentionPlan {
   manifests: Map<string, Manifest>;
 }
 
-/** Backup ids with at least one successful verification; a failed one never counts. */
+/** Backup ids with at least one successful verification by restore; a failed one or an integrity pass never counts. */
 async function verifiedIds(store: ObjectStore, databaseId: string): Promise<Set<string>> {
-  return new Set((await listVerifications(store, databaseId)).filter((v) => v.ok).map((v) => v.backupId));
+  return new Set((await listVerifications(store, databaseId)).filter(isVerifiedRestore).map((v) => v.backupId));
 }
 
 export async function planPrune(

@@ -1,7 +1,7 @@
 import { listBackupRefs } from "./backup-index.ts";
 import { backupIdTime } from "./keys.ts";
 import type { ObjectStore } from "./store/object-store.ts";
-import { listVerifications, type VerificationSummary } from "./verification.ts";
+import { isVerifiedRestore, listVerifications, type VerificationSummary } from "./verification.ts";
 
 /**
  * `strongroom status`: per database, how recent its newest backup and its newest
@@ -56,11 +56,12 @@ export function assessStatus(
   const problems: string[] = [];
   const backups = backupIds.map((id) => ({ id, at: backupIdTime(id) })).sort((a, b) => a.at.getTime() - b.at.getTime());
   const newest = backups.at(-1);
+  // Verifications by restore only: an integrity pass proves the bytes, not that they restore.
   const mine = verifications
-    .filter((v) => v.databaseId === databaseId && backupIds.includes(v.backupId))
+    .filter((v) => v.databaseId === databaseId && v.kind === "restore" && backupIds.includes(v.backupId))
     .sort((a, b) => a.at.localeCompare(b.at));
   const last = mine.at(-1);
-  const lastOk = mine.filter((v) => v.ok).at(-1);
+  const lastOk = mine.filter(isVerifiedRestore).at(-1);
 
   if (!newest) problems.push("no backup");
   else if (now.getTime() - newest.at.getTime() > limits.maxBackupAgeMs) {

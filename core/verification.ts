@@ -11,7 +11,15 @@ import { getBytes, listAll, type ObjectStore } from "./store/object-store.ts";
 export const VERIFICATION_FORMAT = "strongroom.verification/1";
 export const VERIFICATION_SUMMARY_FORMAT = "strongroom.verification-summary/1";
 
-export const CHECK_NAMES = ["restore", "row-counts", "schema", "constraints", "amcheck", "user-sql"] as const;
+export const CHECK_NAMES = [
+  "restore",
+  "row-counts",
+  "schema",
+  "constraints",
+  "amcheck",
+  "user-sql",
+  "integrity",
+] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
 
 export interface CheckResult {
@@ -24,7 +32,7 @@ export interface CheckResult {
 }
 
 export interface Rto {
-  /** Download, decrypt, decompress and pg_restore. */
+  /** Download, decrypt, decompress and pg_restore (integrity: the same without pg_restore). */
   restoreSeconds: number;
   checksSeconds: number;
   totalSeconds: number;
@@ -34,12 +42,18 @@ export interface Rto {
 
 export interface Verification {
   format: typeof VERIFICATION_FORMAT;
+  /**
+   * restore: restored into a scratch database and checked (what prune and status count as
+   * verified); integrity: every object downloaded, decrypted and decompressed and found
+   * to be what the manifest recorded, no restore (never counts as verified).
+   */
+  kind: "restore" | "integrity";
   ok: boolean;
   databaseId: string;
   backupId: string;
   at: string;
-  /** `auto` (a throwaway cluster of the backup's major) or the server given. */
-  scratch: { kind: "auto" | "url"; serverVersion: string };
+  /** `auto` (a throwaway cluster of the backup's major) or the server given; absent for integrity. */
+  scratch?: { kind: "auto" | "url"; serverVersion: string };
   checks: CheckResult[];
   rto: Rto;
   /** The machine the RTO was measured on, so the figure travels with its size. */
@@ -73,11 +87,17 @@ export function parseVerificationSummary(text: string, key: string): Verificatio
     typeof doc.ok !== "boolean" ||
     typeof doc.backupId !== "string" ||
     typeof doc.at !== "string" ||
-    !Array.isArray(doc.checks)
+    !Array.isArray(doc.checks) ||
+    (doc.kind !== "restore" && doc.kind !== "integrity")
   ) {
     throw new ManifestError(`${key} is not a ${VERIFICATION_SUMMARY_FORMAT} document`);
   }
   return doc as VerificationSummary;
+}
+
+/** A successful verification by restore: what prune keeps and status counts; an integrity pass is not one. */
+export function isVerifiedRestore(v: VerificationSummary): boolean {
+  return v.ok && v.kind === "restore";
 }
 
 /**

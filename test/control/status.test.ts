@@ -65,11 +65,15 @@ describe("status readiness", () => {
     if (history === "failed-last") expect(s.days.at(-1)?.mark).toBe("verify-failed");
   });
 
-  it("ignores a verification of another database or of a backup that is not there", () => {
+  it("ignores a verification of another database, of a backup that is not there, and an integrity pass", () => {
     const s = assessStatus(
       "shop",
       [backup],
-      [sampleVerification("billing", backup, ago(1), true), sampleVerification("shop", older, ago(1), true)],
+      [
+        sampleVerification("billing", backup, ago(1), true),
+        sampleVerification("shop", older, ago(1), true),
+        sampleVerification("shop", backup, ago(1), true, "integrity"),
+      ],
       NOW,
     );
     expect(s.problems).toEqual(["no successful verification"]);

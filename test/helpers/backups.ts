@@ -42,9 +42,16 @@ export async function writeBackup(store: ObjectStore, databaseId: string, at: Da
 }
 
 /** A verification summary as `strongroom verify` writes it (only the summary: prune and status read that). */
-export function sampleVerification(databaseId: string, backupId: string, at: Date, ok: boolean): VerificationSummary {
+export function sampleVerification(
+  databaseId: string,
+  backupId: string,
+  at: Date,
+  ok: boolean,
+  kind: "restore" | "integrity" = "restore",
+): VerificationSummary {
   return summarize({
     format: VERIFICATION_FORMAT,
+    kind,
     ok,
     databaseId,
     backupId,
@@ -65,7 +72,8 @@ export async function writeVerification(
   backupId: string,
   at: Date,
   ok: boolean,
+  kind: "restore" | "integrity" = "restore",
 ): Promise<void> {
-  const summary = sampleVerification(databaseId, backupId, at, ok);
+  const summary = sampleVerification(databaseId, backupId, at, ok, kind);
   await store.putIfAbsent(verificationKeys(databaseId, backupId, at).summary, JSON.stringify(summary));
 }

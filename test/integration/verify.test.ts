@@ -230,6 +230,44 @@ describe("strongroom verify", () => {
     }
   }, 120_000);
 
+  it("--integrity-only checks every object without a restore, catches a flipped byte, and never counts as verified", async () => {
+    const db = await createDatabase(pgUrl, "intact");
+    await sql(db.url, "create table t as select g, md5(g::text) from generate_series(1, 20000) g");
+    const { store, key, backupId } = await backedUp(db.url, "intact");
+    const ok = await runCli(["verify", "--identity", key.file, "--integrity-only", "--json"], {
+      STRONGROOM_STORE: store.url,
+    });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      kind: "integrity",
+      ok: true,
+      checks: [{ name: "integrity", ok: true }],
+    });
+    expect(JSON.parse(ok.stdout).scratch).toBeUndefined();
+    // Intact is not verified: status still wants a restore.
+    const status = await runCli(["status"], { STRONGROOM_STORE: store.url });
+    expect(status.stderr).toContain("intact: no successful verification");
+
+    const dumpKey = objectKey("intact", backupId, "dump");
+    const bytes = await getBytes(store.store, dumpKey);
+    bytes[Math.floor(bytes.length / 2)] ^= 1;
+    await store.store.delete(dumpKey);
+    await store.store.putIfAbsent(dumpKey, bytes);
+    const bad = await runCli(["verify", "--identity", key.file, "--integrity-only"], { STRONGROOM_STORE: store.url });
+    expect(bad.code).toBe(1);
+    // age authenticates every chunk, so the flip is caught where it is, before the end's SHA-256.
+    expect(bad.stdout).toMatch(
+      /✗ integrity .*AgePayloadAuthError: intact\/backups\/.*dump\.pgc\.zst\.age: age payload chunk \d+ failed authentication/,
+    );
+    expect(bad.stdout).toContain("NOT intact");
+
+    const clash = await runCli(["verify", "--identity", key.file, "--integrity-only", "--deep", "--scratch", "auto"], {
+      STRONGROOM_STORE: store.url,
+    });
+    expect(clash.code).toBe(2);
+    expect(clash.stderr).toContain("--integrity-only restores nothing, so it takes no --deep, --scratch");
+  }, 60_000);
+
   it("names what to install when no server of the backup's major is there", async () => {
     const db = await createDatabase(pgUrl, "major");
     await sql(db.url, "create table t(x int)");

@@ -26,6 +26,7 @@ interface VerifyFlags {
   scratchDir?: string;
   deep?: boolean;
   keep?: boolean;
+  integrityOnly?: boolean;
   audit: string;
   auditTable?: string;
   json?: boolean;
@@ -63,6 +64,13 @@ export function verifyCommand(parent: Command, ctx: CliContext): void {
     .addOption(
       flagOption("--keep", "leave the scratch database (and cluster directory) for inspection", "STRONGROOM_KEEP"),
     )
+    .addOption(
+      flagOption(
+        "--integrity-only",
+        "no restore: download, decrypt and decompress every object and check it against the manifest (cheap; never counts as verified)",
+        "STRONGROOM_INTEGRITY_ONLY",
+      ),
+    )
     .addOption(auditOption())
     .addOption(auditTableOption())
     .addOption(jsonOption())
@@ -81,7 +89,18 @@ Examples:
   $ strongroom verify --store file:///var/backups/pg --database-id shop --checks checks.sql --deep --json
   $ strongroom verify --store s3://acme-backups/pg --identity id.txt --scratch postgres://verify@scratch-host/postgres`,
     )
-    .action(async (o: VerifyFlags) => {
+    .action(async (o: VerifyFlags, command: Command) => {
+      if (o.integrityOnly) {
+        const clash = ["checks", "deep", "keep", "scratchDir"].filter(
+          (k) => o[k as keyof VerifyFlags] !== undefined && o[k as keyof VerifyFlags] !== false,
+        );
+        if (command.getOptionValueSource("scratch") === "cli") clash.push("scratch");
+        if (clash.length > 0) {
+          throw new UsageError(`--integrity-only restores nothing, so it takes no --${clash.map(kebab).join(", --")}`, {
+            hint: "run `strongroom verify` without --integrity-only to restore and check",
+          });
+        }
+      }
       const identities = await identitiesFrom(o.identity, "verify");
       const store = openStore(o.store);
       const audit = auditFor(store, o);
@@ -98,6 +117,7 @@ Examples:
           ...(o.scratchDir ? { scratchDir: o.scratchDir } : {}),
           deep: o.deep === true,
           keep: o.keep === true,
+          integrityOnly: o.integrityOnly === true,
           signal: ctx.signal,
           log: ctx.log(),
           onProgress,
@@ -108,9 +128,12 @@ Examples:
           (c) =>
             `${c.ok ? (c.skipped ? "-" : "✓") : "✗"} ${c.name.padEnd(11)} ${c.seconds.toFixed(1).padStart(6)} s  ${c.detail}`,
         );
-        const verdict = result.ok
-          ? `verified ${result.databaseId}/${result.backupId}: restore ${result.rto.restoreSeconds.toFixed(1)} s, checks ${result.rto.checksSeconds.toFixed(1)} s`
-          : `${result.databaseId}/${result.backupId} FAILED verification`;
+        const verdict =
+          result.kind === "integrity"
+            ? `${result.ok ? "intact" : "NOT intact"}: ${result.databaseId}/${result.backupId} (integrity only: not restored, so not verified)`
+            : result.ok
+              ? `verified ${result.databaseId}/${result.backupId}: restore ${result.rto.restoreSeconds.toFixed(1)} s, checks ${result.rto.checksSeconds.toFixed(1)} s`
+              : `${result.databaseId}/${result.backupId} FAILED verification`;
         return `${lines.join("\n")}\n${verdict}\n${result.kept ? `kept: ${result.kept}\n` : ""}`;
       });
       if (!result.ok) {
@@ -131,3 +154,5 @@ async function readChecks(file: string): Promise<string> {
     });
   }
 }
+
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
