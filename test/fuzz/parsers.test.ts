@@ -8,11 +8,13 @@ import { parseStats, STATS_FORMAT } from "#core/backup-stats.ts";
 import { catalogRecord } from "#core/catalog/catalog.ts";
 import { ERROR_NAMES, StrongroomError } from "#core/errors.ts";
 import { parseManifest, serializeManifest } from "#core/manifest.ts";
+import { parseVerificationSummary } from "#core/verification.ts";
 import { parseRoles, ROLES_FORMAT } from "#worker/pg/roles.ts";
+import { splitStatements } from "#worker/pg/sql-statements.ts";
 import { ageDecrypt, ageEncrypt } from "#worker/stages/age-stream.ts";
 import { assertBoundedFrame, zstdCompressFrames, zstdDecompressFrames } from "#worker/stages/zstd-frames.ts";
 import { keyPair } from "../helpers/age.ts";
-import { sampleManifest } from "../helpers/backups.ts";
+import { sampleManifest, sampleVerification } from "../helpers/backups.ts";
 import { type Json, mutated } from "./mutate.ts";
 
 /** A parser's only way to refuse input: a StrongroomError with a stable name (of `allowed`, if given). */
@@ -269,6 +271,51 @@ describe("age reader", () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("verification summary parser", () => {
+  const summary = sampleVerification("shop", "20261121T020000Z-abcdef", new Date("2026-11-21T03:00:00Z"), true);
+
+  it("reads its own summaries back, and refuses random or mutated text with ManifestError only", () => {
+    expect(parseVerificationSummary(JSON.stringify(summary), "k")).toEqual(summary);
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          jsonText,
+          mutated(summary as unknown as Json).map((v) => JSON.stringify(v)),
+        ),
+        (text) => {
+          const { value, error } = outcome(() => parseVerificationSummary(text, "k"));
+          if (error) expectTyped(error, ["ManifestError"]);
+          else expect(typeof value?.ok).toBe("boolean");
+        },
+      ),
+    );
+  });
+});
+
+describe("SQL statement splitter", () => {
+  it("returns statements that are trimmed, non-empty pieces of the text, in order, for any text", () => {
+    fc.assert(
+      fc.property(
+        fc
+          .array(fc.constantFrom("select 1", ";", "'", '"', "$$", "$a$", "--", "\n", "/*", "*/", "E'\\'", " x ", "✓"), {
+            maxLength: 40,
+          })
+          .map((parts) => parts.join("")),
+        (text) => {
+          let from = 0;
+          for (const s of splitStatements(text)) {
+            expect(s.sql).not.toBe("");
+            expect(s.sql).toBe(s.sql.trim());
+            const at = text.indexOf(s.sql, from);
+            expect(at).toBeGreaterThanOrEqual(from);
+            from = at + s.sql.length;
+          }
+        },
+      ),
     );
   });
 });

@@ -250,7 +250,8 @@ describe("strongroom verify", () => {
 
     const dumpKey = objectKey("intact", backupId, "dump");
     const bytes = await getBytes(store.store, dumpKey);
-    bytes[Math.floor(bytes.length / 2)] ^= 1;
+    const middle = Math.floor(bytes.length / 2);
+    bytes[middle] = (bytes[middle] as number) ^ 1;
     await store.store.delete(dumpKey);
     await store.store.putIfAbsent(dumpKey, bytes);
     const bad = await runCli(["verify", "--identity", key.file, "--integrity-only"], { STRONGROOM_STORE: store.url });
