@@ -12,7 +12,10 @@ export interface FlowSettings {
     backupTaskDefinition: string;
     /** Restores into this database's own server (its secret). */
     restoreTaskDefinition: string;
+    /** Restores into a scratch cluster inside the task and checks it (no database secret). */
+    verifyTaskDefinition: string;
     retention: { daily: number; weekly: number; monthly: number; timeZone: string };
+    verify: { deep: boolean };
   }>;
   /** Other servers a restore may target, by the secret holding their connection. */
   restoreTargets: Array<{ id: string; secretArn: string; restoreTaskDefinition: string }>;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { FlowSettings } from "./flow-settings.ts";
-import { planBackup, planRestore } from "./plan.ts";
+import { planBackup, planRestore, planVerify } from "./plan.ts";
 import { describeFailure } from "./task-failure.ts";
 
 const settings: FlowSettings = {
@@ -10,7 +10,9 @@ const settings: FlowSettings = {
       id: "shop",
       backupTaskDefinition: "arn:backup-shop:1",
       restoreTaskDefinition: "arn:restore-shop:1",
+      verifyTaskDefinition: "arn:verify-shop:1",
       retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+      verify: { deep: true },
     },
   ],
   restoreTargets: [
@@ -29,6 +31,28 @@ async function refusal(input: unknown): Promise<Error> {
 }
 
 describe("flow plans", () => {
+  it("verifies latest, resolved, in the verify task, leaving auditing to the flow, deep when configured", async () => {
+    const plan = await planVerify(settings, { databaseId: "shop" }, latest);
+    expect(plan).toEqual({
+      databaseId: "shop",
+      backupId: "20261120T020000Z-abcdef",
+      taskDefinition: "arn:verify-shop:1",
+      container: "worker",
+      command: [
+        "verify",
+        "--database-id",
+        "shop",
+        "--backup",
+        "20261120T020000Z-abcdef",
+        "--audit",
+        "none",
+        "--json",
+        "--deep",
+      ],
+    });
+    await expect(planVerify(settings, { databaseId: "nope" }, latest)).rejects.toThrow(/no database "nope"/);
+  });
+
   it("chooses the backup id before the task runs and tells the worker to leave auditing to the flow", () => {
     const plan = planBackup(settings, { databaseId: "shop" }, new Date("2026-11-21T02:00:00Z"));
     expect(plan.backupId).toMatch(/^20261121T020000Z-[a-z2-7]{6}$/);

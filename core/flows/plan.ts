@@ -163,3 +163,28 @@ export async function planRestore(
     target: database === undefined ? target : `${target}, database ${database}`,
   };
 }
+
+/**
+ * VerifyFlow's first step, started by each database's verify schedule with
+ * `{"databaseId"}` (or by hand with a `backupId`): resolves `latest` here, so the audit
+ * rows and the task name the same backup. The task restores into a throwaway cluster
+ * inside itself; it needs no database credentials, only the identity.
+ */
+export async function planVerify(
+  settings: FlowSettings,
+  input: { databaseId: string; backupId?: string },
+  resolveLatest: (databaseId: string) => Promise<string>,
+): Promise<TaskPlan> {
+  const db = configuredDatabase(settings, input.databaseId);
+  const backupId =
+    input.backupId === undefined || input.backupId === "latest" ? await resolveLatest(db.id) : input.backupId;
+  const command = ["verify", "--database-id", db.id, "--backup", backupId, "--audit", "none", "--json"];
+  if (db.verify.deep) command.push("--deep");
+  return {
+    databaseId: db.id,
+    backupId,
+    taskDefinition: db.verifyTaskDefinition,
+    container: settings.container,
+    command,
+  };
+}

@@ -17,11 +17,18 @@ export interface TaskSize {
   ephemeralGiB: number;
 }
 
+export interface VerifySettings {
+  schedule: string;
+  deep: boolean;
+  maxAgeDays: number;
+}
+
 interface Overridable {
   schedule?: string;
   timeZone?: string;
   retention?: Partial<Retention>;
   task?: Partial<TaskSize>;
+  verify?: Partial<VerifySettings>;
 }
 
 /** An RDS-style connection secret, as Secrets Manager holds it for RDS. */
@@ -58,6 +65,7 @@ export interface DatabaseConfig {
   timeZone: string;
   retention: Retention;
   task: TaskSize;
+  verify: VerifySettings;
 }
 
 export interface StrongroomConfig extends Omit<ConfigFile, "databases" | "defaults" | "prefix" | "restoreTargets"> {
@@ -71,6 +79,8 @@ export const DEFAULTS = {
   timeZone: "UTC",
   retention: { daily: 7, weekly: 4, monthly: 12 },
   task: { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
+  // Weekly, a few hours after the nightly backup; stale after 8 days (a missed week).
+  verify: { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
 } as const;
 
 /**
@@ -140,6 +150,7 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
       timeZone,
       retention,
       task,
+      verify: { ...DEFAULTS.verify, ...d.verify, ...db.verify },
     };
   });
   duplicates(
@@ -162,6 +173,10 @@ function checkOverridable(field: string, o: Overridable, found: string[]): void 
   if (o.schedule !== undefined) {
     const problem = scheduleProblem(o.schedule);
     if (problem) found.push(`${field}.schedule: ${problem}`);
+  }
+  if (o.verify?.schedule !== undefined) {
+    const problem = scheduleProblem(o.verify.schedule);
+    if (problem) found.push(`${field}.verify.schedule: ${problem}`);
   }
   if (o.timeZone !== undefined && !isTimeZone(o.timeZone)) {
     found.push(

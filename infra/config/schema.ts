@@ -29,12 +29,26 @@ const task = {
   },
 };
 
+const verify = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    /** When VerifyFlow restores the newest backup into a scratch cluster and checks it. */
+    schedule: { type: "string", minLength: 1 },
+    /** Also run amcheck over every index and table. */
+    deep: { type: "boolean" },
+    /** A database is stale when its newest successful verification is older. */
+    maxAgeDays: { type: "integer", minimum: 1, maximum: 366 },
+  },
+};
+
 /** The settings every database has, each overridable per database. */
 const overridable = {
   schedule: { type: "string", minLength: 1 },
   timeZone: { type: "string", minLength: 1 },
   retention,
   task,
+  verify,
 };
 
 const rdsSecret = {

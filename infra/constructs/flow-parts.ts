@@ -214,7 +214,7 @@ export function auditedFlow(
   scope: Construct,
   o: {
     flow: string;
-    kind: "backup" | "restore";
+    kind: "backup" | "restore" | "verify";
     props: FlowProps;
     plan: tasks.LambdaInvoke;
     steps: Array<tasks.LambdaInvoke | sfn.CustomState>;

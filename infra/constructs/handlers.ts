@@ -33,7 +33,8 @@ export interface HandlersProps {
  * - retention-prune: read and delete backups under the prefix, append retain.delete rows;
  *   it cannot put objects.
  * - destination-probe: write, read and delete probe objects under `<prefix>/.strongroom/probe/`.
- * - plan-backup: no AWS access at all; plan-restore: read manifests (to resolve `latest`).
+ * - plan-backup: no AWS access at all; plan-restore and plan-verify: read manifests (to
+ *   resolve `latest`).
  */
 export class Handlers extends Construct {
   readonly auditAppend: NodejsFunction;
@@ -42,6 +43,7 @@ export class Handlers extends Construct {
   readonly destinationProbe: NodejsFunction;
   readonly planBackup: NodejsFunction;
   readonly planRestore: NodejsFunction;
+  readonly planVerify: NodejsFunction;
 
   constructor(scope: Construct, id: string, props: HandlersProps) {
     super(scope, id);
@@ -99,6 +101,7 @@ export class Handlers extends Construct {
     const settings = Stack.of(this).toJsonString(props.flowSettings);
     this.planBackup = fn("plan-backup", { FLOW_SETTINGS: settings });
     this.planRestore = fn("plan-restore", { ...store, FLOW_SETTINGS: settings });
+    this.planVerify = fn("plan-verify", { ...store, FLOW_SETTINGS: settings });
 
     const objects = bucket.objectsArn;
     const probeObjects = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}.strongroom/probe/*`);
@@ -108,8 +111,10 @@ export class Handlers extends Construct {
     allow(this.catalogRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
     allow(this.retentionPrune, ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [objects]);
     allow(this.retentionPrune, ["s3:ListBucket", "s3:ListBucketMultipartUploads"], [bucket.bucket.bucketArn]);
-    allow(this.planRestore, ["s3:GetObject"], [objects]);
-    allow(this.planRestore, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
+    for (const plan of [this.planRestore, this.planVerify]) {
+      allow(plan, ["s3:GetObject"], [objects]);
+      allow(plan, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
+    }
     allow(this.destinationProbe, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [probeObjects]);
     allow(
       this.destinationProbe,
@@ -117,7 +122,9 @@ export class Handlers extends Construct {
       [bucket.bucket.bucketArn],
     );
     const named = "objects under strongroom's prefix are named by database and backup id at run time";
-    for (const f of [this.catalogRecord, this.retentionPrune, this.planRestore]) acknowledgeWildcard(f, objects, named);
+    for (const f of [this.catalogRecord, this.retentionPrune, this.planRestore, this.planVerify]) {
+      acknowledgeWildcard(f, objects, named);
+    }
     acknowledgeWildcard(this.destinationProbe, probeObjects, "probe objects have random names, made per probe");
   }
 }

@@ -9,7 +9,14 @@ import { acknowledgeWildcard } from "./nag.ts";
 
 export interface SchedulesProps {
   readonly backupFlow: sfn.IStateMachine;
-  readonly databases: ReadonlyArray<{ readonly id: string; readonly schedule: string; readonly timeZone: string }>;
+  /** Started with `{"databaseId"}` on each database's verify schedule. */
+  readonly verifyFlow: sfn.IStateMachine;
+  readonly databases: ReadonlyArray<{
+    readonly id: string;
+    readonly schedule: string;
+    readonly timeZone: string;
+    readonly verify: { readonly schedule: string };
+  }>;
   readonly probe: lambda.IFunction;
   /** @default "cron(30 6 * * ? *)" in UTC */
   readonly probeSchedule?: string;
@@ -17,13 +24,14 @@ export interface SchedulesProps {
 
 /**
  * EventBridge Scheduler schedules (time zones and DST handled by the service; the
- * legacy EventBridge rules are UTC only): one per database, starting BackupFlow with
- * `{"databaseId"}`, and a daily destination probe. A start that keeps failing lands in
+ * legacy EventBridge rules are UTC only): two per database, starting BackupFlow and
+ * VerifyFlow with `{"databaseId"}` in its time zone, and a daily destination probe. A start that keeps failing lands in
  * a dead-letter queue rather than vanishing.
  */
 export class Schedules extends Construct {
   readonly deadLetterQueue: sqs.Queue;
   readonly backups = new Map<string, scheduler.Schedule>();
+  readonly verifications = new Map<string, scheduler.Schedule>();
   readonly probe: scheduler.Schedule;
 
   constructor(scope: Construct, id: string, props: SchedulesProps) {
@@ -45,6 +53,17 @@ export class Schedules extends Construct {
           description: `strongroom: back up ${db.id}`,
           schedule: scheduler.ScheduleExpression.expression(db.schedule, TimeZone.of(db.timeZone)),
           target: new targets.StepFunctionsStartExecution(props.backupFlow, {
+            ...retry,
+            input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id }),
+          }),
+        }),
+      );
+      this.verifications.set(
+        db.id,
+        new scheduler.Schedule(this, `Verify-${db.id}`, {
+          description: `strongroom: verify the newest backup of ${db.id}`,
+          schedule: scheduler.ScheduleExpression.expression(db.verify.schedule, TimeZone.of(db.timeZone)),
+          target: new targets.StepFunctionsStartExecution(props.verifyFlow, {
             ...retry,
             input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id }),
           }),

@@ -43,8 +43,10 @@ export interface WorkerProps {
  * filesystem, and a scratch volume at /tmp for `restore --jobs` staging.
  *
  * Roles, per duty: the backup task may put objects (and abort its multipart uploads)
- * and read manifests, never delete; the restore task may read, never write. Only the
- * restore task definitions' execution roles may read the identity secret.
+ * and read manifests, never delete; the restore task may read, never write; the verify
+ * task may read, and put only its results under `<db>/verifications/`. Only the restore
+ * and verify task definitions' execution roles may read the identity secret; the verify
+ * task gets no database secret at all (it restores into a cluster inside itself).
  */
 export class Worker extends Construct {
   static readonly CONTAINER = "worker";
@@ -52,8 +54,10 @@ export class Worker extends Construct {
   readonly backupTasks = new Map<string, ecs.FargateTaskDefinition>();
   readonly restoreTasks = new Map<string, ecs.FargateTaskDefinition>();
   readonly restoreTargetTasks = new Map<string, ecs.FargateTaskDefinition>();
+  readonly verifyTasks = new Map<string, ecs.FargateTaskDefinition>();
   readonly backupRole: iam.Role;
   readonly restoreRole: iam.Role;
+  readonly verifyRole: iam.Role;
 
   private readonly image: ecs.ContainerImage;
   private readonly logGroup: logs.LogGroup;
@@ -104,7 +108,20 @@ export class Worker extends Construct {
       new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }),
     );
     this.restoreRole.addToPolicy(list);
-    for (const role of [this.backupRole, this.restoreRole]) {
+    this.verifyRole = new iam.Role(this, "VerifyTaskRole", {
+      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+      description: "strongroom verify tasks: read backups, write verification results, never delete",
+    });
+    const verifications = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}*/verifications/*`);
+    this.verifyRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }));
+    this.verifyRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] }));
+    this.verifyRole.addToPolicy(list);
+    acknowledgeWildcard(
+      this.verifyRole,
+      verifications,
+      "verification results are objects named by database, backup id and time at run time",
+    );
+    for (const role of [this.backupRole, this.restoreRole, this.verifyRole]) {
       acknowledgeWildcard(
         role,
         bucket.objectsArn,
@@ -136,6 +153,20 @@ export class Worker extends Construct {
         }),
       );
     }
+    for (const db of props.databases) {
+      this.verifyTasks.set(
+        db.id,
+        this.taskDefinition(`Verify-${db.id}`, db.task, this.verifyRole, {
+          // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
+          environment: {
+            STRONGROOM_STORE: bucket.storeUrl,
+            STRONGROOM_LOG_FORMAT: "json",
+            STRONGROOM_SCRATCH_DIR: "/tmp",
+          },
+          secrets: { STRONGROOM_IDENTITY: ecs.Secret.fromSecretsManager(identity) },
+        }),
+      );
+    }
     const largest = props.databases.reduce(
       (a, b) => (b.task.ephemeralGiB > a.ephemeralGiB ? b.task : a),
       props.databases[0]?.task ?? { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
@@ -156,7 +187,12 @@ export class Worker extends Construct {
 
   /** Every task definition a flow may run. */
   get taskDefinitions(): ecs.FargateTaskDefinition[] {
-    return [...this.backupTasks.values(), ...this.restoreTasks.values(), ...this.restoreTargetTasks.values()];
+    return [
+      ...this.backupTasks.values(),
+      ...this.restoreTasks.values(),
+      ...this.restoreTargetTasks.values(),
+      ...this.verifyTasks.values(),
+    ];
   }
 
   private secret(arn: string): secretsmanager.ISecret {

@@ -10,6 +10,7 @@ import { Handlers } from "../constructs/handlers.ts";
 import { Network } from "../constructs/network.ts";
 import { RestoreFlow } from "../constructs/restore-flow.ts";
 import { Schedules } from "../constructs/schedules.ts";
+import { VerifyFlow } from "../constructs/verify-flow.ts";
 import { Worker } from "../constructs/worker.ts";
 
 export interface StrongroomStackProps extends StackProps {
@@ -26,6 +27,7 @@ export class StrongroomStack extends Stack {
   readonly alarms: Alarms;
   readonly backupFlow: BackupFlow;
   readonly restoreFlow: RestoreFlow;
+  readonly verifyFlow: VerifyFlow;
   readonly schedules: Schedules;
 
   constructor(scope: Construct, id: string, props: StrongroomStackProps) {
@@ -52,7 +54,9 @@ export class StrongroomStack extends Stack {
         id: db.id,
         backupTaskDefinition: this.taskArn(this.worker.backupTasks, db.id),
         restoreTaskDefinition: this.taskArn(this.worker.restoreTasks, db.id),
+        verifyTaskDefinition: this.taskArn(this.worker.verifyTasks, db.id),
         retention: { ...db.retention, timeZone: db.timeZone },
+        verify: { deep: db.verify.deep },
       })),
       restoreTargets: config.restoreTargets.map((t) => ({
         ...t,
@@ -69,13 +73,16 @@ export class StrongroomStack extends Stack {
     };
     this.backupFlow = new BackupFlow(this, BackupFlow.NAME, flowProps);
     this.restoreFlow = new RestoreFlow(this, RestoreFlow.NAME, flowProps);
+    this.verifyFlow = new VerifyFlow(this, VerifyFlow.NAME, flowProps);
     this.schedules = new Schedules(this, "Schedules", {
       backupFlow: this.backupFlow.stateMachine,
+      verifyFlow: this.verifyFlow.stateMachine,
       databases: config.databases,
       probe: this.handlers.destinationProbe,
     });
     this.alarms.flowFailed(BackupFlow.NAME, this.backupFlow.stateMachine);
     this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);
+    this.alarms.flowFailed(VerifyFlow.NAME, this.verifyFlow.stateMachine);
     this.alarms.probeFailed(this.handlers.destinationProbe);
     for (const db of config.databases) this.alarms.stale(db.id);
 

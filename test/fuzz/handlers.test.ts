@@ -6,6 +6,9 @@ import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
 import { createHandler as catalogRecord } from "../../functions/catalog-record/handler.ts";
 import { createHandler as destinationProbe } from "../../functions/destination-probe/handler.ts";
+import { createHandler as planBackup } from "../../functions/plan-backup/handler.ts";
+import { createHandler as planRestore } from "../../functions/plan-restore/handler.ts";
+import { createHandler as planVerify } from "../../functions/plan-verify/handler.ts";
 import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
@@ -48,9 +51,40 @@ beforeAll(async () => {
     handler: as(destinationProbe({ s3, storeUrl: store.url })),
     valid: { store: store.url },
   };
+  const settings = () => ({
+    container: "worker",
+    databases: [
+      {
+        id: "shop",
+        backupTaskDefinition: "arn:b",
+        restoreTaskDefinition: "arn:r",
+        verifyTaskDefinition: "arn:v",
+        retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+        verify: { deep: false },
+      },
+    ],
+    restoreTargets: [],
+  });
+  handlers["plan-backup"] = { handler: as(planBackup({ settings, now: () => NOW })), valid: { databaseId: "shop" } };
+  handlers["plan-restore"] = {
+    handler: as(planRestore({ s3, storeUrl: store.url, settings })),
+    valid: { databaseId: "shop", backupId: "latest", target: { database: "shop_copy" } },
+  };
+  handlers["plan-verify"] = {
+    handler: as(planVerify({ s3, storeUrl: store.url, settings })),
+    valid: { databaseId: "shop", backupId: "latest" },
+  };
 });
 
-describe.for(["audit-append", "catalog-record", "retention-prune", "destination-probe"])("%s handler", (name) => {
+describe.for([
+  "audit-append",
+  "catalog-record",
+  "retention-prune",
+  "destination-probe",
+  "plan-backup",
+  "plan-restore",
+  "plan-verify",
+])("%s handler", (name) => {
   it("answers random and mutated events, or fails with a typed error", async () => {
     const { handler, valid } = handlers[name] as { handler: Handler; valid: Json };
     await fc.assert(

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { resolveBackup } from "#core/backup-index.ts";
 import { freePort } from "#core/service-process.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { listVerifications } from "#core/verification.ts";
 import { schema as probeInputSchema } from "../../functions/destination-probe/handler.ts";
 import { Sim } from "../../infra/sim/sim.ts";
 import { dynamoClient } from "../helpers/dynamo.ts";
@@ -58,13 +59,13 @@ function store(): S3Store {
   return new S3Store(url, { client: new S3Client(s3ClientConfigFromEnv()) });
 }
 
-/** The schedule BackupFlow is started with for a database, as the template declares it. */
-function scheduledInput(databaseId: string): unknown {
-  const flow = sim.deployment.flows.get("BackupFlow");
+/** The input a flow is started with by a database's schedule, as the template declares it. */
+function scheduledInput(databaseId: string, flowName = "BackupFlow"): unknown {
+  const flow = sim.deployment.flows.get(flowName);
   const schedule = sim.deployment.schedules.find(
     (s) => s.targetArn === flow?.arn && (s.input as { databaseId?: string }).databaseId === databaseId,
   );
-  expect(schedule, `a schedule starts BackupFlow for ${databaseId}`).toBeDefined();
+  expect(schedule, `a schedule starts ${flowName} for ${databaseId}`).toBeDefined();
   return schedule?.input;
 }
 
@@ -213,6 +214,25 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(events.slice(-2)).toEqual(["restore.start", "restore.ok"]);
   }, 120_000);
 
+  it("VerifyFlow, started by the verify schedule, verifies the newest backup in a scratch cluster inside its task", async () => {
+    const result = await sim.run("VerifyFlow", scheduledInput("shop", "VerifyFlow"));
+    expect(result, JSON.stringify(result)).toMatchObject({ status: "SUCCEEDED" });
+    expect(result.states).toEqual([
+      "Plan verify",
+      "Audit verify.start",
+      "Run verify task",
+      "Audit verify.ok",
+      "Verified",
+    ]);
+    const backupId = (result.output as { plan: { backupId: string } }).plan.backupId;
+    const [summary] = (await listVerifications(store(), "shop")).filter((v) => v.backupId === backupId);
+    expect(summary).toMatchObject({ kind: "restore", ok: true });
+    expect(summary?.checks.map((c) => c.name)).toEqual(["restore", "row-counts", "schema", "constraints"]);
+    const rows = (await auditRows("shop")).filter((r) => r.event.startsWith("verify."));
+    expect(rows.map((r) => r.event)).toEqual(["verify.start", "verify.ok"]);
+    expect(rows.every((r) => r.backupId === backupId)).toBe(true);
+  }, 120_000);
+
   it("BackupFlow against an unreachable database ends FAILED: backup.fail with the exit code, an SNS message, no manifest", async () => {
     const result = await sim.run("BackupFlow", scheduledInput("down"));
     expect(result.status).toBe("FAILED");
@@ -284,13 +304,14 @@ describe("npm run sim runs the synthesized flows", () => {
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
     const functions = sim.deployment.functions;
-    expect(sim.deployment.schedules.length).toBe(3);
+    // A backup and a verify schedule per database, and the probe.
+    expect(sim.deployment.schedules.length).toBe(5);
     for (const schedule of sim.deployment.schedules) {
       const flow = flows.get(schedule.targetArn);
       const fn = functions.get(schedule.targetArn);
       expect(flow ?? fn?.name, `${schedule.name} targets ${schedule.targetArn}`).toBeDefined();
       if (flow) {
-        expect(flow).toBe("BackupFlow");
+        expect(["BackupFlow", "VerifyFlow"]).toContain(flow);
         expect(["shop", "down"]).toContain((schedule.input as { databaseId: string }).databaseId);
       } else {
         expect(fn?.name).toBe("destination-probe");
@@ -352,7 +373,7 @@ describe("npm run sim on the command line", () => {
     const unknown = await npmRunSim(["--config", configFile, "PruneFlow", "{}"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('no flow "PruneFlow" in the synthesized template');
-    expect(unknown.stderr).toContain("HINT: flows: BackupFlow, RestoreFlow");
+    expect(unknown.stderr).toContain("HINT: flows: BackupFlow, RestoreFlow, VerifyFlow");
     const refused = await npmRunSim([
       "--config",
       configFile,

@@ -61,25 +61,40 @@ describe("the synthesized template", () => {
     expect(all.filter((a) => /Put|Delete|Abort|\*/.test(a))).toEqual([]);
   });
 
-  it("gives the identity secret only to restore task definitions' execution roles", () => {
+  it("gives the identity secret only to restore and verify task definitions' execution roles", () => {
     const readers = ofType("AWS::IAM::Policy")
       .filter(([, p]) => json(p.Properties.PolicyDocument).includes(identityArn))
       .map(([id]) => id);
-    expect(readers.length).toBe(3); // Restore-shop, Restore-billing, RestoreTarget-staging
-    for (const id of readers) expect(id).toMatch(/^WorkerRestore/);
+    // Restore-shop, Restore-billing, RestoreTarget-staging, Verify-shop, Verify-billing
+    expect(readers.length).toBe(5);
+    for (const id of readers) expect(id).toMatch(/^Worker(Restore|Verify)/);
   });
 
-  it("puts database credentials in task definition secrets, never in the plain environment", () => {
-    for (const [, def] of ofType("AWS::ECS::TaskDefinition")) {
+  it("lets the verify task read backups and put only verification results, never delete", () => {
+    const s = statementsOf(roleIdOf("WorkerVerifyTaskRole"));
+    const all = s.flatMap(actions);
+    expect(all.filter((a) => /Delete|Abort|\*/.test(a))).toEqual([]);
+    const puts = s.filter((st) => actions(st).includes("s3:PutObject"));
+    expect(puts).toHaveLength(1);
+    expect(json(puts[0]?.Resource)).toContain("/pg/*/verifications/*");
+  });
+
+  it("puts database credentials in task definition secrets, never in the plain environment; verify gets none", () => {
+    for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
       const [container] = def.Properties.ContainerDefinitions as Array<{
         Environment: Array<{ Name: string; Value: unknown }>;
         Secrets: Array<{ Name: string }>;
         ReadonlyRootFilesystem: boolean;
         MountPoints: Array<{ ContainerPath: string }>;
       }>;
-      expect(container?.Secrets.map((s) => s.Name)).toEqual(
-        expect.arrayContaining(["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]),
-      );
+      if (id.startsWith("WorkerVerify")) {
+        // It restores into a cluster inside the task: the identity, and no database's credentials.
+        expect(container?.Secrets.map((s) => s.Name)).toEqual(["STRONGROOM_IDENTITY"]);
+      } else {
+        expect(container?.Secrets.map((s) => s.Name)).toEqual(
+          expect.arrayContaining(["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]),
+        );
+      }
       expect(container?.Environment.map((e) => e.Name).filter((n) => /PASS|IDENTITY$|SECRET/.test(n))).toEqual([]);
       expect(container?.ReadonlyRootFilesystem).toBe(true);
       expect(container?.MountPoints).toEqual([expect.objectContaining({ ContainerPath: "/tmp" })]);
@@ -90,7 +105,7 @@ describe("the synthesized template", () => {
 
   it("runs every Lambda on Node 22, ARM64", () => {
     const fns = ofType("AWS::Lambda::Function");
-    expect(fns.length).toBe(6);
+    expect(fns.length).toBe(7);
     for (const [, f] of fns) {
       expect(f.Properties.Runtime).toBe("nodejs22.x");
       expect(f.Properties.Architectures).toEqual(["arm64"]);
@@ -180,9 +195,21 @@ describe("the synthesized template", () => {
     }
   });
 
+  it("schedules each database's verification weekly in its time zone, starting VerifyFlow with its id", () => {
+    const schedules = ofType("AWS::Scheduler::Schedule").filter(([id]) => id.includes("Verify"));
+    expect(schedules.map(([, s]) => JSON.parse((s.Properties.Target as { Input: string }).Input))).toEqual(
+      expect.arrayContaining([{ databaseId: "shop" }, { databaseId: "billing" }]),
+    );
+    for (const [, s] of schedules) {
+      expect(s.Properties.ScheduleExpression).toBe("cron(0 5 ? * SUN *)");
+      expect(s.Properties.ScheduleExpressionTimezone).toBe("Europe/Berlin");
+      expect(json(s.Properties.Target)).toContain("VerifyFlowStateMachine");
+    }
+  });
+
   it("alarms on failed flows, a failed probe, and each database's staleness", () => {
     const alarms = ofType("AWS::CloudWatch::Alarm").map(([, a]) => a.Properties);
-    expect(alarms.length).toBe(5);
+    expect(alarms.length).toBe(6); // three flows, the probe, two databases' staleness
     const stale = alarms.filter((a) => a.MetricName === "BackupRecorded");
     expect(stale.map((a) => a.EvaluationPeriods)).toEqual([26, 26]);
     expect(stale.every((a) => a.TreatMissingData === "breaching" && a.Period === 3600)).toBe(true);

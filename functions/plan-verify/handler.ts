@@ -1,0 +1,41 @@
+import { S3Client } from "@aws-sdk/client-s3";
+import { resolveBackup } from "#core/backup-index.ts";
+import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { planVerify, type TaskPlan } from "#core/flows/plan.ts";
+import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
+import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { lambda } from "../common/lambda.ts";
+
+/** VerifyFlow's first state: which backup (latest resolved), which task definition, which argv. */
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["databaseId"],
+  properties: {
+    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
+    backupId: { type: "string", anyOf: [{ const: "latest" }, { pattern: BACKUP_ID_PATTERN }] },
+  },
+};
+
+export interface Deps {
+  s3: S3Client;
+  storeUrl: string;
+  settings: () => FlowSettings;
+}
+
+export const createHandler = (deps: Deps) =>
+  lambda<{ databaseId: string; backupId?: string }, TaskPlan>(schema, async (input) =>
+    planVerify(deps.settings(), input, async (databaseId) => {
+      const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+      return (await resolveBackup(store, "latest", databaseId)).manifest.backupId;
+    }),
+  );
+
+/** What the deployed function is given, from its environment (npm run sim passes the template's). */
+export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
+  s3: new S3Client(s3ClientConfigFromEnv(env)),
+  storeUrl: env.STORE_URL ?? "",
+  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
+});
+
+export const handler = createHandler(depsFromEnv());

@@ -1,0 +1,36 @@
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import { Construct } from "constructs";
+import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
+
+/**
+ * VerifyFlow, started by each database's verify schedule with `{"databaseId"}` (or by
+ * hand with a `backupId`): plan (resolves latest) → audit verify.start → the verify task
+ * (.sync: restores into a throwaway cluster of the backup's major inside the task, runs
+ * the checks, stores the result) → audit verify.ok. A check that fails makes the worker
+ * exit 1, so the flow records verify.fail (with the exit code) → SNS → Fail, and the
+ * VerifyFlowFailed alarm is "a verification failed".
+ */
+export class VerifyFlow extends Construct {
+  static readonly NAME = "VerifyFlow";
+  readonly stateMachine: sfn.StateMachine;
+
+  constructor(scope: Construct, id: string, props: FlowProps) {
+    super(scope, id);
+    const { handlers } = props;
+    const flow = VerifyFlow.NAME;
+    const details = { "execution.$": "$$.Execution.Id" };
+    this.stateMachine = auditedFlow(this, {
+      flow,
+      kind: "verify",
+      props,
+      plan: invoke(this, "Plan verify", handlers.planVerify, undefined, "$.plan"),
+      steps: [
+        audit(this, "Audit verify.start", handlers.auditAppend, "verify.start", flow, { details }),
+        runWorkerTask(this, "Run verify task", props.worker, props.network),
+        audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, { details }),
+      ],
+      done: "Verified",
+      invoked: [handlers.planVerify],
+    });
+  }
+}
