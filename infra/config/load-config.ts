@@ -20,7 +20,6 @@ export interface TaskSize {
 export interface VerifySettings {
   schedule: string;
   deep: boolean;
-  maxAgeDays: number;
 }
 
 interface Overridable {
@@ -79,8 +78,8 @@ export const DEFAULTS = {
   timeZone: "UTC",
   retention: { daily: 7, weekly: 4, monthly: 12 },
   task: { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
-  // Weekly, a few hours after the nightly backup; stale after 8 days (a missed week).
-  verify: { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
+  // Weekly, a few hours after the nightly backup.
+  verify: { schedule: "cron(0 5 ? * SUN *)", deep: false },
 } as const;
 
 /**

@@ -37,8 +37,6 @@ const verify = {
     schedule: { type: "string", minLength: 1 },
     /** Also run amcheck over every index and table. */
     deep: { type: "boolean" },
-    /** A database is stale when its newest successful verification is older. */
-    maxAgeDays: { type: "integer", minimum: 1, maximum: 366 },
   },
 };
 
