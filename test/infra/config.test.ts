@@ -39,6 +39,23 @@ describe("strongroom.config.json", () => {
     ]);
   });
 
+  it("gives every database a weekly verification by default, and checks a verify schedule like any other", () => {
+    const config = parseConfig(example(), "example");
+    expect(config.databases.map((d) => d.verify)).toEqual([
+      { schedule: "cron(0 5 ? * SUN *)", deep: false },
+      { schedule: "cron(0 5 ? * SUN *)", deep: false },
+    ]);
+    const raw = example();
+    raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)", deep: "yes" };
+    expect(problemsOf(raw)).toEqual([
+      "databases/1/verify/deep: must be boolean".replace(/\//g, ".").replace(/^databases\.1/, "databases[1]"),
+    ]);
+    raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)" };
+    expect(problemsOf(raw)).toEqual([
+      "databases[1].verify.schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
+    ]);
+  });
+
   it("reports every problem at once, one line each, naming the field", () => {
     const raw = example();
     raw.surprise = 1;
