@@ -1,5 +1,6 @@
 import { objectKey } from "../keys.ts";
 import type { Manifest } from "../manifest.ts";
+import type { VerificationSummary } from "../verification.ts";
 
 /**
  * The backup catalog (docs/formats.md, Catalog item): one item per committed backup, built only from
@@ -22,10 +23,23 @@ export interface CatalogItem {
   manifestKey: string;
   objectKeys: string[];
   workerVersion: string;
+  /** The newest verification by restore of this backup, when there is one. */
+  lastVerifiedAt?: string;
+  lastVerifyOk?: boolean;
+  verifyRestoreSeconds?: number;
 }
 
-export function catalogRecord(manifest: Manifest): CatalogItem {
+/**
+ * The item for a backup: its manifest, and the newest of `verifications` (its summaries in
+ * the store) that verified it by restore. Both come from the bucket, so `catalog rebuild`
+ * recreates the item exactly.
+ */
+export function catalogRecord(manifest: Manifest, verifications: readonly VerificationSummary[] = []): CatalogItem {
   const dump = manifest.objects.find((o) => o.role === "dump");
+  const verified = verifications
+    .filter((v) => v.kind === "restore" && v.backupId === manifest.backupId && v.databaseId === manifest.databaseId)
+    .sort((a, b) => a.at.localeCompare(b.at))
+    .at(-1);
   return {
     pk: `db#${manifest.databaseId}`,
     sk: `backup#${manifest.backupId}`,
@@ -43,6 +57,13 @@ export function catalogRecord(manifest: Manifest): CatalogItem {
     manifestKey: objectKey(manifest.databaseId, manifest.backupId, "manifest"),
     objectKeys: manifest.objects.map((o) => o.key),
     workerVersion: manifest.worker.version,
+    ...(verified
+      ? {
+          lastVerifiedAt: verified.at,
+          lastVerifyOk: verified.ok,
+          verifyRestoreSeconds: verified.rto.restoreSeconds,
+        }
+      : {}),
   };
 }
 

@@ -15,7 +15,7 @@ export interface FlowSettings {
     /** Restores into a scratch cluster inside the task and checks it (no database secret). */
     verifyTaskDefinition: string;
     retention: { daily: number; weekly: number; monthly: number; timeZone: string };
-    verify: { deep: boolean };
+    verify: { deep: boolean; maxAgeDays: number };
   }>;
   /** Other servers a restore may target, by the secret holding their connection. */
   restoreTargets: Array<{ id: string; secretArn: string; restoreTaskDefinition: string }>;

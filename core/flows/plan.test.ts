@@ -12,7 +12,7 @@ const settings: FlowSettings = {
       restoreTaskDefinition: "arn:restore-shop:1",
       verifyTaskDefinition: "arn:verify-shop:1",
       retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
-      verify: { deep: true },
+      verify: { deep: true, maxAgeDays: 8 },
     },
   ],
   restoreTargets: [

@@ -20,6 +20,7 @@ export interface TaskSize {
 export interface VerifySettings {
   schedule: string;
   deep: boolean;
+  maxAgeDays: number;
 }
 
 interface Overridable {
@@ -78,8 +79,8 @@ export const DEFAULTS = {
   timeZone: "UTC",
   retention: { daily: 7, weekly: 4, monthly: 12 },
   task: { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
-  // Weekly, a few hours after the nightly backup.
-  verify: { schedule: "cron(0 5 ? * SUN *)", deep: false },
+  // Weekly, a few hours after the nightly backup; unverified after 8 days (a missed week).
+  verify: { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
 } as const;
 
 /**

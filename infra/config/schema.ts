@@ -37,6 +37,8 @@ const verify = {
     schedule: { type: "string", minLength: 1 },
     /** Also run amcheck over every index and table. */
     deep: { type: "boolean" },
+    /** Not ready (and the Unverified alarm) when the newest successful verification is older. */
+    maxAgeDays: { type: "integer", minimum: 1, maximum: 366 },
   },
 };
 

@@ -6,7 +6,7 @@ import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { BACKUP_RECORDED, METRICS_NAMESPACE } from "#core/flows/metrics.ts";
+import { BACKUP_RECORDED, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
 
 export interface AlarmsProps {
   /** @default no subscription (subscribe to the topic yourself) */
@@ -71,6 +71,32 @@ export class Alarms extends Construct {
       datapointsToAlarm: 26,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
       alarmDescription: `no successful backup of ${databaseId} in 26 hours`,
+    });
+    alarm.addAlarmAction(new actions.SnsAction(this.topic));
+    this.alarms.push(alarm);
+  }
+
+  /**
+   * The newest successful verification of the database is older than `maxAgeDays`, or it
+   * was never verified: the hourly readiness function emits VerifiedAgeHours only for a
+   * database with a successful verification, so three hours without a datapoint (never
+   * verified, or the function failing) count as breaching too.
+   */
+  unverified(databaseId: string, maxAgeDays: number): void {
+    const alarm = new cloudwatch.Alarm(this, `Unverified-${databaseId}`, {
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: VERIFIED_AGE_HOURS,
+        dimensionsMap: { DatabaseId: databaseId, service: "strongroom" },
+        period: Duration.hours(1),
+        statistic: "Maximum",
+      }),
+      threshold: maxAgeDays * 24,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: `no successful verification of ${databaseId} in ${maxAgeDays} days`,
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);

@@ -35,6 +35,8 @@ export interface HandlersProps {
  * - destination-probe: write, read and delete probe objects under `<prefix>/.strongroom/probe/`.
  * - plan-backup: no AWS access at all; plan-restore and plan-verify: read manifests (to
  *   resolve `latest`).
+ * - verification-record: read a manifest and the verification summaries, put a catalog item.
+ * - readiness (hourly): read manifests and verification summaries; emits metrics only.
  */
 export class Handlers extends Construct {
   readonly auditAppend: NodejsFunction;
@@ -44,6 +46,8 @@ export class Handlers extends Construct {
   readonly planBackup: NodejsFunction;
   readonly planRestore: NodejsFunction;
   readonly planVerify: NodejsFunction;
+  readonly verificationRecord: NodejsFunction;
+  readonly readiness: NodejsFunction;
 
   constructor(scope: Construct, id: string, props: HandlersProps) {
     super(scope, id);
@@ -102,6 +106,16 @@ export class Handlers extends Construct {
     this.planBackup = fn("plan-backup", { FLOW_SETTINGS: settings });
     this.planRestore = fn("plan-restore", { ...store, FLOW_SETTINGS: settings });
     this.planVerify = fn("plan-verify", { ...store, FLOW_SETTINGS: settings });
+    this.verificationRecord = fn("verification-record", {
+      ...store,
+      CATALOG_TABLE: tables.catalog.tableName,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    });
+    this.readiness = fn("readiness", {
+      ...store,
+      FLOW_SETTINGS: settings,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    });
 
     const objects = bucket.objectsArn;
     const probeObjects = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}.strongroom/probe/*`);
@@ -111,10 +125,11 @@ export class Handlers extends Construct {
     allow(this.catalogRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
     allow(this.retentionPrune, ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [objects]);
     allow(this.retentionPrune, ["s3:ListBucket", "s3:ListBucketMultipartUploads"], [bucket.bucket.bucketArn]);
-    for (const plan of [this.planRestore, this.planVerify]) {
-      allow(plan, ["s3:GetObject"], [objects]);
-      allow(plan, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
+    for (const reader of [this.planRestore, this.planVerify, this.verificationRecord, this.readiness]) {
+      allow(reader, ["s3:GetObject"], [objects]);
+      allow(reader, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
     }
+    allow(this.verificationRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
     allow(this.destinationProbe, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [probeObjects]);
     allow(
       this.destinationProbe,
@@ -122,7 +137,14 @@ export class Handlers extends Construct {
       [bucket.bucket.bucketArn],
     );
     const named = "objects under strongroom's prefix are named by database and backup id at run time";
-    for (const f of [this.catalogRecord, this.retentionPrune, this.planRestore, this.planVerify]) {
+    for (const f of [
+      this.catalogRecord,
+      this.retentionPrune,
+      this.planRestore,
+      this.planVerify,
+      this.verificationRecord,
+      this.readiness,
+    ]) {
       acknowledgeWildcard(f, objects, named);
     }
     acknowledgeWildcard(this.destinationProbe, probeObjects, "probe objects have random names, made per probe");

@@ -20,6 +20,8 @@ export interface SchedulesProps {
   readonly probe: lambda.IFunction;
   /** @default "cron(30 6 * * ? *)" in UTC */
   readonly probeSchedule?: string;
+  /** The deployed `status`, run hourly: ages of the newest backup and verification, as metrics. */
+  readonly readiness: lambda.IFunction;
 }
 
 /**
@@ -33,6 +35,7 @@ export class Schedules extends Construct {
   readonly backups = new Map<string, scheduler.Schedule>();
   readonly verifications = new Map<string, scheduler.Schedule>();
   readonly probe: scheduler.Schedule;
+  readonly readiness: scheduler.Schedule;
 
   constructor(scope: Construct, id: string, props: SchedulesProps) {
     super(scope, id);
@@ -75,12 +78,22 @@ export class Schedules extends Construct {
       input: scheduler.ScheduleTargetInput.fromObject({}),
     });
     // The target's role is made by CDK at stack level (SchedulerRoleForTarget-…), so
-    // the acknowledgement names the stack, for this one function's versions only.
-    acknowledgeWildcard(
-      Stack.of(this),
-      `${props.probe.functionArn}:*`,
-      "CDK's grant to invoke the probe function, any version",
-    );
+    // the acknowledgement names the stack, for these functions' versions only.
+    for (const fn of [props.probe, props.readiness]) {
+      acknowledgeWildcard(
+        Stack.of(this),
+        `${fn.functionArn}:*`,
+        "CDK's grant to invoke a scheduled function, any version",
+      );
+    }
+    this.readiness = new scheduler.Schedule(this, "Readiness", {
+      description: "strongroom: readiness of every database (status), as metrics",
+      schedule: scheduler.ScheduleExpression.expression("rate(1 hour)"),
+      target: new targets.LambdaInvoke(props.readiness, {
+        ...retry,
+        input: scheduler.ScheduleTargetInput.fromObject({}),
+      }),
+    });
     this.probe = new scheduler.Schedule(this, "Probe", {
       description: "strongroom: probe the backup destination",
       schedule: scheduler.ScheduleExpression.expression(props.probeSchedule ?? "cron(30 6 * * ? *)", TimeZone.ETC_UTC),

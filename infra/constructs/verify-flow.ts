@@ -6,7 +6,8 @@ import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flo
  * VerifyFlow, started by each database's verify schedule with `{"databaseId"}` (or by
  * hand with a `backupId`): plan (resolves latest) → audit verify.start → the verify task
  * (.sync: restores into a throwaway cluster of the backup's major inside the task, runs
- * the checks, stores the result) → audit verify.ok. A check that fails makes the worker
+ * the checks, stores the result) → verification-record (the catalog item, the
+ * VerificationOk and VerifyRestoreSeconds metrics) → audit verify.ok. A check that fails makes the worker
  * exit 1, so the flow records verify.fail (with the exit code) → SNS → Fail, and the
  * VerifyFlowFailed alarm is "a verification failed".
  */
@@ -27,10 +28,19 @@ export class VerifyFlow extends Construct {
       steps: [
         audit(this, "Audit verify.start", handlers.auditAppend, "verify.start", flow, { details }),
         runWorkerTask(this, "Run verify task", props.worker, props.network),
-        audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, { details }),
+        invoke(
+          this,
+          "Record verification",
+          handlers.verificationRecord,
+          { "databaseId.$": "$.plan.databaseId", "backupId.$": "$.plan.backupId" },
+          "$.verification",
+        ),
+        audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, {
+          details: { ...details, "restoreSeconds.$": "$.verification.restoreSeconds" },
+        }),
       ],
       done: "Verified",
-      invoked: [handlers.planVerify],
+      invoked: [handlers.planVerify, handlers.verificationRecord],
     });
   }
 }

@@ -260,7 +260,7 @@ function lambdaContext(fn: LambdaFunction): Context {
 }
 
 /** Powertools Metrics whose EMF documents are kept for the sim's report instead of printed. */
-class RecordingMetrics extends Metrics {
+export class RecordingMetrics extends Metrics {
   private readonly record: SimRecord;
 
   constructor(record: SimRecord, namespace: string) {

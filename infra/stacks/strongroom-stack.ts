@@ -56,7 +56,7 @@ export class StrongroomStack extends Stack {
         restoreTaskDefinition: this.taskArn(this.worker.restoreTasks, db.id),
         verifyTaskDefinition: this.taskArn(this.worker.verifyTasks, db.id),
         retention: { ...db.retention, timeZone: db.timeZone },
-        verify: { deep: db.verify.deep },
+        verify: { deep: db.verify.deep, maxAgeDays: db.verify.maxAgeDays },
       })),
       restoreTargets: config.restoreTargets.map((t) => ({
         ...t,
@@ -79,12 +79,16 @@ export class StrongroomStack extends Stack {
       verifyFlow: this.verifyFlow.stateMachine,
       databases: config.databases,
       probe: this.handlers.destinationProbe,
+      readiness: this.handlers.readiness,
     });
     this.alarms.flowFailed(BackupFlow.NAME, this.backupFlow.stateMachine);
     this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);
     this.alarms.flowFailed(VerifyFlow.NAME, this.verifyFlow.stateMachine);
     this.alarms.probeFailed(this.handlers.destinationProbe);
-    for (const db of config.databases) this.alarms.stale(db.id);
+    for (const db of config.databases) {
+      this.alarms.stale(db.id);
+      this.alarms.unverified(db.id, db.verify.maxAgeDays);
+    }
 
     new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
     new CfnOutput(this, "RestoreFlowArn", { value: this.restoreFlow.stateMachine.stateMachineArn });

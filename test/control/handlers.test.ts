@@ -11,8 +11,11 @@ import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
 import { createHandler as catalogRecord } from "../../functions/catalog-record/handler.ts";
 import { createHandler as destinationProbe } from "../../functions/destination-probe/handler.ts";
+import { createHandler as readiness } from "../../functions/readiness/handler.ts";
 import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
-import { writeBackup } from "../helpers/backups.ts";
+import { createHandler as verificationRecord } from "../../functions/verification-record/handler.ts";
+import { RecordingMetrics, type SimRecord } from "../../infra/sim/local-tasks.ts";
+import { writeBackup, writeVerification } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore, type StoreUnderTest } from "../helpers/fixture.ts";
 import { lambdaContext } from "../helpers/lambda.ts";
@@ -156,5 +159,96 @@ describe("destination-probe handler", () => {
       destinationProbe({ s3, storeUrl: store.url })({ store: "file:///etc" }, context),
       /\/store must match pattern/,
     );
+  });
+});
+
+describe("verification-record handler", () => {
+  it("puts the catalog item with the backup's newest verification and emits its outcome and restore time", async () => {
+    const backupId = await writeBackup(store.store, "vrec", new Date("2026-11-20T02:00:00Z"));
+    await writeVerification(store.store, "vrec", backupId, new Date("2026-11-20T05:00:00Z"), false);
+    await writeVerification(store.store, "vrec", backupId, new Date("2026-11-21T05:00:00Z"), true);
+    const record: SimRecord = { published: [], metrics: [] };
+    const handler = verificationRecord({
+      s3,
+      dynamodb: dynamoClient(),
+      storeUrl: store.url,
+      tableName: catalogTable,
+      metrics: new RecordingMetrics(record, "Strongroom"),
+    });
+    const out = await handler({ databaseId: "vrec", backupId }, context);
+    expect(out).toMatchObject({ ok: true, at: "2026-11-21T05:00:00.000Z", restoreSeconds: 12.5 });
+    const item = await dynamoClient().send(
+      new GetItemCommand({
+        TableName: catalogTable,
+        Key: { pk: { S: "db#vrec" }, sk: { S: `backup#${backupId}` } },
+      }),
+    );
+    expect(unmarshall(item.Item ?? {})).toMatchObject({
+      lastVerifiedAt: "2026-11-21T05:00:00.000Z",
+      lastVerifyOk: true,
+      verifyRestoreSeconds: 12.5,
+    });
+    expect(record.metrics).toEqual([
+      expect.objectContaining({
+        name: "VerificationOk",
+        value: 1,
+        dimensions: expect.objectContaining({ DatabaseId: "vrec" }),
+      }),
+      expect.objectContaining({ name: "VerifyRestoreSeconds", value: 12.5 }),
+    ]);
+  });
+
+  it("refuses to record a backup that has no verification result (NotFoundError)", async () => {
+    const backupId = await writeBackup(store.store, "vnone", new Date("2026-11-20T02:00:00Z"));
+    const handler = verificationRecord({ s3, dynamodb: dynamoClient(), storeUrl: store.url, tableName: catalogTable });
+    await expectInvalid(
+      handler({ databaseId: "vnone", backupId }, context),
+      /has no verification result/,
+      "NotFoundError",
+    );
+  });
+});
+
+describe("readiness handler", () => {
+  it("emits each configured database's backup age, verification age and readiness", async () => {
+    const now = new Date();
+    const hoursAgo = (h: number) => new Date(now.getTime() - h * 3_600_000);
+    const fresh = await writeBackup(store.store, "rfresh", hoursAgo(3));
+    await writeVerification(store.store, "rfresh", fresh, hoursAgo(2), true);
+    await writeBackup(store.store, "rnever", hoursAgo(30));
+    const record: SimRecord = { published: [], metrics: [] };
+    const database = (id: string) => ({
+      id,
+      backupTaskDefinition: "arn:b",
+      restoreTaskDefinition: "arn:r",
+      verifyTaskDefinition: "arn:v",
+      retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+      verify: { deep: false, maxAgeDays: 8 },
+    });
+    const handler = readiness({
+      s3,
+      storeUrl: store.url,
+      settings: () => ({
+        container: "worker",
+        databases: [database("rfresh"), database("rnever")],
+        restoreTargets: [],
+      }),
+      now: () => now,
+      metrics: new RecordingMetrics(record, "Strongroom"),
+    });
+    const out = await handler({}, context);
+    expect(out).toEqual([
+      { databaseId: "rfresh", ready: true, problems: [] },
+      {
+        databaseId: "rnever",
+        ready: false,
+        problems: ["newest backup is 30h old (limit 26h)", "no successful verification"],
+      },
+    ]);
+    const of = (db: string) =>
+      Object.fromEntries(record.metrics.filter((m) => m.dimensions.DatabaseId === db).map((m) => [m.name, m.value]));
+    expect(of("rfresh")).toEqual({ NewestBackupAgeHours: 3, VerifiedAgeHours: 2, Ready: 1 });
+    // Never verified: no VerifiedAgeHours at all, which the alarm counts as breaching.
+    expect(of("rnever")).toEqual({ NewestBackupAgeHours: 30, Ready: 0 });
   });
 });

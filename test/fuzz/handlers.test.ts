@@ -9,7 +9,9 @@ import { createHandler as destinationProbe } from "../../functions/destination-p
 import { createHandler as planBackup } from "../../functions/plan-backup/handler.ts";
 import { createHandler as planRestore } from "../../functions/plan-restore/handler.ts";
 import { createHandler as planVerify } from "../../functions/plan-verify/handler.ts";
+import { createHandler as readiness } from "../../functions/readiness/handler.ts";
 import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
+import { createHandler as verificationRecord } from "../../functions/verification-record/handler.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore } from "../helpers/fixture.ts";
@@ -60,7 +62,7 @@ beforeAll(async () => {
         restoreTaskDefinition: "arn:r",
         verifyTaskDefinition: "arn:v",
         retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
-        verify: { deep: false },
+        verify: { deep: false, maxAgeDays: 8 },
       },
     ],
     restoreTargets: [],
@@ -74,6 +76,11 @@ beforeAll(async () => {
     handler: as(planVerify({ s3, storeUrl: store.url, settings })),
     valid: { databaseId: "shop", backupId: "latest" },
   };
+  handlers["verification-record"] = {
+    handler: as(verificationRecord({ s3, dynamodb: ddb, storeUrl: store.url, tableName: catalogTable })),
+    valid: { databaseId: "shop", backupId },
+  };
+  handlers.readiness = { handler: as(readiness({ s3, storeUrl: store.url, settings, now: () => NOW })), valid: {} };
 });
 
 describe.for([
@@ -84,6 +91,8 @@ describe.for([
   "plan-backup",
   "plan-restore",
   "plan-verify",
+  "verification-record",
+  "readiness",
 ])("%s handler", (name) => {
   it("answers random and mutated events, or fails with a typed error", async () => {
     const { handler, valid } = handlers[name] as { handler: Handler; valid: Json };

@@ -42,8 +42,8 @@ describe("strongroom.config.json", () => {
   it("gives every database a weekly verification by default, and checks a verify schedule like any other", () => {
     const config = parseConfig(example(), "example");
     expect(config.databases.map((d) => d.verify)).toEqual([
-      { schedule: "cron(0 5 ? * SUN *)", deep: false },
-      { schedule: "cron(0 5 ? * SUN *)", deep: false },
+      { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
+      { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
     ]);
     const raw = example();
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)", deep: "yes" };

@@ -14,6 +14,7 @@ import { freePort } from "#core/service-process.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { listVerifications } from "#core/verification.ts";
 import { schema as probeInputSchema } from "../../functions/destination-probe/handler.ts";
+import { schema as readinessInputSchema } from "../../functions/readiness/handler.ts";
 import { Sim } from "../../infra/sim/sim.ts";
 import { dynamoClient } from "../helpers/dynamo.ts";
 import { identityFile } from "../helpers/fixture.ts";
@@ -221,10 +222,22 @@ describe("npm run sim runs the synthesized flows", () => {
       "Plan verify",
       "Audit verify.start",
       "Run verify task",
+      "Record verification",
       "Audit verify.ok",
       "Verified",
     ]);
     const backupId = (result.output as { plan: { backupId: string } }).plan.backupId;
+    // The catalog item now carries the verification, and its outcome and RTO are metrics.
+    const catalogTable = sim.deployment.tables.find((t) => t.name.includes("Catalog"))?.name as string;
+    const item = await dynamoClient().send(
+      new QueryCommand({
+        TableName: catalogTable,
+        KeyConditionExpression: "pk = :pk and sk = :sk",
+        ExpressionAttributeValues: { ":pk": { S: "db#shop" }, ":sk": { S: `backup#${backupId}` } },
+      }),
+    );
+    expect(unmarshall(item.Items?.[0] ?? {})).toMatchObject({ lastVerifyOk: true, lastVerifiedAt: expect.any(String) });
+    expect(result.metrics.map((m) => m.name).sort()).toEqual(["VerificationOk", "VerifyRestoreSeconds"]);
     const [summary] = (await listVerifications(store(), "shop")).filter((v) => v.backupId === backupId);
     expect(summary).toMatchObject({ kind: "restore", ok: true });
     expect(summary?.checks.map((c) => c.name)).toEqual(["restore", "row-counts", "schema", "constraints"]);
@@ -304,8 +317,8 @@ describe("npm run sim runs the synthesized flows", () => {
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
     const functions = sim.deployment.functions;
-    // A backup and a verify schedule per database, and the probe.
-    expect(sim.deployment.schedules.length).toBe(5);
+    // A backup and a verify schedule per database, the probe and the hourly readiness.
+    expect(sim.deployment.schedules.length).toBe(6);
     for (const schedule of sim.deployment.schedules) {
       const flow = flows.get(schedule.targetArn);
       const fn = functions.get(schedule.targetArn);
@@ -313,6 +326,8 @@ describe("npm run sim runs the synthesized flows", () => {
       if (flow) {
         expect(["BackupFlow", "VerifyFlow"]).toContain(flow);
         expect(["shop", "down"]).toContain((schedule.input as { databaseId: string }).databaseId);
+      } else if (fn?.name === "readiness") {
+        expect(new Ajv().validate(readinessInputSchema, schedule.input)).toBe(true);
       } else {
         expect(fn?.name).toBe("destination-probe");
         expect(new Ajv().validate(probeInputSchema, schedule.input)).toBe(true);

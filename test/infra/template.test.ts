@@ -105,7 +105,7 @@ describe("the synthesized template", () => {
 
   it("runs every Lambda on Node 22, ARM64", () => {
     const fns = ofType("AWS::Lambda::Function");
-    expect(fns.length).toBe(7);
+    expect(fns.length).toBe(9);
     for (const [, f] of fns) {
       expect(f.Properties.Runtime).toBe("nodejs22.x");
       expect(f.Properties.Architectures).toEqual(["arm64"]);
@@ -207,9 +207,14 @@ describe("the synthesized template", () => {
     }
   });
 
-  it("alarms on failed flows, a failed probe, and each database's staleness", () => {
+  it("alarms on failed flows, a failed probe, each database's staleness and its verification age", () => {
     const alarms = ofType("AWS::CloudWatch::Alarm").map(([, a]) => a.Properties);
-    expect(alarms.length).toBe(6); // three flows, the probe, two databases' staleness
+    expect(alarms.length).toBe(8); // three flows, the probe, two databases' staleness and verification age
+    const unverified = alarms.filter((a) => a.MetricName === "VerifiedAgeHours");
+    expect(unverified.map((a) => [a.Threshold, a.TreatMissingData, a.Statistic])).toEqual([
+      [192, "breaching", "Maximum"],
+      [192, "breaching", "Maximum"],
+    ]);
     const stale = alarms.filter((a) => a.MetricName === "BackupRecorded");
     expect(stale.map((a) => a.EvaluationPeriods)).toEqual([26, 26]);
     expect(stale.every((a) => a.TreatMissingData === "breaching" && a.Period === 3600)).toBe(true);

@@ -4,6 +4,7 @@ import { listManifests } from "#core/backup-index.ts";
 import { catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { openStore } from "#core/store/open-store.ts";
+import { listVerifications, type VerificationSummary } from "#core/verification.ts";
 import { type CliContext, printResult } from "./context.ts";
 import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
 
@@ -12,7 +13,9 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
     .command("catalog")
     .description("the DynamoDB backup catalog")
     .command("rebuild")
-    .description("rebuild catalog items from the manifests in a store (payloads without a manifest are skipped)")
+    .description(
+      "rebuild catalog items from the manifests and verification summaries in a store (payloads without a manifest are skipped)",
+    )
     .addOption(storeOption())
     .addOption(
       new Option("--table <name>", "DynamoDB catalog table (endpoint from AWS_ENDPOINT_URL_DYNAMODB)")
@@ -27,8 +30,17 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
     )
     .action(async (o: { store: string; table: string; databaseId?: string; json?: boolean }) => {
       const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
-      const manifests = await listManifests(openStore(o.store), o.databaseId);
-      for (const m of manifests) await catalog.put(catalogRecord(m));
+      const store = openStore(o.store);
+      const manifests = await listManifests(store, o.databaseId);
+      const verifications = new Map<string, VerificationSummary[]>();
+      for (const m of manifests) {
+        let mine = verifications.get(m.databaseId);
+        if (!mine) {
+          mine = await listVerifications(store, m.databaseId);
+          verifications.set(m.databaseId, mine);
+        }
+        await catalog.put(catalogRecord(m, mine));
+      }
       printResult(ctx, o.json, { items: manifests.length }, () => `catalogued ${manifests.length} backups\n`);
     });
 }
