@@ -206,8 +206,9 @@ export interface FlowProps {
 }
 
 /**
- * The shape both flows share: plan → steps → Succeed. A failed plan (nothing started)
- * goes straight to SNS and Fail; a failed step is first recorded as `<kind>.fail`.
+ * The shape the flows share: plan → steps → Succeed. A failed plan (nothing started)
+ * goes straight to SNS and Fail; a failed step is first recorded as `<kind>.fail`
+ * (after `onFailure`, when given: a best-effort step whose own failure is ignored).
  * Builds the state machine with its ECS permissions and cdk-nag acknowledgements.
  */
 export function auditedFlow(
@@ -220,6 +221,8 @@ export function auditedFlow(
     steps: Array<tasks.LambdaInvoke | sfn.CustomState>;
     done: string;
     invoked: lambda.IFunction[];
+    /** Runs first when a step fails; its result is discarded, so `$.error` stays the step's. */
+    onFailure?: tasks.LambdaInvoke;
   },
 ): sfn.StateMachine {
   const { handlers, worker } = o.props;
@@ -229,10 +232,16 @@ export function auditedFlow(
   });
   recordFailure.addCatch(failed, { resultPath: "$.auditError" });
   recordFailure.next(failed);
+  let onStepFailure: sfn.IChainable = recordFailure;
+  if (o.onFailure) {
+    o.onFailure.addCatch(recordFailure, { resultPath: "$.onFailureError" });
+    o.onFailure.next(recordFailure);
+    onStepFailure = o.onFailure;
+  }
   o.plan.addCatch(failed, { resultPath: "$.error" });
   let chain = sfn.Chain.start(o.plan);
   for (const step of o.steps) {
-    step.addCatch(recordFailure, { resultPath: "$.error" });
+    step.addCatch(onStepFailure, { resultPath: "$.error" });
     chain = chain.next(step);
   }
   const machine = flowStateMachine(scope, o.flow, chain.next(new sfn.Succeed(scope, o.done)));

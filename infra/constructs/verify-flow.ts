@@ -1,4 +1,4 @@
-import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
 
@@ -9,7 +9,8 @@ import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flo
  * the checks, stores the result) → verification-record (the catalog item, the
  * VerificationOk and VerifyRestoreSeconds metrics) → audit verify.ok. A check that fails makes the worker
  * exit 1, so the flow records verify.fail (with the exit code) → SNS → Fail, and the
- * VerifyFlowFailed alarm is "a verification failed".
+ * VerifyFlowFailed alarm is "a verification failed". Before verify.fail, the failed
+ * verification's stored result is recorded too (catalog lastVerifyOk false, VerificationOk 0).
  */
 export class VerifyFlow extends Construct {
   static readonly NAME = "VerifyFlow";
@@ -41,6 +42,16 @@ export class VerifyFlow extends Construct {
       ],
       done: "Verified",
       invoked: [handlers.planVerify, handlers.verificationRecord],
+      // A verification that failed its checks stored a result too: record it (catalog
+      // lastVerifyOk false, VerificationOk 0). A task that died before storing one has
+      // nothing to record; that failure is ignored and verify.fail still follows.
+      onFailure: invoke(
+        this,
+        "Record failed verification",
+        handlers.verificationRecord,
+        { "databaseId.$": "$.plan.databaseId", "backupId.$": "$.plan.backupId" },
+        sfn.JsonPath.DISCARD,
+      ),
     });
   }
 }

@@ -80,6 +80,13 @@ beforeAll(async () => {
     `create table orders (id int primary key, note text);
      insert into orders select g, 'note ' || g || E' \\n"quoted" ✓' from generate_series(1, 500) g;`,
   );
+  const broken = await createDatabase(inject("pgUrl"), "simbroken");
+  await sql(
+    broken.url,
+    `create table limits(max int); insert into limits values (10);
+     create function under_limit(v int) returns boolean language sql as 'select v <= (select max from limits)';
+     create table items(v int check (under_limit(v))); insert into items values (5);`,
+  );
   const pg = new URL(inject("pgUrl"));
   const key = await identityFile();
   const dir = await tempDir("strongroom-sim-");
@@ -107,12 +114,15 @@ beforeAll(async () => {
         { id: "shop", secretArn: secretArn("shop") },
         // Its secret points at a port nothing listens on.
         { id: "down", secretArn: secretArn("down") },
+        // pg_dump dumps it, but it does not restore: its verification fails.
+        { id: "broken", secretArn: secretArn("broken") },
       ],
       sim: {
         secrets: {
           [secretArn("identity")]: key.identity,
           [secretArn("shop")]: rds(Number(pg.port), source.name),
           [secretArn("down")]: rds(await freePort(), "nothing"),
+          [secretArn("broken")]: rds(Number(pg.port), broken.name),
         },
       },
     }),
@@ -246,6 +256,36 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(rows.every((r) => r.backupId === backupId)).toBe(true);
   }, 120_000);
 
+  it("VerifyFlow of a backup that does not restore records the failed result, then verify.fail and the alarm message", async () => {
+    expect((await sim.run("BackupFlow", scheduledInput("broken"))).status).toBe("SUCCEEDED");
+    const result = await sim.run("VerifyFlow", scheduledInput("broken", "VerifyFlow"));
+    expect(result.status).toBe("FAILED");
+    expect(result.states).toEqual([
+      "Plan verify",
+      "Audit verify.start",
+      "Run verify task",
+      "Record failed verification",
+      "Audit verify.fail",
+      "Notify failure",
+      "VerifyFlow failed",
+    ]);
+    expect(result.metrics).toContainEqual(expect.objectContaining({ name: "VerificationOk", value: 0 }));
+    const rows = (await auditRows("broken")).filter((r) => r.event.startsWith("verify."));
+    expect(rows.map((r) => r.event)).toEqual(["verify.start", "verify.fail"]);
+    expect(rows[1]?.details).toMatchObject({ error: "States.TaskFailed", exitCode: 1 });
+    const backupId = rows[1]?.backupId as string;
+    const catalogTable = sim.deployment.tables.find((t) => t.name.includes("Catalog"))?.name as string;
+    const item = await dynamoClient().send(
+      new QueryCommand({
+        TableName: catalogTable,
+        KeyConditionExpression: "pk = :pk and sk = :sk",
+        ExpressionAttributeValues: { ":pk": { S: "db#broken" }, ":sk": { S: `backup#${backupId}` } },
+      }),
+    );
+    expect(unmarshall(item.Items?.[0] ?? {})).toMatchObject({ lastVerifyOk: false });
+    expect(result.published).toHaveLength(1);
+  }, 120_000);
+
   it("BackupFlow against an unreachable database ends FAILED: backup.fail with the exit code, an SNS message, no manifest", async () => {
     const result = await sim.run("BackupFlow", scheduledInput("down"));
     expect(result.status).toBe("FAILED");
@@ -318,14 +358,14 @@ describe("npm run sim runs the synthesized flows", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
     const functions = sim.deployment.functions;
     // A backup and a verify schedule per database, the probe and the hourly readiness.
-    expect(sim.deployment.schedules.length).toBe(6);
+    expect(sim.deployment.schedules.length).toBe(8);
     for (const schedule of sim.deployment.schedules) {
       const flow = flows.get(schedule.targetArn);
       const fn = functions.get(schedule.targetArn);
       expect(flow ?? fn?.name, `${schedule.name} targets ${schedule.targetArn}`).toBeDefined();
       if (flow) {
         expect(["BackupFlow", "VerifyFlow"]).toContain(flow);
-        expect(["shop", "down"]).toContain((schedule.input as { databaseId: string }).databaseId);
+        expect(["shop", "down", "broken"]).toContain((schedule.input as { databaseId: string }).databaseId);
       } else if (fn?.name === "readiness") {
         expect(new Ajv().validate(readinessInputSchema, schedule.input)).toBe(true);
       } else {
