@@ -1,7 +1,13 @@
 import { listBackupRefs } from "./backup-index.ts";
+import type { CatalogTable } from "./catalog/catalog.ts";
 import { backupIdTime } from "./keys.ts";
 import type { ObjectStore } from "./store/object-store.ts";
-import { isVerifiedRestore, listVerifications, type VerificationSummary } from "./verification.ts";
+import {
+  isVerifiedRestore,
+  listVerifications,
+  VERIFICATION_SUMMARY_FORMAT,
+  type VerificationSummary,
+} from "./verification.ts";
 
 /**
  * `strongroom status`: per database, how recent its newest backup and its newest
@@ -77,7 +83,9 @@ export function assessStatus(
   }
   if (last && !last.ok) {
     const failed = last.checks.filter((c) => !c.ok).map((c) => c.name);
-    problems.push(`last verification (of ${last.backupId}) failed: ${failed.join(", ") || "unknown"}`);
+    problems.push(
+      `last verification (of ${last.backupId}) failed${failed.length ? `: ${failed.join(", ")}` : " (its result in the store says which check)"}`,
+    );
   }
 
   const days: DatabaseStatus["days"] = [];
@@ -129,6 +137,56 @@ export function assessStatus(
       : {}),
     days,
   };
+}
+
+/**
+ * The same from the deployed catalog table, without listing the bucket: each item's
+ * backup id, and its newest verification by restore (`lastVerifiedAt`, `lastVerifyOk`,
+ * `verifyRestoreSeconds`), which is all readiness needs. Which checks failed is in the
+ * store only.
+ */
+export async function readStatusFromCatalog(
+  catalog: CatalogTable,
+  options: { databaseId?: string; now: Date; limits?: StatusLimits },
+): Promise<DatabaseStatus[]> {
+  const ids = options.databaseId ? [options.databaseId] : await catalog.databaseIds();
+  const out: DatabaseStatus[] = [];
+  for (const id of ids) {
+    const items = await catalog.list(id);
+    const verifications: VerificationSummary[] = items.flatMap((item) =>
+      item.lastVerifiedAt === undefined
+        ? []
+        : [
+            {
+              format: VERIFICATION_SUMMARY_FORMAT,
+              kind: "restore" as const,
+              ok: item.lastVerifyOk === true,
+              databaseId: id,
+              backupId: item.backupId,
+              at: item.lastVerifiedAt,
+              checks: [],
+              rto: {
+                restoreSeconds: item.verifyRestoreSeconds ?? 0,
+                checksSeconds: 0,
+                totalSeconds: 0,
+                dumpBytes: item.dumpBytes,
+                storedBytes: item.storedBytes,
+              },
+              worker: { version: item.workerVersion, cores: 0, memoryMiB: 0 },
+            },
+          ],
+    );
+    out.push(
+      assessStatus(
+        id,
+        items.map((i) => i.backupId),
+        verifications,
+        options.now,
+        options.limits,
+      ),
+    );
+  }
+  return out;
 }
 
 /** Every database in the store (or the one asked for), assessed. */

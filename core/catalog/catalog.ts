@@ -71,4 +71,6 @@ export function catalogRecord(manifest: Manifest, verifications: readonly Verifi
 export interface CatalogTable {
   put(item: CatalogItem): Promise<void>;
   list(databaseId: string): Promise<CatalogItem[]>;
+  /** Every database with at least one item. */
+  databaseIds(): Promise<string[]>;
 }

@@ -1,5 +1,5 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { DynamoDBDocumentClient, PutCommand, QueryCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import type { CatalogItem, CatalogTable } from "./catalog.ts";
 
 /** The catalog in DynamoDB: pk `db#<databaseId>`, sk `backup#<backupId>`. */
@@ -32,5 +32,26 @@ export class DynamoCatalogTable implements CatalogTable {
       start = out.LastEvaluatedKey;
     } while (start);
     return items;
+  }
+
+  /** A scan of the keys only: the catalog holds one small item per backup. */
+  async databaseIds(): Promise<string[]> {
+    const ids = new Set<string>();
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          ProjectionExpression: "pk",
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        const pk = String(item.pk ?? "");
+        if (pk.startsWith("db#")) ids.add(pk.slice(3));
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return [...ids].sort();
   }
 }

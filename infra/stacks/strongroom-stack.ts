@@ -93,6 +93,10 @@ export class StrongroomStack extends Stack {
     new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
     new CfnOutput(this, "RestoreFlowArn", { value: this.restoreFlow.stateMachine.stateMachineArn });
     new CfnOutput(this, "AuditTable", { value: this.tables.audit.tableName, description: "--audit-table for the CLI" });
+    new CfnOutput(this, "CatalogTable", {
+      value: this.tables.catalog.tableName,
+      description: "--table for strongroom status (and catalog rebuild)",
+    });
   }
 
   private taskArn(tasks: Map<string, { taskDefinitionArn: string }>, id: string): string {

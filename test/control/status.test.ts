@@ -1,8 +1,11 @@
 import { describe, expect, it } from "vitest";
+import { catalogRecord } from "#core/catalog/catalog.ts";
+import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { newBackupId } from "#core/keys.ts";
 import { assessStatus } from "#core/status.ts";
-import { sampleVerification, writeBackup, writeVerification } from "../helpers/backups.ts";
+import { sampleManifest, sampleVerification, writeBackup, writeVerification } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
+import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore } from "../helpers/fixture.ts";
 
 const NOW = new Date("2026-11-21T12:00:00Z");
@@ -103,6 +106,41 @@ describe("strongroom status", () => {
     });
     expect(strict.code).toBe(1);
     expect(strict.stderr).toContain("shop: last successful verification was 1h ago (limit 30m)");
+  });
+
+  it("reads the deployed catalog with --table: the same verdicts without listing the bucket", async () => {
+    const table = await createTable(dynamoClient(), "catalog");
+    const catalog = new DynamoCatalogTable(dynamoClient(), table);
+    const now = new Date();
+    const verifiedManifest = sampleManifest("cshop", new Date(now.getTime() - 2 * HOUR));
+    await catalog.put(
+      catalogRecord(verifiedManifest, [
+        sampleVerification("cshop", verifiedManifest.backupId, new Date(now.getTime() - HOUR), true),
+      ]),
+    );
+    const failedManifest = sampleManifest("cbilling", new Date(now.getTime() - 3 * HOUR));
+    await catalog.put(
+      catalogRecord(failedManifest, [
+        sampleVerification("cbilling", failedManifest.backupId, new Date(now.getTime() - HOUR), false),
+      ]),
+    );
+    const r = await runCli(["status", "--table", table, "--json"]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout).map((s: { databaseId: string; ready: boolean }) => [s.databaseId, s.ready])).toEqual([
+      ["cbilling", false],
+      ["cshop", true],
+    ]);
+    expect(r.stderr).toContain(
+      `cbilling: no successful verification; last verification (of ${failedManifest.backupId}) failed (its result in the store says which check)`,
+    );
+    const shopOnly = await runCli(["status", "--table", table, "--database-id", "cshop"]);
+    expect(shopOnly.code, shopOnly.stderr).toBe(0);
+  });
+
+  it("reads one of --store or --table, and says so", async () => {
+    const r = await runCli(["status"], { STRONGROOM_STORE: "" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("status reads one of --store or --table");
   });
 
   it("refuses a malformed age as a usage error", async () => {

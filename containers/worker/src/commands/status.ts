@@ -1,13 +1,16 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
-import { NotReadyError } from "#core/errors.ts";
+import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
+import { NotReadyError, UsageError } from "#core/errors.ts";
 import { parseDuration } from "#core/gc.ts";
-import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
+import { type DatabaseStatus, DEFAULT_LIMITS, readStatus, readStatusFromCatalog } from "#core/status.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { type CliContext, printResult, table } from "./context.ts";
-import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
+import { databaseIdOption, jsonOption } from "./options.ts";
 
 interface StatusFlags {
-  store: string;
+  store?: string;
+  table?: string;
   databaseId?: string;
   maxVerifyAge: string;
   maxBackupAge: string;
@@ -27,7 +30,12 @@ export function statusCommand(parent: Command, ctx: CliContext): void {
     .description(
       "per database: the newest backup, the newest verified one, the last verification; exit 1 when not ready",
     )
-    .addOption(storeOption())
+    .addOption(new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]").env("STRONGROOM_STORE"))
+    .addOption(
+      new Option("--table <name>", "read the deployed catalog table instead of the store (DynamoDB)").env(
+        "STRONGROOM_CATALOG_TABLE",
+      ),
+    )
     .addOption(databaseIdOption("only this database (default: every database in the store)"))
     .addOption(
       new Option("--max-verify-age <duration>", "not ready when the newest successful verification is older")
@@ -49,7 +57,8 @@ per day (UTC, oldest first): V verified, F verification failed, b backup only, .
 
 Examples:
   $ strongroom status --store s3://acme-backups/pg
-  $ strongroom status --store file:///var/backups/pg --database-id shop --max-verify-age 2d --json`,
+  $ strongroom status --store file:///var/backups/pg --database-id shop --max-verify-age 2d --json
+  $ strongroom status --table strongroom-TablesCatalog… (deployed: the catalog VerifyFlow and BackupFlow keep)`,
     )
     .action(async (o: StatusFlags) => {
       const limits = {
@@ -60,11 +69,15 @@ Examples:
           ? parseDuration(o.maxBackupAge, "--max-backup-age")
           : DEFAULT_LIMITS.maxBackupAgeMs,
       };
-      const statuses = await readStatus(openStore(o.store), {
-        ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-        now: new Date(),
-        limits,
-      });
+      const scope = { ...(o.databaseId ? { databaseId: o.databaseId } : {}), now: new Date(), limits };
+      if (!o.store === !o.table) {
+        throw new UsageError("status reads one of --store or --table", {
+          hint: "--store URL (local or S3), or --table NAME (the deployed catalog; its AuditTable's sibling in the stack outputs)",
+        });
+      }
+      const statuses = o.table
+        ? await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table), scope)
+        : await readStatus(openStore(o.store as string), scope);
       printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
       const notReady = statuses.filter((s) => !s.ready);
       if (statuses.length === 0 || notReady.length > 0) {
