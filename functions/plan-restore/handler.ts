@@ -1,8 +1,8 @@
 import { S3Client } from "@aws-sdk/client-s3";
-import { resolveBackup } from "#core/backup-index.ts";
 import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
 import { planRestore, type TaskPlan } from "#core/flows/plan.ts";
-import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { latestIn } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
 /**
@@ -21,10 +21,7 @@ export interface Deps {
 
 export const createHandler = (deps: Deps) =>
   lambda<unknown, TaskPlan & { target: string }>(schema, async (input) =>
-    planRestore(deps.settings(), input, async (databaseId) => {
-      const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-      return (await resolveBackup(store, "latest", databaseId)).manifest.backupId;
-    }),
+    planRestore(deps.settings(), input, latestIn(deps.s3, deps.storeUrl)),
   );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */

@@ -1,9 +1,9 @@
 import { S3Client } from "@aws-sdk/client-s3";
-import { resolveBackup } from "#core/backup-index.ts";
 import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
 import { planVerify, type TaskPlan } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
-import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { latestIn } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** VerifyFlow's first state: which backup (latest resolved), which task definition, which argv. */
@@ -25,10 +25,7 @@ export interface Deps {
 
 export const createHandler = (deps: Deps) =>
   lambda<{ databaseId: string; backupId?: string }, TaskPlan>(schema, async (input) =>
-    planVerify(deps.settings(), input, async (databaseId) => {
-      const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-      return (await resolveBackup(store, "latest", databaseId)).manifest.backupId;
-    }),
+    planVerify(deps.settings(), input, latestIn(deps.s3, deps.storeUrl)),
   );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */

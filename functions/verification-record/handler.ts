@@ -1,14 +1,12 @@
-import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { S3Client } from "@aws-sdk/client-s3";
+import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { readManifest } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { NotFoundError } from "#core/errors.ts";
-import { METRICS_NAMESPACE, VERIFICATION_OK, VERIFY_RESTORE_SECONDS } from "#core/flows/metrics.ts";
-import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
-import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { VERIFICATION_OK, VERIFY_RESTORE_SECONDS } from "#core/flows/metrics.ts";
+import { S3Store } from "#core/store/s3-store.ts";
 import { listVerifications } from "#core/verification.ts";
+import { type BackupRef, backupRefSchema, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
 /**
@@ -16,28 +14,9 @@ import { lambda } from "../common/lambda.ts";
  * record: the task claimed success without writing one), put the catalog item with it,
  * and emit the restore time and the outcome as metrics (CloudWatch EMF).
  */
-export interface VerificationRecordInput {
-  databaseId: string;
-  backupId: string;
-}
-
-export const schema = {
-  type: "object",
-  additionalProperties: false,
-  required: ["databaseId", "backupId"],
-  properties: {
-    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
-    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
-  },
-};
-
-export interface Deps {
-  s3: S3Client;
-  dynamodb: DynamoDBClient;
-  storeUrl: string;
-  tableName: string;
-  metrics?: Metrics;
-}
+export type VerificationRecordInput = BackupRef;
+export const schema = backupRefSchema;
+export type Deps = CatalogDeps;
 
 export const createHandler = (deps: Deps) =>
   lambda<VerificationRecordInput, Pick<CatalogItem, "pk" | "sk"> & { ok: boolean; at: string; restoreSeconds: number }>(
@@ -70,12 +49,6 @@ export const createHandler = (deps: Deps) =>
   );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
-export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
-  metrics: new Metrics({ namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE, serviceName: "strongroom" }),
-  s3: new S3Client(s3ClientConfigFromEnv(env)),
-  dynamodb: new DynamoDBClient({}),
-  storeUrl: env.STORE_URL ?? "",
-  tableName: env.CATALOG_TABLE ?? "",
-});
+export const depsFromEnv = catalogDepsFromEnv;
 
 export const handler = createHandler(depsFromEnv());
