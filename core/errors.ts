@@ -30,6 +30,7 @@ export const ERROR_NAMES = [
   "VerificationFailedError",
   "ScratchClusterError",
   "NotReadyError",
+  "TableNotFoundError",
   "DumpFailedError",
   "RestoreFailedError",
   "TargetNotEmptyError",
@@ -176,6 +177,11 @@ export class VerificationFailedError extends StrongroomError {
 /** `status`: a database's backups or verifications are too old, or its last verification failed. */
 export class NotReadyError extends StrongroomError {
   override name = "NotReadyError" as const;
+}
+
+/** recover-table: a table asked for is not in the backup (the hint lists close matches). */
+export class TableNotFoundError extends StrongroomError {
+  override name = "TableNotFoundError" as const;
 }
 
 /** A throwaway cluster (initdb, then the server) could not be created or started. */

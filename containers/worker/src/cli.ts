@@ -10,6 +10,7 @@ import { listCommand } from "./commands/list.ts";
 import { settleOptions } from "./commands/options.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { pruneCommand } from "./commands/prune.ts";
+import { recoverTableCommand } from "./commands/recover-table.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { statusCommand } from "./commands/status.ts";
 import { verifyCommand } from "./commands/verify.ts";
@@ -27,6 +28,7 @@ const COMMANDS = [
   backupCommand,
   listCommand,
   restoreCommand,
+  recoverTableCommand,
   verifyCommand,
   statusCommand,
   auditCommand,

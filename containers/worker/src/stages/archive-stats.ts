@@ -52,12 +52,28 @@ const END_OF_COPY = Buffer.from("\\.\n\n\n");
 const BLK_DATA = 1;
 const BLK_BLOBS = 3;
 
-interface TocEntry {
+/** One table-of-contents entry, as pg_dump wrote it. */
+export interface TocEntry {
   dumpId: number;
   desc: string;
   namespace: string;
   tag: string;
   owner: string;
+  /** The SQL that creates the object. */
+  defn: string;
+  /** For TABLE DATA: `COPY schema.name (columns) FROM stdin;`. */
+  copyStmt: string;
+}
+
+/**
+ * Taking data out of the archive as it streams past (recover-table): once the TOC is
+ * read, `onToc` says which data blocks to capture (it may prepare their destination
+ * first); each captured block's COPY text, without its end-of-copy marker, goes to
+ * `write` in order, waited for (backpressure) before the tap passes its input on.
+ */
+export interface ArchiveCapture {
+  onToc(entries: TocEntry[]): Promise<Set<number>>;
+  write(entry: TocEntry, data: Buffer): Promise<void>;
 }
 
 class Cursor {
@@ -117,6 +133,16 @@ const BLOB_OID = 5;
 
 /** A pass-through tap; `result()` is valid after the stream has finished. */
 export class ArchiveStatsTap extends Transform {
+  private readonly capture: ArchiveCapture | undefined;
+  /** The dump ids to capture, once `capture.onToc` has answered. */
+  private captureIds: Set<number> | undefined;
+  private captured: Array<{ entry: TocEntry; data: Buffer }> = [];
+
+  constructor(capture?: ArchiveCapture) {
+    super();
+    this.capture = capture;
+  }
+
   private state = HEAD;
   private dumpId = 0;
   private inBlobs = false;
@@ -147,7 +173,36 @@ export class ArchiveStatsTap extends Transform {
         this.failure = err instanceof Error ? err : new Error(String(err));
       }
     }
-    callback(null, chunk);
+    if (!this.capture) {
+      callback(null, chunk);
+      return;
+    }
+    // Capturing: an archive we cannot read is an error, not a fallback.
+    if (this.failure) {
+      callback(this.failure);
+      return;
+    }
+    this.deliver().then(
+      () => callback(null, chunk),
+      (err: Error) => callback(err),
+    );
+  }
+
+  /** Asks which blocks to capture once the TOC is in, then hands over what was captured, in order. */
+  private async deliver(): Promise<void> {
+    const capture = this.capture as ArchiveCapture;
+    if (this.captureIds === undefined && this.state !== HEAD) {
+      this.captureIds = await capture.onToc([...this.toc.values()]);
+      // The data after the TOC was held back until the answer: read it now.
+      const rest = this.carry;
+      this.carry = Buffer.alloc(0);
+      if (rest.length > 0) this.readData(rest);
+    }
+    for (;;) {
+      const next = this.captured.shift();
+      if (!next) return;
+      await capture.write(next.entry, next.data);
+    }
   }
 
   override _flush(callback: TransformCallback): void {
@@ -197,6 +252,15 @@ export class ArchiveStatsTap extends Transform {
       }
       buf = buf.subarray(c.pos);
       this.state = BLOCK;
+      if (this.capture && this.captureIds === undefined) {
+        // Which blocks to capture is not known yet (deliver() asks, then reads this).
+        this.carry = Buffer.from(buf);
+        return;
+      }
+    }
+    if (this.capture && this.captureIds === undefined) {
+      this.carry = this.carry.length > 0 ? Buffer.concat([this.carry, buf]) : Buffer.from(buf);
+      return;
     }
     this.readData(buf);
   }
@@ -237,7 +301,7 @@ export class ArchiveStatsTap extends Transform {
       const section = cur.int();
       const defn = cur.str() ?? "";
       cur.str();
-      cur.str();
+      const copyStmt = cur.str() ?? "";
       const namespace = cur.str() ?? "";
       cur.str();
       if (vmin >= 14) cur.str();
@@ -246,7 +310,7 @@ export class ArchiveStatsTap extends Transform {
       cur.str();
       while (cur.str() !== null);
       cur.skip(1 + offSize);
-      toc.set(dumpId, { dumpId, desc, namespace, tag, owner });
+      toc.set(dumpId, { dumpId, desc, namespace, tag, owner, defn, copyStmt });
       fingerprint.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
       if (isStructure(desc, tag, section)) structure.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
       if (/CONSTRAINT$/.test(desc) && /\bNOT VALID;\s*$/.test(defn)) notValid.push(`${namespace}.${tag}`);
@@ -271,6 +335,9 @@ export class ArchiveStatsTap extends Transform {
       const state = this.state;
       if (state === CHUNK_BODY) {
         const stop = Math.min(end, pos + this.left);
+        if (!this.inBlobs && this.captureIds?.has(this.dumpId)) {
+          this.captured.push({ entry: this.toc.get(this.dumpId) as TocEntry, data: buf.subarray(pos, stop) });
+        }
         if (!this.inBlobs) {
           // A chunk is usually one row ending in LF: find it, and scan further only if not.
           let at = buf.indexOf(10, pos);
@@ -295,6 +362,9 @@ export class ArchiveStatsTap extends Transform {
           let lines = 0;
           for (const b of this.short) if (b === 10) lines++;
           this.blockRows += lines;
+          if (this.captureIds?.has(this.dumpId)) {
+            this.captured.push({ entry: this.toc.get(this.dumpId) as TocEntry, data: Buffer.from(this.short) });
+          }
         }
         this.state = CHUNK_LEN;
         continue;
