@@ -6,7 +6,7 @@ import { getBytes } from "#core/store/object-store.ts";
 import { parseTableName } from "#worker/pg/table-name.ts";
 import { runCli } from "../helpers/cli.ts";
 import { identityFile, newStore, type StoreUnderTest } from "../helpers/fixture.ts";
-import { loadRichDatabase, sql } from "../helpers/pg.ts";
+import { dbUrl, loadRichDatabase, sql } from "../helpers/pg.ts";
 
 /**
  * recover-table against a real PostgreSQL: one backup of the rich fixture (schemas,
@@ -165,6 +165,69 @@ describe("strongroom recover-table", () => {
     expect(r.stderr).toMatch(/dump\.pgc\.zst\.age: age payload chunk \d+ failed authentication/);
     // It was created and loaded in the transaction that rolled back: it is not there.
     expect(await exists("sales", "customers_damaged")).toBe(false);
+  }, 60_000);
+});
+
+describe("strongroom export-schema", () => {
+  it("restores one schema (a tenant) with its data into a database that lacks it, and counts every table", async () => {
+    const target = `tenant_${process.pid}`;
+    const r = await runCli(["export-schema", "--identity", key.file, "--schema", "sales", "--create", "--json"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: dbUrl(pgUrl, target),
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ schema: "sales", backupId });
+    const there = await sql<{ nspname: string }>(
+      dbUrl(pgUrl, target),
+      "select nspname from pg_namespace where nspname !~ '^(pg_|information_schema)' order by 1",
+    );
+    // The tenant's schema and nothing of the others (public is every database's own).
+    expect(there.map((n) => n.nspname)).toEqual(["public", "sales"]);
+    expect(await sql(dbUrl(pgUrl, target), "select count(*)::int as n from sales.customers")).toEqual(
+      await sql(db.url, "select count(*)::int as n from sales.customers"),
+    );
+
+    const again = await runCli(["export-schema", "--identity", key.file, "--schema", "sales"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: dbUrl(pgUrl, target),
+    });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('schema "sales" already exists in');
+    expect(again.stderr).toContain("[TargetNotEmptyError]");
+  }, 60_000);
+
+  it("proves the whole stored dump before a selective restore that stops reading early: a damaged one restores nothing", async () => {
+    const damaged = await newStore("file");
+    for (const role of ["manifest", "stats", "roles", "dump"] as const) {
+      const k = objectKey("rich", backupId, role);
+      const bytes = await getBytes(store.store, k);
+      // Far past the sales schema's data: a consumer that stops early would never see it.
+      if (role === "dump") bytes[bytes.length - 50] = ((bytes[bytes.length - 50] as number) ^ 1) & 0xff;
+      await damaged.store.putIfAbsent(k, bytes);
+    }
+    const target = `tenant_damaged_${process.pid}`;
+    const r = await runCli(
+      ["export-schema", "--identity", key.file, "--schema", "sales", "--create", "--audit", "none"],
+      {
+        STRONGROOM_STORE: damaged.url,
+        STRONGROOM_TARGET_URL: dbUrl(pgUrl, target),
+      },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/dump\.pgc\.zst\.age does not match its manifest .*\[IntegrityError\]/);
+    const there = await sql(dbUrl(pgUrl, target), "select 1 from pg_namespace where nspname = 'sales'");
+    expect(there).toHaveLength(0);
+  }, 60_000);
+
+  it("names the schemas the backup has when asked for one it lacks", async () => {
+    const target = `tenant_none_${process.pid}`;
+    const r = await runCli(["export-schema", "--identity", key.file, "--schema", '"Sales"', "--create"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: dbUrl(pgUrl, target),
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('schema "Sales" is not in this backup [NotFoundError]');
+    expect(r.stderr).toMatch(/HINT: schemas in the backup: .*sales/);
   }, 60_000);
 });
 

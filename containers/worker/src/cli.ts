@@ -4,6 +4,7 @@ import { auditCommand } from "./commands/audit.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { catalogCommand } from "./commands/catalog.ts";
 import type { CliContext } from "./commands/context.ts";
+import { exportSchemaCommand } from "./commands/export-schema.ts";
 import { gcCommand } from "./commands/gc.ts";
 import { keygenCommand } from "./commands/keygen.ts";
 import { listCommand } from "./commands/list.ts";
@@ -29,6 +30,7 @@ const COMMANDS = [
   listCommand,
   restoreCommand,
   recoverTableCommand,
+  exportSchemaCommand,
   verifyCommand,
   statusCommand,
   auditCommand,

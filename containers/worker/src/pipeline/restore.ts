@@ -1,8 +1,8 @@
 import { createWriteStream } from "node:fs";
-import { mkdtemp, rm, statfs } from "node:fs/promises";
+import { mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { PassThrough, Transform, type Writable } from "node:stream";
+import { PassThrough, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
@@ -13,6 +13,7 @@ import {
   IntegrityError,
   ManifestError,
   MissingRolesError,
+  NotFoundError,
   RestoreFailedError,
   RowCountMismatchError,
   StagingError,
@@ -28,11 +29,12 @@ import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
-import { describeExit, spawnTool } from "../pg/tool-process.ts";
+import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
+import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
-import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
+import { assertMatches, assertStoredObject, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
 
 /** What every job that reads one backup takes: restore, verify. */
 export interface BackupJobOptions {
@@ -61,6 +63,12 @@ export interface RestoreOptions extends BackupJobOptions {
   noOwner?: boolean;
   /** Where --jobs stages the archive. @default os.tmpdir() */
   stagingDir?: string;
+  /**
+   * Restore only this schema (a tenant): the schema itself, everything in it, its data,
+   * comments and grants, chosen from the archive's TOC as it streams past (pg_restore's
+   * own -n restores the objects but not the schema). The target must not have it yet.
+   */
+  schema?: string;
   /** A pass-through stage the plain archive flows through on its way to pg_restore (verify reads the TOC). */
   tap?: Transform;
   /** Compare row counts with the backup's afterwards. @default true (verify runs its own, fuller check) */
@@ -133,6 +141,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       hint: "restore with --jobs into a new, empty database (then swap names), or use --clean serially, where a failure rolls back",
     });
   }
+  if (options.schema !== undefined && (options.clean || (options.jobs ?? 1) > 1)) {
+    throw new UsageError("a single schema is restored serially into a database that lacks it: no --clean, no --jobs", {
+      hint: "drop the schema on the target first if it is to be replaced",
+    });
+  }
   const started = performance.now();
   const { manifest, sha256 } = await resolveBackup(store, options.backup, options.databaseId);
   log.info("restoring backup", {
@@ -146,7 +159,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       kind: "restore",
       job: { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
       now: options.now ?? (() => new Date()),
-      start: { target: describeConn(target), jobs: options.jobs ?? 1 },
+      start: {
+        target: describeConn(target),
+        jobs: options.jobs ?? 1,
+        ...(options.schema !== undefined ? { kind: "schema" } : {}),
+      },
       ok: (result) => ({ target: result.target, tables: result.tables, rows: result.rows, seconds: result.seconds }),
     },
     async () => {
@@ -184,7 +201,14 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       `a PostgreSQL ${server.version} target and a pg_dump ${manifest.pgDump.version} archive`,
       env,
     );
-    if (!options.clean) {
+    if (options.schema !== undefined) {
+      const has = await client.query("select 1 from pg_namespace where nspname = $1", [options.schema]);
+      if ((has.rowCount ?? 0) > 0) {
+        throw new TargetNotEmptyError(`schema ${JSON.stringify(options.schema)} already exists in ${target.database}`, {
+          hint: "restore the schema into a database that lacks it, or drop it there first",
+        });
+      }
+    } else if (!options.clean) {
       const n = await userObjectCount(client);
       if (n > 0) {
         throw new TargetNotEmptyError(`target database ${target.database} already holds ${n} user objects`, {
@@ -212,15 +236,25 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
     }
 
     await assertStoredSize(store, manifestObject(manifest, "dump"));
+    if (options.schema !== undefined) {
+      // A selective pg_restore commits once it has read the last block it wants, before
+      // the end of the dump: so the whole stored object is proven first (read and hashed,
+      // nothing decrypted), rather than held back at its end as a full restore does.
+      await assertStoredObject(store, manifestObject(manifest, "dump"), options.signal);
+    }
     const dumpBytes = await (options.jobs && options.jobs > 1
       ? restoreStaged(options, manifest, bin.dir, options.jobs)
       : restoreStreaming(options, manifest, bin.dir));
-    const rows = options.rowCounts === false ? 0 : await checkRowCounts(client, stats);
+    const counted =
+      options.schema === undefined
+        ? stats
+        : { ...stats, tables: stats.tables.filter((t) => t.schema === options.schema) };
+    const rows = options.rowCounts === false ? 0 : await checkRowCounts(client, counted);
     const result: RestoreResult = {
       databaseId: manifest.databaseId,
       backupId: manifest.backupId,
       target: describeConn(target),
-      tables: stats.tables.length,
+      tables: counted.tables.length,
       rows,
       dumpBytes,
       seconds: (performance.now() - started) / 1000,
@@ -247,7 +281,12 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
  * file (the recipient is public), so nothing else would stop it. Held back, it never
  * reaches the end of its input: pg_restore, in one transaction, never commits it.
  */
-async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writable): Promise<number> {
+async function fetchDump(
+  options: RestoreOptions,
+  manifest: Manifest,
+  sink: Writable,
+  select: Transform = new PassThrough(),
+): Promise<number> {
   const entry = manifestObject(manifest, "dump");
   const storedTap = sha256Tap();
   let plainBytes = 0;
@@ -282,6 +321,7 @@ async function fetchDump(options: RestoreOptions, manifest: Manifest, sink: Writ
       ageDecrypt(options.identities),
       zstdDecompressFrames(),
       options.tap ?? new PassThrough(),
+      select,
       holdBack,
       sink,
       options.signal ? { signal: options.signal } : {},
@@ -329,28 +369,127 @@ export async function assertCommittedManifest(
 }
 
 async function restoreStreaming(options: RestoreOptions, manifest: Manifest, binDir: string): Promise<number> {
-  const proc = spawnTool(
-    `${binDir}/pg_restore`,
-    restoreArgs(options, options.target.database, true),
-    libpqEnv(options.target, "strongroom-restore"),
-    { stdin: "pipe", stdout: "ignore", ...(options.signal ? { signal: options.signal } : {}) },
-  );
+  let proc: ToolProcess | undefined;
+  const start = (extra: string[]) => {
+    proc = spawnTool(
+      `${binDir}/pg_restore`,
+      [...restoreArgs(options, options.target.database, true), ...extra],
+      libpqEnv(options.target, "strongroom-restore"),
+      { stdin: "pipe", stdout: "ignore", ...(options.signal ? { signal: options.signal } : {}) },
+    );
+    return proc;
+  };
+  let sink: Writable;
+  let select: Transform | undefined;
+  let listDir: string | undefined;
+  const schema = options.schema;
+  if (schema === undefined) {
+    sink = start([]).child.stdin as Writable;
+  } else {
+    // pg_restore starts once the TOC has been read and the schema's entries listed.
+    listDir = await mkdtemp(path.join(tmpdir(), "strongroom-list-"));
+    const listFile = path.join(listDir, "list");
+    select = new ArchiveStatsTap({
+      onToc: async (entries) => {
+        const chosen = schemaEntries(entries, schema);
+        await writeFile(listFile, `${chosen.map((e) => `${e.dumpId};`).join("\n")}\n`, { mode: 0o600 });
+        start([`--use-list=${listFile}`]);
+        return new Set();
+      },
+      write: async () => undefined,
+    });
+    sink = laterStdin(() => proc);
+  }
   let fetched: number;
   try {
-    fetched = await fetchDump(options, manifest, proc.child.stdin as Writable);
+    fetched = await fetchDump(options, manifest, sink, select);
   } catch (err) {
-    proc.child.kill("SIGTERM");
-    const exit = await proc.exited;
+    const running = proc as ToolProcess | undefined;
+    if (!running) throw err;
+    running.child.kill("SIGTERM");
+    const exit = await running.exited;
     if (options.signal?.aborted) throw new AbortedError("restore aborted", { cause: err });
     // pg_restore dying first shows up here as EPIPE; its own message is the useful one.
     if (exit.code !== 0 && (err as { code?: string }).code === "EPIPE") {
-      throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${proc.stderr()}`, { cause: err });
+      throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${running.stderr()}`, { cause: err });
     }
     throw err;
+  } finally {
+    if (listDir) await rm(listDir, { recursive: true, force: true });
   }
-  const exit = await proc.exited;
-  if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${proc.stderr()}`);
+  const done = proc as ToolProcess | undefined;
+  if (!done) throw new RestoreFailedError("pg_restore never started: the archive has no table of contents");
+  const exit = await done.exited;
+  if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${done.stderr()}`);
   return fetched;
+}
+
+/**
+ * The entries of one schema, in TOC order: the schema, every object in it (with its
+ * data, comments and grants), and the comments, labels and grants on the schema itself.
+ * A schema that is not in the backup is refused, naming those that are.
+ */
+function schemaEntries(entries: TocEntry[], schema: string): TocEntry[] {
+  if (!entries.some((e) => e.desc === "SCHEMA" && e.tag === schema)) {
+    const schemas = entries.filter((e) => e.desc === "SCHEMA").map((e) => e.tag);
+    throw new NotFoundError(`schema ${JSON.stringify(schema)} is not in this backup`, {
+      hint: `schemas in the backup: ${schemas.join(", ") || "none but public"}`,
+    });
+  }
+  const onSchema = new Set([`SCHEMA ${schema}`, `SCHEMA "${schema.replaceAll('"', '""')}"`]);
+  return entries.filter(
+    (e) =>
+      (e.desc === "SCHEMA" && e.tag === schema) ||
+      e.namespace === schema ||
+      (e.namespace === "" && onSchema.has(e.tag)),
+  );
+}
+
+/**
+ * pg_restore's stdin, once it has been started; each write waits until the pipe took it.
+ * A selective pg_restore closes its input once it has what it wants: the rest of the
+ * dump is then read on (the stream's checks still run) and dropped, and pg_restore's own
+ * exit code says whether it succeeded.
+ */
+function laterStdin(proc: () => ToolProcess | undefined): Writable {
+  let closed = false;
+  const stdin = () => {
+    const s = proc()?.child.stdin;
+    if (!s) throw new Error("pg_restore has not started");
+    // A pipe closed by a pg_restore that exited arrives through the write callback; the
+    // stream's own 'error' event must not go unheard.
+    if (s.listenerCount("error") === 0) s.on("error", () => undefined);
+    return s;
+  };
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (closed) {
+        callback();
+        return;
+      }
+      try {
+        stdin().write(chunk, (err) => {
+          if ((err as NodeJS.ErrnoException | null | undefined)?.code === "EPIPE") {
+            closed = true;
+            callback();
+          } else callback(err ?? undefined);
+        });
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+    final(callback) {
+      if (closed) {
+        callback();
+        return;
+      }
+      try {
+        stdin().end(() => callback());
+      } catch (err) {
+        callback(err as Error);
+      }
+    },
+  });
 }
 
 /**

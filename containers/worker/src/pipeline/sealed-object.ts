@@ -89,6 +89,33 @@ export async function naming<T>(entry: ManifestObject, work: () => Promise<T>): 
   }
 }
 
+/**
+ * Reads a whole stored object and checks its size and SHA-256 against the manifest,
+ * decrypting nothing: proof that the object is the committed one before a consumer that
+ * may stop reading early (a selective pg_restore) gets it.
+ */
+export async function assertStoredObject(
+  store: ObjectStore,
+  entry: ManifestObject,
+  signal?: AbortSignal,
+): Promise<void> {
+  await assertStoredSize(store, entry);
+  const storedTap = sha256Tap();
+  await naming(entry, async () =>
+    pipeline(
+      await store.get(entry.key, signal ? { signal } : {}),
+      storedTap,
+      new Writable({
+        write(_chunk, _encoding, callback) {
+          callback();
+        },
+      }),
+      signal ? { signal } : {},
+    ),
+  );
+  assertMatches(entry, storedTap.result());
+}
+
 /** Fetches, verifies against the manifest and decrypts a small object. */
 export async function getSealed(
   store: ObjectStore,
