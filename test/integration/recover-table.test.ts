@@ -219,6 +219,64 @@ describe("strongroom export-schema", () => {
     expect(there).toHaveLength(0);
   }, 60_000);
 
+  it("--out writes the schema as a backup of its own, encrypted to another key, that restore reads back", async () => {
+    const out = await newStore("file");
+    const receiver = await identityFile();
+    const r = await runCli(
+      [
+        "export-schema",
+        "--identity",
+        key.file,
+        "--schema",
+        "sales",
+        "--out",
+        out.url,
+        "--recipient",
+        receiver.recipient,
+        "--json",
+      ],
+      { STRONGROOM_STORE: store.url },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const exported = JSON.parse(r.stdout);
+    expect(exported).toMatchObject({ schema: "sales", from: { databaseId: "rich", backupId } });
+    expect(exported.manifest.databaseId).toBe("rich.sales");
+    expect(exported.manifest.recipients).toEqual([receiver.recipient]);
+
+    // The receiver restores it with their own key, as any backup; the original key cannot.
+    const target = `handover_${process.pid}`;
+    const restored = await runCli(["restore", "--identity", receiver.file, "--create", "--json"], {
+      STRONGROOM_STORE: out.url,
+      STRONGROOM_TARGET_URL: dbUrl(pgUrl, target),
+    });
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await sql(dbUrl(pgUrl, target), "select count(*)::int as n from sales.orders")).toEqual(
+      await sql(db.url, "select count(*)::int as n from sales.orders"),
+    );
+    const wrongKey = await runCli(["restore", "--identity", key.file, "--create"], {
+      STRONGROOM_STORE: out.url,
+      STRONGROOM_TARGET_URL: dbUrl(pgUrl, `${target}_x`),
+    });
+    expect(wrongKey.code).toBe(1);
+  }, 120_000);
+
+  it("takes exactly one of --target and --out, and --out only with a recipient", async () => {
+    const none = await runCli(["export-schema", "--identity", key.file, "--schema", "sales"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: "",
+    });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain(
+      "export-schema takes one of --target (restore it there) or --out (write a backup of it)",
+    );
+    const bare = await runCli(["export-schema", "--identity", key.file, "--schema", "sales", "--out", store.url], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_RECIPIENTS: "",
+    });
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain("--out needs --recipient");
+  });
+
   it("names the schemas the backup has when asked for one it lacks", async () => {
     const target = `tenant_none_${process.pid}`;
     const r = await runCli(["export-schema", "--identity", key.file, "--schema", '"Sales"', "--create"], {

@@ -3,6 +3,7 @@ import { UsageError } from "#core/errors.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { parsePgUrl } from "../pg/conn.ts";
 import { scanIdentifiers } from "../pg/table-name.ts";
+import { exportSchema } from "../pipeline/export-schema.ts";
 import { restore } from "../pipeline/restore.ts";
 import { auditFor, type CliContext, count, printResult, withProgress } from "./context.ts";
 import {
@@ -13,6 +14,7 @@ import {
   identitiesFrom,
   identityOption,
   jsonOption,
+  splitList,
   storeOption,
 } from "./options.ts";
 
@@ -22,7 +24,10 @@ interface ExportSchemaFlags {
   identity?: string;
   databaseId?: string;
   schema: string;
-  target: string;
+  target?: string;
+  out?: string;
+  recipient?: string[];
+  outDatabaseId?: string;
   create?: boolean;
   owner: boolean;
   audit: string;
@@ -33,7 +38,9 @@ interface ExportSchemaFlags {
 export function exportSchemaCommand(parent: Command, ctx: CliContext): void {
   parent
     .command("export-schema")
-    .description("restore one schema (a tenant) of a backup into a database that lacks it")
+    .description(
+      "one schema (a tenant) of a backup: restored into a database that lacks it, or written as a backup of its own",
+    )
     .addOption(storeOption())
     .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
     .addOption(identityOption())
@@ -45,9 +52,24 @@ export function exportSchemaCommand(parent: Command, ctx: CliContext): void {
       ).makeOptionMandatory(),
     )
     .addOption(
-      new Option("--target <url>", "postgres:// URL of the database to restore it into (it must not have the schema)")
-        .env("STRONGROOM_TARGET_URL")
-        .makeOptionMandatory(),
+      new Option(
+        "--target <url>",
+        "postgres:// URL of the database to restore it into (it must not have the schema)",
+      ).env("STRONGROOM_TARGET_URL"),
+    )
+    .addOption(
+      new Option(
+        "--out <store>",
+        "instead: write it as a new backup into this store (file:///… or s3://…), which strongroom restore reads",
+      ),
+    )
+    .addOption(
+      new Option("--recipient <age1…>", "with --out: age public key to encrypt the export to; repeat for several")
+        .argParser(splitList)
+        .env("STRONGROOM_RECIPIENTS"),
+    )
+    .addOption(
+      new Option("--out-database-id <id>", "with --out: the export's database id (default: <database>.<schema>)"),
     )
     .addOption(flagOption("--create", "create the target database first when it does not exist", "STRONGROOM_CREATE"))
     .addOption(flagOption("--no-owner", "restore without owners and grants", "STRONGROOM_NO_OWNER"))
@@ -62,8 +84,13 @@ the backup's table of contents as it streams past, restored in one transaction, 
 checked table by table against the backup's row counts. Objects in other schemas that it
 depends on (a foreign key to public.users, an extension) must already be in the target.
 
+With --out, the schema is restored into a throwaway cluster of the backup's major and
+backed up from there into the store given, encrypted to --recipient: a backup like any
+other (strongroom list, restore and verify read it; so does age -d | zstd -d | pg_restore).
+
 Examples:
-  $ strongroom export-schema --store s3://acme-backups/pg --identity id.txt --schema tenant_42 --target postgres://localhost/tenant_42 --create`,
+  $ strongroom export-schema --store s3://acme-backups/pg --identity id.txt --schema tenant_42 --target postgres://localhost/tenant_42 --create
+  $ strongroom export-schema --store s3://acme-backups/pg --identity id.txt --schema tenant_42 --out s3://tenant-handover/42 --recipient age1…`,
     )
     .action(async (o: ExportSchemaFlags) => {
       const scanned = scanIdentifiers(o.schema, 0);
@@ -73,16 +100,52 @@ Examples:
         });
       }
       const schema = scanned.parts[0] as string;
+      if (!o.target === !o.out) {
+        throw new UsageError("export-schema takes one of --target (restore it there) or --out (write a backup of it)", {
+          hint: "strongroom export-schema --help shows both",
+        });
+      }
+      if (o.out && !o.recipient?.length) {
+        throw new UsageError("--out needs --recipient: the export is encrypted like any backup", {
+          hint: "pass the public key (age1…) of whoever receives it; repeat for several",
+        });
+      }
       const identities = await identitiesFrom(o.identity, "export-schema");
       const store = openStore(o.store);
       const audit = auditFor(store, o);
+      if (o.out) {
+        const out = openStore(o.out);
+        const outAudit = auditFor(out, o);
+        const exported = await exportSchema({
+          store,
+          ...(audit ? { audit } : {}),
+          ...(outAudit ? { outAudit } : {}),
+          backup: o.backup,
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          identities,
+          schema,
+          out,
+          recipients: o.recipient ?? [],
+          ...(o.outDatabaseId ? { outDatabaseId: o.outDatabaseId } : {}),
+          signal: ctx.signal,
+          log: ctx.log(),
+        });
+        printResult(
+          ctx,
+          o.json,
+          exported,
+          () =>
+            `exported schema ${schema} of ${exported.from.databaseId}/${exported.from.backupId} as backup ${exported.manifest.databaseId}/${exported.manifest.backupId} in ${o.out}\n`,
+        );
+        return;
+      }
       const result = await withProgress("restore", (onProgress) =>
         restore({
           store,
           ...(audit ? { audit } : {}),
           backup: o.backup,
           ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-          target: parsePgUrl(o.target, "--target"),
+          target: parsePgUrl(o.target as string, "--target"),
           identities,
           schema,
           create: o.create === true,

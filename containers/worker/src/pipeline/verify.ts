@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { availableParallelism, totalmem } from "node:os";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -16,8 +15,7 @@ import {
   type Verification,
 } from "#core/verification.ts";
 import { findPgBin } from "../pg/binaries.ts";
-import { connect, libpqEnv, type PgConn, parsePgUrl } from "../pg/conn.ts";
-import { type Cluster, findServerBin, startCluster } from "../pg/scratch-cluster.ts";
+import { connect, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import {
@@ -33,6 +31,7 @@ import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { WORKER_VERSION } from "../version.ts";
 import { assertCommittedManifest, type BackupJobOptions, restore } from "./restore.ts";
+import { openScratch } from "./scratch.ts";
 import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
 
 export interface VerifyOptions extends BackupJobOptions {
@@ -112,7 +111,12 @@ async function verifyManifest(
   at: Date,
 ): Promise<VerifyResult> {
   const started = performance.now();
-  const scratch = await openScratch(options, manifest);
+  const scratch = await openScratch(manifest, {
+    scratch: options.scratch,
+    purpose: "verify",
+    ...(options.scratchDir ? { scratchDir: options.scratchDir } : {}),
+    ...(options.env ? { env: options.env } : {}),
+  });
   let kept: string | undefined;
   try {
     const target = scratch.target;
@@ -375,62 +379,6 @@ function discard(): Writable {
 
 function done(name: CheckName, t0: number, outcome: CheckOutcome): CheckResult {
   return { name, ...outcome, seconds: (performance.now() - t0) / 1000 };
-}
-
-interface Scratch {
-  target: PgConn;
-  serverVersion: string;
-  /** How to reach what --keep leaves (no password). */
-  describe: string;
-  dispose: () => Promise<void>;
-}
-
-/** The database to restore into: on a throwaway cluster of the backup's major, or on the given server. */
-async function openScratch(options: VerifyOptions, manifest: Manifest): Promise<Scratch> {
-  const database = `strongroom_verify_${randomBytes(4).toString("hex")}`;
-  if (options.scratch !== "auto") {
-    const server = options.scratch;
-    const target: PgConn = { ...server, database };
-    return {
-      target,
-      serverVersion: await versionOf(server),
-      describe: `database ${database} on ${server.host}:${server.port}`,
-      dispose: async () => {
-        const client = await connect(server, "strongroom-verify");
-        try {
-          await client.query(`drop database if exists ${client.escapeIdentifier(database)} with (force)`);
-        } finally {
-          await client.end().catch(() => undefined);
-        }
-      },
-    };
-  }
-  const major =
-    manifest.server.versionNum >= 100000
-      ? Math.floor(manifest.server.versionNum / 10000)
-      : Math.floor(manifest.server.versionNum / 100);
-  const binDir = await findServerBin(major, options.env);
-  const cluster: Cluster = await startCluster(
-    binDir,
-    "scratch",
-    options.scratchDir ? { parentDir: options.scratchDir } : {},
-  );
-  const server = parsePgUrl(cluster.url, "scratch cluster");
-  return {
-    target: { ...server, database },
-    serverVersion: await versionOf(server),
-    describe: `${cluster.dir} (PostgreSQL ${major}, database ${database}; start it with ${binDir}/pg_ctl -D ${cluster.dir}/data start)`,
-    dispose: cluster.stop,
-  };
-}
-
-async function versionOf(conn: PgConn): Promise<string> {
-  const client = await connect(conn, "strongroom-verify");
-  try {
-    return (await serverInfo(client)).version;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 /** The full result, encrypted to the backup's recipients, then the plaintext summary. */
