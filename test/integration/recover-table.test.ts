@@ -136,6 +136,28 @@ describe("strongroom recover-table", () => {
     }
   }, 60_000);
 
+  it("says what permission is missing when the target role may not create tables in the schema", async () => {
+    const role = `noc_${process.pid}`;
+    await sql(db.url, `create role ${role} login password 'pw-${role}'`);
+    await sql(db.url, `grant usage on schema sales to ${role}; grant connect on database ${db.name} to ${role}`);
+    const u = new URL(db.url);
+    u.username = role;
+    u.password = `pw-${role}`;
+    const r = await runCli(
+      ["recover-table", "--identity", key.file, "--table", "sales.orders", "--suffix", "_denied"],
+      {
+        STRONGROOM_STORE: store.url,
+        STRONGROOM_TARGET_URL: u.toString(),
+      },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      "permission denied on the target: permission denied for schema sales [AccessDeniedError]",
+    );
+    expect(r.stderr).toContain("HINT: the target role needs CREATE on the table's schema");
+    expect(r.stderr).not.toContain(`pw-${role}`);
+  }, 60_000);
+
   it("rolls everything back when the dump turns out damaged mid-stream: no recovered table is left", async () => {
     const damaged = await newStore("file");
     for (const role of ["manifest", "stats", "roles", "dump"] as const) {
