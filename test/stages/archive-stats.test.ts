@@ -39,10 +39,12 @@ async function tap(data: Buffer, sizes: number[]): Promise<{ tap: ArchiveStatsTa
 
 describe("row counts from the pg_dump archive stream", () => {
   let archive: Buffer;
+  let dbName: string;
   let expected: Array<{ schema: string; table: string; rows: number }>;
 
   beforeAll(async () => {
     const db = await createDatabase(pgUrl, "archive");
+    dbName = db.name;
     await sql(
       db.url,
       `create schema "odd ""schema""";
@@ -99,4 +101,36 @@ describe("row counts from the pg_dump archive stream", () => {
     const cut = await tap(archive.subarray(0, archive.length - 3), [1 << 16]);
     expect(cut.tap.result()).toBeUndefined();
   });
+
+  it.for([[1 << 20], [1], [7, 4093, 65536], [5]])(
+    "captures a table's COPY block exactly as COPY TO STDOUT writes it, whatever the chunking (%j)",
+    async (sizes) => {
+      const captured: Buffer[] = [];
+      const t = new ArchiveStatsTap({
+        onToc: async (entries) =>
+          new Set(entries.filter((e) => e.desc === "TABLE DATA" && e.tag === "lines").map((e) => e.dumpId)),
+        write: async (_entry, data) => {
+          captured.push(Buffer.from(data));
+        },
+      });
+      const out: Buffer[] = [];
+      await pipeline(chunked(archive, sizes), t, async (source) => {
+        for await (const c of source) out.push(c);
+      });
+      expect(Buffer.concat(out).equals(archive)).toBe(true);
+      // The same text COPY writes: the rows, without pg_dump's end-of-copy marker.
+      const copied = await run(`${binDir}/psql`, ["-X", "-q", "-c", `copy "odd ""schema""".lines to stdout`], {
+        encoding: "buffer",
+        env: {
+          ...process.env,
+          PGDATABASE: dbName,
+          PGHOST: new URL(pgUrl).hostname,
+          PGPORT: new URL(pgUrl).port,
+          PGUSER: "postgres",
+          PGPASSWORD: decodeURIComponent(new URL(pgUrl).password),
+        },
+      });
+      expect(Buffer.concat(captured).toString()).toBe(copied.stdout.toString());
+    },
+  );
 });
