@@ -77,15 +77,18 @@ export function parseManifestKey(key: string): { databaseId: string; backupId: s
  * A verification's result objects (docs/formats.md, Verification):
  *   <databaseId>/verifications/<backupId>/<at>.json.age   the full result, encrypted
  *   <databaseId>/verifications/<backupId>/<at>.json       a summary without schema data
- * `at` is the compact UTC time the verification started, so results sort by time.
+ * `<at>` is the UTC start time to the millisecond and six random base32 characters
+ * (`20261121T050000123Z-abc234`): results sort by time, and two verifications of one
+ * backup in the same instant still get keys of their own.
  */
 export function verificationKeys(databaseId: string, backupId: string, at: Date): { full: string; summary: string } {
   assertDatabaseId(databaseId);
   const stamp = at
     .toISOString()
     .replace(/[-:]/g, "")
-    .replace(/\.\d{3}Z$/, "Z");
-  const base = `${databaseId}/verifications/${backupId}/${stamp}`;
+    .replace(/\.(\d{3})Z$/, "$1Z");
+  const suffix = Array.from(randomBytes(6), (b) => BASE32[b & 31]).join("");
+  const base = `${databaseId}/verifications/${backupId}/${stamp}-${suffix}`;
   return { full: `${base}.json.age`, summary: `${base}.json` };
 }
 

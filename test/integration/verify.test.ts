@@ -255,7 +255,8 @@ describe("strongroom verify", () => {
     await store.store.delete(dumpKey);
     await store.store.putIfAbsent(dumpKey, bytes);
     const bad = await runCli(["verify", "--identity", key.file, "--integrity-only"], { STRONGROOM_STORE: store.url });
-    expect(bad.code).toBe(1);
+    expect(bad.code, bad.stderr).toBe(1);
+    expect(bad.stdout, bad.stderr).not.toBe("");
     // age authenticates every chunk, so the flip is caught where it is, before the end's SHA-256.
     expect(bad.stdout).toMatch(
       /✗ integrity .*AgePayloadAuthError: intact\/backups\/.*dump\.pgc\.zst\.age: age payload chunk \d+ failed authentication/,

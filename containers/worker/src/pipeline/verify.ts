@@ -248,17 +248,29 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
           callback(null, chunk);
         },
       });
+      // When a stage fails, the others are torn down and may report that first (a
+      // premature close); the stage's own typed error is the verdict.
+      const decrypt = ageDecrypt(options.identities);
+      const decompress = zstdDecompressFrames();
+      let typed: unknown;
+      for (const stage of [decrypt, decompress]) {
+        stage.once("error", (err) => {
+          if (typed === undefined && isStrongroomError(err)) typed = err;
+        });
+      }
       await naming(entry, async () =>
         pipeline(
           await options.store.get(entry.key, signal),
           stored,
-          ageDecrypt(options.identities),
-          zstdDecompressFrames(),
+          decrypt,
+          decompress,
           progress,
           plain,
           discard(),
           signal,
-        ),
+        ).catch((err: unknown) => {
+          throw typed ?? err;
+        }),
       );
       assertMatches(entry, stored.result(), plain.result());
     }
