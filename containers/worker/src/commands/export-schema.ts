@@ -9,6 +9,7 @@ import { auditFor, type CliContext, count, printResult, withProgress } from "./c
 import {
   auditOption,
   auditTableOption,
+  backupOption,
   databaseIdOption,
   flagOption,
   identitiesFrom,
@@ -42,7 +43,7 @@ export function exportSchemaCommand(parent: Command, ctx: CliContext): void {
       "one schema (a tenant) of a backup: restored into a database that lacks it, or written as a backup of its own",
     )
     .addOption(storeOption())
-    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(backupOption())
     .addOption(identityOption())
     .addOption(databaseIdOption("the database whose backup to read (needed when the store holds several)"))
     .addOption(

@@ -7,6 +7,10 @@ import { parseIdentities } from "../stages/age-stream.ts";
 
 /** Options shared by the CLI's commands, and the parsers of option values. */
 
+/** `--backup`: which backup a reading command reads. */
+export const backupOption = () =>
+  new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP");
+
 export const storeOption = () =>
   new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]")
     .env("STRONGROOM_STORE")

@@ -7,6 +7,7 @@ import { auditFor, type CliContext, count, printResult, withProgress } from "./c
 import {
   auditOption,
   auditTableOption,
+  backupOption,
   databaseIdOption,
   identitiesFrom,
   identityOption,
@@ -34,7 +35,7 @@ export function recoverTableCommand(parent: Command, ctx: CliContext): void {
       "get tables back from a backup as <name>_recovered beside the originals, without restoring the database",
     )
     .addOption(storeOption())
-    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(backupOption())
     .addOption(identityOption())
     .addOption(databaseIdOption("the database whose backup to read (needed when the store holds several)"))
     .addOption(

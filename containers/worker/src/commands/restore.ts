@@ -6,6 +6,7 @@ import { auditFor, type CliContext, count, printResult, withProgress } from "./c
 import {
   auditOption,
   auditTableOption,
+  backupOption,
   checkedOption,
   databaseIdOption,
   flagOption,
@@ -37,7 +38,7 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
     .command("restore")
     .description("restore a backup into a database, then verify per-table row counts")
     .addOption(storeOption())
-    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(backupOption())
     .addOption(
       new Option("--target <url>", "postgres:// URL of the (empty) database to restore into (see --create)")
         .env("STRONGROOM_TARGET_URL")

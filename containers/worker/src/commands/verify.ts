@@ -8,6 +8,7 @@ import { auditFor, type CliContext, printResult, withProgress } from "./context.
 import {
   auditOption,
   auditTableOption,
+  backupOption,
   databaseIdOption,
   flagOption,
   identitiesFrom,
@@ -39,7 +40,7 @@ export function verifyCommand(parent: Command, ctx: CliContext): void {
       "prove a backup restores and is complete: restore it into a scratch PostgreSQL, check it, record the result",
     )
     .addOption(storeOption())
-    .addOption(new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP"))
+    .addOption(backupOption())
     .addOption(identityOption())
     .addOption(databaseIdOption("the database whose backup to verify (needed when the store holds several)"))
     .addOption(
