@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { readAll } from "#core/audit/audit-log.ts";
-import { type ChainVerdict, scopesToVerify, verifyScope } from "#core/audit/audit-verify.ts";
+import type { ChainVerdict } from "#core/audit/audit-verify.ts";
 import { AuditVerificationError, UsageError } from "#core/errors.ts";
 import { auditChains, type CliContext, printResult, table } from "./context.ts";
 import { jsonOption } from "./options.ts";
@@ -19,8 +19,9 @@ export function auditCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom audit verify --store file:///var/backups/pg\n  $ strongroom audit verify --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit verify --table strongroom-audit --store s3://acme-backups/pg --json",
     )
     .action(async (o: { store?: string; table?: string; scope?: string; json?: boolean }) => {
+      const { scopesToVerify, verifyScope } = await import("#core/audit/audit-verify.ts");
       if (o.scope !== undefined) assertScope(o.scope);
-      const chains = auditChains(o);
+      const chains = await auditChains(o);
       const scopes = o.scope ? [o.scope] : await scopesToVerify(await chains.scopes(), chains.store);
       const verdicts: ChainVerdict[] = [];
       for (const scope of scopes) verdicts.push(await verifyScope(chains.open(scope), scope, chains.store));
@@ -49,7 +50,7 @@ export function auditCommand(parent: Command, ctx: CliContext): void {
       assertScope(o.scope);
       const since = o.since ? Date.parse(o.since) : undefined;
       if (since !== undefined && Number.isNaN(since)) throw new UsageError(`--since is not a time: ${o.since}`);
-      const rows = (await readAll(auditChains(o).open(o.scope))).filter(
+      const rows = (await readAll((await auditChains(o)).open(o.scope))).filter(
         (r) => since === undefined || Date.parse(r.at) >= since,
       );
       printResult(

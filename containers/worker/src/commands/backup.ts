@@ -1,8 +1,5 @@
 import { type Command, Option } from "commander";
-import { openStore } from "#core/store/open-store.ts";
-import { parsePgUrl } from "../pg/conn.ts";
-import { backup } from "../pipeline/backup.ts";
-import { auditFor, type CliContext, printResult, withProgress } from "./context.ts";
+import { auditFor, type CliContext, openStoreAt, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -73,14 +70,16 @@ Examples:
   $ strongroom backup --db postgres://localhost/shop --store file:///var/backups/pg --recipient "$(cat recipient.txt)" --json`,
     )
     .action(async (o: BackupFlags) => {
+      const { parsePgUrl } = await import("../pg/conn.ts");
+      const { backup } = await import("../pipeline/backup.ts");
       const log = ctx.log();
       if (/^postgres(ql)?:\/\/[^/@]*:[^/@]+@/.test(o.db) && process.argv.some((a) => a.includes(o.db))) {
         log.warn(
           "the password in --db is visible to other local users in the process list; prefer DATABASE_URL or PGPASSWORD",
         );
       }
-      const store = openStore(o.store);
-      const audit = auditFor(store, o);
+      const store = await openStoreAt(o.store);
+      const audit = await auditFor(store, o);
       const manifest = await withProgress("backup", (onProgress) =>
         backup({
           conn: parsePgUrl(o.db, "--db"),

@@ -1,11 +1,6 @@
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
-import { listManifests } from "#core/backup-index.ts";
-import { catalogRecord } from "#core/catalog/catalog.ts";
-import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { listVerifications, type VerificationSummary } from "#core/verification.ts";
-import { type CliContext, printResult } from "./context.ts";
+import type { VerificationSummary } from "#core/verification.ts";
+import { type CliContext, openStoreAt, printResult } from "./context.ts";
 import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
 
 export function catalogCommand(parent: Command, ctx: CliContext): void {
@@ -29,8 +24,13 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom catalog rebuild --store s3://acme-backups/pg --table strongroom-catalog\n  $ strongroom catalog rebuild --store s3://acme-backups/pg --table strongroom-catalog --database-id shop --json",
     )
     .action(async (o: { store: string; table: string; databaseId?: string; json?: boolean }) => {
+      const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+      const { listManifests } = await import("#core/backup-index.ts");
+      const { catalogRecord } = await import("#core/catalog/catalog.ts");
+      const { DynamoCatalogTable } = await import("#core/catalog/dynamo-catalog-table.ts");
+      const { listVerifications } = await import("#core/verification.ts");
       const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
-      const store = openStore(o.store);
+      const store = await openStoreAt(o.store);
       const manifests = await listManifests(store, o.databaseId);
       const verifications = new Map<string, VerificationSummary[]>();
       for (const m of manifests) {

@@ -1,12 +1,21 @@
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { AuditLog } from "#core/audit/audit-log.ts";
-import { DynamoAuditLog, dynamoAuditScopes } from "#core/audit/dynamo-audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
-import { openStore } from "#core/store/open-store.ts";
 import { progress } from "../progress.ts";
+
+/*
+ * Start-up: `strongroom --help` loads every command's file, so these files load only
+ * commander and light modules; the AWS SDK, pg, age and zstd are imported by the action
+ * that needs them (`await import(…)`), never at the top.
+ */
+
+/** The store a `--store` URL names (the S3 SDK is loaded only for s3://). */
+export async function openStoreAt(url: string): Promise<ObjectStore> {
+  const { openStore } = await import("#core/store/open-store.ts");
+  return openStore(url);
+}
 
 /** What every command gets from the program: where output goes, the logger, the stop signal. */
 export interface CliContext {
@@ -38,12 +47,14 @@ export async function withProgress<T>(
  * The audit log for a database: a DynamoDB table (--audit-table), the store's own log
  * (local mode), or none (--audit none).
  */
-export function auditFor(
+export async function auditFor(
   store: ObjectStore,
   o: { audit: string; auditTable?: string },
-): ((databaseId: string) => AuditLog) | undefined {
+): Promise<((databaseId: string) => AuditLog) | undefined> {
   if (o.auditTable) {
     const table = o.auditTable;
+    const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+    const { DynamoAuditLog } = await import("#core/audit/dynamo-audit-log.ts");
     const client = new DynamoDBClient({});
     return (databaseId) => new DynamoAuditLog(client, table, `db#${databaseId}`);
   }
@@ -54,13 +65,15 @@ export function auditFor(
 export const storeAuditLogs = (store: ObjectStore) => (scope: string) => new StoreAuditLog(store, scope);
 
 /** The audit chains an audit command reads: --table (DynamoDB) or the --store's own log. */
-export function auditChains(o: { store?: string; table?: string }): {
+export async function auditChains(o: { store?: string; table?: string }): Promise<{
   store: ObjectStore | undefined;
   open: (scope: string) => AuditLog;
   scopes: () => Promise<string[]>;
-} {
-  const store = o.store ? openStore(o.store) : undefined;
+}> {
+  const store = o.store ? await openStoreAt(o.store) : undefined;
   if (o.table) {
+    const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+    const { DynamoAuditLog, dynamoAuditScopes } = await import("#core/audit/dynamo-audit-log.ts");
     const client = new DynamoDBClient({});
     const table = o.table;
     return {

@@ -1,11 +1,7 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "#core/errors.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { parsePgUrl } from "../pg/conn.ts";
 import { scanIdentifiers } from "../pg/table-name.ts";
-import { exportSchema } from "../pipeline/export-schema.ts";
-import { restore } from "../pipeline/restore.ts";
-import { auditFor, type CliContext, count, printResult, withProgress } from "./context.ts";
+import { auditFor, type CliContext, count, openStoreAt, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -94,6 +90,9 @@ Examples:
   $ strongroom export-schema --store s3://acme-backups/pg --identity id.txt --schema tenant_42 --out s3://tenant-handover/42 --recipient age1…`,
     )
     .action(async (o: ExportSchemaFlags) => {
+      const { parsePgUrl } = await import("../pg/conn.ts");
+      const { exportSchema } = await import("../pipeline/export-schema.ts");
+      const { restore } = await import("../pipeline/restore.ts");
       const scanned = scanIdentifiers(o.schema, 0);
       if ("error" in scanned || scanned.parts.length !== 1 || scanned.end !== o.schema.length) {
         throw new UsageError(`--schema ${JSON.stringify(o.schema)} is not one schema name`, {
@@ -112,11 +111,11 @@ Examples:
         });
       }
       const identities = await identitiesFrom(o.identity, "export-schema");
-      const store = openStore(o.store);
-      const audit = auditFor(store, o);
+      const store = await openStoreAt(o.store);
+      const audit = await auditFor(store, o);
       if (o.out) {
-        const out = openStore(o.out);
-        const outAudit = auditFor(out, o);
+        const out = await openStoreAt(o.out);
+        const outAudit = await auditFor(out, o);
         const exported = await exportSchema({
           store,
           ...(audit ? { audit } : {}),

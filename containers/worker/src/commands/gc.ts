@@ -1,7 +1,5 @@
 import { type Command, Option } from "commander";
-import { executeGc, parseDuration, planGc, summarizeGc } from "#core/gc.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { type CliContext, printResult, storeAuditLogs } from "./context.ts";
+import { type CliContext, openStoreAt, printResult, storeAuditLogs } from "./context.ts";
 import { databaseIdOption, flagOption, jsonOption, storeOption } from "./options.ts";
 import { gcLine } from "./prune.ts";
 
@@ -25,7 +23,8 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom gc --store s3://acme-backups/pg --dry-run\n  $ strongroom gc --store file:///var/backups/pg --older-than 48h --json",
     )
     .action(async (o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean }) => {
-      const store = openStore(o.store);
+      const { executeGc, parseDuration, planGc, summarizeGc } = await import("#core/gc.ts");
+      const store = await openStoreAt(o.store);
       const dryRun = o.dryRun === true;
       const plan = await planGc(store, {
         now: new Date(),

@@ -1,6 +1,4 @@
-import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { type Command, Option } from "commander";
-import { writeIdentityFile } from "../identity-file.ts";
 import type { CliContext } from "./context.ts";
 import { flagOption, jsonOption } from "./options.ts";
 
@@ -26,6 +24,8 @@ export function keygenCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom keygen --out ~/.strongroom/identity.txt\n  age1…   (pass this to `backup --recipient`; keep the file offline)",
     )
     .action(async (o: { out: string; force?: boolean; json?: boolean }) => {
+      const { generateX25519Identity, identityToRecipient } = await import("age-encryption");
+      const { writeIdentityFile } = await import("../identity-file.ts");
       const identity = await generateX25519Identity();
       const recipient = await identityToRecipient(identity);
       const now = new Date();

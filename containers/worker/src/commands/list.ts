@@ -1,9 +1,7 @@
 import type { Command } from "commander";
-import { listManifests } from "#core/backup-index.ts";
 import type { Manifest } from "#core/manifest.ts";
-import { openStore } from "#core/store/open-store.ts";
 import { humanBytes } from "../progress.ts";
-import { type CliContext, printResult, table } from "./context.ts";
+import { type CliContext, openStoreAt, printResult, table } from "./context.ts";
 import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
 
 export function listCommand(parent: Command, ctx: CliContext): void {
@@ -18,7 +16,8 @@ export function listCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom list --store s3://acme-backups/pg\n  $ strongroom list --store file:///var/backups/pg --database-id shop --json",
     )
     .action(async (o: { store: string; databaseId?: string; json?: boolean }) => {
-      const manifests = await listManifests(openStore(o.store), o.databaseId);
+      const { listManifests } = await import("#core/backup-index.ts");
+      const manifests = await listManifests(await openStoreAt(o.store), o.databaseId);
       printResult(ctx, o.json, manifests, () => (manifests.length ? `${listTable(manifests)}\n` : "no backups\n"));
     });
 }

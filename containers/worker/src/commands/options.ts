@@ -3,7 +3,6 @@ import { type Command, Option } from "commander";
 import { InvalidIdentityError, UsageError } from "#core/errors.ts";
 import { isBackupId } from "#core/keys.ts";
 import { registerSecret } from "#core/log.ts";
-import { parseIdentities } from "../stages/age-stream.ts";
 
 /** Options shared by the CLI's commands, and the parsers of option values. */
 
@@ -157,7 +156,7 @@ export async function identitiesFrom(file: string | undefined, command: string, 
   const text = env.STRONGROOM_IDENTITY;
   if (text) {
     registerSecret(text);
-    return parseIdentities(text);
+    return (await import("../stages/age-stream.ts")).parseIdentities(text);
   }
   throw new UsageError("required option '--identity <file>' not specified (give it, or set STRONGROOM_IDENTITY_FILE)", {
     hint: `pass the file \`strongroom keygen\` wrote, or set STRONGROOM_IDENTITY to the identity itself; strongroom ${command} --help shows the usage`,
@@ -174,5 +173,5 @@ export async function readIdentityFile(file: string): Promise<string[]> {
       hint: "pass the file written by `strongroom keygen` (or age-keygen) with --identity",
     });
   }
-  return parseIdentities(text);
+  return (await import("../stages/age-stream.ts")).parseIdentities(text);
 }

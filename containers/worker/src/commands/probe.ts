@@ -1,9 +1,8 @@
 import type { Command } from "commander";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { ProbeFailedError } from "#core/errors.ts";
-import { type ProbeReport, probeDestination } from "#core/probe.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { type CliContext, printResult } from "./context.ts";
+import type { ProbeReport } from "#core/probe.ts";
+import { type CliContext, openStoreAt, printResult } from "./context.ts";
 import { jsonOption, storeOption } from "./options.ts";
 
 export function probeCommand(parent: Command, ctx: CliContext): void {
@@ -19,7 +18,8 @@ export function probeCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom probe --store s3://acme-backups/pg\n  $ strongroom probe --store file:///var/backups/pg --json",
     )
     .action(async (o: { store: string; json?: boolean }) => {
-      const store = openStore(o.store);
+      const { probeDestination } = await import("#core/probe.ts");
+      const store = await openStoreAt(o.store);
       const report = await probeDestination(store, { audit: new StoreAuditLog(store, "org"), actor: "cli" });
       printResult(ctx, o.json, report, () => probeText(report));
       if (!report.ok)

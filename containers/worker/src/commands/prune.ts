@@ -1,9 +1,9 @@
 import { type Command, Option } from "commander";
-import { type GcPlan, summarizeGc } from "#core/gc.ts";
+import type { GcPlan } from "#core/gc.ts";
+import { summarizeGc } from "#core/gc.ts";
 import { DEFAULT_POLICY } from "#core/gfs.ts";
-import { type PruneOutcome, pruneDatabase } from "#core/prune.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { type CliContext, printResult, storeAuditLogs, table } from "./context.ts";
+import type { PruneOutcome } from "#core/prune.ts";
+import { type CliContext, openStoreAt, printResult, storeAuditLogs, table } from "./context.ts";
 import { databaseIdOption, flagOption, jsonOption, storeOption, wholeNumber } from "./options.ts";
 
 interface PruneFlags {
@@ -40,7 +40,8 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
       "\nExamples:\n  $ strongroom prune --store s3://acme-backups/pg --database-id shop --dry-run\n  $ strongroom prune --store file:///var/backups/pg --database-id shop --keep-daily 14 --time-zone Europe/Berlin",
     )
     .action(async (o: PruneFlags) => {
-      const store = openStore(o.store);
+      const { pruneDatabase } = await import("#core/prune.ts");
+      const store = await openStoreAt(o.store);
       const outcome = await pruneDatabase({
         store,
         databaseId: o.databaseId,

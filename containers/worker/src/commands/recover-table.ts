@@ -1,9 +1,6 @@
 import { type Command, Option } from "commander";
-import { openStore } from "#core/store/open-store.ts";
-import { parsePgUrl } from "../pg/conn.ts";
 import { parseTableName } from "../pg/table-name.ts";
-import { recoverTables } from "../pipeline/recover-table.ts";
-import { auditFor, type CliContext, count, printResult, withProgress } from "./context.ts";
+import { auditFor, type CliContext, count, openStoreAt, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -71,10 +68,12 @@ Examples:
       --table '"Sales Ops"."Orders ✓"' --table public.customers --target postgres://localhost/shop --json`,
     )
     .action(async (o: RecoverTableFlags) => {
+      const { parsePgUrl } = await import("../pg/conn.ts");
+      const { recoverTables } = await import("../pipeline/recover-table.ts");
       const tables = o.table.map(parseTableName);
       const identities = await identitiesFrom(o.identity, "recover-table");
-      const store = openStore(o.store);
-      const audit = auditFor(store, o);
+      const store = await openStoreAt(o.store);
+      const audit = await auditFor(store, o);
       const result = await withProgress("recover", (onProgress) =>
         recoverTables({
           store,

@@ -1,8 +1,5 @@
 import { type Command, Option } from "commander";
-import { openStore } from "#core/store/open-store.ts";
-import { parsePgUrl } from "../pg/conn.ts";
-import { restore } from "../pipeline/restore.ts";
-import { auditFor, type CliContext, count, printResult, withProgress } from "./context.ts";
+import { auditFor, type CliContext, count, openStoreAt, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -94,9 +91,11 @@ Examples:
   $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4`,
     )
     .action(async (o: RestoreFlags) => {
+      const { parsePgUrl } = await import("../pg/conn.ts");
+      const { restore } = await import("../pipeline/restore.ts");
       const identities = await identitiesFrom(o.identity, "restore");
-      const store = openStore(o.store);
-      const audit = auditFor(store, o);
+      const store = await openStoreAt(o.store);
+      const audit = await auditFor(store, o);
       const result = await withProgress("restore", (onProgress) =>
         restore({
           store,

@@ -1,11 +1,7 @@
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type Command, Option } from "commander";
-import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { NotReadyError, UsageError } from "#core/errors.ts";
-import { parseDuration } from "#core/gc.ts";
-import { type DatabaseStatus, DEFAULT_LIMITS, readStatus, readStatusFromCatalog } from "#core/status.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { type CliContext, printResult, table } from "./context.ts";
+import type { DatabaseStatus } from "#core/status.ts";
+import { type CliContext, openStoreAt, printResult, table } from "./context.ts";
 import { databaseIdOption, jsonOption } from "./options.ts";
 
 interface StatusFlags {
@@ -61,6 +57,10 @@ Examples:
   $ strongroom status --table strongroom-TablesCatalog… (deployed: the catalog VerifyFlow and BackupFlow keep)`,
     )
     .action(async (o: StatusFlags) => {
+      const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+      const { DynamoCatalogTable } = await import("#core/catalog/dynamo-catalog-table.ts");
+      const { parseDuration } = await import("#core/gc.ts");
+      const { DEFAULT_LIMITS, readStatus, readStatusFromCatalog } = await import("#core/status.ts");
       const limits = {
         maxVerifyAgeMs: o.maxVerifyAge
           ? parseDuration(o.maxVerifyAge, "--max-verify-age")
@@ -77,7 +77,7 @@ Examples:
       }
       const statuses = o.table
         ? await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table), scope)
-        : await readStatus(openStore(o.store as string), scope);
+        : await readStatus(await openStoreAt(o.store as string), scope);
       printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
       const notReady = statuses.filter((s) => !s.ready);
       if (statuses.length === 0 || notReady.length > 0) {

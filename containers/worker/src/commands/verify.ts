@@ -1,10 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { UsageError, VerificationFailedError } from "#core/errors.ts";
-import { openStore } from "#core/store/open-store.ts";
-import { parsePgUrl } from "../pg/conn.ts";
-import { verify } from "../pipeline/verify.ts";
-import { auditFor, type CliContext, printResult, withProgress } from "./context.ts";
+import { auditFor, type CliContext, openStoreAt, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -91,6 +88,8 @@ Examples:
   $ strongroom verify --store s3://acme-backups/pg --identity id.txt --scratch postgres://verify@scratch-host/postgres`,
     )
     .action(async (o: VerifyFlags, command: Command) => {
+      const { parsePgUrl } = await import("../pg/conn.ts");
+      const { verify } = await import("../pipeline/verify.ts");
       if (o.integrityOnly) {
         const clash = ["checks", "deep", "keep", "scratchDir"].filter(
           (k) => o[k as keyof VerifyFlags] !== undefined && o[k as keyof VerifyFlags] !== false,
@@ -103,8 +102,8 @@ Examples:
         }
       }
       const identities = await identitiesFrom(o.identity, "verify");
-      const store = openStore(o.store);
-      const audit = auditFor(store, o);
+      const store = await openStoreAt(o.store);
+      const audit = await auditFor(store, o);
       const checks = o.checks ? { file: o.checks, text: await readChecks(o.checks) } : undefined;
       const result = await withProgress("restore", (onProgress) =>
         verify({
