@@ -1,15 +1,20 @@
 /**
  * npm run bench:startup — how long the CLI takes to start, from the checkout (Node's type
  * stripping) and as the image runs it (the esbuild bundle), against bare `node -e 0` in
- * the same run: `--help`, and `list` on an empty file store (a real command: its action
- * loads what it uses). Medians of BENCH_RUNS (default 9).
+ * the same run: `--help`, `list` on an empty file store (a real command: its action
+ * loads what it uses), and a backup's time to its first pg_dump (the moment a wrapper
+ * pg_dump, found first through PG_BIN_DIRS, is executed for the dump itself).
+ * Medians of BENCH_RUNS (default 9).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
+import { generateX25519Identity, identityToRecipient } from "age-encryption";
 import { build } from "esbuild";
+import pg from "pg";
+import { startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
 import { WORKER_BUNDLE } from "../scripts/build.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
@@ -32,7 +37,47 @@ function median(args: string[]): number {
   return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] as number;
 }
 
+/** A pg_dump that notes when it was run for the dump (not --version), then is the real one. */
+function stampingBinDir(): { dir: string; stamp: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), "strongroom-startup-bin-"));
+  const stamp = path.join(dir, "stamp");
+  const real = systemBinDir();
+  for (const tool of ["pg_dump", "pg_dumpall", "pg_restore"]) {
+    const note = tool === "pg_dump" ? `[ "$1" = "--version" ] || date +%s%N > "${stamp}"\n` : "";
+    writeFileSync(path.join(dir, tool), `#!/bin/sh\n${note}exec "${real}/${tool}" "$@"\n`);
+    chmodSync(path.join(dir, tool), 0o755);
+  }
+  return { dir, stamp };
+}
+
+async function firstPgDump(cli: string, url: string, recipient: string): Promise<number> {
+  const { dir, stamp } = stampingBinDir();
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      const backups = mkdtempSync(path.join(tmpdir(), "strongroom-startup-store-"));
+      const t0 = Date.now() * 1e6;
+      const r = spawnSync(process.execPath, [cli, "backup", "--recipient", recipient, "--audit", "none"], {
+        stdio: "ignore",
+        env: { ...process.env, PG_BIN_DIRS: dir, DATABASE_URL: url, STRONGROOM_STORE: pathToFileURL(backups).href },
+      });
+      rmSync(backups, { recursive: true, force: true });
+      if (r.status !== 0) throw new Error(`backup exited ${r.status}`);
+      times.push((Number(readFileSync(stamp, "utf8").trim()) - t0) / 1e6);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] as number;
+}
+
+const cluster = await startCluster(systemBinDir(), "startup");
 try {
+  const db = new pg.Client({ connectionString: cluster.url });
+  await db.connect();
+  await db.query("create table t as select 1 as x");
+  await db.end();
+  const recipient = await identityToRecipient(await generateX25519Identity());
   const base = median(["-e", "0"]);
   const rows: Array<[string, number]> = [
     ["node -e 0 (baseline)", base],
@@ -40,6 +85,8 @@ try {
     ["checkout: strongroom list (empty store)", median([checkout, "list"])],
     ["bundle:   strongroom --help", median([bundle, "--help"])],
     ["bundle:   strongroom list (empty store)", median([bundle, "list"])],
+    ["checkout: backup, start to first pg_dump", await firstPgDump(checkout, cluster.url, recipient)],
+    ["bundle:   backup, start to first pg_dump", await firstPgDump(bundle, cluster.url, recipient)],
   ];
   console.log(`\nstart-up, median of ${RUNS}`);
   for (const [what, ms] of rows) {
@@ -48,5 +95,6 @@ try {
     );
   }
 } finally {
+  await cluster.stop();
   rmSync(store, { recursive: true, force: true });
 }
