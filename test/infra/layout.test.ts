@@ -45,4 +45,18 @@ describe("layout", () => {
     // cli.ts composes; it declares no command itself.
     expect(cli).not.toMatch(/\.command\(/);
   });
+
+  it("keeps start-up light: command files import the SDK, pg, age, zstd, stores and pipelines only inside their actions", () => {
+    const heavy =
+      /^(@aws-sdk\/|pg$|age-encryption|@mongodb-js\/zstd|#core\/store\/(open|s3|file)-store|\.\.\/pipeline\/|\.\.\/pg\/conn)/;
+    const offenders = sources
+      .filter((f) => f.startsWith("containers/worker/src/commands/") && !f.endsWith(".test.ts"))
+      .flatMap((f) =>
+        [...readFileSync(path.join(root, f), "utf8").matchAll(/^import (?!type )[^;]*? from "([^"]+)";/gm)]
+          .map((m) => m[1] as string)
+          .filter((spec) => heavy.test(spec))
+          .map((spec) => `${f}: ${spec}`),
+      );
+    expect(offenders).toEqual([]);
+  });
 });
