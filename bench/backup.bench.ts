@@ -7,6 +7,8 @@
  * memory comparison. Our runs use the bundled CLI, as the worker image does.
  *
  *   BENCH_SIZES=1,3   database sizes in GB        BENCH_RUNS=2   best of N per figure
+ *   npm run bench -- --json   one JSON document on stdout (the table's rows, compression,
+ *                             targets) so runs can be compared; progress goes to stderr
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -52,6 +54,9 @@ async function best(n: number, f: (i: number) => Promise<Timed>): Promise<Timed>
 const fmt = (n: number, d = 0) => n.toFixed(d);
 const rows: string[][] = [];
 const note = (...cells: string[]) => rows.push(cells);
+const JSON_OUT = process.argv.includes("--json");
+/** Progress lines: stdout for a person, stderr when stdout carries the JSON document. */
+const say = (line: string) => (JSON_OUT ? process.stderr.write(`${line}\n`) : console.log(line));
 
 await mkdir(work, { recursive: true });
 await rm(path.dirname(cli), { recursive: true, force: true });
@@ -87,7 +92,7 @@ try {
       const dumpBytes = (await stat(dumpFile)).size;
       const mb = dumpBytes / 1e6;
       const [size] = await query(source, "select pg_database_size('bench')::float8 / 1e9 as gb");
-      console.log(`\n== database of ${fmt(Number(size?.gb), 2)} GB: pg_dump -Fc -Z0 is ${fmt(mb)} MB ==`);
+      say(`\n== database of ${fmt(Number(size?.gb), 2)} GB: pg_dump -Fc -Z0 is ${fmt(mb)} MB ==`);
 
       const storeDir = path.join(work, `store-${gb}g`);
       const shellOut = path.join(work, `shell-${gb}g.age`);
@@ -234,9 +239,6 @@ try {
 
 const header = ["size", "what", "MB/s", "vs shell", "vs limit/serial", "peak RSS"];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-console.log(`\nbackup/restore throughput (MB/s of pg_dump -Fc -Z0 output), best of ${RUNS}`);
-for (const r of [header, ...rows]) console.log(r.map((c, i) => (c ?? "").padEnd(widths[i] as number)).join("  "));
-console.log(`\ncompression: ${ratios.join("; ")}`);
 const rss = [...rssBySize.values()];
 if (rss.length > 1) {
   const spread = (Math.max(...rss) - Math.min(...rss)) / Math.min(...rss);
@@ -244,4 +246,21 @@ if (rss.length > 1) {
     `backup RSS <= 200 MiB: ${Math.max(...rss) <= 200 ? "met" : "MISSED"}; within 10% across sizes: ${spread <= 0.1 ? "met" : "MISSED"} (${[...rssBySize].map(([g, m]) => `${g} GB ${fmt(m)} MiB`).join(", ")})`,
   );
 }
-console.log(`\ntargets:\n  ${targets.join("\n  ")}`);
+if (JSON_OUT) {
+  const doc = {
+    format: "strongroom.bench/1",
+    at: new Date().toISOString(),
+    runs: RUNS,
+    sizesGB: SIZES,
+    rows: rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i] ?? ""]))),
+    compression: ratios,
+    peakRssMiBBySize: Object.fromEntries(rssBySize),
+    targets,
+  };
+  process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+} else {
+  console.log(`\nbackup/restore throughput (MB/s of pg_dump -Fc -Z0 output), best of ${RUNS}`);
+  for (const r of [header, ...rows]) console.log(r.map((c, i) => (c ?? "").padEnd(widths[i] as number)).join("  "));
+  console.log(`\ncompression: ${ratios.join("; ")}`);
+  console.log(`\ntargets:\n  ${targets.join("\n  ")}`);
+}

@@ -43,7 +43,7 @@ export async function benchCluster(gb: number): Promise<Cluster> {
 async function ensureDatabase(cluster: Cluster, gb: number): Promise<void> {
   const have = await query(cluster.url, "select 1 from pg_database where datname = 'bench'");
   if (have.length > 0) return;
-  console.log(`building a ${gb} GB database (once; kept in bench/.work)…`);
+  process.stderr.write(`building a ${gb} GB database (once; kept in bench/.work)…\n`);
   await query(cluster.url, "create database bench");
   const env = { PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: "postgres", PGPASSWORD: cluster.password };
   await promisify(execFile)(`${BENCH_BIN}/pgbench`, ["-i", "-q", "-s", String(Math.round(45 * gb)), "bench"], {

@@ -2,7 +2,7 @@ import { createWriteStream } from "node:fs";
 import { mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { PassThrough, Transform, Writable } from "node:stream";
+import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
@@ -285,7 +285,7 @@ async function fetchDump(
   options: RestoreOptions,
   manifest: Manifest,
   sink: Writable,
-  select: Transform = new PassThrough(),
+  select?: Transform,
 ): Promise<number> {
   const entry = manifestObject(manifest, "dump");
   const storedTap = sha256Tap();
@@ -314,16 +314,19 @@ async function fetchDump(
       callback(null, held);
     },
   });
+  // Taps join the plain path only when asked for: each stage is a hop for every chunk.
+  const taps = [options.tap, select].filter((t): t is Transform => t !== undefined);
   await naming(entry, async () =>
     pipeline(
-      await options.store.get(entry.key, options.signal ? { signal: options.signal } : {}),
-      storedTap,
-      ageDecrypt(options.identities),
-      zstdDecompressFrames(),
-      options.tap ?? new PassThrough(),
-      select,
-      holdBack,
-      sink,
+      [
+        await options.store.get(entry.key, options.signal ? { signal: options.signal } : {}),
+        storedTap,
+        ageDecrypt(options.identities),
+        zstdDecompressFrames(),
+        ...taps,
+        holdBack,
+        sink,
+      ],
       options.signal ? { signal: options.signal } : {},
     ),
   );
