@@ -4,12 +4,23 @@ import { UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { progress } from "../progress.ts";
+import { identitiesFrom } from "./options.ts";
 
 /*
  * Start-up: `strongroom --help` loads every command's file, so these files load only
  * commander and light modules; the AWS SDK, pg, age and zstd are imported by the action
  * that needs them (`await import(…)`), never at the top.
  */
+
+/** What a command that reads one backup opens: its identities, the store, the audit log. */
+export async function openBackupReader(
+  o: { store: string; identity?: string; audit: string; auditTable?: string },
+  command: string,
+): Promise<{ identities: string[]; store: ObjectStore; audit: ((databaseId: string) => AuditLog) | undefined }> {
+  const identities = await identitiesFrom(o.identity, command);
+  const store = await openStoreAt(o.store);
+  return { identities, store, audit: await auditFor(store, o) };
+}
 
 /** The store a `--store` URL names (the S3 SDK is loaded only for s3://). */
 export async function openStoreAt(url: string): Promise<ObjectStore> {

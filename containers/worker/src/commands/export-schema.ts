@@ -1,19 +1,16 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "#core/errors.ts";
 import { scanIdentifiers } from "../pg/table-name.ts";
-import { auditFor, type CliContext, count, openStoreAt, printResult, withProgress } from "./context.ts";
 import {
-  auditOption,
-  auditTableOption,
-  backupOption,
-  databaseIdOption,
-  flagOption,
-  identitiesFrom,
-  identityOption,
-  jsonOption,
-  splitList,
-  storeOption,
-} from "./options.ts";
+  auditFor,
+  type CliContext,
+  count,
+  openBackupReader,
+  openStoreAt,
+  printResult,
+  withProgress,
+} from "./context.ts";
+import { auditOption, auditTableOption, flagOption, jsonOption, readsBackup, splitList } from "./options.ts";
 
 interface ExportSchemaFlags {
   store: string;
@@ -33,15 +30,14 @@ interface ExportSchemaFlags {
 }
 
 export function exportSchemaCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("export-schema")
-    .description(
-      "one schema (a tenant) of a backup: restored into a database that lacks it, or written as a backup of its own",
-    )
-    .addOption(storeOption())
-    .addOption(backupOption())
-    .addOption(identityOption())
-    .addOption(databaseIdOption("the database whose backup to read (needed when the store holds several)"))
+  readsBackup(
+    parent
+      .command("export-schema")
+      .description(
+        "one schema (a tenant) of a backup: restored into a database that lacks it, or written as a backup of its own",
+      ),
+    "read",
+  )
     .addOption(
       new Option(
         "--schema <name>",
@@ -110,9 +106,7 @@ Examples:
           hint: "pass the public key (age1…) of whoever receives it; repeat for several",
         });
       }
-      const identities = await identitiesFrom(o.identity, "export-schema");
-      const store = await openStoreAt(o.store);
-      const audit = await auditFor(store, o);
+      const { identities, store, audit } = await openBackupReader(o, "export-schema");
       if (o.out) {
         const out = await openStoreAt(o.out);
         const outAudit = await auditFor(out, o);

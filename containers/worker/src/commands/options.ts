@@ -10,6 +10,19 @@ import { registerSecret } from "#core/log.ts";
 export const backupOption = () =>
   new Option("--backup <id>", "backup id, or latest").default("latest").env("STRONGROOM_BACKUP");
 
+/**
+ * The options of every command that reads one backup (restore, verify, recover-table,
+ * export-schema): --store, --backup, --identity and --database-id, whose help says what
+ * the command does with the backup.
+ */
+export function readsBackup(command: Command, verb: string): Command {
+  return command
+    .addOption(storeOption())
+    .addOption(backupOption())
+    .addOption(identityOption())
+    .addOption(databaseIdOption(`the database whose backup to ${verb} (needed when the store holds several)`));
+}
+
 export const storeOption = () =>
   new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]")
     .env("STRONGROOM_STORE")

@@ -1,16 +1,7 @@
 import { type Command, Option } from "commander";
 import { parseTableName } from "../pg/table-name.ts";
-import { auditFor, type CliContext, count, openStoreAt, printResult, withProgress } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  backupOption,
-  databaseIdOption,
-  identitiesFrom,
-  identityOption,
-  jsonOption,
-  storeOption,
-} from "./options.ts";
+import { type CliContext, count, openBackupReader, printResult, withProgress } from "./context.ts";
+import { auditOption, auditTableOption, jsonOption, readsBackup } from "./options.ts";
 
 interface RecoverTableFlags {
   store: string;
@@ -26,15 +17,14 @@ interface RecoverTableFlags {
 }
 
 export function recoverTableCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("recover-table")
-    .description(
-      "get tables back from a backup as <name>_recovered beside the originals, without restoring the database",
-    )
-    .addOption(storeOption())
-    .addOption(backupOption())
-    .addOption(identityOption())
-    .addOption(databaseIdOption("the database whose backup to read (needed when the store holds several)"))
+  readsBackup(
+    parent
+      .command("recover-table")
+      .description(
+        "get tables back from a backup as <name>_recovered beside the originals, without restoring the database",
+      ),
+    "read",
+  )
     .addOption(
       new Option(
         "--table <schema.name>",
@@ -71,9 +61,7 @@ Examples:
       const { parsePgUrl } = await import("../pg/conn.ts");
       const { recoverTables } = await import("../pipeline/recover-table.ts");
       const tables = o.table.map(parseTableName);
-      const identities = await identitiesFrom(o.identity, "recover-table");
-      const store = await openStoreAt(o.store);
-      const audit = await auditFor(store, o);
+      const { identities, store, audit } = await openBackupReader(o, "recover-table");
       const result = await withProgress("recover", (onProgress) =>
         recoverTables({
           store,

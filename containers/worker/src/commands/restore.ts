@@ -1,17 +1,13 @@
 import { type Command, Option } from "commander";
-import { auditFor, type CliContext, count, openStoreAt, printResult, withProgress } from "./context.ts";
+import { type CliContext, count, openBackupReader, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
-  backupOption,
   checkedOption,
-  databaseIdOption,
   flagOption,
-  identitiesFrom,
-  identityOption,
   jsonOption,
   positiveInt,
-  storeOption,
+  readsBackup,
 } from "./options.ts";
 
 interface RestoreFlags {
@@ -31,18 +27,15 @@ interface RestoreFlags {
 }
 
 export function restoreCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("restore")
-    .description("restore a backup into a database, then verify per-table row counts")
-    .addOption(storeOption())
-    .addOption(backupOption())
+  readsBackup(
+    parent.command("restore").description("restore a backup into a database, then verify per-table row counts"),
+    "restore",
+  )
     .addOption(
       new Option("--target <url>", "postgres:// URL of the (empty) database to restore into (see --create)")
         .env("STRONGROOM_TARGET_URL")
         .makeOptionMandatory(),
     )
-    .addOption(identityOption())
-    .addOption(databaseIdOption("the database whose backup to restore (needed when the store holds several)"))
     .addOption(
       checkedOption(
         "--jobs <n>",
@@ -93,9 +86,7 @@ Examples:
     .action(async (o: RestoreFlags) => {
       const { parsePgUrl } = await import("../pg/conn.ts");
       const { restore } = await import("../pipeline/restore.ts");
-      const identities = await identitiesFrom(o.identity, "restore");
-      const store = await openStoreAt(o.store);
-      const audit = await auditFor(store, o);
+      const { identities, store, audit } = await openBackupReader(o, "restore");
       const result = await withProgress("restore", (onProgress) =>
         restore({
           store,

@@ -1,18 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { UsageError, VerificationFailedError } from "#core/errors.ts";
-import { auditFor, type CliContext, openStoreAt, printResult, withProgress } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  backupOption,
-  databaseIdOption,
-  flagOption,
-  identitiesFrom,
-  identityOption,
-  jsonOption,
-  storeOption,
-} from "./options.ts";
+import { type CliContext, openBackupReader, printResult, withProgress } from "./context.ts";
+import { auditOption, auditTableOption, flagOption, jsonOption, readsBackup } from "./options.ts";
 
 interface VerifyFlags {
   store: string;
@@ -31,15 +21,14 @@ interface VerifyFlags {
 }
 
 export function verifyCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("verify")
-    .description(
-      "prove a backup restores and is complete: restore it into a scratch PostgreSQL, check it, record the result",
-    )
-    .addOption(storeOption())
-    .addOption(backupOption())
-    .addOption(identityOption())
-    .addOption(databaseIdOption("the database whose backup to verify (needed when the store holds several)"))
+  readsBackup(
+    parent
+      .command("verify")
+      .description(
+        "prove a backup restores and is complete: restore it into a scratch PostgreSQL, check it, record the result",
+      ),
+    "verify",
+  )
     .addOption(
       new Option("--checks <file>", "SQL file: each statement must return one row holding true, or no rows").env(
         "STRONGROOM_CHECKS",
@@ -101,9 +90,7 @@ Examples:
           });
         }
       }
-      const identities = await identitiesFrom(o.identity, "verify");
-      const store = await openStoreAt(o.store);
-      const audit = await auditFor(store, o);
+      const { identities, store, audit } = await openBackupReader(o, "verify");
       const checks = o.checks ? { file: o.checks, text: await readChecks(o.checks) } : undefined;
       const result = await withProgress("restore", (onProgress) =>
         verify({
