@@ -3,6 +3,7 @@ import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
+import type { BackupJobOptions } from "../pipeline/restore.ts";
 import { progress } from "../progress.ts";
 import { identitiesFrom } from "./options.ts";
 
@@ -12,14 +13,27 @@ import { identitiesFrom } from "./options.ts";
  * that needs them (`await import(…)`), never at the top.
  */
 
-/** What a command that reads one backup opens: its identities, the store, the audit log. */
-export async function openBackupReader(
-  o: { store: string; identity?: string; audit: string; auditTable?: string },
+/**
+ * What a command that reads one backup hands its pipeline: the store, the backup and
+ * database asked for, the identities, the audit log, the stop signal and the logger.
+ */
+export async function openBackupJob(
+  o: { store: string; backup: string; databaseId?: string; identity?: string; audit: string; auditTable?: string },
   command: string,
-): Promise<{ identities: string[]; store: ObjectStore; audit: ((databaseId: string) => AuditLog) | undefined }> {
+  ctx: CliContext,
+): Promise<BackupJobOptions> {
   const identities = await identitiesFrom(o.identity, command);
   const store = await openStoreAt(o.store);
-  return { identities, store, audit: await auditFor(store, o) };
+  const audit = await auditFor(store, o);
+  return {
+    store,
+    ...(audit ? { audit } : {}),
+    backup: o.backup,
+    ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+    identities,
+    signal: ctx.signal,
+    log: ctx.log(),
+  };
 }
 
 /** The store a `--store` URL names (the S3 SDK is loaded only for s3://). */

@@ -1,15 +1,7 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "#core/errors.ts";
 import { scanIdentifiers } from "../pg/table-name.ts";
-import {
-  auditFor,
-  type CliContext,
-  count,
-  openBackupReader,
-  openStoreAt,
-  printResult,
-  withProgress,
-} from "./context.ts";
+import { auditFor, type CliContext, count, openBackupJob, openStoreAt, printResult, withProgress } from "./context.ts";
 import { auditOption, auditTableOption, flagOption, jsonOption, readsBackup, splitList } from "./options.ts";
 
 interface ExportSchemaFlags {
@@ -106,23 +98,17 @@ Examples:
           hint: "pass the public key (age1…) of whoever receives it; repeat for several",
         });
       }
-      const { identities, store, audit } = await openBackupReader(o, "export-schema");
+      const job = await openBackupJob(o, "export-schema", ctx);
       if (o.out) {
         const out = await openStoreAt(o.out);
         const outAudit = await auditFor(out, o);
         const exported = await exportSchema({
-          store,
-          ...(audit ? { audit } : {}),
+          ...job,
           ...(outAudit ? { outAudit } : {}),
-          backup: o.backup,
-          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-          identities,
           schema,
           out,
           recipients: o.recipient ?? [],
           ...(o.outDatabaseId ? { outDatabaseId: o.outDatabaseId } : {}),
-          signal: ctx.signal,
-          log: ctx.log(),
         });
         printResult(
           ctx,
@@ -135,17 +121,11 @@ Examples:
       }
       const result = await withProgress("restore", (onProgress) =>
         restore({
-          store,
-          ...(audit ? { audit } : {}),
-          backup: o.backup,
-          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          ...job,
           target: parsePgUrl(o.target as string, "--target"),
-          identities,
           schema,
           create: o.create === true,
           noOwner: o.owner === false,
-          signal: ctx.signal,
-          log: ctx.log(),
           onProgress,
         }),
       );

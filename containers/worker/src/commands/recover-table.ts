@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
 import { parseTableName } from "../pg/table-name.ts";
-import { type CliContext, count, openBackupReader, printResult, withProgress } from "./context.ts";
+import { type CliContext, count, openBackupJob, printResult, withProgress } from "./context.ts";
 import { auditOption, auditTableOption, jsonOption, readsBackup } from "./options.ts";
 
 interface RecoverTableFlags {
@@ -61,19 +61,13 @@ Examples:
       const { parsePgUrl } = await import("../pg/conn.ts");
       const { recoverTables } = await import("../pipeline/recover-table.ts");
       const tables = o.table.map(parseTableName);
-      const { identities, store, audit } = await openBackupReader(o, "recover-table");
+      const job = await openBackupJob(o, "recover-table", ctx);
       const result = await withProgress("recover", (onProgress) =>
         recoverTables({
-          store,
-          ...(audit ? { audit } : {}),
-          backup: o.backup,
-          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-          identities,
+          ...job,
           tables,
           target: parsePgUrl(o.target, "--target"),
           suffix: o.suffix,
-          signal: ctx.signal,
-          log: ctx.log(),
           onProgress,
         }),
       );

@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { type CliContext, count, openBackupReader, printResult, withProgress } from "./context.ts";
+import { type CliContext, count, openBackupJob, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
   auditTableOption,
@@ -86,22 +86,16 @@ Examples:
     .action(async (o: RestoreFlags) => {
       const { parsePgUrl } = await import("../pg/conn.ts");
       const { restore } = await import("../pipeline/restore.ts");
-      const { identities, store, audit } = await openBackupReader(o, "restore");
+      const job = await openBackupJob(o, "restore", ctx);
       const result = await withProgress("restore", (onProgress) =>
         restore({
-          store,
-          ...(audit ? { audit } : {}),
-          backup: o.backup,
-          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          ...job,
           target: parsePgUrl(o.target, "--target"),
-          identities,
           jobs: o.jobs,
           ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
           clean: o.clean === true,
           create: o.create === true,
           noOwner: o.owner === false,
-          signal: ctx.signal,
-          log: ctx.log(),
           onProgress,
         }),
       );

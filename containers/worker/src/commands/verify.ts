@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { UsageError, VerificationFailedError } from "#core/errors.ts";
-import { type CliContext, openBackupReader, printResult, withProgress } from "./context.ts";
+import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
 import { auditOption, auditTableOption, flagOption, jsonOption, readsBackup } from "./options.ts";
 
 interface VerifyFlags {
@@ -90,23 +90,17 @@ Examples:
           });
         }
       }
-      const { identities, store, audit } = await openBackupReader(o, "verify");
+      const job = await openBackupJob(o, "verify", ctx);
       const checks = o.checks ? { file: o.checks, text: await readChecks(o.checks) } : undefined;
       const result = await withProgress("restore", (onProgress) =>
         verify({
-          store,
-          ...(audit ? { audit } : {}),
-          backup: o.backup,
-          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-          identities,
+          ...job,
           scratch: o.scratch === "auto" ? "auto" : parsePgUrl(o.scratch, "--scratch"),
           ...(checks ? { checks } : {}),
           ...(o.scratchDir ? { scratchDir: o.scratchDir } : {}),
           deep: o.deep === true,
           keep: o.keep === true,
           integrityOnly: o.integrityOnly === true,
-          signal: ctx.signal,
-          log: ctx.log(),
           onProgress,
         }),
       );
