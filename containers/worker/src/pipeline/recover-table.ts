@@ -109,6 +109,7 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
         throw err;
       }
     };
+    const planByBlock = new Map<number, TablePlan>();
     const tap = new ArchiveStatsTap({
       onToc: (entries) =>
         onTarget(async () => {
@@ -117,9 +118,11 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
           await client.query("begin");
           inTransaction = true;
           for (const plan of plans) await create(client, plan);
-          return new Set(plans.flatMap((p) => p.dataEntries.map((e) => e.dumpId)));
+          // Each captured chunk finds its table by the block's dump id.
+          for (const plan of plans) for (const e of plan.dataEntries) planByBlock.set(e.dumpId, plan);
+          return new Set(planByBlock.keys());
         }),
-      write: (entry, data) => onTarget(() => sink.write(entry, planOf(plans, entry), data)),
+      write: (entry, data) => onTarget(() => sink.write(entry, planByBlock.get(entry.dumpId) as TablePlan, data)),
     });
     const dump = manifestObject(manifest, "dump");
     await assertStoredSize(options.store, dump);
@@ -189,12 +192,6 @@ interface TablePlan {
   primaryKey: string[] | undefined;
   /** The columns its COPY blocks name (generated columns are not among them). */
   columns: string | undefined;
-}
-
-function planOf(plans: TablePlan[], entry: TocEntry): TablePlan {
-  const plan = plans.find((p) => p.dataEntries.includes(entry));
-  if (!plan) throw new Error(`no table to recover for data block ${entry.dumpId}`);
-  return plan;
 }
 
 const same = (a: TableName, b: TableName) => a.schema === b.schema && a.name === b.name;
