@@ -3,7 +3,8 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
 import { AbortedError, AlreadyExistsError, BucketNotFoundError, InvalidKeyError, NotFoundError } from "#core/errors.ts";
-import { getBytes, listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { type GetOptions, getBytes, listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { readRanged } from "#core/store/ranged-read.ts";
 import { storeSink } from "#core/store/store-sink.ts";
 import { sha256Tap } from "#worker/stages/sha256-tap.ts";
 import { randomStream, readAll, sha256 } from "../helpers/streams.ts";
@@ -166,6 +167,38 @@ export function objectStoreContract(name: string, fixture: () => Promise<StoreFi
     it("lists a store whose root does not exist as BucketNotFoundError, never as an empty store", async () => {
       const { missing } = await fixture();
       await expect(missing.list("")).rejects.toBeInstanceOf(BucketNotFoundError);
+    });
+
+    it("reads an object back through ranged reads in order, with no more GETs in flight than asked", async () => {
+      const { store } = await fixture();
+      const data = randomBytes(5 * MiB + 123);
+      await store.put("ranged/whole.bin", Readable.from([data]));
+      let open = 0;
+      let most = 0;
+      const counting: ObjectStore = Object.assign(Object.create(store) as ObjectStore, {
+        get: async (key: string, options?: GetOptions) => {
+          open++;
+          most = Math.max(most, open);
+          const body = await store.get(key, options);
+          body.once("close", () => open--);
+          return body;
+        },
+      });
+      for (const rangeBytes of [MiB, 3 * MiB, 8 * MiB]) {
+        const read = readRanged(counting, "ranged/whole.bin", { bytes: data.length, rangeBytes, inFlight: 3 });
+        expect(sha256(await readAll(read))).toBe(sha256(data));
+      }
+      expect(most).toBeGreaterThan(1);
+      expect(most).toBeLessThanOrEqual(3);
+      expect(await readAll(readRanged(store, "ranged/whole.bin", { bytes: 0 }))).toHaveLength(0);
+    });
+
+    it("fails a ranged read of a missing object with NotFoundError, without retrying it", async () => {
+      const { store } = await fixture();
+      const retries: unknown[] = [];
+      const read = readRanged(store, "ranged/missing.bin", { bytes: MiB, onRetry: (r) => retries.push(r) });
+      await expect(readAll(read)).rejects.toBeInstanceOf(NotFoundError);
+      expect(retries).toEqual([]);
     });
 
     it("rejects keys that could escape the store with InvalidKeyError", async () => {

@@ -12,6 +12,8 @@ export type FaultAction =
   | { kind: "error"; status: number; code: string }
   /** Forward, let the server act on it, then cut the connection before the answer reaches the client. */
   | { kind: "lose-response" }
+  /** Forward, send the answer's headers and its first `afterBytes` body bytes, then reset the connection. */
+  | { kind: "cut-response"; afterBytes: number }
   /** Stop listening and cut every connection: the endpoint is gone. */
   | { kind: "die" };
 
@@ -66,6 +68,21 @@ export async function startS3Proxy(
           return;
         }
         res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (action.kind === "cut-response") {
+          let sent = 0;
+          answer.on("data", (chunk: Buffer) => {
+            if (sent >= action.afterBytes) return;
+            const part = chunk.subarray(0, action.afterBytes - sent);
+            sent += part.length;
+            res.write(part);
+            if (sent >= action.afterBytes) {
+              answer.destroy();
+              // A reset, as a load balancer or a NAT that drops the flow sends.
+              req.socket.resetAndDestroy();
+            }
+          });
+          return;
+        }
         answer.pipe(res);
       },
     );

@@ -102,6 +102,72 @@ describe("a store that fails mid-upload", () => {
   });
 });
 
+describe("a store that drops the connection mid-read", () => {
+  let big: { name: string; url: string };
+  let backup: { url: string; key: Awaited<ReturnType<typeof identityFile>> };
+  beforeAll(async () => {
+    big = await bigDatabase("s3read");
+    const { url } = await newStore("s3");
+    const key = await identityFile();
+    const r = await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: big.url, STRONGROOM_STORE: url });
+    expect(r.code, r.stderr).toBe(0);
+    backup = { url, key };
+  });
+
+  const dumpGet = (req: { method: string; url: string }) => req.method === "GET" && req.url.includes("dump.pgc");
+  const rangeStart = (req: { headers: Record<string, unknown> }) =>
+    Number(/^bytes=(\d+)-/.exec(String(req.headers.range ?? ""))?.[1]);
+
+  async function restoreThrough(fault: Parameters<typeof startS3Proxy>[1]) {
+    const proxy = await startS3Proxy(s3Endpoint, fault);
+    const target = await createDatabase(pgUrl, "s3read_t");
+    try {
+      const r = await runCli(
+        ["restore", "--identity", backup.key.file],
+        { STRONGROOM_STORE: backup.url, STRONGROOM_TARGET_URL: target.url, AWS_ENDPOINT_URL_S3: proxy.url },
+        { timeoutMs: 120_000 },
+      );
+      return { r, proxy, target };
+    } finally {
+      await proxy.close();
+    }
+  }
+
+  it("resumes a ranged GET cut by a connection reset where it stopped, and restores every row", async () => {
+    let cut = 0;
+    const { r, proxy, target } = await restoreThrough((req) =>
+      dumpGet(req) && rangeStart(req) === 8 * 1024 * 1024 && cut++ === 0
+        ? { kind: "cut-response", afterBytes: 3 * 1024 * 1024 }
+        : { kind: "forward" },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("store read interrupted; resuming");
+    const gets = proxy.requests.filter(dumpGet);
+    // Every GET asks for a range of at most 8 MiB; the retry starts inside the cut range, not at its start.
+    expect(gets.every((g) => /^bytes=\d+-\d+$/.test(String(g.headers.range)))).toBe(true);
+    const resumed = gets.map(rangeStart).filter((s) => s > 8 * 1024 * 1024 && s < 16 * 1024 * 1024);
+    expect(resumed).toHaveLength(1);
+    const [row] = await sql<{ n: number }>(target.url, "select count(*)::int as n from big");
+    expect(row?.n).toBe(600000);
+  });
+
+  it("fails the restore with the store's error after a range is cut on every attempt, committing nothing", async () => {
+    const { r, target } = await restoreThrough((req) =>
+      dumpGet(req) && rangeStart(req) >= 8 * 1024 * 1024
+        ? { kind: "cut-response", afterBytes: 1024 }
+        : { kind: "forward" },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/strongroom: error: .*(ECONNRESET|cannot reach s3|ended after)/);
+    // Five attempts per range: the first and four resumed ones, then the error.
+    expect(r.stderr).toContain("store read interrupted; resuming");
+    expect(r.stderr).toMatch(/ attempt=4 /);
+    expect(r.stderr).not.toMatch(/ attempt=5 /);
+    const [row] = await sql<{ n: number }>(target.url, "select count(*)::int as n from pg_class where relname = 'big'");
+    expect(row?.n).toBe(0);
+  });
+});
+
 describe("boolean environment variables", () => {
   it("STRONGROOM_FORCE=0 does not overwrite an existing identity", async () => {
     const out = path.join(await tempDir(), "id.txt");

@@ -21,7 +21,7 @@ import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { assertCommittedManifest, type BackupJobOptions } from "./restore.ts";
-import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
+import { assertMatches, assertStoredSize, getSealed, naming, readStored } from "./sealed-object.ts";
 
 export interface RecoverTableOptions extends BackupJobOptions {
   tables: TableName[];
@@ -131,7 +131,7 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     const signal = options.signal ? { signal: options.signal } : {};
     const stream = async () =>
       pipeline(
-        await options.store.get(dump.key, signal),
+        readStored(options.store, dump, { signal: options.signal, log: options.log }),
         stored,
         ageDecrypt(options.identities),
         zstdDecompressFrames(),

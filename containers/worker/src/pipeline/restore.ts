@@ -34,7 +34,7 @@ import { ageDecrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
-import { assertMatches, assertStoredObject, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
+import { assertMatches, assertStoredObject, assertStoredSize, getSealed, naming, readStored } from "./sealed-object.ts";
 
 /** What every job that reads one backup takes: restore, verify. */
 export interface BackupJobOptions {
@@ -319,7 +319,7 @@ async function fetchDump(
   await naming(entry, async () =>
     pipeline(
       [
-        await options.store.get(entry.key, options.signal ? { signal: options.signal } : {}),
+        readStored(options.store, entry, { signal: options.signal, log: options.log }),
         storedTap,
         ageDecrypt(options.identities),
         zstdDecompressFrames(),

@@ -1,8 +1,10 @@
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { IntegrityError, NotFoundError, StrongroomError } from "#core/errors.ts";
+import type { Logger } from "#core/log.ts";
 import type { ManifestObject } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
+import { readRanged } from "#core/store/ranged-read.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
 import { sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
 
@@ -78,6 +80,23 @@ export async function assertStoredSize(store: ObjectStore, entry: ManifestObject
   }
 }
 
+/**
+ * A large stored object (the dump) as ranged GETs a few ahead of the reader, each
+ * resumed where it stopped after a dropped connection (core/store/ranged-read.ts).
+ * Callers hash what they read against the manifest.
+ */
+export function readStored(
+  store: ObjectStore,
+  entry: ManifestObject,
+  options: { signal?: AbortSignal | undefined; log?: Logger | undefined } = {},
+): Readable {
+  return readRanged(store, entry.key, {
+    bytes: entry.storedBytes,
+    ...(options.signal ? { signal: options.signal } : {}),
+    onRetry: (retry) => options.log?.warn("store read interrupted; resuming", { key: entry.key, ...retry }),
+  });
+}
+
 /** Runs `work` on an object, prefixing any typed failure with the object's key. */
 export async function naming<T>(entry: ManifestObject, work: () => Promise<T>): Promise<T> {
   try {
@@ -103,7 +122,7 @@ export async function assertStoredObject(
   const storedTap = sha256Tap();
   await naming(entry, async () =>
     pipeline(
-      await store.get(entry.key, signal ? { signal } : {}),
+      readStored(store, entry, { signal }),
       storedTap,
       new Writable({
         write(_chunk, _encoding, callback) {

@@ -32,7 +32,7 @@ import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { WORKER_VERSION } from "../version.ts";
 import { assertCommittedManifest, type BackupJobOptions, restore } from "./restore.ts";
 import { openScratch } from "./scratch.ts";
-import { assertMatches, assertStoredSize, getSealed, naming } from "./sealed-object.ts";
+import { assertMatches, assertStoredSize, getSealed, naming, readStored } from "./sealed-object.ts";
 
 export interface VerifyOptions extends BackupJobOptions {
   /** "auto": a throwaway cluster of the backup's major; else a server to create a database on. */
@@ -260,7 +260,7 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
       }
       await naming(entry, async () =>
         pipeline(
-          await options.store.get(entry.key, signal),
+          readStored(options.store, entry, { signal: options.signal, log: options.log }),
           stored,
           decrypt,
           decompress,
