@@ -7,8 +7,9 @@
  * memory comparison. Our runs use the bundled CLI, as the worker image does.
  *
  *   BENCH_SIZES=1,3   database sizes in GB        BENCH_RUNS=2   best of N per figure
- *   npm run bench -- --json   one JSON document on stdout (the table's rows, compression,
- *                             targets) so runs can be compared; progress goes to stderr
+ *   npm run -s bench -- --json   one JSON document on stdout (the table's rows, compression,
+ *                             CPU by thread, targets) so runs can be compared; progress goes
+ *                             to stderr (-s keeps npm's own banner off stdout)
  */
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -24,7 +25,7 @@ import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
 import { WORKER_BUNDLE } from "../scripts/build.ts";
 import { BENCH_BIN, BENCH_WORK, benchCluster, dbUrl, query } from "./bench-database.ts";
-import { type Timed, timed } from "./measure.ts";
+import { processCpuSeconds, type Timed, timed } from "./measure.ts";
 
 const SIZES = (process.env.BENCH_SIZES ?? "1,3").split(",").map(Number);
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
@@ -72,6 +73,18 @@ process.env.AWS_SECRET_ACCESS_KEY ??= "test";
 process.env.AWS_REGION ??= "us-east-1";
 const s3 = new S3Client({ ...s3ClientConfigFromEnv({ ...process.env, AWS_ENDPOINT_URL_S3: moto.url }) });
 const rssBySize = new Map<number, number>();
+/** Where each of our runs' CPU went (core-seconds), and moto's own for the S3 runs. */
+const cpuByRun: Record<string, Timed["cpu"] & { moto?: number }> = {};
+const cpuCell = (t: Timed & { moto?: number }) =>
+  t.cpu
+    ? `main ${fmt(t.cpu.main, 1)} pool ${fmt(t.cpu.pool, 1)} other ${fmt(t.cpu.other, 1)}${t.moto === undefined ? "" : ` moto ${fmt(t.moto, 1)}`}`
+    : "";
+/** A run against moto, with the CPU seconds moto spent serving it. */
+async function withMoto(run: () => Promise<Timed>): Promise<Timed & { moto: number }> {
+  const before = processCpuSeconds(moto.pid);
+  const t = await run();
+  return { ...t, moto: processCpuSeconds(moto.pid) - before };
+}
 const ratios: string[] = [];
 const targets: string[] = [];
 
@@ -117,18 +130,20 @@ try {
       });
       const bucket = `bench-${randomUUID()}`;
       await s3.send(new CreateBucketCommand({ Bucket: bucket }));
-      const oursS3 = await best(RUNS, () =>
-        timed(
-          process.execPath,
-          [cli, "backup", "--recipient", recipient],
-          {
-            DATABASE_URL: source,
-            STRONGROOM_STORE: `s3://${bucket}/pg`,
-            AWS_ENDPOINT_URL_S3: moto.url,
-          },
-          true,
+      const oursS3 = (await best(RUNS, () =>
+        withMoto(() =>
+          timed(
+            process.execPath,
+            [cli, "backup", "--recipient", recipient],
+            {
+              DATABASE_URL: source,
+              STRONGROOM_STORE: `s3://${bucket}/pg`,
+              AWS_ENDPOINT_URL_S3: moto.url,
+            },
+            true,
+          ),
         ),
-      );
+      )) as Timed & { moto: number };
       rssBySize.set(gb, oursFile.peakRssMiB ?? 0);
       note(
         `${gb} GB`,
@@ -137,14 +152,21 @@ try {
         `${fmt(shell.seconds / oursFile.seconds, 2)}x shell`,
         `${fmt(limit.seconds / oursFile.seconds, 2)}x limit`,
         `${fmt(oursFile.peakRssMiB ?? 0)} MiB`,
+        cpuCell(oursFile),
       );
       note(
         `${gb} GB`,
         "backup → moto S3",
         fmt(mb / oursS3.seconds),
         `${fmt(shell.seconds / oursS3.seconds, 2)}x shell`,
-        `${fmt(limit.seconds / oursS3.seconds, 2)}x limit`,
+        `${fmt(oursFile.seconds / oursS3.seconds, 2)}x file store`,
         `${fmt(oursS3.peakRssMiB ?? 0)} MiB`,
+        cpuCell(oursS3),
+      );
+      cpuByRun[`${gb} GB backup → file store`] = { ...(oursFile.cpu as NonNullable<Timed["cpu"]>) };
+      cpuByRun[`${gb} GB backup → moto S3`] = { ...(oursS3.cpu as NonNullable<Timed["cpu"]>), moto: oursS3.moto };
+      targets.push(
+        `${gb} GB backup to S3 >= 0.9x file store: ${oursFile.seconds / oursS3.seconds >= 0.9 ? "met" : "MISSED"} (moto used ${fmt(oursS3.moto, 1)} core-s of the ${fmt(oursS3.seconds * 2, 1)} the run had)`,
       );
       note(
         `${gb} GB`,
@@ -190,20 +212,47 @@ try {
             true,
           ),
         );
+        const fromS3 = (await best(RUNS, async () => {
+          const target = await fresh("r_s3");
+          return withMoto(() =>
+            timed(
+              process.execPath,
+              [cli, "restore", "--identity", keyFile],
+              { STRONGROOM_STORE: `s3://${bucket}/pg`, AWS_ENDPOINT_URL_S3: moto.url, STRONGROOM_TARGET_URL: target },
+              true,
+            ),
+          );
+        })) as Timed & { moto: number };
         const jobs2 = await best(RUNS, async () =>
           timed(process.execPath, [cli, "restore", "--identity", keyFile, "--jobs", "2", "--staging-dir", work], {
             ...restoreEnv,
             STRONGROOM_TARGET_URL: await fresh("r_jobs"),
           }),
         );
-        for (const db of ["r_shell", "r_serial", "r_jobs"]) await query(cluster.url, `drop database if exists ${db}`);
+        for (const db of ["r_shell", "r_serial", "r_jobs", "r_s3"])
+          await query(cluster.url, `drop database if exists ${db}`);
         note(
           `${gb} GB`,
-          "restore serial (streaming)",
+          "restore serial ← file store",
           fmt(mb / serial.seconds),
           `${fmt(shellRestore.seconds / serial.seconds, 2)}x shell`,
           "",
           `${fmt(serial.peakRssMiB ?? 0)} MiB`,
+          cpuCell(serial),
+        );
+        note(
+          `${gb} GB`,
+          "restore serial ← moto S3 (ranged)",
+          fmt(mb / fromS3.seconds),
+          `${fmt(shellRestore.seconds / fromS3.seconds, 2)}x shell`,
+          `${fmt(serial.seconds / fromS3.seconds, 2)}x file store`,
+          `${fmt(fromS3.peakRssMiB ?? 0)} MiB`,
+          cpuCell(fromS3),
+        );
+        cpuByRun[`${gb} GB restore ← file store`] = { ...(serial.cpu as NonNullable<Timed["cpu"]>) };
+        cpuByRun[`${gb} GB restore ← moto S3`] = { ...(fromS3.cpu as NonNullable<Timed["cpu"]>), moto: fromS3.moto };
+        targets.push(
+          `restore from S3 >= 0.95x shell: ${shellRestore.seconds / fromS3.seconds >= 0.95 ? "met" : "MISSED"}`,
         );
         note(
           `${gb} GB`,
@@ -237,7 +286,7 @@ try {
   await moto.stop();
 }
 
-const header = ["size", "what", "MB/s", "vs shell", "vs limit/serial", "peak RSS"];
+const header = ["size", "what", "MB/s", "vs shell", "vs limit/serial/file", "peak RSS", "our CPU core-s"];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
 const rss = [...rssBySize.values()];
 if (rss.length > 1) {
@@ -255,6 +304,7 @@ if (JSON_OUT) {
     rows: rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i] ?? ""]))),
     compression: ratios,
     peakRssMiBBySize: Object.fromEntries(rssBySize),
+    cpuSeconds: cpuByRun,
     targets,
   };
   process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);

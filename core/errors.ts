@@ -229,7 +229,7 @@ export class RowCountMismatchError extends StrongroomError {
   override name = "RowCountMismatchError" as const;
 }
 
-/** A manifest that does not parse or is not format strongroom.manifest/1. */
+/** A manifest that does not parse or is in no format this version reads (strongroom.manifest/1 or /2). */
 export class ManifestError extends StrongroomError {
   override name = "ManifestError" as const;
 }

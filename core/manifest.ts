@@ -1,7 +1,16 @@
 import { ManifestError } from "./errors.ts";
 import { isBackupId, isDatabaseId, type ObjectRole } from "./keys.ts";
 
-export const MANIFEST_FORMAT = "strongroom.manifest/1";
+/**
+ * The format this version writes. Format 1 (0.1) gave every object a `plainSha256`;
+ * format 2 lets the dump's plain bytes be proven by zstd's per-frame content checksums
+ * instead (`plainCheck`). Both are read (docs/formats.md).
+ */
+export const MANIFEST_FORMAT = "strongroom.manifest/2";
+export const MANIFEST_FORMATS = ["strongroom.manifest/1", MANIFEST_FORMAT] as const;
+
+/** How a dump's plain bytes are proven in format 2: every zstd frame's XXH64 content checksum. */
+export const ZSTD_CHECKSUMS = "zstd-xxh64" as const;
 
 /** One stored object of a backup. Sizes and digests of both the plain and the stored bytes. */
 export interface ManifestObject {
@@ -11,7 +20,13 @@ export interface ManifestObject {
   chain: string[];
   plainBytes: number;
   storedBytes: number;
-  plainSha256: string;
+  /** SHA-256 of the plain bytes; absent when `plainCheck` proves them instead. */
+  plainSha256?: string;
+  /**
+   * `zstd-xxh64`: every zstd frame in the chain carries its content checksum, which the
+   * decoder checks (format 2; the dump). A reader must refuse a frame without one.
+   */
+  plainCheck?: typeof ZSTD_CHECKSUMS;
   storedSha256: string;
 }
 
@@ -21,7 +36,7 @@ export interface ManifestObject {
  * counts live in the encrypted stats object).
  */
 export interface Manifest {
-  format: typeof MANIFEST_FORMAT;
+  format: (typeof MANIFEST_FORMATS)[number];
   databaseId: string;
   backupId: string;
   database: string;
@@ -64,10 +79,13 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   const fail = (what: string) => new ManifestError(`${key} is not a valid strongroom manifest: ${what}`);
   if (typeof raw !== "object" || raw === null) throw fail("not an object");
   const m = raw as Record<string, unknown>;
-  if (m.format !== MANIFEST_FORMAT) {
-    throw new ManifestError(`${key} has format ${JSON.stringify(m.format)}, expected ${MANIFEST_FORMAT}`, {
-      hint: "a newer strongroom may have written it; upgrade the CLI",
-    });
+  if (!(MANIFEST_FORMATS as readonly unknown[]).includes(m.format)) {
+    throw new ManifestError(
+      `${key} has format ${JSON.stringify(m.format)}, expected ${MANIFEST_FORMATS.join(" or ")}`,
+      {
+        hint: "a newer strongroom may have written it; upgrade the CLI",
+      },
+    );
   }
   for (const field of ["databaseId", "backupId", "database", "startedAt", "finishedAt"]) {
     if (typeof m[field] !== "string") throw fail(`${field} missing`);
@@ -95,13 +113,26 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
       o.chain.some((c) => typeof c !== "string") ||
       !Number.isSafeInteger(o.plainBytes) ||
       !Number.isSafeInteger(o.storedBytes) ||
-      !SHA256.test(o.plainSha256) ||
+      !plainProven(o, m.format) ||
       !SHA256.test(o.storedSha256)
     ) {
       throw fail(`object entry ${JSON.stringify(o?.key ?? o)}`);
     }
   }
   return m as unknown as Manifest;
+}
+
+/**
+ * Format 1: a plain SHA-256. Format 2: exactly one of a plain SHA-256 or zstd
+ * checksums, the latter only on an object whose chain compresses with zstd frames.
+ */
+function plainProven(o: ManifestObject, format: unknown): boolean {
+  const sha = o.plainSha256 !== undefined && SHA256.test(o.plainSha256);
+  if (format === "strongroom.manifest/1") return sha && o.plainCheck === undefined;
+  if (o.plainCheck === undefined) return sha;
+  return (
+    o.plainSha256 === undefined && o.plainCheck === ZSTD_CHECKSUMS && o.chain.some((c) => c.startsWith("zstd-frames/"))
+  );
 }
 
 export function manifestObject(manifest: Manifest, role: ManifestObject["role"]): ManifestObject {

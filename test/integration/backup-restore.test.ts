@@ -1,5 +1,6 @@
-import { readFile, stat } from "node:fs/promises";
+import { cp, readFile, stat } from "node:fs/promises";
 import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { listManifests } from "#core/backup-index.ts";
 import type { Manifest } from "#core/manifest.ts";
@@ -67,6 +68,14 @@ describe.for(["file", "s3"] as const)("backup and restore through the %s store",
     expect(manifest?.backupId).toBe(backupId);
     expect(manifest?.recipients).toEqual([key.recipient]);
     expect(manifest?.objects.map((o) => o.role)).toEqual(["dump", "roles", "stats"]);
+    // Format 2: the dump's plain bytes are proven by its zstd frames' checksums, the small objects by SHA-256.
+    expect(manifest?.format).toBe("strongroom.manifest/2");
+    expect(manifest?.objects[0]).toMatchObject({
+      plainCheck: "zstd-xxh64",
+      chain: expect.arrayContaining(["zstd-frames/1 level 3 checksum"]),
+    });
+    expect(manifest?.objects[0]?.plainSha256).toBeUndefined();
+    expect(manifest?.objects[1]?.plainSha256).toMatch(/^[0-9a-f]{64}$/);
     const text = JSON.stringify(manifest);
     for (const secret of ["customers", "orders", "Mixed Case", "shop_owner"]) expect(text).not.toContain(secret);
 
@@ -290,5 +299,45 @@ describe("keygen", () => {
     const again = await runCli(["keygen", "--out", out]);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain(`identity file ${out} already exists`);
+  });
+});
+
+describe("a backup written in manifest format 1 (before 0.2)", () => {
+  /** A copy of test/fixtures/manifest-v1 (restore appends audit rows to a file store's own log). */
+  async function legacyStore(): Promise<{ url: string; identity: string }> {
+    const dir = await tempDir();
+    const fixture = path.resolve(import.meta.dirname, "../fixtures/manifest-v1");
+    await cp(path.join(fixture, "store"), path.join(dir, "store"), { recursive: true });
+    return { url: pathToFileURL(path.join(dir, "store")).href, identity: path.join(fixture, "identity.txt") };
+  }
+
+  it("is still listed, restored with its row counts checked, and passes an integrity check", async () => {
+    const { url, identity } = await legacyStore();
+    const listed = await runCli(["list", "--json"], { STRONGROOM_STORE: url });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain("20261121T184524Z-brxipg");
+
+    const target = await createDatabase(pgUrl, "legacy_v1");
+    const restored = await runCli(["restore", "--identity", identity, "--database-id", "legacy"], {
+      STRONGROOM_STORE: url,
+      STRONGROOM_TARGET_URL: target.url,
+    });
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stdout).toMatch(/counts verified/);
+    const [row] = await sql<{ notes: number; tags: number; tick: number }>(
+      target.url,
+      `select (select count(*)::int from notes) as notes, (select count(*)::int from tags) as tags,
+         (select count(*)::int from notes where body like '%✓ "quoted"') as tick`,
+    );
+    expect(row).toEqual({ notes: 500, tags: 500, tick: 500 });
+
+    const checked = await runCli(
+      ["verify", "--integrity-only", "--identity", identity, "--database-id", "legacy", "--json"],
+      {
+        STRONGROOM_STORE: url,
+      },
+    );
+    expect(checked.code, checked.stderr).toBe(0);
+    expect(JSON.parse(checked.stdout)).toMatchObject({ ok: true, kind: "integrity" });
   });
 });

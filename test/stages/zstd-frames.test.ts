@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { compress as zstdWithoutChecksum } from "@mongodb-js/zstd";
 import { describe, expect, it } from "vitest";
 import { CorruptStreamError, TruncatedStreamError } from "#core/errors.ts";
 import { SKIPPABLE_MAGIC, zstdCompressFrames, zstdDecompressFrames } from "#worker/stages/zstd-frames.ts";
@@ -136,6 +137,27 @@ describe("framed zstd from a hostile writer", () => {
     await expect(through(twice, zstdDecompressFrames())).rejects.toThrow(
       /frame 0 refused before decoding: its blocks do not end where the frame does/,
     );
+  });
+
+  it("writes every frame with a content checksum, and refuses a frame whose checksum does not match", async () => {
+    const frames = await compressedFrames(dumpLike(300 * KiB));
+    for (const frame of frames) expect(((frame[4] as number) >> 2) & 1).toBe(1);
+    const [frame] = frames;
+    const damaged = Buffer.from(frame as Buffer);
+    // The last 4 bytes are the checksum: the blocks still decode, only the checksum catches it.
+    damaged.writeUInt8((damaged.at(-1) as number) ^ 0x01, damaged.length - 1);
+    await expect(through(framed(damaged, 300 * KiB), zstdDecompressFrames())).rejects.toThrow(
+      /frame 0 does not decompress: .*checksum/,
+    );
+  });
+
+  it("refuses a frame without a checksum where one is required (format 2), and reads it where not (format 1)", async () => {
+    const plain = dumpLike(200 * KiB);
+    const unchecked = framed(await zstdWithoutChecksum(plain, 3), plain.length);
+    await expect(through(unchecked, zstdDecompressFrames({ requireChecksum: true }))).rejects.toThrow(
+      /frame 0 refused before decoding: it carries no content checksum/,
+    );
+    expect((await through(unchecked, zstdDecompressFrames())).equals(plain)).toBe(true);
   });
 
   /** The zstd frames our compressor writes for `data`, without their size headers. */

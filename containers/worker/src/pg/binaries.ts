@@ -47,6 +47,15 @@ function probe(dir: string, tool: PgTool): Promise<PgBinDir | undefined> {
 }
 
 /**
+ * Starts the `--version` probes of every candidate directory now, so that a later
+ * findPgBin, once the server's major is known, finds them done: the probes overlap the
+ * connection instead of following it.
+ */
+export function warmPgBins(tools: PgTool[], env: NodeJS.ProcessEnv = process.env): void {
+  for (const dir of candidateDirs(env)) for (const tool of tools) void probe(dir, tool);
+}
+
+/**
  * The bin directory whose `tools` can work with a server (or archive) of
  * `requiredMajor`: the same major if installed, else the lowest newer one.
  * pg_dump refuses servers newer than itself, so older majors never qualify.
@@ -57,13 +66,16 @@ export async function findPgBin(
   what: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<PgBinDir> {
-  const dirs = candidateDirs(env);
-  const found: PgBinDir[] = [];
-  for (const dir of dirs) {
-    const probes = await Promise.all(tools.map((t) => probe(dir, t)));
-    const first = probes[0];
-    if (first && probes.every((p) => p?.major === first.major)) found.push(first);
-  }
+  // Every directory at once: each probe is a process start, and a backup waits for them.
+  const found = (
+    await Promise.all(
+      candidateDirs(env).map(async (dir) => {
+        const probes = await Promise.all(tools.map((t) => probe(dir, t)));
+        const first = probes[0];
+        return first && probes.every((p) => p?.major === first.major) ? first : undefined;
+      }),
+    )
+  ).filter((f): f is PgBinDir => f !== undefined);
   const fit = found.filter((f) => f.major >= requiredMajor).sort((a, b) => a.major - b.major)[0];
   if (fit) return fit;
   const have = found.length ? found.map((f) => `${tools[0]} ${f.major} in ${f.dir}`).join(", ") : "none";

@@ -19,9 +19,8 @@ import { displayName, qualified, quoted, scanIdentifiers, type TableName } from 
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
-import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 import { assertCommittedManifest, type BackupJobOptions } from "./restore.ts";
-import { assertMatches, assertStoredSize, getSealed, naming, readStored } from "./sealed-object.ts";
+import { assertMatches, assertStoredSize, decompressFor, getSealed, naming, readStored } from "./sealed-object.ts";
 
 export interface RecoverTableOptions extends BackupJobOptions {
   tables: TableName[];
@@ -134,7 +133,7 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
         readStored(options.store, dump, { signal: options.signal, log: options.log }),
         stored,
         ageDecrypt(options.identities),
-        zstdDecompressFrames(),
+        decompressFor(dump),
         tap,
         new Writable({
           write(chunk: Buffer, _encoding, callback) {

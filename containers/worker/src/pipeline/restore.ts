@@ -33,8 +33,15 @@ import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
-import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
-import { assertMatches, assertStoredObject, assertStoredSize, getSealed, naming, readStored } from "./sealed-object.ts";
+import {
+  assertMatches,
+  assertStoredObject,
+  assertStoredSize,
+  decompressFor,
+  getSealed,
+  naming,
+  readStored,
+} from "./sealed-object.ts";
 
 /** What every job that reads one backup takes: restore, verify. */
 export interface BackupJobOptions {
@@ -322,7 +329,7 @@ async function fetchDump(
         readStored(options.store, entry, { signal: options.signal, log: options.log }),
         storedTap,
         ageDecrypt(options.identities),
-        zstdDecompressFrames(),
+        decompressFor(entry),
         ...taps,
         holdBack,
         sink,

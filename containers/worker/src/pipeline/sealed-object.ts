@@ -1,12 +1,13 @@
-import { Readable, Writable } from "node:stream";
+import { Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { IntegrityError, NotFoundError, StrongroomError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
-import type { ManifestObject } from "#core/manifest.ts";
+import { type ManifestObject, ZSTD_CHECKSUMS } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { readRanged } from "#core/store/ranged-read.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
 import { sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
+import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 
 export const AGE_CHAIN = "age-v1-x25519";
 
@@ -40,11 +41,14 @@ function collect(chunks: Buffer[]): Writable {
   });
 }
 
+/** How an object's plain bytes are proven: their SHA-256 (small objects), or the dump's zstd frame checksums. */
+export type PlainProof = TapResult | { bytes: number; plainCheck: typeof ZSTD_CHECKSUMS };
+
 export function objectEntry(
   role: ManifestObject["role"],
   key: string,
   chain: string[],
-  plain: TapResult,
+  plain: PlainProof,
   stored: TapResult,
 ): ManifestObject {
   return {
@@ -53,9 +57,17 @@ export function objectEntry(
     chain,
     plainBytes: plain.bytes,
     storedBytes: stored.bytes,
-    plainSha256: plain.sha256,
+    ...("sha256" in plain ? { plainSha256: plain.sha256 } : { plainCheck: plain.plainCheck }),
     storedSha256: stored.sha256,
   };
+}
+
+/**
+ * The zstd decoder for an object: where its manifest promises per-frame checksums
+ * (format 2), a frame without one is refused; the decoder checks those it finds.
+ */
+export function decompressFor(entry: ManifestObject): Transform {
+  return zstdDecompressFrames({ requireChecksum: entry.plainCheck === ZSTD_CHECKSUMS });
 }
 
 /**
@@ -160,7 +172,10 @@ export function assertMatches(entry: ManifestObject, stored: TapResult, plain?: 
       { hint: "the object was replaced or damaged; restore another backup (`strongroom list`)" },
     );
   }
-  if (plain && (plain.bytes !== entry.plainBytes || plain.sha256 !== entry.plainSha256)) {
+  const plainDiffers =
+    plain !== undefined &&
+    (plain.bytes !== entry.plainBytes || (entry.plainSha256 !== undefined && plain.sha256 !== entry.plainSha256));
+  if (plainDiffers) {
     throw new IntegrityError(`${entry.key} decrypts to bytes that do not match its manifest`);
   }
 }
