@@ -10,7 +10,7 @@ export interface RangedReadOptions {
   bytes: number;
   /** Bytes per GET. @default 8 MiB */
   rangeBytes?: number;
-  /** GETs in flight, each holding one range in memory until it is read. @default 4 */
+  /** GETs in flight, each holding one range in memory until it is read. @default 3 */
   inFlight?: number;
   /** Attempts per range, counting the first; each resumes where the last one stopped. @default 5 */
   attempts?: number;
@@ -27,7 +27,7 @@ export function rangedReadBytes(options: Pick<RangedReadOptions, "rangeBytes" | 
 }
 
 export const DEFAULT_RANGE_BYTES = 8 * MiB;
-export const DEFAULT_IN_FLIGHT = 4;
+export const DEFAULT_IN_FLIGHT = 3;
 
 /**
  * Reads a large object as consecutive byte ranges, a few GETs ahead of the reader, in
@@ -49,7 +49,12 @@ export function readRanged(store: ObjectStore, key: string, options: RangedReadO
   const stop = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
 
-  async function fetchRange(start: number, end: number): Promise<Buffer> {
+  /**
+   * A range as the pieces it arrived in: joining them would copy every byte once more
+   * and leave the pieces to the GC, and one 8 MiB chunk would pass through every stage
+   * below as one burst (age alone pushes 128 chunks for it at once).
+   */
+  async function fetchRange(start: number, end: number): Promise<Buffer[]> {
     const want = end - start + 1;
     const parts: Buffer[] = [];
     let got = 0;
@@ -64,7 +69,7 @@ export function readRanged(store: ObjectStore, key: string, options: RangedReadO
         if (got < want) {
           throw new TruncatedStreamError(`${key}: the body of bytes ${start}-${end} ended after ${got} bytes`);
         }
-        return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, got);
+        return parts;
       } catch (err) {
         if (signal.aborted) throw new AbortedError(`read of ${key} aborted`, { cause: err });
         if (attempt >= attempts || !isTransient(err)) throw err;
@@ -75,7 +80,7 @@ export function readRanged(store: ObjectStore, key: string, options: RangedReadO
   }
 
   async function* ranges(): AsyncGenerator<Buffer> {
-    const queue: Promise<Buffer>[] = [];
+    const queue: Promise<Buffer[]>[] = [];
     let next = 0;
     const fill = () => {
       while (queue.length < inFlight && next < size) {
@@ -91,9 +96,9 @@ export function readRanged(store: ObjectStore, key: string, options: RangedReadO
     try {
       fill();
       while (queue.length > 0) {
-        const range = await (queue.shift() as Promise<Buffer>);
+        const pieces = await (queue.shift() as Promise<Buffer[]>);
         fill();
-        yield range;
+        yield* pieces;
       }
     } finally {
       stop.abort();
