@@ -329,7 +329,9 @@ async function fetchDump(
         readStored(options.store, entry, { signal: options.signal, log: options.log }),
         storedTap,
         ageDecrypt(options.identities),
-        decompressFor(entry),
+        // pg_restore (or the target's COPY) takes ~100 MB/s; one frame decodes at ~1 GB/s.
+        // A second frame in flight would only hold 4 MiB more.
+        decompressFor(entry, { framesInFlight: 1 }),
         ...taps,
         holdBack,
         sink,

@@ -66,8 +66,11 @@ export function objectEntry(
  * The zstd decoder for an object: where its manifest promises per-frame checksums
  * (format 2), a frame without one is refused; the decoder checks those it finds.
  */
-export function decompressFor(entry: ManifestObject): Transform {
-  return zstdDecompressFrames({ requireChecksum: entry.plainCheck === ZSTD_CHECKSUMS });
+export function decompressFor(entry: ManifestObject, options: { framesInFlight?: number } = {}): Transform {
+  return zstdDecompressFrames({
+    requireChecksum: entry.plainCheck === ZSTD_CHECKSUMS,
+    ...(options.framesInFlight === undefined ? {} : { maxInFlight: options.framesInFlight }),
+  });
 }
 
 /**
