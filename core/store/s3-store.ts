@@ -1,5 +1,5 @@
 import { totalmem } from "node:os";
-import { PassThrough, Readable } from "node:stream";
+import { Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -13,7 +13,6 @@ import {
   S3Client,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import {
   AbortedError,
   AccessDeniedError,
@@ -40,16 +39,16 @@ import {
   type PutResult,
   sameBytes,
 } from "./object-store.ts";
+import { MAX_PARTS, putMultipart } from "./s3-multipart.ts";
 
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE_BYTES = 16 * MiB;
 const MAX_PART_SIZE_BYTES = 5 * 1024 * MiB;
-const MAX_PARTS = 10_000;
 
 /**
  * The multipart part size for an object of about `expectedBytes`.
  *
- * lib-storage's 5 MiB default caps an unknown-length upload near 48.8 GiB, so we
+ * 5 MiB parts (S3's minimum) would cap an unknown-length upload near 48.8 GiB, so we
  * never go below 16 MiB (156 GiB at 10,000 parts) and grow with the hint, with 50%
  * headroom because the hint (pg_database_size) is not the dump size.
  */
@@ -131,67 +130,17 @@ export class S3Store implements ObjectStore, PartialUploads {
     const Key = this.keyOf(key);
     const partSize = partSizeFor(options.expectedBytes);
     assertUploadFits(partSize, this.queueSize, memoryLimitBytes());
-    let bytes = 0;
-    // Count what lib-storage actually reads, without switching `body` to flowing mode.
-    const counted = body.pipe(
-      new PassThrough({
-        transform(chunk: Buffer, _enc, cb) {
-          bytes += chunk.length;
-          cb(null, chunk);
-        },
-      }),
-    );
-    body.once("error", (err) => counted.destroy(err));
-    // lib-storage runs `queueSize` uploaders over one body. When one fails, the others
-    // keep reading and uploading the rest, and when all have failed nobody drains the
-    // body, so the writer upstream waits forever. The first failed request therefore
-    // destroys the body: every uploader stops, and lib-storage aborts the multipart
-    // upload and rejects with that first error.
-    const failFast = (err: unknown) => {
-      if (!counted.destroyed) counted.destroy(err as Error);
-    };
-    const client = new Proxy(this.client, {
-      get(target, property) {
-        if (property !== "send") return Reflect.get(target, property, target);
-        return (command: Parameters<S3Client["send"]>[0], sendOptions?: Parameters<S3Client["send"]>[1]) =>
-          target.send(command, sendOptions).catch((err: unknown) => {
-            failFast(err);
-            throw err;
-          });
-      },
-    });
-    const upload = new Upload({
-      client,
-      params: {
-        Bucket: this.bucket,
-        Key,
-        Body: counted,
-        ContentType: options.contentType ?? "application/octet-stream",
-      },
-      partSize,
-      queueSize: this.queueSize,
-      leavePartsOnError: false,
-    });
-    // Destroying the body (rather than upload.abort(), which resolves done() before
-    // the multipart upload is aborted) makes lib-storage abort the upload and then reject.
-    const onAbort = () => counted.destroy(new AbortedError(`upload of ${key} aborted`));
-    options.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      if (options.signal?.aborted) onAbort();
-      await upload.done();
+      const bytes = await putMultipart(
+        this.client,
+        { Bucket: this.bucket, Key, ContentType: options.contentType ?? "application/octet-stream" },
+        body,
+        { partSize, queueSize: this.queueSize, signal: options.signal },
+      );
       return { key, bytes };
     } catch (err) {
-      // Belt and braces: never leave an open multipart upload (they cost money forever).
-      const uploadId = (upload as unknown as { uploadId?: string }).uploadId;
-      if (uploadId) {
-        await this.client
-          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId: uploadId }))
-          .catch(() => undefined);
-      }
       if (options.signal?.aborted) throw new AbortedError(`upload of ${key} aborted`, { cause: err });
       throw this.mapError(err, key);
-    } finally {
-      options.signal?.removeEventListener("abort", onAbort);
     }
   }
 
