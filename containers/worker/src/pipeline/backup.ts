@@ -319,8 +319,6 @@ async function commit(
   return { manifest, manifestBytes };
 }
 
-const COALESCE_BYTES = 1024 * 1024;
-
 /**
  * pg_dump and its server backend need a core between them, so compression gets the
  * rest: on 2 cores one frame at a time measured faster than two (bench/backup.bench.ts).
@@ -339,23 +337,13 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, onBytes: (n: number) => 
   });
   const source = Readable.from(
     (async function* () {
-      // Pipe reads arrive in 64 KiB pieces; handing on 1 MiB ones costs one copy and
-      // saves the stages below some 15 of every 16 calls.
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
+      // Pipe reads (64 KiB) go on as they are. Joining them into 1 MiB pieces saved calls
+      // in the stages below but cost a copy and 1 GB of allocation per GB of dump, which
+      // V8 pays back in GC: side by side, without it a backup to S3 took 0.7 core-s less
+      // per 827 MB (file store: the same time, 10 MiB less peak RSS).
       for await (const chunk of stdout) {
-        pending.push(chunk as Buffer);
-        pendingBytes += (chunk as Buffer).length;
-        if (pendingBytes >= COALESCE_BYTES) {
-          onBytes(pendingBytes);
-          yield Buffer.concat(pending, pendingBytes);
-          pending = [];
-          pendingBytes = 0;
-        }
-      }
-      if (pendingBytes > 0) {
-        onBytes(pendingBytes);
-        yield Buffer.concat(pending, pendingBytes);
+        onBytes((chunk as Buffer).length);
+        yield chunk as Buffer;
       }
       const exit = await proc.exited;
       if (signal?.aborted) throw new AbortedError("backup aborted");
