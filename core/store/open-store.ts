@@ -1,9 +1,8 @@
 import { fileURLToPath } from "node:url";
 import { UsageError } from "../errors.ts";
 import { redact } from "../log.ts";
-import { FileStore } from "./file-store.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { S3Store, type S3StoreOptions } from "./s3-store.ts";
+import type { S3StoreOptions } from "./s3-store.ts";
 
 export const STORE_URL_FORMS = "file:///absolute/path or s3://bucket[/prefix]";
 
@@ -41,8 +40,13 @@ export function parseStoreUrl(raw: string): StoreLocation {
   throw refuse(/^[a-z][a-z0-9+.-]*:/i.test(url) ? "has an unsupported scheme" : "is not a URL");
 }
 
-/** The store named by a `--store` URL. */
-export function openStore(url: string, s3Options: S3StoreOptions = {}): ObjectStore {
+/**
+ * The store named by a `--store` URL. Only its own implementation is loaded: the S3
+ * SDK, loaded for every store, cost a file-store backup 45 ms before its first pg_dump
+ * (0.388 → 0.343 s from a checkout) and `list` 70 ms.
+ */
+export async function openStore(url: string, s3Options: S3StoreOptions = {}): Promise<ObjectStore> {
   const where = parseStoreUrl(url);
-  return where.kind === "file" ? new FileStore(where.url) : new S3Store(where.url, s3Options);
+  if (where.kind === "file") return new (await import("./file-store.ts")).FileStore(where.url);
+  return new (await import("./s3-store.ts")).S3Store(where.url, s3Options);
 }

@@ -44,9 +44,9 @@ auditLogContract("object store (file)", async () => {
 auditLogContract("object store (moto S3)", async () => {
   const { store, url } = await newStore("s3");
   const raw = new StoreAuditLog(store, "org");
-  const { openStore } = await import("#core/store/open-store.ts");
+  const { S3Store } = await import("#core/store/s3-store.ts");
   return {
-    open: () => new StoreAuditLog(openStore(url), "org"),
+    open: () => new StoreAuditLog(new S3Store(url), "org"),
     overwrite: async (row, atSeq) => {
       await store.delete(raw.keyOf(atSeq));
       await store.putIfAbsent(raw.keyOf(atSeq), JSON.stringify(row));

@@ -24,7 +24,7 @@ export async function newStore(kind: "file" | "s3"): Promise<StoreUnderTest> {
     const dir = path.join(await tempDir(), "store");
     await mkdir(dir);
     const url = pathToFileURL(dir).href;
-    return { kind, url, store: openStore(url), openUploads: async () => 0 };
+    return { kind, url, store: await openStore(url), openUploads: async () => 0 };
   }
   const client = new S3Client(s3ClientConfigFromEnv());
   const bucket = `it-${randomUUID()}`;
@@ -33,7 +33,7 @@ export async function newStore(kind: "file" | "s3"): Promise<StoreUnderTest> {
   return {
     kind,
     url,
-    store: openStore(url),
+    store: await openStore(url),
     openUploads: async () =>
       (await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads?.length ?? 0,
   };

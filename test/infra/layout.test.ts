@@ -1,7 +1,11 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
+import { runCli } from "../helpers/cli.ts";
+import { identityFile } from "../helpers/fixture.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 /** The house rules of docs/architecture.md ("Where things are"), checked on every tracked source file. */
 const root = path.resolve(import.meta.dirname, "../..");
@@ -58,5 +62,33 @@ describe("layout", () => {
           .map((spec) => `${f}: ${spec}`),
       );
     expect(offenders).toEqual([]);
+  });
+
+  it("loads no AWS SDK for a backup to a file store, up to its connection", async () => {
+    // A module hook records every module the CLI loads; the backup fails at connect,
+    // after its store, pipeline and stages are loaded.
+    const dir = await tempDir();
+    const hooks = path.join(dir, "hooks.mjs");
+    const loaded = path.join(dir, "loaded.txt");
+    writeFileSync(
+      hooks,
+      `import { appendFileSync } from "node:fs";
+export async function load(url, context, next) { appendFileSync(${JSON.stringify(loaded)}, url + "\\n"); return next(url, context); }\n`,
+    );
+    const register = path.join(dir, "register.mjs");
+    writeFileSync(
+      register,
+      `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`,
+    );
+    const key = await identityFile();
+    const r = await runCli(
+      ["backup", "--recipient", key.recipient, "--store", pathToFileURL(path.join(dir, "store")).href],
+      { DATABASE_URL: "postgres://nobody@127.0.0.1:1/db", NODE_OPTIONS: `--import ${pathToFileURL(register).href}` },
+    );
+    expect(r.stderr).toContain("cannot connect");
+    const modules = readFileSync(loaded, "utf8").split("\n");
+    expect(modules.some((m) => m.endsWith("/pipeline/backup.ts"))).toBe(true);
+    expect(modules.some((m) => m.endsWith("/core/store/file-store.ts"))).toBe(true);
+    expect(modules.filter((m) => m.includes("@aws-sdk/") || m.endsWith("/s3-store.ts"))).toEqual([]);
   });
 });

@@ -39,7 +39,7 @@ export async function openBackupJob(
 /** The store a `--store` URL names (the S3 SDK is loaded only for s3://). */
 export async function openStoreAt(url: string): Promise<ObjectStore> {
   const { openStore } = await import("#core/store/open-store.ts");
-  return openStore(url);
+  return await openStore(url);
 }
 
 /** What every command gets from the program: where output goes, the logger, the stop signal. */
