@@ -16,11 +16,9 @@ import {
 import { type Manifest, manifestObject } from "#core/manifest.ts";
 import { connect, describeConn, type PgConn } from "../pg/conn.ts";
 import { displayName, qualified, quoted, scanIdentifiers, type TableName } from "../pg/table-name.ts";
-import { ageDecrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
-import { sha256Tap } from "../stages/sha256-tap.ts";
 import { assertCommittedManifest, type BackupJobOptions } from "./restore.ts";
-import { assertMatches, assertStoredSize, decompressFor, getSealed, naming, readStored } from "./sealed-object.ts";
+import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface RecoverTableOptions extends BackupJobOptions {
   tables: TableName[];
@@ -125,17 +123,20 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     });
     const dump = manifestObject(manifest, "dump");
     await assertStoredSize(options.store, dump);
-    const stored = sha256Tap();
+    const stages = dumpStages(options.store, dump, options.identities, {
+      signal: options.signal,
+      log: options.log,
+      framesInFlight: 1,
+    });
+    const { stored } = stages;
     let plainBytes = 0;
     const signal = options.signal ? { signal: options.signal } : {};
     const stream = async () =>
       pipeline(
-        readStored(options.store, dump, { signal: options.signal, log: options.log }),
+        stages.read,
         stored,
-        ageDecrypt(options.identities),
-        // pg_restore (or the target's COPY) takes ~100 MB/s; one frame decodes at ~1 GB/s.
-        // A second frame in flight would only hold 4 MiB more.
-        decompressFor(dump, { framesInFlight: 1 }),
+        stages.decrypt,
+        stages.decompress,
         tap,
         new Writable({
           write(chunk: Buffer, _encoding, callback) {

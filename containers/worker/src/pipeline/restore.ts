@@ -30,18 +30,8 @@ import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
-import { ageDecrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
-import { sha256Tap } from "../stages/sha256-tap.ts";
-import {
-  assertMatches,
-  assertStoredObject,
-  assertStoredSize,
-  decompressFor,
-  getSealed,
-  naming,
-  readStored,
-} from "./sealed-object.ts";
+import { assertMatches, assertStoredObject, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 /** What every job that reads one backup takes: restore, verify. */
 export interface BackupJobOptions {
@@ -295,7 +285,11 @@ async function fetchDump(
   select?: Transform,
 ): Promise<number> {
   const entry = manifestObject(manifest, "dump");
-  const storedTap = sha256Tap();
+  const dump = dumpStages(options.store, entry, options.identities, {
+    signal: options.signal,
+    log: options.log,
+    framesInFlight: 1,
+  });
   let plainBytes = 0;
   let held: Buffer | undefined;
   const holdBack = new Transform({
@@ -308,7 +302,7 @@ async function fetchDump(
     },
     flush(callback) {
       try {
-        assertMatches(entry, storedTap.result());
+        assertMatches(entry, dump.stored.result());
         if (plainBytes !== entry.plainBytes) {
           throw new IntegrityError(
             `${entry.key} decrypted to ${plainBytes} bytes; its manifest says ${entry.plainBytes}`,
@@ -325,17 +319,7 @@ async function fetchDump(
   const taps = [options.tap, select].filter((t): t is Transform => t !== undefined);
   await naming(entry, async () =>
     pipeline(
-      [
-        readStored(options.store, entry, { signal: options.signal, log: options.log }),
-        storedTap,
-        ageDecrypt(options.identities),
-        // pg_restore (or the target's COPY) takes ~100 MB/s; one frame decodes at ~1 GB/s.
-        // A second frame in flight would only hold 4 MiB more.
-        decompressFor(entry, { framesInFlight: 1 }),
-        ...taps,
-        holdBack,
-        sink,
-      ],
+      [dump.read, dump.stored, dump.decrypt, dump.decompress, ...taps, holdBack, sink],
       options.signal ? { signal: options.signal } : {},
     ),
   );

@@ -6,7 +6,7 @@ import { type ManifestObject, ZSTD_CHECKSUMS } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { readRanged } from "#core/store/ranged-read.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
-import { sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
+import { type Sha256Tap, sha256Tap, type TapResult } from "../stages/sha256-tap.ts";
 import { zstdDecompressFrames } from "../stages/zstd-frames.ts";
 
 export const AGE_CHAIN = "age-v1-x25519";
@@ -63,17 +63,6 @@ export function objectEntry(
 }
 
 /**
- * The zstd decoder for an object: where its manifest promises per-frame checksums
- * (format 2), a frame without one is refused; the decoder checks those it finds.
- */
-export function decompressFor(entry: ManifestObject, options: { framesInFlight?: number } = {}): Transform {
-  return zstdDecompressFrames({
-    requireChecksum: entry.plainCheck === ZSTD_CHECKSUMS,
-    ...(options.framesInFlight === undefined ? {} : { maxInFlight: options.framesInFlight }),
-  });
-}
-
-/**
  * Checks the stored object's size against the manifest before reading it, so a
  * truncated or replaced object is named as such rather than as a decryption failure.
  */
@@ -96,14 +85,35 @@ export async function assertStoredSize(store: ObjectStore, entry: ManifestObject
 }
 
 /**
- * A large stored object (the dump) as ranged GETs a few ahead of the reader, each
- * resumed where it stopped after a dropped connection (core/store/ranged-read.ts).
- * Callers hash what they read against the manifest.
+ * The stages from a stored dump to its plain bytes, shared by restore, verify and
+ * recover-table: ranged reads (resumed after a dropped connection,
+ * core/store/ranged-read.ts), the stored SHA-256 (`stored`, compared with the manifest
+ * by the caller), age, and zstd with the checksums the manifest promises.
+ * `framesInFlight: 1` where a database takes the output (~100 MB/s; a frame decodes at
+ * ~1 GB/s, a second in flight would only hold 4 MiB more).
  */
-export function readStored(
+export function dumpStages(
   store: ObjectStore,
   entry: ManifestObject,
-  options: { signal?: AbortSignal | undefined; log?: Logger | undefined } = {},
+  identities: readonly string[],
+  options: { signal?: AbortSignal | undefined; log?: Logger | undefined; framesInFlight?: number } = {},
+): { read: Readable; stored: Sha256Tap; decrypt: Transform; decompress: Transform } {
+  return {
+    read: readStored(store, entry, options),
+    stored: sha256Tap(),
+    decrypt: ageDecrypt(identities),
+    decompress: zstdDecompressFrames({
+      requireChecksum: entry.plainCheck === ZSTD_CHECKSUMS,
+      ...(options.framesInFlight === undefined ? {} : { maxInFlight: options.framesInFlight }),
+    }),
+  };
+}
+
+/** A large stored object as ranged GETs, each resumed where it stopped after a dropped connection. */
+function readStored(
+  store: ObjectStore,
+  entry: ManifestObject,
+  options: { signal?: AbortSignal | undefined; log?: Logger | undefined },
 ): Readable {
   return readRanged(store, entry.key, {
     bytes: entry.storedBytes,
@@ -168,7 +178,11 @@ export async function getSealed(
 }
 
 /** Stored and plain sizes and digests must be exactly those the manifest recorded. */
-export function assertMatches(entry: ManifestObject, stored: TapResult, plain?: TapResult): void {
+export function assertMatches(
+  entry: ManifestObject,
+  stored: TapResult,
+  plain?: { bytes: number; sha256?: string },
+): void {
   if (stored.bytes !== entry.storedBytes || stored.sha256 !== entry.storedSha256) {
     throw new IntegrityError(
       `${entry.key} does not match its manifest (stored ${stored.bytes} bytes, sha256 ${stored.sha256.slice(0, 12)}…; manifest says ${entry.storedBytes} bytes, ${entry.storedSha256.slice(0, 12)}…)`,

@@ -25,13 +25,13 @@ import {
   rowCountsCheck,
   userSqlCheck,
 } from "../pg/verify-checks.ts";
-import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
+import { ageEncrypt } from "../stages/age-stream.ts";
 import { type ArchiveStats, ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { WORKER_VERSION } from "../version.ts";
 import { assertCommittedManifest, type BackupJobOptions, restore } from "./restore.ts";
 import { openScratch } from "./scratch.ts";
-import { assertMatches, assertStoredSize, decompressFor, getSealed, naming, readStored } from "./sealed-object.ts";
+import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface VerifyOptions extends BackupJobOptions {
   /** "auto": a throwaway cluster of the backup's major; else a server to create a database on. */
@@ -237,7 +237,7 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
         continue;
       }
       await assertStoredSize(options.store, entry);
-      const stored = sha256Tap();
+      const { read, stored, decrypt, decompress } = dumpStages(options.store, entry, options.identities, options);
       // Format 2 dumps: the decoder checks every frame's checksum; hashing again would cost 0.56 core-s/GB.
       const plain = entry.plainSha256 !== undefined ? sha256Tap() : undefined;
       const signal = options.signal ? { signal: options.signal } : {};
@@ -251,8 +251,6 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
       });
       // When a stage fails, the others are torn down and may report that first (a
       // premature close); the stage's own typed error is the verdict.
-      const decrypt = ageDecrypt(options.identities);
-      const decompress = decompressFor(entry);
       let typed: unknown;
       for (const stage of [decrypt, decompress]) {
         stage.once("error", (err) => {
@@ -260,20 +258,13 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
         });
       }
       await naming(entry, async () =>
-        pipeline(
-          readStored(options.store, entry, { signal: options.signal, log: options.log }),
-          stored,
-          decrypt,
-          decompress,
-          progress,
-          ...(plain ? [plain] : []),
-          discard(),
-          signal,
-        ).catch((err: unknown) => {
-          throw typed ?? err;
-        }),
+        pipeline(read, stored, decrypt, decompress, progress, ...(plain ? [plain] : []), discard(), signal).catch(
+          (err: unknown) => {
+            throw typed ?? err;
+          },
+        ),
       );
-      assertMatches(entry, stored.result(), plain?.result() ?? { bytes: seen, sha256: "" });
+      assertMatches(entry, stored.result(), plain?.result() ?? { bytes: seen });
     }
     outcome = {
       ok: true,
