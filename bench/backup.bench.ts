@@ -18,12 +18,11 @@ import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
-import { build } from "esbuild";
 import { listManifests } from "#core/backup-index.ts";
 import { FileStore } from "#core/store/file-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
-import { WORKER_BUNDLE } from "../scripts/build.ts";
+import { buildWorker } from "../scripts/build.ts";
 import { BENCH_BIN, BENCH_WORK, benchCluster, dbUrl, query } from "./bench-database.ts";
 import { processCpuSeconds, type Timed, timed } from "./measure.ts";
 
@@ -61,7 +60,7 @@ const say = (line: string) => (JSON_OUT ? process.stderr.write(`${line}\n`) : co
 
 await mkdir(work, { recursive: true });
 await rm(path.dirname(cli), { recursive: true, force: true });
-await build({ ...WORKER_BUNDLE, outfile: cli });
+await buildWorker(path.dirname(cli));
 const identity = await generateX25519Identity();
 const recipient = await identityToRecipient(identity);
 const keyFile = path.join(work, "bench-identity.txt");

@@ -11,14 +11,13 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
-import { build } from "esbuild";
-import { WORKER_BUNDLE } from "../scripts/build.ts";
+import { buildWorker } from "../scripts/build.ts";
 import { BENCH_WORK, benchCluster, dbUrl, query } from "./bench-database.ts";
 import { type Timed, timed } from "./measure.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const cli = path.resolve(import.meta.dirname, "../dist/bench/strongroom.mjs");
-await build({ ...WORKER_BUNDLE, outfile: cli });
+await buildWorker(path.dirname(cli));
 
 const identity = await generateX25519Identity();
 const recipient = await identityToRecipient(identity);

@@ -12,15 +12,14 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
-import { build } from "esbuild";
 import pg from "pg";
 import { startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
-import { WORKER_BUNDLE } from "../scripts/build.ts";
+import { buildWorker } from "../scripts/build.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const checkout = path.resolve(import.meta.dirname, "../containers/worker/bin/strongroom.mjs");
 const bundle = path.resolve(import.meta.dirname, "../dist/bench/strongroom.mjs");
-await build({ ...WORKER_BUNDLE, outfile: bundle });
+await buildWorker(path.dirname(bundle));
 const store = mkdtempSync(path.join(tmpdir(), "strongroom-startup-"));
 
 function median(args: string[]): number {

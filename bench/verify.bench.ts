@@ -14,17 +14,16 @@ import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
-import { build } from "esbuild";
 import { resolveBackup } from "#core/backup-index.ts";
 import { FileStore } from "#core/store/file-store.ts";
 import { findServerBin, startCluster } from "#worker/pg/scratch-cluster.ts";
-import { WORKER_BUNDLE } from "../scripts/build.ts";
+import { buildWorker } from "../scripts/build.ts";
 import { BENCH_BIN, BENCH_WORK, benchCluster, dbUrl, query } from "./bench-database.ts";
 import { type Timed, timed } from "./measure.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 const cli = path.resolve(import.meta.dirname, "../dist/bench/strongroom.mjs");
-await build({ ...WORKER_BUNDLE, outfile: cli });
+await buildWorker(path.dirname(cli));
 
 const identity = await generateX25519Identity();
 const recipient = await identityToRecipient(identity);

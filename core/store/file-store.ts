@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { Readable } from "node:stream";
@@ -16,6 +15,7 @@ import {
   UsageError,
 } from "../errors.ts";
 import { syncNewPath } from "../fsync-dir.ts";
+import { DurableFileWriter } from "./durable-file.ts";
 import {
   assertValidKey,
   assertValidPrefix,
@@ -64,8 +64,8 @@ export class FileStore implements ObjectStore, PartialUploads, Creatable {
     });
     try {
       const signal = options.signal;
-      // flush: fsync before close, so a rename after a crash never points at lost data.
-      const out = createWriteStream(partial, { flush: true, mode: 0o600 });
+      // Synced before the rename, so a rename after a crash never points at lost data.
+      const out = new DurableFileWriter(await fs.open(partial, "wx", 0o600));
       await pipeline(body, out, signal ? { signal } : {});
       const created = await fs.mkdir(path.dirname(final), { recursive: true });
       await fs.rename(partial, final);

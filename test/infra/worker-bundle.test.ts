@@ -2,9 +2,8 @@ import { execFile } from "node:child_process";
 import { rm } from "node:fs/promises";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { build } from "esbuild";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { WORKER_BUNDLE } from "../../scripts/build.ts";
+import { buildWorker } from "../../scripts/build.ts";
 import { committedBackups, identityFile, newStore } from "../helpers/fixture.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
 
@@ -14,9 +13,8 @@ const outDir = path.resolve(import.meta.dirname, `../../dist/test-${process.pid}
 afterAll(() => rm(outDir, { recursive: true, force: true }));
 
 describe("worker image bundle", () => {
-  it("builds into one file that backs up a database like the sources do", async () => {
-    const outfile = path.join(outDir, "strongroom.mjs");
-    await build({ ...WORKER_BUNDLE, outfile });
+  it("builds into an entry point and chunks that back up a database like the sources do", async () => {
+    const outfile = await buildWorker(outDir);
     const db = await createDatabase(inject("pgUrl"), "bundle");
     await sql(db.url, "create table t as select g from generate_series(1, 100) g");
     const store = await newStore("file");

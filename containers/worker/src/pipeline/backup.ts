@@ -208,7 +208,7 @@ async function streamDump(
     `${snapshot.bin.dir}/pg_dump`,
     ["-Fc", "-Z0", `--snapshot=${snapshot.id}`, "--no-password"],
     libpqEnv(options.conn, "strongroom-backup"),
-    signal ? { signal } : {},
+    { stdoutWrites: DUMP_WRITE_BYTES, ...(signal ? { signal } : {}) },
   );
   const storedTap = sha256Tap();
   const archive = new ArchiveStatsTap();
@@ -284,7 +284,8 @@ async function seal(
       options.recipients,
       options.signal,
     );
-  const sealed = [await put("roles", roles), await put("stats", stats)];
+  // Two small puts at once: each file-store put waits for its fsyncs.
+  const sealed = await Promise.all([put("roles", roles), put("stats", stats)]);
   if (options.signal?.aborted) throw new AbortedError("backup aborted; nothing was committed");
   return sealed;
 }
@@ -318,6 +319,9 @@ async function commit(
   await options.store.putIfAbsent(objectKey(job.databaseId, job.backupId, "manifest"), manifestBytes);
   return { manifest, manifestBytes };
 }
+
+/** pg_dump's stdout buffer: every write of it is a read and a chunk through the stages here. */
+const DUMP_WRITE_BYTES = 1024 * 1024;
 
 /**
  * pg_dump and its server backend need a core between them, so compression gets the
