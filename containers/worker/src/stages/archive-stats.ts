@@ -333,6 +333,10 @@ export class ArchiveStatsTap extends Transform {
     let pos = 0;
     while (pos < end) {
       const state = this.state;
+      if (state === CHUNK_LEN && !this.inBlobs && this.captureIds === undefined) {
+        pos = this.wholeRows(buf, pos);
+        if (pos >= end) return;
+      }
       if (state === CHUNK_BODY) {
         const stop = Math.min(end, pos + this.left);
         if (!this.inBlobs && this.captureIds?.has(this.dumpId)) {
@@ -408,6 +412,39 @@ export class ArchiveStatsTap extends Transform {
         }
       }
     }
+  }
+
+  /**
+   * The common case, a table's rows, each a chunk that lies whole in `buf`: counted in
+   * locals, without a trip through the state machine per row (5 million rows per GB of
+   * pgbench; the general path cost ~35 ns a row on the backup's busiest thread). Stops
+   * at anything else (a chunk cut by the buffer's end, the end-of-copy marker, the end
+   * of the block) and leaves it to the general path, in state CHUNK_LEN at `pos`.
+   */
+  private wholeRows(buf: Buffer, start: number): number {
+    const intSize = this.intSize;
+    const intBytes = 1 + intSize;
+    const end = buf.length;
+    const short = END_OF_COPY.length;
+    let pos = start;
+    let rows = 0;
+    while (pos + intBytes <= end) {
+      let length = 0;
+      if (intSize === 4) length = buf.readUInt32LE(pos + 1);
+      else for (let i = intSize; i >= 1; i--) length = length * 256 + (buf[pos + i] as number);
+      if (buf[pos] !== 0 || length === 0 || length === short) break;
+      const body = pos + intBytes;
+      const stop = body + length;
+      if (stop > end) break;
+      // One row is one chunk ending in LF (COPY text escapes the rest); count every LF
+      // all the same, as the general path does.
+      for (let at = buf.indexOf(10, body); at !== -1 && at < stop; at = at + 1 < stop ? buf.indexOf(10, at + 1) : -1) {
+        rows++;
+      }
+      pos = stop;
+    }
+    this.blockRows += rows;
+    return pos;
   }
 
   /** Rows of the current block are counted in a field and booked when the next block starts. */

@@ -154,7 +154,10 @@ class ZstdCompressFrames extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.consume(chunk).then(() => callback(), callback);
+    // Most pieces only fill the frame buffer: answered at once, without a promise per piece.
+    const submitted = this.consume(chunk, 0);
+    if (submitted) submitted.then(() => callback(), callback);
+    else callback();
   }
 
   override _flush(callback: TransformCallback): void {
@@ -163,14 +166,13 @@ class ZstdCompressFrames extends Transform {
     (last ?? Promise.resolve()).then(() => this.work.drain()).then(() => callback(), callback);
   }
 
-  private async consume(chunk: Buffer): Promise<void> {
-    let offset = 0;
+  /** Takes `chunk` from `offset` on; returns a promise only once a frame was submitted. */
+  private consume(chunk: Buffer, offset: number): Promise<void> | undefined {
     while (offset < chunk.length) {
       // Whole frames straight from the input, without a copy.
       if (this.filled === 0 && chunk.length - offset >= this.frameBytes) {
-        await this.frame(chunk.subarray(offset, offset + this.frameBytes));
-        offset += this.frameBytes;
-        continue;
+        const next = offset + this.frameBytes;
+        return this.frame(chunk.subarray(offset, next)).then(() => this.consume(chunk, next));
       }
       const n = Math.min(this.frameBytes - this.filled, chunk.length - offset);
       chunk.copy(this.buffer, this.filled, offset, offset + n);
@@ -180,9 +182,11 @@ class ZstdCompressFrames extends Transform {
         const full = this.buffer;
         this.buffer = this.spare.pop() ?? Buffer.allocUnsafe(this.frameBytes);
         this.filled = 0;
-        await this.frame(full, true);
+        const next = offset;
+        return this.frame(full, true).then(() => this.consume(chunk, next));
       }
     }
+    return undefined;
   }
 
   private frame(plain: Buffer, reusable = false): Promise<void> {
