@@ -66,7 +66,7 @@ let stdbufPath: string | null | undefined;
  * 827 MB backup (pg_dump and node, side by side), on a 2-core machine that has none to
  * spare. Without stdbuf (not coreutils) the command runs as it is.
  */
-export function largeWrites(command: string, args: string[], bytes: number): [string, string[]] {
+function largeWrites(command: string, args: string[], bytes: number): [string, string[]] {
   if (stdbufPath === undefined) stdbufPath = findStdbuf();
   return stdbufPath ? [stdbufPath, [`-o${bytes}`, command, ...args]] : [command, args];
 }

@@ -342,14 +342,7 @@ export class ArchiveStatsTap extends Transform {
         if (!this.inBlobs && this.captureIds?.has(this.dumpId)) {
           this.captured.push({ entry: this.toc.get(this.dumpId) as TocEntry, data: buf.subarray(pos, stop) });
         }
-        if (!this.inBlobs) {
-          // A chunk is usually one row ending in LF: find it, and scan further only if not.
-          let at = buf.indexOf(10, pos);
-          while (at !== -1 && at < stop) {
-            this.blockRows++;
-            at = at === stop - 1 ? -1 : buf.indexOf(10, at + 1);
-          }
-        }
+        if (!this.inBlobs) this.blockRows += countLines(buf, pos, stop);
         this.left -= stop - pos;
         pos = stop;
         if (this.left === 0) this.state = CHUNK_LEN;
@@ -380,8 +373,7 @@ export class ArchiveStatsTap extends Transform {
         return;
       }
       const type = head ? (buf[pos] as number) : 0;
-      let value = 0;
-      for (let i = intSize; i >= 1; i--) value = value * 256 + (buf[pos + head + i] as number);
+      let value = archiveUint(buf, pos + head, intSize);
       if (buf[pos + head]) value = -value;
       pos += head + intBytes;
       if (state === BLOCK) {
@@ -430,15 +422,13 @@ export class ArchiveStatsTap extends Transform {
     let pos = start;
     let rows = 0;
     while (pos + intBytes <= end) {
-      let length = 0;
-      if (intSize === 4) length = buf.readUInt32LE(pos + 1);
-      else for (let i = intSize; i >= 1; i--) length = length * 256 + (buf[pos + i] as number);
+      const length = archiveUint(buf, pos, intSize);
       if (buf[pos] !== 0 || length === 0 || length === short) break;
       const body = pos + intBytes;
       const stop = body + length;
       if (stop > end) break;
-      // One row is one chunk ending in LF (COPY text escapes the rest); count every LF
-      // all the same, as the general path does.
+      // countLines, written out: called here, once a row, it made the walk 1.5× slower
+      // (92 → 141 ms for the bench dump).
       for (let at = buf.indexOf(10, body); at !== -1 && at < stop; at = at + 1 < stop ? buf.indexOf(10, at + 1) : -1) {
         rows++;
       }
@@ -457,4 +447,27 @@ export class ArchiveStatsTap extends Transform {
   private keep(buf: Buffer, pos: number): void {
     this.carry = Buffer.from(buf.subarray(pos));
   }
+}
+
+/**
+ * The magnitude of an archive int at `pos`: a sign byte, then `intSize` bytes, least
+ * significant first (4 on every platform pg_dump runs on: read in one call).
+ */
+function archiveUint(buf: Buffer, pos: number, intSize: number): number {
+  if (intSize === 4) return buf.readUInt32LE(pos + 1);
+  let value = 0;
+  for (let i = intSize; i >= 1; i--) value = value * 256 + (buf[pos + i] as number);
+  return value;
+}
+
+/**
+ * LFs in buf[start, stop): the rows in a piece of COPY text. A row is usually one chunk
+ * ending in its LF (COPY escapes the others): found at once, scanned further only if not.
+ */
+function countLines(buf: Buffer, start: number, stop: number): number {
+  let lines = 0;
+  for (let at = buf.indexOf(10, start); at !== -1 && at < stop; at = at + 1 < stop ? buf.indexOf(10, at + 1) : -1) {
+    lines++;
+  }
+  return lines;
 }
