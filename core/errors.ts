@@ -53,6 +53,8 @@ export const ERROR_NAMES = [
   "InvalidConfigError",
   "UnknownDatabaseError",
   "TaskFailedError",
+  "UncommittedBackupError",
+  "PruneHaltedError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -330,4 +332,18 @@ export class InsufficientMemoryError extends StrongroomError {
 /** The store has no room left (a full disk under a file store). */
 export class StoreFullError extends StrongroomError {
   override name = "StoreFullError" as const;
+}
+
+/**
+ * A backup is in the store but nothing outside the store's writers' reach commits it: no
+ * `backup.ok` audit row records the SHA-256 of exactly its manifest. It is never restored,
+ * verified or counted; a store writer may have planted it.
+ */
+export class UncommittedBackupError extends StrongroomError {
+  override name = "UncommittedBackupError" as const;
+}
+
+/** Prune refused to touch a series that holds a manifest it cannot account for (planted, replaced, unreadable). */
+export class PruneHaltedError extends StrongroomError {
+  override name = "PruneHaltedError" as const;
 }

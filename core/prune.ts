@@ -1,5 +1,5 @@
 import { type AuditLog, appendAudit } from "./audit/audit-log.ts";
-import { listManifests } from "./backup-index.ts";
+import { PruneHaltedError } from "./errors.ts";
 import { collectGarbage, type GcPlan } from "./gc.ts";
 import {
   type BackupPoint,
@@ -10,9 +10,9 @@ import {
   validatePolicy,
 } from "./gfs.ts";
 import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey, verificationPrefix } from "./keys.ts";
+import { readLedger } from "./ledger.ts";
 import type { Manifest } from "./manifest.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
-import { isVerifiedRestore, listVerifications } from "./verification.ts";
 
 /** Every payload object a backup may have, the legacy `globals` included. */
 const PAYLOAD_ROLES = (Object.keys(OBJECT_NAMES) as ObjectRole[]).filter((r) => r !== "manifest");
@@ -28,27 +28,39 @@ export interface PrunePlan extends RetentionPlan {
   manifests: Map<string, Manifest>;
 }
 
-/** Backup ids with at least one successful verification by restore; a failed one or an integrity pass never counts. */
-async function verifiedIds(store: ObjectStore, databaseId: string): Promise<Set<string>> {
-  return new Set((await listVerifications(store, databaseId)).filter(isVerifiedRestore).map((v) => v.backupId));
-}
-
+/**
+ * GFS runs over the database's ledger (core/ledger.ts) only: committed backups, and
+ * verifications the audit log records for exactly their manifests. A manifest in the
+ * series that does not count (planted, replaced, unreadable) or a broken chain stops
+ * the series' pruning, naming it: a store writer must not be able to move "newest" or
+ * "newest verified" and so steer the deletes. A backup dated in the future is ignored.
+ */
 export async function planPrune(
   store: ObjectStore,
   databaseId: string,
   policy: RetentionPolicy,
   now: Date,
+  audit: AuditLog,
 ): Promise<PrunePlan> {
-  const [manifests, verified] = await Promise.all([listManifests(store, databaseId), verifiedIds(store, databaseId)]);
-  const points: BackupPoint[] = manifests.map((m) => ({
-    backupId: m.backupId,
-    at: backupIdTime(m.backupId),
-    verified: verified.has(m.backupId),
+  const ledger = await readLedger(store, databaseId, { audit, now });
+  const halting = ledger.problems.filter((p) => p.kind !== "future");
+  if (halting.length > 0) {
+    throw new PruneHaltedError(
+      `prune of ${databaseId} stopped, nothing deleted: ${halting.map((p) => p.message).join("; ")}`,
+      {
+        hint: "someone with write access to the store put or changed these objects; inspect them (`strongroom audit verify`), delete what is not yours by hand, then prune again",
+      },
+    );
+  }
+  const points: BackupPoint[] = ledger.backups.map((b) => ({
+    backupId: b.backupId,
+    at: backupIdTime(b.backupId),
+    verified: b.verifications.some((v) => v.ok && v.kind === "restore"),
   }));
   return {
     ...selectExpired(points, policy, now),
     databaseId,
-    manifests: new Map(manifests.map((m) => [m.backupId, m])),
+    manifests: new Map(ledger.backups.map((b) => [b.backupId, b.manifest])),
   };
 }
 
@@ -121,8 +133,9 @@ export async function pruneDatabase(options: PruneDatabaseOptions): Promise<Prun
   const dryRun = options.dryRun === true;
   const policy: RetentionPolicy = { ...DEFAULT_POLICY, ...options.policy };
   validatePolicy(policy);
-  const plan = await planPrune(store, databaseId, policy, now());
-  const { deleted } = dryRun ? { deleted: [] } : await executePrune(store, plan, audit(`db#${databaseId}`), actor, now);
+  const chain = audit(`db#${databaseId}`);
+  const plan = await planPrune(store, databaseId, policy, now(), chain);
+  const { deleted } = dryRun ? { deleted: [] } : await executePrune(store, plan, chain, actor, now);
   const garbage = await collectGarbage(store, { databaseId, now, audit, actor, dryRun });
   return { dryRun, policy, plan, deleted, garbage };
 }

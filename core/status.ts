@@ -1,13 +1,8 @@
-import { listBackupRefs } from "./backup-index.ts";
+import type { AuditLog } from "./audit/audit-log.ts";
 import type { CatalogTable } from "./catalog/catalog.ts";
 import { backupIdTime } from "./keys.ts";
+import { readLedgers } from "./ledger.ts";
 import type { ObjectStore } from "./store/object-store.ts";
-import {
-  isVerifiedRestore,
-  listVerifications,
-  VERIFICATION_SUMMARY_FORMAT,
-  type VerificationSummary,
-} from "./verification.ts";
 
 /**
  * `strongroom status`: per database, how recent its newest backup and its newest
@@ -45,6 +40,20 @@ export interface DatabaseStatus {
   days: Array<{ date: string; mark: DayMark }>;
 }
 
+/**
+ * One verification as status reads it: from the audit log's verify.ok / verify.fail rows
+ * for the backup's committed manifest (core/ledger.ts), or from the deployed catalog.
+ * Never from summaries in the store, which anyone who can write the store can put there.
+ */
+export interface VerificationRecord {
+  backupId: string;
+  kind: "restore" | "integrity";
+  ok: boolean;
+  at: string;
+  restoreSeconds?: number;
+  failedChecks: string[];
+}
+
 const hours = (ms: number) => Math.round((ms / 3_600_000) * 10) / 10;
 
 function age(ms: number): string {
@@ -55,19 +64,21 @@ function age(ms: number): string {
 export function assessStatus(
   databaseId: string,
   backupIds: readonly string[],
-  verifications: readonly VerificationSummary[],
+  verifications: readonly VerificationRecord[],
   now: Date,
   limits: StatusLimits = DEFAULT_LIMITS,
+  /** What else makes the database not ready: manifests that do not count, a broken chain. */
+  ledgerProblems: readonly string[] = [],
 ): DatabaseStatus {
-  const problems: string[] = [];
+  const problems: string[] = [...ledgerProblems];
   const backups = backupIds.map((id) => ({ id, at: backupIdTime(id) })).sort((a, b) => a.at.getTime() - b.at.getTime());
   const newest = backups.at(-1);
   // Verifications by restore only: an integrity pass proves the bytes, not that they restore.
   const mine = verifications
-    .filter((v) => v.databaseId === databaseId && v.kind === "restore" && backupIds.includes(v.backupId))
+    .filter((v) => v.kind === "restore" && backupIds.includes(v.backupId))
     .sort((a, b) => a.at.localeCompare(b.at));
   const last = mine.at(-1);
-  const lastOk = mine.filter(isVerifiedRestore).at(-1);
+  const lastOk = mine.filter((v) => v.ok).at(-1);
 
   if (!newest) problems.push("no backup");
   else if (now.getTime() - newest.at.getTime() > limits.maxBackupAgeMs) {
@@ -82,7 +93,7 @@ export function assessStatus(
     );
   }
   if (last && !last.ok) {
-    const failed = last.checks.filter((c) => !c.ok).map((c) => c.name);
+    const failed = last.failedChecks;
     problems.push(
       `last verification (of ${last.backupId}) failed${failed.length ? `: ${failed.join(", ")}` : " (its result in the store says which check)"}`,
     );
@@ -130,8 +141,8 @@ export function assessStatus(
             backupId: last.backupId,
             at: last.at,
             ok: last.ok,
-            restoreSeconds: last.rto.restoreSeconds,
-            failedChecks: last.checks.filter((c) => !c.ok).map((c) => c.name),
+            restoreSeconds: last.restoreSeconds ?? 0,
+            failedChecks: last.failedChecks,
           },
         }
       : {}),
@@ -153,26 +164,17 @@ export async function readStatusFromCatalog(
   const out: DatabaseStatus[] = [];
   for (const id of ids) {
     const items = await catalog.list(id);
-    const verifications: VerificationSummary[] = items.flatMap((item) =>
+    const verifications: VerificationRecord[] = items.flatMap((item) =>
       item.lastVerifiedAt === undefined
         ? []
         : [
             {
-              format: VERIFICATION_SUMMARY_FORMAT,
               kind: "restore" as const,
               ok: item.lastVerifyOk === true,
-              databaseId: id,
               backupId: item.backupId,
               at: item.lastVerifiedAt,
-              checks: [],
-              rto: {
-                restoreSeconds: item.verifyRestoreSeconds ?? 0,
-                checksSeconds: 0,
-                totalSeconds: 0,
-                dumpBytes: item.dumpBytes,
-                storedBytes: item.storedBytes,
-              },
-              worker: { version: item.workerVersion, cores: 0, memoryMiB: 0 },
+              restoreSeconds: item.verifyRestoreSeconds ?? 0,
+              failedChecks: [],
             },
           ],
     );
@@ -189,17 +191,35 @@ export async function readStatusFromCatalog(
   return out;
 }
 
-/** Every database in the store (or the one asked for), assessed. */
+/**
+ * Every database in the store (or the one asked for), assessed from its ledger: only
+ * committed backups and audited verifications count, and every manifest that does not
+ * count is a problem (someone wrote into the store).
+ */
 export async function readStatus(
   store: ObjectStore,
-  options: { databaseId?: string; now: Date; limits?: StatusLimits },
+  options: {
+    databaseId?: string;
+    now: Date;
+    limits?: StatusLimits;
+    audit?: (databaseId: string) => AuditLog;
+    trustStore?: boolean;
+  },
 ): Promise<DatabaseStatus[]> {
-  const refs = await listBackupRefs(store, options.databaseId);
-  const ids = options.databaseId ? [options.databaseId] : [...new Set(refs.map((r) => r.databaseId))];
-  const out: DatabaseStatus[] = [];
-  for (const id of ids) {
-    const backupIds = refs.filter((r) => r.databaseId === id).map((r) => r.backupId);
-    out.push(assessStatus(id, backupIds, await listVerifications(store, id), options.now, options.limits));
-  }
-  return out;
+  const ledgers = await readLedgers(store, {
+    now: options.now,
+    ...(options.databaseId !== undefined ? { databaseId: options.databaseId } : {}),
+    ...(options.audit ? { audit: options.audit } : {}),
+    trustStore: options.trustStore === true,
+  });
+  return ledgers.map((ledger) =>
+    assessStatus(
+      ledger.databaseId,
+      ledger.backups.map((b) => b.backupId),
+      ledger.backups.flatMap((b) => b.verifications),
+      options.now,
+      options.limits,
+      ledger.problems.map((p) => p.message),
+    ),
+  );
 }

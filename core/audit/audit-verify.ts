@@ -18,7 +18,7 @@ export interface ChainVerdict {
   rows: number;
   headSeq?: string;
   headHash?: string;
-  /** Backups in the store whose manifest carries no anchor (made with --audit none). */
+  /** Manifests in the store that no backup.ok row commits (planted, or made with --audit none). */
   unanchored?: number;
   problems: string[];
 }
@@ -36,11 +36,17 @@ export function reconcile(rows: readonly AuditRow[], manifests: readonly Manifes
   }
   for (const { manifest, sha256 } of manifests) {
     const id = manifest.backupId;
-    const ok = events(id, "backup.ok").at(-1);
+    // The first backup.ok commits the backup (core/ledger.ts); a later one changes nothing.
+    const ok = events(id, "backup.ok").find((r) => typeof r.details?.manifestSha256 === "string");
     const recorded = ok?.details?.manifestSha256;
     if (typeof recorded === "string" && recorded !== sha256) {
       problems.push(
         `backup ${id}: its manifest changed since it was committed (sha256 ${sha256.slice(0, 12)}…, recorded ${recorded.slice(0, 12)}…)`,
+      );
+    }
+    if (!ok) {
+      problems.push(
+        `backup ${id}: no backup.ok row records its manifest's SHA-256, so it does not count (planted by someone who can write the store, made with --audit none, or its row was deleted from the end of the chain)`,
       );
     }
     const anchor = manifest.audit;
@@ -57,7 +63,6 @@ export function reconcile(rows: readonly AuditRow[], manifests: readonly Manifes
     if (row.hash !== anchor.hash || row.event !== "backup.start" || row.backupId !== id) {
       problems.push(`backup ${id}: audit row ${anchor.seq} is not the backup.start its manifest recorded`);
     }
-    if (!ok) problems.push(`backup ${id}: committed, but the chain has no backup.ok row for it`);
   }
   for (const row of rows) {
     if (row.event !== "backup.ok" || row.backupId === undefined || present.has(row.backupId)) continue;
@@ -89,16 +94,24 @@ export async function verifyScope(log: AuditLog, scope: string, store?: ObjectSt
   let unanchored: number | undefined;
   if (store && scope.startsWith("db#") && report.ok) {
     const databaseId = scope.slice(3);
-    try {
-      const manifests = await Promise.all(
-        (await listBackupRefs(store, databaseId)).map((ref) => readManifestRecord(store, ref)),
-      );
-      unanchored = manifests.filter((m) => m.manifest.audit === undefined).length;
-      problems.push(...reconcile(rows, manifests));
-    } catch (err) {
-      if (!(err instanceof StrongroomError)) throw err;
-      problems.push(err.message);
+    // One unreadable manifest is a problem of its own backup, never of the whole chain.
+    const manifests: ManifestRecord[] = [];
+    for (const ref of await listBackupRefs(store, databaseId)) {
+      try {
+        manifests.push(await readManifestRecord(store, ref));
+      } catch (err) {
+        if (!(err instanceof StrongroomError)) throw err;
+        // Deleted while we listed (a prune): nothing to reconcile.
+        if (err.name !== "BackupNotFoundError") problems.push(`backup ${ref.backupId}: ${err.message}`);
+      }
     }
+    const committed = new Set(
+      rows
+        .filter((r) => r.event === "backup.ok" && typeof r.details?.manifestSha256 === "string")
+        .map((r) => r.backupId),
+    );
+    unanchored = manifests.filter((m) => !committed.has(m.manifest.backupId)).length;
+    problems.push(...reconcile(rows, manifests));
   }
   return {
     scope,

@@ -19,7 +19,12 @@ const settings: FlowSettings = {
     { id: "staging", secretArn: "arn:secret:staging-AbCdEf", restoreTaskDefinition: "arn:restore-staging:1" },
   ],
 };
-const latest = async () => "20261120T020000Z-abcdef";
+const SHA = "ab".repeat(32);
+/** The ledger's answer, as committedIn gives it: latest, or the id asked for, with its manifest's SHA-256. */
+const latest = async (_databaseId: string, backup: string) => ({
+  backupId: backup === "latest" ? "20261120T020000Z-abcdef" : backup,
+  manifestSha256: SHA,
+});
 
 async function refusal(input: unknown): Promise<Error> {
   try {
@@ -38,12 +43,15 @@ describe("flow plans", () => {
       backupId: "20261120T020000Z-abcdef",
       taskDefinition: "arn:verify-shop:1",
       container: "worker",
+      manifestSha256: SHA,
       command: [
         "verify",
         "--database-id",
         "shop",
         "--backup",
         "20261120T020000Z-abcdef",
+        "--manifest-sha256",
+        SHA,
         "--audit",
         "none",
         "--json",
@@ -85,6 +93,8 @@ describe("flow plans", () => {
       "shop",
       "--backup",
       "20261120T020000Z-abcdef",
+      "--manifest-sha256",
+      SHA,
       "--target",
       "postgres:///new%20%22db%22%2Fx",
       "--create",

@@ -3,6 +3,12 @@ import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN, newBackupId } from "../keys.ts";
 import type { FlowSettings } from "./flow-settings.ts";
 
+/** A committed backup as a plan hands it on: its id and its manifest's SHA-256 (core/ledger.ts). */
+export interface CommittedRef {
+  backupId: string;
+  manifestSha256: string;
+}
+
 /** What a flow's RunTask state needs, and what the audit and later states are told. */
 export interface TaskPlan {
   databaseId: string;
@@ -127,8 +133,8 @@ function findField(value: unknown, test: (key: string) => boolean): string | und
 export async function planRestore(
   settings: FlowSettings,
   input: unknown,
-  resolveLatest: (databaseId: string) => Promise<string>,
-): Promise<TaskPlan & { target: string }> {
+  resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
+): Promise<TaskPlan & { target: string; manifestSha256: string }> {
   const request = checkRestoreRequest(input);
   const db = configuredDatabase(settings, request.databaseId);
   let taskDefinition = db.restoreTaskDefinition;
@@ -144,13 +150,23 @@ export async function planRestore(
     taskDefinition = declared.restoreTaskDefinition;
     target = `restore target ${declared.id}`;
   }
-  const backupId =
-    request.backupId === undefined || request.backupId === "latest" ? await resolveLatest(db.id) : request.backupId;
+  const { backupId, manifestSha256 } = await resolve(db.id, request.backupId ?? "latest");
   // The connection comes from the task's secrets (PG* variables); the URL only names the
   // database, percent-encoded, so any name survives.
   const database = request.target.database;
   const url = database === undefined ? "postgres://" : `postgres:///${encodeURIComponent(database)}`;
-  const command = ["restore", "--database-id", db.id, "--backup", backupId, "--target", url, "--create"];
+  const command = [
+    "restore",
+    "--database-id",
+    db.id,
+    "--backup",
+    backupId,
+    "--manifest-sha256",
+    manifestSha256,
+    "--target",
+    url,
+    "--create",
+  ];
   if (request.clean) command.push("--clean");
   if (request.noOwner) command.push("--no-owner");
   command.push("--audit", "none", "--json");
@@ -160,6 +176,7 @@ export async function planRestore(
     taskDefinition,
     container: settings.container,
     command,
+    manifestSha256,
     target: database === undefined ? target : `${target}, database ${database}`,
   };
 }
@@ -173,12 +190,22 @@ export async function planRestore(
 export async function planVerify(
   settings: FlowSettings,
   input: { databaseId: string; backupId?: string },
-  resolveLatest: (databaseId: string) => Promise<string>,
-): Promise<TaskPlan> {
+  resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
+): Promise<TaskPlan & { manifestSha256: string }> {
   const db = configuredDatabase(settings, input.databaseId);
-  const backupId =
-    input.backupId === undefined || input.backupId === "latest" ? await resolveLatest(db.id) : input.backupId;
-  const command = ["verify", "--database-id", db.id, "--backup", backupId, "--audit", "none", "--json"];
+  const { backupId, manifestSha256 } = await resolve(db.id, input.backupId ?? "latest");
+  const command = [
+    "verify",
+    "--database-id",
+    db.id,
+    "--backup",
+    backupId,
+    "--manifest-sha256",
+    manifestSha256,
+    "--audit",
+    "none",
+    "--json",
+  ];
   if (db.verify.deep) command.push("--deep");
   return {
     databaseId: db.id,
@@ -186,5 +213,6 @@ export async function planVerify(
     taskDefinition: db.verifyTaskDefinition,
     container: settings.container,
     command,
+    manifestSha256,
   };
 }

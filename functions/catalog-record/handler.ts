@@ -1,5 +1,5 @@
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
-import { readManifest } from "#core/backup-index.ts";
+import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { BACKUP_RECORDED } from "#core/flows/metrics.ts";
@@ -7,14 +7,18 @@ import { S3Store } from "#core/store/s3-store.ts";
 import { type BackupRef, backupRefSchema, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
-/** After a backup: read its manifest (no manifest, no item) and write the catalog item. */
+/**
+ * After a backup task: read its manifest (no manifest, no item), write the catalog item,
+ * and hand the manifest's SHA-256 to the flow's backup.ok row, which is what makes the
+ * backup count (core/ledger.ts). The task wrote the manifest put-if-absent moments ago.
+ */
 export type CatalogRecordInput = BackupRef;
 export const schema = backupRefSchema;
 export type Deps = CatalogDeps;
 
 export const createHandler = (deps: Deps) =>
-  lambda<CatalogRecordInput, Pick<CatalogItem, "pk" | "sk">>(schema, async (input) => {
-    const manifest = await readManifest(new S3Store(deps.storeUrl, { client: deps.s3 }), input);
+  lambda<CatalogRecordInput, Pick<CatalogItem, "pk" | "sk"> & { manifestSha256: string }>(schema, async (input) => {
+    const { manifest, sha256 } = await readManifestRecord(new S3Store(deps.storeUrl, { client: deps.s3 }), input);
     const item = catalogRecord(manifest);
     await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
     if (deps.metrics) {
@@ -22,7 +26,7 @@ export const createHandler = (deps: Deps) =>
       deps.metrics.addMetric(BACKUP_RECORDED, MetricUnit.Count, 1);
       deps.metrics.publishStoredMetrics();
     }
-    return { pk: item.pk, sk: item.sk };
+    return { pk: item.pk, sk: item.sk, manifestSha256: sha256 };
   });
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */

@@ -1,9 +1,11 @@
 import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
-import { resolveBackup } from "#core/backup-index.ts";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { METRICS_NAMESPACE } from "#core/flows/metrics.ts";
+import type { CommittedRef } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
+import { pickBackup, readLedger } from "#core/ledger.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 
 /** What several handlers share: the backup-ref input, the catalog keepers' dependencies, `latest` for the plans. */
@@ -43,8 +45,36 @@ export const catalogDepsFromEnv = (env: NodeJS.ProcessEnv = process.env): Catalo
   tableName: env.CATALOG_TABLE ?? "",
 });
 
-/** `latest` for a plan handler: the newest committed backup of a database in the deployment's store. */
-export function latestIn(s3: S3Client, storeUrl: string): (databaseId: string) => Promise<string> {
-  return async (databaseId) =>
-    (await resolveBackup(new S3Store(storeUrl, { client: s3 }), "latest", databaseId)).manifest.backupId;
+/** Where the plan handlers look backups up: the store, and the audit log that says which count. */
+export interface LedgerDeps {
+  s3: S3Client;
+  dynamodb: DynamoDBClient;
+  storeUrl: string;
+  auditTable: string;
+  now: () => Date;
+}
+
+export const ledgerDepsFromEnv = (env: NodeJS.ProcessEnv = process.env): LedgerDeps => ({
+  s3: new S3Client(s3ClientConfigFromEnv(env)),
+  dynamodb: new DynamoDBClient({}),
+  storeUrl: env.STORE_URL ?? "",
+  auditTable: env.AUDIT_TABLE ?? "",
+  now: () => new Date(),
+});
+
+/**
+ * A plan handler's backup (an id or `latest`), resolved in the database's ledger
+ * (core/ledger.ts): only a backup whose backup.ok row records its manifest's SHA-256,
+ * never the newest key a listing shows. The task is then handed that SHA-256 and
+ * refuses any other manifest.
+ */
+export function committedIn(deps: LedgerDeps): (databaseId: string, backup: string) => Promise<CommittedRef> {
+  return async (databaseId, backup) => {
+    const ledger = await readLedger(new S3Store(deps.storeUrl, { client: deps.s3 }), databaseId, {
+      audit: new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`),
+      now: deps.now(),
+    });
+    const found = pickBackup(ledger, backup);
+    return { backupId: found.backupId, manifestSha256: found.sha256 };
+  };
 }

@@ -1,8 +1,6 @@
-import { S3Client } from "@aws-sdk/client-s3";
 import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
 import { planRestore, type TaskPlan } from "#core/flows/plan.ts";
-import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
-import { latestIn } from "../common/deps.ts";
+import { committedIn, type LedgerDeps, ledgerDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
 /**
@@ -13,21 +11,18 @@ import { lambda } from "../common/lambda.ts";
  */
 export const schema = { type: "object" };
 
-export interface Deps {
-  s3: S3Client;
-  storeUrl: string;
+export interface Deps extends LedgerDeps {
   settings: () => FlowSettings;
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<unknown, TaskPlan & { target: string }>(schema, async (input) =>
-    planRestore(deps.settings(), input, latestIn(deps.s3, deps.storeUrl)),
+  lambda<unknown, TaskPlan & { target: string; manifestSha256: string }>(schema, async (input) =>
+    planRestore(deps.settings(), input, committedIn(deps)),
   );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
-  s3: new S3Client(s3ClientConfigFromEnv(env)),
-  storeUrl: env.STORE_URL ?? "",
+  ...ledgerDepsFromEnv(env),
   settings: () => parseFlowSettings(env.FLOW_SETTINGS),
 });
 

@@ -1,5 +1,7 @@
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
 import { METRICS_NAMESPACE, NEWEST_BACKUP_AGE_HOURS, READY, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
 import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
@@ -16,6 +18,9 @@ export const schema = { type: "object", additionalProperties: false, properties:
 
 export interface Deps {
   s3: S3Client;
+  dynamodb: DynamoDBClient;
+  /** The audit log: only committed backups and audited verifications count (core/ledger.ts). */
+  auditTable: string;
   storeUrl: string;
   settings: () => FlowSettings;
   now: () => Date;
@@ -28,7 +33,8 @@ export const createHandler = (deps: Deps) =>
     const out: Array<Pick<DatabaseStatus, "databaseId" | "ready" | "problems">> = [];
     for (const db of deps.settings().databases) {
       const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs: db.verify.maxAgeDays * 86_400_000 };
-      const [status] = await readStatus(store, { databaseId: db.id, now: deps.now(), limits });
+      const audit = (databaseId: string) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
+      const [status] = await readStatus(store, { databaseId: db.id, now: deps.now(), limits, audit });
       if (!status) continue;
       out.push({ databaseId: status.databaseId, ready: status.ready, problems: status.problems });
       if (!deps.metrics) continue;
@@ -49,6 +55,8 @@ export const createHandler = (deps: Deps) =>
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
   metrics: new Metrics({ namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE, serviceName: "strongroom" }),
   s3: new S3Client(s3ClientConfigFromEnv(env)),
+  dynamodb: new DynamoDBClient({}),
+  auditTable: env.AUDIT_TABLE ?? "",
   storeUrl: env.STORE_URL ?? "",
   settings: () => parseFlowSettings(env.FLOW_SETTINGS),
   now: () => new Date(),

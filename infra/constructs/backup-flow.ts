@@ -29,6 +29,11 @@ export class BackupFlow extends Construct {
         }),
         runWorkerTask(this, "Run backup task", props.worker, props.network),
         invoke(this, "Record in catalog", handlers.catalogRecord, plan, "$.catalog"),
+        // backup.ok with the manifest's SHA-256 is what makes the backup count
+        // (core/ledger.ts), so it is written before prune, which counts only committed backups.
+        audit(this, "Audit backup.ok", handlers.auditAppend, "backup.ok", flow, {
+          details: { "execution.$": "$$.Execution.Id", "manifestSha256.$": "$.catalog.manifestSha256" },
+        }),
         invoke(
           this,
           "Prune by retention",
@@ -36,9 +41,6 @@ export class BackupFlow extends Construct {
           { "databaseId.$": "$.plan.databaseId", "policy.$": "$.plan.retention" },
           "$.prune",
         ),
-        audit(this, "Audit backup.ok", handlers.auditAppend, "backup.ok", flow, {
-          details: { "execution.$": "$$.Execution.Id", "deleted.$": "$.prune.deleted" },
-        }),
       ],
       done: "Backed up",
       invoked: [handlers.planBackup, handlers.catalogRecord, handlers.retentionPrune],

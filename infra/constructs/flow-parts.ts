@@ -223,12 +223,15 @@ export function auditedFlow(
     invoked: lambda.IFunction[];
     /** Runs first when a step fails; its result is discarded, so `$.error` stays the step's. */
     onFailure?: tasks.LambdaInvoke;
+    /** More details for the `<kind>.fail` row, from the plan (which always ran before a step failed). */
+    failureDetails?: Record<string, unknown>;
   },
 ): sfn.StateMachine {
   const { handlers, worker } = o.props;
   const failed = notifyAndFail(scope, o.flow, o.props.alarmTopic);
   const recordFailure = audit(scope, `Audit ${o.kind}.fail`, handlers.auditAppend, `${o.kind}.fail`, o.flow, {
     "failure.$": "$.error",
+    ...(o.failureDetails ? { details: o.failureDetails } : {}),
   });
   recordFailure.addCatch(failed, { resultPath: "$.auditError" });
   recordFailure.next(failed);

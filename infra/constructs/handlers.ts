@@ -104,8 +104,9 @@ export class Handlers extends Construct {
     this.destinationProbe = fn("destination-probe", store);
     const settings = Stack.of(this).toJsonString(props.flowSettings);
     this.planBackup = fn("plan-backup", { FLOW_SETTINGS: settings });
-    this.planRestore = fn("plan-restore", { ...store, FLOW_SETTINGS: settings });
-    this.planVerify = fn("plan-verify", { ...store, FLOW_SETTINGS: settings });
+    const audit = { AUDIT_TABLE: tables.audit.tableName };
+    this.planRestore = fn("plan-restore", { ...store, ...audit, FLOW_SETTINGS: settings });
+    this.planVerify = fn("plan-verify", { ...store, ...audit, FLOW_SETTINGS: settings });
     this.verificationRecord = fn("verification-record", {
       ...store,
       CATALOG_TABLE: tables.catalog.tableName,
@@ -113,6 +114,7 @@ export class Handlers extends Construct {
     });
     this.readiness = fn("readiness", {
       ...store,
+      ...audit,
       FLOW_SETTINGS: settings,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
     });
@@ -128,6 +130,10 @@ export class Handlers extends Construct {
     for (const reader of [this.planRestore, this.planVerify, this.verificationRecord, this.readiness]) {
       allow(reader, ["s3:GetObject"], [objects]);
       allow(reader, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
+    }
+    // What counts is decided by the audit log (core/ledger.ts): these read it, never write.
+    for (const reader of [this.planRestore, this.planVerify, this.readiness]) {
+      allow(reader, ["dynamodb:Query"], [tables.audit.tableArn]);
     }
     allow(this.verificationRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
     allow(this.destinationProbe, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [probeObjects]);

@@ -20,7 +20,9 @@ export class VerifyFlow extends Construct {
     super(scope, id);
     const { handlers } = props;
     const flow = VerifyFlow.NAME;
-    const details = { "execution.$": "$$.Execution.Id" };
+    // Every verify row names the manifest it verified: a verification counts for exactly
+    // that manifest (core/ledger.ts), never for another one put under the same id.
+    const details = { "execution.$": "$$.Execution.Id", "manifestSha256.$": "$.plan.manifestSha256", kind: "restore" };
     this.stateMachine = auditedFlow(this, {
       flow,
       kind: "verify",
@@ -41,6 +43,7 @@ export class VerifyFlow extends Construct {
         }),
       ],
       done: "Verified",
+      failureDetails: details,
       invoked: [handlers.planVerify, handlers.verificationRecord],
       // A verification that failed its checks stored a result too: record it (catalog
       // lastVerifyOk false, VerificationOk 0). A task that died before storing one has

@@ -117,8 +117,9 @@ describe("retention-prune handler", () => {
   it("prunes by policy and audits each deletion in DynamoDB", async () => {
     const own = await newStore("s3");
     const ids: string[] = [];
+    const audit = new DynamoAuditLog(dynamoClient(), auditTable, "db#orders");
     for (let d = 0; d < 20; d++)
-      ids.push(await writeBackup(own.store, "orders", new Date(NOW.getTime() - d * 86_400_000 - 60_000)));
+      ids.push(await writeBackup(own.store, "orders", new Date(NOW.getTime() - d * 86_400_000 - 60_000), { audit }));
     const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: own.url, auditTable, now: () => NOW });
     const out = await handler({ databaseId: "orders", policy: { daily: 3, weekly: 0, monthly: 0 } }, context);
     expect(out.kept.sort()).toEqual(ids.slice(0, 3).sort());
@@ -213,9 +214,10 @@ describe("readiness handler", () => {
   it("emits each configured database's backup age, verification age and readiness", async () => {
     const now = new Date();
     const hoursAgo = (h: number) => new Date(now.getTime() - h * 3_600_000);
-    const fresh = await writeBackup(store.store, "rfresh", hoursAgo(3));
-    await writeVerification(store.store, "rfresh", fresh, hoursAgo(2), true);
-    await writeBackup(store.store, "rnever", hoursAgo(30));
+    const chain = (db: string) => new DynamoAuditLog(dynamoClient(), auditTable, `db#${db}`);
+    const fresh = await writeBackup(store.store, "rfresh", hoursAgo(3), { audit: chain("rfresh") });
+    await writeVerification(store.store, "rfresh", fresh, hoursAgo(2), true, "restore", chain("rfresh"));
+    await writeBackup(store.store, "rnever", hoursAgo(30), { audit: chain("rnever") });
     const record: SimRecord = { published: [], metrics: [] };
     const database = (id: string) => ({
       id,
@@ -227,6 +229,8 @@ describe("readiness handler", () => {
     });
     const handler = readiness({
       s3,
+      dynamodb: dynamoClient(),
+      auditTable,
       storeUrl: store.url,
       settings: () => ({
         container: "worker",

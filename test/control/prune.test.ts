@@ -45,7 +45,7 @@ describe("prune over 400 simulated days", () => {
     const failedDay = [...Array(45).keys()].find((d) => d > 30 && !expectedKeep(400, verifiedDay).has(d)) as number;
     await writeVerification(store, "shop", ids[failedDay] as string, new Date(NOW.getTime() - DAY), false);
 
-    const plan = await planPrune(store, "shop", DEFAULT_POLICY, NOW);
+    const plan = await planPrune(store, "shop", DEFAULT_POLICY, NOW, new StoreAuditLog(store, "db#shop"));
     const audit = new StoreAuditLog(store, "db#shop");
     const result = await executePrune(store, plan, audit, "test", () => NOW);
 
@@ -66,14 +66,14 @@ describe("prune over 400 simulated days", () => {
     for (const id of expected) expect(keys.filter((k) => k.includes(`backups/${id}/`))).toHaveLength(4);
     expect(keys.some((k) => k.includes(`verifications/${ids[verifiedDay]}`))).toBe(true);
     // And running it again deletes nothing more.
-    const again = await planPrune(store, "shop", DEFAULT_POLICY, NOW);
+    const again = await planPrune(store, "shop", DEFAULT_POLICY, NOW, new StoreAuditLog(store, "db#shop"));
     expect(again.expire).toEqual([]);
   });
 
   it("deletes nothing when the newest backup is older than the daily window", async () => {
     const { store } = await newStore("file");
     for (let d = 10; d < 60; d++) await writeBackup(store, "stale", new Date(NOW.getTime() - d * DAY));
-    const plan = await planPrune(store, "stale", DEFAULT_POLICY, NOW);
+    const plan = await planPrune(store, "stale", DEFAULT_POLICY, NOW, new StoreAuditLog(store, "db#stale"));
     expect(plan.backupsFailing).toBe(true);
     await executePrune(store, plan, new StoreAuditLog(store, "db#stale"), "test", () => NOW);
     expect(await listBackupRefs(store, "stale")).toHaveLength(50);

@@ -3,7 +3,13 @@ import { catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { newBackupId } from "#core/keys.ts";
 import { assessStatus } from "#core/status.ts";
-import { sampleManifest, sampleVerification, writeBackup, writeVerification } from "../helpers/backups.ts";
+import {
+  sampleManifest,
+  sampleRecord,
+  sampleVerification,
+  writeBackup,
+  writeVerification,
+} from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore } from "../helpers/fixture.ts";
@@ -17,7 +23,7 @@ describe("status readiness", () => {
   const older = newBackupId(ago(24 * 5));
 
   it("is ready with a backup within 26 h and a successful verification within 8 days", () => {
-    const s = assessStatus("shop", [older, backup], [sampleVerification("shop", older, ago(24 * 4), true)], NOW);
+    const s = assessStatus("shop", [older, backup], [sampleRecord(older, ago(24 * 4), true)], NOW);
     expect(s).toMatchObject({
       ready: true,
       problems: [],
@@ -56,11 +62,11 @@ describe("status readiness", () => {
   ])("is not ready when %s, and says so", (_, ids, history, problem) => {
     const verifications =
       history === "verify-recent"
-        ? [sampleVerification("shop", ids[0] as string, ago(1), true)]
+        ? [sampleRecord(ids[0] as string, ago(1), true)]
         : history === "old"
-          ? [sampleVerification("shop", older, ago(24 * 9), true)]
+          ? [sampleRecord(older, ago(24 * 9), true)]
           : history === "failed-last"
-            ? [sampleVerification("shop", older, ago(48), true), sampleVerification("shop", backup, ago(2), false)]
+            ? [sampleRecord(older, ago(48), true), sampleRecord(backup, ago(2), false)]
             : [];
     const s = assessStatus("shop", ids as string[], verifications, NOW);
     expect(s.ready).toBe(false);
@@ -68,15 +74,11 @@ describe("status readiness", () => {
     if (history === "failed-last") expect(s.days.at(-1)?.mark).toBe("verify-failed");
   });
 
-  it("ignores a verification of another database, of a backup that is not there, and an integrity pass", () => {
+  it("ignores a verification of a backup that is not there, and an integrity pass", () => {
     const s = assessStatus(
       "shop",
       [backup],
-      [
-        sampleVerification("billing", backup, ago(1), true),
-        sampleVerification("shop", older, ago(1), true),
-        sampleVerification("shop", backup, ago(1), true, "integrity"),
-      ],
+      [sampleRecord(older, ago(1), true), sampleRecord(backup, ago(1), true, "integrity")],
       NOW,
     );
     expect(s.problems).toEqual(["no successful verification"]);

@@ -69,18 +69,21 @@ beforeAll(async () => {
   });
   handlers["plan-backup"] = { handler: as(planBackup({ settings, now: () => NOW })), valid: { databaseId: "shop" } };
   handlers["plan-restore"] = {
-    handler: as(planRestore({ s3, storeUrl: store.url, settings })),
+    handler: as(planRestore({ s3, dynamodb: ddb, storeUrl: store.url, auditTable, settings, now: () => NOW })),
     valid: { databaseId: "shop", backupId: "latest", target: { database: "shop_copy" } },
   };
   handlers["plan-verify"] = {
-    handler: as(planVerify({ s3, storeUrl: store.url, settings })),
+    handler: as(planVerify({ s3, dynamodb: ddb, storeUrl: store.url, auditTable, settings, now: () => NOW })),
     valid: { databaseId: "shop", backupId: "latest" },
   };
   handlers["verification-record"] = {
     handler: as(verificationRecord({ s3, dynamodb: ddb, storeUrl: store.url, tableName: catalogTable })),
     valid: { databaseId: "shop", backupId },
   };
-  handlers.readiness = { handler: as(readiness({ s3, storeUrl: store.url, settings, now: () => NOW })), valid: {} };
+  handlers.readiness = {
+    handler: as(readiness({ s3, dynamodb: ddb, auditTable, storeUrl: store.url, settings, now: () => NOW })),
+    valid: {},
+  };
 });
 
 describe.for([

@@ -3,7 +3,7 @@ import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
-import type { BackupJobOptions } from "../pipeline/restore.ts";
+import type { BackupJobOptions } from "../pipeline/backup-job.ts";
 import { progress } from "../progress.ts";
 import { identitiesFrom } from "./options.ts";
 
@@ -13,27 +13,40 @@ import { identitiesFrom } from "./options.ts";
  * that needs them (`await import(…)`), never at the top.
  */
 
+/** The flags of every command that reads one backup (`readsBackup`, `auditOption`). */
+export interface ReadsBackupFlags {
+  store: string;
+  backup: string;
+  databaseId?: string;
+  identity?: string;
+  audit: string;
+  auditTable?: string;
+  manifestSha256?: string;
+  trustStore?: boolean;
+}
+
 /**
- * What a command that reads one backup hands its pipeline: the store, the backup and
- * database asked for, the identities, the audit log, the stop signal and the logger.
+ * What a command that reads one backup hands its pipeline: the store, the backup
+ * resolved once and checked against what commits it (pipeline/backup-job.ts), the
+ * identities, its database's audit chain, the stop signal and the logger.
  */
-export async function openBackupJob(
-  o: { store: string; backup: string; databaseId?: string; identity?: string; audit: string; auditTable?: string },
-  command: string,
-  ctx: CliContext,
-): Promise<BackupJobOptions> {
+export async function openBackupJob(o: ReadsBackupFlags, command: string, ctx: CliContext): Promise<BackupJobOptions> {
   const identities = await identitiesFrom(o.identity, command);
   const store = await openStoreAt(o.store);
   const audit = await auditFor(store, o);
-  return {
+  const log = ctx.log();
+  const { resolveJobBackup } = await import("../pipeline/backup-job.ts");
+  const backup = await resolveJobBackup({
     store,
-    ...(audit ? { audit } : {}),
     backup: o.backup,
     ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-    identities,
-    signal: ctx.signal,
-    log: ctx.log(),
-  };
+    ...(audit ? { audit } : {}),
+    ...(o.manifestSha256 ? { manifestSha256: o.manifestSha256 } : {}),
+    trustStore: o.trustStore === true,
+    log,
+  });
+  const chain = audit?.(backup.databaseId);
+  return { store, ...(chain ? { audit: chain } : {}), backup, identities, signal: ctx.signal, log };
 }
 
 /** The store a `--store` URL names (the S3 SDK is loaded only for s3://). */

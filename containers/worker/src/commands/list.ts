@@ -1,26 +1,75 @@
 import type { Command } from "commander";
+import { UncommittedBackupError } from "#core/errors.ts";
+import type { LedgerProblem } from "#core/ledger.ts";
 import type { Manifest } from "#core/manifest.ts";
 import { humanBytes } from "../progress.ts";
-import { type CliContext, openStoreAt, printResult, table } from "./context.ts";
-import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
+import { auditFor, type CliContext, openStoreAt, printResult, table } from "./context.ts";
+import {
+  auditOption,
+  auditTableOption,
+  databaseIdOption,
+  jsonOption,
+  storeOption,
+  trustStoreOption,
+} from "./options.ts";
 
 export function listCommand(parent: Command, ctx: CliContext): void {
   parent
     .command("list")
-    .description("list committed backups (a backup exists if and only if its manifest does)")
+    .description(
+      "list committed backups: those whose backup.ok audit row records their manifest's SHA-256; any other manifest in the store is named, and the exit code is 1",
+    )
     .addOption(storeOption())
     .addOption(databaseIdOption("only this database's backups (default: every database)"))
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(trustStoreOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
       "\nExamples:\n  $ strongroom list --store s3://acme-backups/pg\n  $ strongroom list --store file:///var/backups/pg --database-id shop --json",
     )
-    .action(async (o: { store: string; databaseId?: string; json?: boolean }) => {
-      const { listManifests } = await import("#core/backup-index.ts");
-      const manifests = await listManifests(await openStoreAt(o.store), o.databaseId);
-      printResult(ctx, o.json, manifests, () => (manifests.length ? `${listTable(manifests)}\n` : "no backups\n"));
-    });
+    .action(
+      async (o: {
+        store: string;
+        databaseId?: string;
+        audit: string;
+        auditTable?: string;
+        trustStore?: boolean;
+        json?: boolean;
+      }) => {
+        const { readLedgers } = await import("#core/ledger.ts");
+        const store = await openStoreAt(o.store);
+        const audit = await auditFor(store, o);
+        const ledgers = await readLedgers(store, {
+          now: new Date(),
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          ...(audit ? { audit } : {}),
+          trustStore: o.trustStore === true,
+        });
+        const manifests = ledgers.flatMap((l) => l.backups.map((b) => b.manifest));
+        const problems = ledgers.flatMap((l) => l.problems);
+        if (ledgers.some((l) => l.trustStore)) {
+          ctx.log().warn("--trust-store: every manifest is listed, committed or not");
+        }
+        printResult(ctx, o.json, { backups: manifests, problems }, () =>
+          [manifests.length ? listTable(manifests) : "no committed backups", ...problems.map(problemLine)]
+            .join("\n")
+            .concat("\n"),
+        );
+        if (problems.length > 0) {
+          throw new UncommittedBackupError(
+            `${problems.length} manifest(s) in the store do not count: ${problems.map((p) => p.backupId ?? p.databaseId).join(", ")}`,
+            {
+              hint: "someone with write access to the store put or changed them, or they were made with --audit none; `strongroom audit verify` says more",
+            },
+          );
+        }
+      },
+    );
 }
+
+const problemLine = (p: LedgerProblem) => `NOT COUNTED  ${p.databaseId}  ${p.message}`;
 
 const shortRecipient = (r: string) => `${r.slice(0, 10)}…${r.slice(-6)}`;
 

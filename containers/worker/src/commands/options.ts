@@ -20,8 +20,32 @@ export function readsBackup(command: Command, verb: string): Command {
     .addOption(storeOption())
     .addOption(backupOption())
     .addOption(identityOption())
-    .addOption(databaseIdOption(`the database whose backup to ${verb} (needed when the store holds several)`));
+    .addOption(databaseIdOption(`the database whose backup to ${verb} (needed when the store holds several)`))
+    .addOption(manifestSha256Option())
+    .addOption(trustStoreOption());
 }
+
+/**
+ * `--manifest-sha256`: the flows' way to name a backup. The plan step resolved it in the
+ * audit log; the task refuses any manifest with other bytes.
+ */
+export const manifestSha256Option = () =>
+  new Option(
+    "--manifest-sha256 <hex>",
+    "use the backup only if its manifest has this SHA-256 (the flows pass the committed one)",
+  ).env("STRONGROOM_MANIFEST_SHA256");
+
+/**
+ * `--trust-store`: disaster recovery after the audit log is lost. Every well-formed
+ * manifest then counts, anchored or not, so anyone who could write the store decides
+ * what is restored. Loud, never a default, never used by a flow.
+ */
+export const trustStoreOption = () =>
+  flagOption(
+    "--trust-store",
+    "DISASTER RECOVERY ONLY: count every manifest in the store, even without its backup.ok audit row (anyone who can write the store can plant one)",
+    "STRONGROOM_TRUST_STORE",
+  );
 
 export const storeOption = () =>
   new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]")

@@ -1,8 +1,8 @@
 import { type Command, Option } from "commander";
 import { NotReadyError, UsageError } from "#core/errors.ts";
 import type { DatabaseStatus } from "#core/status.ts";
-import { type CliContext, openStoreAt, printResult, table } from "./context.ts";
-import { databaseIdOption, jsonOption } from "./options.ts";
+import { auditFor, type CliContext, openStoreAt, printResult, table } from "./context.ts";
+import { auditOption, auditTableOption, databaseIdOption, jsonOption, trustStoreOption } from "./options.ts";
 
 interface StatusFlags {
   store?: string;
@@ -10,6 +10,9 @@ interface StatusFlags {
   databaseId?: string;
   maxVerifyAge: string;
   maxBackupAge: string;
+  audit: string;
+  auditTable?: string;
+  trustStore?: boolean;
   json?: boolean;
 }
 
@@ -43,10 +46,16 @@ export function statusCommand(parent: Command, ctx: CliContext): void {
         .default("26h")
         .env("STRONGROOM_MAX_BACKUP_AGE"),
     )
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(trustStoreOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
       `
+Only committed backups (a backup.ok audit row records the manifest's SHA-256) and
+verifications the audit log records for exactly those manifests count; any other
+manifest in the store is a problem, and the database is not ready.
 Ready means: a backup within --max-backup-age, a successful verification within
 --max-verify-age, and the last verification not failed. The 14-day record has one mark
 per day (UTC, oldest first): V verified, F verification failed, b backup only, . nothing.
@@ -77,7 +86,11 @@ Examples:
       }
       const statuses = o.table
         ? await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table), scope)
-        : await readStatus(await openStoreAt(o.store as string), scope);
+        : await (async () => {
+            const store = await openStoreAt(o.store as string);
+            const audit = await auditFor(store, o);
+            return readStatus(store, { ...scope, ...(audit ? { audit } : {}), trustStore: o.trustStore === true });
+          })();
       printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
       const notReady = statuses.filter((s) => !s.ready);
       if (statuses.length === 0 || notReady.length > 0) {

@@ -5,10 +5,10 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { AuditRow } from "#core/audit/audit-chain.ts";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
-import { listBackupRefs, readManifest } from "#core/backup-index.ts";
 import { type BackupStats, STATS_FORMAT } from "#core/backup-stats.ts";
 import { AbortedError, AlreadyExistsError, DumpFailedError, SourceMismatchError } from "#core/errors.ts";
 import { backupPrefix, newBackupId, objectKey } from "#core/keys.ts";
+import { readLedger } from "#core/ledger.ts";
 import type { Logger } from "#core/log.ts";
 import {
   MANIFEST_FORMAT,
@@ -137,7 +137,9 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
             ? `system:${server.systemIdentifier}/${server.database}`
             : `address:${conn.host}:${conn.port}/${server.database}`,
         };
-        if (!options.allowSourceChange) await assertSameSource(store, job.databaseId, job.source);
+        if (!options.allowSourceChange) {
+          await assertSameSource(store, job.databaseId, job.source, options.audit?.(databaseId), now());
+        }
         const snapshot = await openSnapshot(client, options, job);
         const dumped = await streamDump(options, job, snapshot, encryptor);
         const stats = await takeStats(client, dumped.archive, options.log);
@@ -378,12 +380,24 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, onBytes: (n: number) => 
 /**
  * Refuses to add a backup to a series whose newest backup came from another source:
  * retention counts a series as one database's history, and two servers feeding one
- * series would expire each other's backups.
+ * series would expire each other's backups. The newest backup is the newest committed
+ * one in the ledger where there is an audit log; without one (a flow's task, which
+ * writes no rows), the newest manifest that parses and is not dated in the future. A
+ * planted or malformed manifest never stops the series' backups.
  */
-async function assertSameSource(store: ObjectStore, databaseId: string, source: string): Promise<void> {
-  const newest = (await listBackupRefs(store, databaseId)).at(-1);
-  if (!newest) return;
-  const previous = (await readManifest(store, newest)).source;
+async function assertSameSource(
+  store: ObjectStore,
+  databaseId: string,
+  source: string,
+  audit: AuditLog | undefined,
+  now: Date,
+): Promise<void> {
+  const ledger = await readLedger(store, databaseId, {
+    ...(audit ? { audit } : {}),
+    trustStore: audit === undefined,
+    now,
+  });
+  const previous = ledger.backups.at(-1)?.manifest.source;
   if (previous === undefined || previous === source) return;
   throw new SourceMismatchError(
     `the backups of ${databaseId} in this store come from ${previous}, not from ${source}`,

@@ -1,9 +1,9 @@
 import type { AuditLog } from "#core/audit/audit-log.ts";
-import { resolveBackup } from "#core/backup-index.ts";
 import type { Manifest } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { backup } from "./backup.ts";
-import { type BackupJobOptions, restore } from "./restore.ts";
+import type { BackupJobOptions } from "./backup-job.ts";
+import { restore } from "./restore.ts";
 import { openScratch } from "./scratch.ts";
 
 export interface ExportSchemaOptions extends BackupJobOptions {
@@ -33,7 +33,7 @@ export interface ExportSchemaResult {
  * disk but the scratch cluster's own files, which are removed with it.
  */
 export async function exportSchema(options: ExportSchemaOptions): Promise<ExportSchemaResult> {
-  const { manifest } = await resolveBackup(options.store, options.backup, options.databaseId);
+  const { manifest } = options.backup;
   const scratch = await openScratch(manifest, {
     scratch: "auto",
     purpose: "export",
@@ -43,8 +43,6 @@ export async function exportSchema(options: ExportSchemaOptions): Promise<Export
   try {
     await restore({
       ...options,
-      backup: manifest.backupId,
-      databaseId: manifest.databaseId,
       target: scratch.target,
       create: true,
     });

@@ -4,7 +4,6 @@ import { finished, pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { auditedJob } from "#core/audit/audit-log.ts";
-import { resolveBackup } from "#core/backup-index.ts";
 import { parseStats } from "#core/backup-stats.ts";
 import {
   AccessDeniedError,
@@ -17,7 +16,7 @@ import { type Manifest, manifestObject } from "#core/manifest.ts";
 import { connect, describeConn, type PgConn } from "../pg/conn.ts";
 import { displayName, qualified, quoted, scanIdentifiers, type TableName } from "../pg/table-name.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
-import { assertCommittedManifest, type BackupJobOptions } from "./restore.ts";
+import type { BackupJobOptions } from "./backup-job.ts";
 import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface RecoverTableOptions extends BackupJobOptions {
@@ -58,7 +57,7 @@ export interface RecoverTableResult {
  */
 export async function recoverTables(options: RecoverTableOptions): Promise<RecoverTableResult> {
   const started = performance.now();
-  const { manifest, sha256 } = await resolveBackup(options.store, options.backup, options.databaseId);
+  const { manifest } = options.backup;
   options.log.info("recovering tables", {
     databaseId: manifest.databaseId,
     backupId: manifest.backupId,
@@ -67,18 +66,20 @@ export async function recoverTables(options: RecoverTableOptions): Promise<Recov
   });
   return auditedJob(
     {
-      log: options.audit?.(manifest.databaseId),
+      log: options.audit,
       kind: "restore",
       job: { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
       now: options.now ?? (() => new Date()),
       // The count of tables, not their names: names are schema data.
-      start: { kind: "table", tables: options.tables.length, target: describeConn(options.target) },
+      start: {
+        kind: "table",
+        tables: options.tables.length,
+        target: describeConn(options.target),
+        manifestSha256: options.backup.sha256,
+      },
       ok: (r) => ({ kind: "table", tables: r.tables.length, rows: r.tables.reduce((n, t) => n + t.rows, 0) }),
     },
-    async () => {
-      await assertCommittedManifest(options.audit?.(manifest.databaseId), options.log, manifest, sha256);
-      return recover(options, manifest, started);
-    },
+    () => recover(options, manifest, started),
   );
 }
 

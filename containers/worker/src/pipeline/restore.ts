@@ -5,8 +5,7 @@ import * as path from "node:path";
 import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
-import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
-import { resolveBackup } from "#core/backup-index.ts";
+import { auditedJob } from "#core/audit/audit-log.ts";
 import { type BackupStats, parseStats } from "#core/backup-stats.ts";
 import {
   AbortedError,
@@ -20,9 +19,7 @@ import {
   TargetNotEmptyError,
   UsageError,
 } from "#core/errors.ts";
-import type { Logger } from "#core/log.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { createDatabaseIfMissing } from "../pg/create-database.ts";
@@ -31,24 +28,8 @@ import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
+import type { BackupJobOptions } from "./backup-job.ts";
 import { assertMatches, assertStoredObject, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
-
-/** What every job that reads one backup takes: restore, verify. */
-export interface BackupJobOptions {
-  store: ObjectStore;
-  /** A backup id or "latest". */
-  backup: string;
-  databaseId?: string;
-  identities: string[];
-  signal?: AbortSignal;
-  log: Logger;
-  onProgress?: (restoredBytes: number, totalBytes: number) => void;
-  env?: NodeJS.ProcessEnv;
-  /** Where `<kind>.start` / `.ok` / `.fail` go (local mode: the store's own log). */
-  audit?: (databaseId: string) => AuditLog;
-  actor?: string;
-  now?: () => Date;
-}
 
 export interface RestoreOptions extends BackupJobOptions {
   target: PgConn;
@@ -130,7 +111,7 @@ function restoreArgs(options: RestoreOptions, database: string, single: boolean)
  * counts with those captured at dump time.
  */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
-  const { store, log, target } = options;
+  const { log, target } = options;
   if (options.clean && (options.jobs ?? 1) > 1) {
     // pg_restore -j cannot run in one transaction: a failure part-way would leave the
     // target's objects dropped and the backup's half restored.
@@ -144,7 +125,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     });
   }
   const started = performance.now();
-  const { manifest, sha256 } = await resolveBackup(store, options.backup, options.databaseId);
+  const { manifest } = options.backup;
   log.info("restoring backup", {
     backupId: manifest.backupId,
     databaseId: manifest.databaseId,
@@ -152,21 +133,19 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   });
   return auditedJob(
     {
-      log: options.audit?.(manifest.databaseId),
+      log: options.audit,
       kind: "restore",
       job: { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
       now: options.now ?? (() => new Date()),
       start: {
         target: describeConn(target),
         jobs: options.jobs ?? 1,
+        manifestSha256: options.backup.sha256,
         ...(options.schema !== undefined ? { kind: "schema" } : {}),
       },
       ok: (result) => ({ target: result.target, tables: result.tables, rows: result.rows, seconds: result.seconds }),
     },
-    async () => {
-      await assertCommittedManifest(options.audit?.(manifest.databaseId), options.log, manifest, sha256);
-      return restoreManifest(options, manifest, started);
-    },
+    () => restoreManifest(options, manifest, started),
   );
 }
 
@@ -324,44 +303,6 @@ async function fetchDump(
     ),
   );
   return entry.plainBytes;
-}
-
-/**
- * Where an audit log is at hand, the manifest must be the one its `backup.ok` row
- * recorded. A second writer to the bucket can replace the dump with another valid age
- * file and rewrite the plaintext manifest to match; the log (DynamoDB, PutItem only)
- * is out of that writer's reach. `sha256` is of the very bytes this restore parsed: the
- * manifest is read once, so it cannot change between the check and its use.
- */
-export async function assertCommittedManifest(
-  log: AuditLog | undefined,
-  logger: Logger,
-  manifest: Manifest,
-  sha256: string,
-): Promise<void> {
-  if (!log) return;
-  let recorded: { seq: string; sha256: string } | undefined;
-  for await (const row of log.rows()) {
-    const sha = row.details?.manifestSha256;
-    if (row.event === "backup.ok" && row.backupId === manifest.backupId && typeof sha === "string") {
-      recorded = { seq: row.seq, sha256: sha };
-    }
-  }
-  if (!recorded) {
-    logger.warn(
-      "the audit log has no backup.ok row with a manifest digest for this backup; its manifest is unchecked",
-      {
-        backupId: manifest.backupId,
-      },
-    );
-    return;
-  }
-  if (sha256 !== recorded.sha256) {
-    throw new IntegrityError(
-      `the manifest of backup ${manifest.backupId} is not the one committed (audit row ${recorded.seq} recorded sha256 ${recorded.sha256.slice(0, 12)}…, the store holds ${sha256.slice(0, 12)}…)`,
-      { hint: "someone with write access to the store replaced it; restore another backup and investigate" },
-    );
-  }
 }
 
 async function restoreStreaming(options: RestoreOptions, manifest: Manifest, binDir: string): Promise<number> {

@@ -2,7 +2,6 @@ import { availableParallelism, totalmem } from "node:os";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { auditedJob } from "#core/audit/audit-log.ts";
-import { resolveBackup } from "#core/backup-index.ts";
 import { parseStats } from "#core/backup-stats.ts";
 import { AbortedError, isStrongroomError } from "#core/errors.ts";
 import { verificationKeys } from "#core/keys.ts";
@@ -29,7 +28,8 @@ import { ageEncrypt } from "../stages/age-stream.ts";
 import { type ArchiveStats, ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { WORKER_VERSION } from "../version.ts";
-import { assertCommittedManifest, type BackupJobOptions, restore } from "./restore.ts";
+import type { BackupJobOptions } from "./backup-job.ts";
+import { restore } from "./restore.ts";
 import { openScratch } from "./scratch.ts";
 import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
@@ -78,37 +78,48 @@ const BACKUP_FAULTS = new Set([
  * or database is removed afterwards, on failure and on SIGTERM too, unless `keep`.
  */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
-  const { manifest, sha256 } = await resolveBackup(options.store, options.backup, options.databaseId);
+  const { manifest, sha256 } = options.backup;
   const now = options.now ?? (() => new Date());
   const at = now();
   options.log.info("verifying backup", { databaseId: manifest.databaseId, backupId: manifest.backupId });
   return auditedJob(
     {
-      log: options.audit?.(manifest.databaseId),
+      log: options.audit,
       kind: "verify",
       job: { actor: options.actor ?? "cli", databaseId: manifest.databaseId, backupId: manifest.backupId },
       now,
+      // The manifest's SHA-256 in every row: a verification counts for exactly the manifest
+      // it restored (core/ledger.ts), never for another one put under the same id.
       start: options.integrityOnly
-        ? { kind: "integrity" }
-        : { kind: "restore", scratch: options.scratch === "auto" ? "auto" : "url", deep: options.deep === true },
-      ok: (r) => ({ checks: r.checks.map((c) => c.name), rtoSeconds: r.rto.restoreSeconds }),
+        ? { kind: "integrity", manifestSha256: sha256 }
+        : {
+            kind: "restore",
+            manifestSha256: sha256,
+            scratch: options.scratch === "auto" ? "auto" : "url",
+            deep: options.deep === true,
+          },
+      ok: (r) => ({
+        kind: r.kind,
+        manifestSha256: sha256,
+        checks: r.checks.map((c) => c.name),
+        rtoSeconds: r.rto.restoreSeconds,
+      }),
       // Check names only: the details may name tables.
       failed: (r) =>
         r.ok
           ? undefined
-          : { error: "VerificationFailedError", failedChecks: r.checks.filter((c) => !c.ok).map((c) => c.name) },
+          : {
+              kind: r.kind,
+              manifestSha256: sha256,
+              error: "VerificationFailedError",
+              failedChecks: r.checks.filter((c) => !c.ok).map((c) => c.name),
+            },
     },
-    () =>
-      options.integrityOnly ? verifyIntegrity(options, manifest, at) : verifyManifest(options, manifest, sha256, at),
+    () => (options.integrityOnly ? verifyIntegrity(options, manifest, at) : verifyManifest(options, manifest, at)),
   );
 }
 
-async function verifyManifest(
-  options: VerifyOptions,
-  manifest: Manifest,
-  manifestSha256: string,
-  at: Date,
-): Promise<VerifyResult> {
+async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Date): Promise<VerifyResult> {
   const started = performance.now();
   const scratch = await openScratch(manifest, {
     scratch: options.scratch,
@@ -124,12 +135,11 @@ async function verifyManifest(
     const restoreStarted = performance.now();
     let restored = true;
     try {
-      // As restore does: where an audit log is at hand, the manifest must be the committed one.
-      await assertCommittedManifest(options.audit?.(manifest.databaseId), options.log, manifest, manifestSha256);
+      // The backup resolved and checked once, in the preamble; the restore's own rows are
+      // not written (this job's are verify.*).
       await restore({
         store: options.store,
-        backup: manifest.backupId,
-        databaseId: manifest.databaseId,
+        backup: options.backup,
         target,
         identities: options.identities,
         create: true,

@@ -1,0 +1,286 @@
+import { type AuditRow, verifyChain } from "./audit/audit-chain.ts";
+import { type AuditLog, readAll } from "./audit/audit-log.ts";
+import { type BackupRef, listBackupRefs, type ManifestRecord, readManifestRecord } from "./backup-index.ts";
+import { compareBackups } from "./backup-order.ts";
+import { BackupNotFoundError, NotFoundError, StrongroomError, UncommittedBackupError, UsageError } from "./errors.ts";
+import { backupIdTime, isBackupId } from "./keys.ts";
+
+/**
+ * Which backups count. A manifest is plaintext that anyone who can write the store can
+ * put there, copy or edit, so its presence proves nothing. A backup counts only when the
+ * database's audit chain (out of a store writer's reach: DynamoDB under PutItem-only IAM
+ * in a deployment) holds a `backup.ok` row recording the SHA-256 of exactly its manifest
+ * bytes; and a verification counts only when a `verify.ok` row names that same SHA-256.
+ * Everything that says "latest", "newest", "verified" or "the backups" reads this ledger:
+ * list, restore, verify, recover-table, export-schema, status, prune and the flows.
+ *
+ * Disaster recovery (the audit log is lost, only the store is left) is `trustStore`: every
+ * well-formed manifest counts, and the caller says so loudly. No flow ever sets it.
+ */
+export interface LedgerOptions {
+  /** The database's audit chain (`db#<databaseId>`); required unless `trustStore`. */
+  audit?: AuditLog;
+  /** Count every well-formed manifest, anchored or not (disaster recovery only). */
+  trustStore?: boolean;
+  now: Date;
+  /** How far in the future a backup id may be dated before it is ignored. @default 10 minutes */
+  maxClockSkewMs?: number;
+}
+
+/** A verification by restore or integrity that the audit log records for one manifest. */
+export interface AuditedVerification {
+  backupId: string;
+  kind: "restore" | "integrity";
+  ok: boolean;
+  /** When it was recorded (the audit row's time). */
+  at: string;
+  seq: string;
+  restoreSeconds?: number;
+  failedChecks: string[];
+}
+
+export interface CommittedBackup extends ManifestRecord {
+  databaseId: string;
+  backupId: string;
+  /** The `backup.ok` row that commits it; absent when counted under `trustStore`. */
+  committed?: { seq: string; at: string };
+  /** Verifications recorded for exactly this manifest, oldest first. */
+  verifications: AuditedVerification[];
+}
+
+export type LedgerProblemKind = "unanchored" | "replaced" | "malformed" | "future" | "chain";
+
+export interface LedgerProblem {
+  kind: LedgerProblemKind;
+  databaseId: string;
+  backupId?: string;
+  message: string;
+}
+
+export interface Ledger {
+  databaseId: string;
+  /** Oldest first (core/backup-order.ts). */
+  backups: CommittedBackup[];
+  /** Manifests that do not count, and why; a chain that does not verify. */
+  problems: LedgerProblem[];
+  trustStore: boolean;
+}
+
+const DEFAULT_SKEW_MS = 10 * 60_000;
+
+const sha256Of = (row: AuditRow): string | undefined => {
+  const sha = row.details?.manifestSha256;
+  return typeof sha === "string" && /^[0-9a-f]{64}$/.test(sha) ? sha : undefined;
+};
+
+/** The rows that can be believed: the whole chain, or those before its first bad row. */
+function trustedRows(databaseId: string, rows: AuditRow[], problems: LedgerProblem[]): AuditRow[] {
+  const report = verifyChain(rows);
+  if (report.ok || !report.firstBad) return rows;
+  const bad = report.firstBad;
+  problems.push({
+    kind: "chain",
+    databaseId,
+    message: `the audit chain of ${databaseId} is broken at row ${bad.seq} (${bad.problem}: ${bad.detail}); rows from there on are not believed`,
+  });
+  return rows.slice(
+    0,
+    rows.findIndex((r) => r.seq === bad.seq),
+  );
+}
+
+function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): AuditedVerification[] {
+  const out: AuditedVerification[] = [];
+  for (const row of rows) {
+    if (row.backupId !== backupId || (row.event !== "verify.ok" && row.event !== "verify.fail")) continue;
+    if (sha256Of(row) !== sha256) continue;
+    const d = row.details ?? {};
+    const failed = Array.isArray(d.failedChecks) ? d.failedChecks.filter((c) => typeof c === "string") : [];
+    out.push({
+      backupId,
+      kind: d.kind === "integrity" ? "integrity" : "restore",
+      ok: row.event === "verify.ok",
+      at: row.at,
+      seq: row.seq,
+      // rtoSeconds from the CLI's verify, restoreSeconds from VerifyFlow's row.
+      ...(typeof d.rtoSeconds === "number" ? { restoreSeconds: d.rtoSeconds } : {}),
+      ...(typeof d.restoreSeconds === "number" ? { restoreSeconds: d.restoreSeconds } : {}),
+      failedChecks: failed as string[],
+    });
+  }
+  return out;
+}
+
+/**
+ * One database's ledger: every manifest in the store, each either committed by its audit
+ * chain or reported as a problem. A manifest that cannot be read is reported for that one
+ * backup and never fails the rest.
+ */
+export async function readLedger(
+  store: Parameters<typeof listBackupRefs>[0],
+  databaseId: string,
+  options: LedgerOptions,
+): Promise<Ledger> {
+  const problems: LedgerProblem[] = [];
+  const trustStore = options.trustStore === true;
+  if (!options.audit && !trustStore) {
+    throw new UsageError(`nothing says which backups of ${databaseId} are committed: there is no audit log`, {
+      hint: "give the audit log (--audit store, or --audit-table), or the committed manifest's digest (--manifest-sha256); after losing the audit log, --trust-store counts every manifest in the store",
+    });
+  }
+  const [refs, rows] = await Promise.all([
+    listBackupRefs(store, databaseId),
+    options.audit ? readAll(options.audit).then((r) => trustedRows(databaseId, r, problems)) : Promise.resolve([]),
+  ]);
+  // The first backup.ok row of a backup commits it: a later one cannot re-commit another manifest.
+  const committedBy = new Map<string, AuditRow>();
+  const deleted = new Set<string>();
+  for (const row of rows) {
+    if (row.backupId === undefined) continue;
+    if (row.event === "backup.ok" && sha256Of(row) && !committedBy.has(row.backupId))
+      committedBy.set(row.backupId, row);
+    if (row.event === "retain.delete") deleted.add(row.backupId);
+  }
+  const latestAllowed = options.now.getTime() + (options.maxClockSkewMs ?? DEFAULT_SKEW_MS);
+  const backups: CommittedBackup[] = [];
+  const records = await Promise.all(refs.map((ref) => readOne(store, ref)));
+  for (const [i, ref] of refs.entries()) {
+    const record = records[i];
+    const problem = (kind: LedgerProblemKind, message: string) =>
+      problems.push({ kind, databaseId, backupId: ref.backupId, message });
+    if (backupIdTime(ref.backupId).getTime() > latestAllowed) {
+      problem("future", `backup ${ref.backupId} is dated in the future; ignored`);
+      continue;
+    }
+    if (record === undefined) continue; // deleted while we listed
+    if (record instanceof StrongroomError) {
+      problem("malformed", `backup ${ref.backupId}: ${record.message}`);
+      continue;
+    }
+    if (trustStore) {
+      backups.push({ ...record, ...ref, verifications: verificationsOf(rows, ref.backupId, record.sha256) });
+      continue;
+    }
+    const ok = committedBy.get(ref.backupId);
+    const recorded = ok ? sha256Of(ok) : undefined;
+    if (!ok || deleted.has(ref.backupId)) {
+      problem(
+        "unanchored",
+        deleted.has(ref.backupId)
+          ? `backup ${ref.backupId} was deleted by retention (audit) but its manifest is in the store again; not counted`
+          : `backup ${ref.backupId} has a manifest but no backup.ok audit row commits it; not counted (planted, or made with --audit none)`,
+      );
+      continue;
+    }
+    if (recorded !== record.sha256) {
+      problem(
+        "replaced",
+        `backup ${ref.backupId}: its manifest is not the one committed at audit row ${ok.seq} (sha256 ${record.sha256.slice(0, 12)}…, recorded ${recorded?.slice(0, 12)}…); not counted`,
+      );
+      continue;
+    }
+    backups.push({
+      ...record,
+      ...ref,
+      committed: { seq: ok.seq, at: ok.at },
+      verifications: verificationsOf(rows, ref.backupId, record.sha256),
+    });
+  }
+  backups.sort(compareBackups);
+  return { databaseId, backups, problems, trustStore };
+}
+
+async function readOne(
+  store: Parameters<typeof listBackupRefs>[0],
+  ref: BackupRef,
+): Promise<ManifestRecord | StrongroomError | undefined> {
+  try {
+    return await readManifestRecord(store, ref);
+  } catch (err) {
+    if (err instanceof BackupNotFoundError || err instanceof NotFoundError) return undefined;
+    if (err instanceof StrongroomError && (err.name === "ManifestError" || err.name === "IntegrityError")) return err;
+    throw err;
+  }
+}
+
+/** The newest verification by restore that held, if any. */
+export function newestVerified(ledger: Ledger): CommittedBackup | undefined {
+  return ledger.backups.filter((b) => b.verifications.some((v) => v.ok && v.kind === "restore")).at(-1);
+}
+
+/**
+ * `--backup ID|latest` within one database's ledger. An id that is in the store but not
+ * committed is refused with the reason, never read.
+ */
+export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
+  if (backup !== "latest" && !isBackupId(backup)) {
+    throw new UsageError(`invalid backup id ${JSON.stringify(backup)}`, {
+      hint: "use an id from `strongroom list` (like 20260421T020000Z-abc234) or latest",
+    });
+  }
+  const found = backup === "latest" ? ledger.backups.at(-1) : ledger.backups.find((b) => b.backupId === backup);
+  if (found) return found;
+  const problem = ledger.problems.find((p) => p.backupId === backup);
+  if (problem) {
+    throw new UncommittedBackupError(problem.message, {
+      hint: "only backups whose backup.ok audit row records their manifest's SHA-256 are restored or verified; `strongroom audit verify` shows the store's problems",
+    });
+  }
+  const what = backup === "latest" ? "no committed backups" : `no backup ${backup}`;
+  throw new BackupNotFoundError(`${what} for database ${ledger.databaseId} in this store`, {
+    hint:
+      ledger.problems.length > 0
+        ? `the store holds ${ledger.problems.length} manifest(s) that do not count; \`strongroom list\` names them`
+        : "`strongroom list --store …` shows the backups there",
+  });
+}
+
+/** The database ids with backups in the store (manifest keys; nothing read). */
+export async function databaseIdsIn(store: Parameters<typeof listBackupRefs>[0]): Promise<string[]> {
+  return [...new Set((await listBackupRefs(store)).map((r) => r.databaseId))].sort();
+}
+
+/**
+ * The one database a command means: the one given, or the only one in the store. With
+ * a backup id and no database id, the database holding that id.
+ */
+export async function chooseDatabase(
+  store: Parameters<typeof listBackupRefs>[0],
+  backup: string,
+  databaseId: string | undefined,
+): Promise<string> {
+  if (databaseId !== undefined) return databaseId;
+  const refs = await listBackupRefs(store);
+  if (backup !== "latest") {
+    const hit = [...new Set(refs.filter((r) => r.backupId === backup).map((r) => r.databaseId))];
+    if (hit.length === 1) return hit[0] as string;
+  }
+  const ids = [...new Set(refs.map((r) => r.databaseId))];
+  if (ids.length > 1) {
+    throw new UsageError(`the store holds backups of several databases (${ids.join(", ")})`, {
+      hint: "pick one with --database-id",
+    });
+  }
+  const only = ids[0];
+  if (only === undefined) {
+    throw new BackupNotFoundError(`${backup === "latest" ? "no backups" : `no backup ${backup}`} in this store`, {
+      hint: "`strongroom list --store …` shows the backups there",
+    });
+  }
+  return only;
+}
+
+/** Every database's ledger (or the one asked for), by database id. */
+export async function readLedgers(
+  store: Parameters<typeof listBackupRefs>[0],
+  options: Omit<LedgerOptions, "audit"> & { audit?: (databaseId: string) => AuditLog; databaseId?: string },
+): Promise<Ledger[]> {
+  const ids = options.databaseId !== undefined ? [options.databaseId] : await databaseIdsIn(store);
+  const { audit, databaseId: _one, ...rest } = options;
+  return Promise.all(
+    ids.map((id) => {
+      const log = audit?.(id);
+      return readLedger(store, id, { ...rest, ...(log ? { audit: log } : {}) });
+    }),
+  );
+}
