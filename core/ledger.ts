@@ -227,6 +227,14 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
     });
   }
   const what = backup === "latest" ? "no committed backups" : `no backup ${backup}`;
+  if (backup === "latest" && ledger.problems.some((p) => p.kind !== "future")) {
+    throw new UncommittedBackupError(
+      `${what} for database ${ledger.databaseId}: the store holds ${ledger.problems.length} manifest(s) that do not count`,
+      {
+        hint: "`strongroom list` names them and says why; after losing the audit log, --trust-store counts every manifest in the store (disaster recovery only)",
+      },
+    );
+  }
   throw new BackupNotFoundError(`${what} for database ${ledger.databaseId} in this store`, {
     hint:
       ledger.problems.length > 0

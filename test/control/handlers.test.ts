@@ -15,7 +15,7 @@ import { createHandler as readiness } from "../../functions/readiness/handler.ts
 import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
 import { createHandler as verificationRecord } from "../../functions/verification-record/handler.ts";
 import { RecordingMetrics, type SimRecord } from "../../infra/sim/local-tasks.ts";
-import { writeBackup, writeVerification } from "../helpers/backups.ts";
+import { manifestSha256, writeBackup, writeVerification } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore, type StoreUnderTest } from "../helpers/fixture.ts";
 import { lambdaContext } from "../helpers/lambda.ts";
@@ -81,7 +81,12 @@ describe("catalog-record handler", () => {
   it("writes the catalog item built from the manifest", async () => {
     const backupId = await writeBackup(store.store, "shop", NOW);
     const key = await handler()({ databaseId: "shop", backupId }, context);
-    expect(key).toEqual({ pk: "db#shop", sk: `backup#${backupId}` });
+    // The manifest's SHA-256 goes on to the flow's backup.ok row, which commits the backup.
+    expect(key).toEqual({
+      pk: "db#shop",
+      sk: `backup#${backupId}`,
+      manifestSha256: await manifestSha256(store.store, "shop", backupId),
+    });
     const item = await dynamoClient().send(
       new GetItemCommand({ TableName: catalogTable, Key: { pk: { S: "db#shop" }, sk: { S: `backup#${backupId}` } } }),
     );

@@ -99,6 +99,7 @@ describe("prune over 400 simulated days", () => {
     const rows = JSON.parse(shown.stdout) as Array<{ event: string }>;
     expect(rows.filter((r) => r.event === "retain.delete")).toHaveLength(out.deleted.length);
     const verified = await runCli(["audit", "verify", "--scope", "db#shop"], { STRONGROOM_STORE: url });
-    expect(verified.stdout).toMatch(new RegExp(`audit chain db#shop ok: ${out.deleted.length} rows`));
+    // One backup.ok row per backup written, one retain.delete per deletion.
+    expect(verified.stdout).toMatch(new RegExp(`audit chain db#shop ok: ${40 + out.deleted.length} rows`));
   });
 });

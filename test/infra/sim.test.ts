@@ -9,7 +9,7 @@ import { SNSClient, SubscribeCommand } from "@aws-sdk/client-sns";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { Ajv } from "ajv";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { resolveBackup } from "#core/backup-index.ts";
+import { readManifestRecord } from "#core/backup-index.ts";
 import { freePort } from "#core/service-process.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { listVerifications } from "#core/verification.ts";
@@ -164,8 +164,8 @@ describe("npm run sim runs the synthesized flows", () => {
       "Audit backup.start",
       "Run backup task",
       "Record in catalog",
-      "Prune by retention",
       "Audit backup.ok",
+      "Prune by retention",
       "Backed up",
     ]);
     const output = result.output as {
@@ -177,7 +177,7 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(output.task.stopCode).toBe("EssentialContainerExited");
     expect(output.prune.kept).toContain(backupId);
 
-    const { manifest } = await resolveBackup(store(), backupId, "shop");
+    const { manifest, sha256 } = await readManifestRecord(store(), { databaseId: "shop", backupId });
     expect(manifest.backupId).toBe(backupId);
 
     const catalogTable = sim.deployment.tables.find((t) => t.name.includes("Catalog"))?.name as string;
@@ -192,6 +192,8 @@ describe("npm run sim runs the synthesized flows", () => {
 
     const rows = (await auditRows("shop")).filter((r) => r.backupId === backupId);
     expect(rows.map((r) => r.event)).toEqual(["backup.start", "backup.ok"]);
+    // backup.ok records exactly the manifest the task committed: that is what makes it count.
+    expect(rows[1]?.details?.manifestSha256).toBe(sha256);
     expect(rows[0]?.details?.execution).toMatch(/^arn:aws:states:us-east-1:123456789012:execution:/);
     expect(result.metrics).toContainEqual(
       expect.objectContaining({

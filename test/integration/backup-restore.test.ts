@@ -82,8 +82,12 @@ describe.for(["file", "s3"] as const)("backup and restore through the %s store",
     const listed = await runCli(["list"], { STRONGROOM_STORE: store.url });
     expect(listed.stdout).toContain(backupId);
     expect(listed.stdout).toMatch(/BACKUP ID\s+FINISHED \(UTC\)\s+DATABASE\s+SERVER/);
-    const json = JSON.parse((await runCli(["list", "--json"], { STRONGROOM_STORE: store.url })).stdout) as Manifest[];
-    expect(json.map((m) => m.backupId)).toEqual([backupId]);
+    const json = JSON.parse((await runCli(["list", "--json"], { STRONGROOM_STORE: store.url })).stdout) as {
+      backups: Manifest[];
+      problems: unknown[];
+    };
+    expect(json.backups.map((m) => m.backupId)).toEqual([backupId]);
+    expect(json.problems).toEqual([]);
   });
 });
 

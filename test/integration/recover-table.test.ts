@@ -177,6 +177,8 @@ describe("strongroom recover-table", () => {
         "_damaged",
         "--audit",
         "none",
+        // A copy without its audit log: disaster recovery, where the stream's own checks stand alone.
+        "--trust-store",
       ],
       {
         STRONGROOM_STORE: damaged.url,
@@ -229,7 +231,7 @@ describe("strongroom export-schema", () => {
     }
     const target = `tenant_damaged_${process.pid}`;
     const r = await runCli(
-      ["export-schema", "--identity", key.file, "--schema", "sales", "--create", "--audit", "none"],
+      ["export-schema", "--identity", key.file, "--schema", "sales", "--create", "--audit", "none", "--trust-store"],
       {
         STRONGROOM_STORE: damaged.url,
         STRONGROOM_TARGET_URL: dbUrl(pgUrl, target),

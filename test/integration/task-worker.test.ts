@@ -29,7 +29,7 @@ describe("the worker as a flow's task runs it", () => {
     expect(again.stderr).toContain(`backup ${db.name}/${id} already has objects in the store [AlreadyExistsError]`);
     expect(await readdir(dir)).toEqual(before);
     const list = await runCli(["list", "--json"], env);
-    expect(JSON.parse(list.stdout).map((b: { backupId: string }) => b.backupId)).toEqual([id]);
+    expect(JSON.parse(list.stdout).backups.map((b: { backupId: string }) => b.backupId)).toEqual([id]);
   });
 
   it("refuses a malformed --backup-id as a usage error", async () => {

@@ -171,13 +171,10 @@ describe("strongroom verify", () => {
       STRONGROOM_STORE: store.url,
     });
     expect(audited.code).toBe(1);
-    const caught = JSON.parse(audited.stdout).checks[0];
-    expect(caught).toMatchObject({ name: "restore", ok: false });
-    expect(caught.detail).toContain(
-      `IntegrityError: the manifest of backup ${second.backupId} is not the one committed`,
-    );
+    expect(JSON.parse(audited.stdout)).toMatchObject({ ok: false, error: { name: "UncommittedBackupError" } });
+    expect(audited.stderr).toContain(`backup ${second.backupId}: its manifest is not the one committed`);
 
-    // Without it (--audit none), the stats are believed, and the data contradicts them.
+    // Without it (--trust-store, disaster recovery), the stats are believed, and the data contradicts them.
     const dir = await scratchDir();
     const checks = path.join(dir, "checks.sql");
     await writeFile(checks, "select true;\n\nselect count(*) = 999 from t;\n");
@@ -194,7 +191,7 @@ describe("strongroom verify", () => {
         dir,
         "--json",
       ],
-      { STRONGROOM_STORE: store.url, STRONGROOM_AUDIT: "none" },
+      { STRONGROOM_STORE: store.url, STRONGROOM_AUDIT: "none", STRONGROOM_TRUST_STORE: "1" },
     );
     expect(r.code, r.stderr).toBe(1);
     const checksOf = Object.fromEntries(
@@ -284,6 +281,7 @@ describe("strongroom verify", () => {
     const r = await runCli(["verify", "--identity", key.file], {
       STRONGROOM_STORE: store.url,
       STRONGROOM_AUDIT: "none",
+      STRONGROOM_TRUST_STORE: "1",
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(

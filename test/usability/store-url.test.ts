@@ -75,7 +75,7 @@ describe("store URLs", () => {
     const r = await runCli(["backup", "--store", store, "--recipient", key.recipient], { DATABASE_URL: db.url });
     expect(r.code).toBe(0);
     const list = await runCli(["list", "--store", store, "--json"]);
-    expect(JSON.parse(list.stdout)).toHaveLength(1);
+    expect(JSON.parse(list.stdout).backups).toHaveLength(1);
   });
 });
 

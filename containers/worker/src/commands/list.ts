@@ -53,7 +53,10 @@ export function listCommand(parent: Command, ctx: CliContext): void {
           ctx.log().warn("--trust-store: every manifest is listed, committed or not");
         }
         printResult(ctx, o.json, { backups: manifests, problems }, () =>
-          [manifests.length ? listTable(manifests) : "no committed backups", ...problems.map(problemLine)]
+          [
+            manifests.length ? listTable(manifests) : problems.length ? "no committed backups" : "no backups",
+            ...problems.map(problemLine),
+          ]
             .join("\n")
             .concat("\n"),
         );

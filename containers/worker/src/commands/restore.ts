@@ -85,7 +85,8 @@ Examples:
     )
     .action(async (o: RestoreFlags) => {
       const { parsePgUrl } = await import("../pg/conn.ts");
-      const { restore } = await import("../pipeline/restore.ts");
+      const { assertRestoreFlags, restore } = await import("../pipeline/restore.ts");
+      assertRestoreFlags({ clean: o.clean === true, jobs: o.jobs });
       const job = await openBackupJob(o, "restore", ctx);
       const result = await withProgress("restore", (onProgress) =>
         restore({

@@ -106,12 +106,10 @@ function restoreArgs(options: RestoreOptions, database: string, single: boolean)
 }
 
 /**
- * Restores a backup into `target`: verify and decrypt the stats and roles, recreate
- * roles, stream the dump (ranged reads → age → zstd → pg_restore), then compare row
- * counts with those captured at dump time.
+ * Flags that cannot go together, refused before anything is resolved or read (the
+ * command calls this first, so a usage error never waits on the store).
  */
-export async function restore(options: RestoreOptions): Promise<RestoreResult> {
-  const { log, target } = options;
+export function assertRestoreFlags(options: Pick<RestoreOptions, "clean" | "jobs" | "schema">): void {
   if (options.clean && (options.jobs ?? 1) > 1) {
     // pg_restore -j cannot run in one transaction: a failure part-way would leave the
     // target's objects dropped and the backup's half restored.
@@ -124,6 +122,16 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       hint: "drop the schema on the target first if it is to be replaced",
     });
   }
+}
+
+/**
+ * Restores a backup into `target`: verify and decrypt the stats and roles, recreate
+ * roles, stream the dump (ranged reads → age → zstd → pg_restore), then compare row
+ * counts with those captured at dump time.
+ */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const { log, target } = options;
+  assertRestoreFlags(options);
   const started = performance.now();
   const { manifest } = options.backup;
   log.info("restoring backup", {
