@@ -115,6 +115,7 @@ async function verifyManifest(
     purpose: "verify",
     ...(options.scratchDir ? { scratchDir: options.scratchDir } : {}),
     ...(options.env ? { env: options.env } : {}),
+    log: options.log,
   });
   let kept: string | undefined;
   try {
@@ -193,7 +194,11 @@ async function verifyManifest(
       databaseId: manifest.databaseId,
       backupId: manifest.backupId,
       at: at.toISOString(),
-      scratch: { kind: options.scratch === "auto" ? "auto" : "url", serverVersion: scratch.serverVersion },
+      scratch: {
+        kind: options.scratch === "auto" ? "auto" : "url",
+        serverVersion: scratch.serverVersion,
+        ...(scratch.isolation ? { isolation: scratch.isolation } : {}),
+      },
       checks,
       rto: {
         restoreSeconds,
