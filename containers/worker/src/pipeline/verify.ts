@@ -326,7 +326,13 @@ async function runCheck(name: CheckName, c: CheckContext): Promise<CheckOutcome>
       case "amcheck":
         return await amcheckCheck(c.client, c.serverMajor);
       case "user-sql":
-        return await userSqlCheck(c.client, c.options.checks?.file ?? "", c.options.checks?.text ?? "");
+        return await userSqlCheck(
+          c.client,
+          c.target,
+          c.options.checks?.file ?? "",
+          c.options.checks?.text ?? "",
+          c.serverMajor,
+        );
       default:
         return { ok: false, detail: `unknown check ${name}` };
     }
