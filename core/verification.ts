@@ -40,6 +40,8 @@ export interface Rto {
   storedBytes: number;
 }
 
+export type ScratchIsolation = "separate-user" | "same-user";
+
 export interface Verification {
   format: typeof VERIFICATION_FORMAT;
   /**
@@ -52,8 +54,13 @@ export interface Verification {
   databaseId: string;
   backupId: string;
   at: string;
-  /** `auto` (a throwaway cluster of the backup's major) or the server given; absent for integrity. */
-  scratch?: { kind: "auto" | "url"; serverVersion: string };
+  /**
+   * `auto` (a throwaway cluster of the backup's major) or the server given; absent for
+   * integrity. `isolation` (auto only): the cluster's server ran as another OS user than
+   * the worker's (`separate-user`), or as the same (`same-user`: the dump's code could
+   * read the worker's environment and files).
+   */
+  scratch?: { kind: "auto" | "url"; serverVersion: string; isolation?: ScratchIsolation };
   checks: CheckResult[];
   rto: Rto;
   /** The machine the RTO was measured on, so the figure travels with its size. */

@@ -40,6 +40,13 @@ import {
 const PARTIAL_DIR = ".strongroom-partial";
 
 /**
+ * Directories the store makes are private, as its files are (0600): the names alone say
+ * which databases are backed up and when, and other local users include the scratch
+ * server's, which runs code from the backups it restores.
+ */
+const DIR_MODE = 0o700;
+
+/**
  * An ObjectStore on a local directory: `file:///abs/dir`. Like a bucket, the directory
  * must exist to be read: listing a missing one is BucketNotFoundError, not an empty
  * store, so a mistyped path never reads as "no backups". `create()` makes it (backup).
@@ -67,7 +74,7 @@ export class FileStore implements ObjectStore, PartialUploads, Creatable {
       // Synced before the rename, so a rename after a crash never points at lost data.
       const out = new DurableFileWriter(await fs.open(partial, "wx", 0o600));
       await pipeline(body, out, signal ? { signal } : {});
-      const created = await fs.mkdir(path.dirname(final), { recursive: true });
+      const created = await fs.mkdir(path.dirname(final), { recursive: true, mode: DIR_MODE });
       await fs.rename(partial, final);
       await syncNewPath(path.dirname(final), created);
       return { key, bytes: out.bytesWritten };
@@ -86,7 +93,7 @@ export class FileStore implements ObjectStore, PartialUploads, Creatable {
     const data = typeof body === "string" ? Buffer.from(body) : body;
     try {
       await fs.writeFile(partial, data, { flush: true, mode: 0o600 });
-      const created = await fs.mkdir(path.dirname(final), { recursive: true });
+      const created = await fs.mkdir(path.dirname(final), { recursive: true, mode: DIR_MODE });
       // link(2) fails with EEXIST atomically, unlike rename, which would replace.
       await fs.link(partial, final);
       // The commit point of manifests and audit rows: the new name must survive a power loss.
@@ -134,7 +141,7 @@ export class FileStore implements ObjectStore, PartialUploads, Creatable {
   }
 
   async create(): Promise<void> {
-    await fs.mkdir(this.root, { recursive: true }).catch((err: unknown) => {
+    await fs.mkdir(this.root, { recursive: true, mode: DIR_MODE }).catch((err: unknown) => {
       throw this.mapFsError(err);
     });
   }
@@ -214,7 +221,7 @@ export class FileStore implements ObjectStore, PartialUploads, Creatable {
 
   private async partialPath(): Promise<string> {
     const dir = path.join(this.root, PARTIAL_DIR);
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
     return path.join(dir, randomUUID());
   }
 

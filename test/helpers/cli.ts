@@ -10,15 +10,18 @@ export interface CliResult {
   stderr: string;
 }
 
+export interface CliOptions {
+  timeoutMs?: number;
+  cwd?: string;
+  /** Run as this OS user (root only), as a non-root worker would. */
+  user?: { uid: number; gid: number };
+}
+
 /**
  * Runs the real CLI in a child process (Node 22, as npx would). Connection URLs and
  * passwords go in `env`, never argv, like a careful user does.
  */
-export function runCli(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-  options: { timeoutMs?: number; cwd?: string } = {},
-): Promise<CliResult> {
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, options: CliOptions = {}): Promise<CliResult> {
   return startCli(args, env, options).result;
 }
 
@@ -26,10 +29,11 @@ export function runCli(
 export function startCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  options: { timeoutMs?: number; cwd?: string } = {},
+  options: CliOptions = {},
 ): { child: ChildProcess; result: Promise<CliResult> } {
   const child = spawn(process.execPath, [CLI, ...args], {
     ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.user ? { uid: options.user.uid, gid: options.user.gid } : {}),
     env: { ...process.env, STRONGROOM_LOG_FORMAT: "text", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

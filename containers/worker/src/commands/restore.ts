@@ -21,6 +21,7 @@ interface RestoreFlags {
   stagingDir?: string;
   clean?: boolean;
   owner: boolean;
+  role?: string;
   audit: string;
   auditTable?: string;
   json?: boolean;
@@ -71,6 +72,12 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
         "STRONGROOM_NO_OWNER",
       ),
     )
+    .addOption(
+      new Option(
+        "--role <name>",
+        "restore as this role (SET ROLE after connecting): the dump's objects and the code in it (CHECK constraints, defaults, triggers, index expressions) run with its privileges, not the connecting user's",
+      ).env("STRONGROOM_RESTORE_ROLE"),
+    )
     .addOption(auditOption())
     .addOption(auditTableOption())
     .addOption(jsonOption())
@@ -81,7 +88,13 @@ Examples:
   $ createdb shop_restored
   $ STRONGROOM_TARGET_URL=postgres://localhost/shop_restored strongroom restore --store s3://acme-backups/pg --identity identity.txt
   $ strongroom restore --store s3://acme-backups/pg --target postgres://localhost/shop_copy --create --identity identity.txt
-  $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4`,
+  $ strongroom restore --store file:///var/backups/pg --backup 20260421T020000Z-abc234 --target postgres://localhost/x --identity id.txt --jobs 4
+  $ strongroom restore --store s3://acme-backups/pg --target postgres://admin@localhost/shop_copy --role shop_owner --no-owner --identity identity.txt
+
+A restore runs code the backed-up database's roles wrote (CHECK constraints, defaults,
+triggers, index expressions) as the role restoring. --role makes that a less privileged
+one; a superuser connecting is still a RESET ROLE away for code written to escape, so for
+a backup you do not trust, connect (--target) as the less privileged role itself.`,
     )
     .action(async (o: RestoreFlags) => {
       const { parsePgUrl } = await import("../pg/conn.ts");
@@ -97,6 +110,7 @@ Examples:
           clean: o.clean === true,
           create: o.create === true,
           noOwner: o.owner === false,
+          ...(o.role !== undefined ? { role: o.role } : {}),
           onProgress,
         }),
       );

@@ -15,6 +15,12 @@ import { candidateDirs } from "./binaries.ts";
  * cycle and the tests run on them. One is created in a private temp dir (initdb), started
  * on 127.0.0.1 and a free port with scram password auth, and removed by `stop()`.
  * initdb refuses to run as root, so root runs it as the `postgres` user.
+ *
+ * The server runs code the backed-up database's roles wrote (CHECK constraints and
+ * generated columns during COPY, index expressions, materialized views, event
+ * triggers), as superuser, and a superuser can run any program (`COPY … TO PROGRAM`).
+ * So the server gets nothing of the worker: another OS user where we are root, and an
+ * environment built from nothing (serverEnv), never a copy of ours.
  */
 
 const run = promisify(execFile);
@@ -29,7 +35,24 @@ export interface Cluster {
   binDir: string;
   /** The data directory's parent, removed by stop() unless kept. */
   dir: string;
+  /**
+   * The server runs as another OS user than ours (we are root; it is `postgres`), so
+   * it cannot read our /proc/<pid>/environ, memory or 0600 files. False: the same user.
+   */
+  separateUser: boolean;
   stop: () => Promise<void>;
+}
+
+/**
+ * The whole environment of initdb and the server, from an allowlist. Whatever the
+ * server can see, code in a restored dump can print (`COPY (select 1) TO PROGRAM 'env'`,
+ * or a read of /proc/self/environ): the worker's environment holds STRONGROOM_IDENTITY
+ * (the age identity), AWS credentials or the ECS credentials URI, and database
+ * passwords. The server needs none of it: a locale, a PATH for the commands it runs
+ * through the shell, and TZ (not a secret) so that its time zone is the one we run in.
+ */
+export function serverEnv(from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return { LC_ALL: "C", PATH: "/usr/bin:/bin", ...(from.TZ ? { TZ: from.TZ } : {}) };
 }
 
 /** The newest /usr/lib/postgresql/<major>/bin holding a server, or a given major's. */
@@ -168,7 +191,7 @@ export async function startCluster(
       await run(
         path.join(binDir, "initdb"),
         ["-D", data, "-U", "postgres", `--pwfile=${pwfile}`, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
-        { ...asOwner, env: { ...process.env, LC_ALL: "C" } },
+        { ...asOwner, env: serverEnv() },
       ).catch((err: { stderr?: string }) => {
         const why = (err.stderr ?? String(err)).trim().split("\n").pop() ?? "";
         throw new ScratchClusterError(`initdb could not create a scratch cluster in ${dir}: ${why}`, {
@@ -205,7 +228,7 @@ export async function startCluster(
         "max_connections=100",
         ...(options.settings ?? []).flatMap((setting) => ["-c", setting]),
       ],
-      { ...asOwner, stopSignal: "SIGINT" },
+      { ...asOwner, env: serverEnv(), stopSignal: "SIGINT" },
     );
     const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
     const up = service;
@@ -226,6 +249,7 @@ export async function startCluster(
       password,
       binDir,
       dir,
+      separateUser: owner !== undefined,
       stop: async () => {
         await up.stop();
         if (!keep) await fs.rm(dir, { recursive: true, force: true });

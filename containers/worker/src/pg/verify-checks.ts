@@ -1,6 +1,8 @@
+import { randomBytes } from "node:crypto";
 import type pg from "pg";
 import type { BackupStats } from "#core/backup-stats.ts";
-import { redact } from "#core/log.ts";
+import { redact, registerSecret } from "#core/log.ts";
+import { connect, type PgConn } from "./conn.ts";
 import { countRows, dumpedTables } from "./row-counts.ts";
 import { splitStatements } from "./sql-statements.ts";
 
@@ -124,31 +126,119 @@ export async function amcheckCheck(client: pg.Client, serverMajor: number): Prom
  * `--checks FILE`: each statement must return one row holding a single `true`, or no
  * rows. Each runs alone in a read-only transaction, so a check cannot change what the
  * next one sees; the first that fails is named by its line.
+ *
+ * They run as a role made for them (readOnlyRole), on a connection of their own, never
+ * on `admin`'s: the scratch database's superuser could run any program from a check
+ * (`COPY … TO PROGRAM`, which a read-only transaction allows) or read any file
+ * (`pg_read_file`), and a checks file is one more piece of SQL nobody reviews as code.
  */
-export async function userSqlCheck(client: pg.Client, file: string, text: string): Promise<CheckOutcome> {
+export async function userSqlCheck(
+  admin: pg.Client,
+  target: PgConn,
+  file: string,
+  text: string,
+  serverMajor: number,
+): Promise<CheckOutcome> {
   const statements = splitStatements(text);
   if (statements.length === 0) return { ok: false, detail: `${file} holds no SQL statement` };
+  let role: { name: string; password: string };
+  try {
+    role = await readOnlyRole(admin, target.database, serverMajor);
+  } catch (err) {
+    return {
+      ok: false,
+      detail: `could not create a read-only role to run the checks as (${redact((err as Error).message)}); the scratch server's user needs CREATEROLE`,
+    };
+  }
   const failed: string[] = [];
-  for (const s of statements) {
-    const where = `${file}:${s.line} (${oneLine(s.sql)})`;
-    await client.query("begin read only");
+  try {
+    let client: pg.Client;
     try {
-      const result = await client.query({ text: s.sql, rowMode: "array" });
-      const rows = result.rows as unknown[][];
-      const single = rows.length === 1 && rows[0]?.length === 1 ? rows[0][0] : undefined;
-      if (rows.length > 0 && single !== true) {
-        const got = rows.length === 1 && rows[0]?.length === 1 ? JSON.stringify(single) : `${rows.length} rows`;
-        failed.push(`${where} returned ${got}`);
-      }
+      client = await connect({ ...target, user: role.name, password: role.password }, "strongroom-verify-checks");
     } catch (err) {
-      failed.push(`${where} failed: ${redact((err as Error).message)}`);
-    } finally {
-      await client.query("rollback");
+      return {
+        ok: false,
+        detail: `could not connect as the read-only role the checks run as (${redact((err as Error).message)}); the scratch server must accept password logins from here`,
+      };
     }
+    try {
+      for (const s of statements) {
+        const where = `${file}:${s.line} (${oneLine(s.sql)})`;
+        await client.query("begin read only");
+        try {
+          const result = await client.query({ text: s.sql, rowMode: "array" });
+          const rows = result.rows as unknown[][];
+          const single = rows.length === 1 && rows[0]?.length === 1 ? rows[0][0] : undefined;
+          if (rows.length > 0 && single !== true) {
+            const got = rows.length === 1 && rows[0]?.length === 1 ? JSON.stringify(single) : `${rows.length} rows`;
+            failed.push(`${where} returned ${got}`);
+          }
+        } catch (err) {
+          failed.push(`${where} failed: ${redact((err as Error).message)}`);
+        } finally {
+          await client.query("rollback");
+        }
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } finally {
+    await dropRole(admin, role.name);
   }
   return failed.length > 0
     ? { ok: false, detail: list(failed, 3) }
     : { ok: true, detail: `${statements.length} statements from ${file} held` };
+}
+
+/**
+ * A login role, with a random name and password, that may read every table of
+ * `database` and do nothing else: no superuser, no pg_execute_server_program or
+ * pg_read_server_files, nothing to create. pg_read_all_data where the server has it
+ * (14+), else USAGE and SELECT on every schema, table and sequence there is. BYPASSRLS
+ * where `admin` may give it, so that a count is not cut short by a policy (the session
+ * runs with row_security off: without it, such a query fails rather than being filtered).
+ */
+async function readOnlyRole(
+  admin: pg.Client,
+  database: string,
+  serverMajor: number,
+): Promise<{ name: string; password: string }> {
+  const name = `strongroom_check_${randomBytes(6).toString("hex")}`;
+  const password = randomBytes(24).toString("base64url");
+  registerSecret(password);
+  const superuser =
+    (await admin.query<{ s: string }>("select current_setting('is_superuser') as s")).rows[0]?.s === "on";
+  const role = admin.escapeIdentifier(name);
+  await admin.query(
+    `create role ${role} login nosuperuser nocreatedb nocreaterole noreplication${superuser ? " bypassrls" : ""} password ${admin.escapeLiteral(password)}`,
+  );
+  try {
+    await admin.query(`grant connect on database ${admin.escapeIdentifier(database)} to ${role}`);
+    if (serverMajor >= 14) {
+      await admin.query(`grant pg_read_all_data to ${role}`);
+    } else {
+      const { rows } = await admin.query<{ nspname: string }>(
+        "select nspname from pg_namespace where nspname not in ('pg_catalog', 'information_schema') and nspname !~ '^pg_(toast|temp)'",
+      );
+      for (const { nspname } of rows) {
+        const schema = admin.escapeIdentifier(nspname);
+        await admin.query(
+          `grant usage on schema ${schema} to ${role}; grant select on all tables in schema ${schema} to ${role}; grant select on all sequences in schema ${schema} to ${role}`,
+        );
+      }
+    }
+  } catch (err) {
+    await dropRole(admin, name);
+    throw err;
+  }
+  return { name, password };
+}
+
+/** Drops a role readOnlyRole made, and the grants it was given (in this database and on it). */
+async function dropRole(admin: pg.Client, name: string): Promise<void> {
+  const role = admin.escapeIdentifier(name);
+  await admin.query(`drop owned by ${role}`).catch(() => undefined);
+  await admin.query(`drop role if exists ${role}`);
 }
 
 function oneLine(sql: string): string {

@@ -39,6 +39,7 @@ export async function exportSchema(options: ExportSchemaOptions): Promise<Export
     purpose: "export",
     ...(options.scratchDir ? { scratchDir: options.scratchDir } : {}),
     ...(options.env ? { env: options.env } : {}),
+    log: options.log,
   });
   try {
     await restore({

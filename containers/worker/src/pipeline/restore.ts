@@ -39,6 +39,11 @@ export interface RestoreOptions extends BackupJobOptions {
   /** Create the target database when it does not exist. */
   create?: boolean;
   noOwner?: boolean;
+  /**
+   * pg_restore's --role: the dump's objects are created, and the code in it runs (CHECK
+   * constraints, defaults, index expressions), as this role rather than the connecting one.
+   */
+  role?: string;
   /** Where --jobs stages the archive. @default os.tmpdir() */
   stagingDir?: string;
   /**
@@ -102,6 +107,7 @@ function restoreArgs(options: RestoreOptions, database: string, single: boolean)
   if (single) args.push("--single-transaction");
   if (options.clean) args.push("--clean", "--if-exists");
   if (options.noOwner) args.push("--no-owner", "--no-privileges");
+  if (options.role !== undefined) args.push(`--role=${options.role}`);
   return args;
 }
 

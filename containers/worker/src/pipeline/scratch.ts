@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
+import { userInfo } from "node:os";
+import type { Logger } from "#core/log.ts";
 import type { Manifest } from "#core/manifest.ts";
+import type { ScratchIsolation } from "#core/verification.ts";
 import { connect, type PgConn, parsePgUrl } from "../pg/conn.ts";
 import { type Cluster, findServerBin, startCluster } from "../pg/scratch-cluster.ts";
 import { serverInfo } from "../pg/server-info.ts";
@@ -14,6 +17,12 @@ export interface Scratch {
   serverVersion: string;
   /** How to reach what --keep leaves (no password). */
   describe: string;
+  /**
+   * An auto cluster's server runs as another OS user (`separate-user`: we are root), or
+   * as ours (`same-user`), where the dump's code can read our environment and files.
+   * Absent for a server given by URL, which runs wherever it runs.
+   */
+  isolation?: ScratchIsolation;
   dispose: () => Promise<void>;
 }
 
@@ -24,6 +33,8 @@ export interface ScratchOptions {
   /** Where an auto cluster's directory goes. @default os.tmpdir() */
   scratchDir?: string;
   env?: NodeJS.ProcessEnv;
+  /** Where the warning goes when an auto cluster's server runs as our own OS user. */
+  log?: Logger;
 }
 
 export async function openScratch(manifest: Manifest, options: ScratchOptions): Promise<Scratch> {
@@ -56,10 +67,18 @@ export async function openScratch(manifest: Manifest, options: ScratchOptions): 
     options.scratchDir ? { parentDir: options.scratchDir } : {},
   );
   const server = parsePgUrl(cluster.url, "scratch cluster");
+  if (!cluster.separateUser) {
+    // Not root: the server can only run as us. Said, not refused: on a laptop or in CI
+    // the backup is usually one's own, and --scratch URL is there for the rest.
+    options.log?.warn(
+      `the scratch server runs as the same OS user as strongroom (${userInfo().username}): code in the backup (check constraints, index expressions, event triggers) runs in it as superuser and can read this process's environment (/proc/${process.pid}/environ: STRONGROOM_IDENTITY, AWS credentials), the identity file and a file store's objects; run strongroom as root (the server then runs as postgres, with an empty environment) or pass --scratch URL to restore on a server elsewhere`,
+    );
+  }
   return {
     target: { ...server, database },
     serverVersion: await versionOf(server),
     describe: `${cluster.dir} (PostgreSQL ${major}, database ${database}; start it with ${binDir}/pg_ctl -D ${cluster.dir}/data start)`,
+    isolation: cluster.separateUser ? "separate-user" : "same-user",
     dispose: cluster.stop,
   };
 }

@@ -126,6 +126,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
     purpose: "verify",
     ...(options.scratchDir ? { scratchDir: options.scratchDir } : {}),
     ...(options.env ? { env: options.env } : {}),
+    log: options.log,
   });
   let kept: string | undefined;
   try {
@@ -203,7 +204,11 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
       databaseId: manifest.databaseId,
       backupId: manifest.backupId,
       at: at.toISOString(),
-      scratch: { kind: options.scratch === "auto" ? "auto" : "url", serverVersion: scratch.serverVersion },
+      scratch: {
+        kind: options.scratch === "auto" ? "auto" : "url",
+        serverVersion: scratch.serverVersion,
+        ...(scratch.isolation ? { isolation: scratch.isolation } : {}),
+      },
       checks,
       rto: {
         restoreSeconds,
@@ -331,7 +336,13 @@ async function runCheck(name: CheckName, c: CheckContext): Promise<CheckOutcome>
       case "amcheck":
         return await amcheckCheck(c.client, c.serverMajor);
       case "user-sql":
-        return await userSqlCheck(c.client, c.options.checks?.file ?? "", c.options.checks?.text ?? "");
+        return await userSqlCheck(
+          c.client,
+          c.target,
+          c.options.checks?.file ?? "",
+          c.options.checks?.text ?? "",
+          c.serverMajor,
+        );
       default:
         return { ok: false, detail: `unknown check ${name}` };
     }
