@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { InvalidInputError } from "../errors.ts";
 import type { FlowSettings } from "./flow-settings.ts";
 import { planBackup, planRestore, planVerify } from "./plan.ts";
 import { describeFailure } from "./task-failure.ts";
@@ -75,7 +76,7 @@ describe("flow plans", () => {
     );
   });
 
-  it("restores latest, resolved, into a new database on the source's server, the name percent-encoded", async () => {
+  it("restores latest, resolved, into a new database on the source's server, the name beside the URL, never in it", async () => {
     const plan = await planRestore(settings, { databaseId: "shop", target: { database: 'new "db"/x' } }, latest);
     expect(plan.backupId).toBe("20261120T020000Z-abcdef");
     expect(plan.taskDefinition).toBe("arn:restore-shop:1");
@@ -86,12 +87,34 @@ describe("flow plans", () => {
       "--backup",
       "20261120T020000Z-abcdef",
       "--target",
-      "postgres:///new%20%22db%22%2Fx",
+      "postgres://",
+      '--target-database=new "db"/x',
       "--create",
       "--audit",
       "none",
       "--json",
     ]);
+  });
+
+  it.each(["a=b", "sales/2026", "50%", "a?b#c", "..", "-x", 'it\'s "ü" ✓', " spaced ", `${"ü".repeat(31)}x`])(
+    "passes the database name %j to the worker as one argument, unchanged",
+    async (database) => {
+      const plan = await planRestore(settings, { databaseId: "shop", target: { database } }, latest);
+      expect(plan.command.filter((a) => a.startsWith("--target-database="))).toEqual([`--target-database=${database}`]);
+      expect(plan.target).toBe(`the server of shop, database ${database}`);
+    },
+  );
+
+  it("refuses a database name over 63 bytes, though under 63 characters, before any task runs", async () => {
+    const err = await refusal({ databaseId: "shop", target: { database: "ü".repeat(32) } });
+    expect(err.name).toBe("InvalidInputError");
+    expect(err.message).toBe(
+      "target.database is 64 bytes in UTF-8; PostgreSQL names are at most 63 bytes, and the server would cut it short to name another database",
+    );
+    expect((err as InvalidInputError).hint).toContain("a shorter name");
+    expect((await refusal({ databaseId: "shop", target: { database: "a\u0000b" } })).message).toContain(
+      "/target/database must match pattern",
+    );
   });
 
   it("restores into a declared target server only", async () => {

@@ -1,4 +1,5 @@
 import { Ajv } from "ajv";
+import { databaseNameProblem } from "../database-name.ts";
 import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN, newBackupId } from "../keys.ts";
 import type { FlowSettings } from "./flow-settings.ts";
@@ -106,6 +107,15 @@ export function checkRestoreRequest(input: unknown): RestoreRequest {
       hint: 'e.g. {"databaseId": "shop", "backupId": "latest", "target": {"database": "shop_restored"}}',
     });
   }
+  // The schema counts characters; PostgreSQL's limit is bytes, and the server cuts a
+  // longer name short, which would restore into a database nobody named.
+  const database = input.target.database;
+  const problem = database === undefined ? undefined : databaseNameProblem(database);
+  if (problem !== undefined) {
+    throw new InvalidInputError(`target.database ${problem}`, {
+      hint: "choose a shorter name (Unicode characters take 2 to 4 bytes each)",
+    });
+  }
   return input;
 }
 
@@ -146,11 +156,15 @@ export async function planRestore(
   }
   const backupId =
     request.backupId === undefined || request.backupId === "latest" ? await resolveLatest(db.id) : request.backupId;
-  // The connection comes from the task's secrets (PG* variables); the URL only names the
-  // database, percent-encoded, so any name survives.
+  // The connection comes from the task's secrets (PG* variables). The database is named
+  // beside the URL, as one `--target-database=NAME` argument: the worker takes it as it is,
+  // so no character goes through URL parsing (which turned `a=b` into `a%3Db`, and `..`
+  // into no name at all: the secret's own database), and a name starting with `-` cannot
+  // be read as an option. Without a name, the target secret's dbname is the database.
   const database = request.target.database;
-  const url = database === undefined ? "postgres://" : `postgres:///${encodeURIComponent(database)}`;
-  const command = ["restore", "--database-id", db.id, "--backup", backupId, "--target", url, "--create"];
+  const command = ["restore", "--database-id", db.id, "--backup", backupId, "--target", "postgres://"];
+  if (database !== undefined) command.push(`--target-database=${database}`);
+  command.push("--create");
   if (request.clean) command.push("--clean");
   if (request.noOwner) command.push("--no-owner");
   command.push("--audit", "none", "--json");
