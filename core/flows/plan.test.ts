@@ -136,6 +136,62 @@ describe("flow plans", () => {
     );
   });
 
+  it("refuses clean into a database on the source's own server without confirm, its hint the exact input to add", async () => {
+    // The plan cannot tell the source database from another on its server (the name is
+    // the secret's dbname), so every clean restore there is treated as one over production.
+    const input = { databaseId: "shop", target: { database: "shop" }, clean: true };
+    const err = await refusal(input);
+    expect(err.name).toBe("InvalidInputError");
+    expect(err.message).toBe(
+      'a clean restore into database "shop" on the server of shop drops and replaces the backup\'s objects there, which may be the production database: add "confirm": "shop" to the input to go ahead',
+    );
+    expect((err as InvalidInputError).hint).toBe(
+      'the input to start: {"databaseId":"shop","target":{"database":"shop"},"clean":true,"confirm":"shop"}',
+    );
+  });
+
+  it.each(["Shop", "shop ", " shop", "shop\n", "*", ""])(
+    "refuses a clean restore whose confirm is %j, not exactly the database name",
+    async (confirm) => {
+      const err = await refusal({ databaseId: "shop", target: { database: "shop" }, clean: true, confirm });
+      expect(err.name).toBe("InvalidInputError");
+      expect(err.message).toBe(
+        `"confirm" is ${JSON.stringify(confirm)}, not the target database's name "shop": it must equal it exactly`,
+      );
+      expect((err as InvalidInputError).hint).toContain('"confirm":"shop"');
+    },
+  );
+
+  it("compares confirm with the name code unit by code unit: a differently normalized é does not confirm", async () => {
+    const nfc = "caf\u00e9";
+    const nfd = "cafe\u0301";
+    const err = await refusal({ databaseId: "shop", target: { database: nfc }, clean: true, confirm: nfd });
+    expect(err.message).toContain("must equal it exactly");
+  });
+
+  it("restores clean over a database on the source's server once confirm equals its name", async () => {
+    const database = 'shop "live" ✓';
+    const plan = await planRestore(
+      settings,
+      { databaseId: "shop", target: { database }, clean: true, confirm: database },
+      latest,
+    );
+    expect(plan.taskDefinition).toBe("arn:restore-shop:1");
+    expect(plan.command).toContain("--clean");
+    expect(plan.command).toContain(`--target-database=${database}`);
+    expect(plan.command.some((a) => a.includes("confirm"))).toBe(false);
+  });
+
+  it("needs no confirm for clean into a declared restore target, nor without clean", async () => {
+    const staging = { secretArn: "arn:secret:staging-AbCdEf", database: "shop" };
+    expect(
+      (await planRestore(settings, { databaseId: "shop", target: staging, clean: true }, latest)).command,
+    ).toContain("--clean");
+    expect(
+      (await planRestore(settings, { databaseId: "shop", target: { database: "shop" } }, latest)).command,
+    ).not.toContain("--clean");
+  });
+
   it.each([
     [{ databaseId: "shop", target: { database: "x", password: "hunter2" } }, "target.password"],
     [{ databaseId: "shop", target: { database: "x" }, PGPASSWORD: "hunter2" }, "PGPASSWORD"],

@@ -53,6 +53,8 @@ export interface RestoreRequest {
   target: { database: string } | { secretArn: string; database?: string };
   clean?: boolean;
   noOwner?: boolean;
+  /** The target database's name again, exactly: required for `clean` on the source's own server. */
+  confirm?: string;
 }
 
 const dbName = { type: "string", minLength: 1, maxLength: 63, pattern: "^[^\\u0000]+$" };
@@ -76,6 +78,7 @@ const restoreSchema = {
     },
     clean: { type: "boolean" },
     noOwner: { type: "boolean" },
+    confirm: { type: "string" },
   },
 };
 const validateRestore = new Ajv({ allErrors: true }).compile<RestoreRequest>(restoreSchema);
@@ -116,7 +119,43 @@ export function checkRestoreRequest(input: unknown): RestoreRequest {
       hint: "choose a shorter name (Unicode characters take 2 to 4 bytes each)",
     });
   }
+  checkConfirmed(input);
   return input;
+}
+
+/**
+ * `clean` drops the backup's objects in the target before restoring, so a clean restore
+ * into the source database itself replaces production with the backup. The plan cannot
+ * tell the source database from another on its server (the name is the dbname in the
+ * database's secret, which the plan may not read), so every clean restore on the
+ * source's own server needs `"confirm": "<the database name>"`, equal code unit for code
+ * unit: no trimming, case folding or Unicode normalization. A `confirm` that is given
+ * must match wherever it appears: a typo in a confirmation never passes quietly.
+ */
+function checkConfirmed(request: RestoreRequest): void {
+  const database = request.target.database;
+  const withConfirm = JSON.stringify({ ...request, confirm: database });
+  if (request.confirm !== undefined && request.confirm !== database) {
+    throw new InvalidInputError(
+      database === undefined
+        ? `"confirm" is ${JSON.stringify(request.confirm)}, but the target names no database to confirm`
+        : `"confirm" is ${JSON.stringify(request.confirm)}, not the target database's name ${JSON.stringify(database)}: it must equal it exactly`,
+      {
+        hint:
+          database === undefined
+            ? 'leave "confirm" out, or name the database in target.database'
+            : `the input to start: ${withConfirm}`,
+      },
+    );
+  }
+  const ownServer = !("secretArn" in request.target);
+  if (request.clean === true && ownServer && request.confirm === undefined) {
+    // The message names the field to add too: the console shows a Lambda's message, not its hint.
+    throw new InvalidInputError(
+      `a clean restore into database ${JSON.stringify(database)} on the server of ${request.databaseId} drops and replaces the backup's objects there, which may be the production database: add "confirm": ${JSON.stringify(database)} to the input to go ahead`,
+      { hint: `the input to start: ${withConfirm}` },
+    );
+  }
 }
 
 function findField(value: unknown, test: (key: string) => boolean): string | undefined {

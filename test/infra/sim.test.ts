@@ -370,6 +370,24 @@ describe("npm run sim runs the synthesized flows", () => {
     60_000,
   );
 
+  it("RestoreFlow refuses clean over the source database without confirm, or with a wrong one, before any task runs or any row is written", async () => {
+    const before = (await auditRows("shop")).length;
+    const content = await contentDigest(source.url);
+    for (const confirm of [undefined, source.name.toUpperCase(), `${source.name} `]) {
+      const input = { databaseId: "shop", target: { database: source.name }, clean: true, confirm };
+      const result = await sim.run("RestoreFlow", input);
+      expect(result.status).toBe("FAILED");
+      expect(result.states).toEqual(["Check and plan restore", "Notify failure", "RestoreFlow failed"]);
+      // What the console shows: the Lambda's error type and message.
+      const cause = JSON.parse(result.cause as string) as { errorType: string; errorMessage: string };
+      expect(cause.errorType).toBe("InvalidInputError");
+      expect(cause.errorMessage).toContain(JSON.stringify(source.name));
+      expect(cause.errorMessage).toMatch(confirm === undefined ? /add "confirm": / : /must equal it exactly$/);
+    }
+    expect((await auditRows("shop")).length).toBe(before);
+    expect(await contentDigest(source.url)).toEqual(content);
+  }, 60_000);
+
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
     const functions = sim.deployment.functions;
