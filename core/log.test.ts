@@ -1,5 +1,6 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { createLogger, registerSecret } from "./log.ts";
+import { createLogger, redact, registerSecret } from "./log.ts";
 
 function capture(format: "json" | "text", level?: "debug" | "info" | "warn" | "error") {
   const lines: string[] = [];
@@ -58,5 +59,51 @@ describe("the one logger (CLI and Lambdas)", () => {
     log.info("i");
     log.warn("w");
     expect(lines).toEqual(["warn: w\n"]);
+  });
+});
+
+describe("redact", () => {
+  it("masks a URL password holding @, : and /, raw or percent-encoded", () => {
+    expect(redact("connect postgres://app:p@ss@db/x failed")).toBe("connect postgres://app:***@db/x failed");
+    expect(redact("postgres://app:a:b/c@db:5432/x?sslmode=require")).toBe(
+      "postgres://app:***@db:5432/x?sslmode=require",
+    );
+    expect(redact("postgres://app:p%40ss%3A%2F@db/x")).toBe("postgres://app:***@db/x");
+  });
+
+  // Printable ASCII (fast-check's default string unit) and a little Unicode, with the
+  // characters that end a URL's userinfo drawn often.
+  const printable = fc.string({
+    unit: fc.oneof(fc.constantFrom(..."@:/?#%ü✓"), fc.string({ minLength: 1, maxLength: 1 })),
+    minLength: 3,
+  });
+  // Passwords as people write them into a URL: raw (a raw space would end the URL in any
+  // shell word or log field, so raw ones have none), fully percent-encoded, or with only
+  // the characters that break a URL encoded.
+  const written = fc.oneof(
+    printable.filter((p) => !/\s/.test(p)).map((p) => ({ password: p, inUrl: p })),
+    printable.map((p) => ({ password: p, inUrl: encodeURIComponent(p) })),
+    printable.map((p) => ({ password: p, inUrl: p.replace(/[%@:/?# ]/g, (c) => encodeURIComponent(c)) })),
+  );
+
+  it("never prints a URL's password, whatever printable characters it holds", () => {
+    fc.assert(
+      fc.property(
+        written,
+        fc.constantFrom("postgres", "postgresql", "s3", "https"),
+        fc.constantFrom("app", "", "u-1"),
+        fc.constantFrom("db", "db.internal:5432", "[::1]:6432"),
+        fc.constantFrom("", "/x", "/shop?sslmode=verify-full", "/a%20b"),
+        fc.constantFrom("", "cannot connect to ", "url="),
+        fc.constantFrom("", " failed (ECONNREFUSED)", ": mail ops@example.com"),
+        ({ password, inUrl }, scheme, user, host, path, before, after) => {
+          const masked = `${before}${scheme}://${user}:***@${host}${path}${after}`;
+          fc.pre(!masked.includes(password) && !masked.includes(inUrl));
+          const out = redact(`${before}${scheme}://${user}:${inUrl}@${host}${path}${after}`);
+          expect(out).not.toContain(password);
+          expect(out).not.toContain(inUrl);
+        },
+      ),
+    );
   });
 });

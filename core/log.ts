@@ -22,8 +22,12 @@ export function registerSecret(value: string | undefined): void {
 
 export function redact(text: string): string {
   let out = text
-    // user:password@ after a scheme, also in a mistyped URL (`s3:/user:pw@…`).
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/{0,2}[^:/@\s]*:)[^@\s]*@/gi, "$1***@")
+    // user:password@ after a scheme, also in a mistyped URL (`s3:/user:pw@…`). The
+    // password runs to the LAST @ before whitespace: people write `@`, `:` and `/` into
+    // passwords unencoded, and stopping at the first @ printed the rest of it. A URL
+    // followed by more text with an @ and no space between loses that text too: too
+    // much hidden is a worse message, too little is a leaked password.
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/{0,2}[^:/@\s]*:)\S*@/gi, "$1***@")
     .replace(/\b(password|passwd|pwd|PGPASSWORD)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;]+)/gi, "$1$2***")
     // An age identity anywhere (an error quoting input, a tool's stderr): never printed.
     .replace(/AGE-SECRET-KEY-1[0-9A-Z]+/gi, "AGE-SECRET-KEY-1***");

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { InvalidInputError } from "../errors.ts";
 import type { FlowSettings } from "./flow-settings.ts";
 import { planBackup, planRestore, planVerify } from "./plan.ts";
 import { describeFailure } from "./task-failure.ts";
@@ -83,7 +84,7 @@ describe("flow plans", () => {
     );
   });
 
-  it("restores latest, resolved, into a new database on the source's server, the name percent-encoded", async () => {
+  it("restores latest, resolved, into a new database on the source's server, the name beside the URL, never in it", async () => {
     const plan = await planRestore(settings, { databaseId: "shop", target: { database: 'new "db"/x' } }, latest);
     expect(plan.backupId).toBe("20261120T020000Z-abcdef");
     expect(plan.taskDefinition).toBe("arn:restore-shop:1");
@@ -96,12 +97,34 @@ describe("flow plans", () => {
       "--manifest-sha256",
       SHA,
       "--target",
-      "postgres:///new%20%22db%22%2Fx",
+      "postgres://",
+      '--target-database=new "db"/x',
       "--create",
       "--audit",
       "none",
       "--json",
     ]);
+  });
+
+  it.each(["a=b", "sales/2026", "50%", "a?b#c", "..", "-x", 'it\'s "ü" ✓', " spaced ", `${"ü".repeat(31)}x`])(
+    "passes the database name %j to the worker as one argument, unchanged",
+    async (database) => {
+      const plan = await planRestore(settings, { databaseId: "shop", target: { database } }, latest);
+      expect(plan.command.filter((a) => a.startsWith("--target-database="))).toEqual([`--target-database=${database}`]);
+      expect(plan.target).toBe(`the server of shop, database ${database}`);
+    },
+  );
+
+  it("refuses a database name over 63 bytes, though under 63 characters, before any task runs", async () => {
+    const err = await refusal({ databaseId: "shop", target: { database: "ü".repeat(32) } });
+    expect(err.name).toBe("InvalidInputError");
+    expect(err.message).toBe(
+      "target.database is 64 bytes in UTF-8; PostgreSQL names are at most 63 bytes, and the server would cut it short to name another database",
+    );
+    expect((err as InvalidInputError).hint).toContain("a shorter name");
+    expect((await refusal({ databaseId: "shop", target: { database: "a\u0000b" } })).message).toContain(
+      "/target/database must match pattern",
+    );
   });
 
   it("restores into a declared target server only", async () => {
@@ -121,6 +144,62 @@ describe("flow plans", () => {
     expect((await refusal({ databaseId: "shop", target: { secretArn: "arn:secret:other-AbCdEf" } })).message).toBe(
       "target.secretArn is not a declared restore target",
     );
+  });
+
+  it("refuses clean into a database on the source's own server without confirm, its hint the exact input to add", async () => {
+    // The plan cannot tell the source database from another on its server (the name is
+    // the secret's dbname), so every clean restore there is treated as one over production.
+    const input = { databaseId: "shop", target: { database: "shop" }, clean: true };
+    const err = await refusal(input);
+    expect(err.name).toBe("InvalidInputError");
+    expect(err.message).toBe(
+      'a clean restore into database "shop" on the server of shop drops and replaces the backup\'s objects there, which may be the production database: add "confirm": "shop" to the input to go ahead',
+    );
+    expect((err as InvalidInputError).hint).toBe(
+      'the input to start: {"databaseId":"shop","target":{"database":"shop"},"clean":true,"confirm":"shop"}',
+    );
+  });
+
+  it.each(["Shop", "shop ", " shop", "shop\n", "*", ""])(
+    "refuses a clean restore whose confirm is %j, not exactly the database name",
+    async (confirm) => {
+      const err = await refusal({ databaseId: "shop", target: { database: "shop" }, clean: true, confirm });
+      expect(err.name).toBe("InvalidInputError");
+      expect(err.message).toBe(
+        `"confirm" is ${JSON.stringify(confirm)}, not the target database's name "shop": it must equal it exactly`,
+      );
+      expect((err as InvalidInputError).hint).toContain('"confirm":"shop"');
+    },
+  );
+
+  it("compares confirm with the name code unit by code unit: a differently normalized é does not confirm", async () => {
+    const nfc = "caf\u00e9";
+    const nfd = "cafe\u0301";
+    const err = await refusal({ databaseId: "shop", target: { database: nfc }, clean: true, confirm: nfd });
+    expect(err.message).toContain("must equal it exactly");
+  });
+
+  it("restores clean over a database on the source's server once confirm equals its name", async () => {
+    const database = 'shop "live" ✓';
+    const plan = await planRestore(
+      settings,
+      { databaseId: "shop", target: { database }, clean: true, confirm: database },
+      latest,
+    );
+    expect(plan.taskDefinition).toBe("arn:restore-shop:1");
+    expect(plan.command).toContain("--clean");
+    expect(plan.command).toContain(`--target-database=${database}`);
+    expect(plan.command.some((a) => a.includes("confirm"))).toBe(false);
+  });
+
+  it("needs no confirm for clean into a declared restore target, nor without clean", async () => {
+    const staging = { secretArn: "arn:secret:staging-AbCdEf", database: "shop" };
+    expect(
+      (await planRestore(settings, { databaseId: "shop", target: staging, clean: true }, latest)).command,
+    ).toContain("--clean");
+    expect(
+      (await planRestore(settings, { databaseId: "shop", target: { database: "shop" } }, latest)).command,
+    ).not.toContain("--clean");
   });
 
   it.each([

@@ -1,4 +1,5 @@
 import { Ajv } from "ajv";
+import { databaseNameProblem } from "../database-name.ts";
 import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN, newBackupId } from "../keys.ts";
 import type { FlowSettings } from "./flow-settings.ts";
@@ -58,6 +59,8 @@ export interface RestoreRequest {
   target: { database: string } | { secretArn: string; database?: string };
   clean?: boolean;
   noOwner?: boolean;
+  /** The target database's name again, exactly: required for `clean` on the source's own server. */
+  confirm?: string;
 }
 
 const dbName = { type: "string", minLength: 1, maxLength: 63, pattern: "^[^\\u0000]+$" };
@@ -81,6 +84,7 @@ const restoreSchema = {
     },
     clean: { type: "boolean" },
     noOwner: { type: "boolean" },
+    confirm: { type: "string" },
   },
 };
 const validateRestore = new Ajv({ allErrors: true }).compile<RestoreRequest>(restoreSchema);
@@ -112,7 +116,52 @@ export function checkRestoreRequest(input: unknown): RestoreRequest {
       hint: 'e.g. {"databaseId": "shop", "backupId": "latest", "target": {"database": "shop_restored"}}',
     });
   }
+  // The schema counts characters; PostgreSQL's limit is bytes, and the server cuts a
+  // longer name short, which would restore into a database nobody named.
+  const database = input.target.database;
+  const problem = database === undefined ? undefined : databaseNameProblem(database);
+  if (problem !== undefined) {
+    throw new InvalidInputError(`target.database ${problem}`, {
+      hint: "choose a shorter name (Unicode characters take 2 to 4 bytes each)",
+    });
+  }
+  checkConfirmed(input);
   return input;
+}
+
+/**
+ * `clean` drops the backup's objects in the target before restoring, so a clean restore
+ * into the source database itself replaces production with the backup. The plan cannot
+ * tell the source database from another on its server (the name is the dbname in the
+ * database's secret, which the plan may not read), so every clean restore on the
+ * source's own server needs `"confirm": "<the database name>"`, equal code unit for code
+ * unit: no trimming, case folding or Unicode normalization. A `confirm` that is given
+ * must match wherever it appears: a typo in a confirmation never passes quietly.
+ */
+function checkConfirmed(request: RestoreRequest): void {
+  const database = request.target.database;
+  const withConfirm = JSON.stringify({ ...request, confirm: database });
+  if (request.confirm !== undefined && request.confirm !== database) {
+    throw new InvalidInputError(
+      database === undefined
+        ? `"confirm" is ${JSON.stringify(request.confirm)}, but the target names no database to confirm`
+        : `"confirm" is ${JSON.stringify(request.confirm)}, not the target database's name ${JSON.stringify(database)}: it must equal it exactly`,
+      {
+        hint:
+          database === undefined
+            ? 'leave "confirm" out, or name the database in target.database'
+            : `the input to start: ${withConfirm}`,
+      },
+    );
+  }
+  const ownServer = !("secretArn" in request.target);
+  if (request.clean === true && ownServer && request.confirm === undefined) {
+    // The message names the field to add too: the console shows a Lambda's message, not its hint.
+    throw new InvalidInputError(
+      `a clean restore into database ${JSON.stringify(database)} on the server of ${request.databaseId} drops and replaces the backup's objects there, which may be the production database: add "confirm": ${JSON.stringify(database)} to the input to go ahead`,
+      { hint: `the input to start: ${withConfirm}` },
+    );
+  }
 }
 
 function findField(value: unknown, test: (key: string) => boolean): string | undefined {
@@ -151,10 +200,13 @@ export async function planRestore(
     target = `restore target ${declared.id}`;
   }
   const { backupId, manifestSha256 } = await resolve(db.id, request.backupId ?? "latest");
-  // The connection comes from the task's secrets (PG* variables); the URL only names the
-  // database, percent-encoded, so any name survives.
+  // The connection comes from the task's secrets (PG* variables). The database is named
+  // beside the URL, as one `--target-database=NAME` argument: the worker takes it as it is,
+  // so no character goes through URL parsing (which turned `a=b` into `a%3Db`, and `..`
+  // into no name at all: the secret's own database), and a name starting with `-` cannot
+  // be read as an option. Without a name, the target secret's dbname is the database.
+  // The manifest's SHA-256 pins the backup the ledger resolved: the task refuses any other.
   const database = request.target.database;
-  const url = database === undefined ? "postgres://" : `postgres:///${encodeURIComponent(database)}`;
   const command = [
     "restore",
     "--database-id",
@@ -164,9 +216,10 @@ export async function planRestore(
     "--manifest-sha256",
     manifestSha256,
     "--target",
-    url,
-    "--create",
+    "postgres://",
   ];
+  if (database !== undefined) command.push(`--target-database=${database}`);
+  command.push("--create");
   if (request.clean) command.push("--clean");
   if (request.noOwner) command.push("--no-owner");
   command.push("--audit", "none", "--json");

@@ -4,9 +4,9 @@ import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flo
 
 /**
  * RestoreFlow, started from the console with
- * `{"databaseId", "backupId"?: "latest"|id, "target": {"database"} | {"secretArn", "database"?}, "clean"?, "noOwner"?}`:
- * plan (checks the input, refusing any password field, before anything runs; resolves
- * latest) → audit restore.start → the restore task (.sync, creates the target database
+ * `{"databaseId", "backupId"?: "latest"|id, "target": {"database"} | {"secretArn", "database"?}, "clean"?, "noOwner"?, "confirm"?}`:
+ * plan (checks the input, refusing any password field, and `clean` on the source's own
+ * server without `confirm`, before anything runs; resolves latest) → audit restore.start → the restore task (.sync, creates the target database
  * when missing, verifies row counts) → audit restore.ok. Failure: restore.fail → SNS → Fail.
  */
 export class RestoreFlow extends Construct {

@@ -7,11 +7,11 @@ import pg from "pg";
 const run = promisify(execFile);
 
 export async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(
-  url: string,
+  url: string | pg.ClientConfig,
   text: string,
   values: unknown[] = [],
 ): Promise<T[]> {
-  const client = new pg.Client({ connectionString: url });
+  const client = new pg.Client(typeof url === "string" ? { connectionString: url } : url);
   await client.connect();
   try {
     return (await client.query<T>(text, values)).rows;
@@ -26,6 +26,21 @@ export function dbUrl(clusterUrl: string, database: string, user?: string, passw
   if (user) u.username = user;
   if (password !== undefined) u.password = password;
   return u.toString();
+}
+
+/**
+ * A database on the cluster by its name, as it is: node-postgres decodes a URL's path with
+ * decodeURI, so a name holding `=`, `/`, `?` or `#` cannot be reached through a URL.
+ */
+export function dbConfig(clusterUrl: string, database: string): pg.ClientConfig {
+  const u = new URL(clusterUrl);
+  return {
+    host: u.hostname,
+    port: Number(u.port),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database,
+  };
 }
 
 let counter = 0;
@@ -71,7 +86,7 @@ export async function schemaDump(binDir: string, url: string): Promise<string> {
 }
 
 /** A checksum of every user table's rows in a stable order, plus sequences and large objects. */
-export async function contentDigest(url: string): Promise<Record<string, string>> {
+export async function contentDigest(url: string | pg.ClientConfig): Promise<Record<string, string>> {
   const tables = await sql<{ s: string; t: string }>(
     url,
     `select n.nspname as s, c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace

@@ -18,7 +18,7 @@ import { schema as readinessInputSchema } from "../../functions/readiness/handle
 import { Sim } from "../../infra/sim/sim.ts";
 import { dynamoClient } from "../helpers/dynamo.ts";
 import { identityFile } from "../helpers/fixture.ts";
-import { contentDigest, createDatabase, dbUrl, sql } from "../helpers/pg.ts";
+import { contentDigest, createDatabase, dbConfig, dbUrl, sql } from "../helpers/pg.ts";
 import { runCommand } from "../helpers/run.ts";
 import { tempDir } from "../helpers/temp.ts";
 
@@ -227,6 +227,22 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(events.slice(-2)).toEqual(["restore.start", "restore.ok"]);
   }, 120_000);
 
+  // Each name went wrong on its way from the console to the database: `a=b` and
+  // `sales/2026` were percent-encoded and never decoded (and `=` made pg_restore read the
+  // name as a connection string); `..` was resolved away as a dot segment, which left the
+  // task's own PGDATABASE, the source database.
+  it.each(["a=b", "sales/2026", `it's "ü" \\ ✓ -x`, ".."])(
+    "RestoreFlow restores into the database named %j, exactly as the input names it",
+    async (database) => {
+      const result = await sim.run("RestoreFlow", { databaseId: "shop", backupId: "latest", target: { database } });
+      expect(result, JSON.stringify(result)).toMatchObject({ status: "SUCCEEDED" });
+      const named = await sql(inject("pgUrl"), "select datname from pg_database where datname = $1", [database]);
+      expect(named).toEqual([{ datname: database }]);
+      expect(await contentDigest(dbConfig(inject("pgUrl"), database))).toEqual(await contentDigest(source.url));
+    },
+    120_000,
+  );
+
   it("VerifyFlow, started by the verify schedule, verifies the newest backup in a scratch cluster inside its task", async () => {
     const result = await sim.run("VerifyFlow", scheduledInput("shop", "VerifyFlow"));
     expect(result, JSON.stringify(result)).toMatchObject({ status: "SUCCEEDED" });
@@ -355,6 +371,24 @@ describe("npm run sim runs the synthesized flows", () => {
     },
     60_000,
   );
+
+  it("RestoreFlow refuses clean over the source database without confirm, or with a wrong one, before any task runs or any row is written", async () => {
+    const before = (await auditRows("shop")).length;
+    const content = await contentDigest(source.url);
+    for (const confirm of [undefined, source.name.toUpperCase(), `${source.name} `]) {
+      const input = { databaseId: "shop", target: { database: source.name }, clean: true, confirm };
+      const result = await sim.run("RestoreFlow", input);
+      expect(result.status).toBe("FAILED");
+      expect(result.states).toEqual(["Check and plan restore", "Notify failure", "RestoreFlow failed"]);
+      // What the console shows: the Lambda's error type and message.
+      const cause = JSON.parse(result.cause as string) as { errorType: string; errorMessage: string };
+      expect(cause.errorType).toBe("InvalidInputError");
+      expect(cause.errorMessage).toContain(JSON.stringify(source.name));
+      expect(cause.errorMessage).toMatch(confirm === undefined ? /add "confirm": / : /must equal it exactly$/);
+    }
+    expect((await auditRows("shop")).length).toBe(before);
+    expect(await contentDigest(source.url)).toEqual(content);
+  }, 60_000);
 
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));

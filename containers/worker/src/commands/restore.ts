@@ -1,4 +1,7 @@
 import { type Command, Option } from "commander";
+import { databaseNameProblem } from "#core/database-name.ts";
+import { UsageError } from "#core/errors.ts";
+import type { PgConn } from "../pg/conn.ts";
 import { type CliContext, count, openBackupJob, printResult, withProgress } from "./context.ts";
 import {
   auditOption,
@@ -14,6 +17,7 @@ interface RestoreFlags {
   store: string;
   backup: string;
   target: string;
+  targetDatabase?: string;
   identity?: string;
   create?: boolean;
   databaseId?: string;
@@ -36,6 +40,12 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
       new Option("--target <url>", "postgres:// URL of the (empty) database to restore into (see --create)")
         .env("STRONGROOM_TARGET_URL")
         .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        "--target-database <name>",
+        "the database to restore into, taken as it is (any characters; not percent-encoded), instead of the URL's",
+      ).env("STRONGROOM_TARGET_DATABASE"),
     )
     .addOption(
       checkedOption(
@@ -97,14 +107,14 @@ one; a superuser connecting is still a RESET ROLE away for code written to escap
 a backup you do not trust, connect (--target) as the less privileged role itself.`,
     )
     .action(async (o: RestoreFlags) => {
-      const { parsePgUrl } = await import("../pg/conn.ts");
       const { assertRestoreFlags, restore } = await import("../pipeline/restore.ts");
       assertRestoreFlags({ clean: o.clean === true, jobs: o.jobs });
+      const target = await restoreTarget(o);
       const job = await openBackupJob(o, "restore", ctx);
       const result = await withProgress("restore", (onProgress) =>
         restore({
           ...job,
-          target: parsePgUrl(o.target, "--target"),
+          target,
           jobs: o.jobs,
           ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
           clean: o.clean === true,
@@ -122,4 +132,26 @@ a backup you do not trust, connect (--target) as the less privileged role itself
           `restored ${result.backupId} into ${result.target}: ${count(result.tables, "table")}, ${count(result.rows, "row")}, counts verified\n`,
       );
     });
+}
+
+/**
+ * The connection restore writes into: --target, with --target-database naming the
+ * database apart from the URL. RestoreFlow's plan passes the name that way, as one
+ * `--target-database=NAME` argument, so no character of it goes through URL parsing.
+ * A name the server would cut short (over 63 bytes) is refused here, whatever named it.
+ */
+export async function restoreTarget(
+  o: Pick<RestoreFlags, "target" | "targetDatabase">,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<PgConn> {
+  const { parsePgUrl } = await import("../pg/conn.ts");
+  const database = o.targetDatabase === undefined ? undefined : { name: o.targetDatabase, flag: "--target-database" };
+  const target = parsePgUrl(o.target, "--target", env, database);
+  const problem = databaseNameProblem(target.database);
+  if (problem !== undefined) {
+    throw new UsageError(`the target database's name ${problem}`, {
+      hint: "restore into a database whose name PostgreSQL can hold",
+    });
+  }
+  return target;
 }

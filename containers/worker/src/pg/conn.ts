@@ -34,8 +34,17 @@ export type SslMode = (typeof SSL_MODES)[number];
  * variables and ~/.pgpass mean here what they mean to psql: each setting comes from the
  * URL, else the service (`?service=` or PGSERVICE), else its PG* variable, else the
  * default. The password file is read when connecting (see `connect`).
+ *
+ * `database`, when given, is the database named apart from the URL (restore's
+ * --target-database): it is taken as it is, never parsed, and wins over the service and
+ * PGDATABASE; a URL naming another database contradicts it.
  */
-export function parsePgUrl(url: string, flag = "--db", env: NodeJS.ProcessEnv = process.env): PgConn {
+export function parsePgUrl(
+  url: string,
+  flag = "--db",
+  env: NodeJS.ProcessEnv = process.env,
+  database?: { name: string; flag: string },
+): PgConn {
   if (!/^postgres(ql)?:\/\//.test(url)) {
     throw new UsageError(`${flag} must be a postgres:// URL`, {
       hint: "e.g. postgres://user@host:5432/dbname (put the password in PGPASSWORD, ~/.pgpass or the URL)",
@@ -49,6 +58,8 @@ export function parsePgUrl(url: string, flag = "--db", env: NodeJS.ProcessEnv = 
     const bare = new URL(url);
     params = new URL(url).searchParams;
     for (const name of [...URL_ONLY_PARAMS, "ssl"]) bare.searchParams.delete(name);
+    // The database is read from the text by urlDatabase; the parser would only mangle it.
+    bare.pathname = "";
     parsed = parse(bare.toString());
   } catch (err) {
     throw new UsageError(`${flag} is not a valid postgres URL`, { cause: err });
@@ -61,8 +72,15 @@ export function parsePgUrl(url: string, flag = "--db", env: NodeJS.ProcessEnv = 
 
   const password = parsed.password || service.password || fromEnv("PGPASSWORD");
   registerSecret(password);
-  const database = parsed.database || service.dbname || fromEnv("PGDATABASE") || "";
-  if (database === "") throw new UsageError(`${flag} names no database`, { hint: "append /dbname to the URL" });
+  const inUrl = urlDatabase(url, flag);
+  if (database !== undefined && inUrl !== undefined && inUrl !== database.name) {
+    throw new UsageError(
+      `${flag} names database ${JSON.stringify(inUrl)} and ${database.flag} names ${JSON.stringify(database.name)}`,
+      { hint: `name the database once: drop the path from ${flag}, or leave out ${database.flag}` },
+    );
+  }
+  const dbname = database?.name ?? inUrl ?? (service.dbname || fromEnv("PGDATABASE") || "");
+  if (dbname === "") throw new UsageError(`${flag} names no database`, { hint: "append /dbname to the URL" });
   const sslmode = setting("sslmode", "PGSSLMODE");
   if (sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(sslmode)) {
     throw new UsageError(`${flag} has sslmode=${sslmode}, which libpq does not know`, {
@@ -79,7 +97,7 @@ export function parsePgUrl(url: string, flag = "--db", env: NodeJS.ProcessEnv = 
     port,
     user: parsed.user || service.user || fromEnv("PGUSER") || env.USER || "postgres",
     password,
-    database,
+    database: dbname,
     sslmode: sslmode as SslMode | undefined,
     sslrootcert: setting("sslrootcert", "PGSSLROOTCERT"),
     sslcert: setting("sslcert", "PGSSLCERT"),
@@ -87,6 +105,32 @@ export function parsePgUrl(url: string, flag = "--db", env: NodeJS.ProcessEnv = 
     options: setting("options", "PGOPTIONS"),
     passfile: pgpassPath(env),
   };
+}
+
+/**
+ * The database in a URL, read from the text as libpq reads it: everything after the
+ * authority's `/` up to `?` (or `#`, which WHATWG URL parsing, used for the rest, takes as
+ * the end), every %XX decoded. Not from the parsed URL: WHATWG resolves dot segments (a
+ * database `..` became no database at all, so PGDATABASE's), and pg-connection-string
+ * decodes with decodeURI, which leaves %2F, %3D, %3F, %23, %26 … as they are.
+ * Undefined when the URL has no path.
+ */
+function urlDatabase(url: string, flag: string): string | undefined {
+  const raw = /^postgres(?:ql)?:\/\/[^/?#]*\/([^?#]*)/.exec(url)?.[1];
+  if (!raw) return undefined;
+  let name: string;
+  try {
+    name = decodeURIComponent(raw);
+  } catch (err) {
+    throw new UsageError(`${flag} has a database name that is not percent-encoded UTF-8`, {
+      cause: err,
+      hint: "write % as %25, and percent-encode other bytes as UTF-8 (e.g. %2F for /)",
+    });
+  }
+  if (name.includes("\0")) {
+    throw new UsageError(`${flag} has a database name holding %00`, { hint: "no PostgreSQL name can hold NUL" });
+  }
+  return name;
 }
 
 /** URL parameters read here rather than by pg-connection-string. */
@@ -121,6 +165,17 @@ const PASSED_THROUGH = [
   "PGGSSLIB",
   "PGSYSCONFDIR",
 ] as const;
+
+/**
+ * A tool's `--dbname` for a database name: a conninfo string holding only dbname, quoted
+ * as libpq quotes conninfo values. libpq reads a bare --dbname holding `=` (or starting
+ * postgres://) as a connection string, so a database `a=b` failed, and a database named
+ * `host=elsewhere dbname=x` would have connected elsewhere. The rest of the connection
+ * still comes from libpqEnv's variables.
+ */
+export function dbnameArg(database: string): string {
+  return `--dbname=dbname='${database.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+}
 
 /**
  * Environment for libpq tools (pg_dump, pg_restore): the password travels

@@ -40,20 +40,26 @@ export async function dumpedTables(client: pg.Client): Promise<CountedTable[]> {
   return rows;
 }
 
-/** Counts each table's rows as pg_dump dumps them; `tables` without a condition are looked up. */
+/**
+ * Counts each table's rows as pg_dump dumps them. Callers name tables only: the names
+ * are quoted, and the one WHERE clause a count carries, an extension's dump filter, is
+ * read here from the catalog of the server being counted. It is never taken from the
+ * caller, whose tables come from a decrypted stats object that a forged backup or the
+ * source database's own names may shape; a condition there would be SQL run as us.
+ */
 export async function countRows(
   client: pg.Client,
-  tables: ReadonlyArray<{ schema: string; table: string; condition?: string | null }>,
+  tables: ReadonlyArray<{ schema: string; table: string }>,
 ): Promise<TableStats[]> {
   const config = new Map(
     (await client.query<CountedTable>(CONFIG_TABLES)).rows.map((t) => [`${t.schema}\0${t.table}`, t.condition]),
   );
   const out: TableStats[] = [];
-  for (const t of tables) {
-    const ident = `${client.escapeIdentifier(t.schema)}.${client.escapeIdentifier(t.table)}`;
-    const condition = t.condition ?? config.get(`${t.schema}\0${t.table}`) ?? "";
+  for (const { schema, table } of tables) {
+    const ident = `${client.escapeIdentifier(schema)}.${client.escapeIdentifier(table)}`;
+    const condition = config.get(`${schema}\0${table}`) ?? "";
     const r = await client.query<{ n: string }>(`select count(*)::text as n from only ${ident} ${condition}`);
-    out.push({ schema: t.schema, table: t.table, rows: Number(r.rows[0]?.n ?? 0) });
+    out.push({ schema, table, rows: Number(r.rows[0]?.n ?? 0) });
   }
   return out;
 }

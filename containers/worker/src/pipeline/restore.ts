@@ -21,7 +21,7 @@ import {
 } from "#core/errors.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
 import { findPgBin } from "../pg/binaries.ts";
-import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
+import { connect, dbnameArg, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
@@ -103,7 +103,7 @@ async function checkRowCounts(client: pg.Client, stats: BackupStats): Promise<nu
 }
 
 function restoreArgs(options: RestoreOptions, database: string, single: boolean): string[] {
-  const args = [`--dbname=${database}`, "--no-password", "--exit-on-error"];
+  const args = [dbnameArg(database), "--no-password", "--exit-on-error"];
   if (single) args.push("--single-transaction");
   if (options.clean) args.push("--clean", "--if-exists");
   if (options.noOwner) args.push("--no-owner", "--no-privileges");
