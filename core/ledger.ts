@@ -74,7 +74,7 @@ const sha256Of = (row: AuditRow): string | undefined => {
 };
 
 /** The rows that can be believed: the whole chain, or those before its first bad row. */
-function trustedRows(databaseId: string, rows: AuditRow[], problems: LedgerProblem[]): AuditRow[] {
+function believedRows(databaseId: string, rows: AuditRow[], problems: LedgerProblem[]): AuditRow[] {
   const report = verifyChain(rows);
   if (report.ok || !report.firstBad) return rows;
   const bad = report.firstBad;
@@ -130,12 +130,20 @@ export async function readLedger(
   }
   const [refs, rows] = await Promise.all([
     listBackupRefs(store, databaseId),
-    options.audit ? readAll(options.audit).then((r) => trustedRows(databaseId, r, problems)) : Promise.resolve([]),
+    options.audit ? readAll(options.audit).then((r) => believedRows(databaseId, r, problems)) : Promise.resolve([]),
   ]);
-  // The first backup.ok row of a backup commits it: a later one cannot re-commit another manifest.
+  // Only rows of this database that the log trusts decide (signed by a trusted signer,
+  // where the log is in a store). The first backup.ok row of a backup commits it: a later
+  // one cannot re-commit another manifest.
+  const trusted = rows.filter(
+    (row) => row.databaseId === databaseId && (options.audit?.trusts ? options.audit.trusts(row) : true),
+  );
+  const unsigned = new Set(
+    rows.filter((r) => r.event === "backup.ok" && !trusted.includes(r)).map((r) => r.backupId ?? ""),
+  );
   const committedBy = new Map<string, AuditRow>();
   const deleted = new Set<string>();
-  for (const row of rows) {
+  for (const row of trusted) {
     if (row.backupId === undefined) continue;
     if (row.event === "backup.ok" && sha256Of(row) && !committedBy.has(row.backupId))
       committedBy.set(row.backupId, row);
@@ -158,7 +166,7 @@ export async function readLedger(
       continue;
     }
     if (trustStore) {
-      backups.push({ ...record, ...ref, verifications: verificationsOf(rows, ref.backupId, record.sha256) });
+      backups.push({ ...record, ...ref, verifications: verificationsOf(trusted, ref.backupId, record.sha256) });
       continue;
     }
     const ok = committedBy.get(ref.backupId);
@@ -168,7 +176,9 @@ export async function readLedger(
         "unanchored",
         deleted.has(ref.backupId)
           ? `backup ${ref.backupId} was deleted by retention (audit) but its manifest is in the store again; not counted`
-          : `backup ${ref.backupId} has a manifest but no backup.ok audit row commits it; not counted (planted, or made with --audit none)`,
+          : unsigned.has(ref.backupId)
+            ? `backup ${ref.backupId} has a backup.ok audit row, but not one signed by a trusted signer; not counted (planted by someone who can write the store, or signed by a key not given with --signer)`
+            : `backup ${ref.backupId} has a manifest but no backup.ok audit row commits it; not counted (planted, or made with --audit none)`,
       );
       continue;
     }
@@ -183,7 +193,7 @@ export async function readLedger(
       ...record,
       ...ref,
       committed: { seq: ok.seq, at: ok.at },
-      verifications: verificationsOf(rows, ref.backupId, record.sha256),
+      verifications: verificationsOf(trusted, ref.backupId, record.sha256),
     });
   }
   backups.sort(compareBackups);

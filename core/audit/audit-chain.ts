@@ -39,6 +39,12 @@ export interface AuditRow extends AuditEntry {
   seq: string;
   prevHash: string;
   hash: string;
+  /**
+   * An Ed25519 signature over `hash` by the host that wrote the row (local mode with a
+   * signing key; core/audit/row-signature.ts). Outside the hash: it says who wrote the row,
+   * the chain says where it stands.
+   */
+  signature?: { signer: string; value: string };
 }
 
 export const SEQ_DIGITS = 12;
@@ -71,6 +77,10 @@ export function parseAuditRow(value: unknown, where: string): AuditRow {
     if (value[field] !== undefined && typeof value[field] !== "string") throw bad(`${field} is not a string`);
   }
   if (value.details !== undefined && !isObject(value.details)) throw bad("details is not an object");
+  const sig = value.signature;
+  if (sig !== undefined && !(isObject(sig) && typeof sig.signer === "string" && typeof sig.value === "string")) {
+    throw bad("signature is not {signer, value}");
+  }
   return value as unknown as AuditRow;
 }
 
@@ -97,9 +107,9 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
 }
 
-/** sha256(prevHash || canonical JSON of the row without its hash). */
+/** sha256(prevHash || canonical JSON of the row without its hash and signature). */
 export function rowHash(row: Omit<AuditRow, "hash">): string {
-  const { hash: _ignored, ...rest } = row as AuditRow;
+  const { hash: _ignored, signature: _signature, ...rest } = row as AuditRow;
   return createHash("sha256").update(row.prevHash).update(canonicalJson(rest)).digest("hex");
 }
 

@@ -17,6 +17,13 @@ export interface AuditLog {
   putRow(row: AuditRow): Promise<void>;
   /** Every row in sequence order, from `fromSeq` (inclusive) if given. */
   rows(fromSeq?: string): AsyncIterable<AuditRow>;
+  /**
+   * Whether a row may decide what counts (a backup committed, verified, deleted). A log
+   * only its own writers can write trusts every row (DynamoDB under PutItem-only IAM); a
+   * log in a store that others may write trusts only rows signed by a trusted signer,
+   * when signers are configured. Absent: every row.
+   */
+  trusts?(row: AuditRow): boolean;
 }
 
 export interface AppendOptions {

@@ -24,7 +24,12 @@ export interface ChainVerdict {
 }
 
 /** The pure part: a chain's rows against the manifests of its database. */
-export function reconcile(rows: readonly AuditRow[], manifests: readonly ManifestRecord[]): string[] {
+export function reconcile(
+  rows: readonly AuditRow[],
+  manifests: readonly ManifestRecord[],
+  /** Which rows may commit a backup (AuditLog.trusts); absent: every row. */
+  trusts: (row: AuditRow) => boolean = () => true,
+): string[] {
   const problems: string[] = [];
   const head = rows.at(-1);
   const bySeq = new Map(rows.map((r) => [r.seq, r]));
@@ -37,7 +42,7 @@ export function reconcile(rows: readonly AuditRow[], manifests: readonly Manifes
   for (const { manifest, sha256 } of manifests) {
     const id = manifest.backupId;
     // The first backup.ok commits the backup (core/ledger.ts); a later one changes nothing.
-    const ok = events(id, "backup.ok").find((r) => typeof r.details?.manifestSha256 === "string");
+    const ok = events(id, "backup.ok").find((r) => typeof r.details?.manifestSha256 === "string" && trusts(r));
     const recorded = ok?.details?.manifestSha256;
     if (typeof recorded === "string" && recorded !== sha256) {
       problems.push(
@@ -46,7 +51,7 @@ export function reconcile(rows: readonly AuditRow[], manifests: readonly Manifes
     }
     if (!ok) {
       problems.push(
-        `backup ${id}: no backup.ok row records its manifest's SHA-256, so it does not count (planted by someone who can write the store, made with --audit none, or its row was deleted from the end of the chain)`,
+        `backup ${id}: no backup.ok row records its manifest's SHA-256, so it does not count (planted by someone who can write the store, made with --audit none, its row deleted from the end of the chain, or not signed by a trusted --signer)`,
       );
     }
     const anchor = manifest.audit;
@@ -105,13 +110,14 @@ export async function verifyScope(log: AuditLog, scope: string, store?: ObjectSt
         if (err.name !== "BackupNotFoundError") problems.push(`backup ${ref.backupId}: ${err.message}`);
       }
     }
+    const trusts = (row: AuditRow) => log.trusts?.(row) ?? true;
     const committed = new Set(
       rows
-        .filter((r) => r.event === "backup.ok" && typeof r.details?.manifestSha256 === "string")
+        .filter((r) => r.event === "backup.ok" && typeof r.details?.manifestSha256 === "string" && trusts(r))
         .map((r) => r.backupId),
     );
     unanchored = manifests.filter((m) => !committed.has(m.manifest.backupId)).length;
-    problems.push(...reconcile(rows, manifests));
+    problems.push(...reconcile(rows, manifests, trusts));
   }
   return {
     scope,

@@ -2,6 +2,17 @@ import { IntegrityError, NotFoundError } from "../errors.ts";
 import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
 import { type AuditRow, parseAuditRowText } from "./audit-chain.ts";
 import type { AuditLog } from "./audit-log.ts";
+import { type RowSigner, signedByOneOf } from "./row-signature.ts";
+
+export interface StoreAuditLogOptions {
+  /** Signs every row this log writes (the host's `--signing-key`). */
+  signer?: RowSigner;
+  /**
+   * Signers whose rows count (`--signer`, and the signing key's own). Empty: every row
+   * counts, which anyone who can write the store can exploit (docs/architecture.md §5).
+   */
+  signers?: readonly string[];
+}
 
 /** `org` → `org`, `db#shop` → `db-shop`: a scope as a key segment. */
 export function scopeSegment(scope: string): string {
@@ -17,10 +28,18 @@ const AUDIT_PREFIX = ".strongroom/audit/";
 export class StoreAuditLog implements AuditLog {
   private readonly prefix: string;
   private readonly store: ObjectStore;
+  private readonly signer: RowSigner | undefined;
+  readonly signers: ReadonlySet<string>;
 
-  constructor(store: ObjectStore, scope = "org") {
+  constructor(store: ObjectStore, scope = "org", options: StoreAuditLogOptions = {}) {
     this.store = store;
     this.prefix = `${AUDIT_PREFIX}${scopeSegment(scope)}/`;
+    this.signer = options.signer;
+    this.signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
+  }
+
+  trusts(row: AuditRow): boolean {
+    return this.signers.size === 0 || signedByOneOf(row, this.signers);
   }
 
   keyOf(seq: string): string {
@@ -40,7 +59,8 @@ export class StoreAuditLog implements AuditLog {
   }
 
   async putRow(row: AuditRow): Promise<void> {
-    await this.store.putIfAbsent(this.keyOf(row.seq), `${JSON.stringify(row)}\n`);
+    const signed = this.signer ? { ...row, signature: this.signer.sign(row) } : row;
+    await this.store.putIfAbsent(this.keyOf(row.seq), `${JSON.stringify(signed)}\n`);
   }
 
   async *rows(fromSeq?: string): AsyncIterable<AuditRow> {

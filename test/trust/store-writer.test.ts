@@ -1,17 +1,21 @@
-import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, inject, it } from "vitest";
+import type { AuditEntry } from "#core/audit/audit-chain.ts";
+import { appendAudit } from "#core/audit/audit-log.ts";
+import { generateSigningKey, parseSigningKey, type RowSigner } from "#core/audit/row-signature.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { listBackupRefs } from "#core/backup-index.ts";
 import { newBackupId, objectKey, verificationKeys } from "#core/keys.ts";
 import { readLedger } from "#core/ledger.ts";
 import { type Manifest, serializeManifest } from "#core/manifest.ts";
 import { getBytes } from "#core/store/object-store.ts";
-import { sampleVerification, writeBackup, writeVerification } from "../helpers/backups.ts";
+import { manifestSha256, sampleVerification, writeBackup, writeVerification } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
-import { identityFile, newStore } from "../helpers/fixture.ts";
+import { identityFile, newStore, type StoreUnderTest } from "../helpers/fixture.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 /**
  * The store writer (leaked bucket credentials, a compromised backup task, write access
@@ -295,5 +299,121 @@ describe("disaster recovery", () => {
     });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("nothing says which backups of shop are committed");
+  });
+});
+
+describe("a store's own log, signed", () => {
+  /** A forger's row in the victim's store log: well-formed, chained, signed by a key of its own or not at all. */
+  async function forgeRow(
+    store: StoreUnderTest["store"],
+    databaseId: string,
+    entry: Pick<AuditEntry, "event" | "backupId" | "details">,
+    signer?: RowSigner,
+  ): Promise<void> {
+    await appendAudit(new StoreAuditLog(store, `db#${databaseId}`, signer ? { signer } : {}), {
+      ...entry,
+      at: new Date().toISOString(),
+      actor: "cli",
+      databaseId,
+    });
+  }
+
+  it("counts only rows signed by a trusted signer: a forged backup.ok, unsigned or signed by the forger's own key, does not commit a planted backup", async () => {
+    const victim = await newStore("file");
+    const key = await identityFile();
+    const keyDir = await tempDir();
+    const signingKey = path.join(keyDir, "signing.key");
+    const made = await runCli(["keygen", "--signing", "--out", signingKey, "--json"]);
+    expect(made.code, made.stderr).toBe(0);
+    const { signer } = JSON.parse(made.stdout) as { signer: string };
+    expect(signer).toMatch(/^srsigner1[A-Za-z0-9_-]{43}$/);
+    expect((await stat(signingKey)).mode & 0o777).toBe(0o600);
+
+    const shop = await database("signed", "genuine");
+    const genuine = await runCli(
+      ["backup", "--recipient", key.recipient, "--database-id", "shop", "--signing-key", signingKey],
+      { DATABASE_URL: shop.url, STRONGROOM_STORE: victim.url },
+    );
+    expect(genuine.code, genuine.stderr).toBe(0);
+
+    // The forger plants a backup and commits it in the log as a backup.ok would.
+    const plantedAt = new Date(Date.now() - 30_000);
+    const planted = await writeBackup(victim.store, "shop", plantedAt, { commit: false });
+    const sha = await manifestSha256(victim.store, "shop", planted);
+    await forgeRow(victim.store, "shop", { event: "backup.ok", backupId: planted, details: { manifestSha256: sha } });
+    const own = parseSigningKey(generateSigningKey().secret);
+    const planted2 = await writeBackup(victim.store, "shop", new Date(Date.now() - 20_000), { commit: false });
+    await forgeRow(
+      victim.store,
+      "shop",
+      {
+        event: "backup.ok",
+        backupId: planted2,
+        details: { manifestSha256: await manifestSha256(victim.store, "shop", planted2) },
+      },
+      own,
+    );
+
+    const env = { STRONGROOM_STORE: victim.url };
+    for (const trust of [
+      ["--signer", signer],
+      ["--signing-key", signingKey],
+    ]) {
+      const listed = await runCli(["list", "--json", ...trust], env);
+      expect(listed.code).toBe(1);
+      const doc = JSON.parse(listed.stdout) as {
+        backups: Manifest[];
+        problems: Array<{ backupId: string; message: string }>;
+      };
+      expect(doc.backups.map((m) => m.backupId)).toEqual([genuine.stdout.trim()]);
+      expect(doc.problems.map((p) => p.backupId).sort()).toEqual([planted, planted2].sort());
+      expect(doc.problems[0]?.message).toContain("not one signed by a trusted signer");
+    }
+    // Prune, with the signer, stops on them; audit verify names them.
+    const pruned = await runCli(["prune", "--database-id", "shop", "--signer", signer], env);
+    expect(pruned.code).toBe(1);
+    expect(pruned.stderr).toContain("[PruneHaltedError]");
+    const audited = await runCli(["audit", "verify", "--scope", "db#shop", "--signer", signer], env);
+    expect(audited.code).toBe(1);
+    expect(audited.stdout + audited.stderr).toContain(`backup ${planted}: no backup.ok row records`);
+
+    // Without a signer, the store's log is all there is, and a store writer can write it:
+    // the planted backups count. That is what --signer is for (docs/architecture.md §5).
+    const unsigned = JSON.parse((await runCli(["list", "--json"], env)).stdout) as { backups: Manifest[] };
+    expect(unsigned.backups.map((m) => m.backupId)).toContain(planted2);
+  });
+
+  it("counts a verification only when its verify.ok row is signed by a trusted signer", async () => {
+    const { store, url } = await newStore("file");
+    const signing = generateSigningKey();
+    const signer = parseSigningKey(signing.secret);
+    const backupId = await writeBackup(store, "shop", new Date(Date.now() - 3_600_000), {
+      audit: new StoreAuditLog(store, "db#shop", { signer }),
+    });
+    const sha = await manifestSha256(store, "shop", backupId);
+    await forgeRow(store, "shop", { event: "verify.ok", backupId, details: { kind: "restore", manifestSha256: sha } });
+    const status = await runCli(["status", "--json", "--signer", signing.signer], { STRONGROOM_STORE: url });
+    const [s] = JSON.parse(status.stdout) as Array<{ problems: string[]; newestBackup: { backupId: string } }>;
+    expect(s?.newestBackup.backupId).toBe(backupId);
+    expect(s?.problems).toContain("no successful verification");
+    await appendAudit(new StoreAuditLog(store, "db#shop", { signer }), {
+      at: new Date().toISOString(),
+      event: "verify.ok",
+      actor: "cli",
+      databaseId: "shop",
+      backupId,
+      details: { kind: "restore", manifestSha256: sha },
+    });
+    const after = await runCli(["status", "--json", "--signer", signing.signer], { STRONGROOM_STORE: url });
+    expect(after.code, after.stderr).toBe(0);
+  });
+
+  it("refuses a malformed --signer and an unreadable --signing-key with a clear error", async () => {
+    const { url } = await newStore("file");
+    const bad = await runCli(["list", "--signer", "srsigner1nope"], { STRONGROOM_STORE: url });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("not a strongroom signer");
+    const missing = await runCli(["list", "--signing-key", "/nonexistent/key"], { STRONGROOM_STORE: url });
+    expect(missing.stderr).toContain("cannot read signing key /nonexistent/key");
   });
 });

@@ -3,7 +3,7 @@ import { readAll } from "#core/audit/audit-log.ts";
 import type { ChainVerdict } from "#core/audit/audit-verify.ts";
 import { AuditVerificationError, UsageError } from "#core/errors.ts";
 import { auditChains, type CliContext, printResult, table } from "./context.ts";
-import { jsonOption } from "./options.ts";
+import { jsonOption, signerOption, signingKeyOption } from "./options.ts";
 
 /** `audit verify` and `audit show`: they read --store (the store's own log) or --table (DynamoDB). */
 export function auditCommand(parent: Command, ctx: CliContext): void {
@@ -86,6 +86,8 @@ function chainCommand(parent: Command, name: string, scope: Option): Command {
         "DynamoDB audit table (endpoint from AWS_ENDPOINT_URL_DYNAMODB); default: the store's own log",
       ).env("STRONGROOM_AUDIT_TABLE"),
     )
+    .addOption(signerOption())
+    .addOption(signingKeyOption())
     .addOption(scope);
 }
 

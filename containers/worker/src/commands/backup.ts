@@ -8,6 +8,8 @@ import {
   databaseIdOption,
   flagOption,
   jsonOption,
+  signerOption,
+  signingKeyOption,
   splitList,
   storeOption,
 } from "./options.ts";
@@ -59,6 +61,8 @@ export function backupCommand(parent: Command, ctx: CliContext): void {
       ),
     )
     .addOption(auditOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(

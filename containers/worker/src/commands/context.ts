@@ -1,7 +1,9 @@
+import { readFile } from "node:fs/promises";
 import type { AuditLog } from "#core/audit/audit-log.ts";
-import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
-import { UsageError } from "#core/errors.ts";
+import { StoreAuditLog, type StoreAuditLogOptions } from "#core/audit/store-audit-log.ts";
+import { InvalidKeyError, UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
+import { registerSecret } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import type { BackupJobOptions } from "../pipeline/backup-job.ts";
 import { progress } from "../progress.ts";
@@ -81,13 +83,44 @@ export async function withProgress<T>(
   }
 }
 
+/** How a store's own log is signed and whose rows in it count (--signing-key, --signer). */
+export interface SigningFlags {
+  signingKey?: string;
+  signer?: string[];
+}
+
+/**
+ * The options of a store's own audit log: this host's signer (--signing-key, or
+ * STRONGROOM_SIGNING_KEY holding the key itself) and the signers whose rows count.
+ */
+export async function storeLogOptions(o: SigningFlags, env = process.env): Promise<StoreAuditLogOptions> {
+  const { parseSigner, parseSigningKey } = await import("#core/audit/row-signature.ts");
+  let text: string | undefined;
+  let where = "STRONGROOM_SIGNING_KEY";
+  if (o.signingKey !== undefined) {
+    where = o.signingKey;
+    text = await readFile(o.signingKey, "utf8").catch((err: NodeJS.ErrnoException) => {
+      throw new InvalidKeyError(`cannot read signing key ${o.signingKey}: ${err.code ?? err}`, {
+        cause: err,
+        hint: "pass the file `strongroom keygen --signing` wrote with --signing-key",
+      });
+    });
+  } else if (env.STRONGROOM_SIGNING_KEY) {
+    text = env.STRONGROOM_SIGNING_KEY;
+    registerSecret(text);
+  }
+  const signer = text !== undefined ? parseSigningKey(text, where) : undefined;
+  const signers = (o.signer ?? []).map(parseSigner);
+  return { ...(signer ? { signer } : {}), signers };
+}
+
 /**
  * The audit log for a database: a DynamoDB table (--audit-table), the store's own log
- * (local mode), or none (--audit none).
+ * (local mode, signed and checked as --signing-key and --signer say), or none (--audit none).
  */
 export async function auditFor(
   store: ObjectStore,
-  o: { audit: string; auditTable?: string },
+  o: { audit: string; auditTable?: string } & SigningFlags,
 ): Promise<((databaseId: string) => AuditLog) | undefined> {
   if (o.auditTable) {
     const table = o.auditTable;
@@ -96,14 +129,19 @@ export async function auditFor(
     const client = new DynamoDBClient({});
     return (databaseId) => new DynamoAuditLog(client, table, `db#${databaseId}`);
   }
-  return o.audit === "store" ? (databaseId) => new StoreAuditLog(store, `db#${databaseId}`) : undefined;
+  if (o.audit !== "store") return undefined;
+  const options = await storeLogOptions(o);
+  return (databaseId) => new StoreAuditLog(store, `db#${databaseId}`, options);
 }
 
-/** A store's own audit chains, by scope (local mode). */
-export const storeAuditLogs = (store: ObjectStore) => (scope: string) => new StoreAuditLog(store, scope);
+/** A store's own audit chains, by scope (local mode), signed and checked as --signing-key and --signer say. */
+export async function storeAuditLogs(store: ObjectStore, o: SigningFlags): Promise<(scope: string) => AuditLog> {
+  const options = await storeLogOptions(o);
+  return (scope) => new StoreAuditLog(store, scope, options);
+}
 
 /** The audit chains an audit command reads: --table (DynamoDB) or the --store's own log. */
-export async function auditChains(o: { store?: string; table?: string }): Promise<{
+export async function auditChains(o: { store?: string; table?: string } & SigningFlags): Promise<{
   store: ObjectStore | undefined;
   open: (scope: string) => AuditLog;
   scopes: () => Promise<string[]>;
@@ -121,7 +159,7 @@ export async function auditChains(o: { store?: string; table?: string }): Promis
     };
   }
   if (!store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
-  return { store, open: storeAuditLogs(store), scopes: () => StoreAuditLog.scopes(store) };
+  return { store, open: await storeAuditLogs(store, o), scopes: () => StoreAuditLog.scopes(store) };
 }
 
 /** Columns padded to their widest cell, two spaces apart. */

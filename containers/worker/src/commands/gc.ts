@@ -1,6 +1,6 @@
 import { type Command, Option } from "commander";
-import { type CliContext, openStoreAt, printResult, storeAuditLogs } from "./context.ts";
-import { databaseIdOption, flagOption, jsonOption, storeOption } from "./options.ts";
+import { type CliContext, openStoreAt, printResult, type SigningFlags, storeAuditLogs } from "./context.ts";
+import { databaseIdOption, flagOption, jsonOption, signerOption, signingKeyOption, storeOption } from "./options.ts";
 import { gcLine } from "./prune.ts";
 
 export function gcCommand(parent: Command, ctx: CliContext): void {
@@ -17,29 +17,35 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
         .env("STRONGROOM_GC_OLDER_THAN"),
     )
     .addOption(flagOption("--dry-run", "print what would be removed, remove nothing", "STRONGROOM_DRY_RUN"))
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
       "\nExamples:\n  $ strongroom gc --store s3://acme-backups/pg --dry-run\n  $ strongroom gc --store file:///var/backups/pg --older-than 48h --json",
     )
-    .action(async (o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean }) => {
-      const { executeGc, parseDuration, planGc, summarizeGc } = await import("#core/gc.ts");
-      const store = await openStoreAt(o.store);
-      const dryRun = o.dryRun === true;
-      const plan = await planGc(store, {
-        now: new Date(),
-        graceMs: parseDuration(o.olderThan, "--older-than"),
-        ...(o.databaseId ? { databaseId: o.databaseId } : {}),
-      });
-      if (!dryRun) await executeGc(store, plan, storeAuditLogs(store), "cli", () => new Date());
-      printResult(ctx, o.json, summarizeGc(plan, dryRun), () =>
-        [
-          ...plan.orphans.map(
-            (orphan) =>
-              `${dryRun ? "would remove" : "removed"} ${orphan.databaseId}/backups/${orphan.backupId}/ (${orphan.objects.length} objects, no manifest)\n`,
-          ),
-          `${gcLine(plan, dryRun)}\n`,
-        ].join(""),
-      );
-    });
+    .action(
+      async (
+        o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean } & SigningFlags,
+      ) => {
+        const { executeGc, parseDuration, planGc, summarizeGc } = await import("#core/gc.ts");
+        const store = await openStoreAt(o.store);
+        const dryRun = o.dryRun === true;
+        const plan = await planGc(store, {
+          now: new Date(),
+          graceMs: parseDuration(o.olderThan, "--older-than"),
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+        });
+        if (!dryRun) await executeGc(store, plan, await storeAuditLogs(store, o), "cli", () => new Date());
+        printResult(ctx, o.json, summarizeGc(plan, dryRun), () =>
+          [
+            ...plan.orphans.map(
+              (orphan) =>
+                `${dryRun ? "would remove" : "removed"} ${orphan.databaseId}/backups/${orphan.backupId}/ (${orphan.objects.length} objects, no manifest)\n`,
+            ),
+            `${gcLine(plan, dryRun)}\n`,
+          ].join(""),
+        );
+      },
+    );
 }

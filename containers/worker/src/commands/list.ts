@@ -9,6 +9,8 @@ import {
   auditTableOption,
   databaseIdOption,
   jsonOption,
+  signerOption,
+  signingKeyOption,
   storeOption,
   trustStoreOption,
 } from "./options.ts";
@@ -22,6 +24,8 @@ export function listCommand(parent: Command, ctx: CliContext): void {
     .addOption(storeOption())
     .addOption(databaseIdOption("only this database's backups (default: every database)"))
     .addOption(auditOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(auditTableOption())
     .addOption(trustStoreOption())
     .addOption(jsonOption())

@@ -212,3 +212,24 @@ export async function readIdentityFile(file: string): Promise<string[]> {
   }
   return (await import("../stages/age-stream.ts")).parseIdentities(text);
 }
+
+/**
+ * `--signing-key`: this host signs the audit rows it writes in a store's own log, so
+ * that a store writer cannot append rows that count (core/audit/row-signature.ts). Its
+ * public half is trusted too. Where no file may hold it (a task), STRONGROOM_SIGNING_KEY
+ * holds the key itself.
+ */
+export const signingKeyOption = () =>
+  new Option(
+    "--signing-key <file>",
+    "sign the audit rows written to the store's log with this key (strongroom keygen --signing); or set STRONGROOM_SIGNING_KEY to the key itself",
+  ).env("STRONGROOM_SIGNING_KEY_FILE");
+
+/** `--signer`: whose rows in a store's own log count (repeatable). */
+export const signerOption = () =>
+  new Option(
+    "--signer <srsigner1…>",
+    "count only audit rows signed by this signer in the store's log (repeatable; the --signing-key's own is counted too)",
+  )
+    .argParser(splitList)
+    .env("STRONGROOM_SIGNERS");

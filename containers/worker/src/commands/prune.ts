@@ -3,10 +3,18 @@ import type { GcPlan } from "#core/gc.ts";
 import { summarizeGc } from "#core/gc.ts";
 import { DEFAULT_POLICY } from "#core/gfs.ts";
 import type { PruneOutcome } from "#core/prune.ts";
-import { type CliContext, openStoreAt, printResult, storeAuditLogs, table } from "./context.ts";
-import { databaseIdOption, flagOption, jsonOption, storeOption, wholeNumber } from "./options.ts";
+import { type CliContext, openStoreAt, printResult, type SigningFlags, storeAuditLogs, table } from "./context.ts";
+import {
+  databaseIdOption,
+  flagOption,
+  jsonOption,
+  signerOption,
+  signingKeyOption,
+  storeOption,
+  wholeNumber,
+} from "./options.ts";
 
-interface PruneFlags {
+interface PruneFlags extends SigningFlags {
   store: string;
   databaseId: string;
   keepDaily: number;
@@ -34,6 +42,8 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
         .env("STRONGROOM_TIME_ZONE"),
     )
     .addOption(flagOption("--dry-run", "print the plan, delete nothing", "STRONGROOM_DRY_RUN"))
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
@@ -46,7 +56,7 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
         store,
         databaseId: o.databaseId,
         policy: { daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, timeZone: o.timeZone },
-        audit: storeAuditLogs(store),
+        audit: await storeAuditLogs(store, o),
         actor: "cli",
         dryRun: o.dryRun === true,
       });

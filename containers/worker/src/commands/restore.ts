@@ -11,6 +11,8 @@ import {
   jsonOption,
   positiveInt,
   readsBackup,
+  signerOption,
+  signingKeyOption,
 } from "./options.ts";
 
 interface RestoreFlags {
@@ -89,6 +91,8 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
       ).env("STRONGROOM_RESTORE_ROLE"),
     )
     .addOption(auditOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(

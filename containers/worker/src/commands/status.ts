@@ -2,7 +2,15 @@ import { type Command, Option } from "commander";
 import { NotReadyError, UsageError } from "#core/errors.ts";
 import type { DatabaseStatus } from "#core/status.ts";
 import { auditFor, type CliContext, openStoreAt, printResult, table } from "./context.ts";
-import { auditOption, auditTableOption, databaseIdOption, jsonOption, trustStoreOption } from "./options.ts";
+import {
+  auditOption,
+  auditTableOption,
+  databaseIdOption,
+  jsonOption,
+  signerOption,
+  signingKeyOption,
+  trustStoreOption,
+} from "./options.ts";
 
 interface StatusFlags {
   store?: string;
@@ -47,6 +55,8 @@ export function statusCommand(parent: Command, ctx: CliContext): void {
         .env("STRONGROOM_MAX_BACKUP_AGE"),
     )
     .addOption(auditOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(auditTableOption())
     .addOption(trustStoreOption())
     .addOption(jsonOption())

@@ -2,7 +2,15 @@ import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { UsageError, VerificationFailedError } from "#core/errors.ts";
 import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
-import { auditOption, auditTableOption, flagOption, jsonOption, readsBackup } from "./options.ts";
+import {
+  auditOption,
+  auditTableOption,
+  flagOption,
+  jsonOption,
+  readsBackup,
+  signerOption,
+  signingKeyOption,
+} from "./options.ts";
 
 interface VerifyFlags {
   store: string;
@@ -59,6 +67,8 @@ export function verifyCommand(parent: Command, ctx: CliContext): void {
       ),
     )
     .addOption(auditOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
     .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
