@@ -93,12 +93,14 @@ export class Worker extends Construct {
       assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
       description: "strongroom backup tasks: write backups, never delete them",
     });
+    // Backups only: a backup task (or whoever holds its credentials) must not be able to
+    // put a verification result, an audit row or a probe object beside them.
+    const backups = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}*/backups/*`);
     this.backupRole.addToPolicy(
-      new iam.PolicyStatement({
-        actions: ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
-        resources: [bucket.objectsArn],
-      }),
+      new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
     );
+    this.backupRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }));
+    acknowledgeWildcard(this.backupRole, backups, "backups are objects named by database and backup id at run time");
     this.backupRole.addToPolicy(list);
     this.restoreRole = new iam.Role(this, "RestoreTaskRole", {
       assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),

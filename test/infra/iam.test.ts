@@ -1,0 +1,90 @@
+import * as path from "node:path";
+import { runSimulation } from "@cloud-copilot/iam-simulate";
+import { App } from "aws-cdk-lib";
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../../infra/app.ts";
+import { type CfnTemplate, LocalNames } from "../../infra/sim/template.ts";
+
+/**
+ * What the synthesized roles may do, decided by IAM's own evaluation rules
+ * (@cloud-copilot/iam-simulate over the template's policies, names resolved as the sim
+ * resolves them), not by reading our resource strings.
+ */
+const root = path.resolve(import.meta.dirname, "../..");
+const ACCOUNT = "123456789012";
+let names: LocalNames;
+let template: CfnTemplate;
+let bucket: string;
+
+beforeAll(() => {
+  const app = new App({
+    context: { config: path.join(root, "strongroom.config.example.json"), "aws:cdk:bundling-stacks": [] },
+  });
+  template = buildApp(app).synth().getStackByName("strongroom").template as CfnTemplate;
+  names = new LocalNames(template, "strongroom", { account: ACCOUNT, region: "eu-central-1" });
+  const [created] = names.resourcesOf("AWS::S3::Bucket");
+  bucket = names.getAtt(created?.id as string, "Arn").replace("arn:aws:s3:::", "");
+});
+
+/** The identity policies attached to the role whose logical id starts with `rolePrefix`. */
+function policiesOf(rolePrefix: string): Array<{ name: string; policy: unknown }> {
+  const [roleId, ...more] = Object.keys(template.Resources).filter(
+    (id) => id.startsWith(rolePrefix) && template.Resources[id]?.Type === "AWS::IAM::Role",
+  );
+  expect(roleId, `one role ${rolePrefix}…`).toBeDefined();
+  expect(more).toEqual([]);
+  const roleName = names.ref(roleId as string);
+  return names
+    .resourcesOf("AWS::IAM::Policy")
+    .filter((p) => (p.properties.Roles as string[]).includes(roleName))
+    .map((p) => ({ name: p.id, policy: p.properties.PolicyDocument }));
+}
+
+async function decide(rolePrefix: string, action: string, key: string): Promise<string> {
+  const out = await runSimulation(
+    {
+      request: {
+        principal: `arn:aws:iam::${ACCOUNT}:role/${rolePrefix}`,
+        action,
+        resource: { resource: `arn:aws:s3:::${bucket}/${key}`, accountId: ACCOUNT },
+        contextVariables: {},
+      },
+      identityPolicies: policiesOf(rolePrefix),
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+    },
+    {},
+  );
+  if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+  return out.overallResult;
+}
+
+describe("what the task roles may write, as IAM evaluates it", () => {
+  const backup = "pg/shop/backups/20261201T020000Z-abcdef/dump.pgc.zst.age";
+  const manifest = "pg/shop/backups/20261201T020000Z-abcdef/manifest.json";
+  const summary = "pg/shop/verifications/20261201T020000Z-abcdef/20261201T030000000Z-abcdef.json";
+
+  it("lets the backup task put backups, and nothing else: no verification result, audit row or probe object", async () => {
+    const role = "WorkerBackupTaskRole";
+    expect(await decide(role, "s3:PutObject", backup)).toBe("Allowed");
+    expect(await decide(role, "s3:PutObject", manifest)).toBe("Allowed");
+    expect(await decide(role, "s3:PutObject", summary)).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:PutObject", "pg/.strongroom/audit/db-shop/000000000009.json")).toBe(
+      "ImplicitlyDenied",
+    );
+    expect(await decide(role, "s3:DeleteObject", backup)).toBe("ImplicitlyDenied");
+  });
+
+  it("lets the verify task put verification results, and never a backup", async () => {
+    const role = "WorkerVerifyTaskRole";
+    expect(await decide(role, "s3:PutObject", summary)).toBe("Allowed");
+    expect(await decide(role, "s3:PutObject", manifest)).toBe("ImplicitlyDenied");
+  });
+
+  it("lets the restore task write nothing", async () => {
+    const role = "WorkerRestoreTaskRole";
+    expect(await decide(role, "s3:PutObject", manifest)).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:PutObject", summary)).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:GetObject", backup)).toBe("Allowed");
+  });
+});
