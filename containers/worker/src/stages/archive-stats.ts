@@ -63,6 +63,13 @@ export interface TocEntry {
   defn: string;
   /** For TABLE DATA: `COPY schema.name (columns) FROM stdin;`. */
   copyStmt: string;
+  /**
+   * The dump ids of the entries this one depends on, as pg_dump recorded them: a table's
+   * schema, types and inheritance parents; a DEFAULT's or constraint's table; a TABLE
+   * ATTACH's parent and partition. Which entries belong to a table is read from these,
+   * never from the SQL text.
+   */
+  deps: number[];
 }
 
 /**
@@ -308,9 +315,10 @@ export class ArchiveStatsTap extends Transform {
       if (vmin >= 16) cur.int();
       const owner = cur.str() ?? "";
       cur.str();
-      while (cur.str() !== null);
+      const deps: number[] = [];
+      for (let dep = cur.str(); dep !== null; dep = cur.str()) deps.push(Number(dep));
       cur.skip(1 + offSize);
-      toc.set(dumpId, { dumpId, desc, namespace, tag, owner, defn, copyStmt });
+      toc.set(dumpId, { dumpId, desc, namespace, tag, owner, defn, copyStmt, deps });
       fingerprint.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
       if (isStructure(desc, tag, section)) structure.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
       if (/CONSTRAINT$/.test(desc) && /\bNOT VALID;\s*$/.test(defn)) notValid.push(`${namespace}.${tag}`);
