@@ -104,9 +104,11 @@ describe("row counts from the pg_dump archive stream", () => {
 
   it("reads each entry's dependencies: a partition's TABLE ATTACH depends on the partition and its parent, its data on its table", async () => {
     let toc: TocEntry[] = [];
+    let head: Buffer = Buffer.alloc(0);
     const t = new ArchiveStatsTap({
-      onToc: async (entries) => {
+      onToc: async (entries, archiveHead) => {
         toc = entries;
+        head = archiveHead;
         return new Set();
       },
       write: async () => undefined,
@@ -118,6 +120,10 @@ describe("row counts from the pg_dump archive stream", () => {
     const attach = toc.find((e) => e.desc === "TABLE ATTACH" && e.tag === "parted_a");
     expect(attach?.deps.slice().sort()).toEqual([id("TABLE", "parted"), id("TABLE", "parted_a")].sort());
     expect(toc.find((e) => e.desc === "TABLE DATA" && e.tag === "many")?.deps).toEqual([id("TABLE", "many")]);
+    // The archive's own first bytes, through the TOC and no further than the first block.
+    expect(head.length).toBeGreaterThan(0);
+    expect(head.equals(archive.subarray(0, head.length))).toBe(true);
+    expect(archive[head.length]).toBe(1);
   });
 
   it.for([[1 << 20], [1], [7, 4093, 65536], [5]])(
