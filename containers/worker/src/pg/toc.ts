@@ -132,6 +132,6 @@ export function copyColumns(entry: TocEntry): string[] {
       break;
     }
   }
-  if (!/^ *FROM stdin;\s*$/.test(text.slice(i))) throw refuse("does not end in FROM stdin");
+  if (text.slice(i).trim() !== "FROM stdin;") throw refuse("does not end in FROM stdin");
   return columns;
 }
