@@ -118,6 +118,14 @@ describe("strongroom recover-table", () => {
     expect(await exists("sales", "order_recovered")).toBe(false);
   }, 60_000);
 
+  it("refuses a partitioned table and its own partition in one run (one COPY could fill only one), creating nothing", async () => {
+    const r = await recover(["sales.events", "sales.events_2025"], ["--suffix", "_both"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("sales.events and sales.events_2025 share rows (one is a partition of the other)");
+    expect(await exists("sales", "events_both")).toBe(false);
+    expect(await exists("sales", "events_2025_both")).toBe(false);
+  }, 60_000);
+
   it("refuses a <t>_recovered that already exists, and a schema the target lacks, touching nothing", async () => {
     await sql(
       db.url,

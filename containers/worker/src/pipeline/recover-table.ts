@@ -13,6 +13,7 @@ import {
   RestoreFailedError,
   RowCountMismatchError,
   TableNotFoundError,
+  UsageError,
 } from "#core/errors.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
 import { findPgBin } from "../pg/binaries.ts";
@@ -138,6 +139,7 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
       onToc: (entries, head) =>
         onTarget(async () => {
           const found = options.tables.map((table) => findTable(entries, table, stats.tables));
+          assertNoSharedRows(found);
           // The definitions come back from the server (pg/table-definitions.ts), before
           // the transaction: CREATE DATABASE cannot run inside one.
           const definitions = await readDefinitions({
@@ -273,6 +275,31 @@ function findTable(
     ),
   };
 }
+
+/**
+ * Each data block is loaded by one COPY on the one connection, as it streams past: a
+ * block two of the tables want (a partitioned table and its partition, or a table named
+ * twice) could fill only one of them.
+ */
+function assertNoSharedRows(found: FoundTable[]): void {
+  const owner = new Map<number, FoundTable>();
+  for (const f of found) {
+    for (const e of f.dataEntries) {
+      const other = owner.get(e.dumpId);
+      if (other) {
+        throw new UsageError(
+          other === f || same(other.table, f.table)
+            ? `--table ${displayName(f.table)} is given twice`
+            : `${displayName(other.table)} and ${displayName(f.table)} share rows (one is a partition of the other)`,
+          { hint: "recover each in a run of its own (a partitioned table brings back all its partitions' rows)" },
+        );
+      }
+      owner.set(e.dumpId, f);
+    }
+  }
+}
+
+const same = (a: TableName, b: TableName) => a.schema === b.schema && a.name === b.name;
 
 function planFor(found: FoundTable, definition: TableDefinition, suffix: string): TablePlan {
   // A partitioned table's rows are all in its partitions. Tables that depend on it, none
