@@ -1,3 +1,5 @@
+import fc from "fast-check";
+import pg from "pg";
 import { beforeAll, describe, expect, inject, it } from "vitest";
 import { readAll } from "#core/audit/audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
@@ -6,7 +8,7 @@ import { getBytes } from "#core/store/object-store.ts";
 import { parseTableName } from "#worker/pg/table-name.ts";
 import { runCli } from "../helpers/cli.ts";
 import { identityFile, newStore, type StoreUnderTest } from "../helpers/fixture.ts";
-import { dbUrl, loadRichDatabase, sql } from "../helpers/pg.ts";
+import { createDatabase, dbUrl, loadRichDatabase, sql } from "../helpers/pg.ts";
 
 /**
  * recover-table against a real PostgreSQL: one backup of the rich fixture (schemas,
@@ -114,6 +116,14 @@ describe("strongroom recover-table", () => {
     expect(r.stderr).toContain("strongroom: error: table sales.order is not in this backup [TableNotFoundError]");
     expect(r.stderr).toContain("HINT: close matches in the backup: sales.orders");
     expect(await exists("sales", "order_recovered")).toBe(false);
+  }, 60_000);
+
+  it("refuses a partitioned table and its own partition in one run (one COPY could fill only one), creating nothing", async () => {
+    const r = await recover(["sales.events", "sales.events_2025"], ["--suffix", "_both"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("sales.events and sales.events_2025 share rows (one is a partition of the other)");
+    expect(await exists("sales", "events_both")).toBe(false);
+    expect(await exists("sales", "events_2025_both")).toBe(false);
   }, 60_000);
 
   it("refuses a <t>_recovered that already exists, and a schema the target lacks, touching nothing", async () => {
@@ -332,4 +342,334 @@ describe("table names as SQL writes them", () => {
   ])("refuses %s: %s", (text, why) => {
     expect(() => parseTableName(text)).toThrow(why);
   });
+});
+
+/**
+ * Names and text that SQL parses: the definitions recover-table creates must come from
+ * the server's reading of pg_dump's SQL, never from editing it, and each statement must
+ * run alone. Tables are created and backed up once; a superuser (the rig's postgres)
+ * recovers them.
+ */
+describe("strongroom recover-table with names and text that SQL would parse", () => {
+  const id = pg.escapeIdentifier;
+  const lit = pg.escapeLiteral;
+  /** The column name and default of the reproduction (the role it names is `app`). */
+  const HOSTILE_COLUMN = `"; ');COMMIT;ALTER ROLE app SUPERUSER;SELECT (1 --"`;
+  const HOSTILE_DEFAULT = "') PARTITION BY '";
+  /** What a name or a literal may hold that a statement splitter or a regex would misread. */
+  const FRAGMENTS = [
+    "'",
+    '"',
+    ";",
+    "$$",
+    "$q$",
+    "\n",
+    "--",
+    "/*",
+    "*/",
+    "\\",
+    "✓ Ünï Ω",
+    ") PARTITION BY (x);",
+    ") INHERITS (y);",
+    "COMMIT; ALTER ROLE app SUPERUSER;",
+    "E'x'",
+    "(",
+  ];
+  const SCHEMA = `s"; '$$ --/* ✓\n`;
+  let hostile: { name: string; url: string };
+  let hostileStore: StoreUnderTest;
+
+  const recoverHostile = (tables: string[], extra: string[] = [], url = hostile.url) =>
+    runCli(["recover-table", "--identity", key.file, ...tables.flatMap((t) => ["--table", t]), ...extra], {
+      STRONGROOM_STORE: hostileStore.url,
+      STRONGROOM_TARGET_URL: url,
+    });
+  const isSuperuser = async (role: string) =>
+    (await sql<{ s: boolean }>(hostile.url, "select rolsuper as s from pg_roles where rolname = $1", [role]))[0]?.s;
+  const scratchLeft = async () =>
+    sql(pgUrl, "select datname from pg_database where datname like 'strongroom\\_recover\\_%'");
+  /** A table's columns and checks, as the server reads them back. */
+  const shape = async (schema: string, name: string) => {
+    const rel = `${id(schema)}.${id(name)}`;
+    const columns = await sql(
+      hostile.url,
+      `select a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) as type, a.attnotnull, a.attgenerated,
+              a.attcollation::regcollation::text as collation, pg_catalog.pg_get_expr(d.adbin, d.adrelid) as def
+         from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attrelid = $1::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum`,
+      [rel],
+    );
+    const checks = await sql(
+      hostile.url,
+      `select conname, pg_catalog.pg_get_constraintdef(oid) as def, convalidated
+         from pg_constraint where conrelid = $1::regclass and contype = 'c' order by conname`,
+      [rel],
+    );
+    const kind = await sql<{ relkind: string; parents: number }>(
+      hostile.url,
+      "select relkind, (select count(*)::int from pg_inherits where inhrelid = $1::regclass) as parents from pg_class where oid = $1::regclass",
+      [rel],
+    );
+    return { columns, checks, ...kind[0] };
+  };
+  /** Every row, as text, in a stable order (`only`: the table's own rows, not its children's). */
+  const rowsOf = async (schema: string, name: string, only = false) =>
+    (
+      await sql<{ r: string }>(
+        hostile.url,
+        `select t::text as r from ${only ? "only " : ""}${id(schema)}.${id(name)} t order by 1`,
+      )
+    ).map((r) => r.r);
+
+  beforeAll(async () => {
+    await sql(
+      pgUrl,
+      `do $$ begin if not exists (select from pg_roles where rolname = 'app') then create role app login; end if; end $$;
+       alter role app nosuperuser`,
+    );
+    hostile = await createDatabase(pgUrl, "hostile");
+    // The reproduction: a table owned by app, its column name and default made to close
+    // the CREATE TABLE and run their own statements once PARTITION BY is cut out.
+    await sql(
+      hostile.url,
+      `create table public.victims (id int primary key, fill text default ${lit(HOSTILE_DEFAULT)}, ${id(HOSTILE_COLUMN)} text);
+       alter table public.victims owner to app;
+       insert into public.victims (id, ${id(HOSTILE_COLUMN)}) values (1, 'one'), (2, ${lit(HOSTILE_COLUMN)});
+       insert into public.victims values (3, ${lit(FRAGMENTS.join(""))}, null);`,
+    );
+    // The class: one column per fragment, its default that fragment, checks whose text
+    // says PARTITION BY and INHERITS, an extension's type, a collation, a generated column.
+    const columns = FRAGMENTS.map((f, i) => `${id(`c${i} ${f}`)} text default ${lit(f)}`);
+    await sql(
+      hostile.url,
+      `create extension if not exists citext;
+       create schema ${id(SCHEMA)} authorization app;
+       create table ${id(SCHEMA)}.${id("every ;-- $$ */ ✓")} (
+         ${columns.join(",\n")},
+         ${id('serial "id";')} serial,
+         ${id("ci ')")} citext not null default 'MiXed',
+         ${id("coll ;")} text collate "C" default ${lit("/* ;")},
+         ${id("gen $$")} text generated always as (${id("c0 '")} || ${lit("') INHERITS (x);")}) stored,
+         constraint ${id("chk ) PARTITION BY x;")} check (${id("c2 ;")} <> ${lit(") PARTITION BY RANGE (y); INHERITS (z); --")}),
+         constraint ${id("chk2 INHERITS (")} check (length(${id("c5 \n")}) < 1000 or ${lit(") INHERITS (p);")} is null) no inherit
+       );
+       insert into ${id(SCHEMA)}.${id("every ;-- $$ */ ✓")} default values;
+       insert into ${id(SCHEMA)}.${id("every ;-- $$ */ ✓")} (${FRAGMENTS.map((f, i) => id(`c${i} ${f}`)).join(", ")})
+         values (${FRAGMENTS.map((f) => lit(`${f}${f}`)).join(", ")});
+       alter table ${id(SCHEMA)}.${id("every ;-- $$ */ ✓")}
+         add constraint ${id("nv */ '")} check (${id('c1 "')} = '"') not valid;`,
+    );
+    // A partitioned table, a partition itself partitioned, every name hostile.
+    const parted = `${id(SCHEMA)}.${id("parted ') PARTITION BY '")}`;
+    await sql(
+      hostile.url,
+      `create table ${parted} (k int not null, j int, ${id("v ) PARTITION BY (")} text default ${lit(HOSTILE_DEFAULT)})
+         partition by list (k);
+       create table ${id(SCHEMA)}.${id("p1 $$;")} partition of ${parted} for values in (1);
+       create table ${id(SCHEMA)}.${id("p2 */;")} partition of ${parted} for values in (2) partition by list (j);
+       create table ${id(SCHEMA)}.${id("p2a ';")} partition of ${id(SCHEMA)}.${id("p2 */;")} for values in (7);
+       insert into ${parted} (k, j) select 1 + g % 2, 7 from generate_series(1, 9) g;
+       insert into ${parted} values (1, 0, ${lit(FRAGMENTS.join(""))});`,
+    );
+    // Inheritance: the child brings its parent's columns, and only its own rows.
+    const parent = `${id(SCHEMA)}.${id("parent ; INHERITS (")}`;
+    const child = `${id(SCHEMA)}.${id("child -- */")}`;
+    await sql(
+      hostile.url,
+      `create table ${parent} (${id('a "')} serial, ${id("b */")} text default ${lit(") INHERITS (z);")});
+       create table ${child} (
+         ${id("c $$")} int check (${id("c $$")} >= 0 and ${lit(") INHERITS (x);")} <> ''),
+         ${id("d\n")} text default ${lit("line\n2 '--")}
+       ) inherits (${parent});
+       insert into ${parent} (${id("b */")}) values ('p1'), ('p2');
+       insert into ${child} (${id("c $$")}) select g from generate_series(1, 3) g;`,
+    );
+    hostileStore = await newStore("file");
+    const r = await runCli(["backup", "--recipient", key.recipient, "--database-id", "hostile"], {
+      DATABASE_URL: hostile.url,
+      STRONGROOM_STORE: hostileStore.url,
+    });
+    expect(r.code, r.stderr).toBe(0);
+  }, 120_000);
+
+  it("a superuser recovering a table whose column name and default would end the CREATE TABLE makes no role superuser, and keeps that name, that default and the rows", async () => {
+    expect(await isSuperuser("app")).toBe(false);
+    const r = await recoverHostile(["public.victims"], ["--json"]);
+    // Asked first: before the fix, the text ran as statements of its own, and the recovery
+    // then failed on a column its mangled CREATE TABLE never made.
+    expect(await isSuperuser("app")).toBe(false);
+    expect(r.code, r.stderr).toBe(0);
+    const recovered = await shape("public", "victims_recovered");
+    expect(recovered.columns.map((c) => c.attname)).toEqual(["id", "fill", HOSTILE_COLUMN]);
+    expect(recovered.columns[1]?.def).toBe(`${lit(HOSTILE_DEFAULT)}::text`);
+    expect(await rowsOf("public", "victims_recovered")).toEqual(await rowsOf("public", "victims"));
+    // The default works as a default, too.
+    const [made] = await sql<{ fill: string }>(
+      hostile.url,
+      "insert into public.victims_recovered (id) values (4) returning fill",
+    );
+    expect(made?.fill).toBe(HOSTILE_DEFAULT);
+    expect(await scratchLeft()).toEqual([]);
+  }, 60_000);
+
+  it("keeps every identifier, default, collation, extension type, generated column and check exactly, whatever quotes, semicolons, dollar quotes, newlines, comments or Unicode they hold", async () => {
+    const table = "every ;-- $$ */ ✓";
+    const r = await recoverHostile([`${id(SCHEMA)}.${id(table)}`], ["--json", "--suffix", " '; --"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await isSuperuser("app")).toBe(false);
+    const [result] = JSON.parse(r.stdout).tables;
+    // A serial column's default draws on the original's sequence: left off, and said so.
+    expect(result.skippedDefaults).toEqual(['serial "id";']);
+    const original = await shape(SCHEMA, table);
+    const recovered = await shape(SCHEMA, `${table} '; --`);
+    expect(recovered.columns).toEqual(
+      original.columns.map((c) => (c.attname === 'serial "id";' ? { ...c, def: null } : c)),
+    );
+    // The checks, the one never validated included (added after the rows, NOT VALID).
+    expect(recovered.checks).toEqual(original.checks);
+    expect(recovered.checks.find((c) => c.conname === "nv */ '")?.convalidated).toBe(false);
+    expect(recovered.relkind).toBe("r");
+    expect(await rowsOf(SCHEMA, `${table} '; --`)).toEqual(await rowsOf(SCHEMA, table));
+    expect(await scratchLeft()).toEqual([]);
+  }, 60_000);
+
+  it("brings back a partitioned table with hostile names (a partition partitioned again) as one plain table with every partition's rows", async () => {
+    const table = "parted ') PARTITION BY '";
+    const r = await recoverHostile([`${id(SCHEMA)}.${id(table)}`]);
+    expect(r.code, r.stderr).toBe(0);
+    const recovered = await shape(SCHEMA, `${table}_recovered`);
+    expect(recovered.relkind).toBe("r");
+    expect(recovered.columns).toEqual((await shape(SCHEMA, table)).columns);
+    expect(await rowsOf(SCHEMA, `${table}_recovered`)).toEqual(await rowsOf(SCHEMA, table));
+    expect(await rowsOf(SCHEMA, `${table}_recovered`)).toHaveLength(10);
+    expect(await isSuperuser("app")).toBe(false);
+  }, 60_000);
+
+  it("brings back a hostile inheritance child as a plain table: its parent's columns and its own, its own rows only, no parent", async () => {
+    const table = "child -- */";
+    const r = await recoverHostile([`${id(SCHEMA)}.${id(table)}`], ["--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).tables[0].skippedDefaults).toEqual(['a "']);
+    const original = await shape(SCHEMA, table);
+    const recovered = await shape(SCHEMA, `${table}_recovered`);
+    expect(recovered.parents).toBe(0);
+    expect(recovered.columns.map((c) => c.attname)).toEqual(['a "', "b */", "c $$", "d\n"]);
+    expect(recovered.columns).toEqual(original.columns.map((c) => (c.attname === 'a "' ? { ...c, def: null } : c)));
+    expect(recovered.checks).toEqual(original.checks);
+    expect(await rowsOf(SCHEMA, `${table}_recovered`)).toEqual(await rowsOf(SCHEMA, table, true));
+    // The parent's queries do not see the recovered rows.
+    expect(await rowsOf(SCHEMA, "parent ; INHERITS (")).toHaveLength(5);
+  }, 60_000);
+
+  it("recovers tables of random hostile names, defaults and checks exactly, all in one run (property)", async () => {
+    const fragment = fc.constantFrom(...FRAGMENTS, "a", "Z", " ", "_");
+    const text = fc.array(fragment, { minLength: 1, maxLength: 5 }).map((parts) => parts.join(""));
+    // Names that fit in 63 bytes with the suffix added.
+    const name = text.filter((s) => Buffer.byteLength(s) <= 40);
+    const tableArb = fc.record({
+      name,
+      columns: fc.uniqueArray(fc.record({ name, fill: text }), {
+        minLength: 1,
+        maxLength: 4,
+        selector: (c) => c.name,
+      }),
+      check: text,
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(tableArb, { minLength: 1, maxLength: 3, selector: (t) => t.name }),
+        async (tables) => {
+          const db = await createDatabase(pgUrl, "hostile_prop");
+          for (const t of tables) {
+            const cols = t.columns.map((c) => `${id(c.name)} text default ${lit(c.fill)}`);
+            const first = id((t.columns[0] as { name: string }).name);
+            await sql(
+              db.url,
+              `create table ${id(t.name)} (${cols.join(", ")}, check (${first} <> ${lit(t.check)} or ${lit(t.check)} = ''));
+               insert into ${id(t.name)} default values;
+               insert into ${id(t.name)} (${t.columns.map((c) => id(c.name)).join(", ")})
+                 values (${t.columns.map((c) => lit(`${c.fill}|${c.name}`)).join(", ")})`,
+            );
+          }
+          const store = await newStore("file");
+          const backup = await runCli(["backup", "--recipient", key.recipient, "--database-id", "prop"], {
+            DATABASE_URL: db.url,
+            STRONGROOM_STORE: store.url,
+            STRONGROOM_AUDIT: "none",
+          });
+          expect(backup.code, backup.stderr).toBe(0);
+          const r = await runCli(
+            ["recover-table", "--identity", key.file, ...tables.flatMap((t) => ["--table", id(t.name)])],
+            { STRONGROOM_STORE: store.url, STRONGROOM_TARGET_URL: db.url, STRONGROOM_AUDIT: "none" },
+          );
+          expect(r.code, r.stderr).toBe(0);
+          expect(await isSuperuser("app")).toBe(false);
+          for (const t of tables) {
+            const read = async (table: string) => ({
+              columns: await sql(
+                db.url,
+                `select attname, pg_get_expr(adbin, adrelid) as def from pg_attribute
+                   left join pg_attrdef on adrelid = attrelid and adnum = attnum
+                  where attrelid = $1::regclass and attnum > 0 order by attnum`,
+                [`public.${id(table)}`],
+              ),
+              checks: await sql(
+                db.url,
+                "select pg_get_constraintdef(oid) as def from pg_constraint where conrelid = $1::regclass",
+                [`public.${id(table)}`],
+              ),
+              rows: await sql(db.url, `select t::text as r from public.${id(table)} t order by 1`),
+            });
+            expect(await read(`${t.name}_recovered`)).toEqual(await read(t.name));
+          }
+        },
+      ),
+      { numRuns: 3, endOnFailure: true },
+    );
+  }, 240_000);
+
+  it("says that the target role needs CREATEDB, before reading anything, when it may create the table but not the scratch database", async () => {
+    const role = `nodb_${process.pid}`;
+    await sql(hostile.url, `create role ${role} login password 'pw-${role}' nocreatedb`);
+    await sql(hostile.url, `grant create, usage on schema public to ${role}`);
+    const r = await recoverHostile(
+      ["public.victims"],
+      ["--suffix", "_nodb"],
+      dbUrl(hostile.url, hostile.name, role, `pw-${role}`),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`permission denied on the target: role ${role} may not create databases`);
+    expect(r.stderr).toContain("[AccessDeniedError]");
+    expect(r.stderr).toContain("HINT: grant it CREATEDB");
+    expect(await scratchLeft()).toEqual([]);
+  }, 60_000);
+
+  it("fails with pg_restore's own words, and leaves no scratch database, when the scratch database cannot get what a table needs", async () => {
+    // earthdistance is not a trusted extension: a role without superuser cannot create it there.
+    await sql(
+      hostile.url,
+      "create extension if not exists cube; create extension if not exists earthdistance; create table public.places (at earth)",
+    );
+    const store = await newStore("file");
+    const backup = await runCli(["backup", "--recipient", key.recipient, "--database-id", "places"], {
+      DATABASE_URL: hostile.url,
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_AUDIT: "none",
+    });
+    expect(backup.code, backup.stderr).toBe(0);
+    const role = `withdb_${process.pid}`;
+    await sql(hostile.url, `create role ${role} login password 'pw-${role}' createdb`);
+    await sql(hostile.url, `grant create, usage on schema public to ${role}`);
+    const r = await runCli(["recover-table", "--identity", key.file, "--table", "public.places"], {
+      STRONGROOM_STORE: store.url,
+      STRONGROOM_TARGET_URL: dbUrl(hostile.url, hostile.name, role, `pw-${role}`),
+      STRONGROOM_AUDIT: "none",
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("pg_restore exited 1 creating the tables' definitions in a scratch database");
+    expect(r.stderr).toContain('permission denied to create extension "earthdistance"');
+    expect(r.stderr).toContain("[RestoreFailedError]");
+    expect(await scratchLeft()).toEqual([]);
+    expect(await sql(hostile.url, "select 1 from pg_class where relname = 'places_recovered'")).toEqual([]);
+  }, 60_000);
 });

@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import pg from "pg";
 import { beforeAll, describe, expect, inject, it } from "vitest";
-import { ArchiveStatsTap } from "#worker/stages/archive-stats.ts";
+import { ArchiveStatsTap, type TocEntry } from "#worker/stages/archive-stats.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
 import { chunked } from "../helpers/streams.ts";
 
@@ -100,6 +100,30 @@ describe("row counts from the pg_dump archive stream", () => {
     expect(garbage.tap.result()).toBeUndefined();
     const cut = await tap(archive.subarray(0, archive.length - 3), [1 << 16]);
     expect(cut.tap.result()).toBeUndefined();
+  });
+
+  it("reads each entry's dependencies: a partition's TABLE ATTACH depends on the partition and its parent, its data on its table", async () => {
+    let toc: TocEntry[] = [];
+    let head: Buffer = Buffer.alloc(0);
+    const t = new ArchiveStatsTap({
+      onToc: async (entries, archiveHead) => {
+        toc = entries;
+        head = archiveHead;
+        return new Set();
+      },
+      write: async () => undefined,
+    });
+    await pipeline(chunked(archive, [333]), t, async (source) => {
+      for await (const _ of source);
+    });
+    const id = (desc: string, tag: string) => toc.find((e) => e.desc === desc && e.tag === tag)?.dumpId;
+    const attach = toc.find((e) => e.desc === "TABLE ATTACH" && e.tag === "parted_a");
+    expect(attach?.deps.slice().sort()).toEqual([id("TABLE", "parted"), id("TABLE", "parted_a")].sort());
+    expect(toc.find((e) => e.desc === "TABLE DATA" && e.tag === "many")?.deps).toEqual([id("TABLE", "many")]);
+    // The archive's own first bytes, through the TOC and no further than the first block.
+    expect(head.length).toBeGreaterThan(0);
+    expect(head.equals(archive.subarray(0, head.length))).toBe(true);
+    expect(archive[head.length]).toBe(1);
   });
 
   it.for([[1 << 20], [1], [7, 4093, 65536], [5]])(

@@ -77,8 +77,12 @@ export function qualified(t: TableName): string {
   return `${quoted(t.schema)}.${quoted(t.name)}`;
 }
 
+/** Shown to people: an identifier, quoted only when it is not plain lower case. */
+export function shown(id: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(id) ? id : quoted(id);
+}
+
 /** Shown to people: schema.name, each part quoted only when it is not plain lower case. */
 export function displayName(t: TableName): string {
-  const show = (id: string) => (/^[a-z_][a-z0-9_]*$/.test(id) ? id : quoted(id));
-  return `${show(t.schema)}.${show(t.name)}`;
+  return `${shown(t.schema)}.${shown(t.name)}`;
 }

@@ -9,12 +9,27 @@ import {
   AccessDeniedError,
   AlreadyExistsError,
   NotFoundError,
+  RestoreFailedError,
   RowCountMismatchError,
   TableNotFoundError,
+  UsageError,
 } from "#core/errors.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
+import { findPgBin } from "../pg/binaries.ts";
 import { connect, describeConn, type PgConn } from "../pg/conn.ts";
-import { displayName, qualified, quoted, scanIdentifiers, type TableName } from "../pg/table-name.ts";
+import { runOne } from "../pg/run-one.ts";
+import { serverInfo } from "../pg/server-info.ts";
+import { readDefinitions, type TableDefinition } from "../pg/table-definitions.ts";
+import { displayName, qualified, quoted, shown, type TableName } from "../pg/table-name.ts";
+import {
+  copyColumns,
+  dataEntriesOf,
+  dependentsOf,
+  nameOf,
+  partitionsOf,
+  tableEntry,
+  withDependencies,
+} from "../pg/toc.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
 import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
@@ -54,6 +69,11 @@ export interface RecoverTableResult {
  * live tables), and loads the table's COPY block(s) into it, all in one transaction that
  * commits only when the stored bytes are the committed ones and every row count matches
  * the backup's. The original table is never touched.
+ *
+ * The archive's SQL is never edited: pg_restore creates the tables' entries, as pg_dump
+ * wrote them, in a scratch database, and the renamed copy is built from what the server
+ * read back from there (pg/table-definitions.ts), every identifier quoted here and every
+ * statement run alone (runOne), so no name, default or check can start a statement.
  */
 export async function recoverTables(options: RecoverTableOptions): Promise<RecoverTableResult> {
   const started = performance.now();
@@ -95,6 +115,14 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
   let inTransaction = false;
   try {
     await checkTarget(client, options.tables, suffix);
+    const server = await serverInfo(client);
+    const pgDumpMajor = Number(manifest.pgDump.version.split(".")[0]);
+    const bin = await findPgBin(
+      ["pg_restore"],
+      Math.max(pgDumpMajor, server.major),
+      `a PostgreSQL ${server.version} target and a pg_dump ${manifest.pgDump.version} archive`,
+      options.env,
+    );
     const sink = new CopySink(client);
     // A failure on the target's side (no such table in the backup, a COPY refused) is
     // reported as it is; one of the stream's is named after the dump object.
@@ -109,13 +137,31 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     };
     const planByBlock = new Map<number, TablePlan>();
     const tap = new ArchiveStatsTap({
-      onToc: (entries) =>
+      onToc: (entries, head) =>
         onTarget(async () => {
-          const toc = new Toc(entries);
-          for (const table of options.tables) plans.push(toc.plan(table, suffix, stats.tables));
-          await client.query("begin");
+          const found = options.tables.map((table) => findTable(entries, table, stats.tables));
+          assertNoSharedRows(found);
+          // The definitions come back from the server (pg/table-definitions.ts), before
+          // the transaction: CREATE DATABASE cannot run inside one.
+          const definitions = await readDefinitions({
+            client,
+            target: options.target,
+            pgRestore: `${bin.dir}/pg_restore`,
+            head,
+            entries: withDependencies(
+              entries,
+              found.flatMap((f) => f.definedBy),
+            ),
+            tables: found.map((f) => f.table),
+            ...(options.signal ? { signal: options.signal } : {}),
+            ...(options.env ? { env: options.env } : {}),
+          });
+          found.forEach((f, i) => {
+            plans.push(planFor(f, definitions[i] as TableDefinition, suffix));
+          });
+          await runOne(client, "begin");
           inTransaction = true;
-          for (const plan of plans) await create(client, plan);
+          for (const plan of plans) await runOne(client, createStatement(plan));
           // Each captured chunk finds its table by the block's dump id.
           for (const plan of plans) for (const e of plan.dataEntries) planByBlock.set(e.dumpId, plan);
           return new Set(planByBlock.keys());
@@ -153,12 +199,15 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
       return naming(dump, () => Promise.reject(err));
     });
     await sink.end();
+    // A check the source never validated is added as pg_dump adds it, after the rows,
+    // NOT VALID: the backup's rows may predate it.
+    for (const plan of plans) for (const statement of notValidChecks(plan)) await runOne(client, statement);
     // Only the committed bytes may be committed: the whole stored object must be the one
     // the manifest names before the transaction that loaded it commits.
     assertMatches(dump, stored.result());
     const tables: RecoveredTable[] = [];
     for (const plan of plans) tables.push(await checked(client, plan));
-    await client.query("commit");
+    await runOne(client, "commit");
     inTransaction = false;
     const result: RecoverTableResult = {
       databaseId: manifest.databaseId,
@@ -175,179 +224,175 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     });
     return result;
   } catch (err) {
-    if (inTransaction) await client.query("rollback").catch(() => undefined);
+    if (inTransaction) await runOne(client, "rollback").catch(() => undefined);
     throw mapPgError(err);
   } finally {
     await client.end().catch(() => undefined);
   }
 }
 
-/** What the archive says about one table to recover. */
-interface TablePlan {
+/** What the table of contents says about one table to recover. */
+interface FoundTable {
   table: TableName;
-  recovered: TableName;
-  /** CREATE TABLE (renamed, without PARTITION BY and INHERITS), then defaults and checks. */
-  statements: string[];
-  skippedDefaults: string[];
+  /** Its TABLE entry and the DEFAULT, CHECK CONSTRAINT and CONSTRAINT entries on it. */
+  definedBy: TocEntry[];
+  /** Its partitions at any depth, from the TABLE ATTACH entries. */
+  partitions: TableName[];
   /** The TABLE DATA entries that hold its rows: its own, or its partitions'. */
   dataEntries: TocEntry[];
   expectedRows: number;
-  primaryKey: string[] | undefined;
-  /** The columns its COPY blocks name (generated columns are not among them). */
-  columns: string | undefined;
+  /** TABLE entries that depend on it: its partitions, or its inheritance children. */
+  dependentTables: number;
+}
+
+/** One table to recover: what the archive holds and how the server defined it. */
+interface TablePlan extends FoundTable {
+  recovered: TableName;
+  definition: TableDefinition;
+}
+
+const DEFINING = new Set(["DEFAULT", "CHECK CONSTRAINT", "CONSTRAINT"]);
+const TABLES = new Set(["TABLE"]);
+
+function findTable(
+  entries: TocEntry[],
+  table: TableName,
+  dumpTimeTables: ReadonlyArray<{ schema: string; table: string; rows: number }>,
+): FoundTable {
+  const entry = tableEntry(entries, table);
+  if (!entry) throw notFound(entries, table);
+  const partitions = partitionsOf(entries, entry);
+  const members = [entry, ...partitions];
+  return {
+    table,
+    // A CONSTRAINT entry (primary key, unique, exclusion) only gives the printed SQL its key.
+    definedBy: [entry, ...dependentsOf(entries, entry, DEFINING)],
+    partitions: partitions.map(nameOf),
+    dependentTables: dependentsOf(entries, entry, TABLES).length,
+    dataEntries: members.flatMap((m) => dataEntriesOf(entries, m)),
+    expectedRows: members.reduce(
+      (n, m) => n + (dumpTimeTables.find((t) => t.schema === m.namespace && t.table === m.tag)?.rows ?? 0),
+      0,
+    ),
+  };
+}
+
+/**
+ * Each data block is loaded by one COPY on the one connection, as it streams past: a
+ * block two of the tables want (a partitioned table and its partition, or a table named
+ * twice) could fill only one of them.
+ */
+function assertNoSharedRows(found: FoundTable[]): void {
+  const owner = new Map<number, FoundTable>();
+  for (const f of found) {
+    for (const e of f.dataEntries) {
+      const other = owner.get(e.dumpId);
+      if (other) {
+        throw new UsageError(
+          other === f || same(other.table, f.table)
+            ? `--table ${displayName(f.table)} is given twice`
+            : `${displayName(other.table)} and ${displayName(f.table)} share rows (one is a partition of the other)`,
+          { hint: "recover each in a run of its own (a partitioned table brings back all its partitions' rows)" },
+        );
+      }
+      owner.set(e.dumpId, f);
+    }
+  }
 }
 
 const same = (a: TableName, b: TableName) => a.schema === b.schema && a.name === b.name;
 
-/** The table of contents, read for recover-table. */
-class Toc {
-  private readonly entries: TocEntry[];
-
-  constructor(entries: TocEntry[]) {
-    this.entries = entries;
-  }
-
-  plan(
-    table: TableName,
-    suffix: string,
-    dumpTimeTables: ReadonlyArray<{ schema: string; table: string; rows: number }>,
-  ): TablePlan {
-    const entry = this.entries.find((e) => e.desc === "TABLE" && e.namespace === table.schema && e.tag === table.name);
-    if (!entry) throw this.notFound(table);
-    const recovered = { schema: table.schema, name: `${table.name}${suffix}` };
-    const create = renameIn(entry.defn, table, recovered)
-      // A partitioned table comes back as one plain table holding its partitions' rows.
-      .replace(/\)\s*PARTITION BY [^;]*;/, ");")
-      // Inheriting from a live parent would make the recovered rows appear in its queries.
-      .replace(/\)\s*INHERITS \([^;]*\);/, ");");
-    const statements = [create];
-    const skippedDefaults: string[] = [];
-    for (const e of this.entries) {
-      if (!targets(e.defn, table)) continue;
-      if (e.desc === "DEFAULT") {
-        if (/nextval\(/.test(e.defn)) skippedDefaults.push(e.tag.slice(table.name.length + 1) || e.tag);
-        else statements.push(renameIn(e.defn, table, recovered));
-      } else if (e.desc === "CHECK CONSTRAINT") {
-        statements.push(renameIn(e.defn, table, recovered));
-      }
-    }
-    const members = [table, ...this.partitionsOf(table)];
-    const dataEntries = this.entries.filter(
-      (e) => e.desc === "TABLE DATA" && members.some((m) => m.schema === e.namespace && m.name === e.tag),
+function planFor(found: FoundTable, definition: TableDefinition, suffix: string): TablePlan {
+  // A partitioned table's rows are all in its partitions. Tables that depend on it, none
+  // of them attached by a TABLE ATTACH entry, are partitions recorded some other way:
+  // leaving them out would recover an empty table whose count still matched.
+  if (definition.partitioned && found.partitions.length === 0 && found.dependentTables > 0) {
+    throw new RestoreFailedError(
+      `the backup does not say which tables are partitions of ${displayName(found.table)} in a way strongroom reads`,
+      { hint: "restore the backup whole (or the table's schema with export-schema) and copy the table from there" },
     );
-    const expectedRows = members.reduce(
-      (n, m) => n + (dumpTimeTables.find((t) => t.schema === m.schema && t.table === m.name)?.rows ?? 0),
-      0,
-    );
-    const pk = this.entries.find(
-      (e) => e.desc === "CONSTRAINT" && targets(e.defn, table) && /PRIMARY KEY \(/.test(e.defn),
-    );
-    const columns = dataEntries[0] ? columnList(dataEntries[0].copyStmt) : undefined;
-    return {
-      table,
-      recovered,
-      statements,
-      skippedDefaults,
-      dataEntries,
-      expectedRows,
-      primaryKey: pk ? (/PRIMARY KEY \((.*)\)/.exec(pk.defn)?.[1] ?? "").split(", ") : undefined,
-      columns,
-    };
   }
-
-  /** Every partition below a partitioned table, from the archive's ATTACH PARTITION entries. */
-  private partitionsOf(parent: TableName): TableName[] {
-    const out: TableName[] = [];
-    for (const e of this.entries) {
-      if (e.desc !== "TABLE ATTACH") continue;
-      const m = /^ALTER TABLE ONLY (.*)$/m.exec(e.defn);
-      const attach = /ATTACH PARTITION (.*)$/m.exec(e.defn);
-      if (!m?.[1] || !attach?.[1]) continue;
-      const p = nameAt(m[1], 0);
-      const child = nameAt(attach[1], 0);
-      if (p && child && same(p, parent)) out.push(child, ...this.partitionsOf(child));
-    }
-    return out;
-  }
-
-  private notFound(table: TableName): TableNotFoundError {
-    const names = this.entries.filter((e) => e.desc === "TABLE").map((e) => ({ schema: e.namespace, name: e.tag }));
-    const close = names
-      .filter(
-        (n) =>
-          n.name === table.name ||
-          n.name.toLowerCase().includes(table.name.toLowerCase()) ||
-          table.name.toLowerCase().includes(n.name.toLowerCase()) ||
-          distance(n.name.toLowerCase(), table.name.toLowerCase()) <= 2,
-      )
-      .slice(0, 5)
-      .map(displayName);
-    return new TableNotFoundError(`table ${displayName(table)} is not in this backup`, {
-      hint: close.length
-        ? `close matches in the backup: ${close.join(", ")}`
-        : 'check the schema and the spelling (quote parts with capitals: \'"Sales"."Orders"\')',
-    });
-  }
-}
-
-/** A schema-qualified name at `pos` in pg_dump's SQL, or undefined. */
-function nameAt(sql: string, pos: number): TableName | undefined {
-  const scanned = scanIdentifiers(sql, pos);
-  if ("error" in scanned || scanned.parts.length !== 2) return undefined;
-  return { schema: scanned.parts[0] as string, name: scanned.parts[1] as string };
-}
-
-const STATEMENT_HEADS = /(CREATE (?:UNLOGGED )?TABLE |ALTER TABLE (?:ONLY )?|COPY )/g;
-
-/** Whether pg_dump's statement is about `table` (CREATE/ALTER TABLE or COPY naming it). */
-function targets(sql: string, table: TableName): boolean {
-  for (const m of sql.matchAll(STATEMENT_HEADS)) {
-    const name = nameAt(sql, (m.index ?? 0) + m[0].length);
-    if (name && same(name, table)) return true;
-  }
-  return false;
+  return { ...found, definition, recovered: { schema: found.table.schema, name: `${found.table.name}${suffix}` } };
 }
 
 /**
- * Renames `from` to `to` where pg_dump's statements name the table (CREATE TABLE, ALTER
- * TABLE [ONLY], COPY), found by reading the identifier chain, whatever its quoting.
+ * The recovered table's CREATE TABLE, built from the definition the server read back:
+ * each identifier quoted here, each type, default, generated expression and check as
+ * the server wrote it. A plain table always: no PARTITION BY (it holds all its
+ * partitions' rows), no INHERITS (a live parent's queries would see the recovered rows),
+ * no default that draws on a sequence the original uses. Checks the source had
+ * validated come with it; the others are added after the rows (notValidChecks).
  */
-function renameIn(sql: string, from: TableName, to: TableName): string {
-  let out = "";
-  let last = 0;
-  for (const m of sql.matchAll(STATEMENT_HEADS)) {
-    const at = (m.index ?? 0) + m[0].length;
-    const scanned = scanIdentifiers(sql, at);
-    if ("error" in scanned || scanned.parts.length !== 2) continue;
-    if (scanned.parts[0] !== from.schema || scanned.parts[1] !== from.name) continue;
-    out += `${sql.slice(last, at)}${qualified(to)}`;
-    last = scanned.end;
+function createStatement(plan: TablePlan): string {
+  const { definition } = plan;
+  const items: string[] = [];
+  for (const c of definition.columns) {
+    let item = `${quoted(c.name)} ${c.type}`;
+    if (c.collation) item += ` COLLATE ${quoted(c.collation.schema)}.${quoted(c.collation.name)}`;
+    if (c.generated) item += ` GENERATED ALWAYS AS (${c.generated.expression})${c.generated.stored ? " STORED" : ""}`;
+    else if (c.default !== undefined && !c.defaultUsesSequence) item += ` DEFAULT ${c.default}`;
+    if (c.notNull) item += " NOT NULL";
+    items.push(item);
   }
-  return out + sql.slice(last);
+  for (const check of definition.checks) {
+    if (check.validated) items.push(`CONSTRAINT ${quoted(check.name)} ${check.definition}`);
+  }
+  return `CREATE ${definition.unlogged ? "UNLOGGED " : ""}TABLE ${qualified(plan.recovered)} (${items.join(", ")})`;
 }
 
-/** `(a, b, c)` of `COPY s.t (a, b, c) FROM stdin;`. */
-function columnList(copyStmt: string): string | undefined {
-  const head = /^COPY /.exec(copyStmt);
-  if (!head) return undefined;
-  const scanned = scanIdentifiers(copyStmt, head[0].length);
-  if ("error" in scanned) return undefined;
-  const rest = copyStmt.slice(scanned.end);
-  const m = /^\s*(\(.*\))\s+FROM stdin;/s.exec(rest);
-  return m?.[1];
+function notValidChecks(plan: TablePlan): string[] {
+  return plan.definition.checks
+    .filter((check) => !check.validated)
+    .map(
+      (check) => `ALTER TABLE ${qualified(plan.recovered)} ADD CONSTRAINT ${quoted(check.name)} ${check.definition}`,
+    );
+}
+
+function skippedDefaults(plan: TablePlan): string[] {
+  return plan.definition.columns.filter((c) => c.default !== undefined && c.defaultUsesSequence).map((c) => c.name);
+}
+
+function notFound(entries: TocEntry[], table: TableName): TableNotFoundError {
+  const names = entries.filter((e) => e.desc === "TABLE").map(nameOf);
+  const close = names
+    .filter(
+      (n) =>
+        n.name === table.name ||
+        n.name.toLowerCase().includes(table.name.toLowerCase()) ||
+        table.name.toLowerCase().includes(n.name.toLowerCase()) ||
+        distance(n.name.toLowerCase(), table.name.toLowerCase()) <= 2,
+    )
+    .slice(0, 5)
+    .map(displayName);
+  return new TableNotFoundError(`table ${displayName(table)} is not in this backup`, {
+    hint: close.length
+      ? `close matches in the backup: ${close.join(", ")}`
+      : 'check the schema and the spelling (quote parts with capitals: \'"Sales"."Orders"\')',
+  });
 }
 
 async function checkTarget(client: pg.Client, tables: TableName[], suffix: string): Promise<void> {
   for (const t of tables) {
-    const schema = await client.query("select 1 from pg_namespace where nspname = $1", [t.schema]);
-    if (schema.rowCount === 0) {
+    const schema = await runOne<{ may: boolean }>(
+      client,
+      "select pg_catalog.has_schema_privilege(oid, 'CREATE') as may from pg_catalog.pg_namespace where nspname = $1",
+      [t.schema],
+    );
+    if (!schema.rows[0]) {
       throw new NotFoundError(`schema ${quoted(t.schema)} does not exist on the target`, {
         hint: "recover into the database the table belongs to, or create the schema first",
       });
     }
+    // Asked before anything is read or created, in the server's own words.
+    if (!schema.rows[0].may) {
+      throw new AccessDeniedError(`permission denied on the target: permission denied for schema ${shown(t.schema)}`, {
+        hint: "the target role needs CREATE on the table's schema",
+      });
+    }
     const name = `${t.name}${suffix}`;
-    const exists = await client.query(
-      "select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = $2",
+    const exists = await runOne(
+      client,
+      "select 1 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = $2",
       [t.schema, name],
     );
     if ((exists.rowCount ?? 0) > 0) {
@@ -356,10 +401,18 @@ async function checkTarget(client: pg.Client, tables: TableName[], suffix: strin
       });
     }
   }
-}
-
-async function create(client: pg.Client, plan: TablePlan): Promise<void> {
-  for (const statement of plan.statements) await client.query(statement);
+  const role = await runOne<{ may: boolean; name: string }>(
+    client,
+    "select rolcreatedb or rolsuper as may, rolname as name from pg_catalog.pg_roles where rolname = current_user",
+  );
+  if (!role.rows[0]?.may) {
+    throw new AccessDeniedError(
+      `permission denied on the target: role ${shown(role.rows[0]?.name ?? "")} may not create databases, and recover-table reads each table's definition back from a scratch database`,
+      {
+        hint: "grant it CREATEDB (the scratch database holds the tables' definitions only, never a row, and is dropped at once), or recover as a role that has it",
+      },
+    );
+  }
 }
 
 /** One COPY FROM STDIN at a time on the one connection, switched per data block. */
@@ -374,8 +427,12 @@ class CopySink {
   async write(entry: TocEntry, plan: TablePlan, data: Buffer): Promise<void> {
     if (this.current?.dumpId !== entry.dumpId) {
       await this.end();
-      const columns = columnList(entry.copyStmt) ?? "";
-      const stream = this.client.query(copyFrom(`COPY ${qualified(plan.recovered)} ${columns} FROM STDIN`));
+      // pg-copy-streams sends COPY as a simple query, the one statement here that does
+      // not go through runOne: its text is built only from names quoted here, the
+      // columns read from the archive's COPY as identifiers, in the order its rows hold.
+      const columns = copyColumns(entry);
+      const list = columns.length > 0 ? ` (${columns.map(quoted).join(", ")})` : "";
+      const stream = this.client.query(copyFrom(`COPY ${qualified(plan.recovered)}${list} FROM STDIN`));
       this.current = { dumpId: entry.dumpId, stream };
     }
     const { stream } = this.current as { stream: ReturnType<typeof copyFrom> };
@@ -393,7 +450,7 @@ class CopySink {
 
 /** Counts the recovered rows in the open transaction; a difference rolls everything back. */
 async function checked(client: pg.Client, plan: TablePlan): Promise<RecoveredTable> {
-  const { rows } = await client.query<{ n: string }>(`select count(*)::text as n from ${qualified(plan.recovered)}`);
+  const { rows } = await runOne<{ n: string }>(client, `select count(*)::text as n from ${qualified(plan.recovered)}`);
   const n = Number(rows[0]?.n ?? 0);
   if (n !== plan.expectedRows) {
     throw new RowCountMismatchError(
@@ -406,7 +463,7 @@ async function checked(client: pg.Client, plan: TablePlan): Promise<RecoveredTab
     recovered: displayName(plan.recovered),
     rows: n,
     blocks: plan.dataEntries.length,
-    skippedDefaults: plan.skippedDefaults,
+    skippedDefaults: skippedDefaults(plan),
     copyBack: copyBack(plan),
   };
 }
@@ -415,18 +472,13 @@ async function checked(client: pg.Client, plan: TablePlan): Promise<RecoveredTab
 function copyBack(plan: TablePlan): string[] {
   const live = qualified(plan.table);
   const rec = qualified(plan.recovered);
-  const cols = plan.columns ?? "";
-  const select = cols
-    ? cols
-        .slice(1, -1)
-        .split(", ")
-        .map((c) => `r.${c}`)
-        .join(", ")
-    : "r.*";
-  const key = plan.primaryKey?.length
-    ? plan.primaryKey.map((c) => `o.${c} = r.${c}`).join(" AND ")
-    : "o.<key> = r.<key>";
-  const how = plan.primaryKey?.length
+  // The columns the rows were loaded into (generated ones are computed again).
+  const loaded = plan.definition.columns.filter((c) => !c.generated).map((c) => c.shown);
+  const cols = loaded.length > 0 ? `(${loaded.join(", ")})` : "";
+  const select = loaded.length > 0 ? loaded.map((c) => `r.${c}`).join(", ") : "r.*";
+  const pk = plan.definition.primaryKey;
+  const key = pk?.length ? pk.map((c) => `o.${c} = r.${c}`).join(" AND ") : "o.<key> = r.<key>";
+  const how = pk?.length
     ? "-- put back the rows that are missing, by primary key"
     : "-- put back the rows that are missing (the backup has no primary key: choose the columns that identify a row)";
   return [

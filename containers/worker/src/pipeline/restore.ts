@@ -12,7 +12,6 @@ import {
   IntegrityError,
   ManifestError,
   MissingRolesError,
-  NotFoundError,
   RestoreFailedError,
   RowCountMismatchError,
   StagingError,
@@ -26,8 +25,9 @@ import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
+import { schemaEntries } from "../pg/toc.ts";
 import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
-import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
+import { ArchiveStatsTap } from "../stages/archive-stats.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
 import { assertMatches, assertStoredObject, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
@@ -373,27 +373,6 @@ async function restoreStreaming(options: RestoreOptions, manifest: Manifest, bin
   const exit = await done.exited;
   if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${done.stderr()}`);
   return fetched;
-}
-
-/**
- * The entries of one schema, in TOC order: the schema, every object in it (with its
- * data, comments and grants), and the comments, labels and grants on the schema itself.
- * A schema that is not in the backup is refused, naming those that are.
- */
-function schemaEntries(entries: TocEntry[], schema: string): TocEntry[] {
-  if (!entries.some((e) => e.desc === "SCHEMA" && e.tag === schema)) {
-    const schemas = entries.filter((e) => e.desc === "SCHEMA").map((e) => e.tag);
-    throw new NotFoundError(`schema ${JSON.stringify(schema)} is not in this backup`, {
-      hint: `schemas in the backup: ${schemas.join(", ") || "none but public"}`,
-    });
-  }
-  const onSchema = new Set([`SCHEMA ${schema}`, `SCHEMA "${schema.replaceAll('"', '""')}"`]);
-  return entries.filter(
-    (e) =>
-      (e.desc === "SCHEMA" && e.tag === schema) ||
-      e.namespace === schema ||
-      (e.namespace === "" && onSchema.has(e.tag)),
-  );
 }
 
 /**

@@ -63,6 +63,13 @@ export interface TocEntry {
   defn: string;
   /** For TABLE DATA: `COPY schema.name (columns) FROM stdin;`. */
   copyStmt: string;
+  /**
+   * The dump ids of the entries this one depends on, as pg_dump recorded them: a table's
+   * schema, types and inheritance parents; a DEFAULT's or constraint's table; a TABLE
+   * ATTACH's parent and partition. Which entries belong to a table is read from these,
+   * never from the SQL text.
+   */
+  deps: number[];
 }
 
 /**
@@ -70,9 +77,12 @@ export interface TocEntry {
  * read, `onToc` says which data blocks to capture (it may prepare their destination
  * first); each captured block's COPY text, without its end-of-copy marker, goes to
  * `write` in order, waited for (backpressure) before the tap passes its input on.
+ * `head` is the archive's bytes up to the end of its TOC: an archive of its own that
+ * pg_restore reads for any entry without data (recover-table restores a table's
+ * definition from it).
  */
 export interface ArchiveCapture {
-  onToc(entries: TocEntry[]): Promise<Set<number>>;
+  onToc(entries: TocEntry[], head: Buffer): Promise<Set<number>>;
   write(entry: TocEntry, data: Buffer): Promise<void>;
 }
 
@@ -137,6 +147,8 @@ export class ArchiveStatsTap extends Transform {
   /** The dump ids to capture, once `capture.onToc` has answered. */
   private captureIds: Set<number> | undefined;
   private captured: Array<{ entry: TocEntry; data: Buffer }> = [];
+  /** The header and TOC as they came, kept only while capturing, until `onToc` has them. */
+  private head: Buffer | undefined;
 
   constructor(capture?: ArchiveCapture) {
     super();
@@ -192,7 +204,9 @@ export class ArchiveStatsTap extends Transform {
   private async deliver(): Promise<void> {
     const capture = this.capture as ArchiveCapture;
     if (this.captureIds === undefined && this.state !== HEAD) {
-      this.captureIds = await capture.onToc([...this.toc.values()]);
+      const head = this.head ?? Buffer.alloc(0);
+      this.head = undefined;
+      this.captureIds = await capture.onToc([...this.toc.values()], head);
       // The data after the TOC was held back until the answer: read it now.
       const rest = this.carry;
       this.carry = Buffer.alloc(0);
@@ -250,6 +264,7 @@ export class ArchiveStatsTap extends Transform {
         }
         throw err;
       }
+      if (this.capture) this.head = Buffer.from(buf.subarray(0, c.pos));
       buf = buf.subarray(c.pos);
       this.state = BLOCK;
       if (this.capture && this.captureIds === undefined) {
@@ -308,9 +323,10 @@ export class ArchiveStatsTap extends Transform {
       if (vmin >= 16) cur.int();
       const owner = cur.str() ?? "";
       cur.str();
-      while (cur.str() !== null);
+      const deps: number[] = [];
+      for (let dep = cur.str(); dep !== null; dep = cur.str()) deps.push(Number(dep));
       cur.skip(1 + offSize);
-      toc.set(dumpId, { dumpId, desc, namespace, tag, owner, defn, copyStmt });
+      toc.set(dumpId, { dumpId, desc, namespace, tag, owner, defn, copyStmt, deps });
       fingerprint.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
       if (isStructure(desc, tag, section)) structure.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
       if (/CONSTRAINT$/.test(desc) && /\bNOT VALID;\s*$/.test(defn)) notValid.push(`${namespace}.${tag}`);
