@@ -1,21 +1,39 @@
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
-import { readManifest } from "#core/backup-index.ts";
+import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
-import { NotFoundError } from "#core/errors.ts";
+import { IntegrityError, NotFoundError } from "#core/errors.ts";
 import { VERIFICATION_OK, VERIFY_RESTORE_SECONDS } from "#core/flows/metrics.ts";
+import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { S3Store } from "#core/store/s3-store.ts";
 import { listVerifications } from "#core/verification.ts";
-import { type BackupRef, backupRefSchema, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
+import { type BackupRef, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
 /**
- * After a verify task: read the backup's newest verification summary (no summary, no
- * record: the task claimed success without writing one), put the catalog item with it,
- * and emit the restore time and the outcome as metrics (CloudWatch EMF).
+ * After a verify task: put the catalog item with the verification and emit its outcome
+ * and restore time as metrics (CloudWatch EMF). The verdict is the flow's: `ok` is true
+ * on the path where the task exited 0, false on its failure path. The summary in the
+ * bucket only gives the timings, and only one that agrees with the verdict: a summary is
+ * plaintext that anyone who can write the bucket can put there. The manifest must still be
+ * the one the plan resolved in the audit log (`manifestSha256`).
  */
-export type VerificationRecordInput = BackupRef;
-export const schema = backupRefSchema;
+export interface VerificationRecordInput extends BackupRef {
+  manifestSha256: string;
+  ok: boolean;
+}
+
+export const schema = {
+  type: "object",
+  additionalProperties: false,
+  required: ["databaseId", "backupId", "manifestSha256", "ok"],
+  properties: {
+    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
+    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
+    manifestSha256: { type: "string", pattern: "^[0-9a-f]{64}$" },
+    ok: { type: "boolean" },
+  },
+};
 export type Deps = CatalogDeps;
 
 export const createHandler = (deps: Deps) =>
@@ -23,28 +41,31 @@ export const createHandler = (deps: Deps) =>
     schema,
     async (input) => {
       const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-      const manifest = await readManifest(store, input);
-      const verifications = (await listVerifications(store, input.databaseId)).filter(
-        (v) => v.backupId === input.backupId && v.kind === "restore",
-      );
-      const newest = verifications.at(-1);
-      if (!newest) {
-        throw new NotFoundError(
-          `backup ${input.databaseId}/${input.backupId} has no verification result in the store`,
-          {
-            hint: "the verify task exited 0 without storing its result; see its log",
-          },
+      const { manifest, sha256 } = await readManifestRecord(store, input);
+      if (sha256 !== input.manifestSha256) {
+        throw new IntegrityError(
+          `the manifest of backup ${input.databaseId}/${input.backupId} is not the one the verification was planned for`,
+          { hint: "someone with write access to the bucket replaced it; see `strongroom audit verify`" },
         );
       }
-      const item = catalogRecord(manifest, verifications);
+      const newest = (await listVerifications(store, input.databaseId))
+        .filter((v) => v.backupId === input.backupId && v.kind === "restore" && v.ok === input.ok)
+        .at(-1);
+      if (!newest) {
+        throw new NotFoundError(
+          `backup ${input.databaseId}/${input.backupId} has no verification result in the store that says ${input.ok ? "ok" : "failed"}`,
+          { hint: "the verify task exited without storing its result; see its log" },
+        );
+      }
+      const item = catalogRecord(manifest, [newest]);
       await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
       if (deps.metrics) {
         deps.metrics.addDimension("DatabaseId", input.databaseId);
-        deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, newest.ok ? 1 : 0);
+        deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
         deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, newest.rto.restoreSeconds);
         deps.metrics.publishStoredMetrics();
       }
-      return { pk: item.pk, sk: item.sk, ok: newest.ok, at: newest.at, restoreSeconds: newest.rto.restoreSeconds };
+      return { pk: item.pk, sk: item.sk, ok: input.ok, at: newest.at, restoreSeconds: newest.rto.restoreSeconds };
     },
   );
 

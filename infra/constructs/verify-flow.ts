@@ -22,6 +22,11 @@ export class VerifyFlow extends Construct {
     const flow = VerifyFlow.NAME;
     // Every verify row names the manifest it verified: a verification counts for exactly
     // that manifest (core/ledger.ts), never for another one put under the same id.
+    const verified = {
+      "databaseId.$": "$.plan.databaseId",
+      "backupId.$": "$.plan.backupId",
+      "manifestSha256.$": "$.plan.manifestSha256",
+    };
     const details = { "execution.$": "$$.Execution.Id", "manifestSha256.$": "$.plan.manifestSha256", kind: "restore" };
     this.stateMachine = auditedFlow(this, {
       flow,
@@ -31,13 +36,8 @@ export class VerifyFlow extends Construct {
       steps: [
         audit(this, "Audit verify.start", handlers.auditAppend, "verify.start", flow, { details }),
         runWorkerTask(this, "Run verify task", props.worker, props.network),
-        invoke(
-          this,
-          "Record verification",
-          handlers.verificationRecord,
-          { "databaseId.$": "$.plan.databaseId", "backupId.$": "$.plan.backupId" },
-          "$.verification",
-        ),
+        // The verdict is the flow's (the task exited 0 here), never a summary in the bucket.
+        invoke(this, "Record verification", handlers.verificationRecord, { ...verified, ok: true }, "$.verification"),
         audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, {
           details: { ...details, "restoreSeconds.$": "$.verification.restoreSeconds" },
         }),
@@ -52,7 +52,7 @@ export class VerifyFlow extends Construct {
         this,
         "Record failed verification",
         handlers.verificationRecord,
-        { "databaseId.$": "$.plan.databaseId", "backupId.$": "$.plan.backupId" },
+        { ...verified, ok: false },
         sfn.JsonPath.DISCARD,
       ),
     });

@@ -181,7 +181,8 @@ describe("verification-record handler", () => {
       tableName: catalogTable,
       metrics: new RecordingMetrics(record, "Strongroom"),
     });
-    const out = await handler({ databaseId: "vrec", backupId }, context);
+    const manifest = await manifestSha256(store.store, "vrec", backupId);
+    const out = await handler({ databaseId: "vrec", backupId, manifestSha256: manifest, ok: true }, context);
     expect(out).toMatchObject({ ok: true, at: "2026-11-21T05:00:00.000Z", restoreSeconds: 12.5 });
     const item = await dynamoClient().send(
       new GetItemCommand({
@@ -204,11 +205,50 @@ describe("verification-record handler", () => {
     ]);
   });
 
+  it("takes the verdict from the flow: a planted ok summary never turns a failed verification into a verified one", async () => {
+    const backupId = await writeBackup(store.store, "vforged", new Date("2026-11-20T02:00:00Z"));
+    await writeVerification(store.store, "vforged", backupId, new Date("2026-11-21T04:00:00Z"), false);
+    // A store writer's summary, newer and ok.
+    await writeVerification(store.store, "vforged", backupId, new Date("2026-11-21T05:00:00Z"), true);
+    const record: SimRecord = { published: [], metrics: [] };
+    const handler = verificationRecord({
+      s3,
+      dynamodb: dynamoClient(),
+      storeUrl: store.url,
+      tableName: catalogTable,
+      metrics: new RecordingMetrics(record, "Strongroom"),
+    });
+    const sha = await manifestSha256(store.store, "vforged", backupId);
+    const out = await handler({ databaseId: "vforged", backupId, manifestSha256: sha, ok: false }, context);
+    expect(out).toMatchObject({ ok: false, at: "2026-11-21T04:00:00.000Z" });
+    expect(record.metrics).toContainEqual(expect.objectContaining({ name: "VerificationOk", value: 0 }));
+    const item = await dynamoClient().send(
+      new GetItemCommand({
+        TableName: catalogTable,
+        Key: { pk: { S: "db#vforged" }, sk: { S: `backup#${backupId}` } },
+      }),
+    );
+    expect(unmarshall(item.Item ?? {})).toMatchObject({ lastVerifyOk: false });
+    await expectInvalid(
+      handler({ databaseId: "vforged", backupId, manifestSha256: "0".repeat(64), ok: false }, context),
+      /is not the one the verification was planned for/,
+      "IntegrityError",
+    );
+  });
+
   it("refuses to record a backup that has no verification result (NotFoundError)", async () => {
     const backupId = await writeBackup(store.store, "vnone", new Date("2026-11-20T02:00:00Z"));
     const handler = verificationRecord({ s3, dynamodb: dynamoClient(), storeUrl: store.url, tableName: catalogTable });
     await expectInvalid(
-      handler({ databaseId: "vnone", backupId }, context),
+      handler(
+        {
+          databaseId: "vnone",
+          backupId,
+          manifestSha256: await manifestSha256(store.store, "vnone", backupId),
+          ok: true,
+        },
+        context,
+      ),
       /has no verification result/,
       "NotFoundError",
     );

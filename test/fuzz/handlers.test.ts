@@ -12,7 +12,7 @@ import { createHandler as planVerify } from "../../functions/plan-verify/handler
 import { createHandler as readiness } from "../../functions/readiness/handler.ts";
 import { createHandler as retentionPrune } from "../../functions/retention-prune/handler.ts";
 import { createHandler as verificationRecord } from "../../functions/verification-record/handler.ts";
-import { writeBackup } from "../helpers/backups.ts";
+import { manifestSha256, writeBackup } from "../helpers/backups.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore } from "../helpers/fixture.ts";
 import { lambdaContext } from "../helpers/lambda.ts";
@@ -43,7 +43,12 @@ beforeAll(async () => {
   };
   handlers["catalog-record"] = {
     handler: as(catalogRecord({ s3, dynamodb: ddb, storeUrl: store.url, tableName: catalogTable })),
-    valid: { databaseId: "shop", backupId },
+    valid: {
+      databaseId: "shop",
+      backupId,
+      manifestSha256: await manifestSha256(store.store, "shop", backupId),
+      ok: true,
+    },
   };
   handlers["retention-prune"] = {
     handler: as(retentionPrune({ s3, dynamodb: ddb, storeUrl: store.url, auditTable, now: () => NOW })),
