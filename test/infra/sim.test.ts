@@ -10,7 +10,10 @@ import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { Ajv } from "ajv";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { readManifestRecord } from "#core/backup-index.ts";
+import { newBackupId, objectKey } from "#core/keys.ts";
+import { type Manifest, serializeManifest } from "#core/manifest.ts";
 import { freePort } from "#core/service-process.ts";
+import { getBytes } from "#core/store/object-store.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { listVerifications } from "#core/verification.ts";
 import { schema as probeInputSchema } from "../../functions/destination-probe/handler.ts";
@@ -389,6 +392,61 @@ describe("npm run sim runs the synthesized flows", () => {
     expect((await auditRows("shop")).length).toBe(before);
     expect(await contentDigest(source.url)).toEqual(content);
   }, 60_000);
+
+  it("a backup a store writer puts into the bucket is never planned, restored or verified, and stops the prune step naming it", async () => {
+    const first = await sim.run("BackupFlow", scheduledInput("shop"));
+    expect(first.status, JSON.stringify(first)).toBe("SUCCEEDED");
+    const genuine = (first.output as { plan: { backupId: string } }).plan.backupId;
+    // The forger copies the newest backup under a later id, its manifest's ids and keys
+    // rewritten to match, as anyone with the backup task's S3 rights could.
+    const s3 = store();
+    const forgedId = newBackupId(new Date(Date.now() + 1000));
+    const { manifest } = await readManifestRecord(s3, { databaseId: "shop", backupId: genuine });
+    for (const o of manifest.objects) {
+      await s3.putIfAbsent(objectKey("shop", forgedId, o.role), await getBytes(s3, o.key));
+    }
+    const forged: Manifest = {
+      ...manifest,
+      backupId: forgedId,
+      objects: manifest.objects.map((o) => ({ ...o, key: objectKey("shop", forgedId, o.role) })),
+    };
+    await s3.putIfAbsent(objectKey("shop", forgedId, "manifest"), serializeManifest(forged));
+    try {
+      const verified = await sim.run("VerifyFlow", { databaseId: "shop" });
+      expect(verified.status, JSON.stringify(verified)).toBe("SUCCEEDED");
+      expect((verified.output as { plan: { backupId: string } }).plan.backupId).toBe(genuine);
+
+      const restored = await sim.run("RestoreFlow", {
+        databaseId: "shop",
+        backupId: forgedId,
+        target: { database: `never_${process.pid}` },
+      });
+      expect(restored.status).toBe("FAILED");
+      expect(restored.states).toEqual(["Check and plan restore", "Notify failure", "RestoreFlow failed"]);
+      expect(`${restored.error} ${restored.cause}`).toContain("UncommittedBackupError");
+
+      // The next backup commits (backup.ok before prune), then prune stops on the forgery.
+      const next = await sim.run("BackupFlow", scheduledInput("shop"));
+      expect(next.status).toBe("FAILED");
+      expect(next.states).toEqual([
+        "Plan backup",
+        "Audit backup.start",
+        "Run backup task",
+        "Record in catalog",
+        "Audit backup.ok",
+        "Prune by retention",
+        "Audit backup.fail",
+        "Notify failure",
+        "BackupFlow failed",
+      ]);
+      expect(`${next.error} ${next.cause}`).toContain("PruneHaltedError");
+      expect(next.cause).toContain(forgedId);
+      expect((await store().list(`shop/backups/${genuine}/`)).objects.length).toBeGreaterThan(0);
+    } finally {
+      for (const role of ["manifest", "dump", "roles", "stats"] as const)
+        await s3.delete(objectKey("shop", forgedId, role));
+    }
+  }, 180_000);
 
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
