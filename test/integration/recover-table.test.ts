@@ -595,12 +595,11 @@ describe("strongroom recover-table with names and text that SQL would parse", ()
           const backup = await runCli(["backup", "--recipient", key.recipient, "--database-id", "prop"], {
             DATABASE_URL: db.url,
             STRONGROOM_STORE: store.url,
-            STRONGROOM_AUDIT: "none",
           });
           expect(backup.code, backup.stderr).toBe(0);
           const r = await runCli(
             ["recover-table", "--identity", key.file, ...tables.flatMap((t) => ["--table", id(t.name)])],
-            { STRONGROOM_STORE: store.url, STRONGROOM_TARGET_URL: db.url, STRONGROOM_AUDIT: "none" },
+            { STRONGROOM_STORE: store.url, STRONGROOM_TARGET_URL: db.url },
           );
           expect(r.code, r.stderr).toBe(0);
           expect(await isSuperuser("app")).toBe(false);
@@ -654,7 +653,6 @@ describe("strongroom recover-table with names and text that SQL would parse", ()
     const backup = await runCli(["backup", "--recipient", key.recipient, "--database-id", "places"], {
       DATABASE_URL: hostile.url,
       STRONGROOM_STORE: store.url,
-      STRONGROOM_AUDIT: "none",
     });
     expect(backup.code, backup.stderr).toBe(0);
     const role = `withdb_${process.pid}`;
@@ -663,7 +661,6 @@ describe("strongroom recover-table with names and text that SQL would parse", ()
     const r = await runCli(["recover-table", "--identity", key.file, "--table", "public.places"], {
       STRONGROOM_STORE: store.url,
       STRONGROOM_TARGET_URL: dbUrl(hostile.url, hostile.name, role, `pw-${role}`),
-      STRONGROOM_AUDIT: "none",
     });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("pg_restore exited 1 creating the tables' definitions in a scratch database");

@@ -1,8 +1,8 @@
 import { createWriteStream } from "node:fs";
-import { mkdtemp, rm, statfs, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { Transform, Writable } from "node:stream";
+import { Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { auditedJob } from "#core/audit/audit-log.ts";
@@ -25,10 +25,9 @@ import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
-import { schemaEntries } from "../pg/toc.ts";
 import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
-import { ArchiveStatsTap } from "../stages/archive-stats.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
+import { assertSchemaAbsent, schemaStats, selectSchema } from "./restore-schema.ts";
 import { assertMatches, assertStoredObject, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface RestoreOptions extends BackupJobOptions {
@@ -46,11 +45,7 @@ export interface RestoreOptions extends BackupJobOptions {
   role?: string;
   /** Where --jobs stages the archive. @default os.tmpdir() */
   stagingDir?: string;
-  /**
-   * Restore only this schema (a tenant): the schema itself, everything in it, its data,
-   * comments and grants, chosen from the archive's TOC as it streams past (pg_restore's
-   * own -n restores the objects but not the schema). The target must not have it yet.
-   */
+  /** Restore only this schema (a tenant), into a target that lacks it: restore-schema.ts. */
   schema?: string;
   /** A pass-through stage the plain archive flows through on its way to pg_restore (verify reads the TOC). */
   tap?: Transform;
@@ -192,12 +187,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       env,
     );
     if (options.schema !== undefined) {
-      const has = await client.query("select 1 from pg_namespace where nspname = $1", [options.schema]);
-      if ((has.rowCount ?? 0) > 0) {
-        throw new TargetNotEmptyError(`schema ${JSON.stringify(options.schema)} already exists in ${target.database}`, {
-          hint: "restore the schema into a database that lacks it, or drop it there first",
-        });
-      }
+      await assertSchemaAbsent(client, options.schema, target.database);
     } else if (!options.clean) {
       const n = await userObjectCount(client);
       if (n > 0) {
@@ -235,10 +225,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
     const dumpBytes = await (options.jobs && options.jobs > 1
       ? restoreStaged(options, manifest, bin.dir, options.jobs)
       : restoreStreaming(options, manifest, bin.dir));
-    const counted =
-      options.schema === undefined
-        ? stats
-        : { ...stats, tables: stats.tables.filter((t) => t.schema === options.schema) };
+    const counted = options.schema === undefined ? stats : schemaStats(stats, options.schema);
     const rows = options.rowCounts === false ? 0 : await checkRowCounts(client, counted);
     const result: RestoreResult = {
       databaseId: manifest.databaseId,
@@ -332,24 +319,12 @@ async function restoreStreaming(options: RestoreOptions, manifest: Manifest, bin
   };
   let sink: Writable;
   let select: Transform | undefined;
-  let listDir: string | undefined;
-  const schema = options.schema;
-  if (schema === undefined) {
+  let cleanup: (() => Promise<void>) | undefined;
+  if (options.schema === undefined) {
     sink = start([]).child.stdin as Writable;
   } else {
     // pg_restore starts once the TOC has been read and the schema's entries listed.
-    listDir = await mkdtemp(path.join(tmpdir(), "strongroom-list-"));
-    const listFile = path.join(listDir, "list");
-    select = new ArchiveStatsTap({
-      onToc: async (entries) => {
-        const chosen = schemaEntries(entries, schema);
-        await writeFile(listFile, `${chosen.map((e) => `${e.dumpId};`).join("\n")}\n`, { mode: 0o600 });
-        start([`--use-list=${listFile}`]);
-        return new Set();
-      },
-      write: async () => undefined,
-    });
-    sink = laterStdin(() => proc);
+    ({ select, sink, cleanup } = await selectSchema(options.schema, start, () => proc));
   }
   let fetched: number;
   try {
@@ -366,60 +341,13 @@ async function restoreStreaming(options: RestoreOptions, manifest: Manifest, bin
     }
     throw err;
   } finally {
-    if (listDir) await rm(listDir, { recursive: true, force: true });
+    await cleanup?.();
   }
   const done = proc as ToolProcess | undefined;
   if (!done) throw new RestoreFailedError("pg_restore never started: the archive has no table of contents");
   const exit = await done.exited;
   if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${done.stderr()}`);
   return fetched;
-}
-
-/**
- * pg_restore's stdin, once it has been started; each write waits until the pipe took it.
- * A selective pg_restore closes its input once it has what it wants: the rest of the
- * dump is then read on (the stream's checks still run) and dropped, and pg_restore's own
- * exit code says whether it succeeded.
- */
-function laterStdin(proc: () => ToolProcess | undefined): Writable {
-  let closed = false;
-  const stdin = () => {
-    const s = proc()?.child.stdin;
-    if (!s) throw new Error("pg_restore has not started");
-    // A pipe closed by a pg_restore that exited arrives through the write callback; the
-    // stream's own 'error' event must not go unheard.
-    if (s.listenerCount("error") === 0) s.on("error", () => undefined);
-    return s;
-  };
-  return new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      if (closed) {
-        callback();
-        return;
-      }
-      try {
-        stdin().write(chunk, (err) => {
-          if ((err as NodeJS.ErrnoException | null | undefined)?.code === "EPIPE") {
-            closed = true;
-            callback();
-          } else callback(err ?? undefined);
-        });
-      } catch (err) {
-        callback(err as Error);
-      }
-    },
-    final(callback) {
-      if (closed) {
-        callback();
-        return;
-      }
-      try {
-        stdin().end(() => callback());
-      } catch (err) {
-        callback(err as Error);
-      }
-    },
-  });
 }
 
 /**
