@@ -83,3 +83,21 @@ export async function findPgBin(
     hint: `install postgresql-client-${requiredMajor} (from apt.postgresql.org) or point PG_BIN_DIRS at a PostgreSQL ${requiredMajor}+ bin directory`,
   });
 }
+
+/**
+ * The pg_restore that can read an archive written by `pgDumpVersion` into a server of
+ * `server.major`: pg_restore reads archives of its own and older pg_dumps only.
+ */
+export function findPgRestoreFor(
+  server: { major: number; version: string },
+  pgDumpVersion: string,
+  env?: NodeJS.ProcessEnv,
+): Promise<PgBinDir> {
+  const pgDumpMajor = Number(pgDumpVersion.split(".")[0]);
+  return findPgBin(
+    ["pg_restore"],
+    Math.max(pgDumpMajor, server.major),
+    `a PostgreSQL ${server.version} target and a pg_dump ${pgDumpVersion} archive`,
+    env,
+  );
+}

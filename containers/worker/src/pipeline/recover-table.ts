@@ -15,7 +15,7 @@ import {
   UsageError,
 } from "#core/errors.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
-import { findPgBin } from "../pg/binaries.ts";
+import { findPgRestoreFor } from "../pg/binaries.ts";
 import { connect, describeConn, type PgConn } from "../pg/conn.ts";
 import { runOne } from "../pg/run-one.ts";
 import { serverInfo } from "../pg/server-info.ts";
@@ -116,13 +116,7 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
   try {
     await checkTarget(client, options.tables, suffix);
     const server = await serverInfo(client);
-    const pgDumpMajor = Number(manifest.pgDump.version.split(".")[0]);
-    const bin = await findPgBin(
-      ["pg_restore"],
-      Math.max(pgDumpMajor, server.major),
-      `a PostgreSQL ${server.version} target and a pg_dump ${manifest.pgDump.version} archive`,
-      options.env,
-    );
+    const bin = await findPgRestoreFor(server, manifest.pgDump.version, options.env);
     const sink = new CopySink(client);
     // A failure on the target's side (no such table in the backup, a COPY refused) is
     // reported as it is; one of the stream's is named after the dump object.

@@ -19,7 +19,7 @@ import {
   UsageError,
 } from "#core/errors.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
-import { findPgBin } from "../pg/binaries.ts";
+import { findPgRestoreFor } from "../pg/binaries.ts";
 import { connect, dbnameArg, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
 import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
@@ -179,13 +179,7 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
   const client = await connect(target, "strongroom-restore");
   try {
     const server = await serverInfo(client);
-    const pgDumpMajor = Number(manifest.pgDump.version.split(".")[0]);
-    const bin = await findPgBin(
-      ["pg_restore"],
-      Math.max(pgDumpMajor, server.major),
-      `a PostgreSQL ${server.version} target and a pg_dump ${manifest.pgDump.version} archive`,
-      env,
-    );
+    const bin = await findPgRestoreFor(server, manifest.pgDump.version, env);
     if (options.schema !== undefined) {
       await assertSchemaAbsent(client, options.schema, target.database);
     } else if (!options.clean) {
