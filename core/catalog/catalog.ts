@@ -34,7 +34,12 @@ export interface CatalogItem {
  * the store) that verified it by restore. Both come from the bucket, so `catalog rebuild`
  * recreates the item exactly.
  */
-export function catalogRecord(manifest: Manifest, verifications: readonly VerificationSummary[] = []): CatalogItem {
+/** What an item records of a verification: a summary the flow's verdict agrees with, or an audited one. */
+export type CatalogVerification = Pick<VerificationSummary, "kind" | "ok" | "databaseId" | "backupId" | "at"> & {
+  rto: { restoreSeconds: number };
+};
+
+export function catalogRecord(manifest: Manifest, verifications: readonly CatalogVerification[] = []): CatalogItem {
   const dump = manifest.objects.find((o) => o.role === "dump");
   const verified = verifications
     .filter((v) => v.kind === "restore" && v.backupId === manifest.backupId && v.databaseId === manifest.databaseId)

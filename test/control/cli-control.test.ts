@@ -53,13 +53,14 @@ describe("control plane from the CLI, local mode", () => {
     );
   });
 
-  it("rebuilds the DynamoDB catalog from manifests, skipping payloads without one", async () => {
+  it("rebuilds the DynamoDB catalog from committed backups, skipping payloads without a manifest and manifests nothing commits", async () => {
     const { store, url } = await newStore("s3");
     const ids = [
       await writeBackup(store, "shop", new Date("2026-11-01T02:00:00Z")),
       await writeBackup(store, "shop", new Date("2026-11-02T02:00:00Z")),
     ];
     await store.putIfAbsent("shop/backups/20261103T020000Z-orphan/dump.pgc.zst.age", "payload without a manifest");
+    await writeBackup(store, "shop", new Date("2026-11-04T02:00:00Z"), { commit: false });
     const table = await createTable(dynamoClient(), "catalog");
     const r = await runCli(["catalog", "rebuild", "--table", table], { STRONGROOM_STORE: url });
     expect(r.stdout).toBe("catalogued 2 backups\n");

@@ -1,7 +1,15 @@
 import { type Command, Option } from "commander";
-import type { VerificationSummary } from "#core/verification.ts";
-import { type CliContext, openStoreAt, printResult } from "./context.ts";
-import { databaseIdOption, jsonOption, storeOption } from "./options.ts";
+import { auditFor, type CliContext, openStoreAt, printResult } from "./context.ts";
+import {
+  auditOption,
+  auditTableOption,
+  databaseIdOption,
+  jsonOption,
+  signerOption,
+  signingKeyOption,
+  storeOption,
+  trustStoreOption,
+} from "./options.ts";
 
 export function catalogCommand(parent: Command, ctx: CliContext): void {
   parent
@@ -9,7 +17,7 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
     .description("the DynamoDB backup catalog")
     .command("rebuild")
     .description(
-      "rebuild catalog items from the manifests and verification summaries in a store (payloads without a manifest are skipped)",
+      "rebuild catalog items from the committed backups in a store and their audited verifications (anything the audit log does not commit is skipped)",
     )
     .addOption(storeOption())
     .addOption(
@@ -18,29 +26,56 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
         .makeOptionMandatory(),
     )
     .addOption(databaseIdOption("only this database's backups (default: every database)"))
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption())
+    .addOption(trustStoreOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
       "\nExamples:\n  $ strongroom catalog rebuild --store s3://acme-backups/pg --table strongroom-catalog\n  $ strongroom catalog rebuild --store s3://acme-backups/pg --table strongroom-catalog --database-id shop --json",
     )
-    .action(async (o: { store: string; table: string; databaseId?: string; json?: boolean }) => {
-      const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
-      const { listManifests } = await import("#core/backup-index.ts");
-      const { catalogRecord } = await import("#core/catalog/catalog.ts");
-      const { DynamoCatalogTable } = await import("#core/catalog/dynamo-catalog-table.ts");
-      const { listVerifications } = await import("#core/verification.ts");
-      const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
-      const store = await openStoreAt(o.store);
-      const manifests = await listManifests(store, o.databaseId);
-      const verifications = new Map<string, VerificationSummary[]>();
-      for (const m of manifests) {
-        let mine = verifications.get(m.databaseId);
-        if (!mine) {
-          mine = await listVerifications(store, m.databaseId);
-          verifications.set(m.databaseId, mine);
+    .action(
+      async (o: {
+        store: string;
+        table: string;
+        databaseId?: string;
+        audit: string;
+        auditTable?: string;
+        signingKey?: string;
+        signer?: string[];
+        trustStore?: boolean;
+        json?: boolean;
+      }) => {
+        const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+        const { catalogRecord } = await import("#core/catalog/catalog.ts");
+        const { DynamoCatalogTable } = await import("#core/catalog/dynamo-catalog-table.ts");
+        const { readLedgers } = await import("#core/ledger.ts");
+        const catalog = new DynamoCatalogTable(new DynamoDBClient({}), o.table);
+        const store = await openStoreAt(o.store);
+        const audit = await auditFor(store, o);
+        const ledgers = await readLedgers(store, {
+          now: new Date(),
+          ...(o.databaseId ? { databaseId: o.databaseId } : {}),
+          ...(audit ? { audit } : {}),
+          trustStore: o.trustStore === true,
+        });
+        let items = 0;
+        for (const ledger of ledgers) {
+          for (const p of ledger.problems) ctx.log().warn(`not catalogued: ${p.message}`, { databaseId: p.databaseId });
+          for (const b of ledger.backups) {
+            // Audited verifications only; their timings where the audit row has them.
+            const verifications = b.verifications.map((v) => ({
+              ...v,
+              databaseId: b.databaseId,
+              rto: { restoreSeconds: v.restoreSeconds ?? 0 },
+            }));
+            await catalog.put(catalogRecord(b.manifest, verifications));
+            items++;
+          }
         }
-        await catalog.put(catalogRecord(m, mine));
-      }
-      printResult(ctx, o.json, { items: manifests.length }, () => `catalogued ${manifests.length} backups\n`);
-    });
+        printResult(ctx, o.json, { items }, () => `catalogued ${items} backups\n`);
+      },
+    );
 }
