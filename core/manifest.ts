@@ -28,6 +28,13 @@ export interface ManifestObject {
    */
   plainCheck?: typeof ZSTD_CHECKSUMS;
   storedSha256: string;
+  /**
+   * SHA-256 of the stored object's first bytes: the age header and payload nonce. They fix
+   * the payload key, so a reader that checks them before decrypting releases only chunks
+   * that authenticate under the committed key: nothing a store writer made, even before
+   * the whole object has been read and hashed. On the dump since 0.3; absent before.
+   */
+  storedHeadSha256?: string;
 }
 
 /**
@@ -114,7 +121,8 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
       !Number.isSafeInteger(o.plainBytes) ||
       !Number.isSafeInteger(o.storedBytes) ||
       !plainProven(o, m.format) ||
-      !SHA256.test(o.storedSha256)
+      !SHA256.test(o.storedSha256) ||
+      (o.storedHeadSha256 !== undefined && !SHA256.test(o.storedHeadSha256))
     ) {
       throw fail(`object entry ${JSON.stringify(o?.key ?? o)}`);
     }

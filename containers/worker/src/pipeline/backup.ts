@@ -238,7 +238,7 @@ async function streamDump(
   // the plain stream (0.56 core-s per GB on the critical path): manifest format 2.
   const chain = ["pg_dump -Fc -Z0", "zstd-frames/1 level 3 checksum", AGE_CHAIN];
   const plain = { bytes: dumpBytes, plainCheck: ZSTD_CHECKSUMS };
-  return { entry: objectEntry("dump", key, chain, plain, storedTap.result()), archive };
+  return { entry: objectEntry("dump", key, chain, plain, storedTap.result(), encryptor.head), archive };
 }
 
 /** Row counts and the schema fingerprint from the archive; counted on the snapshot when it could not be read. */

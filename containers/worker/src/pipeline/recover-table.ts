@@ -32,7 +32,7 @@ import {
 } from "../pg/toc.ts";
 import { ArchiveStatsTap, type TocEntry } from "../stages/archive-stats.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
-import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
+import { assertMatches, assertStoredObject, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface RecoverTableOptions extends BackupJobOptions {
   tables: TableName[];
@@ -164,6 +164,9 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     });
     const dump = manifestObject(manifest, "dump");
     await assertStoredSize(options.store, dump);
+    // As restore does: an older dump without a pinned age header is proven whole before
+    // any of its TOC reaches a server (restore.ts says why).
+    if (dump.storedHeadSha256 === undefined) await assertStoredObject(options.store, dump, options.signal);
     const stages = dumpStages(options.store, dump, options.identities, {
       signal: options.signal,
       log: options.log,

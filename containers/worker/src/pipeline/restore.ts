@@ -209,12 +209,16 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       );
     }
 
-    await assertStoredSize(store, manifestObject(manifest, "dump"));
-    if (options.schema !== undefined) {
-      // A selective pg_restore commits once it has read the last block it wants, before
-      // the end of the dump: so the whole stored object is proven first (read and hashed,
-      // nothing decrypted), rather than held back at its end as a full restore does.
-      await assertStoredObject(store, manifestObject(manifest, "dump"), options.signal);
+    const dumpEntry = manifestObject(manifest, "dump");
+    await assertStoredSize(store, dumpEntry);
+    if (dumpEntry.storedHeadSha256 === undefined) {
+      // pg_restore commits once it has processed its last TOC entry, which can come before
+      // the end of its input (a selective restore; or a replaced archive padded to the
+      // committed size), and the SQL in a TOC entry can commit by itself: the held-back
+      // last chunk cannot stop either. A dump whose age header the manifest pins releases
+      // only chunks that authenticate under the committed key; an older one is proven
+      // whole first (read and hashed, nothing decrypted).
+      await assertStoredObject(store, dumpEntry, options.signal);
     }
     const dumpBytes = await (options.jobs && options.jobs > 1
       ? restoreStaged(options, manifest, bin.dir, options.jobs)

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { IntegrityError, NotFoundError, StrongroomError } from "#core/errors.ts";
@@ -50,6 +51,8 @@ export function objectEntry(
   chain: string[],
   plain: PlainProof,
   stored: TapResult,
+  /** The age header and nonce the object starts with (AgeEncryptor.head). */
+  head?: Buffer,
 ): ManifestObject {
   return {
     role,
@@ -59,6 +62,7 @@ export function objectEntry(
     storedBytes: stored.bytes,
     ...("sha256" in plain ? { plainSha256: plain.sha256 } : { plainCheck: plain.plainCheck }),
     storedSha256: stored.sha256,
+    ...(head ? { storedHeadSha256: createHash("sha256").update(head).digest("hex") } : {}),
   };
 }
 
@@ -101,7 +105,8 @@ export function dumpStages(
   return {
     read: readStored(store, entry, options),
     stored: sha256Tap(),
-    decrypt: ageDecrypt(identities),
+    // The committed header pins the payload key: no chunk a store writer made is released.
+    decrypt: ageDecrypt(identities, entry.storedHeadSha256),
     decompress: zstdDecompressFrames({
       requireChecksum: entry.plainCheck === ZSTD_CHECKSUMS,
       ...(options.framesInFlight === undefined ? {} : { maxInFlight: options.framesInFlight }),

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { Decrypter, Encrypter, type Recipient } from "age-encryption";
 import {
@@ -6,6 +6,7 @@ import {
   AgeHeaderMacError,
   AgeNoIdentityMatchError,
   AgePayloadAuthError,
+  IntegrityError,
   InvalidIdentityError,
   InvalidRecipientError,
   TruncatedStreamError,
@@ -83,8 +84,14 @@ async function buildHeader(recipients: readonly string[]): Promise<{ header: Buf
   return { header: Buffer.from(sealed.subarray(0, sealed.length - NONCE_BYTES - TAG_BYTES)), fileKey };
 }
 
-class AgeEncrypt extends Transform {
+/** An age encryptor; `head` is its first bytes, the header and payload nonce, fixed at creation. */
+export interface AgeEncryptor extends Transform {
+  readonly head: Buffer;
+}
+
+class AgeEncrypt extends Transform implements AgeEncryptor {
   private readonly key: Buffer;
+  readonly head: Buffer;
   private counter = 0;
   /**
    * Plaintext not yet sealed, as references to input chunks (no copy). Up to one full
@@ -97,7 +104,8 @@ class AgeEncrypt extends Transform {
     super();
     const nonce = randomBytes(NONCE_BYTES);
     this.key = payloadKey(fileKey, nonce);
-    this.push(Buffer.concat([header, nonce]));
+    this.head = Buffer.concat([header, nonce]);
+    this.push(this.head);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -142,7 +150,7 @@ class AgeEncrypt extends Transform {
 }
 
 /** An age encryptor to every recipient. Rejects (InvalidRecipientError) before any data flows. */
-export async function ageEncrypt(recipients: readonly string[]): Promise<Transform> {
+export async function ageEncrypt(recipients: readonly string[]): Promise<AgeEncryptor> {
   const { header, fileKey } = await buildHeader(recipients);
   return new AgeEncrypt(header, fileKey);
 }
@@ -171,10 +179,13 @@ class AgeDecrypt extends Transform {
   private sawFinal = false;
 
   private readonly decrypter: Decrypter;
+  private readonly expectHeadSha256: string | undefined;
+  private readonly head = createHash("sha256");
 
-  constructor(decrypter: Decrypter) {
+  constructor(decrypter: Decrypter, expectHeadSha256?: string) {
     super();
     this.decrypter = decrypter;
+    this.expectHeadSha256 = expectHeadSha256;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -199,7 +210,17 @@ class AgeDecrypt extends Transform {
         if (ended) throw new AgeHeaderError("age file ends before its payload nonce");
         return;
       }
-      this.key = payloadKey(this.fileKey as Uint8Array, this.input.read(NONCE_BYTES));
+      const nonce = this.input.read(NONCE_BYTES);
+      this.head.update(nonce);
+      // With the header and nonce pinned, the payload key is the committed one: every
+      // chunk released below authenticates under it, so nothing a store writer made is
+      // ever released, not even before the end of the object is reached and hashed.
+      if (this.expectHeadSha256 !== undefined && this.head.digest("hex") !== this.expectHeadSha256) {
+        throw new IntegrityError("the age header is not the one committed: the object was replaced", {
+          hint: "someone with write access to the store replaced it; restore another backup and investigate",
+        });
+      }
+      this.key = payloadKey(this.fileKey as Uint8Array, nonce);
       this.state = "payload";
     }
     while (!this.sawFinal && this.input.length >= SEALED_CHUNK_BYTES) {
@@ -248,6 +269,7 @@ class AgeDecrypt extends Transform {
       return false;
     }
     const header = this.input.read(end + 1);
+    this.head.update(header);
     // The library compares whatever MAC it finds; a malformed MAC line is a header error.
     if (!MAC_LINE.test(header.subarray(macAt + 1).toString("latin1"))) {
       throw new AgeHeaderError("invalid age header: malformed MAC line");
@@ -298,8 +320,12 @@ export function parseIdentities(text: string): string[] {
   return identities;
 }
 
-/** An age decryptor for the given X25519 identities (`AGE-SECRET-KEY-1…`). */
-export function ageDecrypt(identities: readonly string[]): Transform {
+/**
+ * An age decryptor for the given X25519 identities (`AGE-SECRET-KEY-1…`). With
+ * `expectHeadSha256`, the SHA-256 of the header and payload nonce must be that, before
+ * any plaintext is released.
+ */
+export function ageDecrypt(identities: readonly string[], expectHeadSha256?: string): Transform {
   const decrypter = new Decrypter();
   for (const id of identities) {
     try {
@@ -308,5 +334,5 @@ export function ageDecrypt(identities: readonly string[]): Transform {
       throw new InvalidIdentityError("invalid age identity", { cause: err });
     }
   }
-  return new AgeDecrypt(decrypter);
+  return new AgeDecrypt(decrypter, expectHeadSha256);
 }
