@@ -1,4 +1,4 @@
-import { type AuditRow, verifyChain } from "./audit/audit-chain.ts";
+import { type AuditRow, rowHash, verifyChain } from "./audit/audit-chain.ts";
 import { type AuditLog, readAll } from "./audit/audit-log.ts";
 import { type BackupRef, listBackupRefs, type ManifestRecord, readManifestRecord } from "./backup-index.ts";
 import { compareBackups } from "./backup-order.ts";
@@ -73,20 +73,25 @@ const sha256Of = (row: AuditRow): string | undefined => {
   return typeof sha === "string" && /^[0-9a-f]{64}$/.test(sha) ? sha : undefined;
 };
 
-/** The rows that can be believed: the whole chain, or those before its first bad row. */
-function believedRows(databaseId: string, rows: AuditRow[], problems: LedgerProblem[]): AuditRow[] {
+/**
+ * The rows that can be believed: the whole chain, or those before its first bad row. Where
+ * rows are signed, a trusted row is authentic on its own, so signed rows after the break
+ * are believed too: one bad row planted at the head must not stop every later backup from
+ * counting.
+ */
+function believedRows(databaseId: string, rows: AuditRow[], problems: LedgerProblem[], audit?: AuditLog): AuditRow[] {
   const report = verifyChain(rows);
   if (report.ok || !report.firstBad) return rows;
   const bad = report.firstBad;
+  const signed = audit?.rowsSigned === true;
   problems.push({
     kind: "chain",
     databaseId,
-    message: `the audit chain of ${databaseId} is broken at row ${bad.seq} (${bad.problem}: ${bad.detail}); rows from there on are not believed`,
+    message: `the audit chain of ${databaseId} is broken at row ${bad.seq} (${bad.problem}: ${bad.detail}); ${signed ? "only rows signed by a trusted signer are believed from there on" : "rows from there on are not believed"}`,
   });
-  return rows.slice(
-    0,
-    rows.findIndex((r) => r.seq === bad.seq),
-  );
+  const at = rows.findIndex((r) => r.seq === bad.seq);
+  const after = signed ? rows.slice(at).filter((r) => rowHash(r) === r.hash && audit?.trusts?.(r) === true) : [];
+  return [...rows.slice(0, at), ...after];
 }
 
 function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): AuditedVerification[] {
@@ -130,7 +135,9 @@ export async function readLedger(
   }
   const [refs, rows] = await Promise.all([
     listBackupRefs(store, databaseId),
-    options.audit ? readAll(options.audit).then((r) => believedRows(databaseId, r, problems)) : Promise.resolve([]),
+    options.audit
+      ? readAll(options.audit).then((r) => believedRows(databaseId, r, problems, options.audit))
+      : Promise.resolve([]),
   ]);
   // Only rows of this database that the log trusts decide (signed by a trusted signer,
   // where the log is in a store). The first backup.ok row of a backup commits it: a later

@@ -107,3 +107,13 @@ describe("redact", () => {
     );
   });
 });
+
+describe("redact, signing keys", () => {
+  it("never prints a signing key, wherever it appears", async () => {
+    const { generateSigningKey } = await import("./audit/row-signature.ts");
+    const { secret } = generateSigningKey();
+    const out = redact(`could not parse ${secret} in /etc/key`);
+    expect(out).not.toContain(secret.slice("SRSIGN-SECRET-1".length));
+    expect(out).toContain("SRSIGN-SECRET-1***");
+  });
+});

@@ -30,7 +30,9 @@ export function redact(text: string): string {
     .replace(/(\b[a-z][a-z0-9+.-]*:\/{0,2}[^:/@\s]*:)\S*@/gi, "$1***@")
     .replace(/\b(password|passwd|pwd|PGPASSWORD)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&;]+)/gi, "$1$2***")
     // An age identity anywhere (an error quoting input, a tool's stderr): never printed.
-    .replace(/AGE-SECRET-KEY-1[0-9A-Z]+/gi, "AGE-SECRET-KEY-1***");
+    .replace(/AGE-SECRET-KEY-1[0-9A-Z]+/gi, "AGE-SECRET-KEY-1***")
+    // A signing key likewise (core/audit/row-signature.ts).
+    .replace(/SRSIGN-SECRET-1[A-Za-z0-9_-]+/g, "SRSIGN-SECRET-1***");
   for (const secret of secrets) out = out.split(secret).join("***");
   return out;
 }

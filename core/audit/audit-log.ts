@@ -24,6 +24,11 @@ export interface AuditLog {
    * when signers are configured. Absent: every row.
    */
   trusts?(row: AuditRow): boolean;
+  /**
+   * True when `trusts` checks each row's signature, so a trusted row is authentic on its
+   * own, wherever the chain around it breaks.
+   */
+  readonly rowsSigned?: boolean;
 }
 
 export interface AppendOptions {

@@ -38,6 +38,10 @@ export class StoreAuditLog implements AuditLog {
     this.signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
   }
 
+  get rowsSigned(): boolean {
+    return this.signers.size > 0;
+  }
+
   trusts(row: AuditRow): boolean {
     return this.signers.size === 0 || signedByOneOf(row, this.signers);
   }

@@ -248,4 +248,13 @@ describe("failure summaries for audit rows", () => {
   it("keeps a cause that is not JSON as a clipped reason", () => {
     expect(describeFailure({ Error: "ECS.AmazonECSException", Cause: "x".repeat(2000) }).reason?.length).toBe(500);
   });
+
+  it.each(["template0", "template1"])(
+    "refuses to restore into the template database %s, which every new database copies",
+    async (database) => {
+      const err = await refusal({ databaseId: "shop", target: { database } });
+      expect(err.name).toBe("InvalidInputError");
+      expect(err.message).toBe(`target.database ${database} is a template database`);
+    },
+  );
 });

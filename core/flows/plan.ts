@@ -125,6 +125,14 @@ export function checkRestoreRequest(input: unknown): RestoreRequest {
       hint: "choose a shorter name (Unicode characters take 2 to 4 bytes each)",
     });
   }
+  // Every database created later on the server is copied from template1 (and template0
+  // is its pristine twin): a restore there would plant the backup's objects, and the code
+  // in them, into each of those.
+  if (database === "template0" || database === "template1") {
+    throw new InvalidInputError(`target.database ${database} is a template database`, {
+      hint: "restore into a new database (it is created), then rename it if need be",
+    });
+  }
   checkConfirmed(input);
   return input;
 }

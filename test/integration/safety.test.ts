@@ -484,6 +484,34 @@ describe("what a second writer to the store can make prune and backup do", () =>
     expect((await backupOf(b.url, ["--allow-source-change"])).code).toBe(0);
     expect(await committedBackups(store.store)).toBe(2);
   });
+
+  it("never lets a planted manifest of another source stop a series' backups, with or without an audit log", async () => {
+    const store = await newStore("file");
+    const key = await identityFile();
+    const ours = await createDatabase(pgUrl, "series_ours");
+    const theirs = await createDatabase(pgUrl, "series_theirs");
+    const backupOf = (url: string, s: string, extra: string[] = []) =>
+      runCli(["backup", "--recipient", key.recipient, "--database-id", "app", ...extra], {
+        DATABASE_URL: url,
+        STRONGROOM_STORE: s,
+      });
+    expect((await backupOf(ours.url, store.url)).code).toBe(0);
+    // The writer's own backup of another database, copied in under a later id: not committed.
+    const other = await newStore("file");
+    const planted = await backupOf(theirs.url, other.url, ["--audit", "none"]);
+    expect(planted.code, planted.stderr).toBe(0);
+    const id = planted.stdout.trim();
+    await cp(
+      path.join(fileURLToPath(other.url), "app", "backups", id),
+      path.join(fileURLToPath(store.url), "app", "backups", id),
+      { recursive: true },
+    );
+    const next = await backupOf(ours.url, store.url);
+    expect(next.code, next.stderr).toBe(0);
+    // A flow's task (--audit none) has no ledger to tell ours from theirs: it does not check.
+    const task = await backupOf(ours.url, store.url, ["--audit", "none"]);
+    expect(task.code, task.stderr).toBe(0);
+  });
 });
 
 describe("what audit rows may say", () => {

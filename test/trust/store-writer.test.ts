@@ -2,8 +2,8 @@ import { cp, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, inject, it } from "vitest";
-import type { AuditEntry } from "#core/audit/audit-chain.ts";
-import { appendAudit } from "#core/audit/audit-log.ts";
+import { type AuditEntry, nextRow } from "#core/audit/audit-chain.ts";
+import { appendAudit, readAll } from "#core/audit/audit-log.ts";
 import { generateSigningKey, parseSigningKey, type RowSigner } from "#core/audit/row-signature.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { listBackupRefs } from "#core/backup-index.ts";
@@ -406,6 +406,32 @@ describe("a store's own log, signed", () => {
     });
     const after = await runCli(["status", "--json", "--signer", signing.signer], { STRONGROOM_STORE: url });
     expect(after.code, after.stderr).toBe(0);
+  });
+
+  it("a bad row planted at the head of a signed log breaks the chain visibly but never stops later signed backups from counting", async () => {
+    const { store, url } = await newStore("file");
+    const signing = generateSigningKey();
+    const signer = parseSigningKey(signing.secret);
+    const log = () => new StoreAuditLog(store, "db#shop", { signer });
+    const first = await writeBackup(store, "shop", new Date(Date.now() - 7_200_000), { audit: log() });
+    // The writer puts a well-formed row whose hash is wrong at the next sequence.
+    const head = (await readAll(log())).at(-1);
+    const bad = {
+      ...nextRow(head, { at: new Date().toISOString(), event: "probe.ok", actor: "x" }),
+      hash: "f".repeat(64),
+    };
+    await store.putIfAbsent(new StoreAuditLog(store, "db#shop").keyOf(bad.seq), `${JSON.stringify(bad)}\n`);
+    const second = await writeBackup(store, "shop", new Date(Date.now() - 3_600_000), { audit: log() });
+    const ledger = await readLedger(store, "shop", {
+      audit: new StoreAuditLog(store, "db#shop", { signers: [signing.signer] }),
+      now: new Date(),
+    });
+    expect(ledger.backups.map((b) => b.backupId)).toEqual([first, second]);
+    expect(ledger.problems).toEqual([expect.objectContaining({ kind: "chain" })]);
+    const status = await runCli(["status", "--json", "--signer", signing.signer], { STRONGROOM_STORE: url });
+    const [s] = JSON.parse(status.stdout) as Array<{ newestBackup: { backupId: string }; problems: string[] }>;
+    expect(s?.newestBackup.backupId).toBe(second);
+    expect(s?.problems.some((p) => p.includes("is broken at row"))).toBe(true);
   });
 
   it("refuses a malformed --signer and an unreadable --signing-key with a clear error", async () => {

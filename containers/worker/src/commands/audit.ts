@@ -2,7 +2,7 @@ import { type Command, Option } from "commander";
 import { readAll } from "#core/audit/audit-log.ts";
 import type { ChainVerdict } from "#core/audit/audit-verify.ts";
 import { AuditVerificationError, UsageError } from "#core/errors.ts";
-import { auditChains, type CliContext, printResult, table } from "./context.ts";
+import { auditChains, type CliContext, printResult, type SigningFlags, table } from "./context.ts";
 import { jsonOption, signerOption, signingKeyOption } from "./options.ts";
 
 /** `audit verify` and `audit show`: they read --store (the store's own log) or --table (DynamoDB). */
@@ -18,10 +18,10 @@ export function auditCommand(parent: Command, ctx: CliContext): void {
       "after",
       "\nExamples:\n  $ strongroom audit verify --store file:///var/backups/pg\n  $ strongroom audit verify --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit verify --table strongroom-audit --store s3://acme-backups/pg --json",
     )
-    .action(async (o: { store?: string; table?: string; scope?: string; json?: boolean }) => {
+    .action(async (o: { store?: string; table?: string; scope?: string; json?: boolean } & SigningFlags) => {
       const { scopesToVerify, verifyScope } = await import("#core/audit/audit-verify.ts");
       if (o.scope !== undefined) assertScope(o.scope);
-      const chains = await auditChains(o);
+      const chains = await auditChains(o, ctx.log());
       const scopes = o.scope ? [o.scope] : await scopesToVerify(await chains.scopes(), chains.store);
       const verdicts: ChainVerdict[] = [];
       for (const scope of scopes) verdicts.push(await verifyScope(chains.open(scope), scope, chains.store));

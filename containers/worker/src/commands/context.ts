@@ -3,7 +3,6 @@ import type { AuditLog } from "#core/audit/audit-log.ts";
 import { StoreAuditLog, type StoreAuditLogOptions } from "#core/audit/store-audit-log.ts";
 import { InvalidKeyError, UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
-import { registerSecret } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import type { BackupJobOptions } from "../pipeline/backup-job.ts";
 import { progress } from "../progress.ts";
@@ -35,8 +34,8 @@ export interface ReadsBackupFlags {
 export async function openBackupJob(o: ReadsBackupFlags, command: string, ctx: CliContext): Promise<BackupJobOptions> {
   const identities = await identitiesFrom(o.identity, command);
   const store = await openStoreAt(o.store);
-  const audit = await auditFor(store, o);
   const log = ctx.log();
+  const audit = await auditFor(store, o, log);
   const { resolveJobBackup } = await import("../pipeline/backup-job.ts");
   const backup = await resolveJobBackup({
     store,
@@ -107,20 +106,33 @@ export async function storeLogOptions(o: SigningFlags, env = process.env): Promi
     });
   } else if (env.STRONGROOM_SIGNING_KEY) {
     text = env.STRONGROOM_SIGNING_KEY;
-    registerSecret(text);
   }
+  // redact() hides any SRSIGN-SECRET-1… text wherever it appears.
   const signer = text !== undefined ? parseSigningKey(text, where) : undefined;
   const signers = (o.signer ?? []).map(parseSigner);
   return { ...(signer ? { signer } : {}), signers };
 }
 
 /**
+ * A command that decides what counts from a store's own log says so when nothing signs
+ * it: every row then counts, and anyone who can write the store can append one.
+ */
+export function warnUnsignedLog(log: Logger, options: StoreAuditLogOptions): void {
+  if (options.signer || (options.signers?.length ?? 0) > 0) return;
+  log.warn(
+    "the store's audit log is not signed: anyone who can write the store could make a backup count; pass --signer (or --signing-key) to count only signed rows (docs/trust.md)",
+  );
+}
+
+/**
  * The audit log for a database: a DynamoDB table (--audit-table), the store's own log
  * (local mode, signed and checked as --signing-key and --signer say), or none (--audit none).
+ * `decides`: the command reads what counts from it, and warns where nothing signs it.
  */
 export async function auditFor(
   store: ObjectStore,
   o: { audit: string; auditTable?: string } & SigningFlags,
+  decides?: Logger,
 ): Promise<((databaseId: string) => AuditLog) | undefined> {
   if (o.auditTable) {
     const table = o.auditTable;
@@ -131,17 +143,26 @@ export async function auditFor(
   }
   if (o.audit !== "store") return undefined;
   const options = await storeLogOptions(o);
+  if (decides) warnUnsignedLog(decides, options);
   return (databaseId) => new StoreAuditLog(store, `db#${databaseId}`, options);
 }
 
 /** A store's own audit chains, by scope (local mode), signed and checked as --signing-key and --signer say. */
-export async function storeAuditLogs(store: ObjectStore, o: SigningFlags): Promise<(scope: string) => AuditLog> {
+export async function storeAuditLogs(
+  store: ObjectStore,
+  o: SigningFlags,
+  decides?: Logger,
+): Promise<(scope: string) => AuditLog> {
   const options = await storeLogOptions(o);
+  if (decides) warnUnsignedLog(decides, options);
   return (scope) => new StoreAuditLog(store, scope, options);
 }
 
 /** The audit chains an audit command reads: --table (DynamoDB) or the --store's own log. */
-export async function auditChains(o: { store?: string; table?: string } & SigningFlags): Promise<{
+export async function auditChains(
+  o: { store?: string; table?: string } & SigningFlags,
+  decides?: Logger,
+): Promise<{
   store: ObjectStore | undefined;
   open: (scope: string) => AuditLog;
   scopes: () => Promise<string[]>;
@@ -159,7 +180,7 @@ export async function auditChains(o: { store?: string; table?: string } & Signin
     };
   }
   if (!store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
-  return { store, open: await storeAuditLogs(store, o), scopes: () => StoreAuditLog.scopes(store) };
+  return { store, open: await storeAuditLogs(store, o, decides), scopes: () => StoreAuditLog.scopes(store) };
 }
 
 /** Columns padded to their widest cell, two spaces apart. */

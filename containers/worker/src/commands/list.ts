@@ -44,7 +44,7 @@ export function listCommand(parent: Command, ctx: CliContext): void {
       }) => {
         const { readLedgers } = await import("#core/ledger.ts");
         const store = await openStoreAt(o.store);
-        const audit = await auditFor(store, o);
+        const audit = await auditFor(store, o, ctx.log());
         const ledgers = await readLedgers(store, {
           now: new Date(),
           ...(o.databaseId ? { databaseId: o.databaseId } : {}),

@@ -56,7 +56,7 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
         store,
         databaseId: o.databaseId,
         policy: { daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, timeZone: o.timeZone },
-        audit: await storeAuditLogs(store, o),
+        audit: await storeAuditLogs(store, o, ctx.log()),
         actor: "cli",
         dryRun: o.dryRun === true,
       });

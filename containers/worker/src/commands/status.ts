@@ -98,7 +98,7 @@ Examples:
         ? await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table), scope)
         : await (async () => {
             const store = await openStoreAt(o.store as string);
-            const audit = await auditFor(store, o);
+            const audit = await auditFor(store, o, ctx.log());
             return readStatus(store, { ...scope, ...(audit ? { audit } : {}), trustStore: o.trustStore === true });
           })();
       printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
