@@ -1,4 +1,5 @@
 import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
 
@@ -23,6 +24,8 @@ export class BackupBucket extends Construct {
   /** The ARN pattern of every object strongroom writes. */
   readonly objectsArn: string;
   readonly prefix: string;
+  /** The ARN pattern of every manifest under a prefix. */
+  readonly manifestsArn: (prefix: string) => string;
 
   constructor(scope: Construct, id: string, props: BackupBucketProps = {}) {
     super(scope, id);
@@ -30,6 +33,8 @@ export class BackupBucket extends Construct {
       throw new Error("objectLock applies to a bucket strongroom creates; set it on the existing bucket instead");
     }
     this.prefix = props.prefix ?? "";
+    this.manifestsArn = (prefix: string) =>
+      this.bucket.arnForObjects(`${prefix ? `${prefix}/` : ""}*/backups/*/manifest.json`);
     if (props.existingBucketName) {
       this.bucket = s3.Bucket.fromBucketName(this, "Imported", props.existingBucketName);
     } else {
@@ -58,9 +63,29 @@ export class BackupBucket extends Construct {
       });
       // CDK's declarations predate exactOptionalPropertyTypes: a Bucket is an IBucket.
       this.bucket = bucket as s3.IBucket;
+      // A committed manifest is never overwritten, by anyone: BackupFlow reads it back after
+      // the task to record its SHA-256 in backup.ok, and an overwrite in that window would
+      // commit someone else's. strongroom writes manifests with If-None-Match only.
+      bucket.addToResourcePolicy(noManifestOverwrite(this.manifestsArn(props.prefix ?? ""), new iam.AnyPrincipal()));
     }
     const path = this.prefix === "" ? "" : `/${this.prefix}`;
     this.storeUrl = `s3://${this.bucket.bucketName}${path}`;
     this.objectsArn = this.bucket.arnForObjects(this.prefix === "" ? "*" : `${this.prefix}/*`);
   }
+}
+
+/**
+ * Denies putting a manifest without `If-None-Match` (condition key `s3:if-none-match`),
+ * so an existing manifest can never be overwritten: with the header, S3 refuses a key
+ * that exists (412); without it, this statement refuses the request.
+ */
+export function noManifestOverwrite(manifests: string, principal?: iam.IPrincipal): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: "NoManifestOverwrite",
+    effect: iam.Effect.DENY,
+    actions: ["s3:PutObject"],
+    resources: [manifests],
+    conditions: { Null: { "s3:if-none-match": "true" } },
+    ...(principal ? { principals: [principal] } : {}),
+  });
 }

@@ -6,7 +6,7 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
-import type { BackupBucket } from "./backup-bucket.ts";
+import { type BackupBucket, noManifestOverwrite } from "./backup-bucket.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
 
@@ -100,6 +100,8 @@ export class Worker extends Construct {
       new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
     );
     this.backupRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }));
+    // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
+    this.backupRole.addToPolicy(noManifestOverwrite(bucket.manifestsArn(bucket.prefix)));
     acknowledgeWildcard(this.backupRole, backups, "backups are objects named by database and backup id at run time");
     this.backupRole.addToPolicy(list);
     this.restoreRole = new iam.Role(this, "RestoreTaskRole", {

@@ -40,18 +40,31 @@ function policiesOf(rolePrefix: string): Array<{ name: string; policy: unknown }
     .map((p) => ({ name: p.id, policy: p.properties.PolicyDocument }));
 }
 
-async function decide(rolePrefix: string, action: string, key: string): Promise<string> {
+/** The bucket's own policy, as the template gives it. */
+function bucketPolicy(): unknown {
+  const [policy] = names.resourcesOf("AWS::S3::BucketPolicy");
+  return policy?.properties.PolicyDocument;
+}
+
+async function decide(
+  rolePrefix: string,
+  action: string,
+  key: string,
+  options: { context?: Record<string, string>; identityPolicies?: Array<{ name: string; policy: unknown }> } = {},
+): Promise<string> {
   const out = await runSimulation(
     {
       request: {
         principal: `arn:aws:iam::${ACCOUNT}:role/${rolePrefix}`,
         action,
         resource: { resource: `arn:aws:s3:::${bucket}/${key}`, accountId: ACCOUNT },
-        contextVariables: {},
+        // Requests over TLS, as the SDK makes them (the bucket policy denies any other).
+        contextVariables: { "aws:SecureTransport": "true", ...options.context },
       },
-      identityPolicies: policiesOf(rolePrefix),
+      identityPolicies: options.identityPolicies ?? policiesOf(rolePrefix),
       serviceControlPolicies: [],
       resourceControlPolicies: [],
+      resourcePolicy: bucketPolicy(),
     },
     {},
   );
@@ -66,8 +79,9 @@ describe("what the task roles may write, as IAM evaluates it", () => {
 
   it("lets the backup task put backups, and nothing else: no verification result, audit row or probe object", async () => {
     const role = "WorkerBackupTaskRole";
+    const ifNoneMatch = { context: { "s3:if-none-match": "*" } };
     expect(await decide(role, "s3:PutObject", backup)).toBe("Allowed");
-    expect(await decide(role, "s3:PutObject", manifest)).toBe("Allowed");
+    expect(await decide(role, "s3:PutObject", manifest, ifNoneMatch)).toBe("Allowed");
     expect(await decide(role, "s3:PutObject", summary)).toBe("ImplicitlyDenied");
     expect(await decide(role, "s3:PutObject", "pg/.strongroom/audit/db-shop/000000000009.json")).toBe(
       "ImplicitlyDenied",
@@ -75,15 +89,37 @@ describe("what the task roles may write, as IAM evaluates it", () => {
     expect(await decide(role, "s3:DeleteObject", backup)).toBe("ImplicitlyDenied");
   });
 
+  it("lets nobody put a manifest without If-None-Match, so a committed one is never overwritten: not the backup task, not an admin", async () => {
+    expect(await decide("WorkerBackupTaskRole", "s3:PutObject", manifest)).toBe("ExplicitlyDenied");
+    const admin = [
+      {
+        name: "admin",
+        policy: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }] },
+      },
+    ];
+    expect(await decide("SomeAdmin", "s3:PutObject", manifest, { identityPolicies: admin })).toBe("ExplicitlyDenied");
+    expect(
+      await decide("SomeAdmin", "s3:PutObject", manifest, {
+        identityPolicies: admin,
+        context: { "s3:if-none-match": "*" },
+      }),
+    ).toBe("Allowed");
+    expect(await decide("SomeAdmin", "s3:PutObject", backup, { identityPolicies: admin })).toBe("Allowed");
+  });
+
   it("lets the verify task put verification results, and never a backup", async () => {
     const role = "WorkerVerifyTaskRole";
     expect(await decide(role, "s3:PutObject", summary)).toBe("Allowed");
-    expect(await decide(role, "s3:PutObject", manifest)).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:PutObject", manifest, { context: { "s3:if-none-match": "*" } })).toBe(
+      "ImplicitlyDenied",
+    );
   });
 
   it("lets the restore task write nothing", async () => {
     const role = "WorkerRestoreTaskRole";
-    expect(await decide(role, "s3:PutObject", manifest)).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:PutObject", manifest, { context: { "s3:if-none-match": "*" } })).toBe(
+      "ImplicitlyDenied",
+    );
     expect(await decide(role, "s3:PutObject", summary)).toBe("ImplicitlyDenied");
     expect(await decide(role, "s3:GetObject", backup)).toBe("Allowed");
   });
