@@ -161,6 +161,12 @@ export class Worker extends Construct {
       this.verifyTasks.set(
         db.id,
         this.taskDefinition(`Verify-${db.id}`, db.task, this.verifyRole, {
+          // Restoring a dump runs code its roles wrote. The worker runs as root here so that
+          // it can start the scratch server as the image's `postgres` user with an
+          // allowlisted environment: that user cannot read root's /proc/<pid>/environ (the
+          // identity, the credentials endpoint's relative URI) or its memory, as the
+          // image's `node` user, sharing the worker's uid, could (docs/trust.md).
+          user: "0",
           // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
           environment: {
             STRONGROOM_STORE: bucket.storeUrl,
@@ -212,7 +218,7 @@ export class Worker extends Construct {
     id: string,
     size: WorkerDatabase["task"],
     taskRole: iam.IRole,
-    container: { environment: Record<string, string>; secrets: Record<string, ecs.Secret> },
+    container: { environment: Record<string, string>; secrets: Record<string, ecs.Secret>; user?: string },
   ): ecs.FargateTaskDefinition {
     const def = new ecs.FargateTaskDefinition(this, id, {
       cpu: size.cpu,
@@ -232,6 +238,7 @@ export class Worker extends Construct {
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: id.toLowerCase() }),
       environment: container.environment,
       secrets: container.secrets,
+      ...(container.user !== undefined ? { user: container.user } : {}),
     });
     worker.addMountPoints({ containerPath: "/tmp", sourceVolume: "scratch", readOnly: false });
     if (def.executionRole) {

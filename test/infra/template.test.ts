@@ -79,6 +79,17 @@ describe("the synthesized template", () => {
     expect(json(puts[0]?.Resource)).toContain("/pg/*/verifications/*");
   });
 
+  it("runs the verify worker as root, so the scratch server it starts runs as postgres and cannot read the worker's environment; other tasks as the image's user", () => {
+    // The rule this rests on, proven in test/integration/dump-code-isolation.test.ts: the
+    // worker isolates its scratch server (another OS user, an allowlisted environment) only
+    // when it runs as root; as the image's `node` user the server shares its uid, and
+    // /proc/<worker>/environ with it.
+    for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
+      const [container] = def.Properties.ContainerDefinitions as Array<{ User?: string }>;
+      expect(container?.User, id).toBe(id.startsWith("WorkerVerify") ? "0" : undefined);
+    }
+  });
+
   it("puts database credentials in task definition secrets, never in the plain environment; verify gets none", () => {
     for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
       const [container] = def.Properties.ContainerDefinitions as Array<{
