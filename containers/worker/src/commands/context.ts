@@ -143,8 +143,13 @@ export async function auditFor(
   }
   if (o.audit !== "store") return undefined;
   const options = await storeLogOptions(o);
-  if (decides) warnUnsignedLog(decides, options);
-  return (databaseId) => new StoreAuditLog(store, `db#${databaseId}`, options);
+  let warned = false;
+  return (databaseId) => {
+    // Said once, when the command first reads a chain: not before the store proved to exist.
+    if (decides && !warned) warnUnsignedLog(decides, options);
+    warned = true;
+    return new StoreAuditLog(store, `db#${databaseId}`, options);
+  };
 }
 
 /** A store's own audit chains, by scope (local mode), signed and checked as --signing-key and --signer say. */
@@ -154,8 +159,12 @@ export async function storeAuditLogs(
   decides?: Logger,
 ): Promise<(scope: string) => AuditLog> {
   const options = await storeLogOptions(o);
-  if (decides) warnUnsignedLog(decides, options);
-  return (scope) => new StoreAuditLog(store, scope, options);
+  let warned = false;
+  return (scope) => {
+    if (decides && !warned) warnUnsignedLog(decides, options);
+    warned = true;
+    return new StoreAuditLog(store, scope, options);
+  };
 }
 
 /** The audit chains an audit command reads: --table (DynamoDB) or the --store's own log. */

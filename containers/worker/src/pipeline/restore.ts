@@ -211,13 +211,15 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
 
     const dumpEntry = manifestObject(manifest, "dump");
     await assertStoredSize(store, dumpEntry);
-    if (dumpEntry.storedHeadSha256 === undefined) {
+    if (dumpEntry.storedHeadSha256 === undefined || options.schema !== undefined) {
       // pg_restore commits once it has processed its last TOC entry, which can come before
       // the end of its input (a selective restore; or a replaced archive padded to the
       // committed size), and the SQL in a TOC entry can commit by itself: the held-back
       // last chunk cannot stop either. A dump whose age header the manifest pins releases
       // only chunks that authenticate under the committed key; an older one is proven
-      // whole first (read and hashed, nothing decrypted).
+      // whole first (read and hashed, nothing decrypted). So is every dump a selective
+      // restore reads, so that damage past the schema's last block restores nothing
+      // (the pinned header keeps the second read to the committed bytes).
       await assertStoredObject(store, dumpEntry, options.signal);
     }
     const dumpBytes = await (options.jobs && options.jobs > 1
