@@ -9,7 +9,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir, readFile, rename } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import pg from "pg";
@@ -18,6 +18,9 @@ import { type Cluster, startCluster } from "#worker/pg/scratch-cluster.ts";
 const root = path.resolve(import.meta.dirname, "..");
 const home = process.env.STRONGROOM_CYCLE_DIR || path.join(root, ".strongroom");
 const identityFile = path.join(home, "identity.txt");
+// Signs the rows this cycle writes to the store's audit log, so that only they count
+// (docs/trust.md): every step below gets it through STRONGROOM_SIGNING_KEY_FILE.
+const signingKeyFile = path.join(home, "signing.key");
 const storeUrl = pathToFileURL(path.join(home, "store")).href;
 const cli = path.join(root, "containers/worker/bin/strongroom.mjs");
 
@@ -27,7 +30,7 @@ function strongroom(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string
   process.stdout.write(`$ strongroom ${args.join(" ")}\n`);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cli, ...args], {
-      env: { ...process.env, ...env },
+      env: { ...process.env, STRONGROOM_SIGNING_KEY_FILE: signingKeyFile, ...env },
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";
@@ -105,6 +108,13 @@ try {
     console.log(`reusing ${path.relative(root, identityFile)} (recipient ${recipient})`);
   } else {
     recipient = (await strongroom(["keygen", "--out", identityFile])).trim();
+  }
+  if (!existsSync(signingKeyFile)) {
+    const store = path.join(home, "store");
+    // A store from a cycle before signing has rows nothing signed, which would not count.
+    if (existsSync(store)) await rename(store, `${store}.unsigned-${Date.now()}`);
+    const signer = (await strongroom(["keygen", "--signing", "--out", signingKeyFile])).trim();
+    console.log(`signing key ${path.relative(root, signingKeyFile)} (signer ${signer})`);
   }
 
   step(3, "back up to a file:// store");
