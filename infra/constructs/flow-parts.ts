@@ -72,7 +72,14 @@ export function audit(
  * its Cause. Only ECS's own API errors (capacity, throttling) are retried: a failed dump
  * must never silently run again.
  */
-export function runWorkerTask(scope: Construct, name: string, worker: Worker, network: Network): sfn.CustomState {
+export function runWorkerTask(
+  scope: Construct,
+  name: string,
+  worker: Worker,
+  network: Network,
+  /** @default network.securityGroupIds */
+  securityGroupIds: string[] = network.securityGroupIds,
+): sfn.CustomState {
   const state = new sfn.CustomState(scope, name, {
     stateJson: {
       Type: "Task",
@@ -85,7 +92,7 @@ export function runWorkerTask(scope: Construct, name: string, worker: Worker, ne
         NetworkConfiguration: {
           AwsvpcConfiguration: {
             Subnets: network.subnetIds,
-            SecurityGroups: network.securityGroupIds,
+            SecurityGroups: securityGroupIds,
             AssignPublicIp: network.assignPublicIp ? "ENABLED" : "DISABLED",
           },
         },

@@ -29,6 +29,13 @@ export class Network extends Construct {
   readonly vpc: ec2.IVpc;
   readonly subnetIds: string[];
   readonly securityGroupIds: string[];
+  /**
+   * The verify tasks' groups. A verify task restores code a backed-up database's roles
+   * wrote, so its group lets out HTTPS only (ECR, S3, Secrets Manager, CloudWatch Logs):
+   * no database port, nothing else. Security groups do not filter the VPC's DNS resolver.
+   * With existing groups configured, those.
+   */
+  readonly verifySecurityGroupIds: string[];
   readonly assignPublicIp: boolean;
 
   constructor(scope: Construct, id: string, props: NetworkProps = {}) {
@@ -61,6 +68,7 @@ export class Network extends Construct {
     }
     if (existing?.securityGroupIds?.length) {
       this.securityGroupIds = [...existing.securityGroupIds];
+      this.verifySecurityGroupIds = [...existing.securityGroupIds];
     } else {
       const group = new ec2.SecurityGroup(this, "Tasks", {
         vpc: this.vpc,
@@ -68,6 +76,13 @@ export class Network extends Construct {
         allowAllOutbound: true,
       });
       this.securityGroupIds = [group.securityGroupId];
+      const verify = new ec2.SecurityGroup(this, "VerifyTasks", {
+        vpc: this.vpc,
+        description: "strongroom verify tasks: outbound HTTPS only",
+        allowAllOutbound: false,
+      });
+      verify.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), "AWS APIs: ECR, S3, Secrets Manager, Logs");
+      this.verifySecurityGroupIds = [verify.securityGroupId];
     }
   }
 }

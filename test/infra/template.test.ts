@@ -79,6 +79,32 @@ describe("the synthesized template", () => {
     expect(json(puts[0]?.Resource)).toContain("/pg/*/verifications/*");
   });
 
+  it("lets a verify task out on HTTPS only (code from a backup runs in it); backup and restore tasks reach their databases", () => {
+    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    const groupsOf = (flow: string): string[] => {
+      const [machine] = names.resourcesOf("AWS::StepFunctions::StateMachine").filter((m) => m.id.startsWith(flow));
+      const definition = JSON.parse(machine?.properties.DefinitionString as string) as {
+        States: Record<string, { Resource?: string; Parameters?: Record<string, unknown> }>;
+      };
+      const task = Object.values(definition.States).find((st) => String(st.Resource).endsWith("ecs:runTask.sync"));
+      return (task?.Parameters?.NetworkConfiguration as { AwsvpcConfiguration: { SecurityGroups: string[] } })
+        .AwsvpcConfiguration.SecurityGroups;
+    };
+    const egressOf = (group: string) => {
+      const id = group.replace(/^sg-/, "");
+      return (resources[id]?.Properties.SecurityGroupEgress ?? []) as Array<Record<string, unknown>>;
+    };
+    const [verify] = groupsOf("VerifyFlow");
+    expect(egressOf(verify as string)).toEqual([
+      expect.objectContaining({ IpProtocol: "tcp", FromPort: 443, ToPort: 443, CidrIp: "0.0.0.0/0" }),
+    ]);
+    for (const flow of ["BackupFlow", "RestoreFlow"]) {
+      const [group] = groupsOf(flow);
+      expect(group).not.toBe(verify);
+      expect(egressOf(group as string)).toEqual([expect.objectContaining({ IpProtocol: "-1" })]);
+    }
+  });
+
   it("runs the verify worker as root, so the scratch server it starts runs as postgres and cannot read the worker's environment; other tasks as the image's user", () => {
     // The rule this rests on, proven in test/integration/dump-code-isolation.test.ts: the
     // worker isolates its scratch server (another OS user, an allowlisted environment) only
