@@ -16,7 +16,7 @@ import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
-import { resolveBackup } from "#core/backup-index.ts";
+import { readManifestRecord } from "#core/backup-index.ts";
 import { S3Store } from "#core/store/s3-store.ts";
 import { Sim } from "../infra/sim/sim.ts";
 import { BENCH_WORK, benchCluster, query } from "./bench-database.ts";
@@ -115,7 +115,7 @@ try {
       flows = { backup: backup.seconds, restore: restore.seconds };
     }
     const backupId = (backup.output as { plan: { backupId: string } }).plan.backupId;
-    const { manifest } = await resolveBackup(new S3Store(storeUrl), backupId, "bench");
+    const { manifest } = await readManifestRecord(new S3Store(storeUrl), { databaseId: "bench", backupId: backupId });
     dumpMB = (manifest.objects.find((o) => o.role === "dump")?.plainBytes ?? 0) / 1e6;
   }
   await drop("bench_base");

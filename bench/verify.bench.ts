@@ -14,7 +14,7 @@ import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { generateX25519Identity, identityToRecipient } from "age-encryption";
-import { resolveBackup } from "#core/backup-index.ts";
+import { readManifestRecord } from "#core/backup-index.ts";
 import { FileStore } from "#core/store/file-store.ts";
 import { findServerBin, startCluster } from "#worker/pg/scratch-cluster.ts";
 import { buildWorker } from "../scripts/build.ts";
@@ -48,7 +48,7 @@ try {
 } finally {
   await source.stop();
 }
-const { manifest } = await resolveBackup(new FileStore(storeUrl), backupId, "bench");
+const { manifest } = await readManifestRecord(new FileStore(storeUrl), { databaseId: "bench", backupId: backupId });
 const dumpFile = path.join(storeDir, "bench", "backups", backupId, "dump.pgc.zst.age");
 const dumpMB = (manifest.objects.find((o) => o.role === "dump")?.plainBytes ?? 0) / 1e6;
 const major = Math.floor(manifest.server.versionNum / 10000);

@@ -1,13 +1,14 @@
 import { createHash } from "node:crypto";
 import { compareBackups } from "./backup-order.ts";
-import { BackupNotFoundError, ManifestError, NotFoundError, UsageError } from "./errors.ts";
-import { isBackupId, objectKey, parseManifestKey } from "./keys.ts";
+import { BackupNotFoundError, ManifestError, NotFoundError } from "./errors.ts";
+import { objectKey, parseManifestKey } from "./keys.ts";
 import { type Manifest, parseManifest } from "./manifest.ts";
 import { getBytes, listAll, type ObjectStore } from "./store/object-store.ts";
 
 /**
- * Finding committed backups: a backup exists if and only if its manifest exists,
- * so only manifest keys are considered; payload objects without one are garbage.
+ * Finding manifests: a backup exists only if its manifest exists, so only manifest keys
+ * are considered; payload objects without one are garbage. Whether a manifest counts is
+ * decided by core/ledger.ts.
  */
 export interface BackupRef {
   databaseId: string;
@@ -73,45 +74,13 @@ export function assertManifestLocation(manifest: Manifest, ref: BackupRef, key: 
   }
 }
 
+/**
+ * Every manifest in the store, committed or not: what is there, not what counts (that is
+ * core/ledger.ts, which every command reads). For tests and benchmarks.
+ */
 export async function listManifests(store: ObjectStore, databaseId?: string): Promise<Manifest[]> {
   const refs = await listBackupRefs(store, databaseId);
   return Promise.all(refs.map((ref) => readManifest(store, ref)));
-}
-
-/**
- * Resolves `--backup ID|latest` (and an optional `--database-id`) to one committed
- * backup. Without a database id, a store holding exactly one database is unambiguous.
- */
-export async function resolveBackup(store: ObjectStore, backup: string, databaseId?: string): Promise<ManifestRecord> {
-  if (backup !== "latest" && !isBackupId(backup)) {
-    throw new UsageError(`invalid backup id ${JSON.stringify(backup)}`, {
-      hint: "use an id from `strongroom list` (like 20260421T020000Z-abc234) or latest",
-    });
-  }
-  let dbId = databaseId;
-  let refs: BackupRef[] | undefined;
-  if (dbId === undefined) {
-    refs = await listBackupRefs(store);
-    const ids = [...new Set(refs.map((r) => r.databaseId))];
-    if (backup !== "latest") {
-      const hit = refs.filter((r) => r.backupId === backup);
-      if (hit.length === 1) return readManifestRecord(store, hit[0] as BackupRef);
-    }
-    if (ids.length > 1) {
-      throw new UsageError(`the store holds backups of several databases (${ids.join(", ")})`, {
-        hint: "pick one with --database-id",
-      });
-    }
-    dbId = ids[0];
-    if (dbId === undefined) throw notFound(backup, undefined);
-  }
-  if (backup === "latest") {
-    const mine = (refs ?? (await listBackupRefs(store, dbId))).filter((r) => r.databaseId === dbId);
-    const last = mine.at(-1);
-    if (!last) throw notFound(backup, dbId);
-    return readManifestRecord(store, last);
-  }
-  return readManifestRecord(store, { databaseId: dbId, backupId: backup });
 }
 
 function notFound(backup: string, databaseId: string | undefined, cause?: unknown): BackupNotFoundError {

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, inject, it } from "vitest";
 import { readAll } from "#core/audit/audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
-import { resolveBackup } from "#core/backup-index.ts";
+import { readManifestRecord } from "#core/backup-index.ts";
 import { objectKey } from "#core/keys.ts";
 import { type Manifest, serializeManifest } from "#core/manifest.ts";
 import { getBytes } from "#core/store/object-store.ts";
@@ -136,8 +136,8 @@ describe("strongroom verify", () => {
 
     // A second writer swaps in another backup's stats object (10 rows), encrypted to the
     // same key, and rewrites the manifest to match: the data holds 20.
-    const older = (await resolveBackup(store.store, first.backupId, "counts")).manifest;
-    const newer = (await resolveBackup(store.store, second.backupId, "counts")).manifest;
+    const older = (await readManifestRecord(store.store, { databaseId: "counts", backupId: first.backupId })).manifest;
+    const newer = (await readManifestRecord(store.store, { databaseId: "counts", backupId: second.backupId })).manifest;
     const reencrypted = spawnSync("age", ["-r", key.recipient], {
       input: spawnSync("age", ["-d", "-i", first.key.file], {
         input: await getBytes(store.store, objectKey("counts", first.backupId, "stats")),
@@ -271,7 +271,7 @@ describe("strongroom verify", () => {
     const db = await createDatabase(pgUrl, "major");
     await sql(db.url, "create table t(x int)");
     const { store, key, backupId } = await backedUp(db.url, "major");
-    const manifest = (await resolveBackup(store.store, backupId, "major")).manifest;
+    const manifest = (await readManifestRecord(store.store, { databaseId: "major", backupId: backupId })).manifest;
     const key13 = objectKey("major", backupId, "manifest");
     await store.store.delete(key13);
     await store.store.putIfAbsent(
