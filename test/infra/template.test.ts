@@ -87,8 +87,10 @@ describe("the synthesized template", () => {
         States: Record<string, { Resource?: string; Parameters?: Record<string, unknown> }>;
       };
       const task = Object.values(definition.States).find((st) => String(st.Resource).endsWith("ecs:runTask.sync"));
-      return (task?.Parameters?.NetworkConfiguration as { AwsvpcConfiguration: { SecurityGroups: string[] } })
-        .AwsvpcConfiguration.SecurityGroups;
+      const network = task?.Parameters?.NetworkConfiguration as
+        | { AwsvpcConfiguration: { SecurityGroups: string[] } }
+        | undefined;
+      return network?.AwsvpcConfiguration.SecurityGroups ?? [];
     };
     const egressOf = (group: string) => {
       const id = group.replace(/^sg-/, "");
