@@ -2,16 +2,7 @@ import { type Command, Option } from "commander";
 import { UsageError } from "#core/errors.ts";
 import { scanIdentifiers } from "../pg/table-name.ts";
 import { auditFor, type CliContext, count, openBackupJob, openStoreAt, printResult, withProgress } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  flagOption,
-  jsonOption,
-  readsBackup,
-  signerOption,
-  signingKeyOption,
-  splitList,
-} from "./options.ts";
+import { flagOption, jsonOption, readsBackup, splitList } from "./options.ts";
 
 interface ExportSchemaFlags {
   store: string;
@@ -67,10 +58,6 @@ export function exportSchemaCommand(parent: Command, ctx: CliContext): void {
     )
     .addOption(flagOption("--create", "create the target database first when it does not exist", "STRONGROOM_CREATE"))
     .addOption(flagOption("--no-owner", "restore without owners and grants", "STRONGROOM_NO_OWNER"))
-    .addOption(auditOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",

@@ -13,7 +13,8 @@ export const backupOption = () =>
 /**
  * The options of every command that reads one backup (restore, verify, recover-table,
  * export-schema): --store, --backup, --identity and --database-id, whose help says what
- * the command does with the backup.
+ * the command does with the backup; and what decides that the backup counts (the audit
+ * log, whose rows in it count, a flow's digest, or --trust-store).
  */
 export function readsBackup(command: Command, verb: string): Command {
   return command
@@ -22,7 +23,11 @@ export function readsBackup(command: Command, verb: string): Command {
     .addOption(identityOption())
     .addOption(databaseIdOption(`the database whose backup to ${verb} (needed when the store holds several)`))
     .addOption(manifestSha256Option())
-    .addOption(trustStoreOption());
+    .addOption(trustStoreOption())
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(signingKeyOption())
+    .addOption(signerOption());
 }
 
 /**

@@ -1,7 +1,7 @@
 import { type Command, Option } from "commander";
 import { parseTableName } from "../pg/table-name.ts";
 import { type CliContext, count, openBackupJob, printResult, withProgress } from "./context.ts";
-import { auditOption, auditTableOption, jsonOption, readsBackup, signerOption, signingKeyOption } from "./options.ts";
+import { jsonOption, readsBackup } from "./options.ts";
 
 interface RecoverTableFlags {
   store: string;
@@ -39,10 +39,6 @@ export function recoverTableCommand(parent: Command, ctx: CliContext): void {
         .makeOptionMandatory(),
     )
     .addOption(new Option("--suffix <text>", "appended to each recovered table's name").default("_recovered"))
-    .addOption(auditOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",

@@ -3,17 +3,7 @@ import { databaseNameProblem } from "#core/database-name.ts";
 import { UsageError } from "#core/errors.ts";
 import type { PgConn } from "../pg/conn.ts";
 import { type CliContext, count, openBackupJob, printResult, withProgress } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  checkedOption,
-  flagOption,
-  jsonOption,
-  positiveInt,
-  readsBackup,
-  signerOption,
-  signingKeyOption,
-} from "./options.ts";
+import { checkedOption, flagOption, jsonOption, positiveInt, readsBackup } from "./options.ts";
 
 interface RestoreFlags {
   store: string;
@@ -90,10 +80,6 @@ export function restoreCommand(parent: Command, ctx: CliContext): void {
         "restore as this role (SET ROLE after connecting): the dump's objects and the code in it (CHECK constraints, defaults, triggers, index expressions) run with its privileges, not the connecting user's",
       ).env("STRONGROOM_RESTORE_ROLE"),
     )
-    .addOption(auditOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",

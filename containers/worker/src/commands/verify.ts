@@ -2,15 +2,7 @@ import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
 import { UsageError, VerificationFailedError } from "#core/errors.ts";
 import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  flagOption,
-  jsonOption,
-  readsBackup,
-  signerOption,
-  signingKeyOption,
-} from "./options.ts";
+import { flagOption, jsonOption, readsBackup } from "./options.ts";
 
 interface VerifyFlags {
   store: string;
@@ -66,10 +58,6 @@ export function verifyCommand(parent: Command, ctx: CliContext): void {
         "STRONGROOM_INTEGRITY_ONLY",
       ),
     )
-    .addOption(auditOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(auditTableOption())
     .addOption(jsonOption())
     .addHelpText(
       "after",
