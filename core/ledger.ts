@@ -4,6 +4,7 @@ import { type BackupRef, listBackupRefs, type ManifestRecord, readManifestRecord
 import { compareBackups } from "./backup-order.ts";
 import { BackupNotFoundError, NotFoundError, StrongroomError, UncommittedBackupError, UsageError } from "./errors.ts";
 import { backupIdTime, isBackupId } from "./keys.ts";
+import type { ObjectStore } from "./store/object-store.ts";
 
 /**
  * Which backups count. A manifest is plaintext that anyone who can write the store can
@@ -121,11 +122,7 @@ function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): Au
  * chain or reported as a problem. A manifest that cannot be read is reported for that one
  * backup and never fails the rest.
  */
-export async function readLedger(
-  store: Parameters<typeof listBackupRefs>[0],
-  databaseId: string,
-  options: LedgerOptions,
-): Promise<Ledger> {
+export async function readLedger(store: ObjectStore, databaseId: string, options: LedgerOptions): Promise<Ledger> {
   const problems: LedgerProblem[] = [];
   const trustStore = options.trustStore === true;
   if (!options.audit && !trustStore) {
@@ -145,8 +142,9 @@ export async function readLedger(
   const trusted = rows.filter(
     (row) => row.databaseId === databaseId && (options.audit?.trusts ? options.audit.trusts(row) : true),
   );
+  const trustedSet = new Set(trusted);
   const unsigned = new Set(
-    rows.filter((r) => r.event === "backup.ok" && !trusted.includes(r)).map((r) => r.backupId ?? ""),
+    rows.filter((r) => r.event === "backup.ok" && !trustedSet.has(r)).map((r) => r.backupId ?? ""),
   );
   const committedBy = new Map<string, AuditRow>();
   const deleted = new Set<string>();
@@ -207,10 +205,7 @@ export async function readLedger(
   return { databaseId, backups, problems, trustStore };
 }
 
-async function readOne(
-  store: Parameters<typeof listBackupRefs>[0],
-  ref: BackupRef,
-): Promise<ManifestRecord | StrongroomError | undefined> {
+async function readOne(store: ObjectStore, ref: BackupRef): Promise<ManifestRecord | StrongroomError | undefined> {
   try {
     return await readManifestRecord(store, ref);
   } catch (err) {
@@ -261,7 +256,7 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
 }
 
 /** The database ids with backups in the store (manifest keys; nothing read). */
-export async function databaseIdsIn(store: Parameters<typeof listBackupRefs>[0]): Promise<string[]> {
+export async function databaseIdsIn(store: ObjectStore): Promise<string[]> {
   return [...new Set((await listBackupRefs(store)).map((r) => r.databaseId))].sort();
 }
 
@@ -270,7 +265,7 @@ export async function databaseIdsIn(store: Parameters<typeof listBackupRefs>[0])
  * a backup id and no database id, the database holding that id.
  */
 export async function chooseDatabase(
-  store: Parameters<typeof listBackupRefs>[0],
+  store: ObjectStore,
   backup: string,
   databaseId: string | undefined,
 ): Promise<string> {
@@ -297,7 +292,7 @@ export async function chooseDatabase(
 
 /** Every database's ledger (or the one asked for), by database id. */
 export async function readLedgers(
-  store: Parameters<typeof listBackupRefs>[0],
+  store: ObjectStore,
   options: Omit<LedgerOptions, "audit"> & { audit?: (databaseId: string) => AuditLog; databaseId?: string },
 ): Promise<Ledger[]> {
   const ids = options.databaseId !== undefined ? [options.databaseId] : await databaseIdsIn(store);
