@@ -1,5 +1,6 @@
 import { RemovalPolicy } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
 import { Construct } from "constructs";
 
 export interface ControlTablesProps {
@@ -19,8 +20,9 @@ export class ControlTables extends Construct {
 
   constructor(scope: Construct, id: string, props: ControlTablesProps = {}) {
     super(scope, id);
-    const table = (name: string) =>
+    const table = (name: string, resourcePolicy?: iam.PolicyDocument) =>
       new dynamodb.TableV2(this, name, {
+        ...(resourcePolicy ? { resourcePolicy } : {}),
         ...(props.namePrefix ? { tableName: `${props.namePrefix}-${name.toLowerCase()}` } : {}),
         partitionKey: { name: "pk", type: dynamodb.AttributeType.STRING },
         sortKey: { name: "sk", type: dynamodb.AttributeType.STRING },
@@ -29,7 +31,30 @@ export class ControlTables extends Construct {
         deletionProtection: true,
         removalPolicy: RemovalPolicy.RETAIN,
       });
-    this.audit = table("Audit");
+    // The audit log is append-only by its own policy, not only by how our roles are
+    // written: nobody (an administrator included, until the policy is changed, which
+    // CloudTrail records) may update or delete a row, or batch-write over one. Rows are
+    // put with attribute_not_exists(sk) by the functions that hold PutItem.
+    this.audit = table(
+      "Audit",
+      new iam.PolicyDocument({
+        statements: [
+          new iam.PolicyStatement({
+            sid: "AppendOnly",
+            effect: iam.Effect.DENY,
+            principals: [new iam.AnyPrincipal()],
+            actions: [
+              "dynamodb:UpdateItem",
+              "dynamodb:DeleteItem",
+              "dynamodb:BatchWriteItem",
+              "dynamodb:PartiQLUpdate",
+              "dynamodb:PartiQLDelete",
+            ],
+            resources: ["*"],
+          }),
+        ],
+      }),
+    );
     this.catalog = table("Catalog");
   }
 }

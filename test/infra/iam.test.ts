@@ -124,3 +124,51 @@ describe("what the task roles may write, as IAM evaluates it", () => {
     expect(await decide(role, "s3:GetObject", backup)).toBe("Allowed");
   });
 });
+
+describe("what anyone may do to the audit table, as IAM evaluates it with the table's own policy", () => {
+  const admin = [
+    {
+      name: "admin",
+      policy: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "dynamodb:*", Resource: "*" }] },
+    },
+  ];
+
+  async function onAudit(action: string): Promise<string> {
+    const [audit] = names
+      .resourcesOf("AWS::DynamoDB::GlobalTable")
+      .filter((t) => t.id.startsWith("TablesAudit"));
+    const replicas = audit?.properties.Replicas as Array<{ ResourcePolicy?: { PolicyDocument: unknown } }>;
+    const table = names.getAtt(audit?.id as string, "Arn");
+    const out = await runSimulation(
+      {
+        request: {
+          principal: `arn:aws:iam::${ACCOUNT}:role/SomeAdmin`,
+          action,
+          resource: { resource: table, accountId: ACCOUNT },
+          contextVariables: {},
+        },
+        identityPolicies: admin,
+        serviceControlPolicies: [],
+        resourceControlPolicies: [],
+        resourcePolicy: replicas[0]?.ResourcePolicy?.PolicyDocument,
+      },
+      {},
+    );
+    if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+    return out.overallResult;
+  }
+
+  it("lets nobody update, delete or batch-write over a row, even with dynamodb:*; rows are only put and read", async () => {
+    for (const action of [
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:BatchWriteItem",
+      "dynamodb:PartiQLDelete",
+    ]) {
+      expect(await onAudit(action), action).toBe("ExplicitlyDenied");
+    }
+    for (const action of ["dynamodb:PutItem", "dynamodb:Query", "dynamodb:GetItem"]) {
+      expect(await onAudit(action), action).toBe("Allowed");
+    }
+  });
+});
