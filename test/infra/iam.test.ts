@@ -134,9 +134,7 @@ describe("what anyone may do to the audit table, as IAM evaluates it with the ta
   ];
 
   async function onAudit(action: string): Promise<string> {
-    const [audit] = names
-      .resourcesOf("AWS::DynamoDB::GlobalTable")
-      .filter((t) => t.id.startsWith("TablesAudit"));
+    const [audit] = names.resourcesOf("AWS::DynamoDB::GlobalTable").filter((t) => t.id.startsWith("TablesAudit"));
     const replicas = audit?.properties.Replicas as Array<{ ResourcePolicy?: { PolicyDocument: unknown } }>;
     const table = names.getAtt(audit?.id as string, "Arn");
     const out = await runSimulation(
