@@ -1,6 +1,7 @@
-import { Duration, Validations } from "aws-cdk-lib";
+import { ArnFormat, Duration, Stack, Validations } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
+import * as iam from "aws-cdk-lib/aws-iam";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
@@ -30,6 +31,29 @@ export class Alarms extends Construct {
         "notifications carry flow names, ids and error names, no data or secrets; CloudWatch cannot publish to a topic under the AWS-managed key, and a customer key costs at rest",
     });
     if (props.email) this.topic.addSubscription(new subscriptions.EmailSubscription(props.email));
+    // A topic's policy replaces SNS's default one, and enforceSSL writes one (a Deny
+    // only): without an Allow for CloudWatch, every alarm's publish would be refused.
+    // Only this account's alarms may publish.
+    const stack = Stack.of(this);
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: "CloudWatchAlarmsPublish",
+        principals: [new iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+        actions: ["sns:Publish"],
+        resources: [this.topic.topicArn],
+        conditions: {
+          ArnLike: {
+            "aws:SourceArn": stack.formatArn({
+              service: "cloudwatch",
+              resource: "alarm",
+              resourceName: "*",
+              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+            }),
+          },
+          StringEquals: { "aws:SourceAccount": stack.account },
+        },
+      }),
+    );
   }
 
   /** Any failed execution of the flow. */

@@ -170,3 +170,37 @@ describe("what anyone may do to the audit table, as IAM evaluates it with the ta
     }
   });
 });
+
+describe("who may publish to the alarm topic, as SNS evaluates its policy", () => {
+  it("lets every alarm in the template publish to the topic its action names (a topic policy replaces SNS's default one)", async () => {
+    const [topic] = names.resourcesOf("AWS::SNS::Topic");
+    const topicArn = names.getAtt(topic?.id as string, "Arn");
+    const [policy] = names.resourcesOf("AWS::SNS::TopicPolicy");
+    const alarms = names.resourcesOf("AWS::CloudWatch::Alarm");
+    expect(alarms.length).toBeGreaterThan(0);
+    for (const alarm of alarms) {
+      expect(alarm.properties.AlarmActions).toEqual([topicArn]);
+      const out = await runSimulation(
+        {
+          request: {
+            principal: "cloudwatch.amazonaws.com",
+            action: "sns:Publish",
+            resource: { resource: topicArn, accountId: ACCOUNT },
+            contextVariables: {
+              "aws:SecureTransport": "true",
+              "aws:SourceAccount": ACCOUNT,
+              "aws:SourceArn": `arn:aws:cloudwatch:eu-central-1:${ACCOUNT}:alarm:${names.physicalName(alarm.id)}`,
+            },
+          },
+          identityPolicies: [],
+          serviceControlPolicies: [],
+          resourceControlPolicies: [],
+          resourcePolicy: policy?.properties.PolicyDocument,
+        },
+        {},
+      );
+      if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+      expect(out.overallResult, alarm.id).toBe("Allowed");
+    }
+  });
+});
