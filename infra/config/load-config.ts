@@ -229,9 +229,12 @@ export function scheduleProblem(expression: string): string | undefined {
   return undefined;
 }
 
-/** Fargate's CPU/memory pairs (MiB). */
-const FARGATE_MEMORY: Record<number, { min: number; max: number; step: number }> = {
-  256: { min: 512, max: 2048, step: 512 },
+/**
+ * Fargate's CPU/memory pairs (MiB), as AWS's task size table lists them: 0.25 vCPU takes
+ * exactly 512, 1024 or 2048 (1536 is not one), the others a range in steps.
+ */
+const FARGATE_MEMORY: Record<number, { min: number; max: number; step: number } | number[]> = {
+  256: [512, 1024, 2048],
   512: { min: 1024, max: 4096, step: 1024 },
   1024: { min: 2048, max: 8192, step: 1024 },
   2048: { min: 4096, max: 16384, step: 1024 },
@@ -240,16 +243,25 @@ const FARGATE_MEMORY: Record<number, { min: number; max: number; step: number }>
   16384: { min: 32768, max: 122880, step: 8192 },
 };
 
+/** The memory sizes Fargate accepts with `cpu`, in MiB (empty for a CPU it does not offer). */
+export function fargateMemoryOptions(cpu: number): number[] {
+  const sizes = FARGATE_MEMORY[cpu];
+  if (sizes === undefined) return [];
+  if (Array.isArray(sizes)) return sizes;
+  const out: number[] = [];
+  for (let m = sizes.min; m <= sizes.max; m += sizes.step) out.push(m);
+  return out;
+}
+
 function checkFargateSize(task: TaskSize): void {
-  const range = FARGATE_MEMORY[task.cpu];
-  if (!range) throw new Error(`cpu ${task.cpu} is not a Fargate size`);
-  const ok =
-    (task.cpu === 256 && task.memoryMiB === 512) ||
-    (task.memoryMiB >= range.min && task.memoryMiB <= range.max && task.memoryMiB % range.step === 0);
-  if (!ok) {
-    throw new Error(
-      `memoryMiB ${task.memoryMiB} does not go with cpu ${task.cpu} on Fargate (${range.min}–${range.max} MiB in steps of ${range.step})`,
-    );
+  const options = fargateMemoryOptions(task.cpu);
+  if (options.length === 0) throw new Error(`cpu ${task.cpu} is not a Fargate size`);
+  if (!options.includes(task.memoryMiB)) {
+    const shown =
+      options.length > 4
+        ? `${options[0]}–${options.at(-1)} MiB in steps of ${(options[1] as number) - (options[0] as number)}`
+        : `${options.join(", ")} MiB`;
+    throw new Error(`memoryMiB ${task.memoryMiB} does not go with cpu ${task.cpu} on Fargate (${shown})`);
   }
 }
 

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { StrongroomError } from "#core/errors.ts";
-import { parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
+import { fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const example = () => JSON.parse(readFileSync(path.join(root, "strongroom.config.example.json"), "utf8"));
@@ -72,7 +72,7 @@ describe("strongroom.config.json", () => {
       'defaults.timeZone: unknown time zone "Mars/Olympus" (use an IANA name, e.g. Europe/Berlin)',
       "databases[0].schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
       "databases[1].retention: keeps nothing (0/0/0)",
-      "databases[1].task: memoryMiB 4096 does not go with cpu 256 on Fargate (512–2048 MiB in steps of 512)",
+      "databases[1].task: memoryMiB 4096 does not go with cpu 256 on Fargate (512, 1024, 2048 MiB)",
       'databases[1].id: duplicate id "shop"',
     ]);
   });
@@ -109,5 +109,33 @@ describe("strongroom.config.json", () => {
     ["cron(0 2 * * ? *)\nrate(1 day)", '"cron(0 2 * * ? *)\\nrate(1 day)" is not rate(…), cron(…) or at(…)'],
   ])("checks the schedule expression %j", (expression, problem) => {
     expect(scheduleProblem(expression)).toBe(problem);
+  });
+});
+
+describe("Fargate task sizes", () => {
+  /** AWS's table of supported task CPU and memory (Amazon ECS developer guide, task size), in MiB. */
+  const GB = 1024;
+  const range = (from: number, to: number, step: number) =>
+    Array.from({ length: (to - from) / step + 1 }, (_, i) => (from + i * step) * GB);
+  const AWS_TABLE: Record<number, number[]> = {
+    256: [512, 1 * GB, 2 * GB],
+    512: range(1, 4, 1),
+    1024: range(2, 8, 1),
+    2048: range(4, 16, 1),
+    4096: range(8, 30, 1),
+    8192: range(16, 60, 4),
+    16384: range(32, 120, 8),
+  };
+
+  it.each(Object.keys(AWS_TABLE).map(Number))("accepts exactly AWS's memory sizes for cpu %i", (cpu) => {
+    expect(fargateMemoryOptions(cpu)).toEqual(AWS_TABLE[cpu]);
+  });
+
+  it("refuses 256 CPU with 1536 MiB, which AWS does not offer", () => {
+    const raw = example();
+    raw.databases[0].task = { cpu: 256, memoryMiB: 1536 };
+    expect(problemsOf(raw)).toEqual([
+      "databases[0].task: memoryMiB 1536 does not go with cpu 256 on Fargate (512, 1024, 2048 MiB)",
+    ]);
   });
 });
