@@ -44,7 +44,17 @@ export class BackupBucket extends Construct {
         blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
         enforceSSL: true,
         objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        lifecycleRules: [{ id: "abort-incomplete-uploads", abortIncompleteMultipartUploadAfter: Duration.days(1) }],
+        lifecycleRules: [
+          { id: "abort-incomplete-uploads", abortIncompleteMultipartUploadAfter: Duration.days(1) },
+          // The bucket is versioned, so prune's deletes only add delete markers: without
+          // this rule no deleted backup's bytes would ever go. They stay 30 days (a
+          // mistaken or hostile delete can be undone), then go, and so do the markers.
+          {
+            id: "expire-deleted-backups",
+            noncurrentVersionExpiration: Duration.days(NONCURRENT_DAYS),
+            expiredObjectDeleteMarker: true,
+          },
+        ],
         ...(props.objectLock
           ? {
               objectLockEnabled: true,
@@ -79,6 +89,9 @@ export class BackupBucket extends Construct {
  * so an existing manifest can never be overwritten: with the header, S3 refuses a key
  * that exists (412); without it, this statement refuses the request.
  */
+/** How long a deleted or replaced object's bytes stay recoverable in the versioned bucket. */
+export const NONCURRENT_DAYS = 30;
+
 export function noManifestOverwrite(manifests: string, principal?: iam.IPrincipal): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: "NoManifestOverwrite",

@@ -187,6 +187,19 @@ describe("the synthesized template", () => {
     expect(policy).toContain('"aws:SecureTransport":"false"');
   });
 
+  it("lets prune free storage: a versioned bucket keeps a deleted object's bytes until a rule expires noncurrent versions", () => {
+    for (const [id, bucket] of ofType("AWS::S3::Bucket")) {
+      const versioned = json(bucket.Properties.VersioningConfiguration).includes('"Enabled"');
+      if (!versioned) continue;
+      const rules = (bucket.Properties.LifecycleConfiguration as { Rules: Array<Record<string, unknown>> }).Rules;
+      const expiring = rules.find((r) => r.Status === "Enabled" && r.NoncurrentVersionExpiration !== undefined);
+      expect(expiring, `${id} expires noncurrent versions`).toMatchObject({
+        NoncurrentVersionExpiration: { NoncurrentDays: 30 },
+        ExpiredObjectDeleteMarker: true,
+      });
+    }
+  });
+
   it("keeps both tables with point-in-time recovery and deletion protection, beyond the stack", () => {
     const tables = ofType("AWS::DynamoDB::GlobalTable");
     expect(tables.length).toBe(2);
