@@ -108,7 +108,9 @@ export function runWorkerTask(
     },
   });
   state.addRetry({
-    errors: ["ECS.AmazonECSException"],
+    // API errors, and placement failures (no capacity), which Step Functions reports as
+    // AmazonECS.Unknown: the task never started, so running it again is safe.
+    errors: ["ECS.AmazonECSException", "AmazonECS.Unknown"],
     interval: Duration.seconds(30),
     maxAttempts: 3,
     backoffRate: 2,
@@ -138,7 +140,26 @@ export function allowRunningTasks(machine: sfn.StateMachine, worker: Worker): vo
     if (d.executionRole) roles.add(d.executionRole);
   }
   machine.addToRolePolicy(
-    new iam.PolicyStatement({ actions: ["iam:PassRole"], resources: [...roles].map((r) => r.roleArn) }),
+    new iam.PolicyStatement({
+      actions: ["iam:PassRole"],
+      resources: [...roles].map((r) => r.roleArn),
+      conditions: { StringEquals: { "iam:PassedToService": "ecs-tasks.amazonaws.com" } },
+    }),
+  );
+  // PropagateTags makes RunTask tag the task it creates, which ECS authorizes as
+  // ecs:TagResource on the new task (ecs:CreateAction = RunTask).
+  const tasks = stack.formatArn({ service: "ecs", resource: "task", resourceName: `${worker.cluster.clusterName}/*` });
+  acknowledgeWildcard(
+    machine,
+    tasks,
+    "task ids are made by ECS at run time; only RunTask's own new tasks, by condition",
+  );
+  machine.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ["ecs:TagResource"],
+      resources: [tasks],
+      conditions: { StringEquals: { "ecs:CreateAction": "RunTask" } },
+    }),
   );
   // The managed rule through which Step Functions learns that a .sync task stopped.
   machine.addToRolePolicy(

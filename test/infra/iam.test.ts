@@ -204,3 +204,54 @@ describe("who may publish to the alarm topic, as SNS evaluates its policy", () =
     }
   });
 });
+
+describe("what the flows may ask of ECS and IAM, as IAM evaluates it", () => {
+  /** The state machine role of a flow, its policies resolved. */
+  function flowRole(flow: string): { arn: string; policies: Array<{ name: string; policy: unknown }> } {
+    const [roleId] = Object.keys(template.Resources).filter(
+      (id) => id.startsWith(`${flow}StateMachineRole`) && template.Resources[id]?.Type === "AWS::IAM::Role",
+    );
+    expect(roleId, `${flow}'s role`).toBeDefined();
+    return { arn: names.getAtt(roleId as string, "Arn"), policies: policiesOf(roleId as string) };
+  }
+
+  async function asFlow(flow: string, action: string, resource: string, context: Record<string, string>) {
+    const role = flowRole(flow);
+    const out = await runSimulation(
+      {
+        request: {
+          principal: role.arn,
+          action,
+          resource: { resource, accountId: ACCOUNT },
+          contextVariables: context,
+        },
+        identityPolicies: role.policies,
+        serviceControlPolicies: [],
+        resourceControlPolicies: [],
+      },
+      {},
+    );
+    if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+    return out.overallResult;
+  }
+
+  it("lets each flow tag the task its RunTask creates (PropagateTags needs ecs:TagResource), and tag nothing else", async () => {
+    const [cluster] = names.resourcesOf("AWS::ECS::Cluster");
+    const task = `arn:aws:ecs:eu-central-1:${ACCOUNT}:task/${names.ref(cluster?.id as string)}/0123456789abcdef`;
+    for (const flow of ["BackupFlow", "RestoreFlow", "VerifyFlow"]) {
+      expect(await asFlow(flow, "ecs:TagResource", task, { "ecs:CreateAction": "RunTask" }), flow).toBe("Allowed");
+      expect(await asFlow(flow, "ecs:TagResource", task, {}), flow).toBe("ImplicitlyDenied");
+    }
+  });
+
+  it("lets a flow pass its tasks' roles to ECS tasks only", async () => {
+    const [role] = Object.keys(template.Resources).filter((id) => id.startsWith("WorkerBackupTaskRole"));
+    const arn = names.getAtt(role as string, "Arn");
+    expect(await asFlow("BackupFlow", "iam:PassRole", arn, { "iam:PassedToService": "ecs-tasks.amazonaws.com" })).toBe(
+      "Allowed",
+    );
+    expect(await asFlow("BackupFlow", "iam:PassRole", arn, { "iam:PassedToService": "lambda.amazonaws.com" })).toBe(
+      "ImplicitlyDenied",
+    );
+  });
+});

@@ -107,6 +107,21 @@ describe("the synthesized template", () => {
     }
   });
 
+  it("retries a RunTask that ECS could not place (AmazonECS.Unknown, as Step Functions reports it) and never a task that ran and failed", () => {
+    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    for (const machine of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
+      const definition = JSON.parse(machine.properties.DefinitionString as string) as {
+        States: Record<string, { Resource?: string; Retry?: Array<{ ErrorEquals: string[] }> }>;
+      };
+      const task = Object.values(definition.States).find((st) => String(st.Resource).endsWith("ecs:runTask.sync"));
+      if (!task) continue;
+      const retried = (task.Retry ?? []).flatMap((r) => r.ErrorEquals);
+      expect(retried, machine.id).toEqual(expect.arrayContaining(["AmazonECS.Unknown", "ECS.AmazonECSException"]));
+      expect(retried, machine.id).not.toContain("States.TaskFailed");
+      expect(retried, machine.id).not.toContain("States.ALL");
+    }
+  });
+
   it("runs the verify worker as root, so the scratch server it starts runs as postgres and cannot read the worker's environment; other tasks as the image's user", () => {
     // The rule this rests on, proven in test/integration/dump-code-isolation.test.ts: the
     // worker isolates its scratch server (another OS user, an allowlisted environment) only
