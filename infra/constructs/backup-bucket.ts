@@ -77,6 +77,9 @@ export class BackupBucket extends Construct {
       // the task to record its SHA-256 in backup.ok, and an overwrite in that window would
       // commit someone else's. strongroom writes manifests with If-None-Match only.
       bucket.addToResourcePolicy(noManifestOverwrite(this.manifestsArn(props.prefix ?? ""), new iam.AnyPrincipal()));
+      // The bucket outlives the stack, and so must what its policy refuses (TLS only, no
+      // manifest overwrite): a deleted stack must not leave the backups unguarded.
+      bucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
     }
     const path = this.prefix === "" ? "" : `/${this.prefix}`;
     this.storeUrl = `s3://${this.bucket.bucketName}${path}`;

@@ -30,15 +30,23 @@ export function invoke(
   payload: Record<string, unknown> | undefined,
   resultPath: string,
 ): tasks.LambdaInvoke {
-  return new tasks.LambdaInvoke(scope, name, {
+  const state = new tasks.LambdaInvoke(scope, name, {
     lambdaFunction: fn,
     ...(payload ? { payload: sfn.TaskInput.fromObject(payload) } : {}),
     payloadResponseOnly: true,
-    // CDK adds a Retry on Lambda service errors (throttling, 5xx); a handler's own
-    // typed error (InvalidInputError, …) is not retried.
+    // CDK adds a Retry on Lambda service errors (5xx, SDK errors); a handler's own typed
+    // error (InvalidInputError, …) is not retried.
     retryOnServiceExceptions: true,
     resultPath,
   });
+  // Throttling is not among CDK's: a burst of schedules at 02:00 must wait, not fail.
+  state.addRetry({
+    errors: ["Lambda.TooManyRequestsException"],
+    interval: Duration.seconds(2),
+    maxAttempts: 6,
+    backoffRate: 2,
+  });
+  return state;
 }
 
 /** An audit-append task for `event`, naming the flow's database and backup. */
@@ -214,7 +222,10 @@ export function flowStateMachine(scope: Construct, name: string, definition: sfn
     comment: `strongroom ${name}`,
     tracingEnabled: true,
     logs: {
+      // Under /aws/vendedlogs/, as AWS advises for Step Functions: other log group names
+      // each add to the account's one CloudWatch Logs resource policy, which has a size limit.
       destination: new logs.LogGroup(scope, "Logs", {
+        logGroupName: `/aws/vendedlogs/states/${Stack.of(scope).stackName}-${name}`,
         retention: logs.RetentionDays.THREE_MONTHS,
         removalPolicy: RemovalPolicy.RETAIN,
       }),

@@ -122,6 +122,30 @@ describe("the synthesized template", () => {
     }
   });
 
+  it("retries a throttled Lambda call in every flow, and logs every flow under /aws/vendedlogs/", () => {
+    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    for (const machine of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
+      const definition = JSON.parse(machine.properties.DefinitionString as string) as {
+        States: Record<string, { Resource?: string; Retry?: Array<{ ErrorEquals: string[] }> }>;
+      };
+      for (const [name, state] of Object.entries(definition.States)) {
+        if (!String(state.Resource).endsWith(":lambda:invoke")) continue;
+        const retried = (state.Retry ?? []).flatMap((r) => r.ErrorEquals);
+        expect(retried, `${machine.id} ${name}`).toContain("Lambda.TooManyRequestsException");
+      }
+      const logging = machine.properties.LoggingConfiguration as {
+        Destinations: Array<{ CloudWatchLogsLogGroup: { LogGroupArn: string } }>;
+      };
+      const arn = logging.Destinations[0]?.CloudWatchLogsLogGroup.LogGroupArn ?? "";
+      const groupId = Object.keys(resources).find(
+        (id) => arn.includes(id) && resources[id]?.Type === "AWS::Logs::LogGroup",
+      );
+      expect(String(resources[groupId as string]?.Properties.LogGroupName), machine.id).toMatch(
+        /^\/aws\/vendedlogs\/states\//,
+      );
+    }
+  });
+
   it("runs the verify worker as root, so the scratch server it starts runs as postgres and cannot read the worker's environment; other tasks as the image's user", () => {
     // The rule this rests on, proven in test/integration/dump-code-isolation.test.ts: the
     // worker isolates its scratch server (another OS user, an allowlisted environment) only
@@ -200,6 +224,8 @@ describe("the synthesized template", () => {
     expect(bucket.DeletionPolicy).toBe("Retain");
     const policy = json(ofType("AWS::S3::BucketPolicy")[0]?.[1].Properties);
     expect(policy).toContain('"aws:SecureTransport":"false"');
+    // A retained bucket keeps its guards: the policy outlives the stack with it.
+    expect(ofType("AWS::S3::BucketPolicy")[0]?.[1].DeletionPolicy).toBe("Retain");
   });
 
   it("lets prune free storage: a versioned bucket keeps a deleted object's bytes until a rule expires noncurrent versions", () => {
