@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { existsSync } from "node:fs";
 import * as path from "node:path";
-import { App, Validations } from "aws-cdk-lib";
+import { Annotations, App, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { loadConfig } from "./config/load-config.ts";
 import { StrongroomStack } from "./stacks/strongroom-stack.ts";
@@ -28,11 +28,13 @@ export function configPath(app: App): string {
 export function buildApp(app = new App()): App {
   const purpose = app.node.tryGetContext("sim") === "true" || app.node.tryGetContext("sim") === true ? "sim" : "deploy";
   const config = loadConfig(configPath(app), purpose);
-  new StrongroomStack(app, "Strongroom", {
+  const stack = new StrongroomStack(app, "Strongroom", {
     stackName: config.name,
     description: "strongroom: PostgreSQL backups you own and can prove",
     config,
   });
+  // cdk synth and deploy print these; they deploy, but would misbehave.
+  for (const warning of config.warnings) Annotations.of(stack).addWarningV2("strongroom:config", warning);
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
   return app;
 }

@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { StrongroomError } from "#core/errors.ts";
-import { fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
+import { dstProblems } from "../../infra/config/dst.ts";
+import { DEFAULTS, fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const example = () => JSON.parse(readFileSync(path.join(root, "strongroom.config.example.json"), "utf8"));
@@ -22,7 +23,7 @@ describe("strongroom.config.json", () => {
   it("accepts the example and fills each database's settings from the defaults", () => {
     const config = parseConfig(example(), "example");
     expect(config.databases.map((d) => [d.id, d.schedule, d.timeZone, d.retention])).toEqual([
-      ["shop", "cron(0 2 * * ? *)", "Europe/Berlin", { daily: 7, weekly: 4, monthly: 12 }],
+      ["shop", "cron(0 4 * * ? *)", "Europe/Berlin", { daily: 7, weekly: 4, monthly: 12 }],
       ["billing", "cron(30 1 * * ? *)", "Europe/Berlin", { daily: 14, weekly: 4, monthly: 12 }],
     ]);
     expect(config.databases[0]?.task).toEqual({ cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 });
@@ -137,5 +138,65 @@ describe("Fargate task sizes", () => {
     expect(problemsOf(raw)).toEqual([
       "databases[0].task: memoryMiB 1536 does not go with cpu 256 on Fargate (512, 1024, 2048 MiB)",
     ]);
+  });
+});
+
+describe("schedules across daylight-saving changes (EventBridge Scheduler skips a local time that does not exist, runs a repeated one once)", () => {
+  const from = new Date("2027-01-01T00:00:00Z");
+
+  it("warns about a schedule in a gap or an overlap of its zone, naming the day", () => {
+    const raw = example();
+    raw.databases[0].schedule = "cron(0 2 * * ? *)";
+    const config = parseConfig(raw, "example");
+    expect(config.warnings).toEqual([
+      expect.stringMatching(
+        /^databases\[0\]\.schedule: 02:00 does not exist on \d{4}-03-\d\d in Europe\/Berlin: that run is skipped$/,
+      ),
+      expect.stringMatching(
+        /^databases\[0\]\.schedule: 02:00 happens twice on \d{4}-10-\d\d in Europe\/Berlin: it runs once$/,
+      ),
+    ]);
+    expect(parseConfig(example(), "example").warnings).toEqual([]);
+  });
+
+  it.each([
+    [
+      "cron(0 2 * * ? *)",
+      "Europe/Berlin",
+      [
+        "02:00 does not exist on 2027-03-28 in Europe/Berlin: that run is skipped",
+        "02:00 happens twice on 2027-10-31 in Europe/Berlin: it runs once",
+      ],
+    ],
+    ["cron(30 1 * * ? *)", "America/New_York", ["01:30 happens twice on 2027-11-07 in America/New_York: it runs once"]],
+    [
+      "cron(0 2 * * ? *)",
+      "Pacific/Auckland",
+      [
+        "02:00 does not exist on 2027-09-26 in Pacific/Auckland: that run is skipped",
+        "02:00 happens twice on 2027-04-04 in Pacific/Auckland: it runs once",
+      ],
+    ],
+    ["cron(0 2 * * ? *)", "UTC", []],
+    [
+      "cron(0,30 1-2 * * ? *)",
+      "Europe/London",
+      [
+        "01:00 does not exist on 2027-03-28 in Europe/London: that run is skipped",
+        "01:00 happens twice on 2027-10-31 in Europe/London: it runs once",
+        "01:30 does not exist on 2027-03-28 in Europe/London: that run is skipped",
+        "01:30 happens twice on 2027-10-31 in Europe/London: it runs once",
+      ],
+    ],
+    ["rate(1 day)", "Europe/Berlin", []],
+  ])("%s in %s", (expression, zone, expected) => {
+    expect(dstProblems(expression, zone, from)).toEqual(expected);
+  });
+
+  it("never has a problem with the default schedules, in any time zone", () => {
+    const bad = Intl.supportedValuesOf("timeZone").flatMap((zone) =>
+      [DEFAULTS.schedule, DEFAULTS.verify.schedule].flatMap((e) => dstProblems(e, zone, from)),
+    );
+    expect(bad).toEqual([]);
   });
 });
