@@ -134,6 +134,8 @@ export class LocalNames {
       "AWS::StepFunctions::StateMachine": `arn:aws:states:${region}:${account}:stateMachine:${name}`,
       "AWS::IAM::Role": `arn:aws:iam::${account}:role/${name}`,
       "AWS::SQS::Queue": `arn:aws:sqs:${region}:${account}:${name}`,
+      // CloudFormation's Arn of a log group ends in `:*`.
+      "AWS::Logs::LogGroup": `arn:aws:logs:${region}:${account}:log-group:${name}:*`,
     };
     return arns[type] ?? `arn:aws:cloudformation:${region}:${account}:${type}/${name}`;
   }

@@ -255,3 +255,46 @@ describe("what the flows may ask of ECS and IAM, as IAM evaluates it", () => {
     );
   });
 });
+
+describe("what the functions may log, as IAM evaluates it", () => {
+  it("gives each function its own role, no managed policy, and writing to the functions' log group only", async () => {
+    const roles = Object.keys(template.Resources).filter(
+      (id) => id.startsWith("Handlers") && template.Resources[id]?.Type === "AWS::IAM::Role",
+    );
+    expect(roles.length).toBeGreaterThanOrEqual(9);
+    const groupName = (prefix: string) => {
+      const [id] = Object.keys(template.Resources).filter(
+        (r) => r.startsWith(prefix) && template.Resources[r]?.Type === "AWS::Logs::LogGroup",
+      );
+      return names.physicalName(id as string);
+    };
+    const stream = (group: string) =>
+      `arn:aws:logs:eu-central-1:${ACCOUNT}:log-group:${group}:log-stream:2026/12/02/abc`;
+    for (const role of roles) {
+      expect(
+        (template.Resources[role]?.Properties as { ManagedPolicyArns?: unknown } | undefined)?.ManagedPolicyArns,
+        role,
+      ).toBeUndefined();
+      const decideLogs = async (resource: string) => {
+        const out = await runSimulation(
+          {
+            request: {
+              principal: `arn:aws:iam::${ACCOUNT}:role/${role}`,
+              action: "logs:PutLogEvents",
+              resource: { resource, accountId: ACCOUNT },
+              contextVariables: {},
+            },
+            identityPolicies: policiesOf(role),
+            serviceControlPolicies: [],
+            resourceControlPolicies: [],
+          },
+          {},
+        );
+        if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+        return out.overallResult;
+      };
+      expect(await decideLogs(stream(groupName("HandlersLogs"))), role).toBe("Allowed");
+      expect(await decideLogs(stream(groupName("WorkerLogs"))), role).toBe("ImplicitlyDenied");
+    }
+  });
+});
