@@ -5,6 +5,7 @@ import * as iam from "aws-cdk-lib/aws-iam";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { BACKUP_RECORDED, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
@@ -62,6 +63,18 @@ export class Alarms extends Construct {
       `${name}Failed`,
       machine.metricFailed({ period: Duration.minutes(5), statistic: "Sum" }),
       `a ${name} execution failed (see its execution history and the worker's logs)`,
+    );
+  }
+
+  /**
+   * A schedule could not start its flow or function (after Scheduler's own retries) and
+   * the start landed in the dead-letter queue: a backup or verification that never began.
+   */
+  schedulesDeadLettered(queue: sqs.IQueue): void {
+    this.add(
+      "ScheduleDeadLetters",
+      queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: "Maximum" }),
+      "a schedule could not start its flow or function; the start is in the schedules' dead-letter queue",
     );
   }
 

@@ -85,6 +85,7 @@ export class StrongroomStack extends Stack {
     this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);
     this.alarms.flowFailed(VerifyFlow.NAME, this.verifyFlow.stateMachine);
     this.alarms.probeFailed(this.handlers.destinationProbe);
+    this.alarms.schedulesDeadLettered(this.schedules.deadLetterQueue);
     for (const db of config.databases) {
       this.alarms.stale(db.id);
       this.alarms.unverified(db.id, db.verify.maxAgeDays);

@@ -146,6 +146,20 @@ describe("the synthesized template", () => {
     }
   });
 
+  it("alarms when a schedule's start lands in its dead-letter queue (a backup that never began)", () => {
+    const queues = ofType("AWS::SQS::Queue").map(([id]) => id);
+    const scheduled = ofType("AWS::Scheduler::Schedule").map(([, s]) => json(s.Properties.Target));
+    for (const queue of queues.filter((q) => scheduled.some((t) => t.includes(q)))) {
+      const watching = ofType("AWS::CloudWatch::Alarm").filter(([, a]) =>
+        json(a.Properties.Dimensions).includes(queue),
+      );
+      expect(watching.length, `an alarm on ${queue}`).toBe(1);
+      const [, alarm] = watching[0] as [string, Resource];
+      expect(alarm.Properties).toMatchObject({ MetricName: "ApproximateNumberOfMessagesVisible", Threshold: 1 });
+      expect(json(alarm.Properties.AlarmActions)).toContain("AlarmsTopic");
+    }
+  });
+
   it("runs the verify worker as root, so the scratch server it starts runs as postgres and cannot read the worker's environment; other tasks as the image's user", () => {
     // The rule this rests on, proven in test/integration/dump-code-isolation.test.ts: the
     // worker isolates its scratch server (another OS user, an allowlisted environment) only
@@ -304,9 +318,10 @@ describe("the synthesized template", () => {
     }
   });
 
-  it("alarms on failed flows, a failed probe, each database's staleness and its verification age", () => {
+  it("alarms on failed flows, a failed probe, dead-lettered schedules, each database's staleness and its verification age", () => {
     const alarms = ofType("AWS::CloudWatch::Alarm").map(([, a]) => a.Properties);
-    expect(alarms.length).toBe(8); // three flows, the probe, two databases' staleness and verification age
+    // three flows, the probe, the schedules' dead letters, two databases' staleness and verification age
+    expect(alarms.length).toBe(9);
     const unverified = alarms.filter((a) => a.MetricName === "VerifiedAgeHours");
     expect(unverified.map((a) => [a.Threshold, a.TreatMissingData, a.Statistic])).toEqual([
       [192, "breaching", "Maximum"],
