@@ -1,36 +1,24 @@
 import { type Command, Option } from "commander";
 import { auditFor, type CliContext, openStoreAt, printResult } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  databaseIdOption,
-  jsonOption,
-  signerOption,
-  signingKeyOption,
-  storeOption,
-  trustStoreOption,
-} from "./options.ts";
+import { databaseIdOption, jsonOption, readsLedger, storeOption } from "./options.ts";
 
 export function catalogCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("catalog")
-    .description("the DynamoDB backup catalog")
-    .command("rebuild")
-    .description(
-      "rebuild catalog items from the committed backups in a store and their audited verifications (anything the audit log does not commit is skipped)",
-    )
-    .addOption(storeOption())
-    .addOption(
-      new Option("--table <name>", "DynamoDB catalog table (endpoint from AWS_ENDPOINT_URL_DYNAMODB)")
-        .env("STRONGROOM_CATALOG_TABLE")
-        .makeOptionMandatory(),
-    )
-    .addOption(databaseIdOption("only this database's backups (default: every database)"))
-    .addOption(auditOption())
-    .addOption(auditTableOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(trustStoreOption())
+  readsLedger(
+    parent
+      .command("catalog")
+      .description("the DynamoDB backup catalog")
+      .command("rebuild")
+      .description(
+        "rebuild catalog items from the committed backups in a store and their audited verifications (anything the audit log does not commit is skipped)",
+      )
+      .addOption(storeOption())
+      .addOption(
+        new Option("--table <name>", "DynamoDB catalog table (endpoint from AWS_ENDPOINT_URL_DYNAMODB)")
+          .env("STRONGROOM_CATALOG_TABLE")
+          .makeOptionMandatory(),
+      )
+      .addOption(databaseIdOption("only this database's backups (default: every database)")),
+  )
     .addOption(jsonOption())
     .addHelpText(
       "after",

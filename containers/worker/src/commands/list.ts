@@ -4,30 +4,18 @@ import type { LedgerProblem } from "#core/ledger.ts";
 import type { Manifest } from "#core/manifest.ts";
 import { humanBytes } from "../progress.ts";
 import { auditFor, type CliContext, openStoreAt, printResult, table } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  databaseIdOption,
-  jsonOption,
-  signerOption,
-  signingKeyOption,
-  storeOption,
-  trustStoreOption,
-} from "./options.ts";
+import { databaseIdOption, jsonOption, readsLedger, storeOption } from "./options.ts";
 
 export function listCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("list")
-    .description(
-      "list committed backups: those whose backup.ok audit row records their manifest's SHA-256; any other manifest in the store is named, and the exit code is 1",
-    )
-    .addOption(storeOption())
-    .addOption(databaseIdOption("only this database's backups (default: every database)"))
-    .addOption(auditOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(auditTableOption())
-    .addOption(trustStoreOption())
+  readsLedger(
+    parent
+      .command("list")
+      .description(
+        "list committed backups: those whose backup.ok audit row records their manifest's SHA-256; any other manifest in the store is named, and the exit code is 1",
+      )
+      .addOption(storeOption())
+      .addOption(databaseIdOption("only this database's backups (default: every database)")),
+  )
     .addOption(jsonOption())
     .addHelpText(
       "after",

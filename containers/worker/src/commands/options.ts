@@ -17,17 +17,26 @@ export const backupOption = () =>
  * log, whose rows in it count, a flow's digest, or --trust-store).
  */
 export function readsBackup(command: Command, verb: string): Command {
-  return command
+  command
     .addOption(storeOption())
     .addOption(backupOption())
     .addOption(identityOption())
     .addOption(databaseIdOption(`the database whose backup to ${verb} (needed when the store holds several)`))
-    .addOption(manifestSha256Option())
-    .addOption(trustStoreOption())
+    .addOption(manifestSha256Option());
+  return readsLedger(command);
+}
+
+/**
+ * The options of every command that decides what counts (docs/trust.md): where the audit
+ * log is, whose rows in a store's own log count, and --trust-store.
+ */
+export function readsLedger(command: Command): Command {
+  return command
     .addOption(auditOption())
     .addOption(auditTableOption())
     .addOption(signingKeyOption())
-    .addOption(signerOption());
+    .addOption(signerOption())
+    .addOption(trustStoreOption());
 }
 
 /**
@@ -136,7 +145,10 @@ export const jsonOption = () => flagOption("--json", "machine-readable output on
 export const databaseIdOption = (description = "the database's id in the store (default: its name)") =>
   new Option("--database-id <id>", description).env("STRONGROOM_DATABASE_ID");
 export const auditOption = () =>
-  new Option("--audit <where>", "where to record audit events: store (the store's own log) or none")
+  new Option(
+    "--audit <where>",
+    "the audit log that records events and decides which backups count: store (the store's own log) or none",
+  )
     .choices(["store", "none"])
     .default("store")
     .env("STRONGROOM_AUDIT");
@@ -144,7 +156,7 @@ export const auditOption = () =>
 export const auditTableOption = () =>
   new Option(
     "--audit-table <name>",
-    "record audit events in this DynamoDB table instead (endpoint from AWS_ENDPOINT_URL_DYNAMODB)",
+    "use this DynamoDB table as the audit log instead (endpoint from AWS_ENDPOINT_URL_DYNAMODB)",
   ).env("STRONGROOM_AUDIT_TABLE");
 
 /** `--jobs 4`: an integer >= 1. */

@@ -2,15 +2,7 @@ import { type Command, Option } from "commander";
 import { NotReadyError, UsageError } from "#core/errors.ts";
 import type { DatabaseStatus } from "#core/status.ts";
 import { auditFor, type CliContext, openStoreAt, printResult, table } from "./context.ts";
-import {
-  auditOption,
-  auditTableOption,
-  databaseIdOption,
-  jsonOption,
-  signerOption,
-  signingKeyOption,
-  trustStoreOption,
-} from "./options.ts";
+import { databaseIdOption, jsonOption, readsLedger } from "./options.ts";
 
 interface StatusFlags {
   store?: string;
@@ -32,33 +24,30 @@ const MARKS: Record<DatabaseStatus["days"][number]["mark"], string> = {
 };
 
 export function statusCommand(parent: Command, ctx: CliContext): void {
-  parent
-    .command("status")
-    .description(
-      "per database: the newest backup, the newest verified one, the last verification; exit 1 when not ready",
-    )
-    .addOption(new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]").env("STRONGROOM_STORE"))
-    .addOption(
-      new Option("--table <name>", "read the deployed catalog table instead of the store (DynamoDB)").env(
-        "STRONGROOM_CATALOG_TABLE",
+  readsLedger(
+    parent
+      .command("status")
+      .description(
+        "per database: the newest backup, the newest verified one, the last verification; exit 1 when not ready",
+      )
+      .addOption(new Option("--store <url>", "file:///absolute/dir or s3://bucket[/prefix]").env("STRONGROOM_STORE"))
+      .addOption(
+        new Option("--table <name>", "read the deployed catalog table instead of the store (DynamoDB)").env(
+          "STRONGROOM_CATALOG_TABLE",
+        ),
+      )
+      .addOption(databaseIdOption("only this database (default: every database in the store)"))
+      .addOption(
+        new Option("--max-verify-age <duration>", "not ready when the newest successful verification is older")
+          .default("8d")
+          .env("STRONGROOM_MAX_VERIFY_AGE"),
+      )
+      .addOption(
+        new Option("--max-backup-age <duration>", "not ready when the newest backup is older")
+          .default("26h")
+          .env("STRONGROOM_MAX_BACKUP_AGE"),
       ),
-    )
-    .addOption(databaseIdOption("only this database (default: every database in the store)"))
-    .addOption(
-      new Option("--max-verify-age <duration>", "not ready when the newest successful verification is older")
-        .default("8d")
-        .env("STRONGROOM_MAX_VERIFY_AGE"),
-    )
-    .addOption(
-      new Option("--max-backup-age <duration>", "not ready when the newest backup is older")
-        .default("26h")
-        .env("STRONGROOM_MAX_BACKUP_AGE"),
-    )
-    .addOption(auditOption())
-    .addOption(signingKeyOption())
-    .addOption(signerOption())
-    .addOption(auditTableOption())
-    .addOption(trustStoreOption())
+  )
     .addOption(jsonOption())
     .addHelpText(
       "after",
