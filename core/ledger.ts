@@ -43,8 +43,6 @@ export interface AuditedVerification {
 export interface CommittedBackup extends ManifestRecord {
   databaseId: string;
   backupId: string;
-  /** The `backup.ok` row that commits it; absent when counted under `trustStore`. */
-  committed?: { seq: string; at: string };
   /** Verifications recorded for exactly this manifest, oldest first. */
   verifications: AuditedVerification[];
 }
@@ -93,6 +91,21 @@ function believedRows(databaseId: string, rows: AuditRow[], problems: LedgerProb
   const at = rows.findIndex((r) => r.seq === bad.seq);
   const after = signed ? rows.slice(at).filter((r) => rowHash(r) === r.hash && audit?.trusts?.(r) === true) : [];
   return [...rows.slice(0, at), ...after];
+}
+
+/**
+ * The row that commits each backup: its first `backup.ok` with a manifest SHA-256 among
+ * `rows` (rows the caller already found trustworthy). A later one cannot re-commit
+ * another manifest. The ledger and `audit verify` both decide by this.
+ */
+export function committingRows(rows: readonly AuditRow[]): Map<string, AuditRow> {
+  const out = new Map<string, AuditRow>();
+  for (const row of rows) {
+    if (row.event === "backup.ok" && row.backupId !== undefined && sha256Of(row) && !out.has(row.backupId)) {
+      out.set(row.backupId, row);
+    }
+  }
+  return out;
 }
 
 function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): AuditedVerification[] {
@@ -146,14 +159,8 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
   const unsigned = new Set(
     rows.filter((r) => r.event === "backup.ok" && !trustedSet.has(r)).map((r) => r.backupId ?? ""),
   );
-  const committedBy = new Map<string, AuditRow>();
-  const deleted = new Set<string>();
-  for (const row of trusted) {
-    if (row.backupId === undefined) continue;
-    if (row.event === "backup.ok" && sha256Of(row) && !committedBy.has(row.backupId))
-      committedBy.set(row.backupId, row);
-    if (row.event === "retain.delete") deleted.add(row.backupId);
-  }
+  const committedBy = committingRows(trusted);
+  const deleted = new Set(trusted.filter((r) => r.event === "retain.delete").map((r) => r.backupId));
   const latestAllowed = options.now.getTime() + (options.maxClockSkewMs ?? DEFAULT_SKEW_MS);
   const backups: CommittedBackup[] = [];
   const records = await Promise.all(refs.map((ref) => readOne(store, ref)));
@@ -197,7 +204,6 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
     backups.push({
       ...record,
       ...ref,
-      committed: { seq: ok.seq, at: ok.at },
       verifications: verificationsOf(trusted, ref.backupId, record.sha256),
     });
   }
@@ -213,11 +219,6 @@ async function readOne(store: ObjectStore, ref: BackupRef): Promise<ManifestReco
     if (err instanceof StrongroomError && (err.name === "ManifestError" || err.name === "IntegrityError")) return err;
     throw err;
   }
-}
-
-/** The newest verification by restore that held, if any. */
-export function newestVerified(ledger: Ledger): CommittedBackup | undefined {
-  return ledger.backups.filter((b) => b.verifications.some((v) => v.ok && v.kind === "restore")).at(-1);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { listBackupRefs, type ManifestRecord, readManifestRecord } from "../backup-index.ts";
 import { StrongroomError } from "../errors.ts";
+import { committingRows } from "../ledger.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import { type AuditRow, type ChainReport, verifyChain } from "./audit-chain.ts";
 import { type AuditLog, readAll } from "./audit-log.ts";
@@ -34,6 +35,7 @@ export function reconcile(
   const head = rows.at(-1);
   const bySeq = new Map(rows.map((r) => [r.seq, r]));
   const events = (backupId: string, event: string) => rows.filter((r) => r.backupId === backupId && r.event === event);
+  const committing = committingRows(rows.filter(trusts));
   const present = new Set(manifests.map((m) => m.manifest.backupId));
   if (rows.length === 0 && manifests.length > 0) {
     problems.push(`the store holds ${manifests.length} backup(s) but the chain is empty`);
@@ -42,7 +44,7 @@ export function reconcile(
   for (const { manifest, sha256 } of manifests) {
     const id = manifest.backupId;
     // The first backup.ok commits the backup (core/ledger.ts); a later one changes nothing.
-    const ok = events(id, "backup.ok").find((r) => typeof r.details?.manifestSha256 === "string" && trusts(r));
+    const ok = committing.get(id);
     const recorded = ok?.details?.manifestSha256;
     if (typeof recorded === "string" && recorded !== sha256) {
       problems.push(
@@ -111,11 +113,7 @@ export async function verifyScope(log: AuditLog, scope: string, store?: ObjectSt
       }
     }
     const trusts = (row: AuditRow) => log.trusts?.(row) ?? true;
-    const committed = new Set(
-      rows
-        .filter((r) => r.event === "backup.ok" && typeof r.details?.manifestSha256 === "string" && trusts(r))
-        .map((r) => r.backupId),
-    );
+    const committed = committingRows(rows.filter(trusts));
     unanchored = manifests.filter((m) => !committed.has(m.manifest.backupId)).length;
     problems.push(...reconcile(rows, manifests, trusts));
   }
