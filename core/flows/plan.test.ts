@@ -1,11 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { InvalidInputError } from "../errors.ts";
-import type { FlowSettings } from "./flow-settings.ts";
+import { StaticSettings } from "./flow-settings.ts";
 import { planBackup, planRestore, planVerify } from "./plan.ts";
 import { describeFailure } from "./task-failure.ts";
 
-const settings: FlowSettings = {
-  container: "worker",
+const settings = new StaticSettings({
   databases: [
     {
       id: "shop",
@@ -19,7 +18,7 @@ const settings: FlowSettings = {
   restoreTargets: [
     { id: "staging", secretArn: "arn:secret:staging-AbCdEf", restoreTaskDefinition: "arn:restore-staging:1" },
   ],
-};
+});
 const SHA = "ab".repeat(32);
 /** The ledger's answer, as committedIn gives it: latest, or the id asked for, with its manifest's SHA-256. */
 const latest = async (_databaseId: string, backup: string) => ({
@@ -62,8 +61,8 @@ describe("flow plans", () => {
     await expect(planVerify(settings, { databaseId: "nope" }, latest)).rejects.toThrow(/no database "nope"/);
   });
 
-  it("chooses the backup id before the task runs and tells the worker to leave auditing to the flow", () => {
-    const plan = planBackup(settings, { databaseId: "shop" }, new Date("2026-11-21T02:00:00Z"));
+  it("chooses the backup id before the task runs and tells the worker to leave auditing to the flow", async () => {
+    const plan = await planBackup(settings, { databaseId: "shop" }, new Date("2026-11-21T02:00:00Z"));
     expect(plan.backupId).toMatch(/^20261121T020000Z-[a-z2-7]{6}$/);
     expect(plan.command).toEqual([
       "backup",
@@ -78,9 +77,9 @@ describe("flow plans", () => {
     expect(plan.taskDefinition).toBe("arn:backup-shop:1");
   });
 
-  it("names the configured databases when asked for another", () => {
-    expect(() => planBackup(settings, { databaseId: "shops" }, new Date())).toThrow(
-      /no database "shops" is configured/,
+  it("names the configured databases when asked for another", async () => {
+    await expect(planBackup(settings, { databaseId: "shops" }, new Date())).rejects.toThrow(
+      /no database "shops" is configured.*/,
     );
   });
 

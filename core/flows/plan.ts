@@ -2,7 +2,7 @@ import { Ajv } from "ajv";
 import { databaseNameProblem } from "../database-name.ts";
 import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN, newBackupId } from "../keys.ts";
-import type { FlowSettings } from "./flow-settings.ts";
+import { type DatabaseSettings, type FlowSettings, WORKER_CONTAINER } from "./flow-settings.ts";
 
 /** A committed backup as a plan hands it on: its id and its manifest's SHA-256 (core/ledger.ts). */
 export interface CommittedRef {
@@ -21,14 +21,16 @@ export interface TaskPlan {
 }
 
 export interface BackupPlan extends TaskPlan {
-  retention: FlowSettings["databases"][number]["retention"];
+  retention: DatabaseSettings["retention"];
 }
 
-function configuredDatabase(settings: FlowSettings, databaseId: string) {
-  const db = settings.databases.find((d) => d.id === databaseId);
+async function configuredDatabase(settings: FlowSettings, databaseId: string): Promise<DatabaseSettings> {
+  const db = await settings.database(databaseId);
   if (!db) {
+    // Listing the others costs a call per ten databases; only a wrong id pays it.
+    const ids = (await settings.databases()).map((d) => d.id);
     throw new UnknownDatabaseError(`no database ${JSON.stringify(databaseId)} is configured`, {
-      hint: `configured: ${settings.databases.map((d) => d.id).join(", ")}; add it to strongroom.config.json and deploy`,
+      hint: `configured: ${ids.length > 20 ? `${ids.slice(0, 20).join(", ")} and ${ids.length - 20} more` : ids.join(", ")}; add it to strongroom.config.json and deploy`,
     });
   }
   return db;
@@ -38,14 +40,18 @@ function configuredDatabase(settings: FlowSettings, databaseId: string) {
  * BackupFlow's first step: the backup id is chosen here, before the task starts, so
  * that backup.start, the task and catalog-record all name the same backup.
  */
-export function planBackup(settings: FlowSettings, input: { databaseId: string }, now: Date): BackupPlan {
-  const db = configuredDatabase(settings, input.databaseId);
+export async function planBackup(
+  settings: FlowSettings,
+  input: { databaseId: string },
+  now: Date,
+): Promise<BackupPlan> {
+  const db = await configuredDatabase(settings, input.databaseId);
   const backupId = newBackupId(now);
   return {
     databaseId: db.id,
     backupId,
     taskDefinition: db.backupTaskDefinition,
-    container: settings.container,
+    container: WORKER_CONTAINER,
     // The flow records start/ok/fail itself (a task that never starts is recorded too).
     command: ["backup", "--database-id", db.id, "--backup-id", backupId, "--audit", "none", "--json"],
     retention: db.retention,
@@ -193,15 +199,16 @@ export async function planRestore(
   resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
 ): Promise<TaskPlan & { target: string; manifestSha256: string }> {
   const request = checkRestoreRequest(input);
-  const db = configuredDatabase(settings, request.databaseId);
+  const db = await configuredDatabase(settings, request.databaseId);
   let taskDefinition = db.restoreTaskDefinition;
   let target = `the server of ${db.id}`;
   if ("secretArn" in request.target) {
     const arn = request.target.secretArn;
-    const declared = settings.restoreTargets.find((t) => t.secretArn === arn);
+    const targets = await settings.restoreTargets();
+    const declared = targets.find((t) => t.secretArn === arn);
     if (!declared) {
       throw new InvalidInputError("target.secretArn is not a declared restore target", {
-        hint: `declare it in restoreTargets in strongroom.config.json and deploy; declared: ${settings.restoreTargets.map((t) => t.id).join(", ") || "none"}`,
+        hint: `declare it in restoreTargets in strongroom.config.json and deploy; declared: ${targets.map((t) => t.id).join(", ") || "none"}`,
       });
     }
     taskDefinition = declared.restoreTaskDefinition;
@@ -235,7 +242,7 @@ export async function planRestore(
     databaseId: db.id,
     backupId,
     taskDefinition,
-    container: settings.container,
+    container: WORKER_CONTAINER,
     command,
     manifestSha256,
     target: database === undefined ? target : `${target}, database ${database}`,
@@ -253,7 +260,7 @@ export async function planVerify(
   input: { databaseId: string; backupId?: string },
   resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
 ): Promise<TaskPlan & { manifestSha256: string }> {
-  const db = configuredDatabase(settings, input.databaseId);
+  const db = await configuredDatabase(settings, input.databaseId);
   const { backupId, manifestSha256 } = await resolve(db.id, input.backupId ?? "latest");
   const command = [
     "verify",
@@ -272,7 +279,7 @@ export async function planVerify(
     databaseId: db.id,
     backupId,
     taskDefinition: db.verifyTaskDefinition,
-    container: settings.container,
+    container: WORKER_CONTAINER,
     command,
     manifestSha256,
   };

@@ -1,4 +1,4 @@
-import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { type BackupPlan, planBackup } from "#core/flows/plan.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -11,16 +11,16 @@ export const schema = {
 };
 
 export interface Deps {
-  settings: () => FlowSettings;
+  settings: FlowSettings;
   now: () => Date;
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<{ databaseId: string }, BackupPlan>(schema, async (input) => planBackup(deps.settings(), input, deps.now()));
+  lambda<{ databaseId: string }, BackupPlan>(schema, (input) => planBackup(deps.settings, input, deps.now()));
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
-  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
+  settings: settingsFromEnv(env),
   now: () => new Date(),
 });
 

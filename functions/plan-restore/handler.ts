@@ -1,4 +1,4 @@
-import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { planRestore, type TaskPlan } from "#core/flows/plan.ts";
 import { committedIn, type LedgerDeps, ledgerDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
@@ -12,18 +12,18 @@ import { lambda } from "../common/lambda.ts";
 export const schema = { type: "object" };
 
 export interface Deps extends LedgerDeps {
-  settings: () => FlowSettings;
+  settings: FlowSettings;
 }
 
 export const createHandler = (deps: Deps) =>
   lambda<unknown, TaskPlan & { target: string; manifestSha256: string }>(schema, async (input) =>
-    planRestore(deps.settings(), input, committedIn(deps)),
+    planRestore(deps.settings, input, committedIn(deps)),
   );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
   ...ledgerDepsFromEnv(env),
-  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
+  settings: settingsFromEnv(env),
 });
 
 export const handler = createHandler(depsFromEnv());

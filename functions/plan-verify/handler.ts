@@ -1,4 +1,4 @@
-import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { planVerify, type TaskPlan } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { committedIn, type LedgerDeps, ledgerDepsFromEnv } from "../common/deps.ts";
@@ -16,18 +16,18 @@ export const schema = {
 };
 
 export interface Deps extends LedgerDeps {
-  settings: () => FlowSettings;
+  settings: FlowSettings;
 }
 
 export const createHandler = (deps: Deps) =>
   lambda<{ databaseId: string; backupId?: string }, TaskPlan & { manifestSha256: string }>(schema, async (input) =>
-    planVerify(deps.settings(), input, committedIn(deps)),
+    planVerify(deps.settings, input, committedIn(deps)),
   );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
   ...ledgerDepsFromEnv(env),
-  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
+  settings: settingsFromEnv(env),
 });
 
 export const handler = createHandler(depsFromEnv());

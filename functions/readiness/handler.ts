@@ -2,7 +2,7 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
-import { type FlowSettings, parseFlowSettings } from "#core/flows/flow-settings.ts";
+import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { METRICS_NAMESPACE, NEWEST_BACKUP_AGE_HOURS, READY, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
 import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
@@ -22,7 +22,7 @@ export interface Deps {
   /** The audit log: only committed backups and audited verifications count (core/ledger.ts). */
   auditTable: string;
   storeUrl: string;
-  settings: () => FlowSettings;
+  settings: FlowSettings;
   now: () => Date;
   metrics?: Metrics;
 }
@@ -31,7 +31,7 @@ export const createHandler = (deps: Deps) =>
   lambda<Record<string, never>, Array<Pick<DatabaseStatus, "databaseId" | "ready" | "problems">>>(schema, async () => {
     const store = new S3Store(deps.storeUrl, { client: deps.s3 });
     const out: Array<Pick<DatabaseStatus, "databaseId" | "ready" | "problems">> = [];
-    for (const db of deps.settings().databases) {
+    for (const db of await deps.settings.databases()) {
       const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs: db.verify.maxAgeDays * 86_400_000 };
       const audit = (databaseId: string) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
       const [status] = await readStatus(store, { databaseId: db.id, now: deps.now(), limits, audit });
@@ -58,7 +58,7 @@ export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
   dynamodb: new DynamoDBClient({}),
   auditTable: env.AUDIT_TABLE ?? "",
   storeUrl: env.STORE_URL ?? "",
-  settings: () => parseFlowSettings(env.FLOW_SETTINGS),
+  settings: settingsFromEnv(env),
   now: () => new Date(),
 });
 

@@ -32,13 +32,41 @@ interface Overridable {
   verify?: Partial<VerifySettings>;
 }
 
-/** An RDS-style connection secret, as Secrets Manager holds it for RDS. */
+/**
+ * A database secret as AWS writes it: an RDS-managed master secret holds only
+ * `username` and `password`; Secrets Manager's RDS format may add the rest.
+ */
 export interface RdsSecret {
-  host: string;
-  port: number;
   username: string;
   password: string;
-  dbname: string;
+  host?: string;
+  port?: number;
+  dbname?: string;
+  engine?: string;
+  dbInstanceIdentifier?: string;
+}
+
+/** The connection keys a secret may hold besides the credentials. */
+export type ConnectionKey = "host" | "port" | "dbname";
+
+/** How a task finds its server, as written in the config. */
+interface ConnectionFields {
+  host?: string;
+  port?: number;
+  dbname?: string;
+  secretHas?: ConnectionKey[];
+}
+
+/**
+ * Where a task connects: each of host, port and dbname is either a value (the task's
+ * plain environment) or read from the secret (`fromSecret`). The user name and password
+ * always come from the secret.
+ */
+export interface Connection {
+  host?: string;
+  port?: number;
+  dbname?: string;
+  fromSecret: ConnectionKey[];
 }
 
 /** strongroom.config.json as written (see strongroom.config.example.json). */
@@ -53,15 +81,19 @@ export interface ConfigFile {
     | { vpcId: string; subnetIds: string[]; securityGroupIds?: string[]; assignPublicIp?: boolean };
   alarmEmail?: string;
   defaults?: Overridable;
-  databases: Array<{ id: string; secretArn: string } & Overridable>;
-  restoreTargets?: Array<{ id: string; secretArn: string }>;
+  databases: Array<{ id: string; secretArn: string; restoreSecretArn?: string } & ConnectionFields & Overridable>;
+  restoreTargets?: Array<{ id: string; secretArn: string } & ConnectionFields>;
   sim?: { secrets?: Record<string, RdsSecret | string> };
 }
 
 /** One database with every default applied. */
 export interface DatabaseConfig {
   id: string;
+  /** What backups connect with; read-only rights suffice. */
   secretArn: string;
+  /** What restores connect with (CREATE DATABASE); the backup secret when the config names none. */
+  restoreSecretArn: string;
+  connection: Connection;
   schedule: string;
   timeZone: string;
   retention: Retention;
@@ -72,9 +104,15 @@ export interface DatabaseConfig {
 export interface StrongroomConfig extends Omit<ConfigFile, "databases" | "defaults" | "prefix" | "restoreTargets"> {
   prefix: string;
   databases: DatabaseConfig[];
-  restoreTargets: Array<{ id: string; secretArn: string }>;
+  restoreTargets: RestoreTargetConfig[];
   /** What deploys but will misbehave (a schedule in a daylight-saving gap), one line each, naming the field. */
   warnings: string[];
+}
+
+export interface RestoreTargetConfig {
+  id: string;
+  secretArn: string;
+  connection: Connection;
 }
 
 export const DEFAULTS = {
@@ -159,14 +197,36 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
       for (const p of dstProblems(verify.schedule, timeZone, now))
         warnings.push(`databases[${i}].verify.schedule: ${p}`);
     }
-    return { id: db.id, secretArn: db.secretArn, schedule, timeZone, retention, task, verify };
+    const connection = connectionOf(`databases[${i}]`, db, found);
+    if (db.restoreSecretArn === undefined) {
+      warnings.push(
+        `databases[${i}].restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot`,
+      );
+    }
+    return {
+      id: db.id,
+      secretArn: db.secretArn,
+      restoreSecretArn: db.restoreSecretArn ?? db.secretArn,
+      connection,
+      schedule,
+      timeZone,
+      retention,
+      task,
+      verify,
+    };
   });
   duplicates(
     config.databases.map((db) => db.id),
     "databases",
     found,
   );
-  const restoreTargets = config.restoreTargets ?? [];
+  const restoreTargets = (config.restoreTargets ?? []).map(
+    (t, i): RestoreTargetConfig => ({
+      id: t.id,
+      secretArn: t.secretArn,
+      connection: connectionOf(`restoreTargets[${i}]`, t, found),
+    }),
+  );
   duplicates(
     restoreTargets.map((t) => t.id),
     "restoreTargets",
@@ -175,6 +235,35 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
   if (found.length > 0) throw problems(file, found);
   const { defaults: _defaults, ...rest } = config;
   return { ...rest, prefix: config.prefix ?? "", databases, restoreTargets, warnings };
+}
+
+const DEFAULT_PORT = 5432;
+
+/**
+ * Host, port and database name, each from exactly one place. ECS refuses to start a
+ * task whose secret lacks a key the definition names, so a key is taken from the secret
+ * only where the config says the secret holds it (`secretHas`); a value missing from
+ * both is a config error here, at synth, not a task that never starts.
+ */
+function connectionOf(field: string, c: ConnectionFields, found: string[]): Connection {
+  const fromSecret = c.secretHas ?? [];
+  for (const key of ["host", "port", "dbname"] as const) {
+    const inConfig = c[key] !== undefined;
+    const inSecret = fromSecret.includes(key);
+    if (inConfig && inSecret) {
+      found.push(`${field}.${key}: given here and listed in secretHas; take it from one place`);
+    } else if (!inConfig && !inSecret && key !== "port") {
+      found.push(
+        `${field}.${key}: required (an RDS-managed secret holds only username and password); or add "${key}" to secretHas if the secret holds it`,
+      );
+    }
+  }
+  return {
+    ...(c.host !== undefined ? { host: c.host } : {}),
+    ...(c.port !== undefined || !fromSecret.includes("port") ? { port: c.port ?? DEFAULT_PORT } : {}),
+    ...(c.dbname !== undefined ? { dbname: c.dbname } : {}),
+    fromSecret,
+  };
 }
 
 function checkOverridable(field: string, o: Overridable, found: string[]): void {

@@ -51,16 +51,36 @@ const overridable = {
   verify,
 };
 
+/**
+ * Where a task connects. An RDS-managed master secret holds only `username` and
+ * `password`, and Secrets Manager's RDS format makes `port` and `dbname` optional; ECS
+ * refuses to start a task whose secret lacks a key its definition names. So host, port
+ * and database name come from here, unless `secretHas` says the secret holds them.
+ */
+const connection = {
+  host: { type: "string", minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9.:_-]+$" },
+  port: { type: "integer", minimum: 1, maximum: 65535 },
+  dbname: { type: "string", minLength: 1, maxLength: 63 },
+  secretHas: {
+    type: "array",
+    uniqueItems: true,
+    items: { enum: ["host", "port", "dbname"] },
+  },
+};
+
+/** A secret as AWS writes it: RDS-managed ones hold username and password only. */
 const rdsSecret = {
   type: "object",
   additionalProperties: false,
-  required: ["host", "port", "username", "password", "dbname"],
+  required: ["username", "password"],
   properties: {
     host: { type: "string" },
     port: { type: "integer" },
     username: { type: "string" },
     password: { type: "string" },
     dbname: { type: "string" },
+    engine: { type: "string" },
+    dbInstanceIdentifier: { type: "string" },
   },
 };
 
@@ -131,7 +151,14 @@ export const configSchema = {
         type: "object",
         additionalProperties: false,
         required: ["id", "secretArn"],
-        properties: { id, secretArn, ...overridable },
+        properties: {
+          id,
+          secretArn,
+          /** The secret RestoreFlow connects with: a role that may CREATE DATABASE. */
+          restoreSecretArn: secretArn,
+          ...connection,
+          ...overridable,
+        },
       },
     },
     restoreTargets: {
@@ -140,7 +167,7 @@ export const configSchema = {
         type: "object",
         additionalProperties: false,
         required: ["id", "secretArn"],
-        properties: { id, secretArn },
+        properties: { id, secretArn, ...connection },
       },
     },
     sim: {

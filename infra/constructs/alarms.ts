@@ -90,9 +90,10 @@ export class Alarms extends Construct {
   /**
    * No backup of the database recorded for 26 hours: 26 hourly periods in a row without
    * a BackupRecorded datapoint (catalog-record emits it). Missing data counts as
-   * breaching, so a schedule that stopped firing alarms too.
+   * breaching, so a schedule that stopped firing alarms too. `scope`: where the alarm
+   * lives (the database's group, a nested stack).
    */
-  stale(databaseId: string): void {
+  stale(databaseId: string, scope: Construct = this): void {
     const metric = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
       metricName: BACKUP_RECORDED,
@@ -100,7 +101,7 @@ export class Alarms extends Construct {
       period: Duration.hours(1),
       statistic: "Sum",
     });
-    const alarm = new cloudwatch.Alarm(this, `Stale-${databaseId}`, {
+    const alarm = new cloudwatch.Alarm(scope, `Stale-${databaseId}`, {
       metric,
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -119,8 +120,8 @@ export class Alarms extends Construct {
    * database with a successful verification, so three hours without a datapoint (never
    * verified, or the function failing) count as breaching too.
    */
-  unverified(databaseId: string, maxAgeDays: number): void {
-    const alarm = new cloudwatch.Alarm(this, `Unverified-${databaseId}`, {
+  unverified(databaseId: string, maxAgeDays: number, scope: Construct = this): void {
+    const alarm = new cloudwatch.Alarm(scope, `Unverified-${databaseId}`, {
       metric: new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName: VERIFIED_AGE_HOURS,

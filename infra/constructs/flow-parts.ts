@@ -9,7 +9,7 @@ import type { Construct } from "constructs";
 import type { Handlers } from "./handlers.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
-import type { Worker } from "./worker.ts";
+import type { Duty, Worker } from "./worker.ts";
 
 /**
  * Pieces BackupFlow and RestoreFlow share. The ASL is JSONPath (not JSONata), which
@@ -126,15 +126,22 @@ export function runWorkerTask(
   return state;
 }
 
-/** What a state machine that runs worker tasks may do with ECS. */
-export function allowRunningTasks(machine: sfn.StateMachine, worker: Worker): void {
+/**
+ * What a state machine that runs worker tasks may do with ECS: run only its duties'
+ * task definition families (`<name>_<duty>_*`), pass only its duties' roles (under
+ * `/strongroom/<name>/<duty>-`), and only to ECS tasks. So BackupFlow cannot start a
+ * task that holds the identity, and no flow can pass a role to anything else.
+ */
+export function allowRunningTasks(
+  machine: sfn.StateMachine,
+  worker: Worker,
+  duties: ReadonlyArray<Duty | "target">,
+): void {
   const stack = Stack.of(machine);
-  machine.addToRolePolicy(
-    new iam.PolicyStatement({
-      actions: ["ecs:RunTask"],
-      resources: worker.taskDefinitions.map((d) => d.taskDefinitionArn),
-    }),
+  const families = duties.map((duty) =>
+    stack.formatArn({ service: "ecs", resource: "task-definition", resourceName: `${worker.name}_${duty}_*` }),
   );
+  machine.addToRolePolicy(new iam.PolicyStatement({ actions: ["ecs:RunTask"], resources: families }));
   machine.addToRolePolicy(
     new iam.PolicyStatement({
       actions: ["ecs:StopTask", "ecs:DescribeTasks"],
@@ -142,18 +149,25 @@ export function allowRunningTasks(machine: sfn.StateMachine, worker: Worker): vo
       conditions: { ArnEquals: { "ecs:cluster": worker.cluster.clusterArn } },
     }),
   );
-  const roles = new Set<iam.IRole>();
-  for (const d of worker.taskDefinitions) {
-    roles.add(d.taskRole);
-    if (d.executionRole) roles.add(d.executionRole);
-  }
+  const roles = [...new Set(duties.map((d) => (d === "target" ? "restore" : d)))].map((duty) =>
+    stack.formatArn({
+      service: "iam",
+      region: "",
+      resource: "role",
+      // `<duty>-task/…` and `<duty>-execution/…` (rolePath).
+      resourceName: `strongroom/${worker.name}/${duty}-*`,
+    }),
+  );
   machine.addToRolePolicy(
     new iam.PolicyStatement({
       actions: ["iam:PassRole"],
-      resources: [...roles].map((r) => r.roleArn),
+      resources: roles,
       conditions: { StringEquals: { "iam:PassedToService": "ecs-tasks.amazonaws.com" } },
     }),
   );
+  for (const arn of [...families, ...roles]) {
+    acknowledgeWildcard(machine, arn, "the duty's task definitions and roles, one per database, by name and path");
+  }
   // PropagateTags makes RunTask tag the task it creates, which ECS authorizes as
   // ecs:TagResource on the new task (ecs:CreateAction = RunTask).
   const tasks = stack.formatArn({ service: "ecs", resource: "task", resourceName: `${worker.cluster.clusterName}/*` });
@@ -287,7 +301,7 @@ export function auditedFlow(
     chain = chain.next(step);
   }
   const machine = flowStateMachine(scope, o.flow, chain.next(new sfn.Succeed(scope, o.done)));
-  allowRunningTasks(machine, worker);
+  allowRunningTasks(machine, worker, o.kind === "restore" ? ["restore", "target"] : [o.kind]);
   acknowledgeFlowRole(machine, [...o.invoked, handlers.auditAppend]);
   return machine;
 }

@@ -6,7 +6,6 @@ import * as lambda from "aws-cdk-lib/aws-lambda";
 import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
-import type { FlowSettings } from "#core/flows/flow-settings.ts";
 import { METRICS_NAMESPACE } from "#core/flows/metrics.ts";
 import type { BackupBucket } from "./backup-bucket.ts";
 import type { ControlTables } from "./control-tables.ts";
@@ -17,8 +16,8 @@ const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 export interface HandlersProps {
   readonly bucket: BackupBucket;
   readonly tables: ControlTables;
-  /** What the plan handlers know of databases and task definitions. */
-  readonly flowSettings: FlowSettings;
+  /** `/strongroom/<name>`: where the plan handlers read each database's settings (SSM). */
+  readonly settingsPath: string;
   /** @default three months */
   readonly logRetention?: logs.RetentionDays;
 }
@@ -33,7 +32,8 @@ export interface HandlersProps {
  * - retention-prune: read and delete backups under the prefix, append retain.delete rows;
  *   it cannot put objects.
  * - destination-probe: write, read and delete probe objects under `<prefix>/.strongroom/probe/`.
- * - plan-backup: no AWS access at all; plan-restore and plan-verify: read manifests (to
+ * - plan-backup, plan-restore, plan-verify and readiness read the settings parameters
+ *   under `/strongroom/<name>/`. plan-backup has no other access; plan-restore and plan-verify: read manifests (to
  *   resolve `latest`).
  * - verification-record: read a manifest and the verification summaries, put a catalog item.
  * - readiness (hourly): read manifests and verification summaries; emits metrics only.
@@ -114,11 +114,13 @@ export class Handlers extends Construct {
       Duration.minutes(10),
     );
     this.destinationProbe = fn("destination-probe", store);
-    const settings = Stack.of(this).toJsonString(props.flowSettings);
-    this.planBackup = fn("plan-backup", { FLOW_SETTINGS: settings });
+    // The settings are parameters, not environment: Lambda's 4 KB of environment hold
+    // about eight databases' settings.
+    const settings = props.settingsPath;
+    this.planBackup = fn("plan-backup", { SETTINGS_PATH: settings });
     const audit = { AUDIT_TABLE: tables.audit.tableName };
-    this.planRestore = fn("plan-restore", { ...store, ...audit, FLOW_SETTINGS: settings });
-    this.planVerify = fn("plan-verify", { ...store, ...audit, FLOW_SETTINGS: settings });
+    this.planRestore = fn("plan-restore", { ...store, ...audit, SETTINGS_PATH: settings });
+    this.planVerify = fn("plan-verify", { ...store, ...audit, SETTINGS_PATH: settings });
     this.verificationRecord = fn("verification-record", {
       ...store,
       CATALOG_TABLE: tables.catalog.tableName,
@@ -127,7 +129,7 @@ export class Handlers extends Construct {
     this.readiness = fn("readiness", {
       ...store,
       ...audit,
-      FLOW_SETTINGS: settings,
+      SETTINGS_PATH: settings,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
     });
 
@@ -148,6 +150,19 @@ export class Handlers extends Construct {
       allow(reader, ["dynamodb:Query"], [tables.audit.tableArn]);
     }
     allow(this.verificationRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
+    const parameters = Stack.of(this).formatArn({
+      service: "ssm",
+      resource: "parameter",
+      resourceName: `${settings.replace(/^\//, "")}/*`,
+    });
+    for (const reader of [this.planBackup, this.planRestore, this.planVerify, this.readiness]) {
+      allow(reader, ["ssm:GetParameter", "ssm:GetParametersByPath"], [parameters]);
+      acknowledgeWildcard(
+        reader.role ?? reader,
+        parameters,
+        "one settings parameter per database, under the deployment's path",
+      );
+    }
     allow(this.destinationProbe, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [probeObjects]);
     allow(
       this.destinationProbe,

@@ -7,16 +7,14 @@ import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { acknowledgeWildcard } from "./nag.ts";
 
+export interface ScheduledDatabase {
+  readonly id: string;
+  readonly schedule: string;
+  readonly timeZone: string;
+  readonly verify: { readonly schedule: string };
+}
+
 export interface SchedulesProps {
-  readonly backupFlow: sfn.IStateMachine;
-  /** Started with `{"databaseId"}` on each database's verify schedule. */
-  readonly verifyFlow: sfn.IStateMachine;
-  readonly databases: ReadonlyArray<{
-    readonly id: string;
-    readonly schedule: string;
-    readonly timeZone: string;
-    readonly verify: { readonly schedule: string };
-  }>;
   readonly probe: lambda.IFunction;
   /** @default "cron(30 6 * * ? *)" in UTC */
   readonly probeSchedule?: string;
@@ -26,14 +24,12 @@ export interface SchedulesProps {
 
 /**
  * EventBridge Scheduler schedules (time zones and DST handled by the service; the
- * legacy EventBridge rules are UTC only): two per database, starting BackupFlow and
- * VerifyFlow with `{"databaseId"}` in its time zone, and a daily destination probe. A start that keeps failing lands in
- * a dead-letter queue rather than vanishing.
+ * legacy EventBridge rules are UTC only): the hourly readiness function and the daily
+ * destination probe here, and two per database (`databaseSchedules`, in the database's
+ * group). A start that keeps failing lands in a dead-letter queue rather than vanishing.
  */
 export class Schedules extends Construct {
   readonly deadLetterQueue: sqs.Queue;
-  readonly backups = new Map<string, scheduler.Schedule>();
-  readonly verifications = new Map<string, scheduler.Schedule>();
   readonly probe: scheduler.Schedule;
   readonly readiness: scheduler.Schedule;
 
@@ -48,31 +44,7 @@ export class Schedules extends Construct {
       id: "AwsSolutions-SQS3",
       reason: "this queue is itself the schedules' dead-letter queue",
     });
-    const retry = { deadLetterQueue: this.deadLetterQueue, retryAttempts: 3, maxEventAge: Duration.hours(2) };
-    for (const db of props.databases) {
-      this.backups.set(
-        db.id,
-        new scheduler.Schedule(this, `Backup-${db.id}`, {
-          description: `strongroom: back up ${db.id}`,
-          schedule: scheduler.ScheduleExpression.expression(db.schedule, TimeZone.of(db.timeZone)),
-          target: new targets.StepFunctionsStartExecution(props.backupFlow, {
-            ...retry,
-            input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id }),
-          }),
-        }),
-      );
-      this.verifications.set(
-        db.id,
-        new scheduler.Schedule(this, `Verify-${db.id}`, {
-          description: `strongroom: verify the newest backup of ${db.id}`,
-          schedule: scheduler.ScheduleExpression.expression(db.verify.schedule, TimeZone.of(db.timeZone)),
-          target: new targets.StepFunctionsStartExecution(props.verifyFlow, {
-            ...retry,
-            input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id }),
-          }),
-        }),
-      );
-    }
+    const retry = scheduleRetry(this.deadLetterQueue);
     const probeTarget = new targets.LambdaInvoke(props.probe, {
       ...retry,
       input: scheduler.ScheduleTargetInput.fromObject({}),
@@ -100,4 +72,34 @@ export class Schedules extends Construct {
       target: probeTarget,
     });
   }
+}
+
+/** Scheduler's retry for a start: three attempts within two hours, then the dead-letter queue. */
+export function scheduleRetry(deadLetterQueue: sqs.IQueue) {
+  return { deadLetterQueue, retryAttempts: 3, maxEventAge: Duration.hours(2) };
+}
+
+/**
+ * A database's two schedules, starting BackupFlow and VerifyFlow with `{"databaseId"}`
+ * in its time zone.
+ */
+export function databaseSchedules(
+  scope: Construct,
+  db: ScheduledDatabase,
+  o: { backupFlow: sfn.IStateMachine; verifyFlow: sfn.IStateMachine; deadLetterQueue: sqs.IQueue },
+): { backup: scheduler.Schedule; verify: scheduler.Schedule } {
+  const retry = scheduleRetry(o.deadLetterQueue);
+  const input = scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id });
+  return {
+    backup: new scheduler.Schedule(scope, `Backup-${db.id}`, {
+      description: `strongroom: back up ${db.id}`,
+      schedule: scheduler.ScheduleExpression.expression(db.schedule, TimeZone.of(db.timeZone)),
+      target: new targets.StepFunctionsStartExecution(o.backupFlow, { ...retry, input }),
+    }),
+    verify: new scheduler.Schedule(scope, `Verify-${db.id}`, {
+      description: `strongroom: verify the newest backup of ${db.id}`,
+      schedule: scheduler.ScheduleExpression.expression(db.verify.schedule, TimeZone.of(db.timeZone)),
+      target: new targets.StepFunctionsStartExecution(o.verifyFlow, { ...retry, input }),
+    }),
+  };
 }

@@ -1,12 +1,15 @@
+import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { RemovalPolicy, Validations } from "aws-cdk-lib";
-import { Platform } from "aws-cdk-lib/aws-ecr-assets";
+import { DockerImageAsset, Platform } from "aws-cdk-lib/aws-ecr-assets";
 import * as ecs from "aws-cdk-lib/aws-ecs";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as secretsmanager from "aws-cdk-lib/aws-secretsmanager";
 import { Construct } from "constructs";
-import { type BackupBucket, noManifestOverwrite } from "./backup-bucket.ts";
+import { WORKER_CONTAINER } from "#core/flows/flow-settings.ts";
+import type { Connection, TaskSize } from "../config/load-config.ts";
+import type { BackupBucket } from "./backup-bucket.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
 
@@ -14,256 +17,318 @@ const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 
 export interface WorkerDatabase {
   readonly id: string;
-  /** The RDS-style JSON secret: host, port, username, password, dbname. */
+  /** The backup's connection secret (username, password; host, port, dbname where `connection` says). */
   readonly secretArn: string;
-  readonly task: { readonly cpu: number; readonly memoryMiB: number; readonly ephemeralGiB: number };
+  /** The restore's connection secret: a role that may CREATE DATABASE. */
+  readonly restoreSecretArn: string;
+  readonly connection: Connection;
+  readonly task: TaskSize;
 }
 
 export interface WorkerProps {
+  /** The deployment's name: task definition families and role paths start with it. */
+  readonly name: string;
   readonly network: Network;
   readonly bucket: BackupBucket;
   /** age public keys every backup is encrypted to. */
   readonly recipients: readonly string[];
   /** The age identity's secret; only the restore (and verify) task definitions read it. */
   readonly identitySecretArn: string;
-  readonly databases: readonly WorkerDatabase[];
   /** Other servers a restore may target. @default none */
-  readonly restoreTargets?: ReadonlyArray<{ readonly id: string; readonly secretArn: string }>;
+  readonly restoreTargets?: ReadonlyArray<{
+    readonly id: string;
+    readonly secretArn: string;
+    readonly connection: Connection;
+  }>;
+  /** The size restore-target tasks get (the largest database's). */
+  readonly restoreTargetSize?: TaskSize;
   /** @default the image built from containers/worker/Dockerfile (an asset, pushed to ECR) */
   readonly image?: ecs.ContainerImage;
   /** @default three months */
   readonly logRetention?: logs.RetentionDays;
 }
 
+/** A worker's duty: each has its own task definition family and its own role path. */
+export type Duty = "backup" | "restore" | "verify";
+
 /**
- * The Fargate side: one cluster, one image, and a task definition per duty and server.
- * A task definition names its secrets, and ECS injects them (database credentials as
- * PG* variables, the identity as STRONGROOM_IDENTITY), so no credential is ever in a
- * flow's input, a container override or the plain environment. ARM64, a read-only root
+ * The Fargate side shared by every database: one cluster, one image, one log group, the
+ * roles every database's restore and verify tasks share, and the restore-target tasks.
+ * Each database's own task definitions and backup role live in its DatabaseGroup (a
+ * nested stack), built with `defineTask`.
+ *
+ * A task definition names its secrets, and ECS injects them (credentials as PGUSER and
+ * PGPASSWORD, the identity as STRONGROOM_IDENTITY), so no credential is ever in a flow's
+ * input, a container override or the plain environment. ARM64, a read-only root
  * filesystem, and a scratch volume at /tmp for `restore --jobs` staging.
  *
- * Roles, per duty: the backup task may put objects (and abort its multipart uploads)
- * and read manifests, never delete; the restore task may read, never write; the verify
- * task may read, and put only its results under `<db>/verifications/`. Only the restore
- * and verify task definitions' execution roles may read the identity secret; the verify
- * task gets no database secret at all (it restores into a cluster inside itself).
+ * Roles, per duty: a backup task may put objects under its own database's backups and
+ * read that database's objects, never delete; restore tasks may read, never write;
+ * verify tasks may read, and put only results under `<db>/verifications/`. Only restore
+ * and verify execution roles may read the identity secret; verify tasks get no database
+ * secret at all (they restore into a cluster inside themselves). Every role sits under
+ * the path `/strongroom/<name>/<duty>-task/` or `…/<duty>-execution/`, so that a flow may
+ * pass exactly its own duty's roles (iam:PassRole on `role/strongroom/<name>/<duty>-*`).
  */
 export class Worker extends Construct {
-  static readonly CONTAINER = "worker";
+  static readonly CONTAINER = WORKER_CONTAINER;
+  readonly name: string;
   readonly cluster: ecs.Cluster;
-  readonly backupTasks = new Map<string, ecs.FargateTaskDefinition>();
-  readonly restoreTasks = new Map<string, ecs.FargateTaskDefinition>();
+  readonly bucket: BackupBucket;
+  readonly recipients: readonly string[];
   readonly restoreTargetTasks = new Map<string, ecs.FargateTaskDefinition>();
-  readonly verifyTasks = new Map<string, ecs.FargateTaskDefinition>();
-  readonly backupRole: iam.Role;
+  /** Shared by every database's restore tasks and the restore-target tasks. */
   readonly restoreRole: iam.Role;
+  /** Shared by every database's verify tasks. */
   readonly verifyRole: iam.Role;
+  /** Pulls the image, writes logs and reads the identity: every verify task's. */
+  readonly verifyExecutionRole: iam.Role;
+  readonly identitySecretArn: string;
 
   private readonly image: ecs.ContainerImage;
   private readonly logGroup: logs.LogGroup;
-  private readonly secrets = new Map<string, secretsmanager.ISecret>();
 
   constructor(scope: Construct, id: string, props: WorkerProps) {
     super(scope, id);
     if (props.recipients.length === 0) throw new Error("Worker needs at least one recipient");
+    this.name = props.name;
+    this.bucket = props.bucket;
+    this.recipients = props.recipients;
+    this.identitySecretArn = props.identitySecretArn;
     this.cluster = new ecs.Cluster(this, "Cluster", { vpc: props.network.vpc });
     Validations.of(this.cluster).acknowledge({
       id: "AwsSolutions-ECS4",
       reason:
         "Container Insights bills custom metrics per task; the tasks are short batch jobs whose outcome the flows record, alarm on and log",
     });
+    // One asset for every task definition, nested stacks' too: one image, one build.
     this.image =
       props.image ??
-      ecs.ContainerImage.fromAsset(REPO_ROOT, {
-        file: "containers/worker/Dockerfile",
-        platform: Platform.LINUX_ARM64,
-      });
+      ecs.ContainerImage.fromDockerImageAsset(
+        new DockerImageAsset(this, "Image", {
+          directory: REPO_ROOT,
+          file: "containers/worker/Dockerfile",
+          platform: Platform.LINUX_ARM64,
+        }),
+      );
     this.logGroup = new logs.LogGroup(this, "Logs", {
       retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
     const bucket = props.bucket;
-    const list = new iam.PolicyStatement({
-      actions: ["s3:ListBucket"],
-      resources: [bucket.bucket.bucketArn],
-      ...(bucket.prefix ? { conditions: { StringLike: { "s3:prefix": [`${bucket.prefix}/*`] } } } : {}),
-    });
-    this.backupRole = new iam.Role(this, "BackupTaskRole", {
-      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-      description: "strongroom backup tasks: write backups, never delete them",
-    });
-    // Backups only: a backup task (or whoever holds its credentials) must not be able to
-    // put a verification result, an audit row or a probe object beside them.
-    const backups = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}*/backups/*`);
-    this.backupRole.addToPolicy(
-      new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
+    this.restoreRole = this.role(
+      this,
+      "RestoreTaskRole",
+      "restore-task",
+      "restore tasks: read backups, never write or delete them",
     );
-    this.backupRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }));
-    // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
-    this.backupRole.addToPolicy(noManifestOverwrite(bucket.manifestsArn(bucket.prefix)));
-    acknowledgeWildcard(this.backupRole, backups, "backups are objects named by database and backup id at run time");
-    this.backupRole.addToPolicy(list);
-    this.restoreRole = new iam.Role(this, "RestoreTaskRole", {
-      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-      description: "strongroom restore tasks: read backups, never write or delete them",
-    });
     this.restoreRole.addToPolicy(
       new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }),
     );
-    this.restoreRole.addToPolicy(list);
-    this.verifyRole = new iam.Role(this, "VerifyTaskRole", {
-      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-      description: "strongroom verify tasks: read backups, write verification results, never delete",
-    });
+    this.restoreRole.addToPolicy(listUnder(bucket, bucket.prefix));
+    this.verifyRole = this.role(
+      this,
+      "VerifyTaskRole",
+      "verify-task",
+      "verify tasks: read backups, write verification results, never delete",
+    );
     const verifications = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}*/verifications/*`);
     this.verifyRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }));
     this.verifyRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] }));
-    this.verifyRole.addToPolicy(list);
+    this.verifyRole.addToPolicy(listUnder(bucket, bucket.prefix));
     acknowledgeWildcard(
       this.verifyRole,
       verifications,
       "verification results are objects named by database, backup id and time at run time",
     );
-    for (const role of [this.backupRole, this.restoreRole, this.verifyRole]) {
+    for (const role of [this.restoreRole, this.verifyRole]) {
       acknowledgeWildcard(
         role,
         bucket.objectsArn,
         "backups are objects under strongroom's prefix, named by database and backup id at run time",
       );
     }
+    this.verifyExecutionRole = this.executionRole(this, "VerifyExecutionRole", "verify", [props.identitySecretArn]);
 
-    const identity = this.secret(props.identitySecretArn);
-    const common = {
-      STRONGROOM_STORE: bucket.storeUrl,
+    const targets = props.restoreTargets ?? [];
+    if (targets.length > 0) {
+      const execution = this.executionRole(this, "RestoreTargetExecutionRole", "restore", [
+        props.identitySecretArn,
+        ...targets.map((t) => t.secretArn),
+      ]);
+      for (const target of targets) {
+        this.restoreTargetTasks.set(
+          target.id,
+          this.defineTask(this, `RestoreTarget-${target.id}`, {
+            family: taskFamily(this.name, "target", target.id),
+            size: props.restoreTargetSize ?? { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
+            taskRole: this.restoreRole,
+            executionRole: execution,
+            environment: { ...this.commonEnvironment(), ...connectionEnvironment(target.connection) },
+            secrets: {
+              ...connectionSecrets(this.importSecret(this, target.secretArn), target.connection),
+              STRONGROOM_IDENTITY: ecs.Secret.fromSecretsManager(this.importSecret(this, props.identitySecretArn)),
+            },
+          }),
+        );
+      }
+    }
+  }
+
+  /** The plain environment every task but verify's has. */
+  commonEnvironment(): Record<string, string> {
+    return {
+      STRONGROOM_STORE: this.bucket.storeUrl,
       STRONGROOM_LOG_FORMAT: "json",
-      // The connection comes from the PG* variables ECS injects from the secret.
+      // The connection comes from the PG* variables: values from the config, credentials from the secret.
       DATABASE_URL: "postgres://",
     };
-    for (const db of props.databases) {
-      const dbSecret = this.secret(db.secretArn);
-      this.backupTasks.set(
-        db.id,
-        this.taskDefinition(`Backup-${db.id}`, db.task, this.backupRole, {
-          environment: { ...common, STRONGROOM_RECIPIENTS: props.recipients.join(",") },
-          secrets: connectionSecrets(dbSecret),
-        }),
-      );
-      this.restoreTasks.set(
-        db.id,
-        this.taskDefinition(`Restore-${db.id}`, db.task, this.restoreRole, {
-          environment: common,
-          secrets: { ...connectionSecrets(dbSecret), STRONGROOM_IDENTITY: ecs.Secret.fromSecretsManager(identity) },
-        }),
-      );
-    }
-    for (const db of props.databases) {
-      this.verifyTasks.set(
-        db.id,
-        this.taskDefinition(`Verify-${db.id}`, db.task, this.verifyRole, {
-          // Restoring a dump runs code its roles wrote. The worker runs as root here so that
-          // it can start the scratch server as the image's `postgres` user with an
-          // allowlisted environment: that user cannot read root's /proc/<pid>/environ (the
-          // identity, the credentials endpoint's relative URI) or its memory, as the
-          // image's `node` user, sharing the worker's uid, could (docs/trust.md).
-          user: "0",
-          // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
-          environment: {
-            STRONGROOM_STORE: bucket.storeUrl,
-            STRONGROOM_LOG_FORMAT: "json",
-            STRONGROOM_SCRATCH_DIR: "/tmp",
-          },
-          secrets: { STRONGROOM_IDENTITY: ecs.Secret.fromSecretsManager(identity) },
-        }),
-      );
-    }
-    const largest = props.databases.reduce(
-      (a, b) => (b.task.ephemeralGiB > a.ephemeralGiB ? b.task : a),
-      props.databases[0]?.task ?? { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
+  }
+
+  /** The verify task's environment: no connection at all, a scratch cluster under /tmp. */
+  verifyEnvironment(): Record<string, string> {
+    return {
+      STRONGROOM_STORE: this.bucket.storeUrl,
+      STRONGROOM_LOG_FORMAT: "json",
+      STRONGROOM_SCRATCH_DIR: "/tmp",
+    };
+  }
+
+  /** A role for `duty` under the deployment's path, assumable by ECS tasks only. */
+  role(scope: Construct, id: string, kind: `${Duty}-task` | `${Duty}-execution`, description: string): iam.Role {
+    return new iam.Role(scope, id, {
+      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+      path: rolePath(this.name, kind),
+      description: `strongroom ${this.name} ${description}`,
+    });
+  }
+
+  /**
+   * An execution role: pulls the image (the definition grants it), writes the task's
+   * logs (the log driver grants it) and reads exactly `secretArns`.
+   */
+  executionRole(scope: Construct, id: string, duty: Duty, secretArns: readonly string[]): iam.Role {
+    const role = this.role(scope, id, `${duty}-execution`, `${duty} tasks' execution: pull, log, read their secrets`);
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ["secretsmanager:GetSecretValue"],
+        resources: [...new Set(secretArns)],
+      }),
     );
-    for (const target of props.restoreTargets ?? []) {
-      this.restoreTargetTasks.set(
-        target.id,
-        this.taskDefinition(`RestoreTarget-${target.id}`, largest, this.restoreRole, {
-          environment: common,
-          secrets: {
-            ...connectionSecrets(this.secret(target.secretArn)),
-            STRONGROOM_IDENTITY: ecs.Secret.fromSecretsManager(identity),
-          },
-        }),
-      );
-    }
+    acknowledgeWildcard(
+      role,
+      "*",
+      "ecr:GetAuthorizationToken, which pulling the image needs, has no resource-level permissions",
+    );
+    return role;
   }
 
-  /** Every task definition a flow may run. */
-  get taskDefinitions(): ecs.FargateTaskDefinition[] {
-    return [
-      ...this.backupTasks.values(),
-      ...this.restoreTasks.values(),
-      ...this.restoreTargetTasks.values(),
-      ...this.verifyTasks.values(),
-    ];
+  /** The identity as the task's STRONGROOM_IDENTITY. */
+  identitySecret(identity: secretsmanager.ISecret): ecs.Secret {
+    return ecs.Secret.fromSecretsManager(identity);
   }
 
-  private secret(arn: string): secretsmanager.ISecret {
-    let secret = this.secrets.get(arn);
-    if (!secret) {
-      secret = secretsmanager.Secret.fromSecretCompleteArn(this, `Secret${this.secrets.size}`, arn);
-      this.secrets.set(arn, secret);
-    }
-    return secret;
+  importSecret(scope: Construct, arn: string): secretsmanager.ISecret {
+    const id = `Secret-${createHash("sha256").update(arn).digest("hex").slice(0, 12)}`;
+    return (
+      (scope.node.tryFindChild(id) as secretsmanager.ISecret | undefined) ??
+      secretsmanager.Secret.fromSecretCompleteArn(scope, id, arn)
+    );
   }
 
-  private taskDefinition(
+  defineTask(
+    scope: Construct,
     id: string,
-    size: WorkerDatabase["task"],
-    taskRole: iam.IRole,
-    container: { environment: Record<string, string>; secrets: Record<string, ecs.Secret>; user?: string },
+    o: {
+      family: string;
+      size: TaskSize;
+      taskRole: iam.IRole;
+      executionRole: iam.IRole;
+      environment: Record<string, string>;
+      secrets: Record<string, ecs.Secret>;
+      user?: string;
+    },
   ): ecs.FargateTaskDefinition {
-    const def = new ecs.FargateTaskDefinition(this, id, {
-      cpu: size.cpu,
-      memoryLimitMiB: size.memoryMiB,
-      ephemeralStorageGiB: size.ephemeralGiB,
+    const def = new ecs.FargateTaskDefinition(scope, id, {
+      family: o.family,
+      cpu: o.size.cpu,
+      memoryLimitMiB: o.size.memoryMiB,
+      ephemeralStorageGiB: o.size.ephemeralGiB,
       runtimePlatform: {
         cpuArchitecture: ecs.CpuArchitecture.ARM64,
         operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
       },
-      taskRole,
+      taskRole: o.taskRole,
+      executionRole: o.executionRole,
       volumes: [{ name: "scratch" }],
     });
     const worker = def.addContainer(Worker.CONTAINER, {
       image: this.image,
       essential: true,
       readonlyRootFilesystem: true,
-      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: id.toLowerCase() }),
-      environment: container.environment,
-      secrets: container.secrets,
-      ...(container.user !== undefined ? { user: container.user } : {}),
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: o.family }),
+      environment: o.environment,
+      secrets: o.secrets,
+      ...(o.user !== undefined ? { user: o.user } : {}),
     });
     worker.addMountPoints({ containerPath: "/tmp", sourceVolume: "scratch", readOnly: false });
-    if (def.executionRole) {
-      acknowledgeWildcard(
-        def.executionRole,
-        "*",
-        "ecr:GetAuthorizationToken, which pulling the image needs, has no resource-level permissions",
-      );
-    }
     Validations.of(def).acknowledge({
       id: "AwsSolutions-ECS2",
       reason:
-        "the plain environment holds only non-secret settings (store URL, public recipients, log format); credentials come from Secrets Manager through `secrets`",
+        "the plain environment holds only non-secret settings (store URL, public recipients, log format, host, port and database name); credentials come from Secrets Manager through `secrets`",
     });
     return def;
   }
 }
 
-/** libpq's variables from an RDS-style secret; parsePgUrl reads them for `postgres://`. */
-function connectionSecrets(secret: secretsmanager.ISecret): Record<string, ecs.Secret> {
+/** Every role of a deployment's duty sits under this path. */
+export function rolePath(name: string, kind: string): string {
+  return `/strongroom/${name}/${kind}/`;
+}
+
+/**
+ * The task definition family of a database's duty: `<name>_<duty>_<id>`. A family takes
+ * letters, digits, `_` and `-`; a database id may also hold `.`, which becomes `_`, and
+ * then a hash of the id keeps `a.b` and `a_b` apart. Config names have no `_`, so
+ * `<name>_backup_*` (what BackupFlow may run) matches no other deployment's families.
+ */
+export function taskFamily(name: string, duty: Duty | "target", id: string): string {
+  const safe = id.replace(/[^A-Za-z0-9_-]/g, "_");
+  const suffix = safe === id ? "" : `_${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
+  return `${name}_${duty}_${safe}${suffix}`;
+}
+
+/** ListBucket, only under `prefix` (the whole bucket when there is none). */
+export function listUnder(bucket: BackupBucket, prefix: string): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: ["s3:ListBucket"],
+    resources: [bucket.bucket.bucketArn],
+    ...(prefix ? { conditions: { StringLike: { "s3:prefix": [`${prefix}/*`] } } } : {}),
+  });
+}
+
+/** The connection's values as libpq variables in the plain environment (no secret among them). */
+export function connectionEnvironment(connection: Connection): Record<string, string> {
   return {
-    PGHOST: ecs.Secret.fromSecretsManager(secret, "host"),
-    PGPORT: ecs.Secret.fromSecretsManager(secret, "port"),
+    ...(connection.host !== undefined ? { PGHOST: connection.host } : {}),
+    ...(connection.port !== undefined ? { PGPORT: String(connection.port) } : {}),
+    ...(connection.dbname !== undefined ? { PGDATABASE: connection.dbname } : {}),
+  };
+}
+
+/**
+ * libpq's variables from the secret: always the credentials, and host, port or dbname
+ * only where the config says the secret holds them (ECS refuses to start a task whose
+ * secret lacks a named key). parsePgUrl reads them for `postgres://`.
+ */
+export function connectionSecrets(secret: secretsmanager.ISecret, connection: Connection): Record<string, ecs.Secret> {
+  const variable = { host: "PGHOST", port: "PGPORT", dbname: "PGDATABASE" } as const;
+  return {
     PGUSER: ecs.Secret.fromSecretsManager(secret, "username"),
     PGPASSWORD: ecs.Secret.fromSecretsManager(secret, "password"),
-    PGDATABASE: ecs.Secret.fromSecretsManager(secret, "dbname"),
+    ...Object.fromEntries(
+      connection.fromSecret.map((key) => [variable[key], ecs.Secret.fromSecretsManager(secret, key)]),
+    ),
   };
 }

@@ -58,53 +58,58 @@ export interface Deployment {
   /** Secret ARNs the task definitions read. */
   secretArns: string[];
   schedules: Schedule[];
+  /** SSM parameters the template writes (each database's settings), by name. */
+  parameters: Array<{ name: string; value: string }>;
 }
 
 /** Synthesizes the app with `configFile` and reads the deployment out of its template. */
 export function readDeployment(configFile: string, place: Place): Deployment {
-  const { stackName, template } = synthesize(configFile);
-  const names = new LocalNames(template, stackName, place);
+  const { stackName, template, nested } = synthesize(configFile);
+  const parent = new LocalNames(template, stackName, place);
+  // The parent's resources and every nested stack's, each resolved in its own stack.
+  const stacks = [parent, ...parent.nestedNames(nested)];
+  const resourcesOf = (type: string) =>
+    stacks.flatMap((names) => names.resourcesOf(type).map((r) => ({ ...r, names })));
 
   const flows = new Map<string, Flow>();
-  for (const sm of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
+  for (const sm of resourcesOf("AWS::StepFunctions::StateMachine")) {
     const name = sm.path.split("/")[0] ?? sm.id;
     flows.set(name, {
       name,
-      arn: names.getAtt(sm.id, "Arn"),
+      arn: sm.names.getAtt(sm.id, "Arn"),
       definition: JSON.parse(sm.properties.DefinitionString as string) as Flow["definition"],
     });
   }
 
   const functions = new Map<string, LambdaFunction>();
-  for (const f of names.resourcesOf("AWS::Lambda::Function")) {
+  for (const f of resourcesOf("AWS::Lambda::Function")) {
     const match = /^Handlers\/([^/]+)\/Resource$/.exec(f.path);
     if (!match?.[1]) continue; // CDK's own helper functions (log retention, …) are not flow steps.
     const variables = (f.properties.Environment as { Variables?: Record<string, string> } | undefined)?.Variables;
-    functions.set(names.getAtt(f.id, "Arn"), {
+    functions.set(f.names.getAtt(f.id, "Arn"), {
       name: match[1],
-      arn: names.getAtt(f.id, "Arn"),
+      arn: f.names.getAtt(f.id, "Arn"),
       environment: variables ?? {},
       timeoutSeconds: Number(f.properties.Timeout ?? 3),
     });
   }
 
   const taskDefinitions = new Map<string, TaskDefinition>();
-  for (const d of names.resourcesOf("AWS::ECS::TaskDefinition")) {
-    const arn = names.ref(d.id);
+  for (const d of resourcesOf("AWS::ECS::TaskDefinition")) {
+    const arn = d.names.ref(d.id);
     taskDefinitions.set(arn, { arn, containers: d.properties.ContainerDefinitions as ContainerDefinition[] });
   }
 
-  const tables = [...names.resourcesOf("AWS::DynamoDB::GlobalTable"), ...names.resourcesOf("AWS::DynamoDB::Table")].map(
-    (t) => ({
-      name: names.ref(t.id),
-      keySchema: t.properties.KeySchema as TableDefinition["keySchema"],
-      attributes: t.properties.AttributeDefinitions as TableDefinition["attributes"],
-    }),
-  );
+  const tables = [...resourcesOf("AWS::DynamoDB::GlobalTable"), ...resourcesOf("AWS::DynamoDB::Table")].map((t) => ({
+    name: t.names.ref(t.id),
+    keySchema: t.properties.KeySchema as TableDefinition["keySchema"],
+    attributes: t.properties.AttributeDefinitions as TableDefinition["attributes"],
+  }));
 
-  const topics = names
-    .resourcesOf("AWS::SNS::Topic")
-    .map((t) => ({ arn: names.ref(t.id), name: names.physicalName(t.id) }));
+  const topics = resourcesOf("AWS::SNS::Topic").map((t) => ({
+    arn: t.names.ref(t.id),
+    name: t.names.physicalName(t.id),
+  }));
 
   const stores = new Set<string>();
   for (const f of functions.values()) if (f.environment.STORE_URL) stores.add(f.environment.STORE_URL);
@@ -117,7 +122,7 @@ export function readDeployment(configFile: string, place: Place): Deployment {
   }
   const buckets = [...stores].map((url) => new URL(url).host);
 
-  const schedules = names.resourcesOf("AWS::Scheduler::Schedule").map((s) => {
+  const schedules = resourcesOf("AWS::Scheduler::Schedule").map((s) => {
     const target = s.properties.Target as { Arn: string; Input?: string };
     return {
       name: s.path.split("/").slice(0, -1).join("/") || s.id,
@@ -137,6 +142,10 @@ export function readDeployment(configFile: string, place: Place): Deployment {
     buckets: [...new Set(buckets)],
     secretArns: [...secretArns],
     schedules,
+    parameters: resourcesOf("AWS::SSM::Parameter").map((p) => ({
+      name: String(p.properties.Name),
+      value: String(p.properties.Value),
+    })),
   };
 }
 

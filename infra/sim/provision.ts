@@ -7,6 +7,7 @@ import {
   SecretsManagerClient,
 } from "@aws-sdk/client-secrets-manager";
 import { CreateTopicCommand, SNSClient } from "@aws-sdk/client-sns";
+import { PutParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import { InvalidConfigError } from "#core/errors.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import type { RdsSecret } from "../config/load-config.ts";
@@ -18,6 +19,7 @@ export interface SimClients {
   dynamodb: DynamoDBClient;
   sns: SNSClient;
   secrets: SecretsManagerClient;
+  ssm: SSMClient;
 }
 
 export function simClients(): SimClients {
@@ -26,13 +28,15 @@ export function simClients(): SimClients {
     dynamodb: new DynamoDBClient({}),
     sns: new SNSClient({}),
     secrets: new SecretsManagerClient({}),
+    ssm: new SSMClient({}),
   };
 }
 
 /**
  * Creates what the template declares, in the stand-ins: the store's bucket, the tables
  * (their key schemas as synthesized), the alarm topic, and every secret a task definition
- * reads, with its value from the config's `sim.secrets`. Idempotent, so a second run
+ * reads, with its value from the config's `sim.secrets`, and the settings parameters
+ * the plan functions read. Idempotent, so a second run
  * against the same stand-ins keeps their data.
  */
 export async function provision(
@@ -44,7 +48,7 @@ export async function provision(
   const missing = deployment.secretArns.filter((arn) => secretValues[arn] === undefined);
   if (missing.length > 0) {
     throw new InvalidConfigError(`${configFile}: sim.secrets has no value for ${missing.join(", ")}`, {
-      hint: 'add each under "sim": {"secrets": {"<arn>": {"host", "port", "username", "password", "dbname"}}} (the identity secret takes the age identity as a string)',
+      hint: 'add each under "sim": {"secrets": {"<arn>": {"username", "password"}}} (as RDS writes them; host, port and dbname where the config\'s secretHas says so), and the identity secret as the age identity, a string',
     });
   }
   for (const bucket of deployment.buckets) {
@@ -76,6 +80,9 @@ export async function provision(
         `the SNS stand-in named the topic ${created.TopicArn}, the template ${topic.arn}: set AWS_REGION`,
       );
     }
+  }
+  for (const p of deployment.parameters) {
+    await clients.ssm.send(new PutParameterCommand({ Name: p.name, Value: p.value, Type: "String", Overwrite: true }));
   }
   for (const arn of deployment.secretArns) {
     const value = secretValues[arn] as RdsSecret | string;

@@ -182,7 +182,7 @@ async function startStandIns(log: (line: string) => void): Promise<Endpoint[]> {
   env.AWS_ACCESS_KEY_ID ??= "test";
   env.AWS_SECRET_ACCESS_KEY ??= "test";
   env.AWS_REGION ??= "us-east-1";
-  const motoServices = ["S3", "SNS", "SECRETS_MANAGER"].filter(
+  const motoServices = ["S3", "SNS", "SECRETS_MANAGER", "SSM"].filter(
     (s) => !env[`AWS_ENDPOINT_URL_${s}`] && !env.AWS_ENDPOINT_URL,
   );
   const needDynamo = !env.AWS_ENDPOINT_URL_DYNAMODB && !env.AWS_ENDPOINT_URL;

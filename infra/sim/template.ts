@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { App } from "aws-cdk-lib";
@@ -18,6 +18,14 @@ export interface CfnResource {
 
 export interface CfnTemplate {
   Resources: Record<string, CfnResource>;
+  Parameters?: Record<string, unknown>;
+}
+
+/** A synthesized stack: the parent's template and each nested stack's, by its logical id in the parent. */
+export interface SynthesizedStack {
+  stackName: string;
+  template: CfnTemplate;
+  nested: Map<string, CfnTemplate>;
 }
 
 /** The account and region moto answers as (moto's fixed account id, the SDK's region). */
@@ -31,7 +39,7 @@ export interface Place {
  * -c config=FILE` would, cdk-nag included. Assets are not bundled: npm run sim runs the
  * handlers and the worker from the checkout, not from their bundles.
  */
-export function synthesize(configFile: string): { stackName: string; template: CfnTemplate } {
+export function synthesize(configFile: string): SynthesizedStack {
   const outdir = mkdtempSync(path.join(os.tmpdir(), "strongroom-synth-"));
   try {
     const app = new App({
@@ -42,12 +50,23 @@ export function synthesize(configFile: string): { stackName: string; template: C
         "aws:cdk:bundling-stacks": [],
         // Each resource's construct path, by which the sim finds a flow's or a function's name.
         "aws:cdk:enable-path-metadata": true,
+        // Each nested stack's template file, by which the sim reads its resources.
+        "aws:cdk:enable-asset-metadata": true,
       },
     });
     const assembly = buildApp(app).synth();
     const [stack] = assembly.stacks;
     if (!stack) throw new Error("the app synthesized no stack");
-    return { stackName: stack.stackName, template: stack.template as CfnTemplate };
+    const template = stack.template as CfnTemplate;
+    // Read now: the files go with the output directory.
+    const nested = new Map<string, CfnTemplate>();
+    for (const [id, r] of Object.entries(template.Resources)) {
+      if (r.Type !== "AWS::CloudFormation::Stack") continue;
+      const file = r.Metadata?.["aws:asset:path"];
+      if (typeof file !== "string") throw new Error(`nested stack ${id} names no template file`);
+      nested.set(id, JSON.parse(readFileSync(path.join(assembly.directory, file), "utf8")) as CfnTemplate);
+    }
+    return { stackName: stack.stackName, template, nested };
   } finally {
     rmSync(outdir, { recursive: true, force: true });
   }
@@ -68,11 +87,26 @@ export class LocalNames {
   private readonly template: CfnTemplate;
   private readonly stackName: string;
   readonly place: Place;
+  /** A nested stack's parameters, as its parent passes them (resolved in the parent). */
+  private readonly parameters: Record<string, unknown>;
 
-  constructor(template: CfnTemplate, stackName: string, place: Place) {
+  constructor(template: CfnTemplate, stackName: string, place: Place, parameters: Record<string, unknown> = {}) {
     this.template = template;
     this.stackName = stackName;
     this.place = place;
+    this.parameters = parameters;
+  }
+
+  /**
+   * Names for each nested stack of this (parent) template: physical names under
+   * `<stack>-<nested logical id>`, parameters resolved here.
+   */
+  nestedNames(nested: Map<string, CfnTemplate>): LocalNames[] {
+    return [...nested].map(([id, template]) => {
+      const given = (this.template.Resources[id]?.Properties?.Parameters ?? {}) as Record<string, unknown>;
+      const parameters = this.resolve(given) as Record<string, unknown>;
+      return new LocalNames(template, `${this.stackName}-${id.slice(0, 24)}`, this.place, parameters);
+    });
   }
 
   /** A physical name for a resource: `<stack>-<logical id>`, lower case where AWS needs it. */
@@ -101,10 +135,17 @@ export class LocalNames {
       case "AWS::StackName":
         return this.stackName;
     }
+    if (logicalId in this.parameters) return this.parameters[logicalId] as string;
     const name = this.physicalName(logicalId);
-    switch (this.resource(logicalId).Type) {
-      case "AWS::ECS::TaskDefinition":
-        return `arn:aws:ecs:${region}:${account}:task-definition/${name}:1`;
+    const resource = this.resource(logicalId);
+    switch (resource.Type) {
+      case "AWS::ECS::TaskDefinition": {
+        // A task definition's ARN names its family (CloudFormation's made-up name without one).
+        const family = resource.Properties?.Family;
+        return `arn:aws:ecs:${region}:${account}:task-definition/${typeof family === "string" ? family : name}:1`;
+      }
+      case "AWS::SSM::Parameter":
+        return String(this.resolve(resource.Properties?.Name ?? name));
       case "AWS::SNS::Topic":
       case "AWS::StepFunctions::StateMachine":
         return this.arn(logicalId);
@@ -132,7 +173,7 @@ export class LocalNames {
       "AWS::DynamoDB::Table": `arn:aws:dynamodb:${region}:${account}:table/${name}`,
       "AWS::SNS::Topic": `arn:aws:sns:${region}:${account}:${name}`,
       "AWS::StepFunctions::StateMachine": `arn:aws:states:${region}:${account}:stateMachine:${name}`,
-      "AWS::IAM::Role": `arn:aws:iam::${account}:role/${name}`,
+      "AWS::IAM::Role": `arn:aws:iam::${account}:role${String(this.resource(logicalId).Properties?.Path ?? "/")}${name}`,
       "AWS::SQS::Queue": `arn:aws:sqs:${region}:${account}:${name}`,
       // CloudFormation's Arn of a log group ends in `:*`.
       "AWS::Logs::LogGroup": `arn:aws:logs:${region}:${account}:log-group:${name}:*`,

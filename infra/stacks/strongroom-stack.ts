@@ -1,11 +1,13 @@
 import { CfnOutput, Stack, type StackProps } from "aws-cdk-lib";
+import * as ssm from "aws-cdk-lib/aws-ssm";
 import type { Construct } from "constructs";
-import type { FlowSettings } from "#core/flows/flow-settings.ts";
-import type { StrongroomConfig } from "../config/load-config.ts";
+import { type RestoreTargetSettings, settingsParameter } from "#core/flows/flow-settings.ts";
+import type { StrongroomConfig, TaskSize } from "../config/load-config.ts";
 import { Alarms } from "../constructs/alarms.ts";
 import { BackupBucket } from "../constructs/backup-bucket.ts";
 import { BackupFlow } from "../constructs/backup-flow.ts";
 import { ControlTables } from "../constructs/control-tables.ts";
+import { DatabaseGroup, groupDatabases } from "../constructs/database-group.ts";
 import { Handlers } from "../constructs/handlers.ts";
 import { Network } from "../constructs/network.ts";
 import { RestoreFlow } from "../constructs/restore-flow.ts";
@@ -29,6 +31,7 @@ export class StrongroomStack extends Stack {
   readonly restoreFlow: RestoreFlow;
   readonly verifyFlow: VerifyFlow;
   readonly schedules: Schedules;
+  readonly groups: DatabaseGroup[] = [];
 
   constructor(scope: Construct, id: string, props: StrongroomStackProps) {
     super(scope, id, props);
@@ -41,29 +44,16 @@ export class StrongroomStack extends Stack {
     this.tables = new ControlTables(this, "Tables");
     this.network = new Network(this, "Network", "create" in config.network ? {} : { existing: config.network });
     this.worker = new Worker(this, "Worker", {
+      name: config.name,
       network: this.network,
       bucket: this.bucket,
       recipients: config.recipients,
       identitySecretArn: config.identitySecretArn,
-      databases: config.databases,
       restoreTargets: config.restoreTargets,
+      restoreTargetSize: largestTask(config.databases),
     });
-    const flowSettings: FlowSettings = {
-      container: Worker.CONTAINER,
-      databases: config.databases.map((db) => ({
-        id: db.id,
-        backupTaskDefinition: this.taskArn(this.worker.backupTasks, db.id),
-        restoreTaskDefinition: this.taskArn(this.worker.restoreTasks, db.id),
-        verifyTaskDefinition: this.taskArn(this.worker.verifyTasks, db.id),
-        retention: { ...db.retention, timeZone: db.timeZone },
-        verify: { deep: db.verify.deep, maxAgeDays: db.verify.maxAgeDays },
-      })),
-      restoreTargets: config.restoreTargets.map((t) => ({
-        ...t,
-        restoreTaskDefinition: this.taskArn(this.worker.restoreTargetTasks, t.id),
-      })),
-    };
-    this.handlers = new Handlers(this, "Handlers", { bucket: this.bucket, tables: this.tables, flowSettings });
+    const settingsPath = `/strongroom/${config.name}`;
+    this.handlers = new Handlers(this, "Handlers", { bucket: this.bucket, tables: this.tables, settingsPath });
     this.alarms = new Alarms(this, "Alarms", config.alarmEmail ? { email: config.alarmEmail } : {});
     const flowProps = {
       handlers: this.handlers,
@@ -75,9 +65,6 @@ export class StrongroomStack extends Stack {
     this.restoreFlow = new RestoreFlow(this, RestoreFlow.NAME, flowProps);
     this.verifyFlow = new VerifyFlow(this, VerifyFlow.NAME, flowProps);
     this.schedules = new Schedules(this, "Schedules", {
-      backupFlow: this.backupFlow.stateMachine,
-      verifyFlow: this.verifyFlow.stateMachine,
-      databases: config.databases,
       probe: this.handlers.destinationProbe,
       readiness: this.handlers.readiness,
     });
@@ -86,9 +73,34 @@ export class StrongroomStack extends Stack {
     this.alarms.flowFailed(VerifyFlow.NAME, this.verifyFlow.stateMachine);
     this.alarms.probeFailed(this.handlers.destinationProbe);
     this.alarms.schedulesDeadLettered(this.schedules.deadLetterQueue);
-    for (const db of config.databases) {
-      this.alarms.stale(db.id);
-      this.alarms.unverified(db.id, db.verify.maxAgeDays);
+
+    // Each database's own resources, in nested stacks by a stable hash of its id.
+    for (const [group, databases] of groupDatabases(config.databases)) {
+      this.groups.push(
+        new DatabaseGroup(this, `Databases${group.toString(16).toUpperCase()}`, {
+          worker: this.worker,
+          databases,
+          settingsPath,
+          backupFlow: this.backupFlow.stateMachine,
+          verifyFlow: this.verifyFlow.stateMachine,
+          deadLetterQueue: this.schedules.deadLetterQueue,
+          alarms: this.alarms,
+        }),
+      );
+    }
+    for (const target of config.restoreTargets) {
+      const task = this.worker.restoreTargetTasks.get(target.id);
+      if (!task) throw new Error(`no task definition for restore target ${target.id}`);
+      const settings: RestoreTargetSettings = {
+        id: target.id,
+        secretArn: target.secretArn,
+        restoreTaskDefinition: task.taskDefinitionArn,
+      };
+      new ssm.StringParameter(this, `RestoreTargetSettings-${target.id}`, {
+        parameterName: settingsParameter.restoreTarget(settingsPath, target.id),
+        stringValue: this.toJsonString(settings),
+        description: `strongroom restore target ${target.id} (written by the stack; plan-restore reads it)`,
+      });
     }
 
     new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
@@ -99,10 +111,12 @@ export class StrongroomStack extends Stack {
       description: "--table for strongroom status (and catalog rebuild)",
     });
   }
+}
 
-  private taskArn(tasks: Map<string, { taskDefinitionArn: string }>, id: string): string {
-    const def = tasks.get(id);
-    if (!def) throw new Error(`no task definition for ${id}`);
-    return def.taskDefinitionArn;
-  }
+/** The largest database task: restore-target tasks get it, since any database may be restored there. */
+function largestTask(databases: StrongroomConfig["databases"]): TaskSize {
+  return databases.reduce<TaskSize>(
+    (a, b) => (b.task.ephemeralGiB > a.ephemeralGiB || b.task.memoryMiB > a.memoryMiB ? b.task : a),
+    databases[0]?.task ?? { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
+  );
 }

@@ -6,6 +6,7 @@ import { verifyChain } from "#core/audit/audit-chain.ts";
 import { readAll } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { ERROR_NAMES } from "#core/errors.ts";
+import { StaticSettings } from "#core/flows/flow-settings.ts";
 import { objectKey } from "#core/keys.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
@@ -277,11 +278,7 @@ describe("readiness handler", () => {
       dynamodb: dynamoClient(),
       auditTable,
       storeUrl: store.url,
-      settings: () => ({
-        container: "worker",
-        databases: [database("rfresh"), database("rnever")],
-        restoreTargets: [],
-      }),
+      settings: new StaticSettings({ databases: [database("rfresh"), database("rnever")] }),
       now: () => now,
       metrics: new RecordingMetrics(record, "Strongroom"),
     });

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { databaseNameProblem } from "#core/database-name.ts";
 import { InvalidInputError } from "#core/errors.ts";
-import type { FlowSettings } from "#core/flows/flow-settings.ts";
+import { StaticSettings } from "#core/flows/flow-settings.ts";
 import { planRestore } from "#core/flows/plan.ts";
 import { buildProgram } from "#worker/cli.ts";
 import { restoreTarget } from "#worker/commands/restore.ts";
@@ -15,8 +15,7 @@ import { parsePgUrl } from "#worker/pg/conn.ts";
  * into a database the user did not name (`a%3Db` for `a=b`, or, for `..`, the task's own
  * PGDATABASE, the production database) is the failure.
  */
-const settings: FlowSettings = {
-  container: "worker",
+const settings = new StaticSettings({
   databases: [
     {
       id: "shop",
@@ -28,7 +27,7 @@ const settings: FlowSettings = {
     },
   ],
   restoreTargets: [],
-};
+});
 const latest = async () => ({ backupId: "20261120T020000Z-abcdef", manifestSha256: "ab".repeat(32) });
 
 /** What an ECS task's secrets give the worker: the source database's connection. */

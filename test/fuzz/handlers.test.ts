@@ -2,6 +2,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ERROR_NAMES, StrongroomError } from "#core/errors.ts";
+import { StaticSettings } from "#core/flows/flow-settings.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
 import { createHandler as catalogRecord } from "../../functions/catalog-record/handler.ts";
@@ -58,8 +59,7 @@ beforeAll(async () => {
     handler: as(destinationProbe({ s3, storeUrl: store.url })),
     valid: { store: store.url },
   };
-  const settings = () => ({
-    container: "worker",
+  const settings = new StaticSettings({
     databases: [
       {
         id: "shop",
@@ -70,7 +70,6 @@ beforeAll(async () => {
         verify: { deep: false, maxAgeDays: 8 },
       },
     ],
-    restoreTargets: [],
   });
   handlers["plan-backup"] = { handler: as(planBackup({ settings, now: () => NOW })), valid: { databaseId: "shop" } };
   handlers["plan-restore"] = {

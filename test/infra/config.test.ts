@@ -113,6 +113,48 @@ describe("strongroom.config.json", () => {
   });
 });
 
+describe("where a task connects (ECS refuses to start a task whose secret lacks a key its definition names)", () => {
+  it("takes host, port and dbname from the config for an RDS-managed secret, which holds only username and password", () => {
+    const config = parseConfig(example(), "example");
+    expect(config.databases.map((d) => d.connection)).toEqual([
+      { host: "shop.cluster-abc123.eu-central-1.rds.amazonaws.com", port: 5432, dbname: "shop", fromSecret: [] },
+      { host: "billing.cluster-abc123.eu-central-1.rds.amazonaws.com", port: 5433, dbname: "billing", fromSecret: [] },
+    ]);
+    expect(config.restoreTargets[0]?.connection).toEqual({ fromSecret: ["host", "port", "dbname"] });
+  });
+
+  it("refuses at synth a database whose host or dbname is neither in the config nor said to be in its secret", () => {
+    const raw = example();
+    delete raw.databases[0].host;
+    delete raw.databases[1].dbname;
+    raw.restoreTargets[0].secretHas = ["port"];
+    expect(problemsOf(raw)).toEqual([
+      'databases[0].host: required (an RDS-managed secret holds only username and password); or add "host" to secretHas if the secret holds it',
+      'databases[1].dbname: required (an RDS-managed secret holds only username and password); or add "dbname" to secretHas if the secret holds it',
+      'restoreTargets[0].host: required (an RDS-managed secret holds only username and password); or add "host" to secretHas if the secret holds it',
+      'restoreTargets[0].dbname: required (an RDS-managed secret holds only username and password); or add "dbname" to secretHas if the secret holds it',
+    ]);
+  });
+
+  it("refuses a value given in the config and also said to be in the secret, and a key the secret cannot hold", () => {
+    const raw = example();
+    raw.databases[0].secretHas = ["host"];
+    expect(problemsOf(raw)).toEqual(["databases[0].host: given here and listed in secretHas; take it from one place"]);
+    raw.databases[0].secretHas = ["password"];
+    expect(problemsOf(raw)).toEqual(["databases[0].secretHas[0]: must be equal to one of the allowed values"]);
+  });
+
+  it("warns when a database has no restore secret, since restores then need the backup role to CREATE DATABASE", () => {
+    const raw = example();
+    delete raw.databases[1].restoreSecretArn;
+    const config = parseConfig(raw, "c.json");
+    expect(config.databases[1]?.restoreSecretArn).toBe(raw.databases[1].secretArn);
+    expect(config.warnings.filter((w) => w.includes("restoreSecretArn"))).toEqual([
+      "databases[1].restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot",
+    ]);
+  });
+});
+
 describe("Fargate task sizes", () => {
   /** AWS's table of supported task CPU and memory (Amazon ECS developer guide, task size), in MiB. */
   const GB = 1024;

@@ -1,9 +1,8 @@
 import * as path from "node:path";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
-import { App } from "aws-cdk-lib";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../../infra/app.ts";
-import { type CfnTemplate, LocalNames } from "../../infra/sim/template.ts";
+import type { CfnTemplate, LocalNames } from "../../infra/sim/template.ts";
+import { ACCOUNT, roleArn, roleKey, rolePolicies, type Synthesized, synthesizeAll } from "../helpers/synth.ts";
 
 /**
  * What the synthesized roles may do, decided by IAM's own evaluation rules
@@ -11,33 +10,22 @@ import { type CfnTemplate, LocalNames } from "../../infra/sim/template.ts";
  * resolves them), not by reading our resource strings.
  */
 const root = path.resolve(import.meta.dirname, "../..");
-const ACCOUNT = "123456789012";
+let synth: Synthesized;
 let names: LocalNames;
 let template: CfnTemplate;
 let bucket: string;
 
 beforeAll(() => {
-  const app = new App({
-    context: { config: path.join(root, "strongroom.config.example.json"), "aws:cdk:bundling-stacks": [] },
-  });
-  template = buildApp(app).synth().getStackByName("strongroom").template as CfnTemplate;
-  names = new LocalNames(template, "strongroom", { account: ACCOUNT, region: "eu-central-1" });
+  synth = synthesizeAll(path.join(root, "strongroom.config.example.json"));
+  template = synth.parent;
+  names = synth.stacks[0] as LocalNames;
   const [created] = names.resourcesOf("AWS::S3::Bucket");
   bucket = names.getAtt(created?.id as string, "Arn").replace("arn:aws:s3:::", "");
 });
 
-/** The identity policies attached to the role whose logical id starts with `rolePrefix`. */
+/** The identity policies of the one role whose logical id (in its stack) starts with `rolePrefix`. */
 function policiesOf(rolePrefix: string): Array<{ name: string; policy: unknown }> {
-  const [roleId, ...more] = Object.keys(template.Resources).filter(
-    (id) => id.startsWith(rolePrefix) && template.Resources[id]?.Type === "AWS::IAM::Role",
-  );
-  expect(roleId, `one role ${rolePrefix}…`).toBeDefined();
-  expect(more).toEqual([]);
-  const roleName = names.ref(roleId as string);
-  return names
-    .resourcesOf("AWS::IAM::Policy")
-    .filter((p) => (p.properties.Roles as string[]).includes(roleName))
-    .map((p) => ({ name: p.id, policy: p.properties.PolicyDocument }));
+  return rolePolicies(synth, roleKey(synth, rolePrefix));
 }
 
 /** The bucket's own policy, as the template gives it. */
@@ -55,7 +43,9 @@ async function decide(
   const out = await runSimulation(
     {
       request: {
-        principal: `arn:aws:iam::${ACCOUNT}:role/${rolePrefix}`,
+        principal: options.identityPolicies
+          ? `arn:aws:iam::${ACCOUNT}:role/${rolePrefix}`
+          : roleArn(synth, roleKey(synth, rolePrefix)),
         action,
         resource: { resource: `arn:aws:s3:::${bucket}/${key}`, accountId: ACCOUNT },
         // Requests over TLS, as the SDK makes them (the bucket policy denies any other).
@@ -78,7 +68,7 @@ describe("what the task roles may write, as IAM evaluates it", () => {
   const summary = "pg/shop/verifications/20261201T020000Z-abcdef/20261201T030000000Z-abcdef.json";
 
   it("lets the backup task put backups, and nothing else: no verification result, audit row or probe object", async () => {
-    const role = "WorkerBackupTaskRole";
+    const role = "BackupTaskRoleshop";
     const ifNoneMatch = { context: { "s3:if-none-match": "*" } };
     expect(await decide(role, "s3:PutObject", backup)).toBe("Allowed");
     expect(await decide(role, "s3:PutObject", manifest, ifNoneMatch)).toBe("Allowed");
@@ -89,8 +79,29 @@ describe("what the task roles may write, as IAM evaluates it", () => {
     expect(await decide(role, "s3:DeleteObject", backup)).toBe("ImplicitlyDenied");
   });
 
+  it("keeps each database's backup task to its own prefix: it cannot put, read or list another database's backups", async () => {
+    const billing = "pg/billing/backups/20261201T020000Z-abcdef/dump.pgc.zst.age";
+    const ifNoneMatch = { context: { "s3:if-none-match": "*" } };
+    expect(await decide("BackupTaskRoleshop", "s3:PutObject", billing)).toBe("ImplicitlyDenied");
+    expect(
+      await decide(
+        "BackupTaskRoleshop",
+        "s3:PutObject",
+        billing.replace("dump.pgc.zst.age", "manifest.json"),
+        ifNoneMatch,
+      ),
+    ).toBe("ImplicitlyDenied");
+    expect(await decide("BackupTaskRoleshop", "s3:GetObject", billing)).toBe("ImplicitlyDenied");
+    // A prefix that merely starts with the id is another database's.
+    expect(await decide("BackupTaskRoleshop", "s3:PutObject", "pg/shop2/backups/x/dump.pgc.zst.age")).toBe(
+      "ImplicitlyDenied",
+    );
+    expect(await decide("BackupTaskRolebilling", "s3:PutObject", billing)).toBe("Allowed");
+    expect(await decide("BackupTaskRolebilling", "s3:PutObject", backup)).toBe("ImplicitlyDenied");
+  });
+
   it("lets nobody put a manifest without If-None-Match, so a committed one is never overwritten: not the backup task, not an admin", async () => {
-    expect(await decide("WorkerBackupTaskRole", "s3:PutObject", manifest)).toBe("ExplicitlyDenied");
+    expect(await decide("BackupTaskRoleshop", "s3:PutObject", manifest)).toBe("ExplicitlyDenied");
     const admin = [
       {
         name: "admin",
@@ -208,11 +219,8 @@ describe("who may publish to the alarm topic, as SNS evaluates its policy", () =
 describe("what the flows may ask of ECS and IAM, as IAM evaluates it", () => {
   /** The state machine role of a flow, its policies resolved. */
   function flowRole(flow: string): { arn: string; policies: Array<{ name: string; policy: unknown }> } {
-    const [roleId] = Object.keys(template.Resources).filter(
-      (id) => id.startsWith(`${flow}StateMachineRole`) && template.Resources[id]?.Type === "AWS::IAM::Role",
-    );
-    expect(roleId, `${flow}'s role`).toBeDefined();
-    return { arn: names.getAtt(roleId as string, "Arn"), policies: policiesOf(roleId as string) };
+    const key = roleKey(synth, `${flow}StateMachineRole`);
+    return { arn: roleArn(synth, key), policies: rolePolicies(synth, key) };
   }
 
   async function asFlow(flow: string, action: string, resource: string, context: Record<string, string>) {
@@ -245,14 +253,40 @@ describe("what the flows may ask of ECS and IAM, as IAM evaluates it", () => {
   });
 
   it("lets a flow pass its tasks' roles to ECS tasks only", async () => {
-    const [role] = Object.keys(template.Resources).filter((id) => id.startsWith("WorkerBackupTaskRole"));
-    const arn = names.getAtt(role as string, "Arn");
+    const arn = roleArn(synth, roleKey(synth, "BackupTaskRoleshop"));
     expect(await asFlow("BackupFlow", "iam:PassRole", arn, { "iam:PassedToService": "ecs-tasks.amazonaws.com" })).toBe(
       "Allowed",
     );
     expect(await asFlow("BackupFlow", "iam:PassRole", arn, { "iam:PassedToService": "lambda.amazonaws.com" })).toBe(
       "ImplicitlyDenied",
     );
+  });
+
+  it("lets each flow run and pass only its own duty's task definitions and roles: BackupFlow never starts a task that holds the identity", async () => {
+    const ecs = { "iam:PassedToService": "ecs-tasks.amazonaws.com" };
+    const definitions = synth.stacks.flatMap((n) =>
+      n.resourcesOf("AWS::ECS::TaskDefinition").map((d) => ({
+        family: String(d.properties.Family),
+        arn: n.ref(d.id),
+        roles: [String(d.properties.TaskRoleArn), String(d.properties.ExecutionRoleArn)],
+      })),
+    );
+    expect(definitions.length).toBe(7);
+    const duty = (family: string) => family.split("_")[1] as string;
+    const may: Record<string, string[]> = {
+      BackupFlow: ["backup"],
+      RestoreFlow: ["restore", "target"],
+      VerifyFlow: ["verify"],
+    };
+    for (const [flow, duties] of Object.entries(may)) {
+      for (const d of definitions) {
+        const expected = duties.includes(duty(d.family)) ? "Allowed" : "ImplicitlyDenied";
+        expect(await asFlow(flow, "ecs:RunTask", d.arn, {}), `${flow} runs ${d.family}`).toBe(expected);
+        for (const role of d.roles) {
+          expect(await asFlow(flow, "iam:PassRole", role, ecs), `${flow} passes ${role}`).toBe(expected);
+        }
+      }
+    }
   });
 });
 
@@ -279,12 +313,12 @@ describe("what the functions may log, as IAM evaluates it", () => {
         const out = await runSimulation(
           {
             request: {
-              principal: `arn:aws:iam::${ACCOUNT}:role/${role}`,
+              principal: roleArn(synth, role),
               action: "logs:PutLogEvents",
               resource: { resource, accountId: ACCOUNT },
               contextVariables: {},
             },
-            identityPolicies: policiesOf(role),
+            identityPolicies: rolePolicies(synth, role),
             serviceControlPolicies: [],
             resourceControlPolicies: [],
           },

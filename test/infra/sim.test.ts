@@ -77,6 +77,7 @@ beforeAll(async () => {
   // One moto serves S3, SNS and Secrets Manager, as the sim would start it.
   process.env.AWS_ENDPOINT_URL_SNS = inject("s3Endpoint");
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = inject("s3Endpoint");
+  process.env.AWS_ENDPOINT_URL_SSM = inject("s3Endpoint");
   source = await createDatabase(inject("pgUrl"), "simsrc");
   await sql(
     source.url,
@@ -95,13 +96,12 @@ beforeAll(async () => {
   const dir = await tempDir("strongroom-sim-");
   // Unique per run: the stand-ins are shared with the rest of the suite.
   stackName = `sim${process.pid}`;
-  const rds = (port: number, dbname: string) => ({
-    host: pg.hostname,
-    port,
+  // As RDS writes a managed master secret: username and password, nothing else.
+  const managed = {
     username: decodeURIComponent(pg.username),
     password: decodeURIComponent(pg.password),
-    dbname,
-  });
+  };
+  const downPort = await freePort();
   configFile = path.join(dir, "sim.config.json");
   await writeFile(
     configFile,
@@ -114,18 +114,19 @@ beforeAll(async () => {
       network: { create: true },
       defaults: { schedule: "cron(0 2 * * ? *)", timeZone: "Europe/Berlin" },
       databases: [
-        { id: "shop", secretArn: secretArn("shop") },
-        // Its secret points at a port nothing listens on.
-        { id: "down", secretArn: secretArn("down") },
-        // pg_dump dumps it, but it does not restore: its verification fails.
-        { id: "broken", secretArn: secretArn("broken") },
+        { id: "shop", secretArn: secretArn("shop"), host: pg.hostname, port: Number(pg.port), dbname: source.name },
+        // Its host and port point at a port nothing listens on.
+        { id: "down", secretArn: secretArn("down"), host: pg.hostname, port: downPort, dbname: "nothing" },
+        // pg_dump dumps it, but it does not restore: its verification fails. Its secret
+        // holds the whole connection (Secrets Manager's RDS format), and says so.
+        { id: "broken", secretArn: secretArn("broken"), secretHas: ["host", "port", "dbname"] },
       ],
       sim: {
         secrets: {
           [secretArn("identity")]: key.identity,
-          [secretArn("shop")]: rds(Number(pg.port), source.name),
-          [secretArn("down")]: rds(await freePort(), "nothing"),
-          [secretArn("broken")]: rds(Number(pg.port), broken.name),
+          [secretArn("shop")]: managed,
+          [secretArn("down")]: managed,
+          [secretArn("broken")]: { ...managed, host: pg.hostname, port: Number(pg.port), dbname: broken.name },
         },
       },
     }),
@@ -343,13 +344,13 @@ describe("npm run sim runs the synthesized flows", () => {
   it("BackupFlow whose secret lost a key (replaced by another writer) fails as ECS does: TaskFailedToStart, no exit code, audited", async () => {
     const secrets = new SecretsManagerClient({});
     await secrets.send(
-      new PutSecretValueCommand({ SecretId: "sim/down", SecretString: JSON.stringify({ host: "127.0.0.1" }) }),
+      new PutSecretValueCommand({ SecretId: "sim/down", SecretString: JSON.stringify({ username: "app" }) }),
     );
     const result = await sim.run("BackupFlow", { databaseId: "down" });
     expect(result.status).toBe("FAILED");
     const task = JSON.parse(result.cause as string) as { StopCode: string; StoppedReason: string };
     expect(task.StopCode).toBe("TaskFailedToStart");
-    expect(task.StoppedReason).toContain("has no key port");
+    expect(task.StoppedReason).toContain("has no key password");
     const backupId = (await auditRows("down")).at(-1)?.backupId;
     const rows = (await auditRows("down")).filter((r) => r.backupId === backupId);
     expect(rows.map((r) => r.event)).toEqual(["backup.start", "backup.fail"]);

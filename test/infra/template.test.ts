@@ -1,58 +1,49 @@
 import * as path from "node:path";
-import { App } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../../infra/app.ts";
-import { type CfnTemplate, LocalNames } from "../../infra/sim/template.ts";
+import type { LocalNames } from "../../infra/sim/template.ts";
+import { roleKey, rolePolicies, type Synthesized, synthesizeAll } from "../helpers/synth.ts";
 
 /**
- * The security properties of the synthesized template, from the example config. Asset
- * bundling is skipped (the cdk.json test in app.test.ts bundles for real); cdk-nag runs.
+ * The security properties of the synthesized template, from the example config, the
+ * nested stacks' resources included. Asset bundling is skipped (the cdk.json test in
+ * app.test.ts bundles for real); cdk-nag runs.
  */
 const root = path.resolve(import.meta.dirname, "../..");
 type Resource = { Type: string; Properties: Record<string, unknown>; DeletionPolicy?: string };
 type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
 
 let template: Template;
-let rawTemplate: CfnTemplate;
 let resources: Record<string, Resource>;
+let synth: Synthesized;
 
 beforeAll(() => {
-  const app = new App({
-    context: { config: path.join(root, "strongroom.config.example.json"), "aws:cdk:bundling-stacks": [] },
-  });
-  const assembly = buildApp(app).synth();
-  const stack = assembly.getStackByName("strongroom");
-  template = Template.fromJSON(stack.template);
-  resources = stack.template.Resources;
-  rawTemplate = stack.template;
+  synth = synthesizeAll(path.join(root, "strongroom.config.example.json"));
+  template = Template.fromJSON(synth.parent);
+  resources = synth.resources as Record<string, Resource>;
 });
 
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 const json = (v: unknown) => JSON.stringify(v);
 
-/** Every statement of every policy attached to the role with this logical id. */
-function statementsOf(roleId: string): Statement[] {
-  return ofType("AWS::IAM::Policy")
-    .filter(([, p]) => json(p.Properties.Roles).includes(`"${roleId}"`))
-    .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+/** Every statement of every policy of the role with this key (inline, or attached in its stack). */
+function statementsOf(key: string): Statement[] {
+  return rolePolicies(synth, key).flatMap((p) => p.policy.Statement as Statement[]);
 }
 
-function roleIdOf(pathPart: string): string {
-  const found = ofType("AWS::IAM::Role").filter(([id]) => id.startsWith(pathPart));
-  expect(found.length, `one role named ${pathPart}…`).toBe(1);
-  return (found[0] as [string, Resource])[0];
-}
+const roleIdOf = (prefix: string) => roleKey(synth, prefix);
 
 const identityArn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:strongroom/identity-AbCdEf";
 
 describe("the synthesized template", () => {
-  it("lets the backup task put objects but never delete them, nor read the identity", () => {
-    const s = statementsOf(roleIdOf("WorkerBackupTaskRole"));
-    const all = s.flatMap(actions);
-    expect(all).toEqual(expect.arrayContaining(["s3:PutObject", "s3:AbortMultipartUpload"]));
-    expect(all.filter((a) => /Delete|secretsmanager|\*/.test(a))).toEqual([]);
+  it("lets each database's backup task put objects but never delete them, nor read the identity", () => {
+    for (const db of ["shop", "billing"]) {
+      const s = statementsOf(roleIdOf(`BackupTaskRole${db}`));
+      const all = s.flatMap(actions);
+      expect(all).toEqual(expect.arrayContaining(["s3:PutObject", "s3:AbortMultipartUpload"]));
+      expect(all.filter((a) => /Delete|secretsmanager|\*/.test(a))).toEqual([]);
+    }
   });
 
   it("lets the restore task read backups but never write or delete them", () => {
@@ -62,12 +53,18 @@ describe("the synthesized template", () => {
   });
 
   it("gives the identity secret only to restore and verify task definitions' execution roles", () => {
-    const readers = ofType("AWS::IAM::Policy")
-      .filter(([, p]) => json(p.Properties.PolicyDocument).includes(identityArn))
-      .map(([id]) => id);
-    // Restore-shop, Restore-billing, RestoreTarget-staging, Verify-shop, Verify-billing
-    expect(readers.length).toBe(5);
-    for (const id of readers) expect(id).toMatch(/^Worker(Restore|Verify)/);
+    const readers = ofType("AWS::IAM::Role")
+      .filter(([key]) => json(rolePolicies(synth, key)).includes(identityArn))
+      .map(([key]) => synth.localId(key));
+    // Each group's restore execution role, the restore targets' and the verify tasks' one.
+    expect(readers.length).toBe(synth.nested.size + 2);
+    for (const id of readers) expect(id).toMatch(/^(Worker)?(Restore|RestoreTarget|Verify)ExecutionRole/);
+    // And every task definition that gets it as a secret is a restore or verify one, run by such a role.
+    for (const [key, def] of ofType("AWS::ECS::TaskDefinition")) {
+      const secrets = (def.Properties.ContainerDefinitions as Array<{ Secrets: Array<{ Name: string }> }>)[0]?.Secrets;
+      if (!secrets?.some((x) => x.Name === "STRONGROOM_IDENTITY")) continue;
+      expect(synth.localId(key)).toMatch(/^(Worker)?(RestoreTask|RestoreTarget|VerifyTask)/);
+    }
   });
 
   it("lets the verify task read backups and put only verification results, never delete", () => {
@@ -80,7 +77,7 @@ describe("the synthesized template", () => {
   });
 
   it("lets a verify task out on HTTPS only (code from a backup runs in it); backup and restore tasks reach their databases", () => {
-    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    const names = synth.stacks[0] as LocalNames;
     const groupsOf = (flow: string): string[] => {
       const [machine] = names.resourcesOf("AWS::StepFunctions::StateMachine").filter((m) => m.id.startsWith(flow));
       const definition = JSON.parse(machine?.properties.DefinitionString as string) as {
@@ -108,7 +105,7 @@ describe("the synthesized template", () => {
   });
 
   it("retries a RunTask that ECS could not place (AmazonECS.Unknown, as Step Functions reports it) and never a task that ran and failed", () => {
-    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    const names = synth.stacks[0] as LocalNames;
     for (const machine of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
       const definition = JSON.parse(machine.properties.DefinitionString as string) as {
         States: Record<string, { Resource?: string; Retry?: Array<{ ErrorEquals: string[] }> }>;
@@ -123,7 +120,7 @@ describe("the synthesized template", () => {
   });
 
   it("retries a throttled Lambda call in every flow, and logs every flow under /aws/vendedlogs/", () => {
-    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    const names = synth.stacks[0] as LocalNames;
     for (const machine of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
       const definition = JSON.parse(machine.properties.DefinitionString as string) as {
         States: Record<string, { Resource?: string; Retry?: Array<{ ErrorEquals: string[] }> }>;
@@ -167,11 +164,12 @@ describe("the synthesized template", () => {
     // /proc/<worker>/environ with it.
     for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
       const [container] = def.Properties.ContainerDefinitions as Array<{ User?: string }>;
-      expect(container?.User, id).toBe(id.startsWith("WorkerVerify") ? "0" : undefined);
+      expect(container?.User, id).toBe(synth.localId(id).startsWith("VerifyTask") ? "0" : undefined);
     }
   });
 
   it("puts database credentials in task definition secrets, never in the plain environment; verify gets none", () => {
+    expect(ofType("AWS::ECS::TaskDefinition").length).toBe(7);
     for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
       const [container] = def.Properties.ContainerDefinitions as Array<{
         Environment: Array<{ Name: string; Value: unknown }>;
@@ -179,13 +177,21 @@ describe("the synthesized template", () => {
         ReadonlyRootFilesystem: boolean;
         MountPoints: Array<{ ContainerPath: string }>;
       }>;
-      if (id.startsWith("WorkerVerify")) {
+      if (synth.localId(id).startsWith("VerifyTask")) {
         // It restores into a cluster inside the task: the identity, and no database's credentials.
         expect(container?.Secrets.map((s) => s.Name)).toEqual(["STRONGROOM_IDENTITY"]);
       } else {
-        expect(container?.Secrets.map((s) => s.Name)).toEqual(
-          expect.arrayContaining(["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]),
-        );
+        expect(container?.Secrets.map((s) => s.Name)).toEqual(expect.arrayContaining(["PGUSER", "PGPASSWORD"]));
+        // Host, port and database name: each exactly once, from the config or (where it says so) the secret.
+        const everything = [
+          ...(container?.Secrets ?? []).map((s) => s.Name),
+          ...(container?.Environment ?? []).map((e) => e.Name),
+        ];
+        for (const v of ["PGHOST", "PGPORT", "PGDATABASE"])
+          expect(
+            everything.filter((n) => n === v),
+            id,
+          ).toHaveLength(1);
       }
       expect(container?.Environment.map((e) => e.Name).filter((n) => /PASS|IDENTITY$|SECRET/.test(n))).toEqual([]);
       expect(container?.ReadonlyRootFilesystem).toBe(true);
@@ -193,6 +199,18 @@ describe("the synthesized template", () => {
       expect(def.Properties.RuntimePlatform).toEqual({ CpuArchitecture: "ARM64", OperatingSystemFamily: "LINUX" });
       expect(def.Properties.RequiresCompatibilities).toEqual(["FARGATE"]);
     }
+  });
+
+  it("connects each restore with the database's restore secret and each backup with its backup secret (item 8: a read-only backup role cannot CREATE DATABASE)", () => {
+    const secretOf = (prefix: string) => {
+      const [key] = ofType("AWS::ECS::TaskDefinition").filter(([k]) => synth.localId(k).startsWith(prefix));
+      const def = synth.namesOf(key?.[0] as string).resolve(key?.[1].Properties) as {
+        ContainerDefinitions: Array<{ Secrets: Array<{ Name: string; ValueFrom: string }> }>;
+      };
+      return def.ContainerDefinitions[0]?.Secrets.find((x) => x.Name === "PGPASSWORD")?.ValueFrom ?? "";
+    };
+    expect(secretOf("RestoreTaskshop")).toContain(":secret:rds/shop-restore-Uv7wX8:password::");
+    expect(secretOf("BackupTaskshop")).toContain(":secret:rds/shop-Gh1jK2:password::");
   });
 
   it("runs every Lambda on Node 22, ARM64", () => {
@@ -205,9 +223,7 @@ describe("the synthesized template", () => {
   });
 
   it("never grants UpdateItem or DeleteItem, and audit-append only puts and reads the audit table", () => {
-    const everything = ofType("AWS::IAM::Policy").flatMap(([, p]) =>
-      (p.Properties.PolicyDocument as { Statement: Statement[] }).Statement.flatMap(actions),
-    );
+    const everything = ofType("AWS::IAM::Role").flatMap(([key]) => statementsOf(key).flatMap(actions));
     expect(everything.filter((a) => /dynamodb:(UpdateItem|DeleteItem|BatchWriteItem|\*)/.test(a))).toEqual([]);
     const append = statementsOf(roleIdOf("Handlersauditappendrole")).flatMap(actions);
     expect(append.filter((a) => !a.startsWith("logs:")).sort()).toEqual([
@@ -281,7 +297,7 @@ describe("the synthesized template", () => {
   });
 
   it("stops a worker task after a day, and gives every Task state an object of Parameters or none", () => {
-    const names = new LocalNames(rawTemplate, "strongroom", { account: "123456789012", region: "eu-central-1" });
+    const names = synth.stacks[0] as LocalNames;
     for (const [id, m] of ofType("AWS::StepFunctions::StateMachine")) {
       const definition = JSON.parse(names.resolve(m.Properties.DefinitionString) as string) as {
         States: Record<string, { Type: string; Resource?: string; Parameters?: unknown; TimeoutSeconds?: number }>;

@@ -1,0 +1,195 @@
+import { createHash } from "node:crypto";
+import { NestedStack, Stack } from "aws-cdk-lib";
+import type * as ecs from "aws-cdk-lib/aws-ecs";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
+import * as ssm from "aws-cdk-lib/aws-ssm";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import type { Construct } from "constructs";
+import { type DatabaseSettings, settingsParameter } from "#core/flows/flow-settings.ts";
+import type { DatabaseConfig } from "../config/load-config.ts";
+import type { Alarms } from "./alarms.ts";
+import { noManifestOverwrite } from "./backup-bucket.ts";
+import { acknowledgeWildcard } from "./nag.ts";
+import { databaseSchedules } from "./schedules.ts";
+import { connectionEnvironment, connectionSecrets, rolePath, taskFamily, type Worker } from "./worker.ts";
+
+/**
+ * How many groups the databases are spread over, by a hash of their id. A database's
+ * group never changes as others are added or removed, so its resources are never
+ * moved between stacks (which CloudFormation would do by deleting and creating them,
+ * and which fails for the named ones: the parameter and the task definition family).
+ */
+export const GROUPS = 16;
+
+/**
+ * What one database adds to its group: a backup task role, three task definitions, a
+ * settings parameter, two schedules and two alarms. Each group also has its two
+ * execution roles and Scheduler's role, with their policies (7 resources).
+ */
+export const RESOURCES_PER_DATABASE = 9;
+export const RESOURCES_PER_GROUP = 7;
+/** CloudFormation's quota of resources per stack, a nested stack's included. */
+export const STACK_RESOURCE_QUOTA = 500;
+/** The most databases one group takes, with room to spare under the quota. */
+export const MAX_PER_GROUP = Math.floor((STACK_RESOURCE_QUOTA * 0.9 - RESOURCES_PER_GROUP) / RESOURCES_PER_DATABASE);
+
+/** The group a database id belongs to: stable for the id, whatever else is configured. */
+export function groupOf(databaseId: string): number {
+  return createHash("sha256").update(databaseId).digest().readUInt32BE(0) % GROUPS;
+}
+
+export interface DatabaseGroupProps {
+  readonly worker: Worker;
+  readonly databases: readonly DatabaseConfig[];
+  /** `/strongroom/<name>`: each database's settings go to `<path>/databases/<id>`. */
+  readonly settingsPath: string;
+  readonly backupFlow: sfn.IStateMachine;
+  readonly verifyFlow: sfn.IStateMachine;
+  readonly deadLetterQueue: sqs.IQueue;
+  readonly alarms: Alarms;
+}
+
+/**
+ * A nested stack holding what each of its databases needs on its own. A deployment of
+ * 200 databases is about 1,800 such resources, past CloudFormation's 500 per stack; in
+ * nested stacks of at most MAX_PER_GROUP databases each, every stack stays under it, and
+ * each database keeps a backup role of its own that can write only its own prefix.
+ */
+export class DatabaseGroup extends NestedStack {
+  readonly backupTasks = new Map<string, ecs.FargateTaskDefinition>();
+  readonly restoreTasks = new Map<string, ecs.FargateTaskDefinition>();
+  readonly verifyTasks = new Map<string, ecs.FargateTaskDefinition>();
+  readonly backupRoles = new Map<string, iam.Role>();
+
+  constructor(scope: Construct, id: string, props: DatabaseGroupProps) {
+    super(scope, id, { description: `strongroom: ${props.databases.map((d) => d.id).join(", ")}`.slice(0, 1024) });
+    const { worker, databases } = props;
+    const identity = worker.importSecret(this, worker.identitySecretArn);
+    const backupExecution = worker.executionRole(
+      this,
+      "BackupExecutionRole",
+      "backup",
+      databases.map((d) => d.secretArn),
+    );
+    const restoreExecution = worker.executionRole(this, "RestoreExecutionRole", "restore", [
+      worker.identitySecretArn,
+      ...databases.map((d) => d.restoreSecretArn),
+    ]);
+    for (const db of databases) {
+      const backupRole = this.backupRole(worker, db.id);
+      this.backupRoles.set(db.id, backupRole);
+      const backup = worker.defineTask(this, `BackupTask-${db.id}`, {
+        family: taskFamily(worker.name, "backup", db.id),
+        size: db.task,
+        taskRole: backupRole,
+        executionRole: backupExecution,
+        environment: {
+          ...worker.commonEnvironment(),
+          ...connectionEnvironment(db.connection),
+          STRONGROOM_RECIPIENTS: worker.recipients.join(","),
+        },
+        secrets: connectionSecrets(worker.importSecret(this, db.secretArn), db.connection),
+      });
+      const restore = worker.defineTask(this, `RestoreTask-${db.id}`, {
+        family: taskFamily(worker.name, "restore", db.id),
+        size: db.task,
+        taskRole: worker.restoreRole,
+        executionRole: restoreExecution,
+        environment: { ...worker.commonEnvironment(), ...connectionEnvironment(db.connection) },
+        secrets: {
+          ...connectionSecrets(worker.importSecret(this, db.restoreSecretArn), db.connection),
+          STRONGROOM_IDENTITY: worker.identitySecret(identity),
+        },
+      });
+      const verify = worker.defineTask(this, `VerifyTask-${db.id}`, {
+        family: taskFamily(worker.name, "verify", db.id),
+        size: db.task,
+        taskRole: worker.verifyRole,
+        executionRole: worker.verifyExecutionRole,
+        // Restoring a dump runs code its roles wrote. The worker runs as root here so that
+        // it can start the scratch server as the image's `postgres` user with an
+        // allowlisted environment: that user cannot read root's /proc/<pid>/environ (the
+        // identity, the credentials endpoint's relative URI) or its memory, as the
+        // image's `node` user, sharing the worker's uid, could (docs/trust.md).
+        user: "0",
+        // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
+        environment: worker.verifyEnvironment(),
+        secrets: { STRONGROOM_IDENTITY: worker.identitySecret(identity) },
+      });
+      this.backupTasks.set(db.id, backup);
+      this.restoreTasks.set(db.id, restore);
+      this.verifyTasks.set(db.id, verify);
+      const settings: DatabaseSettings = {
+        id: db.id,
+        backupTaskDefinition: backup.taskDefinitionArn,
+        restoreTaskDefinition: restore.taskDefinitionArn,
+        verifyTaskDefinition: verify.taskDefinitionArn,
+        retention: { ...db.retention, timeZone: db.timeZone },
+        verify: { deep: db.verify.deep, maxAgeDays: db.verify.maxAgeDays },
+      };
+      new ssm.StringParameter(this, `Settings-${db.id}`, {
+        parameterName: settingsParameter.database(props.settingsPath, db.id),
+        stringValue: Stack.of(this).toJsonString(settings),
+        description: `strongroom settings of ${db.id} (written by the stack; the plan functions read them)`,
+        tier: ssm.ParameterTier.STANDARD,
+      });
+      databaseSchedules(this, db, props);
+      props.alarms.stale(db.id, this);
+      props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
+    }
+  }
+
+  /**
+   * The database's own backup role: put under `<db>/backups/`, read and list only
+   * `<db>/`, never delete, never overwrite a manifest, never another database's prefix.
+   * Its statements are inline (no separate policy resource per database).
+   */
+  private backupRole(worker: Worker, databaseId: string): iam.Role {
+    const bucket = worker.bucket;
+    const own = `${bucket.prefix ? `${bucket.prefix}/` : ""}${databaseId}`;
+    const backups = bucket.bucket.arnForObjects(`${own}/backups/*`);
+    const objects = bucket.bucket.arnForObjects(`${own}/*`);
+    const role = new iam.Role(this, `BackupTaskRole-${databaseId}`, {
+      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+      path: rolePath(worker.name, "backup-task"),
+      description: `strongroom ${worker.name} backup task of ${databaseId}: write its backups, never delete them`,
+      inlinePolicies: {
+        backup: new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
+            new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [objects] }),
+            new iam.PolicyStatement({
+              actions: ["s3:ListBucket"],
+              resources: [bucket.bucket.bucketArn],
+              conditions: { StringLike: { "s3:prefix": [`${own}/*`] } },
+            }),
+            // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
+            noManifestOverwrite(bucket.bucket.arnForObjects(`${own}/backups/*/manifest.json`)),
+          ],
+        }),
+      },
+    });
+    acknowledgeWildcard(role, backups, "backups are objects named by backup id at run time");
+    acknowledgeWildcard(role, objects, "the database's objects are named by backup id at run time");
+    return role;
+  }
+}
+
+/** The databases by group, each group sorted by id; a group over MAX_PER_GROUP is an error naming it. */
+export function groupDatabases(databases: readonly DatabaseConfig[]): Map<number, DatabaseConfig[]> {
+  const groups = new Map<number, DatabaseConfig[]>();
+  for (const db of databases) {
+    const g = groupOf(db.id);
+    groups.set(g, [...(groups.get(g) ?? []), db]);
+  }
+  for (const [g, dbs] of groups) {
+    if (dbs.length > MAX_PER_GROUP) {
+      throw new Error(
+        `database group ${g} would hold ${dbs.length} databases, more than ${MAX_PER_GROUP} fit in one nested stack under CloudFormation's 500 resources: deploy these in a second strongroom (another name)`,
+      );
+    }
+    dbs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+  return new Map([...groups].sort(([a], [b]) => a - b));
+}
