@@ -3,6 +3,7 @@ import { Ajv, type ErrorObject } from "ajv";
 import { InvalidConfigError } from "#core/errors.ts";
 import { validatePolicy } from "#core/gfs.ts";
 import { assertX25519Recipient } from "#core/recipients.ts";
+import { type ExistingNetwork, existingNetworkProblems, networkWarnings } from "../constructs/network.ts";
 import { dstProblems } from "./dst.ts";
 import { configSchema } from "./schema.ts";
 
@@ -48,9 +49,7 @@ export interface ConfigFile {
   bucket: { create: true; objectLock?: { mode: "GOVERNANCE" | "COMPLIANCE"; days: number } } | { name: string };
   recipients: string[];
   identitySecretArn: string;
-  network:
-    | { create: true }
-    | { vpcId: string; subnetIds: string[]; securityGroupIds?: string[]; assignPublicIp?: boolean };
+  network: { create: true } | ExistingNetwork;
   alarmEmail?: string;
   defaults?: Overridable;
   databases: Array<{ id: string; secretArn: string } & Overridable>;
@@ -73,7 +72,10 @@ export interface StrongroomConfig extends Omit<ConfigFile, "databases" | "defaul
   prefix: string;
   databases: DatabaseConfig[];
   restoreTargets: Array<{ id: string; secretArn: string }>;
-  /** What deploys but will misbehave (a schedule in a daylight-saving gap), one line each, naming the field. */
+  /**
+   * What deploys but will misbehave (a schedule in a daylight-saving gap, a network that
+   * cannot reach the database or AWS), one line each, naming the field.
+   */
   warnings: string[];
 }
 
@@ -137,8 +139,9 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
   }
   const d = config.defaults ?? {};
   checkOverridable("defaults", d, found);
+  if (!("create" in config.network)) found.push(...existingNetworkProblems(config.network));
 
-  const warnings: string[] = [];
+  const warnings: string[] = networkWarnings(config.network);
   const now = new Date();
   const databases = config.databases.map((db, i): DatabaseConfig => {
     checkOverridable(`databases[${i}]`, db, found);
@@ -302,7 +305,7 @@ function describeSchemaErrors(errors: ErrorObject[]): string[] {
 const ONE_OF_SHAPES: Record<string, string> = {
   bucket: 'must be {"create": true, "objectLock"?: {"mode", "days"}} or {"name": "existing-bucket"}',
   network:
-    'must be {"create": true} or {"vpcId", "subnetIds", "securityGroupIds"?, "assignPublicIp"?} (see the README Deploy section)',
+    'must be {"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds"?: ["sg-…"], "assignPublicIp"?, "createEndpoints"?, "routeTableIds"?: ["rtb-…"], "endpointSubnetIds"?: ["subnet-…"]}, or {"create": true} for a trial (see the README Deploy section)',
 };
 
 const PATTERN_HINTS: Record<string, string> = {

@@ -118,6 +118,10 @@ export const configSchema = {
             subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
             securityGroupIds: { type: "array", items: { type: "string", pattern: "^sg-[0-9a-f]{8,17}$" } },
             assignPublicIp: { type: "boolean" },
+            // The VPC endpoints private subnets need without a NAT (infra/constructs/network.ts).
+            createEndpoints: { type: "boolean" },
+            routeTableIds: { type: "array", items: { type: "string", pattern: "^rtb-[0-9a-f]{8,17}$" } },
+            endpointSubnetIds: { type: "array", items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
           },
         },
       ],

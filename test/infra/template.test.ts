@@ -220,11 +220,6 @@ describe("the synthesized template", () => {
     expect(prune.filter((a) => a.startsWith("s3:Put"))).toEqual([]);
   });
 
-  it("creates a VPC with public subnets only and no NAT gateway", () => {
-    template.resourceCountIs("AWS::EC2::NatGateway", 0);
-    for (const [, s] of ofType("AWS::EC2::Subnet")) expect(s.Properties.MapPublicIpOnLaunch).toBe(true);
-  });
-
   it("makes the bucket versioned, private, TLS-only, and aborts stale multipart uploads", () => {
     template.hasResourceProperties("AWS::S3::Bucket", {
       VersioningConfiguration: { Status: "Enabled" },
