@@ -3,6 +3,8 @@ import { Ajv, type ErrorObject } from "ajv";
 import { InvalidConfigError } from "#core/errors.ts";
 import { validatePolicy } from "#core/gfs.ts";
 import { assertX25519Recipient } from "#core/recipients.ts";
+import { type ExistingNetwork, existingNetworkProblems, networkWarnings } from "../constructs/network.ts";
+import { type DatabaseTls, DEFAULT_DATABASE_TLS, databaseTlsWarning } from "../constructs/tls.ts";
 import { dstProblems } from "./dst.ts";
 import { configSchema } from "./schema.ts";
 
@@ -51,6 +53,7 @@ export type ConnectionKey = "host" | "port" | "dbname";
 
 /** How a task finds its server, as written in the config. */
 interface ConnectionFields {
+  tls?: DatabaseTls;
   host?: string;
   port?: number;
   dbname?: string;
@@ -63,6 +66,7 @@ interface ConnectionFields {
  * always come from the secret.
  */
 export interface Connection {
+  tls: DatabaseTls;
   host?: string;
   port?: number;
   dbname?: string;
@@ -76,9 +80,7 @@ export interface ConfigFile {
   bucket: { create: true; objectLock?: { mode: "GOVERNANCE" | "COMPLIANCE"; days: number } } | { name: string };
   recipients: string[];
   identitySecretArn: string;
-  network:
-    | { create: true }
-    | { vpcId: string; subnetIds: string[]; securityGroupIds?: string[]; assignPublicIp?: boolean };
+  network: { create: true } | ExistingNetwork;
   alarmEmail?: string;
   defaults?: Overridable;
   databases: Array<{ id: string; secretArn: string; restoreSecretArn?: string } & ConnectionFields & Overridable>;
@@ -105,7 +107,10 @@ export interface StrongroomConfig extends Omit<ConfigFile, "databases" | "defaul
   prefix: string;
   databases: DatabaseConfig[];
   restoreTargets: RestoreTargetConfig[];
-  /** What deploys but will misbehave (a schedule in a daylight-saving gap), one line each, naming the field. */
+  /**
+   * What deploys but will misbehave (a schedule in a daylight-saving gap, a network that
+   * cannot reach the database or AWS), one line each, naming the field.
+   */
   warnings: string[];
 }
 
@@ -175,8 +180,9 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
   }
   const d = config.defaults ?? {};
   checkOverridable("defaults", d, found);
+  if (!("create" in config.network)) found.push(...existingNetworkProblems(config.network));
 
-  const warnings: string[] = [];
+  const warnings: string[] = networkWarnings(config.network);
   const now = new Date();
   const databases = config.databases.map((db, i): DatabaseConfig => {
     checkOverridable(`databases[${i}]`, db, found);
@@ -197,7 +203,7 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
       for (const p of dstProblems(verify.schedule, timeZone, now))
         warnings.push(`databases[${i}].verify.schedule: ${p}`);
     }
-    const connection = connectionOf(`databases[${i}]`, db, found);
+    const connection = connectionOf(`databases[${i}]`, db, found, warnings);
     if (db.restoreSecretArn === undefined) {
       warnings.push(
         `databases[${i}].restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot`,
@@ -224,7 +230,7 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
     (t, i): RestoreTargetConfig => ({
       id: t.id,
       secretArn: t.secretArn,
-      connection: connectionOf(`restoreTargets[${i}]`, t, found),
+      connection: connectionOf(`restoreTargets[${i}]`, t, found, warnings),
     }),
   );
   duplicates(
@@ -245,8 +251,11 @@ const DEFAULT_PORT = 5432;
  * only where the config says the secret holds it (`secretHas`); a value missing from
  * both is a config error here, at synth, not a task that never starts.
  */
-function connectionOf(field: string, c: ConnectionFields, found: string[]): Connection {
+function connectionOf(field: string, c: ConnectionFields, found: string[], warnings: string[]): Connection {
   const fromSecret = c.secretHas ?? [];
+  const tls = c.tls ?? DEFAULT_DATABASE_TLS;
+  const warning = databaseTlsWarning(`${field}.tls`, tls);
+  if (warning) warnings.push(warning);
   for (const key of ["host", "port", "dbname"] as const) {
     const inConfig = c[key] !== undefined;
     const inSecret = fromSecret.includes(key);
@@ -259,6 +268,7 @@ function connectionOf(field: string, c: ConnectionFields, found: string[]): Conn
     }
   }
   return {
+    tls,
     ...(c.host !== undefined ? { host: c.host } : {}),
     ...(c.port !== undefined || !fromSecret.includes("port") ? { port: c.port ?? DEFAULT_PORT } : {}),
     ...(c.dbname !== undefined ? { dbname: c.dbname } : {}),
@@ -391,7 +401,7 @@ function describeSchemaErrors(errors: ErrorObject[]): string[] {
 const ONE_OF_SHAPES: Record<string, string> = {
   bucket: 'must be {"create": true, "objectLock"?: {"mode", "days"}} or {"name": "existing-bucket"}',
   network:
-    'must be {"create": true} or {"vpcId", "subnetIds", "securityGroupIds"?, "assignPublicIp"?} (see the README Deploy section)',
+    'must be {"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds"?: ["sg-…"], "assignPublicIp"?, "createEndpoints"?, "routeTableIds"?: ["rtb-…"], "endpointSubnetIds"?: ["subnet-…"]}, or {"create": true} for a trial (see the README Deploy section)',
 };
 
 const PATTERN_HINTS: Record<string, string> = {

@@ -1,4 +1,5 @@
 import { DATABASE_ID_PATTERN } from "#core/keys.ts";
+import { DATABASE_TLS_MODES } from "../constructs/tls.ts";
 
 /**
  * The JSON schema of strongroom.config.json. Shapes only; what a schema cannot say
@@ -58,6 +59,8 @@ const overridable = {
  * and database name come from here, unless `secretHas` says the secret holds them.
  */
 const connection = {
+  /** How the server is authenticated: verify-full against the RDS bundle by default. */
+  tls: { enum: [...DATABASE_TLS_MODES] },
   host: { type: "string", minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9.:_-]+$" },
   port: { type: "integer", minimum: 1, maximum: 65535 },
   dbname: { type: "string", minLength: 1, maxLength: 63 },
@@ -138,6 +141,10 @@ export const configSchema = {
             subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
             securityGroupIds: { type: "array", items: { type: "string", pattern: "^sg-[0-9a-f]{8,17}$" } },
             assignPublicIp: { type: "boolean" },
+            // The VPC endpoints private subnets need without a NAT (infra/constructs/network.ts).
+            createEndpoints: { type: "boolean" },
+            routeTableIds: { type: "array", items: { type: "string", pattern: "^rtb-[0-9a-f]{8,17}$" } },
+            endpointSubnetIds: { type: "array", items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
           },
         },
       ],

@@ -12,6 +12,7 @@ import type { Connection, TaskSize } from "../config/load-config.ts";
 import type { BackupBucket } from "./backup-bucket.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
+import { databaseTlsEnvironment } from "./tls.ts";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -308,9 +309,13 @@ export function listUnder(bucket: BackupBucket, prefix: string): iam.PolicyState
   });
 }
 
-/** The connection's values as libpq variables in the plain environment (no secret among them). */
+/**
+ * The connection's values as libpq variables in the plain environment (no secret among
+ * them), and how the server is authenticated (PGSSLMODE, PGSSLROOTCERT).
+ */
 export function connectionEnvironment(connection: Connection): Record<string, string> {
   return {
+    ...databaseTlsEnvironment(connection.tls),
     ...(connection.host !== undefined ? { PGHOST: connection.host } : {}),
     ...(connection.port !== undefined ? { PGPORT: String(connection.port) } : {}),
     ...(connection.dbname !== undefined ? { PGDATABASE: connection.dbname } : {}),

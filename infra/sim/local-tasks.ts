@@ -147,7 +147,15 @@ export class LocalTasks {
       task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", Reason: "ResourceInitializationError" });
       throw named("States.TaskFailed", JSON.stringify(task));
     }
-    const environment = Object.fromEntries((container.Environment ?? []).map((e) => [e.Name, e.Value]));
+    // A task's TLS settings (infra/constructs/tls.ts) name CA bundles inside the worker
+    // image, and the sim's PostgreSQL is no RDS instance: its tasks connect as libpq does
+    // by default (prefer). TLS to the database is not emulated; test/integration/tls.test.ts
+    // runs the worker with those settings against a server with a certificate.
+    const environment = Object.fromEntries(
+      (container.Environment ?? [])
+        .filter((e) => e.Name !== "PGSSLMODE" && e.Name !== "PGSSLROOTCERT")
+        .map((e) => [e.Name, e.Value]),
+    );
     const exitCode = await this.runContainer(stateName, override?.Command ?? [], { ...environment, ...secrets });
     task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", ExitCode: exitCode });
     if (exitCode !== 0) throw named("States.TaskFailed", JSON.stringify(task));

@@ -1,4 +1,4 @@
-import { CfnOutput, Stack, type StackProps } from "aws-cdk-lib";
+import { CfnOutput, Fn, Stack, type StackProps } from "aws-cdk-lib";
 import * as ssm from "aws-cdk-lib/aws-ssm";
 import type { Construct } from "constructs";
 import { type RestoreTargetSettings, settingsParameter } from "#core/flows/flow-settings.ts";
@@ -106,6 +106,11 @@ export class StrongroomStack extends Stack {
     new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
     new CfnOutput(this, "RestoreFlowArn", { value: this.restoreFlow.stateMachine.stateMachineArn });
     new CfnOutput(this, "AuditTable", { value: this.tables.audit.tableName, description: "--audit-table for the CLI" });
+    new CfnOutput(this, "DatabaseClientSecurityGroup", {
+      value: Fn.join(",", this.network.securityGroupIds),
+      description:
+        "the security group backup and restore tasks connect from: add an inbound rule on TCP 5432 (or your database's port) from it to each database's security group",
+    });
     new CfnOutput(this, "CatalogTable", {
       value: this.tables.catalog.tableName,
       description: "--table for strongroom status (and catalog rebuild)",

@@ -117,10 +117,22 @@ describe("where a task connects (ECS refuses to start a task whose secret lacks 
   it("takes host, port and dbname from the config for an RDS-managed secret, which holds only username and password", () => {
     const config = parseConfig(example(), "example");
     expect(config.databases.map((d) => d.connection)).toEqual([
-      { host: "shop.cluster-abc123.eu-central-1.rds.amazonaws.com", port: 5432, dbname: "shop", fromSecret: [] },
-      { host: "billing.cluster-abc123.eu-central-1.rds.amazonaws.com", port: 5433, dbname: "billing", fromSecret: [] },
+      {
+        tls: "rds",
+        host: "shop.cluster-abc123.eu-central-1.rds.amazonaws.com",
+        port: 5432,
+        dbname: "shop",
+        fromSecret: [],
+      },
+      {
+        tls: "rds",
+        host: "billing.cluster-abc123.eu-central-1.rds.amazonaws.com",
+        port: 5433,
+        dbname: "billing",
+        fromSecret: [],
+      },
     ]);
-    expect(config.restoreTargets[0]?.connection).toEqual({ fromSecret: ["host", "port", "dbname"] });
+    expect(config.restoreTargets[0]?.connection).toEqual({ tls: "rds", fromSecret: ["host", "port", "dbname"] });
   });
 
   it("refuses at synth a database whose host or dbname is neither in the config nor said to be in its secret", () => {

@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import { Template } from "aws-cdk-lib/assertions";
 import { beforeAll, describe, expect, it } from "vitest";
+import { RDS_CA_BUNDLE_PATH } from "../../infra/constructs/tls.ts";
 import type { LocalNames } from "../../infra/sim/template.ts";
 import { roleKey, rolePolicies, type Synthesized, synthesizeAll } from "../helpers/synth.ts";
 
@@ -187,6 +188,9 @@ describe("the synthesized template", () => {
           ...(container?.Secrets ?? []).map((s) => s.Name),
           ...(container?.Environment ?? []).map((e) => e.Name),
         ];
+        // Deployed, the server is authenticated: verify-full against the RDS bundle the image holds.
+        const environment = Object.fromEntries((container?.Environment ?? []).map((e) => [e.Name, e.Value]));
+        expect(environment, id).toMatchObject({ PGSSLMODE: "verify-full", PGSSLROOTCERT: RDS_CA_BUNDLE_PATH });
         for (const v of ["PGHOST", "PGPORT", "PGDATABASE"])
           expect(
             everything.filter((n) => n === v),
@@ -234,11 +238,6 @@ describe("the synthesized template", () => {
     const prune = statementsOf(roleIdOf("Handlersretentionprunerole")).flatMap(actions);
     expect(prune).toContain("s3:DeleteObject");
     expect(prune.filter((a) => a.startsWith("s3:Put"))).toEqual([]);
-  });
-
-  it("creates a VPC with public subnets only and no NAT gateway", () => {
-    template.resourceCountIs("AWS::EC2::NatGateway", 0);
-    for (const [, s] of ofType("AWS::EC2::Subnet")) expect(s.Properties.MapPublicIpOnLaunch).toBe(true);
   });
 
   it("makes the bucket versioned, private, TLS-only, and aborts stale multipart uploads", () => {

@@ -355,7 +355,7 @@ function mapConnectError(err: unknown, conn: PgConn): Error {
       hint:
         code === "ERR_TLS_CERT_ALTNAME_INVALID"
           ? "sslmode=verify-full needs the certificate to name the host in the URL; connect by that name, or use verify-ca"
-          : "check sslrootcert: it must be the CA that signed the server's certificate",
+          : `check sslrootcert (${conn.sslrootcert ?? "none"}, from the URL or PGSSLROOTCERT): it must hold the CA that signed the server's certificate`,
     });
   }
   if (/does not support SSL/i.test((err as Error).message ?? "")) {

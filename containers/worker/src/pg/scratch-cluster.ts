@@ -233,7 +233,8 @@ export async function startCluster(
     const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
     const up = service;
     await waitUntil(up, async () => {
-      const client = new pg.Client({ connectionString: url });
+      // ssl given: left undefined, pg would read PGSSLMODE (meant for other servers) itself.
+      const client = new pg.Client({ connectionString: url, ssl: false });
       try {
         await client.connect();
         return true;

@@ -66,7 +66,9 @@ export async function openScratch(manifest: Manifest, options: ScratchOptions): 
     "scratch",
     options.scratchDir ? { parentDir: options.scratchDir } : {},
   );
-  const server = parsePgUrl(cluster.url, "scratch cluster");
+  // A server of our own on loopback, without TLS: the environment's PGSSLMODE and
+  // PGSSLROOTCERT (a deployed task's, for the user's databases) must not apply to it.
+  const server = parsePgUrl(`${cluster.url}?sslmode=disable`, "scratch cluster");
   if (!cluster.separateUser) {
     // Not root: the server can only run as us. Said, not refused: on a laptop or in CI
     // the backup is usually one's own, and --scratch URL is there for the rest.
