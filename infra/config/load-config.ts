@@ -82,6 +82,7 @@ export interface ConfigFile {
   identitySecretArn: string;
   network: { create: true } | ExistingNetwork;
   alarmEmail?: string;
+  kmsKeyArns?: string[];
   defaults?: Overridable;
   databases: Array<{ id: string; secretArn: string; restoreSecretArn?: string } & ConnectionFields & Overridable>;
   restoreTargets?: Array<{ id: string; secretArn: string } & ConnectionFields>;
@@ -413,6 +414,7 @@ const PATTERN_HINTS: Record<string, string> = {
     "must be the full ARN of a Secrets Manager secret, with the 6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
   prefix: "path segments of letters, digits, ., _ and -, separated by /, with no leading or trailing /",
   alarmEmail: "must be an email address",
+  kmsKeyArns: "must be the ARN of a KMS key (arn:aws:kms:REGION:ACCOUNT:key/UUID), not an alias",
 };
 
 function fieldName(instancePath: string): string {

@@ -150,6 +150,12 @@ export const configSchema = {
       ],
     },
     alarmEmail: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" },
+    /** Customer-managed KMS keys the bucket or the secrets are encrypted with. */
+    kmsKeyArns: {
+      type: "array",
+      uniqueItems: true,
+      items: { type: "string", pattern: "^arn:aws[a-z-]*:kms:[a-z0-9-]+:\\d{12}:key/[0-9a-f-]{36}$" },
+    },
     defaults: { type: "object", additionalProperties: false, properties: overridable },
     databases: {
       type: "array",

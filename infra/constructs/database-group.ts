@@ -10,6 +10,7 @@ import { type DatabaseSettings, settingsParameter } from "#core/flows/flow-setti
 import type { DatabaseConfig } from "../config/load-config.ts";
 import type { Alarms } from "./alarms.ts";
 import { noManifestOverwrite } from "./backup-bucket.ts";
+import { allowKeys } from "./kms.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import { databaseSchedules } from "./schedules.ts";
 import { connectionEnvironment, connectionSecrets, rolePath, taskFamily, type Worker } from "./worker.ts";
@@ -166,6 +167,7 @@ export class DatabaseGroup extends NestedStack {
             }),
             // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
             noManifestOverwrite(bucket.bucket.arnForObjects(`${own}/backups/*/manifest.json`)),
+            ...[allowKeys(this, worker.kmsKeyArns, "s3-write")].filter((x) => x !== undefined),
           ],
         }),
       },

@@ -9,6 +9,7 @@ import { Construct } from "constructs";
 import { METRICS_NAMESPACE } from "#core/flows/metrics.ts";
 import type { BackupBucket } from "./backup-bucket.ts";
 import type { ControlTables } from "./control-tables.ts";
+import { grantKeys } from "./kms.ts";
 import { acknowledge, acknowledgeWildcard } from "./nag.ts";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
@@ -20,6 +21,8 @@ export interface HandlersProps {
   readonly settingsPath: string;
   /** @default three months */
   readonly logRetention?: logs.RetentionDays;
+  /** Customer-managed keys the bucket is under. @default none */
+  readonly kmsKeyArns?: readonly string[];
 }
 
 /**
@@ -150,6 +153,18 @@ export class Handlers extends Construct {
       allow(reader, ["dynamodb:Query"], [tables.audit.tableArn]);
     }
     allow(this.verificationRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
+    const keys = props.kmsKeyArns ?? [];
+    for (const reader of [
+      this.catalogRecord,
+      this.retentionPrune,
+      this.planRestore,
+      this.planVerify,
+      this.verificationRecord,
+      this.readiness,
+    ]) {
+      if (reader.role) grantKeys(reader.role, keys, "s3-read");
+    }
+    if (this.destinationProbe.role) grantKeys(this.destinationProbe.role, keys, "s3-write");
     const parameters = Stack.of(this).formatArn({
       service: "ssm",
       resource: "parameter",

@@ -10,6 +10,7 @@ import { Construct } from "constructs";
 import { WORKER_CONTAINER } from "#core/flows/flow-settings.ts";
 import type { Connection, TaskSize } from "../config/load-config.ts";
 import type { BackupBucket } from "./backup-bucket.ts";
+import { grantKeys } from "./kms.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
 import { databaseTlsEnvironment } from "./tls.ts";
@@ -47,6 +48,8 @@ export interface WorkerProps {
   readonly image?: ecs.ContainerImage;
   /** @default three months */
   readonly logRetention?: logs.RetentionDays;
+  /** Customer-managed keys the bucket or the secrets are under. @default none */
+  readonly kmsKeyArns?: readonly string[];
 }
 
 /** A worker's duty: each has its own task definition family and its own role path. */
@@ -85,6 +88,7 @@ export class Worker extends Construct {
   /** Pulls the image, writes logs and reads the identity: every verify task's. */
   readonly verifyExecutionRole: iam.Role;
   readonly identitySecretArn: string;
+  readonly kmsKeyArns: readonly string[];
 
   private readonly image: ecs.ContainerImage;
   private readonly logGroup: logs.LogGroup;
@@ -96,6 +100,7 @@ export class Worker extends Construct {
     this.bucket = props.bucket;
     this.recipients = props.recipients;
     this.identitySecretArn = props.identitySecretArn;
+    this.kmsKeyArns = props.kmsKeyArns ?? [];
     this.cluster = new ecs.Cluster(this, "Cluster", { vpc: props.network.vpc });
     Validations.of(this.cluster).acknowledge({
       id: "AwsSolutions-ECS4",
@@ -150,6 +155,8 @@ export class Worker extends Construct {
         "backups are objects under strongroom's prefix, named by database and backup id at run time",
       );
     }
+    grantKeys(this.restoreRole, this.kmsKeyArns, "s3-read");
+    grantKeys(this.verifyRole, this.kmsKeyArns, "s3-write");
     this.verifyExecutionRole = this.executionRole(this, "VerifyExecutionRole", "verify", [props.identitySecretArn]);
 
     const targets = props.restoreTargets ?? [];
@@ -217,6 +224,7 @@ export class Worker extends Construct {
         resources: [...new Set(secretArns)],
       }),
     );
+    grantKeys(role, this.kmsKeyArns, "secrets");
     acknowledgeWildcard(
       role,
       "*",

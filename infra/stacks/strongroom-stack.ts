@@ -51,9 +51,15 @@ export class StrongroomStack extends Stack {
       identitySecretArn: config.identitySecretArn,
       restoreTargets: config.restoreTargets,
       restoreTargetSize: largestTask(config.databases),
+      kmsKeyArns: config.kmsKeyArns ?? [],
     });
     const settingsPath = `/strongroom/${config.name}`;
-    this.handlers = new Handlers(this, "Handlers", { bucket: this.bucket, tables: this.tables, settingsPath });
+    this.handlers = new Handlers(this, "Handlers", {
+      bucket: this.bucket,
+      tables: this.tables,
+      settingsPath,
+      kmsKeyArns: config.kmsKeyArns ?? [],
+    });
     this.alarms = new Alarms(this, "Alarms", config.alarmEmail ? { email: config.alarmEmail } : {});
     const flowProps = {
       handlers: this.handlers,
