@@ -8,7 +8,7 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { BACKUP_RECORDED, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
+import { BACKUP_RECORDED, databaseDimensions, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
 
 export interface AlarmsProps {
   /** @default no subscription (subscribe to the topic yourself) */
@@ -96,7 +96,7 @@ export class Alarms extends Construct {
     const metric = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
       metricName: BACKUP_RECORDED,
-      dimensionsMap: { DatabaseId: databaseId, service: "strongroom" },
+      dimensionsMap: databaseDimensions(databaseId),
       period: Duration.hours(1),
       statistic: "Sum",
     });
@@ -124,7 +124,7 @@ export class Alarms extends Construct {
       metric: new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName: VERIFIED_AGE_HOURS,
-        dimensionsMap: { DatabaseId: databaseId, service: "strongroom" },
+        dimensionsMap: databaseDimensions(databaseId),
         period: Duration.hours(1),
         statistic: "Maximum",
       }),
