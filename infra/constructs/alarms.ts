@@ -22,6 +22,8 @@ export interface AlarmsProps {
 export class Alarms extends Construct {
   readonly topic: sns.Topic;
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** Each database's own alarms (staleness, verification age), by database id; also in `alarms`. */
+  readonly databaseAlarms = new Map<string, cloudwatch.Alarm[]>();
 
   constructor(scope: Construct, id: string, props: AlarmsProps = {}) {
     super(scope, id);
@@ -55,6 +57,12 @@ export class Alarms extends Construct {
         },
       }),
     );
+  }
+
+  /** The alarms that belong to no one database: the flows, the probe, the schedules. */
+  get deploymentAlarms(): cloudwatch.Alarm[] {
+    const owned = new Set([...this.databaseAlarms.values()].flat());
+    return this.alarms.filter((a) => !owned.has(a));
   }
 
   /** Any failed execution of the flow. */
@@ -111,6 +119,7 @@ export class Alarms extends Construct {
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);
+    this.databaseAlarms.set(databaseId, [...(this.databaseAlarms.get(databaseId) ?? []), alarm]);
   }
 
   /**
@@ -137,6 +146,7 @@ export class Alarms extends Construct {
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);
+    this.databaseAlarms.set(databaseId, [...(this.databaseAlarms.get(databaseId) ?? []), alarm]);
   }
 
   private add(id: string, metric: cloudwatch.IMetric, description: string): void {

@@ -6,6 +6,7 @@ import { Alarms } from "../constructs/alarms.ts";
 import { BackupBucket } from "../constructs/backup-bucket.ts";
 import { BackupFlow } from "../constructs/backup-flow.ts";
 import { ControlTables } from "../constructs/control-tables.ts";
+import { Dashboard } from "../constructs/dashboard.ts";
 import { Handlers } from "../constructs/handlers.ts";
 import { Network } from "../constructs/network.ts";
 import { RestoreFlow } from "../constructs/restore-flow.ts";
@@ -90,6 +91,12 @@ export class StrongroomStack extends Stack {
       this.alarms.stale(db.id);
       this.alarms.unverified(db.id, db.verify.maxAgeDays);
     }
+    // After every alarm exists: the dashboard shows the ones firing.
+    new Dashboard(this, "Dashboard", {
+      deploymentName: config.name,
+      databaseIds: config.databases.map((db) => db.id),
+      alarms: { deployment: this.alarms.deploymentAlarms, byDatabase: this.alarms.databaseAlarms },
+    });
 
     new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
     new CfnOutput(this, "RestoreFlowArn", { value: this.restoreFlow.stateMachine.stateMachineArn });
