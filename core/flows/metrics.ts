@@ -1,16 +1,46 @@
 /**
- * The metrics the deployed functions emit (CloudWatch EMF), each with a DatabaseId
- * dimension, and what watches them:
- * - BackupRecorded (catalog-record, per catalogued backup): the 26-hour staleness alarm;
+ * The metrics the deployed functions emit (CloudWatch EMF), each with the dimensions
+ * `DatabaseId` and `service` (Powertools adds its serviceName to every metric), and what
+ * watches them:
+ * - BackupRecorded, BackupStoredBytes, BackupDurationSeconds (catalog-record, per
+ *   catalogued backup): the 26-hour staleness alarm; the dashboard's size, duration and
+ *   14-day record;
  * - VerificationOk, VerifyRestoreSeconds (verification-record, per verification): the
  *   outcome and the measured restore time (RTO) of each verification;
  * - NewestBackupAgeHours, VerifiedAgeHours, Ready (readiness, hourly): the deployed
  *   `strongroom status`; the "not verified recently" alarm watches VerifiedAgeHours.
+ * The alarms and the dashboard (infra/constructs/) import these names, so a metric renamed
+ * here is renamed where it is watched.
  */
 export const METRICS_NAMESPACE = "Strongroom";
+/** Powertools' serviceName, which it adds to every metric as the `service` dimension. */
+export const METRICS_SERVICE = "strongroom";
+export const SERVICE_DIMENSION = "service";
+export const DATABASE_DIMENSION = "DatabaseId";
+
 export const BACKUP_RECORDED = "BackupRecorded";
+export const BACKUP_STORED_BYTES = "BackupStoredBytes";
+export const BACKUP_DURATION_SECONDS = "BackupDurationSeconds";
 export const VERIFICATION_OK = "VerificationOk";
 export const VERIFY_RESTORE_SECONDS = "VerifyRestoreSeconds";
 export const NEWEST_BACKUP_AGE_HOURS = "NewestBackupAgeHours";
 export const VERIFIED_AGE_HOURS = "VerifiedAgeHours";
 export const READY = "Ready";
+
+/** The dimensions of one database's metrics, exactly as the functions emit them. */
+export function databaseDimensions(databaseId: string): Record<string, string> {
+  return { [DATABASE_DIMENSION]: databaseId, [SERVICE_DIMENSION]: METRICS_SERVICE };
+}
+
+/**
+ * What a committed backup's manifest says about its cost: the bytes it stores (every
+ * object, as billed) and how long the task took from start to commit, in seconds.
+ */
+export function backupFacts(backup: { storedBytes: number; startedAt: string; finishedAt: string }): {
+  storedBytes: number;
+  durationSeconds: number;
+} {
+  const ms = Date.parse(backup.finishedAt) - Date.parse(backup.startedAt);
+  // A clock that went backwards (or an unparsable time) gives no duration, never a negative one.
+  return { storedBytes: backup.storedBytes, durationSeconds: Number.isFinite(ms) && ms > 0 ? ms / 1000 : 0 };
+}

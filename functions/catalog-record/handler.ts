@@ -2,7 +2,13 @@ import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
-import { BACKUP_RECORDED } from "#core/flows/metrics.ts";
+import {
+  BACKUP_DURATION_SECONDS,
+  BACKUP_RECORDED,
+  BACKUP_STORED_BYTES,
+  backupFacts,
+  DATABASE_DIMENSION,
+} from "#core/flows/metrics.ts";
 import { S3Store } from "#core/store/s3-store.ts";
 import { type BackupRef, backupRefSchema, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
@@ -22,8 +28,11 @@ export const createHandler = (deps: Deps) =>
     const item = catalogRecord(manifest);
     await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
     if (deps.metrics) {
-      deps.metrics.addDimension("DatabaseId", input.databaseId);
+      const facts = backupFacts(item);
+      deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
       deps.metrics.addMetric(BACKUP_RECORDED, MetricUnit.Count, 1);
+      deps.metrics.addMetric(BACKUP_STORED_BYTES, MetricUnit.Bytes, facts.storedBytes);
+      deps.metrics.addMetric(BACKUP_DURATION_SECONDS, MetricUnit.Seconds, facts.durationSeconds);
       deps.metrics.publishStoredMetrics();
     }
     return { pk: item.pk, sk: item.sk, manifestSha256: sha256 };

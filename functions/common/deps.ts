@@ -2,7 +2,7 @@ import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
-import { METRICS_NAMESPACE } from "#core/flows/metrics.ts";
+import { METRICS_NAMESPACE, METRICS_SERVICE } from "#core/flows/metrics.ts";
 import type { CommittedRef } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { pickBackup, readLedger } from "#core/ledger.ts";
@@ -38,7 +38,10 @@ export interface CatalogDeps {
 
 /** The deployed function's dependencies, from its environment (npm run sim passes the template's). */
 export const catalogDepsFromEnv = (env: NodeJS.ProcessEnv = process.env): CatalogDeps => ({
-  metrics: new Metrics({ namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE, serviceName: "strongroom" }),
+  metrics: new Metrics({
+    namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
+    serviceName: METRICS_SERVICE,
+  }),
   s3: new S3Client(s3ClientConfigFromEnv(env)),
   dynamodb: new DynamoDBClient({}),
   storeUrl: env.STORE_URL ?? "",

@@ -3,7 +3,14 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
-import { METRICS_NAMESPACE, NEWEST_BACKUP_AGE_HOURS, READY, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
+import {
+  DATABASE_DIMENSION,
+  METRICS_NAMESPACE,
+  METRICS_SERVICE,
+  NEWEST_BACKUP_AGE_HOURS,
+  READY,
+  VERIFIED_AGE_HOURS,
+} from "#core/flows/metrics.ts";
 import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
@@ -38,7 +45,7 @@ export const createHandler = (deps: Deps) =>
       if (!status) continue;
       out.push({ databaseId: status.databaseId, ready: status.ready, problems: status.problems });
       if (!deps.metrics) continue;
-      deps.metrics.addDimension("DatabaseId", db.id);
+      deps.metrics.addDimension(DATABASE_DIMENSION, db.id);
       if (status.newestBackup) {
         deps.metrics.addMetric(NEWEST_BACKUP_AGE_HOURS, MetricUnit.NoUnit, status.newestBackup.ageHours);
       }
@@ -53,7 +60,10 @@ export const createHandler = (deps: Deps) =>
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
-  metrics: new Metrics({ namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE, serviceName: "strongroom" }),
+  metrics: new Metrics({
+    namespace: env.POWERTOOLS_METRICS_NAMESPACE ?? METRICS_NAMESPACE,
+    serviceName: METRICS_SERVICE,
+  }),
   s3: new S3Client(s3ClientConfigFromEnv(env)),
   dynamodb: new DynamoDBClient({}),
   auditTable: env.AUDIT_TABLE ?? "",

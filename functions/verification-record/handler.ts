@@ -3,7 +3,7 @@ import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
 import { IntegrityError, NotFoundError } from "#core/errors.ts";
-import { VERIFICATION_OK, VERIFY_RESTORE_SECONDS } from "#core/flows/metrics.ts";
+import { DATABASE_DIMENSION, VERIFICATION_OK, VERIFY_RESTORE_SECONDS } from "#core/flows/metrics.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { S3Store } from "#core/store/s3-store.ts";
 import { listVerifications } from "#core/verification.ts";
@@ -60,7 +60,7 @@ export const createHandler = (deps: Deps) =>
       const item = catalogRecord(manifest, [newest]);
       await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
       if (deps.metrics) {
-        deps.metrics.addDimension("DatabaseId", input.databaseId);
+        deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
         deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
         deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, newest.rto.restoreSeconds);
         deps.metrics.publishStoredMetrics();

@@ -77,6 +77,7 @@ export interface Connection {
 export interface ConfigFile {
   name: string;
   prefix?: string;
+  /** A created bucket always has Object Lock enabled; `objectLock` is only its default retention. */
   bucket: { create: true; objectLock?: { mode: "GOVERNANCE" | "COMPLIANCE"; days: number } } | { name: string };
   recipients: string[];
   identitySecretArn: string;

@@ -103,6 +103,8 @@ export const configSchema = {
           required: ["create"],
           properties: {
             create: { const: true },
+            // The default retention of new object versions. Object Lock itself is always
+            // enabled on a created bucket: enabling it later would replace the bucket.
             objectLock: {
               type: "object",
               additionalProperties: false,

@@ -8,7 +8,7 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { BACKUP_RECORDED, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
+import { BACKUP_RECORDED, databaseDimensions, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
 
 export interface AlarmsProps {
   /** @default no subscription (subscribe to the topic yourself) */
@@ -22,6 +22,8 @@ export interface AlarmsProps {
 export class Alarms extends Construct {
   readonly topic: sns.Topic;
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** Each database's own alarms (staleness, verification age), by database id; also in `alarms`. */
+  readonly databaseAlarms = new Map<string, cloudwatch.Alarm[]>();
 
   constructor(scope: Construct, id: string, props: AlarmsProps = {}) {
     super(scope, id);
@@ -55,6 +57,12 @@ export class Alarms extends Construct {
         },
       }),
     );
+  }
+
+  /** The alarms that belong to no one database: the flows, the probe, the schedules. */
+  get deploymentAlarms(): cloudwatch.Alarm[] {
+    const owned = new Set([...this.databaseAlarms.values()].flat());
+    return this.alarms.filter((a) => !owned.has(a));
   }
 
   /** Any failed execution of the flow. */
@@ -97,7 +105,7 @@ export class Alarms extends Construct {
     const metric = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
       metricName: BACKUP_RECORDED,
-      dimensionsMap: { DatabaseId: databaseId, service: "strongroom" },
+      dimensionsMap: databaseDimensions(databaseId),
       period: Duration.hours(1),
       statistic: "Sum",
     });
@@ -112,6 +120,7 @@ export class Alarms extends Construct {
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);
+    this.databaseAlarms.set(databaseId, [...(this.databaseAlarms.get(databaseId) ?? []), alarm]);
   }
 
   /**
@@ -125,7 +134,7 @@ export class Alarms extends Construct {
       metric: new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
         metricName: VERIFIED_AGE_HOURS,
-        dimensionsMap: { DatabaseId: databaseId, service: "strongroom" },
+        dimensionsMap: databaseDimensions(databaseId),
         period: Duration.hours(1),
         statistic: "Maximum",
       }),
@@ -138,6 +147,7 @@ export class Alarms extends Construct {
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);
+    this.databaseAlarms.set(databaseId, [...(this.databaseAlarms.get(databaseId) ?? []), alarm]);
   }
 
   private add(id: string, metric: cloudwatch.IMetric, description: string): void {

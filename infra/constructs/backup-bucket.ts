@@ -6,7 +6,10 @@ import { Construct } from "constructs";
 export interface BackupBucketProps {
   /** Import this existing bucket instead of creating one. @default a new bucket */
   readonly existingBucketName?: string;
-  /** Object Lock default retention for a created bucket. @default no Object Lock */
+  /**
+   * The default retention of a created bucket, which always has Object Lock enabled.
+   * @default no default retention: objects are not locked unless a writer locks them
+   */
   readonly objectLock?: { readonly mode: "GOVERNANCE" | "COMPLIANCE"; readonly days: number };
   /** Key prefix of strongroom's objects (no leading or trailing /). @default "" */
   readonly prefix?: string;
@@ -16,6 +19,15 @@ export interface BackupBucketProps {
  * Where backups live. A created bucket keeps versions (an overwritten or deleted object
  * can be recovered), is encrypted, private, TLS-only, and aborts multipart uploads left
  * by a killed task after a day, so a failed backup's parts do not cost forever.
+ *
+ * A created bucket always has Object Lock enabled, whatever the config says, because
+ * `AWS::S3::Bucket.ObjectLockEnabled` can only be set by replacing the bucket: a config
+ * that switched it on later would make CloudFormation create a new, empty bucket and, the
+ * old one being retained, leave every backup behind in it. The config's `objectLock` only
+ * sets the default retention (`ObjectLockConfiguration.Rule.DefaultRetention`), which
+ * CloudFormation changes in place. Enabled without a default retention, Object Lock locks
+ * nothing (strongroom never sets a per-object retention or legal hold), so prune's deletes
+ * and the noncurrent-version expiry below work as on any versioned bucket.
  */
 export class BackupBucket extends Construct {
   readonly bucket: s3.IBucket;
@@ -55,15 +67,9 @@ export class BackupBucket extends Construct {
             expiredObjectDeleteMarker: true,
           },
         ],
-        ...(props.objectLock
-          ? {
-              objectLockEnabled: true,
-              objectLockDefaultRetention:
-                props.objectLock.mode === "COMPLIANCE"
-                  ? s3.ObjectLockRetention.compliance(Duration.days(props.objectLock.days))
-                  : s3.ObjectLockRetention.governance(Duration.days(props.objectLock.days)),
-            }
-          : {}),
+        // Always, and never from the config: see the class comment.
+        objectLockEnabled: true,
+        ...(props.objectLock ? { objectLockDefaultRetention: defaultRetention(props.objectLock) } : {}),
         removalPolicy: RemovalPolicy.RETAIN,
       });
       Validations.of(bucket).acknowledge({
@@ -87,13 +93,25 @@ export class BackupBucket extends Construct {
   }
 }
 
+/** How long a deleted or replaced object's bytes stay recoverable in the versioned bucket. */
+export const NONCURRENT_DAYS = 30;
+
+/**
+ * The default retention of new object versions. A locked version outlives prune's delete
+ * (which only adds a delete marker) and the noncurrent-version expiry: lifecycle removes it
+ * only once its retention has passed too, so a pruned backup's bytes stay until both 30 days
+ * after the delete and `days` after the put have gone by.
+ */
+function defaultRetention(lock: NonNullable<BackupBucketProps["objectLock"]>): s3.ObjectLockRetention {
+  const days = Duration.days(lock.days);
+  return lock.mode === "COMPLIANCE" ? s3.ObjectLockRetention.compliance(days) : s3.ObjectLockRetention.governance(days);
+}
+
 /**
  * Denies putting a manifest without `If-None-Match` (condition key `s3:if-none-match`),
  * so an existing manifest can never be overwritten: with the header, S3 refuses a key
  * that exists (412); without it, this statement refuses the request.
  */
-/** How long a deleted or replaced object's bytes stay recoverable in the versioned bucket. */
-export const NONCURRENT_DAYS = 30;
 
 export function noManifestOverwrite(manifests: string, principal?: iam.IPrincipal): iam.PolicyStatement {
   return new iam.PolicyStatement({

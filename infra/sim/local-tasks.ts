@@ -9,6 +9,7 @@ import { Metrics } from "@aws-lambda-powertools/metrics";
 import { GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
 import { PublishCommand } from "@aws-sdk/client-sns";
 import type { Context } from "aws-lambda";
+import { METRICS_SERVICE } from "#core/flows/metrics.ts";
 import type { ContainerDefinition, Deployment, Flow, LambdaFunction } from "./deployment.ts";
 import { secretArnOf } from "./deployment.ts";
 import type { SimClients } from "./provision.ts";
@@ -272,7 +273,7 @@ export class RecordingMetrics extends Metrics {
   private readonly record: SimRecord;
 
   constructor(record: SimRecord, namespace: string) {
-    super({ namespace, serviceName: "strongroom" });
+    super({ namespace, serviceName: METRICS_SERVICE });
     this.record = record;
   }
 

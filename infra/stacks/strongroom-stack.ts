@@ -7,6 +7,7 @@ import { Alarms } from "../constructs/alarms.ts";
 import { BackupBucket } from "../constructs/backup-bucket.ts";
 import { BackupFlow } from "../constructs/backup-flow.ts";
 import { ControlTables } from "../constructs/control-tables.ts";
+import { Dashboard } from "../constructs/dashboard.ts";
 import { DatabaseGroup, groupDatabases } from "../constructs/database-group.ts";
 import { Handlers } from "../constructs/handlers.ts";
 import { Network } from "../constructs/network.ts";
@@ -108,6 +109,12 @@ export class StrongroomStack extends Stack {
         description: `strongroom restore target ${target.id} (written by the stack; plan-restore reads it)`,
       });
     }
+    // After every alarm exists: the dashboard shows the ones firing.
+    new Dashboard(this, "Dashboard", {
+      deploymentName: config.name,
+      databaseIds: config.databases.map((db) => db.id),
+      alarms: { deployment: this.alarms.deploymentAlarms, byDatabase: this.alarms.databaseAlarms },
+    });
 
     new CfnOutput(this, "StoreUrl", { value: this.bucket.storeUrl, description: "--store for the CLI" });
     new CfnOutput(this, "RestoreFlowArn", { value: this.restoreFlow.stateMachine.stateMachineArn });

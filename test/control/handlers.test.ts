@@ -7,6 +7,13 @@ import { readAll } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { ERROR_NAMES } from "#core/errors.ts";
 import { StaticSettings } from "#core/flows/flow-settings.ts";
+import {
+  BACKUP_DURATION_SECONDS,
+  BACKUP_RECORDED,
+  BACKUP_STORED_BYTES,
+  databaseDimensions,
+  METRICS_NAMESPACE,
+} from "#core/flows/metrics.ts";
 import { objectKey } from "#core/keys.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
@@ -97,6 +104,26 @@ describe("catalog-record handler", () => {
       serverVersion: "15.18",
       storedBytes: 9,
     });
+  });
+
+  it("emits the backup's stored bytes and duration with its DatabaseId and service, as the dashboard reads them", async () => {
+    const record: SimRecord = { published: [], metrics: [] };
+    const handler = catalogRecord({
+      s3,
+      dynamodb: dynamoClient(),
+      storeUrl: store.url,
+      tableName: catalogTable,
+      metrics: new RecordingMetrics(record, METRICS_NAMESPACE),
+    });
+    const backupId = await writeBackup(store.store, "cmetrics", NOW, { tookMs: 95_500 });
+    await handler({ databaseId: "cmetrics", backupId }, context);
+    // Three objects of 3 bytes each; 95.5 s from the manifest's startedAt to its finishedAt.
+    const dimensions = databaseDimensions("cmetrics");
+    expect(record.metrics).toEqual([
+      { namespace: METRICS_NAMESPACE, name: BACKUP_RECORDED, value: 1, dimensions },
+      { namespace: METRICS_NAMESPACE, name: BACKUP_STORED_BYTES, value: 9, dimensions },
+      { namespace: METRICS_NAMESPACE, name: BACKUP_DURATION_SECONDS, value: 95.5, dimensions },
+    ]);
   });
 
   it("never catalogues a payload without a manifest", async () => {

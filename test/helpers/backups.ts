@@ -40,14 +40,16 @@ export function sampleManifest(databaseId: string, at: Date): Manifest {
  * A backup with tiny payload objects, written the way backup writes them, and committed
  * by a backup.ok row in the store's own audit log recording its manifest's SHA-256
  * (core/ledger.ts); `commit: false` leaves it uncommitted, as a store writer would.
+ * `tookMs` dates its start that long before `at`, when it finished.
  */
 export async function writeBackup(
   store: ObjectStore,
   databaseId: string,
   at: Date,
-  options: { commit?: boolean; audit?: AuditLog } = {},
+  options: { commit?: boolean; audit?: AuditLog; tookMs?: number } = {},
 ): Promise<string> {
   const manifest = sampleManifest(databaseId, at);
+  if (options.tookMs) manifest.startedAt = new Date(at.getTime() - options.tookMs).toISOString();
   const { backupId } = manifest;
   for (const o of manifest.objects) await store.putIfAbsent(o.key, "abc");
   const text = serializeManifest(manifest);
