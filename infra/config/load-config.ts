@@ -84,6 +84,7 @@ export interface ConfigFile {
   network: { create: true } | ExistingNetwork;
   alarmEmail?: string;
   kmsKeyArns?: string[];
+  objectTrail?: boolean;
   defaults?: Overridable;
   databases: Array<{ id: string; secretArn: string; restoreSecretArn?: string } & ConnectionFields & Overridable>;
   restoreTargets?: Array<{ id: string; secretArn: string } & ConnectionFields>;

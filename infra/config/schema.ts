@@ -152,6 +152,8 @@ export const configSchema = {
       ],
     },
     alarmEmail: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" },
+    /** A CloudTrail trail of every write and delete of strongroom's objects, by anyone. @default true */
+    objectTrail: { type: "boolean" },
     /** Customer-managed KMS keys the bucket or the secrets are encrypted with. */
     kmsKeyArns: {
       type: "array",

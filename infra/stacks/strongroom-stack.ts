@@ -11,6 +11,7 @@ import { Dashboard } from "../constructs/dashboard.ts";
 import { DatabaseGroup, groupDatabases } from "../constructs/database-group.ts";
 import { Handlers } from "../constructs/handlers.ts";
 import { Network } from "../constructs/network.ts";
+import { ObjectTrail } from "../constructs/object-trail.ts";
 import { RestoreFlow } from "../constructs/restore-flow.ts";
 import { Schedules } from "../constructs/schedules.ts";
 import { VerifyFlow } from "../constructs/verify-flow.ts";
@@ -43,6 +44,8 @@ export class StrongroomStack extends Stack {
       prefix: config.prefix,
     });
     this.tables = new ControlTables(this, "Tables");
+    // Who else wrote or deleted backups: S3 data events of the bucket's strongroom prefix.
+    if (config.objectTrail !== false) new ObjectTrail(this, "ObjectTrail", { bucket: this.bucket });
     this.network = new Network(this, "Network", "create" in config.network ? {} : { existing: config.network });
     this.worker = new Worker(this, "Worker", {
       name: config.name,

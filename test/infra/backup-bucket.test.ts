@@ -35,7 +35,7 @@ beforeAll(() => {
 });
 
 const bucketsOf = (resources: Record<string, CfnResource>) =>
-  Object.entries(resources).filter(([, r]) => r.Type === "AWS::S3::Bucket");
+  Object.entries(resources).filter(([id, r]) => r.Type === "AWS::S3::Bucket" && id.startsWith("BackupsBucket"));
 
 describe("the backup bucket and Object Lock", () => {
   it("creates the bucket with ObjectLockEnabled whatever the config's objectLock is, so no config change can replace it", () => {
