@@ -51,13 +51,14 @@ export interface LocalTasksOptions {
 /**
  * A local handler for every Task state of a flow, chosen by its Resource as Step
  * Functions would dispatch it: a function ARN calls that function's real handler module
- * in this process, `ecs:runTask.sync` runs the worker CLI as a child process, and
+ * in this process, `ecs:runTask.sync` runs the worker CLI as Fargate would run the
+ * task's container (task-sandbox.ts), and
  * `sns:publish` publishes to the SNS stand-in. A Task no handler fits is refused up
  * front: aws-local-stepfunctions would otherwise call real AWS for it.
  */
 export class LocalTasks {
   private readonly handlers = new Map<string, Promise<LambdaHandler>>();
-  private readonly running = new Set<{ stop: () => void }>();
+  private readonly running = new Set<RunningTask>();
   private readonly o: LocalTasksOptions;
   private readonly sandbox: TaskSandbox | false;
 
@@ -206,12 +207,7 @@ export class LocalTasks {
     return out;
   }
 
-  /**
-   * The container, in the task sandbox (as Fargate runs it), or without it as a plain
-   * child process: then a fresh home and scratch directory (a task starts from the
-   * image, not from this machine's ~/.pgpass), the image's settings, the stand-ins'
-   * endpoints and credentials in place of the task role, then the definition's variables.
-   */
+  /** The container, in the task sandbox as Fargate runs it, or (`sandbox: false`) as a plain child process. */
   private runContainer(
     stateName: string,
     definition: TaskDefinition,

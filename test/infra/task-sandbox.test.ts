@@ -8,13 +8,7 @@ import type { ContainerDefinition, Deployment, TaskVolume } from "../../infra/si
 import { WORKER_DOCKERFILE } from "../../infra/sim/dockerfile.ts";
 import { LocalTasks } from "../../infra/sim/local-tasks.ts";
 import { simClients } from "../../infra/sim/provision.ts";
-import {
-  IMAGE_USERS,
-  readUserDb,
-  resolveUser,
-  type SandboxedContainer,
-  TaskSandbox,
-} from "../../infra/sim/task-sandbox.ts";
+import { readUserDb, resolveUser, type SandboxedContainer, TaskSandbox } from "../../infra/sim/task-sandbox.ts";
 import { tempDir } from "../helpers/temp.ts";
 
 /**
@@ -22,6 +16,8 @@ import { tempDir } from "../helpers/temp.ts";
  * container. Each test states a Fargate rule and shows it from inside a container.
  */
 const root = path.resolve(import.meta.dirname, "../..");
+/** The image's `node` as the sandbox runs it: this machine's, or the node images' uid 1000. */
+const node = resolveUser("node", readUserDb());
 
 /** A Dockerfile like the worker's, but without `VOLUME ["/tmp"]`. */
 async function dockerfileWithoutVolume(): Promise<string> {
@@ -76,11 +72,11 @@ describe("the task sandbox models Fargate's bind-mount volumes", () => {
     const sandbox = TaskSandbox.open({ dockerfile: await dockerfileWithoutVolume() });
     // WHEN the container writes to its scratch volume
     const { exitCode, result } = await inside(sandbox, probe(["/tmp/file"]));
-    // THEN the volume is root's, 0755, and node (uid 1000 in the node images) is refused
+    // THEN the volume is root's, 0755, and node is refused
     expect(exitCode).toBe(0);
     expect(result).toEqual({
-      uid: IMAGE_USERS.node?.uid,
-      gid: IMAGE_USERS.node?.gid,
+      uid: node.uid,
+      gid: node.gid,
       tmp: { uid: 0, gid: 0, mode: "755" },
       writes: { "/tmp/file": "EACCES" },
     });
@@ -90,7 +86,7 @@ describe("the task sandbox models Fargate's bind-mount volumes", () => {
     const sandbox = TaskSandbox.open({ dockerfile: WORKER_DOCKERFILE });
     const { result } = await inside(sandbox, probe(["/tmp/file"]));
     expect(result).toMatchObject({
-      uid: IMAGE_USERS.node?.uid,
+      uid: node.uid,
       tmp: { uid: 0, gid: 0, mode: "1777" },
       writes: { "/tmp/file": "ok" },
     });
@@ -120,7 +116,7 @@ describe("the task sandbox models a read-only root filesystem", () => {
       const { result } = await inside(sandbox, probe(paths), {
         definition: { ...scratchAtTmp.definition, ...(User ? { User } : {}) },
       });
-      expect(result.uid, `user ${User ?? "from the image"}`).toBe(User === "0" ? 0 : IMAGE_USERS.node?.uid);
+      expect(result.uid, `user ${User ?? "from the image"}`).toBe(User === "0" ? 0 : node.uid);
       expect(result.writes).toEqual(Object.fromEntries(paths.map((p) => [p, "EROFS"])));
     }
   });
@@ -164,8 +160,12 @@ describe("the task sandbox runs the container as its user, with Docker's rights"
     expect(resolveUser("4242", db)).toEqual({ uid: 4242, gid: 0, home: "/", initGroups: false });
     expect(resolveUser("4242:4343", db)).toMatchObject({ uid: 4242, gid: 4343 });
     expect(resolveUser("root:postgres", db)).toMatchObject({ uid: 0, gid: postgres?.gid });
-    const node = db.users.find((u) => u.name === "node") ?? { ...IMAGE_USERS.node };
-    expect(resolveUser("node", db)).toMatchObject({ uid: node.uid, gid: node.gid, home: node.home });
+    const machineNode = db.users.find((u) => u.name === "node");
+    expect(resolveUser("node", db)).toEqual(
+      machineNode
+        ? { uid: machineNode.uid, gid: machineNode.gid, home: machineNode.home, initGroups: true }
+        : { uid: 1000, gid: 1000, home: "/home/node", initGroups: false },
+    );
     expect(() => resolveUser("nobody-here", db)).toThrow(ImageConfigError);
     expect(() => resolveUser("node:", db)).toThrow(/is not name, uid, name:group or uid:gid/);
   });
