@@ -209,14 +209,43 @@ describe("the task sandbox runs the container as its user, with Docker's rights"
   });
 });
 
-describe("an ECS task's environment in the sim", () => {
+/** `container` run by LocalTasks as a flow's `ecs:runTask.sync` state runs it, `entrypoint` standing in for the image's. */
+async function runTask(container: ContainerDefinition, entrypoint: string[], lines: string[]): Promise<unknown> {
+  const taskDefinition = "arn:aws:ecs:us-east-1:123456789012:task-definition/t:1";
+  const deployment = {
+    place: { account: "123456789012", region: "us-east-1" },
+    flows: new Map(),
+    functions: new Map(),
+    taskDefinitions: new Map([
+      [
+        taskDefinition,
+        { arn: taskDefinition, containers: [container], volumes: [{ Name: "scratch" }] as TaskVolume[] },
+      ],
+    ]),
+  } as unknown as Deployment;
+  const tasks = new LocalTasks({
+    deployment,
+    clients: simClients(),
+    record: { published: [], metrics: [] },
+    log: (l) => lines.push(l),
+    entrypoint,
+  });
+  const handler = tasks.handlersFor({
+    name: "Flow",
+    arn: "arn:aws:states:us-east-1:123456789012:stateMachine:Flow",
+    definition: { StartAt: "Run", States: { Run: { Type: "Task", Resource: "arn:aws:states:::ecs:runTask.sync" } } },
+  }).Run;
+  return handler?.({ Cluster: "arn:aws:ecs:us-east-1:123456789012:cluster/c", TaskDefinition: taskDefinition });
+}
+
+describe("an ECS task in the sim", () => {
   const ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret";
   beforeAll(() => {
     // One moto serves S3 and Secrets Manager, as the sim would start it.
     process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = inject("s3Endpoint");
   });
 
-  it("is exactly the image's ENV, the definition's variables and secrets, and the documented agent and stand-in variables: nothing of the sim's leaks", async () => {
+  it("gets as its environment exactly the image's ENV, the definition's variables and secrets, and the documented agent and stand-in variables: nothing of the sim's leaks", async () => {
     // GIVEN a variable in the sim's environment that no task may see
     process.env.STRONGROOM_CANARY = "leaked";
     const secretName = `sandbox-env-${process.pid}-${Date.now()}`;
@@ -230,35 +259,11 @@ describe("an ECS task's environment in the sim", () => {
       Environment: [{ Name: "STRONGROOM_STORE", Value: "s3://bucket/pg" }],
       Secrets: [{ Name: "PGPASSWORD", ValueFrom: `${ARN}:${secretName}-AbCdEf:password::` }],
     };
-    const taskDefinition = "arn:aws:ecs:us-east-1:123456789012:task-definition/env:1";
-    const deployment = {
-      place: { account: "123456789012", region: "us-east-1" },
-      flows: new Map(),
-      functions: new Map(),
-      taskDefinitions: new Map([
-        [
-          taskDefinition,
-          { arn: taskDefinition, containers: [container], volumes: [{ Name: "scratch" }] as TaskVolume[] },
-        ],
-      ]),
-    } as unknown as Deployment;
     const lines: string[] = [];
-    const tasks = new LocalTasks({
-      deployment,
-      clients: simClients(),
-      record: { published: [], metrics: [] },
-      log: (l) => lines.push(l),
-      // The image's entrypoint replaced by one that prints its environment.
-      entrypoint: [process.execPath, "-e", "console.log(JSON.stringify(process.env))"],
-    });
-    const handler = tasks.handlersFor({
-      name: "Flow",
-      arn: "arn:aws:states:us-east-1:123456789012:stateMachine:Flow",
-      definition: { StartAt: "Run", States: { Run: { Type: "Task", Resource: "arn:aws:states:::ecs:runTask.sync" } } },
-    }).Run;
     try {
       // WHEN the flow runs the task
-      await handler?.({ Cluster: "arn:aws:ecs:us-east-1:123456789012:cluster/c", TaskDefinition: taskDefinition });
+      // The image's entrypoint replaced by one that prints its environment.
+      await runTask(container, [process.execPath, "-e", "console.log(JSON.stringify(process.env))"], lines);
     } finally {
       delete process.env.STRONGROOM_CANARY;
     }
@@ -289,7 +294,7 @@ describe("an ECS task's environment in the sim", () => {
       ].sort(),
     );
     expect(env).toMatchObject({
-      HOME: "/home/node",
+      HOME: node.home,
       PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
       STRONGROOM_STAGING_DIR: "/tmp",
       AWS_EXECUTION_ENV: "AWS_ECS_FARGATE",
@@ -297,5 +302,16 @@ describe("an ECS task's environment in the sim", () => {
     });
     expect(env.TMPDIR).toBeUndefined();
     expect(env.STRONGROOM_CANARY).toBeUndefined();
+  });
+
+  it("whose user the image lacks does not start, as Docker refuses it: TaskFailedToStart, no exit code", async () => {
+    const container: ContainerDefinition = { ...scratchAtTmp.definition, Name: "worker", User: "nobody-here" };
+    const err = (await runTask(container, ["/bin/true"], []).catch((e: unknown) => e)) as Error;
+    expect(err.name).toBe("States.TaskFailed");
+    expect(JSON.parse(err.message)).toMatchObject({
+      StopCode: "TaskFailedToStart",
+      StoppedReason: "CannotStartContainerError: unable to find user nobody-here: no matching entries in passwd file",
+      Containers: [{ Name: "worker", LastStatus: "STOPPED", Reason: "CannotStartContainerError" }],
+    });
   });
 });
