@@ -2,14 +2,17 @@
  * npm run bench:sim — the deployed flows' overhead, and what a nightly backup costs on
  * Fargate. On the 1 GB bench database (bench/bench-database.ts):
  *
- *   baseline: the CLI (from the checkout, as the sim's task runs it) backs up to moto and
- *             restores into a new database, one after the other;
- *   sim:      npm run sim's BackupFlow then RestoreFlow (plan, audit rows in DynamoDB
- *             Local, the task, catalog, prune) doing the same.
+ *   baseline:   the CLI (from the checkout, as the sim's task runs it) backs up to moto and
+ *               restores into a new database, one after the other;
+ *   sim:        npm run sim's BackupFlow, RestoreFlow and VerifyFlow (plan, audit rows in
+ *               DynamoDB Local, the task, catalog, prune), each task in the task sandbox
+ *               as Fargate would run it;
+ *   no sandbox: the same flows with `--no-sandbox`, each task a plain child process.
  *
- * It prints both times, their ratio, the CPU seconds of the backup task (worker and
+ * It prints the times, their ratios, the CPU seconds of the backup task (worker and
  * pg_dump), and from those the Fargate cost of one nightly backup of 10 GB of dump.
  *   BENCH_RUNS=2   best of N per figure
+ *   BENCH_GB=1     the bench database's size
  */
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
@@ -22,6 +25,7 @@ import { Sim } from "../infra/sim/sim.ts";
 import { BENCH_WORK, benchCluster, query } from "./bench-database.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
+const GB = Number(process.env.BENCH_GB ?? 1);
 const CLI = path.resolve(import.meta.dirname, "../containers/worker/bin/strongroom.mjs");
 /** AWS Fargate, Linux/ARM64, us-east-1 on-demand (per hour): vCPU, GB of memory, GB of ephemeral storage above 20. */
 const PRICE = { vcpu: 0.03238, gb: 0.00356, storageGb: 0.000111 };
@@ -29,8 +33,9 @@ const ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret";
 
 const identity = await generateX25519Identity();
 const recipient = await identityToRecipient(identity);
-const cluster = await benchCluster(1);
+const cluster = await benchCluster(GB);
 let sim: Sim | undefined;
+let plainSim: Sim | undefined;
 try {
   const configFile = path.join(BENCH_WORK, "sim.config.json");
   await writeFile(
@@ -59,6 +64,8 @@ try {
     { mode: 0o600 },
   );
   sim = await Sim.start({ configFile, log: () => undefined });
+  // The second shares the stand-ins the first started (their endpoints are in the environment now).
+  plainSim = await Sim.start({ configFile, log: () => undefined, sandbox: false });
   const storeUrl = [...sim.deployment.functions.values()].find((f) => f.environment.STORE_URL)?.environment
     .STORE_URL as string;
   const baselineStore = storeUrl.replace(/\/pg$/, "/baseline");
@@ -89,8 +96,23 @@ try {
   };
 
   let baseline = { backup: Infinity, restore: Infinity, cpu: 0 };
-  let flows = { backup: Infinity, restore: Infinity };
+  type Flows = { backup: number; restore: number; verify: number };
+  const none: Flows = { backup: Infinity, restore: Infinity, verify: Infinity };
+  const sum = (f: Flows) => f.backup + f.restore + f.verify;
+  const best = { sandbox: none, plain: none };
   let dumpMB = 0;
+  /** BackupFlow, RestoreFlow into `target`, then VerifyFlow of that backup, on `on`. */
+  const flowsOn = async (on: Sim, target: string): Promise<Flows & { backupId: string }> => {
+    await drop(target);
+    const backup = await on.run("BackupFlow", { databaseId: "bench" });
+    const restore = await on.run("RestoreFlow", { databaseId: "bench", target: { database: target } });
+    const verify = await on.run("VerifyFlow", { databaseId: "bench" });
+    for (const e of [backup, restore, verify]) {
+      if (e.status !== "SUCCEEDED") throw new Error(`${e.flow} ${e.status}: ${e.error} ${e.cause}`);
+    }
+    const backupId = (backup.output as { plan: { backupId: string } }).plan.backupId;
+    return { backup: backup.seconds, restore: restore.seconds, verify: verify.seconds, backupId };
+  };
   for (let i = 0; i < RUNS; i++) {
     await drop("bench_base");
     const b = await cli(["backup", "--recipient", recipient, "--database-id", "bench"], {
@@ -105,31 +127,39 @@ try {
       baseline = { backup: b.seconds, restore: r.seconds, cpu: b.cpu };
     }
 
-    await drop("bench_sim");
-    const backup = await sim.run("BackupFlow", { databaseId: "bench" });
-    const restore = await sim.run("RestoreFlow", { databaseId: "bench", target: { database: "bench_sim" } });
-    for (const e of [backup, restore]) {
-      if (e.status !== "SUCCEEDED") throw new Error(`${e.flow} ${e.status}: ${e.error} ${e.cause}`);
-    }
-    if (backup.seconds + restore.seconds < flows.backup + flows.restore) {
-      flows = { backup: backup.seconds, restore: restore.seconds };
-    }
-    const backupId = (backup.output as { plan: { backupId: string } }).plan.backupId;
-    const { manifest } = await readManifestRecord(new S3Store(storeUrl), { databaseId: "bench", backupId: backupId });
+    // Both modes in every run, so that they share the machine's load.
+    const sandboxed = await flowsOn(sim, "bench_sim");
+    if (sum(sandboxed) < sum(best.sandbox)) best.sandbox = sandboxed;
+    const plain = await flowsOn(plainSim, "bench_sim_plain");
+    if (sum(plain) < sum(best.plain)) best.plain = plain;
+    const { manifest } = await readManifestRecord(new S3Store(storeUrl), {
+      databaseId: "bench",
+      backupId: sandboxed.backupId,
+    });
     dumpMB = (manifest.objects.find((o) => o.role === "dump")?.plainBytes ?? 0) / 1e6;
   }
   await drop("bench_base");
   await drop("bench_sim");
+  await drop("bench_sim_plain");
 
   const f = (n: number, d = 1) => n.toFixed(d);
-  const total = { base: baseline.backup + baseline.restore, sim: flows.backup + flows.restore };
-  console.log(`\nnpm run sim on the 1 GB bench database (${f(dumpMB, 0)} MB of pg_dump output), best of ${RUNS}`);
-  console.log(`  what                        backup s  restore s  total s  vs CLI`);
+  const flows = best.sandbox;
+  const base = baseline.backup + baseline.restore;
+  console.log(`\nnpm run sim on the ${GB} GB bench database (${f(dumpMB, 0)} MB of pg_dump output), best of ${RUNS}`);
+  console.log(`  what                          backup s  restore s  verify s  backup+restore s  vs CLI`);
   console.log(
-    `  CLI (baseline)              ${f(baseline.backup).padStart(8)}  ${f(baseline.restore).padStart(9)}  ${f(total.base).padStart(7)}  1.00x`,
+    `  CLI (baseline)                ${f(baseline.backup).padStart(8)}  ${f(baseline.restore).padStart(9)}         -  ${f(base).padStart(16)}  1.00x`,
   );
+  for (const [what, r] of [
+    ["flows, task sandbox", best.sandbox],
+    ["flows, --no-sandbox", best.plain],
+  ] as const) {
+    console.log(
+      `  ${what.padEnd(28)}  ${f(r.backup).padStart(8)}  ${f(r.restore).padStart(9)}  ${f(r.verify).padStart(8)}  ${f(r.backup + r.restore).padStart(16)}  ${f(base / (r.backup + r.restore), 2)}x`,
+    );
+  }
   console.log(
-    `  BackupFlow + RestoreFlow    ${f(flows.backup).padStart(8)}  ${f(flows.restore).padStart(9)}  ${f(total.sim).padStart(7)}  ${f(total.base / total.sim, 2)}x`,
+    `  the three flows: ${f(sum(best.plain), 1)} s without the task sandbox, ${f(sum(best.sandbox), 1)} s in it (${f(sum(best.sandbox) / sum(best.plain), 2)}x)`,
   );
 
   // A nightly backup of 10 GB of dump: its wall time on 2 cores scaled by size, and on a
@@ -151,6 +181,7 @@ try {
     );
   }
 } finally {
+  await plainSim?.stop();
   await sim?.stop();
   await cluster.stop();
 }

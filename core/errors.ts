@@ -55,6 +55,8 @@ export const ERROR_NAMES = [
   "TaskFailedError",
   "UncommittedBackupError",
   "PruneHaltedError",
+  "SandboxUnavailableError",
+  "ImageConfigError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -346,4 +348,14 @@ export class UncommittedBackupError extends StrongroomError {
 /** Prune refused to touch a series that holds a manifest it cannot account for (planted, replaced, unreadable). */
 export class PruneHaltedError extends StrongroomError {
   override name = "PruneHaltedError" as const;
+}
+
+/** npm run sim cannot run a task the way Fargate would: bubblewrap is missing, or the task asks for what the sandbox cannot model. */
+export class SandboxUnavailableError extends StrongroomError {
+  override name = "SandboxUnavailableError" as const;
+}
+
+/** The worker's Dockerfile, or a container's user, says something npm run sim cannot read as Docker would. */
+export class ImageConfigError extends StrongroomError {
+  override name = "ImageConfigError" as const;
 }

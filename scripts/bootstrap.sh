@@ -7,8 +7,9 @@
 #                                    (server and client tools)
 #   ./scripts/bootstrap.sh --tests   and what the tests need besides: the age and zstd CLIs
 #                                    (interop tests, benchmarks), openssl (TLS test
-#                                    certificates), a Java runtime (DynamoDB Local), and
-#                                    moto (the S3 stand-in)
+#                                    certificates), bubblewrap (npm run sim's task
+#                                    sandbox), a Java runtime (DynamoDB Local), and moto
+#                                    (the S3 stand-in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ case "${1:-}" in
 esac
 
 packages=(postgresql)
-if $tests; then packages+=(age zstd openssl); fi
+if $tests; then packages+=(age zstd openssl bubblewrap); fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

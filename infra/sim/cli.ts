@@ -1,9 +1,10 @@
 /**
- * npm run sim -- --config FILE [--json] <Flow> '<input JSON>' [<Flow> '<input JSON>' …]
+ * npm run sim -- --config FILE [--json] [--no-sandbox] <Flow> '<input JSON>' [<Flow> '<input JSON>' …]
  *
  * Runs the state machines that `cdk synth` makes from FILE, locally, in order, against
  * moto and DynamoDB Local (started here unless AWS_ENDPOINT_URL_* point elsewhere), with
- * the real handler modules and the worker CLI as the tasks. Prints one line per
+ * the real handler modules and the worker CLI as the tasks, each run as Fargate would
+ * run it (infra/sim/task-sandbox.ts) unless --no-sandbox. Prints one line per
  * execution (a JSON document with --json) on stdout; the functions' and tasks' logs go to
  * stderr. Exit 0 when every execution SUCCEEDED, 1 when one did not, 2 on bad usage.
  */
@@ -15,6 +16,10 @@ const program = new Command("npm run sim --")
   .description("run the synthesized BackupFlow / RestoreFlow locally against stand-ins")
   .requiredOption("--config <file>", "the strongroom config to synthesize (its sim.secrets give the secrets' values)")
   .option("--json", "one JSON document per execution on stdout")
+  .option(
+    "--no-sandbox",
+    "run each task as a plain child process, not as Fargate would (its user, a read-only root, only its volumes writable, the image's environment); faster, and catches none of those faults",
+  )
   .argument("<executions...>", "pairs of a flow name and its input JSON")
   .addHelpText(
     "after",
@@ -77,9 +82,9 @@ async function main(): Promise<number> {
     const code = (err as { exitCode?: number }).exitCode;
     return code === 0 ? 0 : 2;
   }
-  const options = program.opts<{ config: string; json?: boolean }>();
+  const options = program.opts<{ config: string; json?: boolean; sandbox: boolean }>();
   const executions = parseExecutions(program.args);
-  const sim = await Sim.start({ configFile: options.config });
+  const sim = await Sim.start({ configFile: options.config, sandbox: options.sandbox });
   const interrupted = () => sim.abort();
   process.once("SIGINT", interrupted);
   process.once("SIGTERM", interrupted);

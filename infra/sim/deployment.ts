@@ -26,11 +26,24 @@ export interface ContainerDefinition {
   Name: string;
   Environment?: Array<{ Name: string; Value: string }>;
   Secrets?: Array<{ Name: string; ValueFrom: string }>;
+  /** `name`, `uid`, `name:group`, `uid:gid`. Absent: the image's USER. */
+  User?: string;
+  ReadonlyRootFilesystem?: boolean;
+  MountPoints?: Array<{ ContainerPath: string; SourceVolume: string; ReadOnly?: boolean }>;
+}
+
+/** A task definition's volume: on Fargate, an empty bind mount unless it names EFS or is configured at launch (EBS). */
+export interface TaskVolume {
+  Name: string;
+  Host?: { SourcePath?: string };
+  EFSVolumeConfiguration?: unknown;
+  ConfiguredAtLaunch?: boolean;
 }
 
 export interface TaskDefinition {
   arn: string;
   containers: ContainerDefinition[];
+  volumes: TaskVolume[];
 }
 
 export interface TableDefinition {
@@ -97,7 +110,11 @@ export function readDeployment(configFile: string, place: Place): Deployment {
   const taskDefinitions = new Map<string, TaskDefinition>();
   for (const d of resourcesOf("AWS::ECS::TaskDefinition")) {
     const arn = d.names.ref(d.id);
-    taskDefinitions.set(arn, { arn, containers: d.properties.ContainerDefinitions as ContainerDefinition[] });
+    taskDefinitions.set(arn, {
+      arn,
+      containers: d.properties.ContainerDefinitions as ContainerDefinition[],
+      volumes: (d.properties.Volumes as TaskVolume[] | undefined) ?? [],
+    });
   }
 
   const tables = [...resourcesOf("AWS::DynamoDB::GlobalTable"), ...resourcesOf("AWS::DynamoDB::Table")].map((t) => ({

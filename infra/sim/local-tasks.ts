@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
@@ -9,10 +9,12 @@ import { Metrics } from "@aws-lambda-powertools/metrics";
 import { GetSecretValueCommand } from "@aws-sdk/client-secrets-manager";
 import { PublishCommand } from "@aws-sdk/client-sns";
 import type { Context } from "aws-lambda";
+import { ImageConfigError } from "#core/errors.ts";
 import { METRICS_SERVICE } from "#core/flows/metrics.ts";
-import type { ContainerDefinition, Deployment, Flow, LambdaFunction } from "./deployment.ts";
+import type { ContainerDefinition, Deployment, Flow, LambdaFunction, TaskDefinition } from "./deployment.ts";
 import { secretArnOf } from "./deployment.ts";
 import type { SimClients } from "./provision.ts";
+import { type RunningTask, TaskSandbox } from "./task-sandbox.ts";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 const WORKER_CLI = path.join(REPO_ROOT, "containers/worker/bin/strongroom.mjs");
@@ -32,22 +34,38 @@ export interface LocalTasksOptions {
   record: SimRecord;
   /** Where the tasks' and functions' log lines go (stderr in the CLI). */
   log: (line: string) => void;
+  /**
+   * Runs each ECS task as Fargate would (task-sandbox.ts): the definition's user, a
+   * read-only root, only its volumes writable, the image's environment. `false` runs the
+   * worker as a plain child process of this one, which models none of that.
+   * @default TaskSandbox.open(): containers/worker/Dockerfile as the image
+   */
+  sandbox?: TaskSandbox | false;
+  /**
+   * The image's ENTRYPOINT as this machine runs it; the container override's command
+   * follows it.
+   * @default node containers/worker/bin/strongroom.mjs (the worker CLI from the checkout)
+   */
+  entrypoint?: string[];
 }
 
 /**
  * A local handler for every Task state of a flow, chosen by its Resource as Step
  * Functions would dispatch it: a function ARN calls that function's real handler module
- * in this process, `ecs:runTask.sync` runs the worker CLI as a child process, and
+ * in this process, `ecs:runTask.sync` runs the worker CLI as Fargate would run the
+ * task's container (task-sandbox.ts), and
  * `sns:publish` publishes to the SNS stand-in. A Task no handler fits is refused up
  * front: aws-local-stepfunctions would otherwise call real AWS for it.
  */
 export class LocalTasks {
   private readonly handlers = new Map<string, Promise<LambdaHandler>>();
-  private readonly children = new Set<ChildProcess>();
+  private readonly running = new Set<RunningTask>();
   private readonly o: LocalTasksOptions;
+  private readonly sandbox: TaskSandbox | false;
 
   constructor(options: LocalTasksOptions) {
     this.o = options;
+    this.sandbox = options.sandbox ?? TaskSandbox.open();
   }
 
   handlersFor(flow: Flow): Record<string, LocalHandler> {
@@ -66,7 +84,7 @@ export class LocalTasks {
 
   /** Stops every task still running (the sim was interrupted). */
   stopAll(): void {
-    for (const child of this.children) child.kill("SIGTERM");
+    for (const task of this.running) task.stop();
   }
 
   // ---- Lambda ------------------------------------------------------------------------
@@ -157,7 +175,20 @@ export class LocalTasks {
         .filter((e) => e.Name !== "PGSSLMODE" && e.Name !== "PGSSLROOTCERT")
         .map((e) => [e.Name, e.Value]),
     );
-    const exitCode = await this.runContainer(stateName, override?.Command ?? [], { ...environment, ...secrets });
+    let exitCode: number;
+    try {
+      exitCode = await this.runContainer(stateName, definition, container, override?.Command ?? [], {
+        ...environment,
+        ...secrets,
+      });
+    } catch (err) {
+      if (!(err instanceof ImageConfigError)) throw err;
+      // Docker cannot start a container whose user the image lacks.
+      task.StopCode = "TaskFailedToStart";
+      task.StoppedReason = `CannotStartContainerError: ${err.message}`;
+      task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", Reason: "CannotStartContainerError" });
+      throw named("States.TaskFailed", JSON.stringify(task));
+    }
     task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", ExitCode: exitCode });
     if (exitCode !== 0) throw named("States.TaskFailed", JSON.stringify(task));
     return task as unknown as Json;
@@ -185,40 +216,59 @@ export class LocalTasks {
     return out;
   }
 
-  /**
-   * The container: a fresh home and scratch directory (a task starts from the image,
-   * not from this machine's ~/.pgpass), the image's settings, the stand-ins' endpoints
-   * and credentials in place of the task role, then the definition's variables.
-   */
-  private runContainer(stateName: string, command: string[], variables: Record<string, string>): Promise<number> {
-    const scratch = mkdtempSync(path.join(os.tmpdir(), "strongroom-task-"));
-    const passed = Object.fromEntries(
-      Object.entries(process.env).filter(
-        ([k]) => k.startsWith("AWS_") || ["PATH", "LANG", "PG_BIN_DIRS", "PYTHON"].includes(k),
-      ),
-    );
-    const env = {
-      ...passed,
-      HOME: scratch,
-      TMPDIR: scratch,
-      NODE_ENV: "production",
-      STRONGROOM_STAGING_DIR: scratch,
-      ...variables,
-    };
-    const child = spawn(process.execPath, [WORKER_CLI, ...command], { env, stdio: ["ignore", "pipe", "pipe"] });
-    this.children.add(child);
-    for (const stream of [child.stdout, child.stderr]) {
+  /** The container, in the task sandbox as Fargate runs it, or (`sandbox: false`) as a plain child process. */
+  private runContainer(
+    stateName: string,
+    definition: TaskDefinition,
+    container: ContainerDefinition,
+    command: string[],
+    variables: Record<string, string>,
+  ): Promise<number> {
+    const task = this.sandbox
+      ? this.sandbox.run({
+          definition: container,
+          volumes: definition.volumes,
+          argv: [...(this.o.entrypoint ?? [process.execPath, WORKER_CLI]), ...command],
+          variables,
+          agentVariables: this.agentVariables(),
+        })
+      : plainChild([...(this.o.entrypoint ?? [process.execPath, WORKER_CLI]), ...command], variables);
+    this.running.add(task);
+    for (const stream of [task.stdout, task.stderr]) {
       createInterface({ input: stream }).on("line", (line) => this.o.log(`[${stateName}] ${line}`));
     }
-    return new Promise<number>((resolve, reject) => {
-      child.once("error", reject);
-      child.once("close", (code, signal) => {
-        this.children.delete(child);
-        rmSync(scratch, { recursive: true, force: true });
-        // Like a container runtime: a signal is reported as 128 + its number.
-        resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
-      });
-    });
+    return task.exitCode.finally(() => this.running.delete(task));
+  }
+
+  /**
+   * What a sandboxed container gets besides the image's ENV and its definition's
+   * variables: what the ECS agent sets on Fargate, and the sim's stand-ins for what it
+   * cannot give. Left out: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and
+   * ECS_CONTAINER_METADATA_URI(_V4), since no credentials or metadata endpoint runs here.
+   */
+  private agentVariables(): Record<string, string> {
+    const env = process.env;
+    const { region } = this.o.deployment.place;
+    const passed = Object.entries(env).filter(
+      ([k, v]) =>
+        v !== undefined &&
+        // The stand-ins' endpoints, where a task reaches AWS's.
+        (k === "AWS_ENDPOINT_URL" ||
+          k.startsWith("AWS_ENDPOINT_URL_") ||
+          // The credentials the sim's own clients give the stand-ins, in place of the task
+          // role's, which the SDK would fetch from the ECS credentials endpoint.
+          ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"].includes(k) ||
+          // Where this machine keeps the PostgreSQL majors the image installs under
+          // /usr/lib/postgresql, when not there too.
+          k === "PG_BIN_DIRS"),
+    ) as Array<[string, string]>;
+    return {
+      // The ECS agent's: the task's region and platform.
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_EXECUTION_ENV: "AWS_ECS_FARGATE",
+      ...Object.fromEntries(passed),
+    };
   }
 
   // ---- SNS ---------------------------------------------------------------------------
@@ -240,6 +290,44 @@ export class LocalTasks {
 }
 
 type LambdaHandler = (event: unknown, context: Context) => Promise<unknown>;
+
+/**
+ * The worker as a plain child process of the sim (`sandbox: false`): the caller's user
+ * and filesystem, a scratch directory as home and temp, the image's settings by hand,
+ * the stand-ins' endpoints and credentials, then the definition's variables.
+ */
+function plainChild(argv: string[], variables: Record<string, string>): RunningTask {
+  const scratch = mkdtempSync(path.join(os.tmpdir(), "strongroom-task-"));
+  const passed = Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([k]) => k.startsWith("AWS_") || ["PATH", "LANG", "PG_BIN_DIRS", "PYTHON"].includes(k),
+    ),
+  );
+  const env = {
+    ...passed,
+    HOME: scratch,
+    TMPDIR: scratch,
+    NODE_ENV: "production",
+    STRONGROOM_STAGING_DIR: scratch,
+    ...variables,
+  };
+  const [file, ...args] = argv as [string, ...string[]];
+  const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const exitCode = new Promise<number>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code, signal) => {
+      rmSync(scratch, { recursive: true, force: true });
+      // Like a container runtime: a signal is reported as 128 + its number.
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
+  });
+  return {
+    stdout: child.stdout,
+    stderr: child.stderr,
+    exitCode,
+    stop: () => child.kill("SIGTERM"),
+  };
+}
 
 /** An error Step Functions matches by name, with its Cause as the message. */
 function named(name: string, cause: string): Error {

@@ -8,6 +8,7 @@ import { type Deployment, type Flow, readDeployment } from "./deployment.ts";
 import { LocalTasks, type SimRecord } from "./local-tasks.ts";
 import { provision, simClients } from "./provision.ts";
 import { type Endpoint, startDynamoDbLocal, startMoto } from "./stand-ins.ts";
+import { TaskSandbox, type TaskSandboxOptions } from "./task-sandbox.ts";
 
 /** moto's account id; the ARNs the sim makes up use it, so SNS topic ARNs agree. */
 const ACCOUNT = "123456789012";
@@ -39,6 +40,13 @@ export interface SimOptions {
   configFile: string;
   /** Log lines of the functions and tasks. @default stderr */
   log?: (line: string) => void;
+  /**
+   * Run each ECS task as Fargate would, in the task sandbox (its options, or `true`), or
+   * as a plain child process (`false`; faster, and models none of Fargate's user,
+   * filesystem and environment).
+   * @default true
+   */
+  sandbox?: boolean | TaskSandboxOptions;
 }
 
 /**
@@ -67,6 +75,9 @@ export class Sim {
   static async start(options: SimOptions): Promise<Sim> {
     const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const config = loadConfig(options.configFile, "sim");
+    // Before any stand-in starts: a machine without bubblewrap is told so at once.
+    const sandbox =
+      options.sandbox === false ? false : TaskSandbox.open(options.sandbox === true ? {} : (options.sandbox ?? {}));
     const standIns = await startStandIns(log);
     try {
       // The in-process functions log where the tasks do, not on the sim's stdout.
@@ -75,7 +86,7 @@ export class Sim {
       const clients = simClients();
       await provision(deployment, clients, config.sim?.secrets ?? {}, options.configFile);
       const record: SimRecord = { published: [], metrics: [] };
-      return new Sim(deployment, new LocalTasks({ deployment, clients, record, log }), record, standIns);
+      return new Sim(deployment, new LocalTasks({ deployment, clients, record, log, sandbox }), record, standIns);
     } catch (err) {
       await stopAll(standIns);
       throw err;

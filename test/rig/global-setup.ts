@@ -49,6 +49,8 @@ function requireTools(): void {
     ["the age CLI (apt package age)", runs("age", ["--version"])],
     ["the zstd CLI (apt package zstd)", runs("zstd", ["--version"])],
     ["openssl (apt package openssl)", runs("openssl", ["version"])],
+    // npm run sim runs each ECS task in it (infra/sim/task-sandbox.ts).
+    ["bubblewrap (apt package bubblewrap)", runs("bwrap", ["--version"])],
   ];
   if (!process.env.AWS_ENDPOINT_URL_DYNAMODB) {
     needs.push(["a Java runtime for DynamoDB Local (apt package default-jre-headless)", runs("java", ["-version"])]);
