@@ -27,8 +27,9 @@ export function generatedConfig(count: number): any {
     return {
       id,
       secretArn: `arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/${id}-AbCdEf`,
+      restoreSecretArn: `arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/${id}-restore-GhIjKl`,
       host: `${id}.cluster-abc123.eu-central-1.rds.amazonaws.com`,
-      dbname: id,
+      dbname: id.replace("-", "_"),
     };
   });
   return raw;

@@ -1,9 +1,9 @@
-import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { MAX_PER_GROUP } from "../../infra/constructs/database-group.ts";
 import type { CfnTemplate } from "../../infra/sim/template.ts";
+import { generatedConfig } from "../helpers/stack.ts";
 import { type Synthesized, synthesizeAll } from "../helpers/synth.ts";
 import { tempDir } from "../helpers/temp.ts";
 
@@ -29,24 +29,15 @@ const QUOTA = {
   parameterValueBytes: 4 * 1024,
 };
 
-const root = path.resolve(import.meta.dirname, "../..");
-
-/** The example config with `n` databases, some with ids that are awkward in a family name. */
+/** `n` databases, the first three (where there are more) with ids awkward in a family name. */
 function manyDatabases(n: number): unknown {
-  const example = JSON.parse(readFileSync(path.join(root, "strongroom.config.example.json"), "utf8"));
-  const awkward = ["a.b", "a_b", "A-b.c.d"];
-  example.databases = Array.from({ length: n }, (_, i) => {
-    const id = i < awkward.length && n > awkward.length ? (awkward[i] as string) : `db-${String(i).padStart(3, "0")}`;
-    const name = id.replace(/[^A-Za-z0-9-]/g, "-");
-    return {
-      id,
-      secretArn: `arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/${name}-AbCdEf`,
-      restoreSecretArn: `arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/${name}-restore-GhIjKl`,
-      host: `${name}.cluster-abc123.eu-central-1.rds.amazonaws.com`,
-      dbname: `app_${i}`,
-    };
-  });
-  return example;
+  const raw = generatedConfig(n);
+  if (n > 3) {
+    ["a.b", "a_b", "A-b.c.d"].forEach((id, i) => {
+      raw.databases[i].id = id;
+    });
+  }
+  return raw;
 }
 
 async function synthesizeWith(n: number): Promise<{ synth: Synthesized; seconds: number }> {

@@ -21,6 +21,7 @@ let sim: Sim | undefined;
 beforeAll(async () => {
   process.env.AWS_ENDPOINT_URL_SNS = inject("s3Endpoint");
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = inject("s3Endpoint");
+  process.env.AWS_ENDPOINT_URL_SSM = inject("s3Endpoint");
   const source = await createDatabase(inject("pgUrl"), "faultsrc");
   await sql(source.url, "create table t (id int primary key); insert into t select generate_series(1, 100);");
   const pg = new URL(inject("pgUrl"));
@@ -35,16 +36,15 @@ beforeAll(async () => {
       recipients: [key.recipient],
       identitySecretArn: secretArn("identity"),
       network: { create: true },
-      databases: [{ id: "shop", secretArn: secretArn("shop") }],
+      databases: [
+        { id: "shop", secretArn: secretArn("shop"), host: pg.hostname, port: Number(pg.port), dbname: source.name },
+      ],
       sim: {
         secrets: {
           [secretArn("identity")]: key.identity,
           [secretArn("shop")]: {
-            host: pg.hostname,
-            port: Number(pg.port),
             username: decodeURIComponent(pg.username),
             password: decodeURIComponent(pg.password),
-            dbname: source.name,
           },
         },
       },
@@ -61,7 +61,7 @@ afterEach(async () => {
 async function simWithVerifyAsImageUser(dockerfile: string, log: string[]): Promise<Sim> {
   const started = await Sim.start({ configFile, sandbox: { dockerfile }, log: (l) => log.push(l) });
   for (const def of started.deployment.taskDefinitions.values()) {
-    if (def.arn.includes("Verify")) for (const c of def.containers) delete c.User;
+    if (def.arn.includes("_verify_")) for (const c of def.containers) delete c.User;
   }
   return started;
 }
