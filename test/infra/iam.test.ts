@@ -187,8 +187,9 @@ describe("who may publish to the alarm topic, as SNS evaluates its policy", () =
     const [topic] = names.resourcesOf("AWS::SNS::Topic");
     const topicArn = names.getAtt(topic?.id as string, "Arn");
     const [policy] = names.resourcesOf("AWS::SNS::TopicPolicy");
-    const alarms = names.resourcesOf("AWS::CloudWatch::Alarm");
-    expect(alarms.length).toBeGreaterThan(0);
+    // Every stack's: each database's alarms are in its nested stack.
+    const alarms = synth.stacks.flatMap((n) => n.resourcesOf("AWS::CloudWatch::Alarm").map((a) => ({ ...a, n })));
+    expect(alarms.length).toBe(5 + 2 * 2);
     for (const alarm of alarms) {
       expect(alarm.properties.AlarmActions).toEqual([topicArn]);
       const out = await runSimulation(
@@ -200,7 +201,7 @@ describe("who may publish to the alarm topic, as SNS evaluates its policy", () =
             contextVariables: {
               "aws:SecureTransport": "true",
               "aws:SourceAccount": ACCOUNT,
-              "aws:SourceArn": `arn:aws:cloudwatch:eu-central-1:${ACCOUNT}:alarm:${names.physicalName(alarm.id)}`,
+              "aws:SourceArn": `arn:aws:cloudwatch:eu-central-1:${ACCOUNT}:alarm:${alarm.n.physicalName(alarm.id)}`,
             },
           },
           identityPolicies: [],
