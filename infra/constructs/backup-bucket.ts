@@ -15,6 +15,15 @@ export interface BackupBucketProps {
   readonly prefix?: string;
 }
 
+/** What every bucket strongroom creates is: versioned, encrypted, private, TLS-only, owned by the account. */
+export const PRIVATE_BUCKET = {
+  versioned: true,
+  encryption: s3.BucketEncryption.S3_MANAGED,
+  blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+  enforceSSL: true,
+  objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+} satisfies s3.BucketProps;
+
 /**
  * Where backups live. A created bucket keeps versions (an overwritten or deleted object
  * can be recovered), is encrypted, private, TLS-only, and aborts multipart uploads left
@@ -51,11 +60,7 @@ export class BackupBucket extends Construct {
       this.bucket = s3.Bucket.fromBucketName(this, "Imported", props.existingBucketName);
     } else {
       const bucket = new s3.Bucket(this, "Bucket", {
-        versioned: true,
-        encryption: s3.BucketEncryption.S3_MANAGED,
-        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-        enforceSSL: true,
-        objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        ...PRIVATE_BUCKET,
         lifecycleRules: [
           { id: "abort-incomplete-uploads", abortIncompleteMultipartUploadAfter: Duration.days(1) },
           // The bucket is versioned, so prune's deletes only add delete markers: without

@@ -153,15 +153,17 @@ export class Handlers extends Construct {
       allow(reader, ["dynamodb:Query"], [tables.audit.tableArn]);
     }
     allow(this.verificationRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
-    const keys = props.kmsKeyArns ?? [];
-    for (const reader of [
+    // Every function that reads strongroom's objects (the probe reads and writes its own).
+    const objectReaders = [
       this.catalogRecord,
       this.retentionPrune,
       this.planRestore,
       this.planVerify,
       this.verificationRecord,
       this.readiness,
-    ]) {
+    ];
+    const keys = props.kmsKeyArns ?? [];
+    for (const reader of objectReaders) {
       if (reader.role) grantKeys(reader.role, keys, "s3-read");
     }
     if (this.destinationProbe.role) grantKeys(this.destinationProbe.role, keys, "s3-write");
@@ -185,16 +187,7 @@ export class Handlers extends Construct {
       [bucket.bucket.bucketArn],
     );
     const named = "objects under strongroom's prefix are named by database and backup id at run time";
-    for (const f of [
-      this.catalogRecord,
-      this.retentionPrune,
-      this.planRestore,
-      this.planVerify,
-      this.verificationRecord,
-      this.readiness,
-    ]) {
-      acknowledgeWildcard(f.role ?? f, objects, named);
-    }
+    for (const f of objectReaders) acknowledgeWildcard(f.role ?? f, objects, named);
     acknowledgeWildcard(
       this.destinationProbe.role ?? this.destinationProbe,
       probeObjects,

@@ -2,7 +2,7 @@ import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
 import * as cloudtrail from "aws-cdk-lib/aws-cloudtrail";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
-import type { BackupBucket } from "./backup-bucket.ts";
+import { type BackupBucket, PRIVATE_BUCKET } from "./backup-bucket.ts";
 
 export interface ObjectTrailProps {
   readonly bucket: BackupBucket;
@@ -25,11 +25,7 @@ export class ObjectTrail extends Construct {
   constructor(scope: Construct, id: string, props: ObjectTrailProps) {
     super(scope, id);
     this.logBucket = new s3.Bucket(this, "Logs", {
-      versioned: true,
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      ...PRIVATE_BUCKET,
       lifecycleRules: [
         { id: "expire-trail-logs", expiration: props.retention ?? Duration.days(400) },
         // Versioned: an expired or deleted log file's bytes go 30 days later, and its marker too.
