@@ -139,14 +139,8 @@ export async function auditFor(
     return (databaseId) => open(`db#${databaseId}`);
   }
   if (o.audit !== "store") return undefined;
-  const options = await storeLogOptions(o);
-  let warned = false;
-  return (databaseId) => {
-    // Said once, when the command first reads a chain: not before the store proved to exist.
-    if (decides && !warned) warnUnsignedLog(decides, options);
-    warned = true;
-    return new StoreAuditLog(store, `db#${databaseId}`, options);
-  };
+  const open = await storeAuditLogs(store, o, decides);
+  return (databaseId) => open(`db#${databaseId}`);
 }
 
 /** A store's own audit chains, by scope (local mode), signed and checked as --signing-key and --signer say. */
@@ -158,6 +152,7 @@ export async function storeAuditLogs(
   const options = await storeLogOptions(o);
   let warned = false;
   return (scope) => {
+    // Said once, when the command first reads a chain: not before the store proved to exist.
     if (decides && !warned) warnUnsignedLog(decides, options);
     warned = true;
     return new StoreAuditLog(store, scope, options);
