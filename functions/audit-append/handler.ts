@@ -1,8 +1,10 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { JSONSchemaType } from "ajv";
 import { AUDIT_EVENTS, type AuditEntry } from "#core/audit/audit-chain.ts";
 import { appendAudit } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
+import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -14,23 +16,23 @@ export interface AuditAppendInput extends Omit<AuditEntry, "at"> {
   failure?: CaughtError;
 }
 
-export const schema = {
+export const schema: JSONSchemaType<AuditAppendInput> = {
   type: "object",
   additionalProperties: false,
   required: ["event", "actor"],
   properties: {
-    scope: { type: "string", pattern: "^(org|db#[A-Za-z0-9._-]{1,128})$" },
+    scope: optional({ type: "string", pattern: "^(org|db#[A-Za-z0-9._-]{1,128})$" }),
     event: { type: "string", enum: [...AUDIT_EVENTS] },
     actor: { type: "string", minLength: 1, maxLength: 256 },
-    databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
-    backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
-    details: { type: "object" },
-    at: { type: "string", format: "date-time" },
-    failure: {
+    databaseId: optional({ type: "string", pattern: DATABASE_ID_PATTERN }),
+    backupId: optional({ type: "string", pattern: BACKUP_ID_PATTERN }),
+    details: optional({ type: "object" }),
+    at: optional({ type: "string", format: "date-time" }),
+    failure: optional({
       type: "object",
       required: ["Error"],
-      properties: { Error: { type: "string" }, Cause: { type: "string" } },
-    },
+      properties: { Error: { type: "string" }, Cause: optional({ type: "string" }) },
+    }),
   },
 };
 

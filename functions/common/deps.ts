@@ -1,6 +1,7 @@
 import { Metrics } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
+import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { METRICS_NAMESPACE, METRICS_SERVICE } from "#core/flows/metrics.ts";
 import type { CommittedRef } from "#core/flows/plan.ts";
@@ -16,7 +17,7 @@ export interface BackupRef {
   backupId: string;
 }
 
-export const backupRefSchema = {
+export const backupRefSchema: JSONSchemaType<BackupRef> = {
   type: "object",
   additionalProperties: false,
   required: ["databaseId", "backupId"],

@@ -1,8 +1,9 @@
 import type { Logger } from "@aws-lambda-powertools/logger";
 import { injectLambdaContext } from "@aws-lambda-powertools/logger/middleware";
-import middy, { type MiddlewareObj } from "@middy/core";
+import middy, { type MiddlewareObj, type MiddyfiedHandler } from "@middy/core";
 import validator from "@middy/validator";
 import { transpileSchema } from "@middy/validator/transpile";
+import type { JSONSchemaType } from "ajv";
 import type { Context } from "aws-lambda";
 import { InvalidInputError } from "#core/errors.ts";
 import { createLogger } from "#core/log.ts";
@@ -37,10 +38,29 @@ const typedErrors = (log: Logger): MiddlewareObj => ({
 });
 
 /**
+ * The schema of a handler whose logic checks its input itself, with messages of its own
+ * (plan-restore): middy only requires an object, and the logic is handed `unknown`.
+ */
+export interface AnyObjectSchema {
+  type: "object";
+}
+
+/**
  * A handler: input validated against `schema` (unknown fields rejected), Powertools
  * logging with the Lambda context, typed errors. `logic` is a thin call into core/.
+ * The schema is typed by the input (`JSONSchemaType<I>`), so `npm run typecheck` fails
+ * when the two disagree; an input that is only "an object" is `unknown` to the logic.
  */
-export function lambda<I, O>(schema: Record<string, unknown>, logic: (input: I) => Promise<O>) {
+export function lambda<I, O>(
+  schema: JSONSchemaType<I>,
+  logic: (input: I) => Promise<O>,
+): MiddyfiedHandler<I, O, Error, Context>;
+/** A handler whose logic checks its input itself: the schema only requires an object. */
+export function lambda<O>(
+  schema: AnyObjectSchema,
+  logic: (input: unknown) => Promise<O>,
+): MiddyfiedHandler<unknown, O, Error, Context>;
+export function lambda<I, O>(schema: JSONSchemaType<I> | AnyObjectSchema, logic: (input: I) => Promise<O>) {
   return middy<I, O, Error, Context>()
     .use(typedErrors(logger))
     .use(injectLambdaContext(logger))

@@ -1,4 +1,6 @@
 import { S3Client } from "@aws-sdk/client-s3";
+import type { JSONSchemaType } from "ajv";
+import { optional } from "#core/json-schema.ts";
 import { type ProbeReport, probeDestination } from "#core/probe.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
@@ -9,10 +11,10 @@ export interface DestinationProbeInput {
   store?: string;
 }
 
-export const schema = {
+export const schema: JSONSchemaType<DestinationProbeInput> = {
   type: "object",
   additionalProperties: false,
-  properties: { store: { type: "string", pattern: "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$" } },
+  properties: { store: optional({ type: "string", pattern: "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$" }) },
 };
 
 export interface Deps {

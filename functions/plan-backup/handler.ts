@@ -1,9 +1,14 @@
+import type { JSONSchemaType } from "ajv";
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { type BackupPlan, planBackup } from "#core/flows/plan.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** BackupFlow's first state: which task definition, which backup id, which retention. */
-export const schema = {
+export interface PlanBackupInput {
+  databaseId: string;
+}
+
+export const schema: JSONSchemaType<PlanBackupInput> = {
   type: "object",
   additionalProperties: false,
   required: ["databaseId"],
@@ -16,7 +21,7 @@ export interface Deps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<{ databaseId: string }, BackupPlan>(schema, (input) => planBackup(deps.settings, input, deps.now()));
+  lambda<PlanBackupInput, BackupPlan>(schema, (input) => planBackup(deps.settings, input, deps.now()));
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({

@@ -1,7 +1,7 @@
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { planRestore, type TaskPlan } from "#core/flows/plan.ts";
 import { committedIn, type LedgerDeps, ledgerDepsFromEnv } from "../common/deps.ts";
-import { lambda } from "../common/lambda.ts";
+import { type AnyObjectSchema, lambda } from "../common/lambda.ts";
 
 /**
  * RestoreFlow's first state: checks the console's input (no password, no unknown field)
@@ -9,14 +9,14 @@ import { lambda } from "../common/lambda.ts";
  * The input is checked by core's checkRestoreRequest, whose messages name the problem
  * (a password field gets its own), so middy's schema here only requires an object.
  */
-export const schema = { type: "object" };
+export const schema: AnyObjectSchema = { type: "object" };
 
 export interface Deps extends LedgerDeps {
   settings: FlowSettings;
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<unknown, TaskPlan & { target: string; manifestSha256: string }>(schema, async (input) =>
+  lambda<TaskPlan & { target: string; manifestSha256: string }>(schema, async (input: unknown) =>
     planRestore(deps.settings, input, committedIn(deps)),
   );
 

@@ -1,17 +1,25 @@
+import type { JSONSchemaType } from "ajv";
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import { planVerify, type TaskPlan } from "#core/flows/plan.ts";
+import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { committedIn, type LedgerDeps, ledgerDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
 /** VerifyFlow's first state: which backup (latest resolved), which task definition, which argv. */
-export const schema = {
+export interface PlanVerifyInput {
+  databaseId: string;
+  /** A backup id, or `latest`: the newest committed backup. */
+  backupId?: string;
+}
+
+export const schema: JSONSchemaType<PlanVerifyInput> = {
   type: "object",
   additionalProperties: false,
   required: ["databaseId"],
   properties: {
     databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
-    backupId: { type: "string", anyOf: [{ const: "latest" }, { pattern: BACKUP_ID_PATTERN }] },
+    backupId: optional({ type: "string", anyOf: [{ const: "latest" }, { pattern: BACKUP_ID_PATTERN }] }),
   },
 };
 
@@ -20,7 +28,7 @@ export interface Deps extends LedgerDeps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<{ databaseId: string; backupId?: string }, TaskPlan & { manifestSha256: string }>(schema, async (input) =>
+  lambda<PlanVerifyInput, TaskPlan & { manifestSha256: string }>(schema, async (input) =>
     planVerify(deps.settings, input, committedIn(deps)),
   );
 

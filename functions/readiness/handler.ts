@@ -1,6 +1,7 @@
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
+import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import {
@@ -21,7 +22,13 @@ import { lambda } from "../common/lambda.ts";
  * whether it is ready, as metrics. A database never verified emits no VerifiedAgeHours,
  * and its alarm treats the missing data as breaching: "not verified" is the truth.
  */
-export const schema = { type: "object", additionalProperties: false, properties: {} };
+export const schema: JSONSchemaType<Record<string, never>> = {
+  type: "object",
+  additionalProperties: false,
+  // Empty, and a no-op: ajv's typings ask a map's schema to say which keys it requires.
+  required: [],
+  properties: {},
+};
 
 export interface Deps {
   s3: S3Client;

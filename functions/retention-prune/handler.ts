@@ -1,7 +1,9 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
+import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import type { RetentionPolicy } from "#core/gfs.ts";
+import { optional } from "#core/json-schema.ts";
 import { DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { pruneDatabase } from "#core/prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
@@ -14,19 +16,24 @@ export interface RetentionPruneInput {
   dryRun?: boolean;
 }
 
-const count = { type: "integer", minimum: 0, maximum: 10000 };
-export const schema = {
+const count = optional({ type: "integer", minimum: 0, maximum: 10000 });
+export const schema: JSONSchemaType<RetentionPruneInput> = {
   type: "object",
   additionalProperties: false,
   required: ["databaseId"],
   properties: {
     databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
-    policy: {
+    policy: optional({
       type: "object",
       additionalProperties: false,
-      properties: { daily: count, weekly: count, monthly: count, timeZone: { type: "string", minLength: 1 } },
-    },
-    dryRun: { type: "boolean" },
+      properties: {
+        daily: count,
+        weekly: count,
+        monthly: count,
+        timeZone: optional({ type: "string", minLength: 1 }),
+      },
+    }),
+    dryRun: optional({ type: "boolean" }),
   },
 };
 

@@ -1,4 +1,5 @@
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
+import type { JSONSchemaType } from "ajv";
 import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
@@ -23,7 +24,7 @@ export interface VerificationRecordInput extends BackupRef {
   ok: boolean;
 }
 
-export const schema = {
+export const schema: JSONSchemaType<VerificationRecordInput> = {
   type: "object",
   additionalProperties: false,
   required: ["databaseId", "backupId", "manifestSha256", "ok"],

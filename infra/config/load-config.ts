@@ -6,7 +6,7 @@ import { assertX25519Recipient } from "#core/recipients.ts";
 import { type ExistingNetwork, existingNetworkProblems, networkWarnings } from "../constructs/network.ts";
 import { type DatabaseTls, DEFAULT_DATABASE_TLS, databaseTlsWarning } from "../constructs/tls.ts";
 import { dstProblems } from "./dst.ts";
-import { configSchema } from "./schema.ts";
+import { CONNECTION_KEYS, configSchema } from "./schema.ts";
 
 export interface Retention {
   daily: number;
@@ -49,7 +49,7 @@ export interface RdsSecret {
 }
 
 /** The connection keys a secret may hold besides the credentials. */
-export type ConnectionKey = "host" | "port" | "dbname";
+export type ConnectionKey = (typeof CONNECTION_KEYS)[number];
 
 /** How a task finds its server, as written in the config. */
 interface ConnectionFields {
@@ -73,8 +73,13 @@ export interface Connection {
   fromSecret: ConnectionKey[];
 }
 
-/** strongroom.config.json as written (see strongroom.config.example.json). */
+/**
+ * strongroom.config.json as written (see strongroom.config.example.json). configSchema
+ * (schema.ts) is typed by it: `npm run typecheck` fails when the two disagree.
+ */
 export interface ConfigFile {
+  /** The JSON schema an editor checks the file against; ignored here. */
+  $schema?: string;
   name: string;
   prefix?: string;
   /** A created bucket always has Object Lock enabled; `objectLock` is only its default retention. */
@@ -164,7 +169,7 @@ const validate = ajv.compile(configSchema);
 
 export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim" = "deploy"): StrongroomConfig {
   if (!validate(raw)) throw problems(file, describeSchemaErrors(validate.errors ?? []));
-  const config = raw as unknown as ConfigFile;
+  const config: ConfigFile = raw;
   const found: string[] = [];
   const check = (field: string, fn: () => void) => {
     try {
@@ -259,7 +264,7 @@ function connectionOf(field: string, c: ConnectionFields, found: string[], warni
   const tls = c.tls ?? DEFAULT_DATABASE_TLS;
   const warning = databaseTlsWarning(`${field}.tls`, tls);
   if (warning) warnings.push(warning);
-  for (const key of ["host", "port", "dbname"] as const) {
+  for (const key of CONNECTION_KEYS) {
     const inConfig = c[key] !== undefined;
     const inSecret = fromSecret.includes(key);
     if (inConfig && inSecret) {

@@ -1,55 +1,76 @@
+import type { JSONSchemaType } from "ajv";
+import { optional } from "#core/json-schema.ts";
 import { DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { DATABASE_TLS_MODES } from "../constructs/tls.ts";
+import type { ConfigFile, RdsSecret, Retention, TaskSize, VerifySettings } from "./load-config.ts";
 
 /**
  * The JSON schema of strongroom.config.json. Shapes only; what a schema cannot say
  * (recipients, schedule expressions, time zones, Fargate sizes, duplicate ids) is checked
  * in load-config.ts, and every problem is reported on its own line naming the field.
+ *
+ * The schema is typed `JSONSchemaType<ConfigFile>`: when it and the ConfigFile interface
+ * disagree (a field missing from one, optional in one and required in the other, another
+ * type), `npm run typecheck` fails. That cannot be a test: it is the compiler's to check.
+ * What ajv's typings do not see is a required field left out of a `required` list (they
+ * only refuse an optional one in it), or a value in an array's enum that the type lacks.
  */
 
-const id = { type: "string", pattern: DATABASE_ID_PATTERN };
-const secretArn = {
+/**
+ * One of `values`, as a bare enum. A `type: "string"` beside it would add a second
+ * problem line ("must be string") for a value that is not a string; the enum admits
+ * strings only, so the `type: "string"` ajv's typings ask for holds without it.
+ */
+function stringEnum<const V extends string>(values: readonly V[]): { type: "string"; enum: readonly V[] } {
+  return { enum: values } as { type: "string"; enum: readonly V[] };
+}
+
+/** The connection keys a secret may hold besides the credentials. */
+export const CONNECTION_KEYS = ["host", "port", "dbname"] as const;
+
+const id: JSONSchemaType<string> = { type: "string", pattern: DATABASE_ID_PATTERN };
+const secretArn: JSONSchemaType<string> = {
   type: "string",
   pattern: "^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
 };
-const count = { type: "integer", minimum: 0, maximum: 10000 };
+const count: JSONSchemaType<number> = { type: "integer", minimum: 0, maximum: 10000 };
 
-const retention = {
+const retention: JSONSchemaType<Partial<Retention>> = {
   type: "object",
   additionalProperties: false,
-  properties: { daily: count, weekly: count, monthly: count },
+  properties: { daily: optional(count), weekly: optional(count), monthly: optional(count) },
 };
 
-const task = {
+const task: JSONSchemaType<Partial<TaskSize>> = {
   type: "object",
   additionalProperties: false,
   properties: {
-    cpu: { type: "integer", enum: [256, 512, 1024, 2048, 4096, 8192, 16384] },
-    memoryMiB: { type: "integer", minimum: 512, maximum: 122880 },
-    ephemeralGiB: { type: "integer", minimum: 21, maximum: 200 },
+    cpu: optional({ type: "integer", enum: [256, 512, 1024, 2048, 4096, 8192, 16384] }),
+    memoryMiB: optional({ type: "integer", minimum: 512, maximum: 122880 }),
+    ephemeralGiB: optional({ type: "integer", minimum: 21, maximum: 200 }),
   },
 };
 
-const verify = {
+const verify: JSONSchemaType<Partial<VerifySettings>> = {
   type: "object",
   additionalProperties: false,
   properties: {
     /** When VerifyFlow restores the newest backup into a scratch cluster and checks it. */
-    schedule: { type: "string", minLength: 1 },
+    schedule: optional({ type: "string", minLength: 1 }),
     /** Also run amcheck over every index and table. */
-    deep: { type: "boolean" },
+    deep: optional({ type: "boolean" }),
     /** Not ready (and the Unverified alarm) when the newest successful verification is older. */
-    maxAgeDays: { type: "integer", minimum: 1, maximum: 366 },
+    maxAgeDays: optional({ type: "integer", minimum: 1, maximum: 366 }),
   },
 };
 
 /** The settings every database has, each overridable per database. */
 const overridable = {
-  schedule: { type: "string", minLength: 1 },
-  timeZone: { type: "string", minLength: 1 },
-  retention,
-  task,
-  verify,
+  schedule: optional({ type: "string", minLength: 1 }),
+  timeZone: optional({ type: "string", minLength: 1 }),
+  retention: optional(retention),
+  task: optional(task),
+  verify: optional(verify),
 };
 
 /**
@@ -60,41 +81,41 @@ const overridable = {
  */
 const connection = {
   /** How the server is authenticated: verify-full against the RDS bundle by default. */
-  tls: { enum: [...DATABASE_TLS_MODES] },
-  host: { type: "string", minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9.:_-]+$" },
-  port: { type: "integer", minimum: 1, maximum: 65535 },
-  dbname: { type: "string", minLength: 1, maxLength: 63 },
-  secretHas: {
+  tls: optional(stringEnum(DATABASE_TLS_MODES)),
+  host: optional({ type: "string", minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9.:_-]+$" }),
+  port: optional({ type: "integer", minimum: 1, maximum: 65535 }),
+  dbname: optional({ type: "string", minLength: 1, maxLength: 63 }),
+  secretHas: optional({
     type: "array",
     uniqueItems: true,
-    items: { enum: ["host", "port", "dbname"] },
-  },
+    items: stringEnum(CONNECTION_KEYS),
+  }),
 };
 
 /** A secret as AWS writes it: RDS-managed ones hold username and password only. */
-const rdsSecret = {
+const rdsSecret: JSONSchemaType<RdsSecret> = {
   type: "object",
   additionalProperties: false,
   required: ["username", "password"],
   properties: {
-    host: { type: "string" },
-    port: { type: "integer" },
+    host: optional({ type: "string" }),
+    port: optional({ type: "integer" }),
     username: { type: "string" },
     password: { type: "string" },
-    dbname: { type: "string" },
-    engine: { type: "string" },
-    dbInstanceIdentifier: { type: "string" },
+    dbname: optional({ type: "string" }),
+    engine: optional({ type: "string" }),
+    dbInstanceIdentifier: optional({ type: "string" }),
   },
 };
 
-export const configSchema = {
+export const configSchema: JSONSchemaType<ConfigFile> = {
   type: "object",
   additionalProperties: false,
   required: ["name", "bucket", "recipients", "identitySecretArn", "network", "databases"],
   properties: {
-    $schema: { type: "string" },
+    $schema: optional({ type: "string" }),
     name: { type: "string", pattern: "^[a-z][a-z0-9-]{0,23}$" },
-    prefix: { type: "string", pattern: "^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$" },
+    prefix: optional({ type: "string", pattern: "^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$" }),
     bucket: {
       oneOf: [
         {
@@ -102,18 +123,18 @@ export const configSchema = {
           additionalProperties: false,
           required: ["create"],
           properties: {
-            create: { const: true },
+            create: { type: "boolean", const: true },
             // The default retention of new object versions. Object Lock itself is always
             // enabled on a created bucket: enabling it later would replace the bucket.
-            objectLock: {
+            objectLock: optional({
               type: "object",
               additionalProperties: false,
               required: ["mode", "days"],
               properties: {
-                mode: { enum: ["GOVERNANCE", "COMPLIANCE"] },
+                mode: stringEnum(["GOVERNANCE", "COMPLIANCE"]),
                 days: { type: "integer", minimum: 1, maximum: 36500 },
               },
-            },
+            }),
           },
         },
         {
@@ -132,7 +153,7 @@ export const configSchema = {
           type: "object",
           additionalProperties: false,
           required: ["create"],
-          properties: { create: { const: true } },
+          properties: { create: { type: "boolean", const: true } },
         },
         {
           type: "object",
@@ -141,26 +162,29 @@ export const configSchema = {
           properties: {
             vpcId: { type: "string", pattern: "^vpc-[0-9a-f]{8,17}$" },
             subnetIds: { type: "array", minItems: 1, items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
-            securityGroupIds: { type: "array", items: { type: "string", pattern: "^sg-[0-9a-f]{8,17}$" } },
-            assignPublicIp: { type: "boolean" },
+            securityGroupIds: optional({ type: "array", items: { type: "string", pattern: "^sg-[0-9a-f]{8,17}$" } }),
+            assignPublicIp: optional({ type: "boolean" }),
             // The VPC endpoints private subnets need without a NAT (infra/constructs/network.ts).
-            createEndpoints: { type: "boolean" },
-            routeTableIds: { type: "array", items: { type: "string", pattern: "^rtb-[0-9a-f]{8,17}$" } },
-            endpointSubnetIds: { type: "array", items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" } },
+            createEndpoints: optional({ type: "boolean" }),
+            routeTableIds: optional({ type: "array", items: { type: "string", pattern: "^rtb-[0-9a-f]{8,17}$" } }),
+            endpointSubnetIds: optional({
+              type: "array",
+              items: { type: "string", pattern: "^subnet-[0-9a-f]{8,17}$" },
+            }),
           },
         },
       ],
     },
-    alarmEmail: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" },
+    alarmEmail: optional({ type: "string", pattern: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$" }),
     /** A CloudTrail trail of every write and delete of strongroom's objects, by anyone. @default true */
-    objectTrail: { type: "boolean" },
+    objectTrail: optional({ type: "boolean" }),
     /** Customer-managed KMS keys the bucket or the secrets are encrypted with. */
-    kmsKeyArns: {
+    kmsKeyArns: optional({
       type: "array",
       uniqueItems: true,
       items: { type: "string", pattern: "^arn:aws[a-z-]*:kms:[a-z0-9-]+:\\d{12}:key/[0-9a-f-]{36}$" },
-    },
-    defaults: { type: "object", additionalProperties: false, properties: overridable },
+    }),
+    defaults: optional({ type: "object", additionalProperties: false, properties: overridable }),
     databases: {
       type: "array",
       minItems: 1,
@@ -172,13 +196,13 @@ export const configSchema = {
           id,
           secretArn,
           /** The secret RestoreFlow connects with: a role that may CREATE DATABASE. */
-          restoreSecretArn: secretArn,
+          restoreSecretArn: optional(secretArn),
           ...connection,
           ...overridable,
         },
       },
     },
-    restoreTargets: {
+    restoreTargets: optional({
       type: "array",
       items: {
         type: "object",
@@ -186,19 +210,21 @@ export const configSchema = {
         required: ["id", "secretArn"],
         properties: { id, secretArn, ...connection },
       },
-    },
-    sim: {
+    }),
+    sim: optional({
       type: "object",
       additionalProperties: false,
       properties: {
         // Secret values for `npm run sim` only: an RDS-style object, or text (the identity).
-        secrets: {
+        secrets: optional({
           type: "object",
+          // Empty, and a no-op: ajv's typings ask a map's schema to say which keys it requires.
+          required: [],
           additionalProperties: {
             anyOf: [{ type: "string" }, rdsSecret],
           },
-        },
+        }),
       },
-    },
+    }),
   },
-} as const;
+};

@@ -135,21 +135,12 @@ export async function auditFor(
   decides?: Logger,
 ): Promise<((databaseId: string) => AuditLog) | undefined> {
   if (o.auditTable) {
-    const table = o.auditTable;
-    const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
-    const { DynamoAuditLog } = await import("#core/audit/dynamo-audit-log.ts");
-    const client = new DynamoDBClient({});
-    return (databaseId) => new DynamoAuditLog(client, table, `db#${databaseId}`);
+    const { open } = await dynamoAuditLogs(o.auditTable);
+    return (databaseId) => open(`db#${databaseId}`);
   }
   if (o.audit !== "store") return undefined;
-  const options = await storeLogOptions(o);
-  let warned = false;
-  return (databaseId) => {
-    // Said once, when the command first reads a chain: not before the store proved to exist.
-    if (decides && !warned) warnUnsignedLog(decides, options);
-    warned = true;
-    return new StoreAuditLog(store, `db#${databaseId}`, options);
-  };
+  const open = await storeAuditLogs(store, o, decides);
+  return (databaseId) => open(`db#${databaseId}`);
 }
 
 /** A store's own audit chains, by scope (local mode), signed and checked as --signing-key and --signer say. */
@@ -161,6 +152,7 @@ export async function storeAuditLogs(
   const options = await storeLogOptions(o);
   let warned = false;
   return (scope) => {
+    // Said once, when the command first reads a chain: not before the store proved to exist.
     if (decides && !warned) warnUnsignedLog(decides, options);
     warned = true;
     return new StoreAuditLog(store, scope, options);
@@ -177,19 +169,25 @@ export async function auditChains(
   scopes: () => Promise<string[]>;
 }> {
   const store = o.store ? await openStoreAt(o.store) : undefined;
-  if (o.table) {
-    const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
-    const { DynamoAuditLog, dynamoAuditScopes } = await import("#core/audit/dynamo-audit-log.ts");
-    const client = new DynamoDBClient({});
-    const table = o.table;
-    return {
-      store,
-      open: (scope) => new DynamoAuditLog(client, table, scope),
-      scopes: () => dynamoAuditScopes(client, table),
-    };
-  }
+  if (o.table) return { store, ...(await dynamoAuditLogs(o.table)) };
   if (!store) throw new UsageError("audit needs --store (the store's own log) or --table (DynamoDB)");
   return { store, open: await storeAuditLogs(store, o, decides), scopes: () => StoreAuditLog.scopes(store) };
+}
+
+/**
+ * The audit log in a DynamoDB table (--audit-table, or audit's --table), by scope, over
+ * one client; and the scopes it holds. The SDK loads here, only when a table is named.
+ */
+async function dynamoAuditLogs(
+  table: string,
+): Promise<{ open: (scope: string) => AuditLog; scopes: () => Promise<string[]> }> {
+  const { DynamoDBClient } = await import("@aws-sdk/client-dynamodb");
+  const { DynamoAuditLog, dynamoAuditScopes } = await import("#core/audit/dynamo-audit-log.ts");
+  const client = new DynamoDBClient({});
+  return {
+    open: (scope) => new DynamoAuditLog(client, table, scope),
+    scopes: () => dynamoAuditScopes(client, table),
+  };
 }
 
 /** Columns padded to their widest cell, two spaces apart. */
