@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import * as path from "node:path";
-import { freePort, type Service, startProcess, waitUntil } from "#core/service-process.ts";
+import { freePort, type Service, startProcess, waitUntil } from "#worker/service-process.ts";
 
 export interface Endpoint {
   url: string;

@@ -4,8 +4,8 @@ import { CreateAccessKeyCommand, CreateUserCommand, IAMClient, PutUserPolicyComm
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { probeStore } from "#core/probe.ts";
-import { freePort } from "#core/service-process.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { freePort } from "#worker/service-process.ts";
 import { type Endpoint, startMoto } from "../../infra/sim/stand-ins.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, newStore } from "../helpers/fixture.ts";

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { NoSuitableServerError, ScratchClusterError } from "#core/errors.ts";
-import { freePort, type Service, startProcess, waitUntil } from "#core/service-process.ts";
+import { freePort, type Service, startProcess, waitUntil } from "#worker/service-process.ts";
 import { candidateDirs } from "./binaries.ts";
 
 /**
