@@ -36,6 +36,22 @@ import { type ImageConfig, readImageConfig, WORKER_DOCKERFILE } from "./dockerfi
  */
 
 const SETPRIV = "/usr/bin/setpriv";
+/**
+ * The machine's paths that stand in for the image's own files (the worker from the
+ * checkout, the Node that runs it). The sandbox hides the machine's /tmp, so a checkout
+ * under /tmp (a CI clone) is bound back, read-only, as the image would have it.
+ */
+const IMAGE_PATHS = [path.resolve(import.meta.dirname, "../.."), path.dirname(process.execPath)];
+
+function underTmp(p: string): boolean {
+  return p === "/tmp" || p.startsWith("/tmp/");
+}
+
+/** The image paths under /tmp, without one inside another. */
+function imagePathsUnderTmp(): string[] {
+  const under = [...new Set(IMAGE_PATHS.filter(underTmp))].sort();
+  return under.filter((p, i) => !under.slice(0, i).some((q) => p.startsWith(`${q}/`)));
+}
 const ENV = "/usr/bin/env";
 
 /** Docker's default capabilities: a container running as root has these (Fargate can add only SYS_PTRACE). */
@@ -353,7 +369,8 @@ export class TaskSandbox {
     mounts: Array<{ source: string; target: string; readOnly: boolean }>,
     argv: string[],
   ): string[] {
-    const tmpMounted = mounts.some((m) => m.target === "/tmp" || m.target.startsWith("/tmp/"));
+    const tmpMounted = mounts.some((m) => underTmp(m.target));
+    const image = imagePathsUnderTmp().flatMap((p) => ["--ro-bind", p, p]);
     return [
       "--die-with-parent",
       // The entrypoint is PID 1 of its own namespace, as in a task without initProcessEnabled:
@@ -378,8 +395,11 @@ export class TaskSandbox {
       "/dev/shm",
       // The machine's /tmp holds the sim's, the tests' and their clusters' files; the
       // image's is empty, and read-only like the rest of the root unless a volume is there.
-      ...(tmpMounted ? [] : ["--perms", "1777", "--tmpfs", "/tmp", "--remount-ro", "/tmp"]),
+      // (Image paths under /tmp are bound into it before it turns read-only.)
+      ...(tmpMounted ? [] : ["--perms", "1777", "--tmpfs", "/tmp", ...image, "--remount-ro", "/tmp"]),
       ...mounts.flatMap((m) => [m.readOnly ? "--ro-bind" : "--bind", m.source, m.target]),
+      // Over a volume at /tmp, the image's own files stay where the image has them.
+      ...(tmpMounted ? image : []),
       "--chdir",
       "/",
       "--cap-drop",
