@@ -48,7 +48,7 @@ function underTmp(p: string): boolean {
 }
 
 /** The image paths under /tmp, without one inside another. */
-function imagePathsUnderTmp(): string[] {
+export function imagePathsUnderTmp(): string[] {
   const under = [...new Set(IMAGE_PATHS.filter(underTmp))].sort();
   return under.filter((p, i) => !under.slice(0, i).some((q) => p.startsWith(`${q}/`)));
 }
