@@ -13,6 +13,7 @@ import {
   S3Client,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
+import { credentialsFromEnv } from "../aws-env.ts";
 import {
   AbortedError,
   AccessDeniedError,
@@ -115,6 +116,7 @@ export function s3ClientConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3C
     retryMode: "adaptive",
     maxAttempts: 6,
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    ...credentialsFromEnv(env),
   };
 }
 

@@ -3,6 +3,7 @@ import type { JSONSchemaType } from "ajv";
 import { AUDIT_EVENTS, type AuditEntry } from "#core/audit/audit-chain.ts";
 import { appendAudit } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { clientConfigFromEnv } from "#core/aws-env.ts";
 import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
 import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
@@ -60,7 +61,7 @@ export const createHandler = (deps: Deps) =>
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
-  dynamodb: new DynamoDBClient({}),
+  dynamodb: new DynamoDBClient(clientConfigFromEnv(env, "DYNAMODB")),
   tableName: env.AUDIT_TABLE ?? "",
   now: () => new Date(),
 });

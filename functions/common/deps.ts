@@ -3,6 +3,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { clientConfigFromEnv } from "#core/aws-env.ts";
 import { METRICS_NAMESPACE, METRICS_SERVICE } from "#core/flows/metrics.ts";
 import type { CommittedRef } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
@@ -44,7 +45,7 @@ export const catalogDepsFromEnv = (env: NodeJS.ProcessEnv = process.env): Catalo
     serviceName: METRICS_SERVICE,
   }),
   s3: new S3Client(s3ClientConfigFromEnv(env)),
-  dynamodb: new DynamoDBClient({}),
+  dynamodb: new DynamoDBClient(clientConfigFromEnv(env, "DYNAMODB")),
   storeUrl: env.STORE_URL ?? "",
   tableName: env.CATALOG_TABLE ?? "",
 });
@@ -60,7 +61,7 @@ export interface LedgerDeps {
 
 export const ledgerDepsFromEnv = (env: NodeJS.ProcessEnv = process.env): LedgerDeps => ({
   s3: new S3Client(s3ClientConfigFromEnv(env)),
-  dynamodb: new DynamoDBClient({}),
+  dynamodb: new DynamoDBClient(clientConfigFromEnv(env, "DYNAMODB")),
   storeUrl: env.STORE_URL ?? "",
   auditTable: env.AUDIT_TABLE ?? "",
   now: () => new Date(),

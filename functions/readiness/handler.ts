@@ -3,6 +3,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { clientConfigFromEnv } from "#core/aws-env.ts";
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import {
   DATABASE_DIMENSION,
@@ -72,7 +73,7 @@ export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
     serviceName: METRICS_SERVICE,
   }),
   s3: new S3Client(s3ClientConfigFromEnv(env)),
-  dynamodb: new DynamoDBClient({}),
+  dynamodb: new DynamoDBClient(clientConfigFromEnv(env, "DYNAMODB")),
   auditTable: env.AUDIT_TABLE ?? "",
   storeUrl: env.STORE_URL ?? "",
   settings: settingsFromEnv(env),

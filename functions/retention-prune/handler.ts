@@ -2,6 +2,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
+import { clientConfigFromEnv } from "#core/aws-env.ts";
 import type { RetentionPolicy } from "#core/gfs.ts";
 import { optional } from "#core/json-schema.ts";
 import { DATABASE_ID_PATTERN } from "#core/keys.ts";
@@ -70,7 +71,7 @@ export const createHandler = (deps: Deps) =>
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({
   s3: new S3Client(s3ClientConfigFromEnv(env)),
-  dynamodb: new DynamoDBClient({}),
+  dynamodb: new DynamoDBClient(clientConfigFromEnv(env, "DYNAMODB")),
   storeUrl: env.STORE_URL ?? "",
   auditTable: env.AUDIT_TABLE ?? "",
   now: () => new Date(),

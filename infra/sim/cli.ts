@@ -15,11 +15,12 @@ import { type ExecutionResult, Sim } from "./sim.ts";
 const program = new Command("npm run sim --")
   .description("run the synthesized BackupFlow / RestoreFlow locally against stand-ins")
   .requiredOption("--config <file>", "the strongroom config to synthesize (its sim.secrets give the secrets' values)")
-  .option("--json", "one JSON document per execution on stdout")
+  .option("--json", "one JSON document per execution on stdout (with every AWS call and IAM's decision)")
   .option(
     "--no-sandbox",
     "run each task as a plain child process, not as Fargate would (its user, a read-only root, only its volumes writable, the image's environment); faster, and catches none of those faults",
   )
+  .option("--no-iam", "do not enforce IAM: every principal may do anything (to measure what enforcing costs)")
   .argument("<executions...>", "pairs of a flow name and its input JSON")
   .addHelpText(
     "after",
@@ -56,7 +57,9 @@ function line(result: ExecutionResult, json: boolean): string {
   if (json) return JSON.stringify(result);
   const path = result.states.join(" → ");
   if (result.status === "SUCCEEDED") return `✓ ${result.flow} SUCCEEDED in ${result.seconds} s: ${path}`;
-  return `✗ ${result.flow} FAILED in ${result.seconds} s (${result.error}: ${why(result.cause)}): ${path}`;
+  const denied = (result.calls ?? []).filter((c) => c.decision !== "Allowed");
+  const iam = denied.map((c) => `\n  IAM denied ${c.principal} ${c.action} on ${c.resource}`).join("");
+  return `✗ ${result.flow} FAILED in ${result.seconds} s (${result.error}: ${why(result.cause)}): ${path}${iam}`;
 }
 
 /** A failure's Cause for a person: a function's message, or what became of the worker task. */
@@ -82,9 +85,9 @@ async function main(): Promise<number> {
     const code = (err as { exitCode?: number }).exitCode;
     return code === 0 ? 0 : 2;
   }
-  const options = program.opts<{ config: string; json?: boolean; sandbox: boolean }>();
+  const options = program.opts<{ config: string; json?: boolean; sandbox: boolean; iam: boolean }>();
   const executions = parseExecutions(program.args);
-  const sim = await Sim.start({ configFile: options.config, sandbox: options.sandbox });
+  const sim = await Sim.start({ configFile: options.config, sandbox: options.sandbox, iam: options.iam });
   const interrupted = () => sim.abort();
   process.once("SIGINT", interrupted);
   process.once("SIGTERM", interrupted);

@@ -1,3 +1,4 @@
+import { POLICY_SOURCE_TYPES, type ResolvedResource } from "./iam-policies.ts";
 import { LocalNames, type Place, synthesize } from "./template.ts";
 
 /**
@@ -10,6 +11,8 @@ import { LocalNames, type Place, synthesize } from "./template.ts";
 export interface Flow {
   name: string;
   arn: string;
+  /** The state machine's role: what its own calls (invoke, RunTask, publish) run as. */
+  roleArn: string;
   /** The Amazon States Language definition, tokens resolved. */
   definition: { StartAt: string; States: Record<string, Record<string, unknown>> } & Record<string, unknown>;
 }
@@ -20,6 +23,8 @@ export interface LambdaFunction {
   arn: string;
   environment: Record<string, string>;
   timeoutSeconds: number;
+  /** The function's execution role. */
+  roleArn: string;
 }
 
 export interface ContainerDefinition {
@@ -44,6 +49,10 @@ export interface TaskDefinition {
   arn: string;
   containers: ContainerDefinition[];
   volumes: TaskVolume[];
+  /** What the containers' AWS calls run as. */
+  taskRoleArn?: string;
+  /** What ECS itself runs as to start the task (pull the image, fetch the secrets). */
+  executionRoleArn?: string;
 }
 
 export interface TableDefinition {
@@ -73,6 +82,8 @@ export interface Deployment {
   schedules: Schedule[];
   /** SSM parameters the template writes (each database's settings), by name. */
   parameters: Array<{ name: string; value: string }>;
+  /** The resources the IAM gateway reads its policies from (roles, policies, resource policies), resolved. */
+  resources: ResolvedResource[];
 }
 
 /** Synthesizes the app with `configFile` and reads the deployment out of its template. */
@@ -90,6 +101,7 @@ export function readDeployment(configFile: string, place: Place): Deployment {
     flows.set(name, {
       name,
       arn: sm.names.getAtt(sm.id, "Arn"),
+      roleArn: String(sm.properties.RoleArn),
       definition: JSON.parse(sm.properties.DefinitionString as string) as Flow["definition"],
     });
   }
@@ -104,6 +116,7 @@ export function readDeployment(configFile: string, place: Place): Deployment {
       arn: f.names.getAtt(f.id, "Arn"),
       environment: variables ?? {},
       timeoutSeconds: Number(f.properties.Timeout ?? 3),
+      roleArn: String(f.properties.Role),
     });
   }
 
@@ -114,6 +127,8 @@ export function readDeployment(configFile: string, place: Place): Deployment {
       arn,
       containers: d.properties.ContainerDefinitions as ContainerDefinition[],
       volumes: (d.properties.Volumes as TaskVolume[] | undefined) ?? [],
+      ...(d.properties.TaskRoleArn ? { taskRoleArn: String(d.properties.TaskRoleArn) } : {}),
+      ...(d.properties.ExecutionRoleArn ? { executionRoleArn: String(d.properties.ExecutionRoleArn) } : {}),
     });
   }
 
@@ -148,6 +163,17 @@ export function readDeployment(configFile: string, place: Place): Deployment {
     };
   });
 
+  // Each resolved in its own stack, so a nested stack's policy names the parent's roles as the parent does.
+  const resources = POLICY_SOURCE_TYPES.flatMap((type) =>
+    resourcesOf(type).map((r) => ({
+      logicalId: r.id,
+      type,
+      properties: r.properties,
+      ref: r.names.ref(r.id),
+      arn: r.names.getAtt(r.id, "Arn"),
+    })),
+  );
+
   return {
     stackName,
     place,
@@ -163,6 +189,7 @@ export function readDeployment(configFile: string, place: Place): Deployment {
       name: String(p.properties.Name),
       value: String(p.properties.Value),
     })),
+    resources,
   };
 }
 

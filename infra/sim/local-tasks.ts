@@ -47,6 +47,27 @@ export interface LocalTasksOptions {
    * @default node containers/worker/bin/strongroom.mjs (the worker CLI from the checkout)
    */
   entrypoint?: string[];
+  /** IAM enforcement (infra/sim/iam-enforcement.ts). @default none: every call is allowed */
+  iam?: TaskIam;
+}
+
+/** The hooks through which IAM enforcement sees each principal's calls and credentials. */
+export interface TaskIam {
+  /** Environment for a function's SDK clients: its role's key, the IAM gateway's endpoints. */
+  functionEnv(fn: LambdaFunction): Record<string, string>;
+  /** Environment for a task's container: its task role's key, the IAM gateway's endpoints. */
+  taskEnv(definition: TaskDefinition, taskArn: string): Record<string, string>;
+  /** Each throws the error Step Functions raises when the flow's role may not make the call. */
+  authorizeInvoke(flow: Flow, fn: LambdaFunction): Promise<void>;
+  authorizePublish(flow: Flow, topicArn: string): Promise<void>;
+  authorizeRunTask(
+    flow: Flow,
+    request: { Cluster: string; PropagateTags?: string },
+    definition: TaskDefinition,
+    taskArn: string,
+  ): Promise<void>;
+  /** Throws when the task's execution role may not read the secret (the task cannot start). */
+  authorizeSecret(definition: TaskDefinition, valueFrom: string, taskArn: string): Promise<void>;
 }
 
 /**
@@ -74,10 +95,20 @@ export class LocalTasks {
       if (state.Type !== "Task") continue;
       const resource = String(state.Resource);
       const fn = this.o.deployment.functions.get(resource);
-      if (fn) out[name] = (input) => this.invoke(fn, input);
-      else if (resource.endsWith(":states:::ecs:runTask.sync")) out[name] = (input) => this.runTask(name, input);
-      else if (resource.endsWith(":states:::sns:publish")) out[name] = (input) => this.publish(input);
-      else throw new Error(`${flow.name}: state ${JSON.stringify(name)} calls ${resource}, which the sim cannot run`);
+      const iam = this.o.iam;
+      if (fn) {
+        out[name] = async (input) => {
+          await iam?.authorizeInvoke(flow, fn);
+          return this.invoke(fn, input);
+        };
+      } else if (resource.endsWith(":states:::ecs:runTask.sync")) {
+        out[name] = (input) => this.runTask(name, input, flow);
+      } else if (resource.endsWith(":states:::sns:publish")) {
+        out[name] = async (input) => {
+          await iam?.authorizePublish(flow, (input as { TopicArn: string }).TopicArn);
+          return this.publish(input);
+        };
+      } else throw new Error(`${flow.name}: state ${JSON.stringify(name)} calls ${resource}, which the sim cannot run`);
     }
     return out;
   }
@@ -114,7 +145,7 @@ export class LocalTasks {
       createHandler: (deps: object) => LambdaHandler;
       depsFromEnv: (env: NodeJS.ProcessEnv) => Record<string, unknown>;
     };
-    const deps = mod.depsFromEnv({ ...process.env, ...fn.environment });
+    const deps = mod.depsFromEnv({ ...process.env, ...fn.environment, ...this.o.iam?.functionEnv(fn) });
     if (deps.metrics instanceof Metrics) {
       deps.metrics = new RecordingMetrics(this.o.record, fn.environment.POWERTOOLS_METRICS_NAMESPACE ?? "default");
     }
@@ -130,9 +161,10 @@ export class LocalTasks {
    * stops; a non-zero exit (or a task that could not start) fails with
    * States.TaskFailed and the task as JSON, as Step Functions does.
    */
-  private async runTask(stateName: string, input: Json): Promise<Json> {
+  private async runTask(stateName: string, input: Json, flow: Flow): Promise<Json> {
     const request = input as {
       Cluster: string;
+      PropagateTags?: string;
       TaskDefinition: string;
       Overrides?: { ContainerOverrides?: Array<{ Name: string; Command?: string[] }> };
     };
@@ -154,10 +186,14 @@ export class LocalTasks {
       StoppedReason: "Essential container in task exited",
       Containers: [] as Array<{ Name: string; LastStatus: string; ExitCode?: number; Reason?: string }>,
     };
+    await this.o.iam?.authorizeRunTask(flow, request, definition, task.TaskArn);
     const container = definition.containers[0] as ContainerDefinition;
     const override = request.Overrides?.ContainerOverrides?.find((c) => c.Name === container.Name);
     let secrets: Record<string, string>;
     try {
+      // ECS fetches each secret once, however many variables read keys of it.
+      const secretArns = new Set((container.Secrets ?? []).map((s) => secretArnOf(s.ValueFrom).arn));
+      for (const arn of secretArns) await this.o.iam?.authorizeSecret(definition, arn, task.TaskArn);
       secrets = await this.fetchSecrets(container);
     } catch (err) {
       // ECS never starts the container: no exit code, TaskFailedToStart.
@@ -180,6 +216,7 @@ export class LocalTasks {
       exitCode = await this.runContainer(stateName, definition, container, override?.Command ?? [], {
         ...environment,
         ...secrets,
+        ...this.o.iam?.taskEnv(definition, task.TaskArn),
       });
     } catch (err) {
       if (!(err instanceof ImageConfigError)) throw err;

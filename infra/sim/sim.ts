@@ -5,6 +5,9 @@ import { regionFromEnv } from "#core/store/s3-store.ts";
 import { logger as lambdaLogger } from "../../functions/common/lambda.ts";
 import { loadConfig } from "../config/load-config.ts";
 import { type Deployment, type Flow, readDeployment } from "./deployment.ts";
+import type { IamCall } from "./iam-authorizer.ts";
+import { IamEnforcement } from "./iam-enforcement.ts";
+import type { Service } from "./iam-requests.ts";
 import { LocalTasks, type SimRecord } from "./local-tasks.ts";
 import { provision, simClients } from "./provision.ts";
 import { type Endpoint, startDynamoDbLocal, startMoto } from "./stand-ins.ts";
@@ -34,6 +37,11 @@ export interface ExecutionResult {
   /** SNS messages the execution published (to the stand-in), and metrics its functions emitted. */
   published: SimRecord["published"];
   metrics: SimRecord["metrics"];
+  /**
+   * Every AWS call the execution's functions, tasks and flow made, with IAM's decision;
+   * absent when IAM is not enforced (`iam: false`).
+   */
+  calls?: IamCall[];
 }
 
 export interface SimOptions {
@@ -47,6 +55,12 @@ export interface SimOptions {
    * @default true
    */
   sandbox?: boolean | TaskSandboxOptions;
+  /**
+   * Enforce IAM: each function, task and flow calls AWS as its own role, through the
+   * IAM gateway, and a call the template's policies do not allow fails as in AWS.
+   * @default true
+   */
+  iam?: boolean;
 }
 
 /**
@@ -62,12 +76,21 @@ export class Sim {
   private readonly tasks: LocalTasks;
   private readonly record: SimRecord;
   private readonly standIns: Endpoint[];
+  /** IAM enforcement: the gateway, the policies and the record of calls; undefined with `iam: false`. */
+  readonly iam: IamEnforcement | undefined;
 
-  private constructor(deployment: Deployment, tasks: LocalTasks, record: SimRecord, standIns: Endpoint[]) {
+  private constructor(
+    deployment: Deployment,
+    tasks: LocalTasks,
+    record: SimRecord,
+    standIns: Endpoint[],
+    iam: IamEnforcement | undefined,
+  ) {
     this.deployment = deployment;
     this.tasks = tasks;
     this.record = record;
     this.standIns = standIns;
+    this.iam = iam;
   }
 
   private current: { abort: () => void } | undefined;
@@ -79,6 +102,7 @@ export class Sim {
     const sandbox =
       options.sandbox === false ? false : TaskSandbox.open(options.sandbox === true ? {} : (options.sandbox ?? {}));
     const standIns = await startStandIns(log);
+    let iam: IamEnforcement | undefined;
     try {
       // The in-process functions log where the tasks do, not on the sim's stdout.
       lambdaLogger.configure("json", (line) => log(line.trimEnd()));
@@ -86,8 +110,15 @@ export class Sim {
       const clients = simClients();
       await provision(deployment, clients, config.sim?.secrets ?? {}, options.configFile);
       const record: SimRecord = { published: [], metrics: [] };
-      return new Sim(deployment, new LocalTasks({ deployment, clients, record, log, sandbox }), record, standIns);
+      // The stand-ins see the caller's key on every request, as they did without the gateway.
+      iam =
+        options.iam === false
+          ? undefined
+          : await IamEnforcement.start(deployment, upstreams(), process.env.AWS_ACCESS_KEY_ID ?? "test");
+      const tasks = new LocalTasks({ deployment, clients, record, log, sandbox, ...(iam ? { iam } : {}) });
+      return new Sim(deployment, tasks, record, standIns, iam);
     } catch (err) {
+      await iam?.stop();
       await stopAll(standIns);
       throw err;
     }
@@ -113,6 +144,7 @@ export class Sim {
     const flow = this.flow(flowName);
     this.record.published = [];
     this.record.metrics = [];
+    this.iam?.reset();
     const machine = new StateMachine(withTimeouts(flow, this.deployment) as never);
     const name = randomUUID();
     const started = performance.now();
@@ -157,6 +189,7 @@ export class Sim {
       seconds: Math.round((performance.now() - started) / 10) / 100,
       published: this.record.published,
       metrics: this.record.metrics,
+      ...(this.iam ? { calls: this.iam.calls } : {}),
     };
   }
 
@@ -168,6 +201,7 @@ export class Sim {
 
   async stop(): Promise<void> {
     this.tasks.stopAll();
+    await this.iam?.stop();
     await stopAll(this.standIns);
   }
 }
@@ -217,6 +251,24 @@ async function startStandIns(log: (line: string) => void): Promise<Endpoint[]> {
     log(`sim: started DynamoDB Local on ${dynamo.value.url} (pid ${dynamo.value.pid})`);
   }
   return started;
+}
+
+/** Each service's stand-in, as the SDK would reach it from this process's environment. */
+function upstreams(): Partial<Record<Service, string>> {
+  const env = process.env;
+  const of = (variable: string) => env[`AWS_ENDPOINT_URL_${variable}`] ?? env.AWS_ENDPOINT_URL;
+  const out: Partial<Record<Service, string>> = {};
+  for (const [service, variable] of [
+    ["s3", "S3"],
+    ["dynamodb", "DYNAMODB"],
+    ["sns", "SNS"],
+    ["secretsmanager", "SECRETS_MANAGER"],
+    ["ssm", "SSM"],
+  ] as const) {
+    const url = of(variable);
+    if (url) out[service] = url;
+  }
+  return out;
 }
 
 async function stopAll(endpoints: Endpoint[]): Promise<void> {

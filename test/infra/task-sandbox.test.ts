@@ -248,6 +248,7 @@ async function runTask(container: ContainerDefinition, entrypoint: string[], lin
   const handler = tasks.handlersFor({
     name: "Flow",
     arn: "arn:aws:states:us-east-1:123456789012:stateMachine:Flow",
+    roleArn: "arn:aws:iam::123456789012:role/FlowRole",
     definition: { StartAt: "Run", States: { Run: { Type: "Task", Resource: "arn:aws:states:::ecs:runTask.sync" } } },
   }).Run;
   return handler?.({ Cluster: "arn:aws:ecs:us-east-1:123456789012:cluster/c", TaskDefinition: taskDefinition });
