@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { anonymousPrincipal, runSimulation } from "@cloud-copilot/iam-simulate";
-import type { TemplatePolicies } from "./iam-policies.ts";
+import type { NamedPolicy, TemplatePolicies } from "./iam-policies.ts";
 import type { Place } from "./template.ts";
 
 /**
@@ -83,6 +83,20 @@ export class Authorizer {
 
   principalOfKey(accessKeyId: string): Principal | undefined {
     return this.byKey.get(accessKeyId);
+  }
+
+  /** The role's identity policies, as the template declares them (or as last replaced). */
+  identityPolicies(roleArn: string): NamedPolicy[] | undefined {
+    return this.policies.identityPolicies(roleArn);
+  }
+
+  /**
+   * Replaces the role's identity policies from now on: a test takes a statement away to
+   * show that the flow which needs it fails. Decisions made before are forgotten.
+   */
+  setIdentityPolicies(roleArn: string, policies: NamedPolicy[]): void {
+    this.policies.setIdentityPolicies(roleArn, policies);
+    this.decided.clear();
   }
 
   /** Decides `request` for `principal` (undefined: an unsigned request), and records it. */

@@ -346,7 +346,7 @@ describe("what the flows and ECS ask IAM, decided in-process", () => {
     expect(flow).toBeDefined();
     if (!flow) return;
     const runTask = Object.values(flow.definition.States).find((s) => String(s.Resource).endsWith("runTask.sync"));
-    const { Cluster } = runTask?.Parameters as { Cluster: string };
+    const Cluster = (runTask?.Parameters as { Cluster?: string } | undefined)?.Cluster as string;
     await iam.authorizeRunTask(
       flow,
       { Cluster, PropagateTags: "TASK_DEFINITION" },

@@ -18,7 +18,9 @@ import { listVerifications } from "#core/verification.ts";
 import { freePort } from "#worker/service-process.ts";
 import { schema as probeInputSchema } from "../../functions/destination-probe/handler.ts";
 import { schema as readinessInputSchema } from "../../functions/readiness/handler.ts";
-import { Sim } from "../../infra/sim/sim.ts";
+import type { IamCall } from "../../infra/sim/iam-authorizer.ts";
+import { type NamedPolicy, statements } from "../../infra/sim/iam-policies.ts";
+import { type ExecutionResult, Sim } from "../../infra/sim/sim.ts";
 import { dynamoClient } from "../helpers/dynamo.ts";
 import { identityFile } from "../helpers/fixture.ts";
 import { contentDigest, createDatabase, dbConfig, dbUrl, sql } from "../helpers/pg.ts";
@@ -42,6 +44,17 @@ let source: { name: string; url: string };
 let stackName: string;
 let subscriber: Server;
 const delivered: string[] = [];
+
+/** Every call the executions of the flows' tests made that IAM denied: none may be. */
+const deniedInFlows: IamCall[] = [];
+
+/** `sim.run`, keeping the denied calls for the last test of the flows. */
+async function run(flow: string, input: unknown): Promise<ExecutionResult> {
+  const result = await sim.run(flow, input);
+  expect(result.calls, "IAM is enforced").toBeDefined();
+  deniedInFlows.push(...(result.calls ?? []).filter((c) => c.decision !== "Allowed"));
+  return result;
+}
 
 type AuditItem = { seq: string; event: string; backupId?: string; details?: Record<string, unknown> };
 
@@ -161,7 +174,7 @@ afterAll(async () => {
 
 describe("npm run sim runs the synthesized flows", () => {
   it("BackupFlow commits a backup, catalogs it, audits backup.start and backup.ok, prunes and emits the staleness metric", async () => {
-    const result = await sim.run("BackupFlow", scheduledInput("shop"));
+    const result = await run("BackupFlow", scheduledInput("shop"));
     expect(result, JSON.stringify(result)).toMatchObject({ flow: "BackupFlow", status: "SUCCEEDED" });
     expect(result.states).toEqual([
       "Plan backup",
@@ -212,7 +225,7 @@ describe("npm run sim runs the synthesized flows", () => {
   it("RestoreFlow of latest, started as from the console, restores into a new database equal to the source", async () => {
     // A target name that must survive quoting on its way through the flow and the task.
     const target = `restored "sim" ✓ ${process.pid}`;
-    const result = await sim.run("RestoreFlow", {
+    const result = await run("RestoreFlow", {
       databaseId: "shop",
       backupId: "latest",
       target: { database: target },
@@ -238,7 +251,7 @@ describe("npm run sim runs the synthesized flows", () => {
   it.each(["a=b", "sales/2026", `it's "ü" \\ ✓ -x`, ".."])(
     "RestoreFlow restores into the database named %j, exactly as the input names it",
     async (database) => {
-      const result = await sim.run("RestoreFlow", { databaseId: "shop", backupId: "latest", target: { database } });
+      const result = await run("RestoreFlow", { databaseId: "shop", backupId: "latest", target: { database } });
       expect(result, JSON.stringify(result)).toMatchObject({ status: "SUCCEEDED" });
       const named = await sql(inject("pgUrl"), "select datname from pg_database where datname = $1", [database]);
       expect(named).toEqual([{ datname: database }]);
@@ -248,7 +261,7 @@ describe("npm run sim runs the synthesized flows", () => {
   );
 
   it("VerifyFlow, started by the verify schedule, verifies the newest backup in a scratch cluster inside its task", async () => {
-    const result = await sim.run("VerifyFlow", scheduledInput("shop", "VerifyFlow"));
+    const result = await run("VerifyFlow", scheduledInput("shop", "VerifyFlow"));
     expect(result, JSON.stringify(result)).toMatchObject({ status: "SUCCEEDED" });
     expect(result.states).toEqual([
       "Plan verify",
@@ -279,8 +292,8 @@ describe("npm run sim runs the synthesized flows", () => {
   }, 120_000);
 
   it("VerifyFlow of a backup that does not restore records the failed result, then verify.fail and the alarm message", async () => {
-    expect((await sim.run("BackupFlow", scheduledInput("broken"))).status).toBe("SUCCEEDED");
-    const result = await sim.run("VerifyFlow", scheduledInput("broken", "VerifyFlow"));
+    expect((await run("BackupFlow", scheduledInput("broken"))).status).toBe("SUCCEEDED");
+    const result = await run("VerifyFlow", scheduledInput("broken", "VerifyFlow"));
     expect(result.status).toBe("FAILED");
     expect(result.states).toEqual([
       "Plan verify",
@@ -309,7 +322,7 @@ describe("npm run sim runs the synthesized flows", () => {
   }, 120_000);
 
   it("BackupFlow against an unreachable database ends FAILED: backup.fail with the exit code, an SNS message, no manifest", async () => {
-    const result = await sim.run("BackupFlow", scheduledInput("down"));
+    const result = await run("BackupFlow", scheduledInput("down"));
     expect(result.status).toBe("FAILED");
     expect(result.error).toBe("States.TaskFailed");
     expect(result.states).toEqual([
@@ -346,7 +359,7 @@ describe("npm run sim runs the synthesized flows", () => {
     await secrets.send(
       new PutSecretValueCommand({ SecretId: "sim/down", SecretString: JSON.stringify({ username: "app" }) }),
     );
-    const result = await sim.run("BackupFlow", { databaseId: "down" });
+    const result = await run("BackupFlow", { databaseId: "down" });
     expect(result.status).toBe("FAILED");
     const task = JSON.parse(result.cause as string) as { StopCode: string; StoppedReason: string };
     expect(task.StopCode).toBe("TaskFailedToStart");
@@ -366,7 +379,7 @@ describe("npm run sim runs the synthesized flows", () => {
     "RestoreFlow refuses an input with %s before any task runs or any row is written",
     async (_, input, says) => {
       const before = (await auditRows("shop")).length;
-      const result = await sim.run("RestoreFlow", input);
+      const result = await run("RestoreFlow", input);
       expect(result.status).toBe("FAILED");
       expect(result.states).toEqual(["Check and plan restore", "Notify failure", "RestoreFlow failed"]);
       expect(`${result.error} ${result.cause}`).toContain(says);
@@ -381,7 +394,7 @@ describe("npm run sim runs the synthesized flows", () => {
     const content = await contentDigest(source.url);
     for (const confirm of [undefined, source.name.toUpperCase(), `${source.name} `]) {
       const input = { databaseId: "shop", target: { database: source.name }, clean: true, confirm };
-      const result = await sim.run("RestoreFlow", input);
+      const result = await run("RestoreFlow", input);
       expect(result.status).toBe("FAILED");
       expect(result.states).toEqual(["Check and plan restore", "Notify failure", "RestoreFlow failed"]);
       // What the console shows: the Lambda's error type and message.
@@ -395,7 +408,7 @@ describe("npm run sim runs the synthesized flows", () => {
   }, 60_000);
 
   it("a backup a store writer puts into the bucket is never planned, restored or verified, and stops the prune step naming it", async () => {
-    const first = await sim.run("BackupFlow", scheduledInput("shop"));
+    const first = await run("BackupFlow", scheduledInput("shop"));
     expect(first.status, JSON.stringify(first)).toBe("SUCCEEDED");
     const genuine = (first.output as { plan: { backupId: string } }).plan.backupId;
     // The forger copies the newest backup under a later id, its manifest's ids and keys
@@ -413,11 +426,11 @@ describe("npm run sim runs the synthesized flows", () => {
     };
     await s3.putIfAbsent(objectKey("shop", forgedId, "manifest"), serializeManifest(forged));
     try {
-      const verified = await sim.run("VerifyFlow", { databaseId: "shop" });
+      const verified = await run("VerifyFlow", { databaseId: "shop" });
       expect(verified.status, JSON.stringify(verified)).toBe("SUCCEEDED");
       expect((verified.output as { plan: { backupId: string } }).plan.backupId).toBe(genuine);
 
-      const restored = await sim.run("RestoreFlow", {
+      const restored = await run("RestoreFlow", {
         databaseId: "shop",
         backupId: forgedId,
         target: { database: `never_${process.pid}` },
@@ -427,7 +440,7 @@ describe("npm run sim runs the synthesized flows", () => {
       expect(`${restored.error} ${restored.cause}`).toContain("UncommittedBackupError");
 
       // The next backup commits (backup.ok before prune), then prune stops on the forgery.
-      const next = await sim.run("BackupFlow", scheduledInput("shop"));
+      const next = await run("BackupFlow", scheduledInput("shop"));
       expect(next.status).toBe("FAILED");
       expect(next.states).toEqual([
         "Plan backup",
@@ -449,6 +462,10 @@ describe("npm run sim runs the synthesized flows", () => {
     }
   }, 180_000);
 
+  it("made every AWS call of the flows above as the principal the template says, and IAM allowed each", () => {
+    expect(deniedInFlows).toEqual([]);
+  });
+
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
     const flows = new Map([...sim.deployment.flows.values()].map((f) => [f.arn, f.name]));
     const functions = sim.deployment.functions;
@@ -469,6 +486,100 @@ describe("npm run sim runs the synthesized flows", () => {
       }
     }
   });
+});
+
+describe("npm run sim enforces the template's IAM policies", () => {
+  /** Runs `body` with the role's Allow statements that grant `action` taken away, then puts them back. */
+  async function without<T>(roleArn: string, action: string, body: () => Promise<T>): Promise<T> {
+    const authorizer = sim.iam?.authorizer;
+    const policies = authorizer?.identityPolicies(roleArn);
+    expect(policies, roleArn).toBeDefined();
+    if (!authorizer || !policies) throw new Error("no IAM enforcement");
+    const grants = (s: Record<string, unknown>) => s.Effect === "Allow" && [s.Action].flat().includes(action);
+    const reduced: NamedPolicy[] = policies.map((p) => ({
+      ...p,
+      policy: { ...p.policy, Statement: statements(p.policy).filter((s) => !grants(s)) },
+    }));
+    expect(JSON.stringify(reduced), `${roleArn} has a statement granting ${action}`).not.toEqual(
+      JSON.stringify(policies),
+    );
+    authorizer.setIdentityPolicies(roleArn, reduced);
+    try {
+      return await body();
+    } finally {
+      authorizer.setIdentityPolicies(roleArn, policies);
+    }
+  }
+
+  function backupTaskRole(databaseId: string): string {
+    const definition = [...sim.deployment.taskDefinitions.values()].find((d) =>
+      d.arn.includes(`-WorkerBackup${databaseId}`),
+    );
+    expect(definition?.taskRoleArn).toBeDefined();
+    return definition?.taskRoleArn as string;
+  }
+
+  it("a backup task role without s3:PutObject on backups fails BackupFlow: the task's put is denied, backup.fail is audited, no manifest", async () => {
+    const before = new Set((await store().list("shop/backups/")).objects.map((o) => o.key));
+    const result = await without(backupTaskRole("shop"), "s3:PutObject", () =>
+      sim.run("BackupFlow", { databaseId: "shop" }),
+    );
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe("States.TaskFailed");
+    expect(result.states).toEqual([
+      "Plan backup",
+      "Audit backup.start",
+      "Run backup task",
+      "Audit backup.fail",
+      "Notify failure",
+      "BackupFlow failed",
+    ]);
+    const denied = (result.calls ?? []).filter((c) => c.decision !== "Allowed");
+    expect(denied.length).toBeGreaterThan(0);
+    expect(denied[0]).toMatchObject({
+      principal: expect.stringContaining("WorkerBackupTaskRole"),
+      action: "s3:PutObject",
+      resource: expect.stringMatching(/\/pg\/shop\/backups\/[^/]+\/dump\.pgc\.zst\.age$/),
+      decision: "ImplicitlyDenied",
+    });
+    const backupId = (await auditRows("shop")).at(-1)?.backupId as string;
+    const rows = (await auditRows("shop")).filter((r) => r.backupId === backupId);
+    expect(rows.map((r) => r.event)).toEqual(["backup.start", "backup.fail"]);
+    expect(rows[1]?.details).toMatchObject({ error: "States.TaskFailed", exitCode: 1 });
+    const after = (await store().list("shop/backups/")).objects.map((o) => o.key).filter((k) => !before.has(k));
+    expect(after).toEqual([]);
+  }, 120_000);
+
+  it("a flow role without iam:PassRole fails BackupFlow at RunTask with ECS.AccessDeniedException, before any task starts", async () => {
+    const flow = sim.flow("BackupFlow");
+    const result = await without(flow.roleArn, "iam:PassRole", () => sim.run("BackupFlow", { databaseId: "shop" }));
+    expect(result.status).toBe("FAILED");
+    expect(result.error).toBe("ECS.AccessDeniedException");
+    expect(result.cause).toMatch(/is not authorized to perform: iam:PassRole on resource: .*WorkerBackupTaskRole/);
+    expect(result.states).toEqual([
+      "Plan backup",
+      "Audit backup.start",
+      "Run backup task",
+      "Audit backup.fail",
+      "Notify failure",
+      "BackupFlow failed",
+    ]);
+    expect((result.calls ?? []).some((c) => c.principal.includes("WorkerBackupTaskRole"))).toBe(false);
+  }, 120_000);
+
+  it("an execution role that may not read the database's secret fails the task to start (TaskFailedToStart)", async () => {
+    const definition = [...sim.deployment.taskDefinitions.values()].find((d) => d.arn.includes("-WorkerBackupshop"));
+    const role = definition?.executionRoleArn as string;
+    const result = await without(role, "secretsmanager:GetSecretValue", () =>
+      sim.run("BackupFlow", { databaseId: "shop" }),
+    );
+    expect(result.status).toBe("FAILED");
+    const task = JSON.parse(result.cause as string) as { StopCode: string; StoppedReason: string };
+    expect(task.StopCode).toBe("TaskFailedToStart");
+    expect(task.StoppedReason).toMatch(
+      /^ResourceInitializationError: .*AccessDeniedException: User: .* is not authorized to perform: secretsmanager:GetSecretValue/,
+    );
+  }, 120_000);
 });
 
 describe("npm run sim on the command line", () => {
@@ -510,6 +621,10 @@ describe("npm run sim on the command line", () => {
       ["RestoreFlow", "FAILED"],
     ]);
     expect(Object.keys(lines[2])).toEqual(expect.arrayContaining(["flow", "status", "error", "cause", "states"]));
+    // Each line carries the execution's AWS calls and IAM's decisions; none was denied.
+    const calls = lines.flatMap((l) => l.calls as IamCall[]);
+    expect(calls.map((c) => c.action)).toEqual(expect.arrayContaining(["s3:PutObject", "dynamodb:PutItem"]));
+    expect(calls.filter((c) => c.decision !== "Allowed")).toEqual([]);
     expect(r.code).toBe(1);
     // The stand-ins it started, by the PIDs it reported, are gone.
     const pids = [...r.stderr.matchAll(/sim: started (?:moto|DynamoDB Local) on \S+ \(pid (\d+)\)/g)].map((m) =>
@@ -527,6 +642,8 @@ describe("npm run sim on the command line", () => {
     const refused = await npmRunSim([
       "--config",
       configFile,
+      // Without IAM enforcement, as when measuring what it costs: the same answer.
+      "--no-iam",
       "RestoreFlow",
       JSON.stringify({ databaseId: "shop", target: { database: "x", password: "hunter2" } }),
     ]);
