@@ -146,8 +146,10 @@ function s3Requests(req: SignedRequest): IamRequest[] | undefined {
   for (const [sub, actions] of Object.entries(OBJECT_SUBRESOURCES)) {
     if (!q.has(sub)) continue;
     const action = actions[method as "GET"];
+    // A version's tags, ACL and attributes have actions of their own; its retention and legal hold do not.
+    const ofVersion = versioned && ["tagging", "acl", "attributes"].includes(sub);
     return action
-      ? [{ action: versioned ? action.replace(/Object/, "ObjectVersion") : action, resource: objectArn }]
+      ? [{ action: ofVersion ? action.replace(/Object/, "ObjectVersion") : action, resource: objectArn }]
       : undefined;
   }
   const put = putContext(req.headers);
