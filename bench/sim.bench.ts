@@ -7,7 +7,11 @@
  *   sim:        npm run sim's BackupFlow, RestoreFlow and VerifyFlow (plan, audit rows in
  *               DynamoDB Local, the task, catalog, prune), each task in the task sandbox
  *               as Fargate would run it;
- *   no sandbox: the same flows with `--no-sandbox`, each task a plain child process.
+ *   no sandbox: the same flows with `--no-sandbox`, each task a plain child process;
+ *   no IAM:     the same flows in the sandbox with `--no-iam`: no call goes through the IAM
+ *               gateway or is decided. The sim process's CPU seconds (the in-process
+ *               functions, and with IAM the gateway's proxying and decisions) are printed
+ *               too: less noisy than wall time on a shared machine.
  *
  * It prints the times, their ratios, the CPU seconds of the backup task (worker and
  * pg_dump), and from those the Fargate cost of one nightly backup of 10 GB of dump.
@@ -36,6 +40,7 @@ const recipient = await identityToRecipient(identity);
 const cluster = await benchCluster(GB);
 let sim: Sim | undefined;
 let plainSim: Sim | undefined;
+let noIamSim: Sim | undefined;
 try {
   const configFile = path.join(BENCH_WORK, "sim.config.json");
   await writeFile(
@@ -66,6 +71,8 @@ try {
   sim = await Sim.start({ configFile, log: () => undefined });
   // The second shares the stand-ins the first started (their endpoints are in the environment now).
   plainSim = await Sim.start({ configFile, log: () => undefined, sandbox: false });
+  noIamSim = await Sim.start({ configFile, log: () => undefined, iam: false });
+  const withoutIam: Sim = noIamSim;
   const storeUrl = [...sim.deployment.functions.values()].find((f) => f.environment.STORE_URL)?.environment
     .STORE_URL as string;
   const baselineStore = storeUrl.replace(/\/pg$/, "/baseline");
@@ -99,19 +106,33 @@ try {
   type Flows = { backup: number; restore: number; verify: number };
   const none: Flows = { backup: Infinity, restore: Infinity, verify: Infinity };
   const sum = (f: Flows) => f.backup + f.restore + f.verify;
-  const best = { sandbox: none, plain: none };
+  const best = { sandbox: none, plain: none, noIam: none };
+  const cpu = { sandbox: Infinity, noIam: Infinity };
+  let calls = 0;
   let dumpMB = 0;
   /** BackupFlow, RestoreFlow into `target`, then VerifyFlow of that backup, on `on`. */
-  const flowsOn = async (on: Sim, target: string): Promise<Flows & { backupId: string }> => {
+  const flowsOn = async (
+    on: Sim,
+    target: string,
+  ): Promise<Flows & { backupId: string; cpu: number; calls: number }> => {
     await drop(target);
+    const cpuBefore = process.cpuUsage();
     const backup = await on.run("BackupFlow", { databaseId: "bench" });
     const restore = await on.run("RestoreFlow", { databaseId: "bench", target: { database: target } });
     const verify = await on.run("VerifyFlow", { databaseId: "bench" });
     for (const e of [backup, restore, verify]) {
       if (e.status !== "SUCCEEDED") throw new Error(`${e.flow} ${e.status}: ${e.error} ${e.cause}`);
     }
+    const used = process.cpuUsage(cpuBefore);
     const backupId = (backup.output as { plan: { backupId: string } }).plan.backupId;
-    return { backup: backup.seconds, restore: restore.seconds, verify: verify.seconds, backupId };
+    return {
+      backup: backup.seconds,
+      restore: restore.seconds,
+      verify: verify.seconds,
+      backupId,
+      cpu: (used.user + used.system) / 1e6,
+      calls: [backup, restore, verify].reduce((n, e) => n + (e.calls?.length ?? 0), 0),
+    };
   };
   for (let i = 0; i < RUNS; i++) {
     await drop("bench_base");
@@ -127,20 +148,32 @@ try {
       baseline = { backup: b.seconds, restore: r.seconds, cpu: b.cpu };
     }
 
-    // Both modes in every run, so that they share the machine's load.
+    // Every mode in every run, so that they share the machine's load; with and without
+    // IAM in turn first, so that neither always follows the CLI's restore.
+    const unenforced = async () => {
+      const r = await flowsOn(withoutIam, "bench_sim_noiam");
+      if (sum(r) < sum(best.noIam)) best.noIam = r;
+      cpu.noIam = Math.min(cpu.noIam, r.cpu);
+    };
+    if (i % 2 === 1) await unenforced();
     const sandboxed = await flowsOn(sim, "bench_sim");
     if (sum(sandboxed) < sum(best.sandbox)) best.sandbox = sandboxed;
-    const plain = await flowsOn(plainSim, "bench_sim_plain");
-    if (sum(plain) < sum(best.plain)) best.plain = plain;
+    cpu.sandbox = Math.min(cpu.sandbox, sandboxed.cpu);
+    calls = sandboxed.calls;
+    // Read now: a later BackupFlow's prune keeps one backup a day, so this one may go.
     const { manifest } = await readManifestRecord(new S3Store(storeUrl), {
       databaseId: "bench",
       backupId: sandboxed.backupId,
     });
     dumpMB = (manifest.objects.find((o) => o.role === "dump")?.plainBytes ?? 0) / 1e6;
+    if (i % 2 === 0) await unenforced();
+    const plain = await flowsOn(plainSim, "bench_sim_plain");
+    if (sum(plain) < sum(best.plain)) best.plain = plain;
   }
   await drop("bench_base");
   await drop("bench_sim");
   await drop("bench_sim_plain");
+  await drop("bench_sim_noiam");
 
   const f = (n: number, d = 1) => n.toFixed(d);
   const flows = best.sandbox;
@@ -153,6 +186,7 @@ try {
   for (const [what, r] of [
     ["flows, task sandbox", best.sandbox],
     ["flows, --no-sandbox", best.plain],
+    ["flows, --no-iam", best.noIam],
   ] as const) {
     console.log(
       `  ${what.padEnd(28)}  ${f(r.backup).padStart(8)}  ${f(r.restore).padStart(9)}  ${f(r.verify).padStart(8)}  ${f(r.backup + r.restore).padStart(16)}  ${f(base / (r.backup + r.restore), 2)}x`,
@@ -160,6 +194,9 @@ try {
   }
   console.log(
     `  the three flows: ${f(sum(best.plain), 1)} s without the task sandbox, ${f(sum(best.sandbox), 1)} s in it (${f(sum(best.sandbox) / sum(best.plain), 2)}x)`,
+  );
+  console.log(
+    `  IAM enforcement (${calls} AWS calls decided in the three flows): ${f(sum(best.noIam), 1)} s without, ${f(sum(best.sandbox), 1)} s with (${f(sum(best.sandbox) / sum(best.noIam), 2)}x); the sim process's CPU ${f(cpu.noIam, 2)} s without, ${f(cpu.sandbox, 2)} s with`,
   );
 
   // A nightly backup of 10 GB of dump: its wall time on 2 cores scaled by size, and on a
@@ -181,6 +218,7 @@ try {
     );
   }
 } finally {
+  await noIamSim?.stop();
   await plainSim?.stop();
   await sim?.stop();
   await cluster.stop();
