@@ -1,5 +1,6 @@
 import { GetParameterCommand, GetParametersByPathCommand, ParameterNotFound, SSMClient } from "@aws-sdk/client-ssm";
 import { Ajv, type JSONSchemaType } from "ajv";
+import { clientConfigFromEnv } from "../aws-env.ts";
 import { InvalidConfigError } from "../errors.ts";
 import { DATABASE_ID_PATTERN } from "../keys.ts";
 
@@ -196,7 +197,10 @@ function parse<T>(name: string, text: string | undefined, valid: ValidateFn<T>):
  * same minute: the client backs off adaptively rather than failing a plan.
  */
 export function settingsFromEnv(env: NodeJS.ProcessEnv): FlowSettings {
-  return new ParameterStoreSettings(new SSMClient({ retryMode: "adaptive", maxAttempts: 10 }), env.SETTINGS_PATH ?? "");
+  return new ParameterStoreSettings(
+    new SSMClient({ retryMode: "adaptive", maxAttempts: 10, ...clientConfigFromEnv(env, "SSM") }),
+    env.SETTINGS_PATH ?? "",
+  );
 }
 
 function compare(a: string, b: string): number {
