@@ -68,6 +68,7 @@ const admin: ResolvedResource = {
 beforeAll(async () => {
   process.env.AWS_ENDPOINT_URL_SNS = inject("s3Endpoint");
   process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = inject("s3Endpoint");
+  process.env.AWS_ENDPOINT_URL_SSM = inject("s3Endpoint");
   const key = await identityFile();
   const rds = { host: "127.0.0.1", port: 5432, username: "u", password: "p", dbname: "d" };
   const secrets = {
@@ -87,8 +88,8 @@ beforeAll(async () => {
       identitySecretArn: `${ARN}:iam/identity-AbCdEf`,
       network: { create: true },
       databases: [
-        { id: "shop", secretArn: `${ARN}:iam/shop-AbCdEf` },
-        { id: "billing", secretArn: `${ARN}:iam/billing-AbCdEf` },
+        { id: "shop", secretArn: `${ARN}:iam/shop-AbCdEf`, secretHas: ["host", "port", "dbname"] },
+        { id: "billing", secretArn: `${ARN}:iam/billing-AbCdEf`, secretHas: ["host", "port", "dbname"] },
       ],
       sim: { secrets },
     }),
@@ -115,16 +116,18 @@ function fn(name: string): LambdaFunction {
   return found as LambdaFunction;
 }
 
-function taskDefinition(id: string): TaskDefinition {
-  const found = [...deployment.taskDefinitions.values()].find((d) => d.arn.includes(`-Worker${id}`));
-  expect(found, id).toBeDefined();
+/** The task definition of a duty (`backup`, `restore`, `verify`) for a database: family `<stack>_<duty>_<db>`. */
+function taskDefinition(duty: string, databaseId: string): TaskDefinition {
+  const family = new RegExp(`:task-definition/[^/:]*_${duty}_${databaseId}:\\d+$`);
+  const found = [...deployment.taskDefinitions.values()].find((d) => family.test(d.arn));
+  expect(found, `${duty} ${databaseId}`).toBeDefined();
   return found as TaskDefinition;
 }
 
 /** What a task of the definition runs with: the sim's environment, then its task role's. */
-function taskEnv(id: string): NodeJS.ProcessEnv {
-  const arn = `arn:aws:ecs:us-east-1:${ACCOUNT}:task/cluster/${id.toLowerCase()}0123456789`;
-  return { ...process.env, ...iam.taskEnv(taskDefinition(id), arn) };
+function taskEnv(duty: string, databaseId: string): NodeJS.ProcessEnv {
+  const arn = `arn:aws:ecs:us-east-1:${ACCOUNT}:task/cluster/${duty}${databaseId}0123456789`;
+  return { ...process.env, ...iam.taskEnv(taskDefinition(duty, databaseId), arn) };
 }
 
 function s3As(env: NodeJS.ProcessEnv): S3Client {
@@ -145,7 +148,7 @@ describe("the backup task's role, as the IAM gateway enforces it", () => {
   const bucket = () => new URL(storeUrl).host;
 
   it("puts a backup (a multipart upload) and its manifest with If-None-Match, and lists its own backups", async () => {
-    const store = new S3Store(storeUrl, { client: s3As(taskEnv("Backupshop")) });
+    const store = new S3Store(storeUrl, { client: s3As(taskEnv("backup", "shop")) });
     const dump = Buffer.alloc(9 * 1024 * 1024, 7);
     // 9 MiB in 8 MiB parts: CreateMultipartUpload, two UploadParts, Complete.
     await store.put(objectKey("shop", backupId, "dump"), Readable.from([dump]), { expectedBytes: dump.length });
@@ -161,7 +164,7 @@ describe("the backup task's role, as the IAM gateway enforces it", () => {
   });
 
   it("cannot delete a backup: 403 AccessDenied, and the object is still there", async () => {
-    const store = new S3Store(storeUrl, { client: s3As(taskEnv("Backupshop")) });
+    const store = new S3Store(storeUrl, { client: s3As(taskEnv("backup", "shop")) });
     const key = objectKey("shop", backupId, "dump");
     await expect(store.delete(key)).rejects.toBeInstanceOf(AccessDeniedError);
     expect(iam.calls.at(-1)).toMatchObject({
@@ -174,7 +177,7 @@ describe("the backup task's role, as the IAM gateway enforces it", () => {
   });
 
   it("cannot write under <db>/verifications/, nor a probe or an audit object", async () => {
-    const s3 = s3As(taskEnv("Backupshop"));
+    const s3 = s3As(taskEnv("backup", "shop"));
     for (const key of [
       `pg/shop/verifications/${backupId}/20260101T000000000Z-abcdef.json`,
       "pg/.strongroom/probe/x",
@@ -188,7 +191,7 @@ describe("the backup task's role, as the IAM gateway enforces it", () => {
   });
 
   it("cannot overwrite a manifest: a put without If-None-Match is refused by the bucket policy's explicit deny", async () => {
-    const s3 = s3As(taskEnv("Backupshop"));
+    const s3 = s3As(taskEnv("backup", "shop"));
     const Key = `pg/${objectKey("shop", backupId, "manifest")}`;
     await expect(s3.send(new PutObjectCommand({ Bucket: bucket(), Key, Body: "forged" }))).rejects.toMatchObject({
       name: "AccessDenied",
@@ -205,19 +208,16 @@ describe("the backup task's role, as the IAM gateway enforces it", () => {
     expect(new TextDecoder().decode(await getBytes(adminStore(), objectKey("shop", backupId, "manifest")))).toBe("{}");
   });
 
-  it("another database's prefix: one backup role serves every database today, so it may write there too", async () => {
-    // Per-database task roles come with the nested stacks; then this put must be denied.
-    const perDatabaseRoles = taskDefinition("Backupshop").taskRoleArn !== taskDefinition("Backupbilling").taskRoleArn;
-    const s3 = s3As(taskEnv("Backupshop"));
-    const put = s3.send(
-      new PutObjectCommand({ Bucket: bucket(), Key: `pg/billing/backups/${backupId}/dump.pgc.zst.age`, Body: "x" }),
-    );
-    if (perDatabaseRoles) {
-      await expect(put).rejects.toMatchObject({ name: "AccessDenied" });
-    } else {
-      await put;
-      expect(iam.calls.at(-1)).toMatchObject({ decision: "Allowed" });
-    }
+  it("cannot touch another database's prefix: each database's backup task has a role of its own", async () => {
+    expect(taskDefinition("backup", "shop").taskRoleArn).not.toBe(taskDefinition("backup", "billing").taskRoleArn);
+    const s3 = s3As(taskEnv("backup", "shop"));
+    const Key = `pg/billing/backups/${backupId}/dump.pgc.zst.age`;
+    await expect(s3.send(new PutObjectCommand({ Bucket: bucket(), Key, Body: "x" }))).rejects.toMatchObject({
+      name: "AccessDenied",
+    });
+    expect(iam.calls.at(-1)).toMatchObject({ action: "s3:PutObject", decision: "ImplicitlyDenied" });
+    // billing's own task may.
+    await s3As(taskEnv("backup", "billing")).send(new PutObjectCommand({ Bucket: bucket(), Key, Body: "x" }));
     // Listing is bounded to strongroom's prefix either way.
     await expect(s3.send(new ListObjectsV2Command({ Bucket: bucket(), Prefix: "elsewhere/" }))).rejects.toMatchObject({
       name: "AccessDenied",
@@ -226,7 +226,7 @@ describe("the backup task's role, as the IAM gateway enforces it", () => {
   });
 
   it("the restore task's role reads a backup and writes nothing", async () => {
-    const s3 = s3As(taskEnv("Restoreshop"));
+    const s3 = s3As(taskEnv("restore", "shop"));
     const Key = `pg/${objectKey("shop", backupId, "manifest")}`;
     const got = await s3.send(new GetObjectCommand({ Bucket: bucket(), Key }));
     expect(await got.Body?.transformToString()).toBe("{}");
@@ -350,12 +350,17 @@ describe("what the flows and ECS ask IAM, decided in-process", () => {
     await iam.authorizeRunTask(
       flow,
       { Cluster, PropagateTags: "TASK_DEFINITION" },
-      taskDefinition("Backupshop"),
+      taskDefinition("backup", "shop"),
       taskIn(Cluster),
     );
     // Tagging a task outside the flow's cluster is not RunTask's to do.
     await expect(
-      iam.authorizeRunTask(flow, { Cluster, PropagateTags: "TASK_DEFINITION" }, taskDefinition("Backupshop"), taskArn),
+      iam.authorizeRunTask(
+        flow,
+        { Cluster, PropagateTags: "TASK_DEFINITION" },
+        taskDefinition("backup", "shop"),
+        taskArn,
+      ),
     ).rejects.toMatchObject({ name: "ECS.AccessDeniedException", message: expect.stringContaining("ecs:TagResource") });
     await expect(iam.authorizeInvoke(flow, fn("plan-restore"))).rejects.toMatchObject({
       name: "Lambda.AWSLambdaException",
@@ -366,12 +371,12 @@ describe("what the flows and ECS ask IAM, decided in-process", () => {
   });
 
   it("a backup task's execution role reads its database's secret, never the age identity", async () => {
-    await iam.authorizeSecret(taskDefinition("Backupshop"), `${ARN}:iam/shop-AbCdEf`, taskArn);
+    await iam.authorizeSecret(taskDefinition("backup", "shop"), `${ARN}:iam/shop-AbCdEf`, taskArn);
     await expect(
-      iam.authorizeSecret(taskDefinition("Backupshop"), `${ARN}:iam/identity-AbCdEf`, taskArn),
+      iam.authorizeSecret(taskDefinition("backup", "shop"), `${ARN}:iam/identity-AbCdEf`, taskArn),
     ).rejects.toThrow(/AccessDeniedException: User: .* is not authorized to perform: secretsmanager:GetSecretValue/);
     await expect(
-      iam.authorizeSecret(taskDefinition("Backupshop"), `${ARN}:iam/billing-AbCdEf`, taskArn),
+      iam.authorizeSecret(taskDefinition("backup", "shop"), `${ARN}:iam/billing-AbCdEf`, taskArn),
     ).rejects.toThrow(/not authorized/);
   });
 });

@@ -47,12 +47,15 @@ const delivered: string[] = [];
 
 /** Every call the executions of the flows' tests made that IAM denied: none may be. */
 const deniedInFlows: IamCall[] = [];
+/** Every action the flows' tests asked IAM about, by any principal. */
+const actionsInFlows = new Set<string>();
 
 /** `sim.run`, keeping the denied calls for the last test of the flows. */
 async function run(flow: string, input: unknown): Promise<ExecutionResult> {
   const result = await sim.run(flow, input);
   expect(result.calls, "IAM is enforced").toBeDefined();
   deniedInFlows.push(...(result.calls ?? []).filter((c) => c.decision !== "Allowed"));
+  for (const c of result.calls ?? []) actionsInFlows.add(c.action);
   return result;
 }
 
@@ -464,6 +467,27 @@ describe("npm run sim runs the synthesized flows", () => {
 
   it("made every AWS call of the flows above as the principal the template says, and IAM allowed each", () => {
     expect(deniedInFlows).toEqual([]);
+    // Each kind of principal was asked about: the functions' and tasks' calls through the
+    // gateway, the flows' own, and ECS's for the tasks' secrets.
+    expect([...actionsInFlows]).toEqual(
+      expect.arrayContaining([
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "lambda:InvokeFunction",
+        "ecs:RunTask",
+        "iam:PassRole",
+        "ecs:TagResource",
+        "secretsmanager:GetSecretValue",
+        "sns:Publish",
+      ]),
+    );
+    expect(
+      [...actionsInFlows].some((a) => a.startsWith("ssm:Get")),
+      "the plans read their settings as themselves",
+    ).toBe(true);
   });
 
   it("wires every schedule to a flow or function in the template, with an input it accepts", () => {
@@ -512,8 +536,9 @@ describe("npm run sim enforces the template's IAM policies", () => {
   }
 
   function backupTaskRole(databaseId: string): string {
+    // Each database's backup task definition is the family `<stack>_backup_<id>`.
     const definition = [...sim.deployment.taskDefinitions.values()].find((d) =>
-      d.arn.includes(`-WorkerBackup${databaseId}`),
+      d.arn.endsWith(`_backup_${databaseId}:1`),
     );
     expect(definition?.taskRoleArn).toBeDefined();
     return definition?.taskRoleArn as string;
@@ -537,7 +562,7 @@ describe("npm run sim enforces the template's IAM policies", () => {
     const denied = (result.calls ?? []).filter((c) => c.decision !== "Allowed");
     expect(denied.length).toBeGreaterThan(0);
     expect(denied[0]).toMatchObject({
-      principal: expect.stringContaining("WorkerBackupTaskRole"),
+      principal: expect.stringContaining("BackupTaskRoleshop"),
       action: "s3:PutObject",
       resource: expect.stringMatching(/\/pg\/shop\/backups\/[^/]+\/dump\.pgc\.zst\.age$/),
       decision: "ImplicitlyDenied",
@@ -555,7 +580,7 @@ describe("npm run sim enforces the template's IAM policies", () => {
     const result = await without(flow.roleArn, "iam:PassRole", () => sim.run("BackupFlow", { databaseId: "shop" }));
     expect(result.status).toBe("FAILED");
     expect(result.error).toBe("ECS.AccessDeniedException");
-    expect(result.cause).toMatch(/is not authorized to perform: iam:PassRole on resource: .*WorkerBackupTaskRole/);
+    expect(result.cause).toMatch(/is not authorized to perform: iam:PassRole on resource: .*BackupTaskRoleshop/);
     expect(result.states).toEqual([
       "Plan backup",
       "Audit backup.start",
@@ -564,11 +589,11 @@ describe("npm run sim enforces the template's IAM policies", () => {
       "Notify failure",
       "BackupFlow failed",
     ]);
-    expect((result.calls ?? []).some((c) => c.principal.includes("WorkerBackupTaskRole"))).toBe(false);
+    expect((result.calls ?? []).some((c) => c.principal.includes("BackupTaskRole"))).toBe(false);
   }, 120_000);
 
   it("an execution role that may not read the database's secret fails the task to start (TaskFailedToStart)", async () => {
-    const definition = [...sim.deployment.taskDefinitions.values()].find((d) => d.arn.includes("-WorkerBackupshop"));
+    const definition = [...sim.deployment.taskDefinitions.values()].find((d) => d.arn.endsWith("_backup_shop:1"));
     const role = definition?.executionRoleArn as string;
     const result = await without(role, "secretsmanager:GetSecretValue", () =>
       sim.run("BackupFlow", { databaseId: "shop" }),
