@@ -52,7 +52,8 @@ try {
       recipients: [recipient],
       identitySecretArn: `${ARN}:bench/identity-AbCdEf`,
       network: { create: true },
-      databases: [{ id: "bench", secretArn: `${ARN}:bench/db-AbCdEf` }],
+      // The secret holds the whole connection (Secrets Manager's RDS format), and says so.
+      databases: [{ id: "bench", secretArn: `${ARN}:bench/db-AbCdEf`, secretHas: ["host", "port", "dbname"] }],
       sim: {
         secrets: {
           [`${ARN}:bench/identity-AbCdEf`]: identity,
