@@ -24,11 +24,11 @@ import { connectionEnvironment, connectionSecrets, rolePath, taskFamily, type Wo
 export const GROUPS = 16;
 
 /**
- * What one database adds to its group: a backup task role, three task definitions, a
- * settings parameter, two schedules and two alarms. Each group also has its two
+ * What one database adds to its group: a backup and a verify task role, three task
+ * definitions, a settings parameter, two schedules and two alarms. Each group also has its two
  * execution roles and Scheduler's role, with their policies (7 resources).
  */
-export const RESOURCES_PER_DATABASE = 9;
+export const RESOURCES_PER_DATABASE = 10;
 export const RESOURCES_PER_GROUP = 7;
 /** CloudFormation's quota of resources per stack, a nested stack's included. */
 export const STACK_RESOURCE_QUOTA = 500;
@@ -106,7 +106,7 @@ export class DatabaseGroup extends NestedStack {
       const verify = worker.defineTask(this, `VerifyTask-${db.id}`, {
         family: taskFamily(worker.name, "verify", db.id),
         size: db.task,
-        taskRole: worker.verifyRole,
+        taskRole: this.verifyRole(worker, db.id),
         executionRole: worker.verifyExecutionRole,
         // Restoring a dump runs code its roles wrote. The worker runs as root here so that
         // it can start the scratch server as the image's `postgres` user with an
@@ -139,6 +139,40 @@ export class DatabaseGroup extends NestedStack {
       props.alarms.stale(db.id, this);
       props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
     }
+  }
+
+  /**
+   * The database's own verify role: read and list `<db>/`, put only under
+   * `<db>/verifications/` (a verification of one database can never be recorded for
+   * another), never delete. Inline, as the backup role's.
+   */
+  private verifyRole(worker: Worker, databaseId: string): iam.Role {
+    const bucket = worker.bucket;
+    const own = `${bucket.prefix ? `${bucket.prefix}/` : ""}${databaseId}`;
+    const verifications = bucket.bucket.arnForObjects(`${own}/verifications/*`);
+    const objects = bucket.bucket.arnForObjects(`${own}/*`);
+    const role = new iam.Role(this, `VerifyTaskRole-${databaseId}`, {
+      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+      path: rolePath(worker.name, "verify-task"),
+      description: `strongroom ${worker.name} verify task of ${databaseId}: read its backups, write its verification results`,
+      inlinePolicies: {
+        verify: new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [objects] }),
+            new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] }),
+            new iam.PolicyStatement({
+              actions: ["s3:ListBucket"],
+              resources: [bucket.bucket.bucketArn],
+              conditions: { StringLike: { "s3:prefix": [`${own}/*`] } },
+            }),
+            ...[allowKeys(this, worker.kmsKeyArns, "s3-write")].filter((x) => x !== undefined),
+          ],
+        }),
+      },
+    });
+    acknowledgeWildcard(role, verifications, "verification results are named by backup id and time at run time");
+    acknowledgeWildcard(role, objects, "the database's objects are named by backup id at run time");
+    return role;
   }
 
   /**

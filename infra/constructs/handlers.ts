@@ -11,6 +11,7 @@ import type { BackupBucket } from "./backup-bucket.ts";
 import type { ControlTables } from "./control-tables.ts";
 import { grantKeys } from "./kms.ts";
 import { acknowledge, acknowledgeWildcard } from "./nag.ts";
+import { listUnder } from "./worker.ts";
 
 const REPO_ROOT = path.resolve(import.meta.dirname, "../..");
 
@@ -143,10 +144,12 @@ export class Handlers extends Construct {
     allow(this.catalogRecord, ["s3:GetObject"], [objects]);
     allow(this.catalogRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
     allow(this.retentionPrune, ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [objects]);
-    allow(this.retentionPrune, ["s3:ListBucket", "s3:ListBucketMultipartUploads"], [bucket.bucket.bucketArn]);
+    // Listing only under strongroom's prefix (s3:prefix), as the task roles list.
+    this.retentionPrune.addToRolePolicy(listUnder(bucket, bucket.prefix));
+    allow(this.retentionPrune, ["s3:ListBucketMultipartUploads"], [bucket.bucket.bucketArn]);
     for (const reader of [this.planRestore, this.planVerify, this.verificationRecord, this.readiness]) {
       allow(reader, ["s3:GetObject"], [objects]);
-      allow(reader, ["s3:ListBucket"], [bucket.bucket.bucketArn]);
+      reader.addToRolePolicy(listUnder(bucket, bucket.prefix));
     }
     // What counts is decided by the audit log (core/ledger.ts): these read it, never write.
     for (const reader of [this.planRestore, this.planVerify, this.readiness]) {
@@ -181,9 +184,10 @@ export class Handlers extends Construct {
       );
     }
     allow(this.destinationProbe, ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], [probeObjects]);
+    this.destinationProbe.addToRolePolicy(listUnder(bucket, bucket.prefix));
     allow(
       this.destinationProbe,
-      ["s3:ListBucket", "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
+      ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
       [bucket.bucket.bucketArn],
     );
     const named = "objects under strongroom's prefix are named by database and backup id at run time";

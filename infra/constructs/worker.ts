@@ -68,7 +68,8 @@ export type Duty = "backup" | "restore" | "verify";
  *
  * Roles, per duty: a backup task may put objects under its own database's backups and
  * read that database's objects, never delete; restore tasks may read, never write;
- * verify tasks may read, and put only results under `<db>/verifications/`. Only restore
+ * a verify task may read its own database's objects, and put only results under its
+ * `<db>/verifications/`. Only restore
  * and verify execution roles may read the identity secret; verify tasks get no database
  * secret at all (they restore into a cluster inside themselves). Every role sits under
  * the path `/strongroom/<name>/<duty>-task/` or `…/<duty>-execution/`, so that a flow may
@@ -83,8 +84,6 @@ export class Worker extends Construct {
   readonly restoreTargetTasks = new Map<string, ecs.FargateTaskDefinition>();
   /** Shared by every database's restore tasks and the restore-target tasks. */
   readonly restoreRole: iam.Role;
-  /** Shared by every database's verify tasks. */
-  readonly verifyRole: iam.Role;
   /** Pulls the image, writes logs and reads the identity: every verify task's. */
   readonly verifyExecutionRole: iam.Role;
   readonly identitySecretArn: string;
@@ -133,30 +132,12 @@ export class Worker extends Construct {
       new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }),
     );
     this.restoreRole.addToPolicy(listUnder(bucket, bucket.prefix));
-    this.verifyRole = this.role(
-      this,
-      "VerifyTaskRole",
-      "verify-task",
-      "verify tasks: read backups, write verification results, never delete",
-    );
-    const verifications = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}*/verifications/*`);
-    this.verifyRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [bucket.objectsArn] }));
-    this.verifyRole.addToPolicy(new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] }));
-    this.verifyRole.addToPolicy(listUnder(bucket, bucket.prefix));
     acknowledgeWildcard(
-      this.verifyRole,
-      verifications,
-      "verification results are objects named by database, backup id and time at run time",
+      this.restoreRole,
+      bucket.objectsArn,
+      "backups are objects under strongroom's prefix, named by database and backup id at run time",
     );
-    for (const role of [this.restoreRole, this.verifyRole]) {
-      acknowledgeWildcard(
-        role,
-        bucket.objectsArn,
-        "backups are objects under strongroom's prefix, named by database and backup id at run time",
-      );
-    }
     grantKeys(this.restoreRole, this.kmsKeyArns, "s3-read");
-    grantKeys(this.verifyRole, this.kmsKeyArns, "s3-write");
     this.verifyExecutionRole = this.executionRole(this, "VerifyExecutionRole", "verify", [props.identitySecretArn]);
 
     const targets = props.restoreTargets ?? [];

@@ -118,9 +118,12 @@ describe("what the task roles may write, as IAM evaluates it", () => {
     expect(await decide("SomeAdmin", "s3:PutObject", backup, { identityPolicies: admin })).toBe("Allowed");
   });
 
-  it("lets the verify task put verification results, and never a backup", async () => {
-    const role = "WorkerVerifyTaskRole";
+  it("lets a database's verify task put its verification results, never another database's, and never a backup", async () => {
+    const role = "VerifyTaskRoleshop";
     expect(await decide(role, "s3:PutObject", summary)).toBe("Allowed");
+    expect(await decide(role, "s3:PutObject", summary.replace("pg/shop/", "pg/billing/"))).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:GetObject", backup.replace("pg/shop/", "pg/billing/"))).toBe("ImplicitlyDenied");
+    expect(await decide(role, "s3:DeleteObject", backup)).toBe("ImplicitlyDenied");
     expect(await decide(role, "s3:PutObject", manifest, { context: { "s3:if-none-match": "*" } })).toBe(
       "ImplicitlyDenied",
     );

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { MAX_PER_GROUP } from "../../infra/constructs/database-group.ts";
+import { MAX_PER_GROUP, RESOURCES_PER_DATABASE, RESOURCES_PER_GROUP } from "../../infra/constructs/database-group.ts";
 import type { CfnTemplate } from "../../infra/sim/template.ts";
 import { generatedConfig } from "../helpers/stack.ts";
 import { type Synthesized, synthesizeAll } from "../helpers/synth.ts";
@@ -121,6 +121,6 @@ describe("a deployment of many databases stays within AWS's quotas", () => {
     const few = groupsOf((await synthesizeWith(12)).synth);
     const more = groupsOf((await synthesizeWith(30)).synth);
     for (const [family, group] of few) expect(more.get(family), family).toBe(group);
-    expect(MAX_PER_GROUP * 9).toBeLessThan(QUOTA.resourcesPerStack);
+    expect(MAX_PER_GROUP * RESOURCES_PER_DATABASE + RESOURCES_PER_GROUP).toBeLessThan(QUOTA.resourcesPerStack);
   }, 600_000);
 });

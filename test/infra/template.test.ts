@@ -68,13 +68,13 @@ describe("the synthesized template", () => {
     }
   });
 
-  it("lets the verify task read backups and put only verification results, never delete", () => {
-    const s = statementsOf(roleIdOf("WorkerVerifyTaskRole"));
+  it("lets each database's verify task read its backups and put only its verification results, never delete", () => {
+    const s = statementsOf(roleIdOf("VerifyTaskRoleshop"));
     const all = s.flatMap(actions);
     expect(all.filter((a) => /Delete|Abort|\*/.test(a))).toEqual([]);
     const puts = s.filter((st) => actions(st).includes("s3:PutObject"));
     expect(puts).toHaveLength(1);
-    expect(json(puts[0]?.Resource)).toContain("/pg/*/verifications/*");
+    expect(json(puts[0]?.Resource)).toContain("/pg/shop/verifications/*");
   });
 
   it("lets a verify task out on HTTPS only (code from a backup runs in it); backup and restore tasks reach their databases", () => {
