@@ -303,7 +303,7 @@ describe("the tables, as the IAM gateway enforces them", () => {
 });
 
 describe("callers the gateway does not know", () => {
-  const unknown = { AWS_ACCESS_KEY_ID: "AKIAUNKNOWN000000000", AWS_SECRET_ACCESS_KEY: "x" };
+  const unknown = { AWS_ACCESS_KEY_ID: "UNKNOWNKEY0000000000", AWS_SECRET_ACCESS_KEY: "x" };
 
   it("refuses an unknown access key as each service does, and records it", async () => {
     const env = { ...process.env, ...iam.functionEnv(fn("retention-prune")), ...unknown };

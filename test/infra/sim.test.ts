@@ -89,6 +89,16 @@ function scheduledInput(databaseId: string, flowName = "BackupFlow"): unknown {
   return schedule?.input;
 }
 
+/** The states a BackupFlow passes through when its task fails: recorded, notified, failed. */
+const BACKUP_FAILED_STATES = [
+  "Plan backup",
+  "Audit backup.start",
+  "Run backup task",
+  "Audit backup.fail",
+  "Notify failure",
+  "BackupFlow failed",
+];
+
 beforeAll(async () => {
   // One moto serves S3, SNS and Secrets Manager, as the sim would start it.
   process.env.AWS_ENDPOINT_URL_SNS = inject("s3Endpoint");
@@ -328,14 +338,7 @@ describe("npm run sim runs the synthesized flows", () => {
     const result = await run("BackupFlow", scheduledInput("down"));
     expect(result.status).toBe("FAILED");
     expect(result.error).toBe("States.TaskFailed");
-    expect(result.states).toEqual([
-      "Plan backup",
-      "Audit backup.start",
-      "Run backup task",
-      "Audit backup.fail",
-      "Notify failure",
-      "BackupFlow failed",
-    ]);
+    expect(result.states).toEqual(BACKUP_FAILED_STATES);
     const task = JSON.parse(result.cause as string) as { Containers: Array<{ Name: string; ExitCode: number }> };
     expect(task.Containers).toEqual([expect.objectContaining({ Name: "worker", ExitCode: 1 })]);
 
@@ -551,14 +554,7 @@ describe("npm run sim enforces the template's IAM policies", () => {
     );
     expect(result.status).toBe("FAILED");
     expect(result.error).toBe("States.TaskFailed");
-    expect(result.states).toEqual([
-      "Plan backup",
-      "Audit backup.start",
-      "Run backup task",
-      "Audit backup.fail",
-      "Notify failure",
-      "BackupFlow failed",
-    ]);
+    expect(result.states).toEqual(BACKUP_FAILED_STATES);
     const denied = (result.calls ?? []).filter((c) => c.decision !== "Allowed");
     expect(denied.length).toBeGreaterThan(0);
     expect(denied[0]).toMatchObject({
@@ -581,14 +577,7 @@ describe("npm run sim enforces the template's IAM policies", () => {
     expect(result.status).toBe("FAILED");
     expect(result.error).toBe("ECS.AccessDeniedException");
     expect(result.cause).toMatch(/is not authorized to perform: iam:PassRole on resource: .*BackupTaskRoleshop/);
-    expect(result.states).toEqual([
-      "Plan backup",
-      "Audit backup.start",
-      "Run backup task",
-      "Audit backup.fail",
-      "Notify failure",
-      "BackupFlow failed",
-    ]);
+    expect(result.states).toEqual(BACKUP_FAILED_STATES);
     expect((result.calls ?? []).some((c) => c.principal.includes("BackupTaskRole"))).toBe(false);
   }, 120_000);
 
