@@ -75,6 +75,35 @@ describe("the worker as a flow's task runs it", () => {
     expect(again.stderr).toContain("[TargetNotEmptyError]");
   });
 
+  it("says how to make a restore's missing target database: createdb, quoted for a shell, or --create; nothing is written", async () => {
+    const db = await createDatabase(inject("pgUrl"), "notarget");
+    await sql(db.url, "create table t as select 1 as x");
+    const store = await newStore("file");
+    const key = await identityFile();
+    expect(
+      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: db.url, STRONGROOM_STORE: store.url }))
+        .code,
+    ).toBe(0);
+    for (const [name, shown] of [
+      [`shop_copy_${process.pid}`, `createdb shop_copy_${process.pid}`],
+      [`it's a copy ${process.pid}`, `createdb 'it'\\''s a copy ${process.pid}'`],
+    ]) {
+      const r = await runCli(["restore"], {
+        STRONGROOM_STORE: store.url,
+        STRONGROOM_TARGET_URL: dbUrl(inject("pgUrl"), encodeURIComponent(name as string)),
+        STRONGROOM_IDENTITY: key.identity,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`database ${name} does not exist`);
+      expect(r.stderr).toContain(`create it (${shown}) or pass --create`);
+      const exists = await sql(
+        inject("pgUrl"),
+        `select count(*)::int as n from pg_database where datname = '${(name as string).replaceAll("'", "''")}'`,
+      );
+      expect(exists).toEqual([{ n: 0 }]);
+    }
+  });
+
   it("asks for --identity, naming both variables, when neither it nor STRONGROOM_IDENTITY is given", async () => {
     const r = await runCli(["restore", "--json"], {
       STRONGROOM_STORE: "file:///nonexistent",

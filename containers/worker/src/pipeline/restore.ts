@@ -9,6 +9,7 @@ import { auditedJob } from "#core/audit/audit-log.ts";
 import { type BackupStats, parseStats } from "#core/backup-stats.ts";
 import {
   AbortedError,
+  DatabaseConnectionError,
   IntegrityError,
   ManifestError,
   MissingRolesError,
@@ -176,7 +177,9 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
   }
 
   if (options.create) await createDatabaseIfMissing(target, options.log);
-  const client = await connect(target, "strongroom-restore");
+  const client = await connect(target, "strongroom-restore").catch((err: unknown) => {
+    throw missingTargetHint(err, target.database);
+  });
   try {
     const server = await serverInfo(client);
     const bin = await findPgRestoreFor(server, manifest.pgDump.version, env);
@@ -395,4 +398,18 @@ async function restoreStaged(
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A restore's target that does not exist is the common first mistake: say how to make it
+ * (createdb, with the name quoted for a shell where it needs it), or that --create does.
+ */
+function missingTargetHint(err: unknown, database: string): unknown {
+  const code = ((err as { cause?: { code?: string } }).cause ?? {}).code;
+  if (!(err instanceof DatabaseConnectionError) || code !== "3D000") return err;
+  const shell = /^[A-Za-z0-9_.-]+$/.test(database) ? database : `'${database.replaceAll("'", "'\\''")}'`;
+  return new DatabaseConnectionError(err.message, {
+    cause: err.cause,
+    hint: `create it (createdb ${shell}) or pass --create`,
+  });
 }
