@@ -94,6 +94,17 @@ describe("--json on usage errors", () => {
     expect(r.stderr).toContain(`strongroom: error: ${message} [UsageError]`);
   });
 
+  it("reports a mistyped option first, on one line with the option it was likely meant to be, not as the option missing", async () => {
+    const r = await runCli(["backup", "--store", "file:///tmp/x", "--recipent", "age1x"], { DATABASE_URL: undefined });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(
+      "strongroom: error: unknown option '--recipent' (did you mean --recipient?) [UsageError]\nHINT: strongroom backup --help shows the usage\n",
+    );
+    // An option's value that looks like an option is not taken for one, and nothing far off is suggested.
+    const far = await runCli(["list", "--store", "file:///tmp", "--database-id", "-x", "--zzzzzz"]);
+    expect(far.stderr).toContain("strongroom: error: unknown option '--zzzzzz' [UsageError]");
+  });
+
   it("names the env var of a missing option in text too", async () => {
     const r = await runCli(["backup", "--store", "file:///tmp/x", "--recipient", "age1x"]);
     expect(r.code).toBe(2);

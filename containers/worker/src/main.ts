@@ -30,10 +30,67 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError && (err.exitCode === 0 || err.code.startsWith("commander.help"))) {
       return err.exitCode === 0 ? 0 : 2;
     }
-    const failure = err instanceof CommanderError ? usageError(err, running()) : asStrongroomError(err);
+    const failure = err instanceof CommanderError ? usageError(err, running(), argv) : asStrongroomError(err);
     printError(program, running(), failure, err, wroteResult);
     return failure instanceof UsageError ? 2 : 1;
   }
+}
+
+/**
+ * The first option in `argv` that neither `command` nor its parents know, and the known
+ * long option nearest to it. An option's value is skipped (`--target-database -x`).
+ */
+export function unknownOption(
+  command: Command,
+  argv: readonly string[],
+): { flag: string; suggestion?: string } | undefined {
+  const options = [];
+  for (let c: Command | null = command; c; c = c.parent) options.push(...c.options);
+  const byFlag = new Map<string, (typeof options)[number]>();
+  for (const o of options) {
+    if (o.long) byFlag.set(o.long, o);
+    if (o.short) byFlag.set(o.short, o);
+  }
+  const builtIn = new Set(["-h", "--help", "-V", "--version"]);
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] as string;
+    if (token === "--") return undefined;
+    if (!token.startsWith("-") || token === "-") continue;
+    const flag = token.split("=", 1)[0] as string;
+    const option = byFlag.get(flag);
+    if (option) {
+      if ((option.required || option.optional) && !token.includes("=")) i++;
+      continue;
+    }
+    if (builtIn.has(flag)) continue;
+    // `-j4`: a known short option with its value attached.
+    if (!flag.startsWith("--") && byFlag.has(flag.slice(0, 2))) continue;
+    const longs = [...byFlag.keys()].filter((f) => f.startsWith("--"));
+    const nearest = longs
+      .map((f) => ({ f, d: editDistance(flag, f) }))
+      .sort((a, b) => a.d - b.d || (a.f < b.f ? -1 : 1))[0];
+    const close = nearest !== undefined && nearest.d <= Math.max(1, Math.floor(flag.length * 0.4));
+    return { flag, ...(close ? { suggestion: nearest.f } : {}) };
+  }
+  return undefined;
+}
+
+/** Levenshtein distance, with a swap of two neighbours counted as one edit. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) (d[0] as number[])[j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = d[i] as number[];
+      const prev = d[i - 1] as number[];
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j] as number, ((d[i - 2] as number[])[j - 2] as number) + 1);
+      }
+    }
+  }
+  return (d[a.length] as number[])[b.length] as number;
 }
 
 /**
@@ -66,9 +123,17 @@ function printError(
  * A usage error commander found (a missing or unknown option, a bad choice) as our own
  * UsageError: a missing option names its environment variable, the hint names --help.
  */
-function usageError(err: CommanderError, command: Command | undefined): UsageError {
+function usageError(err: CommanderError, command: Command | undefined, argv: string[]): UsageError {
   let message = err.message.replace(/^error: /, "");
-  if (err.code === "commander.missingMandatoryOptionValue" && command) {
+  // Commander checks required options before unknown ones, so a mistyped flag would be
+  // reported as the option it was meant to be. An unknown option comes first, on one line.
+  const unknown =
+    err.code === "commander.unknownOption" || err.code === "commander.missingMandatoryOptionValue"
+      ? command && unknownOption(command, argv)
+      : undefined;
+  if (unknown) {
+    message = `unknown option '${unknown.flag}'${unknown.suggestion ? ` (did you mean ${unknown.suggestion}?)` : ""}`;
+  } else if (err.code === "commander.missingMandatoryOptionValue" && command) {
     const option = command.options.find((o) => message.includes(`'${o.flags}'`));
     if (option?.envVar) message += ` (give it, or set ${option.envVar})`;
   }

@@ -405,7 +405,7 @@ async function restoreStaged(
  * (createdb, with the name quoted for a shell where it needs it), or that --create does.
  */
 function missingTargetHint(err: unknown, database: string): unknown {
-  const code = ((err as { cause?: { code?: string } }).cause ?? {}).code;
+  const code = (err as { cause?: { code?: string } }).cause?.code;
   if (!(err instanceof DatabaseConnectionError) || code !== "3D000") return err;
   const shell = /^[A-Za-z0-9_.-]+$/.test(database) ? database : `'${database.replaceAll("'", "'\\''")}'`;
   return new DatabaseConnectionError(err.message, {
