@@ -8,6 +8,8 @@ import { listAll, type ObjectStore } from "#core/store/object-store.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { keyPair } from "./age.ts";
+import { runCli } from "./cli.ts";
+import { createDatabase, sql } from "./pg.ts";
 import { tempDir } from "./temp.ts";
 
 export interface StoreUnderTest {
@@ -55,6 +57,31 @@ export async function identityFile(): Promise<{ recipient: string; identity: str
   const file = path.join(await tempDir(), "identity.txt");
   await writeFile(file, `${pair.identity}\n`, { mode: 0o600 });
   return { ...pair, file };
+}
+
+/**
+ * A database made from `setup` on the rig's server, backed up once by the CLI into a
+ * new file store under a new key pair: what a restore test starts from.
+ */
+export async function backedUpByCli(
+  serverUrl: string,
+  name: string,
+  setup: string,
+): Promise<{
+  db: { url: string; name: string };
+  store: StoreUnderTest;
+  key: Awaited<ReturnType<typeof identityFile>>;
+}> {
+  const db = await createDatabase(serverUrl, name);
+  await sql(db.url, setup);
+  const store = await newStore("file");
+  const key = await identityFile();
+  const r = await runCli(["backup", "--recipient", key.recipient], {
+    DATABASE_URL: db.url,
+    STRONGROOM_STORE: store.url,
+  });
+  if (r.code !== 0) throw new Error(`the setup backup failed: ${r.stderr}`);
+  return { db, store, key };
 }
 
 /**

@@ -2,7 +2,7 @@ import { readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
-import { identityFile, newStore } from "../helpers/fixture.ts";
+import { backedUpByCli, identityFile, newStore } from "../helpers/fixture.ts";
 import { createDatabase, dbUrl, sql } from "../helpers/pg.ts";
 
 /**
@@ -43,14 +43,11 @@ describe("the worker as a flow's task runs it", () => {
   });
 
   it("restores with --create into a database that does not exist yet, reading the identity from STRONGROOM_IDENTITY", async () => {
-    const db = await createDatabase(inject("pgUrl"), "create");
-    await sql(db.url, "create table t as select g from generate_series(1, 10) g");
-    const store = await newStore("file");
-    const key = await identityFile();
-    expect(
-      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: db.url, STRONGROOM_STORE: store.url }))
-        .code,
-    ).toBe(0);
+    const { store, key } = await backedUpByCli(
+      inject("pgUrl"),
+      "create",
+      "create table t as select g from generate_series(1, 10) g",
+    );
     // A name that needs quoting: the create must not be built by pasting it into SQL.
     const name = `new "db" ${process.pid}`;
     const target = dbUrl(inject("pgUrl"), encodeURIComponent(name));
@@ -76,14 +73,7 @@ describe("the worker as a flow's task runs it", () => {
   });
 
   it("says how to make a restore's missing target database: createdb, quoted for a shell, or --create; nothing is written", async () => {
-    const db = await createDatabase(inject("pgUrl"), "notarget");
-    await sql(db.url, "create table t as select 1 as x");
-    const store = await newStore("file");
-    const key = await identityFile();
-    expect(
-      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: db.url, STRONGROOM_STORE: store.url }))
-        .code,
-    ).toBe(0);
+    const { store, key } = await backedUpByCli(inject("pgUrl"), "notarget", "create table t as select 1 as x");
     for (const [name, shown] of [
       [`shop_copy_${process.pid}`, `createdb shop_copy_${process.pid}`],
       [`it's a copy ${process.pid}`, `createdb 'it'\\''s a copy ${process.pid}'`],

@@ -2,7 +2,7 @@ import { describe, expect, inject, it } from "vitest";
 import { readAll } from "#core/audit/audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { runCli } from "../helpers/cli.ts";
-import { identityFile, newStore } from "../helpers/fixture.ts";
+import { backedUpByCli, identityFile, newStore } from "../helpers/fixture.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
 
 /** Usability item 6: storedBytes means one thing everywhere. */
@@ -33,15 +33,8 @@ describe("backup report", () => {
   });
 
   it("speaks of 1 table and 1 row, and rounds the seconds people read", async () => {
-    const db = await createDatabase(inject("pgUrl"), "single");
-    await sql(db.url, "create table only_one as select 1 as x");
+    const { store, key } = await backedUpByCli(inject("pgUrl"), "single", "create table only_one as select 1 as x");
     const target = await createDatabase(inject("pgUrl"), "single_target");
-    const store = await newStore("file");
-    const key = await identityFile();
-    expect(
-      (await runCli(["backup", "--recipient", key.recipient], { DATABASE_URL: db.url, STRONGROOM_STORE: store.url }))
-        .code,
-    ).toBe(0);
     const r = await runCli(["restore", "--identity", key.file], {
       STRONGROOM_STORE: store.url,
       STRONGROOM_TARGET_URL: target.url,
