@@ -144,69 +144,72 @@ export class DatabaseGroup extends NestedStack {
   /**
    * The database's own verify role: read and list `<db>/`, put only under
    * `<db>/verifications/` (a verification of one database can never be recorded for
-   * another), never delete. Inline, as the backup role's.
+   * another), never delete.
    */
   private verifyRole(worker: Worker, databaseId: string): iam.Role {
-    const bucket = worker.bucket;
-    const own = `${bucket.prefix ? `${bucket.prefix}/` : ""}${databaseId}`;
-    const verifications = bucket.bucket.arnForObjects(`${own}/verifications/*`);
-    const objects = bucket.bucket.arnForObjects(`${own}/*`);
-    const role = new iam.Role(this, `VerifyTaskRole-${databaseId}`, {
-      assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-      path: rolePath(worker.name, "verify-task"),
-      description: `strongroom ${worker.name} verify task of ${databaseId}: read its backups, write its verification results`,
-      inlinePolicies: {
-        verify: new iam.PolicyDocument({
-          statements: [
-            new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [objects] }),
-            new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] }),
-            new iam.PolicyStatement({
-              actions: ["s3:ListBucket"],
-              resources: [bucket.bucket.bucketArn],
-              conditions: { StringLike: { "s3:prefix": [`${own}/*`] } },
-            }),
-            ...[allowKeys(this, worker.kmsKeyArns, "s3-write")].filter((x) => x !== undefined),
-          ],
-        }),
-      },
+    return this.ownTaskRole(worker, databaseId, "verify", "read its backups, write its verification results", (own) => {
+      const verifications = worker.bucket.bucket.arnForObjects(`${own}/verifications/*`);
+      return {
+        statements: [new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] })],
+        wildcards: [[verifications, "verification results are named by backup id and time at run time"]],
+      };
     });
-    acknowledgeWildcard(role, verifications, "verification results are named by backup id and time at run time");
-    acknowledgeWildcard(role, objects, "the database's objects are named by backup id at run time");
-    return role;
   }
 
   /**
    * The database's own backup role: put under `<db>/backups/`, read and list only
    * `<db>/`, never delete, never overwrite a manifest, never another database's prefix.
-   * Its statements are inline (no separate policy resource per database).
    */
   private backupRole(worker: Worker, databaseId: string): iam.Role {
+    return this.ownTaskRole(worker, databaseId, "backup", "write its backups, never delete them", (own) => {
+      const backups = worker.bucket.bucket.arnForObjects(`${own}/backups/*`);
+      return {
+        statements: [
+          new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
+          // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
+          noManifestOverwrite(worker.bucket.bucket.arnForObjects(`${own}/backups/*/manifest.json`)),
+        ],
+        wildcards: [[backups, "backups are objects named by backup id at run time"]],
+      };
+    });
+  }
+
+  /**
+   * A task role of one database's own: read and list only `<prefix>/<db>/`, use the KMS
+   * keys through S3, plus the duty's `writes` there. Its statements are inline (no
+   * separate policy resource per database), under the duty's role path.
+   */
+  private ownTaskRole(
+    worker: Worker,
+    databaseId: string,
+    duty: "backup" | "verify",
+    does: string,
+    writes: (own: string) => { statements: iam.PolicyStatement[]; wildcards: Array<[string, string]> },
+  ): iam.Role {
     const bucket = worker.bucket;
     const own = `${bucket.prefix ? `${bucket.prefix}/` : ""}${databaseId}`;
-    const backups = bucket.bucket.arnForObjects(`${own}/backups/*`);
     const objects = bucket.bucket.arnForObjects(`${own}/*`);
-    const role = new iam.Role(this, `BackupTaskRole-${databaseId}`, {
+    const written = writes(own);
+    const role = new iam.Role(this, `${duty === "backup" ? "Backup" : "Verify"}TaskRole-${databaseId}`, {
       assumedBy: new iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
-      path: rolePath(worker.name, "backup-task"),
-      description: `strongroom ${worker.name} backup task of ${databaseId}: write its backups, never delete them`,
+      path: rolePath(worker.name, `${duty}-task`),
+      description: `strongroom ${worker.name} ${duty} task of ${databaseId}: ${does}`,
       inlinePolicies: {
-        backup: new iam.PolicyDocument({
+        [duty]: new iam.PolicyDocument({
           statements: [
-            new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
+            ...written.statements,
             new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [objects] }),
             new iam.PolicyStatement({
               actions: ["s3:ListBucket"],
               resources: [bucket.bucket.bucketArn],
               conditions: { StringLike: { "s3:prefix": [`${own}/*`] } },
             }),
-            // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
-            noManifestOverwrite(bucket.bucket.arnForObjects(`${own}/backups/*/manifest.json`)),
             ...[allowKeys(this, worker.kmsKeyArns, "s3-write")].filter((x) => x !== undefined),
           ],
         }),
       },
     });
-    acknowledgeWildcard(role, backups, "backups are objects named by backup id at run time");
+    for (const [arn, reason] of written.wildcards) acknowledgeWildcard(role, arn, reason);
     acknowledgeWildcard(role, objects, "the database's objects are named by backup id at run time");
     return role;
   }
