@@ -135,9 +135,12 @@ export class StrongroomStack extends Stack {
 }
 
 /** The largest database task: restore-target tasks get it, since any database may be restored there. */
-function largestTask(databases: StrongroomConfig["databases"]): TaskSize {
-  return databases.reduce<TaskSize>(
-    (a, b) => (b.task.ephemeralGiB > a.ephemeralGiB || b.task.memoryMiB > a.memoryMiB ? b.task : a),
+export function largestTask(databases: ReadonlyArray<{ task: TaskSize }>): TaskSize {
+  // CPU and memory go together (Fargate's table), so they come from one database; the
+  // ephemeral storage is set on its own, and must hold the largest database's staging.
+  const sized = databases.reduce<TaskSize>(
+    (a, { task: b }) => (b.memoryMiB > a.memoryMiB || (b.memoryMiB === a.memoryMiB && b.cpu > a.cpu) ? b : a),
     databases[0]?.task ?? { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
   );
+  return { ...sized, ephemeralGiB: Math.max(sized.ephemeralGiB, ...databases.map((d) => d.task.ephemeralGiB)) };
 }

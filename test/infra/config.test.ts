@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { StrongroomError } from "#core/errors.ts";
 import { dstProblems } from "../../infra/config/dst.ts";
 import { DEFAULTS, fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
+import { largestTask } from "../../infra/stacks/strongroom-stack.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const example = () => JSON.parse(readFileSync(path.join(root, "strongroom.config.example.json"), "utf8"));
@@ -168,6 +169,13 @@ describe("where a task connects (ECS refuses to start a task whose secret lacks 
 });
 
 describe("Fargate task sizes", () => {
+  it("sizes restore-target tasks to hold any database: the largest CPU/memory pair, and the most ephemeral storage", () => {
+    const size = (cpu: number, memoryMiB: number, ephemeralGiB: number) => ({ task: { cpu, memoryMiB, ephemeralGiB } });
+    const task = largestTask([size(1024, 2048, 100), size(2048, 8192, 21), size(512, 1024, 50)]);
+    expect(task).toEqual({ cpu: 2048, memoryMiB: 8192, ephemeralGiB: 100 });
+    expect(fargateMemoryOptions(task.cpu)).toContain(task.memoryMiB);
+  });
+
   /** AWS's table of supported task CPU and memory (Amazon ECS developer guide, task size), in MiB. */
   const GB = 1024;
   const range = (from: number, to: number, step: number) =>
