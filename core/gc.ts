@@ -22,7 +22,13 @@ export interface GcPlan {
 
 export async function planGc(
   store: ObjectStore,
-  options: { now: Date; graceMs: number; databaseId?: string },
+  options: {
+    now: Date;
+    graceMs: number;
+    databaseId?: string;
+    /** Look for partial uploads too. @default true */
+    partials?: boolean;
+  },
 ): Promise<GcPlan> {
   if (!(options.graceMs >= MIN_GRACE_MS)) {
     throw new UsageError("the grace period must be at least 1h", {
@@ -30,7 +36,10 @@ export async function planGc(
     });
   }
   const cutoff = new Date(options.now.getTime() - options.graceMs);
-  const partials = hasPartials(store) ? (await store.listPartials()).filter((p) => p.startedAt < cutoff) : [];
+  const partials =
+    options.partials !== false && hasPartials(store)
+      ? (await store.listPartials()).filter((p) => p.startedAt < cutoff)
+      : [];
   const groups = new Map<string, { databaseId: string; backupId: string; objects: ObjectInfo[]; manifest: boolean }>();
   for await (const o of listAll(store, options.databaseId ? `${options.databaseId}/backups/` : "")) {
     const m = /^([^/]+)\/backups\/([^/]+)\/([^/]+)$/.exec(o.key);
@@ -76,7 +85,7 @@ export async function executeGc(
   }
   for (const o of plan.orphans) {
     for (const object of o.objects) await store.delete(object.key);
-    const bytes = o.objects.reduce((n, x) => n + x.bytes, 0);
+    const row = orphanRow(o);
     const log = audit(`db#${o.databaseId}`);
     if (log) {
       await appendAudit(log, {
@@ -84,13 +93,26 @@ export async function executeGc(
         event: "gc.delete",
         actor,
         databaseId: o.databaseId,
-        backupId: o.backupId,
-        details: { objects: o.objects.length, bytes, reason: "no manifest" },
+        ...row,
       });
     }
-    result.orphans.push({ databaseId: o.databaseId, backupId: o.backupId, objects: o.objects.length, bytes });
+    result.orphans.push({
+      databaseId: o.databaseId,
+      backupId: o.backupId,
+      objects: row.details.objects,
+      bytes: row.details.bytes,
+    });
   }
   return result;
+}
+
+/** The `gc.delete` row (before it is chained) of one orphaned backup's payload. */
+export function orphanRow(o: GcPlan["orphans"][number]): {
+  backupId: string;
+  details: { objects: number; bytes: number; reason: string };
+} {
+  const bytes = o.objects.reduce((n, x) => n + x.bytes, 0);
+  return { backupId: o.backupId, details: { objects: o.objects.length, bytes, reason: "no manifest" } };
 }
 
 /** A GC plan as reported by the CLI (`--json`) and the Lambdas. */
@@ -124,12 +146,20 @@ export async function collectGarbage(
   options: {
     databaseId: string;
     now: () => Date;
+    /** Where each `gc.delete` row goes; undefined writes none (the caller records them). */
     audit: (scope: string) => AuditLog | undefined;
     actor: string;
     dryRun: boolean;
+    /** Collect partial uploads too. @default true */
+    partials?: boolean;
   },
 ): Promise<GcPlan> {
-  const plan = await planGc(store, { now: options.now(), graceMs: DEFAULT_GRACE_MS, databaseId: options.databaseId });
+  const plan = await planGc(store, {
+    now: options.now(),
+    graceMs: DEFAULT_GRACE_MS,
+    databaseId: options.databaseId,
+    ...(options.partials === false ? { partials: false } : {}),
+  });
   if (!options.dryRun) await executeGc(store, plan, options.audit, options.actor, options.now);
   return plan;
 }

@@ -62,6 +62,12 @@ export interface Ledger {
   backups: CommittedBackup[];
   /** Manifests that do not count, and why; a chain that does not verify. */
   problems: LedgerProblem[];
+  /**
+   * Backups retention has retired: a trusted `retain.delete` row names them, and their
+   * committed manifest is still in the store. Prune writes the row before it deletes, so
+   * these are its deletes still to do (this run's, or an interrupted run's). Never counted.
+   */
+  retired: Array<ManifestRecord & BackupRef>;
   trustStore: boolean;
 }
 
@@ -163,6 +169,7 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
   const deleted = new Set(trusted.filter((r) => r.event === "retain.delete").map((r) => r.backupId));
   const latestAllowed = options.now.getTime() + (options.maxClockSkewMs ?? DEFAULT_SKEW_MS);
   const backups: CommittedBackup[] = [];
+  const retired: Ledger["retired"] = [];
   const records = await Promise.all(refs.map((ref) => readOne(store, ref)));
   for (const [i, ref] of refs.entries()) {
     const record = records[i];
@@ -183,6 +190,10 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
     }
     const ok = committedBy.get(ref.backupId);
     const recorded = ok ? sha256Of(ok) : undefined;
+    if (deleted.has(ref.backupId) && recorded === record.sha256) {
+      retired.push({ ...record, ...ref });
+      continue;
+    }
     if (!ok || deleted.has(ref.backupId)) {
       problem(
         "unanchored",
@@ -208,7 +219,8 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
     });
   }
   backups.sort(compareBackups);
-  return { databaseId, backups, problems, trustStore };
+  retired.sort(compareBackups);
+  return { databaseId, backups, problems, retired, trustStore };
 }
 
 async function readOne(store: ObjectStore, ref: BackupRef): Promise<ManifestRecord | StrongroomError | undefined> {
@@ -233,6 +245,14 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
   }
   const found = backup === "latest" ? ledger.backups.at(-1) : ledger.backups.find((b) => b.backupId === backup);
   if (found) return found;
+  if (ledger.retired.some((b) => b.backupId === backup)) {
+    throw new UncommittedBackupError(
+      `backup ${backup} was deleted by retention (audit); its objects are being removed`,
+      {
+        hint: "`strongroom audit show --database-id …` has its retain.delete row; `strongroom list` shows the backups kept",
+      },
+    );
+  }
   const problem = ledger.problems.find((p) => p.backupId === backup);
   if (problem) {
     throw new UncommittedBackupError(problem.message, {

@@ -18,10 +18,9 @@ import { listAll, type ObjectStore } from "./store/object-store.ts";
 const PAYLOAD_ROLES = (Object.keys(OBJECT_NAMES) as ObjectRole[]).filter((r) => r !== "manifest");
 
 /**
- * GFS pruning of one database's backups in a store. Planning reads manifests and
- * verification records; executing deletes each expired backup's manifest first (so it
- * stops being a backup at once), then its payload objects, and writes one
- * `retain.delete` audit row per backup.
+ * GFS pruning of one database's backups in a store. Planning reads the ledger;
+ * executing writes one `retain.delete` audit row per expired backup and then deletes
+ * the backup's manifest first (so it stops being a backup at once), then its payload.
  */
 export interface PrunePlan extends RetentionPlan {
   databaseId: string;
@@ -68,6 +67,38 @@ export interface PruneResult {
   deleted: Array<{ backupId: string; objects: number; storedBytes: number }>;
 }
 
+/** A `retain.delete` row before it is chained: the backup, and what deleting it frees. */
+export interface RetirementRow {
+  backupId: string;
+  details: { storedBytes: number; objects: number };
+}
+
+/**
+ * The `retain.delete` row of each backup the plan expires, oldest first. Prune writes
+ * the row before it deletes anything: from then on the ledger no longer counts the
+ * backup, and any later prune finishes its delete (`removeRetired`). So an interrupted
+ * prune leaves a backup retired but present, never a deletion the audit log misses.
+ */
+export function retirementRows(plan: PrunePlan): RetirementRow[] {
+  // Oldest first: an interrupted prune leaves the newest of the expired, never a gap.
+  return [...plan.expire].reverse().flatMap((point) => {
+    const manifest = plan.manifests.get(point.backupId);
+    if (!manifest) return [];
+    const storedBytes = manifest.objects.reduce((n, o) => n + o.storedBytes, 0);
+    return [{ backupId: point.backupId, details: { storedBytes, objects: manifest.objects.length } }];
+  });
+}
+
+/** Deletes one backup's objects: its manifest first (so it stops being a backup at once), then its payload and verifications. */
+async function deleteBackup(store: ObjectStore, databaseId: string, backupId: string): Promise<void> {
+  // Keys are derived from the ids, never taken from inside the manifest: a manifest is
+  // plaintext that anyone with write access to the store can edit.
+  await store.delete(objectKey(databaseId, backupId, "manifest"));
+  for (const role of PAYLOAD_ROLES) await store.delete(objectKey(databaseId, backupId, role));
+  for await (const v of listAll(store, `${verificationPrefix(databaseId)}${backupId}/`)) await store.delete(v.key);
+}
+
+/** Per expired backup, oldest first: its `retain.delete` row, then its objects. */
 export async function executePrune(
   store: ObjectStore,
   plan: PrunePlan,
@@ -76,26 +107,40 @@ export async function executePrune(
   now: () => Date,
 ): Promise<PruneResult> {
   const deleted: PruneResult["deleted"] = [];
-  // Oldest first: an interrupted prune leaves the newest of the expired, never a gap.
-  for (const point of [...plan.expire].reverse()) {
-    const manifest = plan.manifests.get(point.backupId);
-    if (!manifest) continue;
-    // Keys are derived from the ids, never taken from inside the manifest: a manifest is
-    // plaintext that anyone with write access to the store can edit.
-    await store.delete(objectKey(plan.databaseId, point.backupId, "manifest"));
-    for (const role of PAYLOAD_ROLES) await store.delete(objectKey(plan.databaseId, point.backupId, role));
-    for await (const v of listAll(store, `${verificationPrefix(plan.databaseId)}${point.backupId}/`))
-      await store.delete(v.key);
-    const storedBytes = manifest.objects.reduce((n, o) => n + o.storedBytes, 0);
+  for (const row of retirementRows(plan)) {
     await appendAudit(audit, {
       at: now().toISOString(),
       event: "retain.delete",
       actor,
       databaseId: plan.databaseId,
-      backupId: point.backupId,
-      details: { storedBytes, objects: manifest.objects.length },
+      backupId: row.backupId,
+      details: row.details,
     });
-    deleted.push({ backupId: point.backupId, objects: manifest.objects.length + 1, storedBytes });
+    await deleteBackup(store, plan.databaseId, row.backupId);
+    deleted.push({ backupId: row.backupId, objects: row.details.objects + 1, storedBytes: row.details.storedBytes });
+  }
+  return { deleted };
+}
+
+/**
+ * Finishes every retirement the audit log records and the store still holds (the
+ * ledger's `retired`): the deployed prune's second step, after the flow has appended
+ * the rows through audit-append (the only writer of the audit table), and the CLI's
+ * recovery from an interrupted prune. Only a trusted row for exactly the committed
+ * manifest retires a backup, so nothing a store writer plants is deleted this way.
+ */
+export async function removeRetired(
+  store: ObjectStore,
+  databaseId: string,
+  audit: AuditLog,
+  now: Date,
+): Promise<PruneResult> {
+  const ledger = await readLedger(store, databaseId, { audit, now });
+  const deleted: PruneResult["deleted"] = [];
+  for (const backup of ledger.retired) {
+    await deleteBackup(store, databaseId, backup.backupId);
+    const storedBytes = backup.manifest.objects.reduce((n, o) => n + o.storedBytes, 0);
+    deleted.push({ backupId: backup.backupId, objects: backup.manifest.objects.length + 1, storedBytes });
   }
   return { deleted };
 }
@@ -135,7 +180,12 @@ export async function pruneDatabase(options: PruneDatabaseOptions): Promise<Prun
   validatePolicy(policy);
   const chain = audit(`db#${databaseId}`);
   const plan = await planPrune(store, databaseId, policy, now(), chain);
-  const { deleted } = dryRun ? { deleted: [] } : await executePrune(store, plan, chain, actor, now);
+  let deleted: PruneResult["deleted"] = [];
+  if (!dryRun) {
+    deleted = (await executePrune(store, plan, chain, actor, now)).deleted;
+    // What an interrupted prune retired but did not delete.
+    deleted.push(...(await removeRetired(store, databaseId, chain, now())).deleted);
+  }
   const garbage = await collectGarbage(store, { databaseId, now, audit, actor, dryRun });
   return { dryRun, policy, plan, deleted, garbage };
 }

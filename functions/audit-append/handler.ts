@@ -9,12 +9,20 @@ import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { lambda } from "../common/lambda.ts";
 
-/** Appends one row to an audit chain: backup.start and friends from the state machines. */
+/**
+ * Appends to an audit chain: backup.start and friends from the state machines. It is
+ * the only writer of the audit table; other functions return rows for it to append.
+ */
 export interface AuditAppendInput extends Omit<AuditEntry, "at"> {
   scope?: string;
   at?: string;
   /** A flow's caught error ({Error, Cause}); summarised into details (error, exit code). */
   failure?: CaughtError;
+  /**
+   * One row per element, in order, each the input's row with this backupId and details
+   * (retention-prune's `retain.delete` and `gc.delete` rows). Empty appends nothing.
+   */
+  rows?: Array<{ backupId?: string; details?: Record<string, unknown> }>;
 }
 
 export const schema: JSONSchemaType<AuditAppendInput> = {
@@ -34,6 +42,18 @@ export const schema: JSONSchemaType<AuditAppendInput> = {
       required: ["Error"],
       properties: { Error: { type: "string" }, Cause: optional({ type: "string" }) },
     }),
+    rows: optional({
+      type: "array",
+      maxItems: 1000,
+      items: {
+        type: "object",
+        additionalProperties: false,
+        properties: {
+          backupId: optional({ type: "string", pattern: BACKUP_ID_PATTERN }),
+          details: optional({ type: "object" }),
+        },
+      },
+    }),
   },
 };
 
@@ -44,20 +64,23 @@ export interface Deps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<AuditAppendInput, { seq: string; hash: string }>(schema, async ({ scope, at, failure, ...entry }) => {
-    const log = new DynamoAuditLog(
-      deps.dynamodb,
-      deps.tableName,
-      scope ?? (entry.databaseId ? `db#${entry.databaseId}` : "org"),
-    );
-    const details = failure ? { ...entry.details, ...describeFailure(failure) } : entry.details;
-    const row = await appendAudit(log, {
-      ...entry,
-      ...(details ? { details } : {}),
-      at: at ?? deps.now().toISOString(),
-    });
-    return { seq: row.seq, hash: row.hash };
-  });
+  lambda<AuditAppendInput, { appended: number; seq?: string; hash?: string }>(
+    schema,
+    async ({ scope, at, failure, rows, ...entry }) => {
+      const log = new DynamoAuditLog(
+        deps.dynamodb,
+        deps.tableName,
+        scope ?? (entry.databaseId ? `db#${entry.databaseId}` : "org"),
+      );
+      const details = failure ? { ...entry.details, ...describeFailure(failure) } : entry.details;
+      const one = { ...entry, ...(details ? { details } : {}) };
+      let last: { seq: string; hash: string } | undefined;
+      for (const row of rows ?? [one]) {
+        last = await appendAudit(log, { ...one, ...row, at: at ?? deps.now().toISOString() });
+      }
+      return { appended: rows?.length ?? 1, ...(last ? { seq: last.seq, hash: last.hash } : {}) };
+    },
+  );
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({

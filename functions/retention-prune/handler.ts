@@ -3,27 +3,42 @@ import { S3Client } from "@aws-sdk/client-s3";
 import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { clientConfigFromEnv } from "#core/aws-env.ts";
-import type { RetentionPolicy } from "#core/gfs.ts";
+import { collectGarbage, orphanRow } from "#core/gc.ts";
+import { DEFAULT_POLICY, type RetentionPolicy, validatePolicy } from "#core/gfs.ts";
 import { optional } from "#core/json-schema.ts";
 import { DATABASE_ID_PATTERN } from "#core/keys.ts";
-import { pruneDatabase } from "#core/prune.ts";
+import { planPrune, type RetirementRow, removeRetired, retirementRows } from "#core/prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda } from "../common/lambda.ts";
 
-/** GFS pruning of one database; one retain.delete audit row per deleted backup. */
+/**
+ * GFS pruning of one database, in two steps around the flow's audit-append, the only
+ * writer of the audit table (this function may only read it):
+ * - `plan`: what retention keeps, and the `retain.delete` row of each backup it expires.
+ *   Nothing is written.
+ * - `delete`: deletes every backup the audit log has retired (core/prune.ts
+ *   `removeRetired`), so exactly what was audited, then the database's payloads without
+ *   a manifest, returning their `gc.delete` rows. Stale multipart uploads are the
+ *   bucket's lifecycle rule's to abort.
+ */
 export interface RetentionPruneInput {
   databaseId: string;
+  step: "plan" | "delete";
   policy?: Partial<RetentionPolicy>;
-  dryRun?: boolean;
 }
+
+export type RetentionPruneOutput =
+  | { step: "plan"; kept: string[]; backupsFailing: boolean; retire: RetirementRow[] }
+  | { step: "delete"; deleted: string[]; garbage: ReturnType<typeof orphanRow>[] };
 
 const count = optional({ type: "integer", minimum: 0, maximum: 10000 });
 export const schema: JSONSchemaType<RetentionPruneInput> = {
   type: "object",
   additionalProperties: false,
-  required: ["databaseId"],
+  required: ["databaseId", "step"],
   properties: {
     databaseId: { type: "string", pattern: DATABASE_ID_PATTERN },
+    step: { type: "string", enum: ["plan", "delete"] },
     policy: optional({
       type: "object",
       additionalProperties: false,
@@ -34,7 +49,6 @@ export const schema: JSONSchemaType<RetentionPruneInput> = {
         timeZone: optional({ type: "string", minLength: 1 }),
       },
     }),
-    dryRun: optional({ type: "boolean" }),
   },
 };
 
@@ -47,25 +61,30 @@ export interface Deps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<
-    RetentionPruneInput,
-    { kept: string[]; deleted: string[]; backupsFailing: boolean; garbage: { partials: number; payloads: number } }
-  >(schema, async (input) => {
-    const outcome = await pruneDatabase({
-      store: new S3Store(deps.storeUrl, { client: deps.s3 }),
+  lambda<RetentionPruneInput, RetentionPruneOutput>(schema, async (input) => {
+    const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+    const audit = new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${input.databaseId}`);
+    if (input.step === "plan") {
+      const policy: RetentionPolicy = { ...DEFAULT_POLICY, ...input.policy };
+      validatePolicy(policy);
+      const plan = await planPrune(store, input.databaseId, policy, deps.now(), audit);
+      return {
+        step: "plan",
+        kept: plan.keep.map((k) => k.backup.backupId),
+        backupsFailing: plan.backupsFailing,
+        retire: retirementRows(plan),
+      };
+    }
+    const { deleted } = await removeRetired(store, input.databaseId, audit, deps.now());
+    const garbage = await collectGarbage(store, {
       databaseId: input.databaseId,
-      ...(input.policy ? { policy: input.policy } : {}),
-      audit: (scope) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, scope),
-      actor: "retention-prune",
-      dryRun: input.dryRun === true,
       now: deps.now,
+      audit: () => undefined,
+      actor: "retention-prune",
+      dryRun: false,
+      partials: false,
     });
-    return {
-      kept: outcome.plan.keep.map((k) => k.backup.backupId),
-      deleted: outcome.deleted.map((d) => d.backupId),
-      backupsFailing: outcome.plan.backupsFailing,
-      garbage: { partials: outcome.garbage.partials.length, payloads: outcome.garbage.orphans.length },
-    };
+    return { step: "delete", deleted: deleted.map((d) => d.backupId), garbage: garbage.orphans.map(orphanRow) };
   });
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */

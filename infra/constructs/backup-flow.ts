@@ -1,11 +1,11 @@
-import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
 
 /**
  * BackupFlow, started by each database's schedule with `{"databaseId": "…"}`:
  * plan (the backup id) → audit backup.start → the backup task (.sync) → catalog-record
- * → retention-prune → audit backup.ok. Any failure after the plan: audit backup.fail
+ * → audit backup.ok → retention (plan, audit retain.delete, delete, audit gc.delete). Any failure after the plan: audit backup.fail
  * (error name, the worker's exit code) → SNS → Fail. The flow owns the audit rows, so a
  * task that never started (capacity, image pull) is recorded too.
  */
@@ -34,12 +34,36 @@ export class BackupFlow extends Construct {
         audit(this, "Audit backup.ok", handlers.auditAppend, "backup.ok", flow, {
           details: { "execution.$": "$$.Execution.Id", "manifestSha256.$": "$.catalog.manifestSha256" },
         }),
+        // Retention in three steps, so that only audit-append writes the audit table: the
+        // retain.delete rows go in before anything is deleted, and the delete step removes
+        // exactly the backups those rows retired (core/prune.ts).
         invoke(
           this,
-          "Prune by retention",
+          "Plan retention",
           handlers.retentionPrune,
-          { "databaseId.$": "$.plan.databaseId", "policy.$": "$.plan.retention" },
+          { step: "plan", "databaseId.$": "$.plan.databaseId", "policy.$": "$.plan.retention" },
           "$.prune",
+        ),
+        invoke(
+          this,
+          "Audit retain.delete",
+          handlers.auditAppend,
+          { event: "retain.delete", actor: flow, "databaseId.$": "$.plan.databaseId", "rows.$": "$.prune.retire" },
+          sfn.JsonPath.DISCARD,
+        ),
+        invoke(
+          this,
+          "Delete retired",
+          handlers.retentionPrune,
+          { step: "delete", "databaseId.$": "$.plan.databaseId" },
+          "$.pruned",
+        ),
+        invoke(
+          this,
+          "Audit gc.delete",
+          handlers.auditAppend,
+          { event: "gc.delete", actor: flow, "databaseId.$": "$.plan.databaseId", "rows.$": "$.pruned.garbage" },
+          sfn.JsonPath.DISCARD,
         ),
       ],
       done: "Backed up",

@@ -30,11 +30,11 @@ export interface HandlersProps {
  * The Lambdas, each a thin shell in functions/<name>/handler.ts over a core module,
  * bundled by esbuild: Node 22, ARM64, and a role that can do its one job.
  *
- * - audit-append: put rows in the audit table. It reads the chain's head (Query,
- *   GetItem) to link the next row; it can never update or delete one.
+ * - audit-append: put rows in the audit table, the only function that may. It reads the
+ *   chain's head (Query, GetItem) to link the next row; it can never update or delete one.
  * - catalog-record: read a manifest, put a catalog item.
- * - retention-prune: read and delete backups under the prefix, append retain.delete rows;
- *   it cannot put objects.
+ * - retention-prune: read the audit log, read and delete backups under the prefix; it
+ *   cannot put objects or audit rows (it returns its rows for audit-append).
  * - destination-probe: write, read and delete probe objects under `<prefix>/.strongroom/probe/`.
  * - plan-backup, plan-restore, plan-verify and readiness read the settings parameters
  *   under `/strongroom/<name>/`. plan-backup has no other access; plan-restore and plan-verify: read manifests (to
@@ -140,13 +140,14 @@ export class Handlers extends Construct {
     const objects = bucket.objectsArn;
     const probeObjects = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}.strongroom/probe/*`);
     appendAudit(this.auditAppend, tables.audit);
-    appendAudit(this.retentionPrune, tables.audit);
+    // Reads only: its retain.delete and gc.delete rows go in through audit-append.
+    allow(this.retentionPrune, ["dynamodb:Query"], [tables.audit.tableArn]);
     allow(this.catalogRecord, ["s3:GetObject"], [objects]);
     allow(this.catalogRecord, ["dynamodb:PutItem"], [tables.catalog.tableArn]);
-    allow(this.retentionPrune, ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], [objects]);
+    // Stale multipart uploads are the bucket's lifecycle rule's to abort, not prune's.
+    allow(this.retentionPrune, ["s3:GetObject", "s3:DeleteObject"], [objects]);
     // Listing only under strongroom's prefix (s3:prefix), as the task roles list.
     this.retentionPrune.addToRolePolicy(listUnder(bucket, bucket.prefix));
-    allow(this.retentionPrune, ["s3:ListBucketMultipartUploads"], [bucket.bucket.bucketArn]);
     for (const reader of [this.planRestore, this.planVerify, this.verificationRecord, this.readiness]) {
       allow(reader, ["s3:GetObject"], [objects]);
       reader.addToRolePolicy(listUnder(bucket, bucket.prefix));

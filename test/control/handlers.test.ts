@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
@@ -15,6 +16,7 @@ import {
   METRICS_NAMESPACE,
 } from "#core/flows/metrics.ts";
 import { objectKey } from "#core/keys.ts";
+import { listAll } from "#core/store/object-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { createHandler as auditAppend } from "../../functions/audit-append/handler.ts";
 import { createHandler as catalogRecord } from "../../functions/catalog-record/handler.ts";
@@ -147,34 +149,122 @@ describe("catalog-record handler", () => {
 });
 
 describe("retention-prune handler", () => {
-  it("prunes by policy and audits each deletion in DynamoDB", async () => {
+  const pruneFor = (url: string) =>
+    retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: url, auditTable, now: () => NOW });
+  const append = () => auditAppend({ dynamodb: dynamoClient(), tableName: auditTable, now: () => NOW });
+  const backups = async (n: number, databaseId: string) => {
     const own = await newStore("s3");
+    const audit = new DynamoAuditLog(dynamoClient(), auditTable, `db#${databaseId}`);
     const ids: string[] = [];
-    const audit = new DynamoAuditLog(dynamoClient(), auditTable, "db#orders");
-    for (let d = 0; d < 20; d++)
-      ids.push(await writeBackup(own.store, "orders", new Date(NOW.getTime() - d * 86_400_000 - 60_000), { audit }));
-    const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: own.url, auditTable, now: () => NOW });
-    const out = await handler({ databaseId: "orders", policy: { daily: 3, weekly: 0, monthly: 0 } }, context);
-    expect(out.kept.sort()).toEqual(ids.slice(0, 3).sort());
-    expect(out.deleted).toHaveLength(17);
-    const rows = await readAll(new DynamoAuditLog(dynamoClient(), auditTable, "db#orders"));
-    expect(rows.filter((r) => r.event === "retain.delete")).toHaveLength(17);
+    for (let d = 0; d < n; d++)
+      ids.push(await writeBackup(own.store, databaseId, new Date(NOW.getTime() - d * 86_400_000 - 60_000), { audit }));
+    return { own, ids, audit };
+  };
+  const manifestKeys = async (own: StoreUnderTest, databaseId: string) => {
+    const keys: string[] = [];
+    for await (const o of listAll(own.store, `${databaseId}/backups/`))
+      if (o.key.endsWith("/manifest.json")) keys.push(o.key);
+    return keys;
+  };
+
+  it("plans without writing, and deletes exactly the backups audit-append retired, as BackupFlow runs them", async () => {
+    const { own, ids, audit } = await backups(20, "orders");
+    const prune = pruneFor(own.url);
+    const plan = await prune(
+      { databaseId: "orders", step: "plan", policy: { daily: 3, weekly: 0, monthly: 0 } },
+      context,
+    );
+    if (plan.step !== "plan") throw new Error("expected the plan step's output");
+    expect(plan.kept.sort()).toEqual(ids.slice(0, 3).sort());
+    expect(plan.retire.map((r) => r.backupId)).toEqual(ids.slice(3).reverse());
+    expect(plan.retire[0]?.details).toEqual({ storedBytes: expect.any(Number), objects: expect.any(Number) });
+    // Planning wrote nothing: no audit row, no object deleted.
+    expect((await readAll(audit)).filter((r) => r.event === "retain.delete")).toEqual([]);
+    expect(await manifestKeys(own, "orders")).toHaveLength(20);
+
+    // The flow's next state: audit-append writes the rows, before anything is deleted.
+    const appended = await append()(
+      { event: "retain.delete", actor: "BackupFlow", databaseId: "orders", rows: plan.retire },
+      context,
+    );
+    expect(appended.appended).toBe(17);
+    const deleted = await prune({ databaseId: "orders", step: "delete" }, context);
+    if (deleted.step !== "delete") throw new Error("expected the delete step's output");
+    expect(deleted.deleted.sort()).toEqual(ids.slice(3).sort());
+    expect((await manifestKeys(own, "orders")).sort()).toEqual(
+      ids
+        .slice(0, 3)
+        .map((id) => `orders/backups/${id}/manifest.json`)
+        .sort(),
+    );
+    const rows = await readAll(audit);
+    expect(rows.filter((r) => r.event === "retain.delete").map((r) => r.backupId)).toEqual(ids.slice(3).reverse());
+    expect(rows.filter((r) => r.event === "retain.delete").every((r) => r.actor === "BackupFlow")).toBe(true);
     expect(verifyChain(rows).ok).toBe(true);
+  });
+
+  it("deletes nothing that no retain.delete row retired, whatever the plan said", async () => {
+    const { own } = await backups(6, "unaudited");
+    const prune = pruneFor(own.url);
+    const plan = await prune(
+      { databaseId: "unaudited", step: "plan", policy: { daily: 2, weekly: 0, monthly: 0 } },
+      context,
+    );
+    expect(plan.step === "plan" && plan.retire).toHaveLength(4);
+    // The audit step never ran (it failed, or a caller skipped it): the delete step has no authority.
+    const out = await prune({ databaseId: "unaudited", step: "delete" }, context);
+    expect(out).toEqual({ step: "delete", deleted: [], garbage: [] });
+    expect(await manifestKeys(own, "unaudited")).toHaveLength(6);
+  });
+
+  it("finishes a retirement an interrupted run left, and a manifest planted under a retired id is neither deleted nor counted", async () => {
+    const { own, ids, audit } = await backups(4, "resumed");
+    const [newest, , , oldest] = ids as [string, string, string, string];
+    await append()(
+      {
+        event: "retain.delete",
+        actor: "BackupFlow",
+        databaseId: "resumed",
+        rows: [{ backupId: oldest, details: { storedBytes: 1, objects: 1 } }],
+      },
+      context,
+    );
+    // A store writer replaces a retired backup's manifest before the delete step runs.
+    const third = ids[2] as string;
+    await appendRetire(third);
+    await own.store.put(objectKey("resumed", third, "manifest"), Readable.from([Buffer.from("{}")]));
+    const prune = pruneFor(own.url);
+    const out = await prune({ databaseId: "resumed", step: "delete" }, context);
+    expect(out).toMatchObject({ step: "delete", deleted: [oldest] });
+    expect(await manifestKeys(own, "resumed")).toContain(`resumed/backups/${third}/manifest.json`);
+    // The next plan halts on the planted manifest, deleting nothing.
+    await expect(
+      prune({ databaseId: "resumed", step: "plan", policy: { daily: 1, weekly: 0, monthly: 0 } }, context),
+    ).rejects.toMatchObject({ name: "PruneHaltedError", message: expect.stringContaining(third) });
+    expect(await manifestKeys(own, "resumed")).toContain(`resumed/backups/${newest}/manifest.json`);
+    expect(verifyChain(await readAll(audit)).ok).toBe(true);
+
+    async function appendRetire(backupId: string) {
+      await append()(
+        { event: "retain.delete", actor: "BackupFlow", databaseId: "resumed", rows: [{ backupId }] },
+        context,
+      );
+    }
   });
 
   it("rejects an unknown policy field and an impossible policy", async () => {
     const handler = retentionPrune({ s3, dynamodb: dynamoClient(), storeUrl: store.url, auditTable, now: () => NOW });
     await expectInvalid(
-      handler({ databaseId: "x", policy: { yearly: 3 } } as never, context),
+      handler({ databaseId: "x", step: "plan", policy: { yearly: 3 } } as never, context),
       /\/policy must NOT have additional properties 'yearly'/,
     );
     await expectInvalid(
-      handler({ databaseId: "x", policy: { daily: 0 } }, context),
+      handler({ databaseId: "x", step: "plan", policy: { daily: 0 } }, context),
       /daily must be at least 1/,
       "InvalidPolicyError",
     );
     await expectInvalid(
-      handler({ databaseId: "x", policy: { timeZone: "Mars/Olympus" } }, context),
+      handler({ databaseId: "x", step: "plan", policy: { timeZone: "Mars/Olympus" } }, context),
       /unknown time zone "Mars\/Olympus"/,
       "InvalidPolicyError",
     );

@@ -53,7 +53,7 @@ beforeAll(async () => {
   };
   handlers["retention-prune"] = {
     handler: as(retentionPrune({ s3, dynamodb: ddb, storeUrl: store.url, auditTable, now: () => NOW })),
-    valid: { databaseId: "shop", policy: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" }, dryRun: true },
+    valid: { databaseId: "shop", step: "plan", policy: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" } },
   };
   handlers["destination-probe"] = {
     handler: as(destinationProbe({ s3, storeUrl: store.url })),

@@ -9,6 +9,7 @@ import { SNSClient, SubscribeCommand } from "@aws-sdk/client-sns";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { Ajv } from "ajv";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { readManifestRecord } from "#core/backup-index.ts";
 import { newBackupId, objectKey } from "#core/keys.ts";
 import { type Manifest, serializeManifest } from "#core/manifest.ts";
@@ -21,6 +22,7 @@ import { schema as readinessInputSchema } from "../../functions/readiness/handle
 import type { IamCall } from "../../infra/sim/iam-authorizer.ts";
 import { type NamedPolicy, statements } from "../../infra/sim/iam-policies.ts";
 import { type ExecutionResult, Sim } from "../../infra/sim/sim.ts";
+import { writeBackup } from "../helpers/backups.ts";
 import { dynamoClient } from "../helpers/dynamo.ts";
 import { identityFile } from "../helpers/fixture.ts";
 import { contentDigest, createDatabase, dbConfig, dbUrl, sql } from "../helpers/pg.ts";
@@ -59,7 +61,13 @@ async function run(flow: string, input: unknown): Promise<ExecutionResult> {
   return result;
 }
 
-type AuditItem = { seq: string; event: string; backupId?: string; details?: Record<string, unknown> };
+type AuditItem = {
+  seq: string;
+  event: string;
+  actor: string;
+  backupId?: string;
+  details?: Record<string, unknown>;
+};
 
 async function auditRows(databaseId: string): Promise<AuditItem[]> {
   const table = sim.deployment.tables.find((t) => t.name.includes("Audit"))?.name as string;
@@ -187,6 +195,11 @@ afterAll(async () => {
 
 describe("npm run sim runs the synthesized flows", () => {
   it("BackupFlow commits a backup, catalogs it, audits backup.start and backup.ok, prunes and emits the staleness metric", async () => {
+    // A committed backup two years old: outside every retention window of the defaults.
+    const auditTable = sim.deployment.tables.find((t) => t.name.includes("Audit"))?.name as string;
+    const expired = await writeBackup(store(), "shop", new Date(Date.now() - 730 * 86_400_000), {
+      audit: new DynamoAuditLog(dynamoClient(), auditTable, "db#shop"),
+    });
     const result = await run("BackupFlow", scheduledInput("shop"));
     expect(result, JSON.stringify(result)).toMatchObject({ flow: "BackupFlow", status: "SUCCEEDED" });
     expect(result.states).toEqual([
@@ -195,17 +208,30 @@ describe("npm run sim runs the synthesized flows", () => {
       "Run backup task",
       "Record in catalog",
       "Audit backup.ok",
-      "Prune by retention",
+      "Plan retention",
+      "Audit retain.delete",
+      "Delete retired",
+      "Audit gc.delete",
       "Backed up",
     ]);
     const output = result.output as {
       plan: { backupId: string };
       prune: { kept: string[] };
+      pruned: { deleted: string[] };
       task: { stopCode: string };
     };
     const backupId = output.plan.backupId;
     expect(output.task.stopCode).toBe("EssentialContainerExited");
     expect(output.prune.kept).toContain(backupId);
+    // Retention ran as the template allows it, IAM enforced: the function that deletes
+    // cannot write the audit table, so audit-append wrote the retain.delete row, first.
+    expect(output.pruned.deleted).toEqual([expired]);
+    expect((await store().list(`shop/backups/${expired}/`)).objects).toEqual([]);
+    const retired = (await auditRows("shop")).filter((r) => r.backupId === expired);
+    expect(retired.map((r) => [r.event, r.actor])).toEqual([
+      ["backup.ok", "test"],
+      ["retain.delete", "BackupFlow"],
+    ]);
 
     const { manifest, sha256 } = await readManifestRecord(store(), { databaseId: "shop", backupId });
     expect(manifest.backupId).toBe(backupId);
@@ -454,7 +480,7 @@ describe("npm run sim runs the synthesized flows", () => {
         "Run backup task",
         "Record in catalog",
         "Audit backup.ok",
-        "Prune by retention",
+        "Plan retention",
         "Audit backup.fail",
         "Notify failure",
         "BackupFlow failed",

@@ -226,8 +226,20 @@ describe("the synthesized template", () => {
     }
   });
 
-  it("never grants UpdateItem or DeleteItem, and audit-append only puts and reads the audit table", () => {
-    const everything = ofType("AWS::IAM::Role").flatMap(([key]) => statementsOf(key).flatMap(actions));
+  it("never grants UpdateItem or DeleteItem, and only audit-append may put an audit row, which it only puts and reads", () => {
+    const roles = ofType("AWS::IAM::Role").map(([key]) => key);
+    const everything = roles.flatMap((key) => statementsOf(key).flatMap(actions));
+    const auditTableKey = ofType("AWS::DynamoDB::GlobalTable").find(([key]) => key.startsWith("TablesAudit"))?.[0];
+    expect(auditTableKey).toBeDefined();
+    const puttersOfAudit = roles.filter((key) =>
+      statementsOf(key).some(
+        (st) =>
+          st.Effect === "Allow" &&
+          actions(st).some((a) => a === "dynamodb:PutItem" || a === "dynamodb:*") &&
+          json(st.Resource).includes(auditTableKey as string),
+      ),
+    );
+    expect(puttersOfAudit).toEqual([roleIdOf("Handlersauditappendrole")]);
     expect(everything.filter((a) => /dynamodb:(UpdateItem|DeleteItem|BatchWriteItem|\*)/.test(a))).toEqual([]);
     const append = statementsOf(roleIdOf("Handlersauditappendrole")).flatMap(actions);
     expect(append.filter((a) => !a.startsWith("logs:")).sort()).toEqual([
@@ -237,7 +249,7 @@ describe("the synthesized template", () => {
     ]);
     const prune = statementsOf(roleIdOf("Handlersretentionprunerole")).flatMap(actions);
     expect(prune).toContain("s3:DeleteObject");
-    expect(prune.filter((a) => a.startsWith("s3:Put"))).toEqual([]);
+    expect(prune.filter((a) => a.startsWith("s3:Put") || a === "dynamodb:PutItem")).toEqual([]);
   });
 
   it("makes the bucket versioned, private, TLS-only, and aborts stale multipart uploads", () => {

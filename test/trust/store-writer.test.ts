@@ -250,7 +250,7 @@ describe("replayed and replaced manifests", () => {
     expect(keys).toEqual([]);
   });
 
-  it("a backup deleted by retention whose manifest is put back does not count again", async () => {
+  it("a backup deleted by retention whose manifest is put back does not count again, and the next prune deletes it again", async () => {
     const { store, url } = await newStore("file");
     const now = Date.now();
     const old = await writeBackup(store, "shop", new Date(now - 3 * DAY));
@@ -264,7 +264,31 @@ describe("replayed and replaced manifests", () => {
     await store.putIfAbsent(objectKey("shop", old, "manifest"), saved);
     const ledger = await readLedger(store, "shop", { audit: new StoreAuditLog(store, "db#shop"), now: new Date() });
     expect(ledger.backups.map((b) => b.backupId)).not.toContain(old);
-    expect(ledger.problems).toEqual([expect.objectContaining({ backupId: old, kind: "unanchored" })]);
+    // The replayed bytes are the committed manifest: retired, as if its delete had been interrupted.
+    expect(ledger.retired.map((b) => b.backupId)).toEqual([old]);
+    const again = await runCli(
+      ["prune", "--database-id", "shop", "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0", "--json"],
+      { STRONGROOM_STORE: url },
+    );
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).deleted).toEqual([expect.objectContaining({ backupId: old })]);
+    expect(await store.list(`shop/backups/${old}/`)).toMatchObject({ objects: [] });
+  });
+
+  it("a manifest put back under a retired id with other bytes is reported, and stops prune", async () => {
+    const { store, url } = await newStore("file");
+    const now = Date.now();
+    const old = await writeBackup(store, "shop", new Date(now - 3 * DAY));
+    await writeBackup(store, "shop", new Date(now - 60_000));
+    const args = ["prune", "--database-id", "shop", "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0"];
+    expect((await runCli(args, { STRONGROOM_STORE: url })).code).toBe(0);
+    await store.putIfAbsent(objectKey("shop", old, "manifest"), "{}");
+    const ledger = await readLedger(store, "shop", { audit: new StoreAuditLog(store, "db#shop"), now: new Date() });
+    expect(ledger.retired).toEqual([]);
+    expect(ledger.problems).toEqual([expect.objectContaining({ backupId: old, kind: "malformed" })]);
+    const halted = await runCli(args, { STRONGROOM_STORE: url });
+    expect(halted.code).not.toBe(0);
+    expect(halted.stderr).toContain(old);
   });
 });
 
