@@ -23,6 +23,27 @@ export interface BackupStats {
   largeObjects: number;
   /** Roles that own objects in the dump (for the restore's role check). */
   owners: string[];
+  /** What a restore of this backup needs of the server (absent in backups before it was recorded). */
+  requirements?: RestoreRequirements;
+}
+
+export type LocaleProvider = "libc" | "icu" | "builtin";
+
+/**
+ * What the server that restores a backup must offer, read on the backup's snapshot:
+ * verify compares it with the scratch server before restoring (a missing extension or
+ * locale makes the verification inconclusive, never failed).
+ */
+export interface RestoreRequirements {
+  server: { version: string; versionNum: number; encoding: string };
+  /** pg_database_size at the backup: what the scratch's storage is sized from. */
+  databaseBytes: number;
+  /** The database's own encoding and default locale. */
+  database: { encoding: string; provider: LocaleProvider; collate: string; ctype: string; locale?: string };
+  /** Installed extensions: name, version, schema. */
+  extensions: Array<{ name: string; version: string; schema: string }>;
+  /** Collations other than the default, C and POSIX that objects use or the database defines. */
+  collations: Array<{ schema: string; name: string; provider: LocaleProvider; locale: string }>;
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
@@ -45,6 +66,7 @@ export function parseStats(text: string, key: string): BackupStats {
     isCount(d.largeObjects) &&
     Array.isArray(d.owners) &&
     d.owners.every((o) => typeof o === "string") &&
+    (d.requirements === undefined || isRequirements(d.requirements)) &&
     Array.isArray(d.tables) &&
     d.tables.every(
       (t: Partial<TableStats> | null) =>
@@ -60,4 +82,32 @@ export function parseStats(text: string, key: string): BackupStats {
     });
   }
   return d as BackupStats;
+}
+
+const isText = (v: unknown): v is string => typeof v === "string";
+const isProvider = (v: unknown): v is LocaleProvider => v === "libc" || v === "icu" || v === "builtin";
+
+function isRequirements(r: unknown): r is RestoreRequirements {
+  const q = r as Partial<RestoreRequirements> | null;
+  if (q === null || typeof q !== "object") return false;
+  const { server, database, extensions, collations } = q;
+  return (
+    server !== undefined &&
+    isText(server.version) &&
+    Number.isSafeInteger(server.versionNum) &&
+    isText(server.encoding) &&
+    isCount(q.databaseBytes) &&
+    database !== undefined &&
+    isText(database.encoding) &&
+    isProvider(database.provider) &&
+    isText(database.collate) &&
+    isText(database.ctype) &&
+    (database.locale === undefined || isText(database.locale)) &&
+    Array.isArray(extensions) &&
+    extensions.every((e) => e !== null && isText(e.name) && isText(e.version) && isText(e.schema)) &&
+    Array.isArray(collations) &&
+    collations.every(
+      (c) => c !== null && isText(c.schema) && isText(c.name) && isProvider(c.provider) && isText(c.locale),
+    )
+  );
 }

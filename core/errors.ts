@@ -28,6 +28,7 @@ export const ERROR_NAMES = [
   "NoSuitablePgDumpError",
   "NoSuitableServerError",
   "VerificationFailedError",
+  "VerificationInconclusiveError",
   "ScratchClusterError",
   "NotReadyError",
   "TableNotFoundError",
@@ -177,6 +178,17 @@ export class NoSuitablePgDumpError extends StrongroomError {
 export class VerificationFailedError extends StrongroomError {
   override name = "VerificationFailedError" as const;
 }
+
+/**
+ * `verify`: the scratch server lacks what the backup needs (an extension, a version, a
+ * locale), so the backup was neither proven nor disproven. Exit code 3, never 1.
+ */
+export class VerificationInconclusiveError extends StrongroomError {
+  override name = "VerificationInconclusiveError" as const;
+}
+
+/** Exit code of a verification that was inconclusive (0 verified, 1 failed, 2 usage). */
+export const EXIT_INCONCLUSIVE = 3;
 
 /** `status`: a database's backups or verifications are too old, or its last verification failed. */
 export class NotReadyError extends StrongroomError {

@@ -12,6 +12,7 @@ export const VERIFICATION_FORMAT = "strongroom.verification/1";
 export const VERIFICATION_SUMMARY_FORMAT = "strongroom.verification-summary/1";
 
 export const CHECK_NAMES = [
+  "preflight",
   "restore",
   "row-counts",
   "schema",
@@ -42,6 +43,22 @@ export interface Rto {
 
 export type ScratchIsolation = "separate-user" | "same-user";
 
+/**
+ * verified: restored and every check passed. failed: the backup did not restore or a
+ * check failed. inconclusive: the scratch server lacks what the backup needs (an
+ * extension, a version, a locale), so nothing was proven either way; never failed.
+ */
+export const VERIFICATION_OUTCOMES = ["verified", "failed", "inconclusive"] as const;
+export type VerificationOutcome = (typeof VERIFICATION_OUTCOMES)[number];
+
+/** Something the scratch server lacked for the backup's restore. */
+export interface MissingOnScratch {
+  kind: "extension" | "extension-version" | "extension-unusable" | "preload" | "locale";
+  name: string;
+  version?: string;
+  detail: string;
+}
+
 export interface Verification {
   format: typeof VERIFICATION_FORMAT;
   /**
@@ -50,7 +67,12 @@ export interface Verification {
    * to be what the manifest recorded, no restore (never counts as verified).
    */
   kind: "restore" | "integrity";
+  /** True only when verified. */
   ok: boolean;
+  /** Absent in results before it was recorded: verified when ok, else failed. */
+  outcome?: VerificationOutcome;
+  /** Inconclusive: what the scratch server lacked (names extensions and locales: encrypted only). */
+  missing?: MissingOnScratch[];
   databaseId: string;
   backupId: string;
   at: string;
@@ -67,14 +89,15 @@ export interface Verification {
   worker: { version: string; cores: number; memoryMiB: number };
 }
 
-export interface VerificationSummary extends Omit<Verification, "format" | "checks"> {
+export interface VerificationSummary extends Omit<Verification, "format" | "checks" | "missing"> {
   format: typeof VERIFICATION_SUMMARY_FORMAT;
   checks: Array<Omit<CheckResult, "detail">>;
 }
 
 export function summarize(v: Verification): VerificationSummary {
+  const { missing: _missing, ...rest } = v;
   return {
-    ...v,
+    ...rest,
     format: VERIFICATION_SUMMARY_FORMAT,
     checks: v.checks.map(({ detail: _detail, ...rest }) => rest),
   };
@@ -100,6 +123,11 @@ export function parseVerificationSummary(text: string, key: string): Verificatio
     throw new ManifestError(`${key} is not a ${VERIFICATION_SUMMARY_FORMAT} document`);
   }
   return doc as VerificationSummary;
+}
+
+/** A result's outcome; results written before outcomes were recorded were verified or failed. */
+export function outcomeOf(v: Pick<Verification, "ok" | "outcome">): VerificationOutcome {
+  return v.outcome ?? (v.ok ? "verified" : "failed");
 }
 
 /** A successful verification by restore: what prune keeps and status counts; an integrity pass is not one. */

@@ -30,7 +30,8 @@ case "${1:-}" in
 esac
 
 packages=(postgresql)
-if $tests; then packages+=(age zstd openssl bubblewrap); fi
+# The extensions the verify tests restore (PostGIS, pg_cron, pgaudit, pg_partman), for the distribution's server.
+if $tests; then packages+=(age zstd openssl bubblewrap postgresql-15-postgis-3 postgresql-15-cron postgresql-15-pgaudit postgresql-15-partman); fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -14,6 +14,7 @@ export const AUDIT_EVENTS = [
   "verify.start",
   "verify.ok",
   "verify.fail",
+  "verify.inconclusive",
   "verify.alarm",
   "restore.start",
   "restore.ok",

@@ -107,6 +107,11 @@ export interface AuditedJob<T> {
    * the details of its `<kind>.fail` row, or undefined when the result is a success.
    */
   failed?: (result: NoInfer<T>) => Record<string, unknown> | undefined;
+  /**
+   * A job whose verdict may be neither (verify: the scratch server lacks what the backup
+   * needs): the details of its `<kind>.inconclusive` row, or undefined.
+   */
+  inconclusive?: (result: NoInfer<T>) => Record<string, unknown> | undefined;
 }
 
 /**
@@ -123,8 +128,10 @@ export async function auditedJob<T>(
   const start = await record(`${spec.kind}.start`, spec.start);
   try {
     const result = await work(start);
-    const failed = spec.failed?.(result);
-    await record(failed ? `${spec.kind}.fail` : `${spec.kind}.ok`, failed ?? spec.ok(result));
+    const inconclusive = spec.inconclusive?.(result);
+    const failed = inconclusive ? undefined : spec.failed?.(result);
+    if (inconclusive) await record(`${spec.kind}.inconclusive` as AuditEvent, inconclusive);
+    else await record(failed ? `${spec.kind}.fail` : `${spec.kind}.ok`, failed ?? spec.ok(result));
     return result;
   } catch (err) {
     await record(`${spec.kind}.fail`, failureDetails(err)).catch(() => undefined);

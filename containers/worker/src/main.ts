@@ -1,11 +1,11 @@
 import type { Command } from "commander";
 import { CommanderError } from "commander";
-import { asStrongroomError, UsageError } from "#core/errors.ts";
+import { asStrongroomError, EXIT_INCONCLUSIVE, UsageError, VerificationInconclusiveError } from "#core/errors.ts";
 import { redact } from "#core/log.ts";
 import { buildProgram, programLogger } from "./cli.ts";
 import { parseBool } from "./commands/options.ts";
 
-/** Exit codes: 0 ok, 1 failure, 2 usage. */
+/** Exit codes: 0 ok, 1 failure, 2 usage, 3 a verification that was inconclusive. */
 export async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -32,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const failure = err instanceof CommanderError ? usageError(err, running(), argv) : asStrongroomError(err);
     printError(program, running(), failure, err, wroteResult);
+    if (failure instanceof VerificationInconclusiveError) return EXIT_INCONCLUSIVE;
     return failure instanceof UsageError ? 2 : 1;
   }
 }

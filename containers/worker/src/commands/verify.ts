@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
-import { UsageError, VerificationFailedError } from "#core/errors.ts";
+import { EXIT_INCONCLUSIVE, UsageError, VerificationFailedError, VerificationInconclusiveError } from "#core/errors.ts";
+import { missingHint } from "../pg/requirements.ts";
 import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
 import { flagOption, jsonOption, readsBackup } from "./options.ts";
 
@@ -105,16 +106,25 @@ Examples:
       printResult(ctx, o.json, result, () => {
         const lines = result.checks.map(
           (c) =>
-            `${c.ok ? (c.skipped ? "-" : "✓") : "✗"} ${c.name.padEnd(11)} ${c.seconds.toFixed(1).padStart(6)} s  ${c.detail}`,
+            `${c.skipped ? "-" : c.ok ? "✓" : result.outcome === "inconclusive" ? "?" : "✗"} ${c.name.padEnd(11)} ${c.seconds.toFixed(1).padStart(6)} s  ${c.detail}`,
         );
         const verdict =
           result.kind === "integrity"
             ? `${result.ok ? "intact" : "NOT intact"}: ${result.databaseId}/${result.backupId} (integrity only: not restored, so not verified)`
             : result.ok
               ? `verified ${result.databaseId}/${result.backupId}: restore ${result.rto.restoreSeconds.toFixed(1)} s, checks ${result.rto.checksSeconds.toFixed(1)} s`
-              : `${result.databaseId}/${result.backupId} FAILED verification`;
+              : result.outcome === "inconclusive"
+                ? `${result.databaseId}/${result.backupId} INCONCLUSIVE: not verified and not failed; the scratch server lacks what the backup needs`
+                : `${result.databaseId}/${result.backupId} FAILED verification`;
         return `${lines.join("\n")}\n${verdict}\n${result.kept ? `kept: ${result.kept}\n` : ""}`;
       });
+      if (result.outcome === "inconclusive") {
+        const missing = result.missing ?? [];
+        throw new VerificationInconclusiveError(
+          `verification of ${result.backupId} is inconclusive (exit ${EXIT_INCONCLUSIVE}): the scratch server lacks ${missing.map((m) => `${m.kind === "locale" ? "locale" : "extension"} ${m.name}${m.version ? ` ${m.version}` : ""}`).join(", ")}`,
+          { hint: missingHint(missing, o.scratch === "auto" ? "auto" : "url") },
+        );
+      }
       if (!result.ok) {
         const failed = result.checks.filter((c) => !c.ok).map((c) => c.name);
         throw new VerificationFailedError(`backup ${result.backupId} failed verification: ${failed.join(", ")}`, {

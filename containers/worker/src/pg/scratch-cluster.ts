@@ -55,6 +55,9 @@ export function serverEnv(from: NodeJS.ProcessEnv = process.env): Record<string,
   return { LC_ALL: "C", PATH: "/usr/bin:/bin", ...(from.TZ ? { TZ: from.TZ } : {}) };
 }
 
+const withLocales = (env: Record<string, string>, localePath: string | undefined) =>
+  localePath ? { ...env, LOCPATH: localePath } : env;
+
 /** The newest /usr/lib/postgresql/<major>/bin holding a server, or a given major's. */
 export function systemBinDir(major?: number): string {
   const root = "/usr/lib/postgresql";
@@ -158,6 +161,11 @@ export interface ClusterOptions {
   parentDir?: string;
   /** Extra `-c name=value` server settings. */
   settings?: string[];
+  /**
+   * A directory of compiled locales the server may load besides the system's (glibc's
+   * LOCPATH): a server with a locale that another on the same machine lacks.
+   */
+  localePath?: string;
 }
 
 /**
@@ -191,7 +199,7 @@ export async function startCluster(
       await run(
         path.join(binDir, "initdb"),
         ["-D", data, "-U", "postgres", `--pwfile=${pwfile}`, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
-        { ...asOwner, env: serverEnv() },
+        { ...asOwner, env: withLocales(serverEnv(), options.localePath) },
       ).catch((err: { stderr?: string }) => {
         const why = (err.stderr ?? String(err)).trim().split("\n").pop() ?? "";
         throw new ScratchClusterError(`initdb could not create a scratch cluster in ${dir}: ${why}`, {
@@ -228,7 +236,7 @@ export async function startCluster(
         "max_connections=100",
         ...(options.settings ?? []).flatMap((setting) => ["-c", setting]),
       ],
-      { ...asOwner, env: serverEnv(), stopSignal: "SIGINT" },
+      { ...asOwner, env: withLocales(serverEnv(), options.localePath), stopSignal: "SIGINT" },
     );
     const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
     const up = service;

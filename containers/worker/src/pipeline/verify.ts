@@ -2,9 +2,10 @@ import { availableParallelism, totalmem } from "node:os";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { auditedJob } from "#core/audit/audit-log.ts";
-import { parseStats } from "#core/backup-stats.ts";
-import { AbortedError, isStrongroomError } from "#core/errors.ts";
+import { type BackupStats, parseStats, type RestoreRequirements } from "#core/backup-stats.ts";
+import { AbortedError, isStrongroomError, StrongroomError } from "#core/errors.ts";
 import { verificationKeys } from "#core/keys.ts";
+import type { Logger } from "#core/log.ts";
 import { type Manifest, manifestObject } from "#core/manifest.ts";
 import {
   type CheckName,
@@ -12,9 +13,17 @@ import {
   summarize,
   VERIFICATION_FORMAT,
   type Verification,
+  type VerificationOutcome,
 } from "#core/verification.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { connect, libpqEnv, type PgConn } from "../pg/conn.ts";
+import {
+  createScratchDatabase,
+  type MissingRequirement,
+  missingExtensions,
+  missingLocales,
+  scratchSettings,
+} from "../pg/requirements.ts";
 import { serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
 import {
@@ -30,7 +39,7 @@ import { sha256Tap } from "../stages/sha256-tap.ts";
 import { WORKER_VERSION } from "../version.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
 import { restore } from "./restore.ts";
-import { openScratch } from "./scratch.ts";
+import { openScratch, type Scratch } from "./scratch.ts";
 import { assertMatches, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface VerifyOptions extends BackupJobOptions {
@@ -104,6 +113,15 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
         checks: r.checks.map((c) => c.name),
         rtoSeconds: r.rto.restoreSeconds,
       }),
+      // What the scratch lacked, by kind and name (extensions and locales, no tables).
+      inconclusive: (r) =>
+        r.outcome === "inconclusive"
+          ? {
+              kind: r.kind,
+              manifestSha256: sha256,
+              missing: (r.missing ?? []).map((m) => `${m.kind} ${m.name}${m.version ? ` ${m.version}` : ""}`),
+            }
+          : undefined,
       // Check names only: the details may name tables.
       failed: (r) =>
         r.ok
@@ -119,23 +137,90 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   );
 }
 
+/** The backup's stats, or the error that says the backup is damaged (a failed restore check). */
+async function readStats(options: VerifyOptions, manifest: Manifest): Promise<BackupStats | StrongroomError> {
+  const statsEntry = manifestObject(manifest, "stats");
+  try {
+    return parseStats(
+      (await getSealed(options.store, statsEntry, options.identities)).toString("utf8"),
+      statsEntry.key,
+    );
+  } catch (err) {
+    if (isStrongroomError(err) && BACKUP_FAULTS.has(err.name)) return err;
+    throw err;
+  }
+}
+
+/**
+ * Before restoring: does the scratch server have what the backup needs (its locales,
+ * extensions in their versions, preloaded libraries)? Creates the target database with
+ * the backup's encoding and locale on the way. Missing anything, the verification is
+ * inconclusive: the restore would fail for the verifier's sake, not the backup's.
+ */
+async function preflight(
+  scratch: Scratch,
+  req: RestoreRequirements,
+  log: Logger,
+): Promise<{ check: CheckOutcome; missing: MissingRequirement[] }> {
+  const missing = await missingLocales(scratch.server, req);
+  if (missing.length === 0) {
+    try {
+      await createScratchDatabase(scratch.server, scratch.target.database, req);
+      log.info("created the target database", {
+        target: scratch.target.database,
+        encoding: req.database.encoding,
+        locale: req.database.locale ?? req.database.collate,
+      });
+    } catch (err) {
+      const d = req.database;
+      missing.push({
+        kind: "locale",
+        name: d.locale ?? d.collate,
+        detail: `the scratch database cannot be created as the backup's was (encoding ${d.encoding}, ${d.provider} locale ${d.locale ?? d.collate}): ${(err as Error).message}`,
+      });
+    }
+  }
+  if (missing.length === 0) missing.push(...(await missingExtensions(scratch.target, req)));
+  if (missing.length > 0) return { check: { ok: false, detail: missing.map((m) => m.detail).join("; ") }, missing };
+  const locales = new Set([req.database.collate, req.database.ctype, ...req.collations.map((c) => c.locale)]);
+  return {
+    check: {
+      ok: true,
+      detail: `the scratch server has the backup's ${req.extensions.length} extension(s) and ${locales.size} locale(s); database created with encoding ${req.database.encoding}, ${req.database.provider} locale ${req.database.locale ?? req.database.collate}`,
+    },
+    missing,
+  };
+}
+
 async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Date): Promise<VerifyResult> {
   const started = performance.now();
+  const stats = await readStats(options, manifest);
+  const requirements = stats instanceof StrongroomError ? undefined : stats.requirements;
   const scratch = await openScratch(manifest, {
     scratch: options.scratch,
     purpose: "verify",
     ...(options.scratchDir ? { scratchDir: options.scratchDir } : {}),
     ...(options.env ? { env: options.env } : {}),
     log: options.log,
+    settings: (database, hasLibrary) => scratchSettings(requirements, database, hasLibrary),
   });
   let kept: string | undefined;
   try {
     const target = scratch.target;
     const checks: CheckResult[] = [];
+    let missing: MissingRequirement[] = [];
+    if (requirements) {
+      const t0 = performance.now();
+      const pre = await preflight(scratch, requirements, options.log);
+      missing = pre.missing;
+      checks.push(done("preflight", t0, pre.check));
+    }
     const archive = new ArchiveStatsTap();
     const restoreStarted = performance.now();
-    let restored = true;
+    let restored = missing.length === 0;
     try {
+      if (stats instanceof StrongroomError) throw stats;
+      if (missing.length > 0) throw new InconclusiveMarker();
       // The backup resolved and checked once, in the preamble; the restore's own rows are
       // not written (this job's are verify.*).
       await restore({
@@ -143,7 +228,8 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
         backup: options.backup,
         target,
         identities: options.identities,
-        create: true,
+        // Preflight created it with the backup's locale; an older backup's, restore creates.
+        create: requirements === undefined,
         rowCounts: false,
         tap: archive,
         log: options.log,
@@ -156,9 +242,19 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
       );
     } catch (err) {
       if (options.signal?.aborted || err instanceof AbortedError) throw err;
-      if (!(isStrongroomError(err) && BACKUP_FAULTS.has(err.name))) throw err;
-      restored = false;
-      checks.push(done("restore", restoreStarted, { ok: false, detail: `${err.name}: ${err.message}` }));
+      if (err instanceof InconclusiveMarker) {
+        checks.push({
+          name: "restore",
+          ok: false,
+          skipped: true,
+          detail: "not run: the scratch server lacks what the backup needs",
+          seconds: 0,
+        });
+      } else {
+        if (!(isStrongroomError(err) && BACKUP_FAULTS.has(err.name))) throw err;
+        restored = false;
+        checks.push(done("restore", restoreStarted, { ok: false, detail: `${err.name}: ${err.message}` }));
+      }
     }
     const restoreSeconds = (performance.now() - restoreStarted) / 1000;
 
@@ -166,16 +262,12 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
     const names: CheckName[] = ["row-counts", "schema", "constraints"];
     if (options.deep) names.push("amcheck");
     if (options.checks) names.push("user-sql");
-    if (!restored) {
-      for (const name of names)
-        checks.push({ name, ok: false, skipped: true, detail: "not run: the restore failed", seconds: 0 });
+    if (!restored || stats instanceof StrongroomError) {
+      const why = missing.length > 0 ? "the scratch server lacks what the backup needs" : "the restore failed";
+      for (const name of names) checks.push({ name, ok: false, skipped: true, detail: `not run: ${why}`, seconds: 0 });
     } else {
-      const stats = archive.result();
-      const statsEntry = manifestObject(manifest, "stats");
-      const dumpStats = parseStats(
-        (await getSealed(options.store, statsEntry, options.identities)).toString("utf8"),
-        statsEntry.key,
-      );
+      const archiveStats = archive.result();
+      const dumpStats = stats;
       const client = await connect(target, "strongroom-verify");
       try {
         const server = await serverInfo(client);
@@ -185,7 +277,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
             options,
             manifest,
             target,
-            archive: stats,
+            archive: archiveStats,
             client,
             dumpStats,
             serverMajor: server.major,
@@ -197,10 +289,14 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
       }
     }
     const checksSeconds = (performance.now() - checksStarted) / 1000;
+    const outcome: VerificationOutcome =
+      missing.length > 0 ? "inconclusive" : checks.every((c) => c.ok) ? "verified" : "failed";
     const verification: Verification = {
       format: VERIFICATION_FORMAT,
       kind: "restore",
-      ok: checks.every((c) => c.ok),
+      ok: outcome === "verified",
+      outcome,
+      ...(missing.length > 0 ? { missing } : {}),
       databaseId: manifest.databaseId,
       backupId: manifest.backupId,
       at: at.toISOString(),
@@ -221,10 +317,17 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
     };
     const stored = await storeResult(options, manifest, at, verification);
     if (options.keep) kept = scratch.describe;
-    options.log.info(verification.ok ? "backup verified" : "backup failed verification", {
+    const said = {
+      verified: "backup verified",
+      failed: "backup failed verification",
+      inconclusive: "verification inconclusive: the scratch server lacks what the backup needs",
+    };
+    options.log.info(said[outcome], {
       databaseId: manifest.databaseId,
       backupId: manifest.backupId,
-      failed: checks.filter((c) => !c.ok).map((c) => c.name),
+      ...(outcome === "inconclusive"
+        ? { missing: missing.map((m) => `${m.kind} ${m.name}`) }
+        : { failed: checks.filter((c) => !c.ok).map((c) => c.name) }),
     });
     return { ...verification, stored, ...(kept ? { kept } : {}) };
   } finally {
@@ -295,6 +398,7 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
     format: VERIFICATION_FORMAT,
     kind: "integrity",
     ok: check.ok,
+    outcome: check.ok ? "verified" : "failed",
     databaseId: manifest.databaseId,
     backupId: manifest.backupId,
     at: at.toISOString(),
@@ -393,6 +497,9 @@ async function schemaCheck(c: CheckContext): Promise<CheckOutcome> {
     ? { ok: true, detail: `schema fingerprint ${restored.structureFingerprint.slice(0, 12)}… as dumped` }
     : { ok: false, detail: "the restored schema differs from the dumped one (objects missing, extra or changed)" };
 }
+
+/** Thrown to skip the restore when preflight found something missing; never escapes. */
+class InconclusiveMarker extends Error {}
 
 function discard(): Writable {
   return new Writable({
