@@ -5,6 +5,7 @@ import { compareBackups } from "./backup-order.ts";
 import { BackupNotFoundError, NotFoundError, StrongroomError, UncommittedBackupError, UsageError } from "./errors.ts";
 import { backupIdTime, isBackupId } from "./keys.ts";
 import type { ObjectStore } from "./store/object-store.ts";
+import type { VerificationOutcome } from "./verification.ts";
 
 /**
  * Which backups count. A manifest is plaintext that anyone who can write the store can
@@ -33,6 +34,10 @@ export interface AuditedVerification {
   backupId: string;
   kind: "restore" | "integrity";
   ok: boolean;
+  /** verified (verify.ok), failed (verify.fail) or inconclusive (verify.inconclusive). */
+  outcome: VerificationOutcome;
+  /** Inconclusive: what the scratch lacked, as the row says (`extension postgis 3.3.2`). */
+  missing?: string[];
   /** When it was recorded (the audit row's time). */
   at: string;
   seq: string;
@@ -114,17 +119,27 @@ export function committingRows(rows: readonly AuditRow[]): Map<string, AuditRow>
   return out;
 }
 
+const OUTCOME_OF_EVENT: Partial<Record<string, VerificationOutcome>> = {
+  "verify.ok": "verified",
+  "verify.fail": "failed",
+  "verify.inconclusive": "inconclusive",
+};
+
 function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): AuditedVerification[] {
   const out: AuditedVerification[] = [];
   for (const row of rows) {
-    if (row.backupId !== backupId || (row.event !== "verify.ok" && row.event !== "verify.fail")) continue;
+    const outcome = OUTCOME_OF_EVENT[row.event];
+    if (row.backupId !== backupId || outcome === undefined) continue;
     if (sha256Of(row) !== sha256) continue;
     const d = row.details ?? {};
     const failed = Array.isArray(d.failedChecks) ? d.failedChecks.filter((c) => typeof c === "string") : [];
+    const missing = Array.isArray(d.missing) ? d.missing.filter((c) => typeof c === "string") : undefined;
     out.push({
       backupId,
       kind: d.kind === "integrity" ? "integrity" : "restore",
-      ok: row.event === "verify.ok",
+      ok: outcome === "verified",
+      outcome,
+      ...(missing ? { missing: missing as string[] } : {}),
       at: row.at,
       seq: row.seq,
       // rtoSeconds from the CLI's verify, restoreSeconds from VerifyFlow's row.

@@ -2,6 +2,7 @@ import type { AuditLog } from "./audit/audit-log.ts";
 import type { CatalogTable } from "./catalog/catalog.ts";
 import { backupIdTime } from "./keys.ts";
 import { readLedgers } from "./ledger.ts";
+import { outcomeOf, type VerificationOutcome } from "./verification.ts";
 import type { ObjectStore } from "./store/object-store.ts";
 
 /**
@@ -18,8 +19,11 @@ export interface StatusLimits {
 
 export const DEFAULT_LIMITS: StatusLimits = { maxVerifyAgeMs: 8 * 86_400_000, maxBackupAgeMs: 26 * 3_600_000 };
 
-/** One day of the record: a successful verification, only failed ones, a backup only, or nothing. */
-export type DayMark = "verified" | "verify-failed" | "backup" | "none";
+/**
+ * One day of the record: a successful verification, a failed one, only inconclusive ones
+ * (the verifier lacked something: neither verified nor failed), a backup only, or nothing.
+ */
+export type DayMark = "verified" | "verify-failed" | "verify-inconclusive" | "backup" | "none";
 
 export interface DatabaseStatus {
   databaseId: string;
@@ -33,6 +37,9 @@ export interface DatabaseStatus {
     backupId: string;
     at: string;
     ok: boolean;
+    outcome: VerificationOutcome;
+    /** Inconclusive: what the scratch server lacked, where the record says. */
+    missing?: string[];
     restoreSeconds: number;
     failedChecks: string[];
   };
@@ -49,6 +56,9 @@ export interface VerificationRecord {
   backupId: string;
   kind: "restore" | "integrity";
   ok: boolean;
+  /** @default verified when ok, else failed */
+  outcome?: VerificationOutcome;
+  missing?: string[];
   at: string;
   restoreSeconds?: number;
   failedChecks: string[];
@@ -92,7 +102,11 @@ export function assessStatus(
       `last successful verification was ${age(now.getTime() - Date.parse(lastOk.at))} ago (limit ${age(limits.maxVerifyAgeMs)})`,
     );
   }
-  if (last && !last.ok) {
+  if (last && outcomeOf(last) === "inconclusive") {
+    problems.push(
+      `last verification (of ${last.backupId}) was inconclusive, neither verified nor failed: the scratch server lacked ${last.missing?.length ? last.missing.join(", ") : "what the backup needs (its result says what)"}`,
+    );
+  } else if (last && !last.ok) {
     const failed = last.failedChecks;
     problems.push(
       `last verification (of ${last.backupId}) failed${failed.length ? `: ${failed.join(", ")}` : " (its result in the store says which check)"}`,
@@ -105,11 +119,13 @@ export function assessStatus(
     const that = mine.filter((v) => v.at.slice(0, 10) === date);
     const mark: DayMark = that.some((v) => v.ok)
       ? "verified"
-      : that.length > 0
+      : that.some((v) => outcomeOf(v) === "failed")
         ? "verify-failed"
-        : backups.some((b) => b.at.toISOString().slice(0, 10) === date)
-          ? "backup"
-          : "none";
+        : that.length > 0
+          ? "verify-inconclusive"
+          : backups.some((b) => b.at.toISOString().slice(0, 10) === date)
+            ? "backup"
+            : "none";
     days.push({ date, mark });
   }
 
@@ -141,6 +157,8 @@ export function assessStatus(
             backupId: last.backupId,
             at: last.at,
             ok: last.ok,
+            outcome: outcomeOf(last),
+            ...(last.missing ? { missing: last.missing } : {}),
             restoreSeconds: last.restoreSeconds ?? 0,
             failedChecks: last.failedChecks,
           },
@@ -171,6 +189,7 @@ export async function readStatusFromCatalog(
             {
               kind: "restore" as const,
               ok: item.lastVerifyOk === true,
+              ...(item.lastVerifyOutcome ? { outcome: item.lastVerifyOutcome } : {}),
               backupId: item.backupId,
               at: item.lastVerifiedAt,
               restoreSeconds: item.verifyRestoreSeconds ?? 0,

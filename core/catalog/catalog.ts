@@ -1,6 +1,6 @@
 import { objectKey } from "../keys.ts";
 import type { Manifest } from "../manifest.ts";
-import type { VerificationSummary } from "../verification.ts";
+import { outcomeOf, type VerificationOutcome, type VerificationSummary } from "../verification.ts";
 
 /**
  * The backup catalog (docs/formats.md, Catalog item): one item per committed backup, built only from
@@ -26,6 +26,8 @@ export interface CatalogItem {
   /** The newest verification by restore of this backup, when there is one. */
   lastVerifiedAt?: string;
   lastVerifyOk?: boolean;
+  /** verified, failed or inconclusive (absent in items written before it was recorded). */
+  lastVerifyOutcome?: VerificationOutcome;
   verifyRestoreSeconds?: number;
 }
 
@@ -66,6 +68,7 @@ export function catalogRecord(manifest: Manifest, verifications: readonly Catalo
       ? {
           lastVerifiedAt: verified.at,
           lastVerifyOk: verified.ok,
+          lastVerifyOutcome: outcomeOf(verified),
           verifyRestoreSeconds: verified.rto.restoreSeconds,
         }
       : {}),

@@ -74,6 +74,30 @@ describe("status readiness", () => {
     if (history === "failed-last") expect(s.days.at(-1)?.mark).toBe("verify-failed");
   });
 
+  it("shows an inconclusive verification as neither verified nor failed: its own problem, day mark and outcome", () => {
+    const inconclusive = {
+      ...sampleRecord(backup, ago(2), false),
+      outcome: "inconclusive" as const,
+      failedChecks: [],
+      missing: ["extension postgis 3.3.2"],
+    };
+    const s = assessStatus("shop", [older, backup], [sampleRecord(older, ago(48), true), inconclusive], NOW);
+    expect(s.ready).toBe(false);
+    expect(s.problems).toEqual([
+      `last verification (of ${backup}) was inconclusive, neither verified nor failed: the scratch server lacked extension postgis 3.3.2`,
+    ]);
+    expect(s.problems.join()).not.toMatch(/\) failed/);
+    expect(s.lastVerification).toMatchObject({
+      ok: false,
+      outcome: "inconclusive",
+      missing: ["extension postgis 3.3.2"],
+    });
+    // The older success still counts as the newest verified; the inconclusive one does not.
+    expect(s.newestVerified?.backupId).toBe(older);
+    expect(s.days.at(-1)?.mark).toBe("verify-inconclusive");
+    expect(s.days.find((d) => d.date === "2026-11-19")?.mark).toBe("verified");
+  });
+
   it("ignores a verification of a backup that is not there, and an integrity pass", () => {
     const s = assessStatus(
       "shop",

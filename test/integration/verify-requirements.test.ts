@@ -133,6 +133,13 @@ describe("a PostGIS database", () => {
       event: "verify.inconclusive",
       details: { kind: "restore", missing: [`extension postgis ${version}`] },
     });
+    // status reads it from the audit log: neither verified nor failed.
+    const status = await runCli(["status", "--json", "--database-id", "gis"], { STRONGROOM_STORE: postgis.store.url });
+    expect(status.code).toBe(1);
+    const [gis] = JSON.parse(status.stdout);
+    expect(gis.lastVerification).toMatchObject({ outcome: "inconclusive", missing: [`extension postgis ${version}`] });
+    expect(gis.days.at(-1).mark).toBe("verify-inconclusive");
+    expect(gis.problems.join("\n")).toContain("was inconclusive, neither verified nor failed");
     // The scratch database is gone from the server that was given.
     const left = await sql(bare.url, "select datname from pg_database where datname like 'strongroom_verify_%'");
     expect(left).toEqual([]);

@@ -19,6 +19,7 @@ interface StatusFlags {
 const MARKS: Record<DatabaseStatus["days"][number]["mark"], string> = {
   verified: "V",
   "verify-failed": "F",
+  "verify-inconclusive": "?",
   backup: "b",
   none: ".",
 };
@@ -56,8 +57,10 @@ Only committed backups (a backup.ok audit row records the manifest's SHA-256) an
 verifications the audit log records for exactly those manifests count; any other
 manifest in the store is a problem, and the database is not ready.
 Ready means: a backup within --max-backup-age, a successful verification within
---max-verify-age, and the last verification not failed. The 14-day record has one mark
-per day (UTC, oldest first): V verified, F verification failed, b backup only, . nothing.
+--max-verify-age, and the last verification neither failed nor inconclusive (the
+verifier lacked an extension or a locale the backup needs: not verified, not failed).
+The 14-day record has one mark per day (UTC, oldest first): V verified, F verification
+failed, ? inconclusive only, b backup only, . nothing.
 
 Examples:
   $ strongroom status --store s3://acme-backups/pg
@@ -115,7 +118,9 @@ function statusTable(statuses: DatabaseStatus[]): string {
       s.newestBackup ? `${s.newestBackup.backupId} (${since(s.newestBackup.ageHours)})` : "none",
       s.newestVerified ? `${s.newestVerified.backupId} (${since(s.newestVerified.ageHours)})` : "never",
       s.lastVerification
-        ? `${s.lastVerification.ok ? "ok" : `FAILED: ${s.lastVerification.failedChecks.join(", ")}`}, restore ${s.lastVerification.restoreSeconds.toFixed(1)} s`
+        ? s.lastVerification.outcome === "inconclusive"
+          ? "INCONCLUSIVE"
+          : `${s.lastVerification.ok ? "ok" : `FAILED: ${s.lastVerification.failedChecks.join(", ")}`}, restore ${s.lastVerification.restoreSeconds.toFixed(1)} s`
         : "-",
       s.days.map((d) => MARKS[d.mark]).join(""),
     ]),
