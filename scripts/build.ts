@@ -11,6 +11,13 @@
 import * as path from "node:path";
 import { type BuildOptions, build } from "esbuild";
 
+/**
+ * Packages the bundle imports at run time instead of holding: the native zstd addon
+ * (a platform binary) and pg's optional native driver (loaded only when asked for).
+ * An install of the bundle (the image, `npm pack`'s tarball) provides those it uses.
+ */
+export const BUNDLE_EXTERNALS: readonly string[] = ["@mongodb-js/zstd", "pg-native"];
+
 const WORKER_BUNDLE: BuildOptions = {
   entryPoints: ["containers/worker/src/run.ts"],
   bundle: true,
@@ -18,8 +25,7 @@ const WORKER_BUNDLE: BuildOptions = {
   format: "esm",
   target: "node22",
   sourcemap: true,
-  // Native addon (and pg's optional native driver) stay outside the bundle.
-  external: ["@mongodb-js/zstd", "pg-native"],
+  external: [...BUNDLE_EXTERNALS],
   // Some bundled CommonJS dependencies call require(); give ESM output one.
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
