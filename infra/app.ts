@@ -3,7 +3,9 @@ import { existsSync } from "node:fs";
 import * as path from "node:path";
 import { Annotations, App, Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
+import { InvalidConfigError } from "#core/errors.ts";
 import { loadConfig } from "./config/load-config.ts";
+import { configErrorText } from "./config/report.ts";
 import { StrongroomStack } from "./stacks/strongroom-stack.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -39,4 +41,20 @@ export function buildApp(app = new App()): App {
   return app;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) buildApp().synth();
+/**
+ * What `cdk synth` and `cdk deploy` run (cdk.json), returning the exit code. A config with
+ * problems is printed as those problems, one line each, not as a stack trace.
+ */
+export function main(app = new App()): number {
+  try {
+    buildApp(app);
+  } catch (err) {
+    if (!(err instanceof InvalidConfigError) || err.problems === undefined) throw err;
+    process.stderr.write(configErrorText(err));
+    return 1;
+  }
+  app.synth();
+  return 0;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) process.exitCode = main();

@@ -9,7 +9,8 @@
  * stderr. Exit 0 when every execution SUCCEEDED, 1 when one did not, 2 on bad usage.
  */
 import { Command } from "commander";
-import { asStrongroomError, UsageError } from "#core/errors.ts";
+import { asStrongroomError, InvalidConfigError, UsageError } from "#core/errors.ts";
+import { configErrorText } from "../config/report.ts";
 import { type ExecutionResult, Sim } from "./sim.ts";
 
 const program = new Command("npm run sim --")
@@ -113,7 +114,9 @@ export function runCli(): void {
     },
     (err: unknown) => {
       const e = asStrongroomError(err);
-      process.stderr.write(`sim: ${e.name}: ${e.message}\n${e.hint ? `HINT: ${e.hint}\n` : ""}`);
+      // A config's problems, one line each naming the file and the field, as cdk synth prints them.
+      if (e instanceof InvalidConfigError && e.problems !== undefined) process.stderr.write(configErrorText(e));
+      else process.stderr.write(`sim: ${e.name}: ${e.message}\n${e.hint ? `HINT: ${e.hint}\n` : ""}`);
       process.exitCode = e instanceof UsageError ? 2 : 1;
     },
   );

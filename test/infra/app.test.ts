@@ -1,16 +1,29 @@
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { App } from "aws-cdk-lib";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../infra/app.ts";
+import { runCommand } from "../helpers/run.ts";
+import { exampleConfig } from "../helpers/stack.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 const run = promisify(execFile);
 const root = path.resolve(import.meta.dirname, "../..");
 let outDir: string | undefined;
 afterAll(() => (outDir ? rm(outDir, { recursive: true, force: true }) : undefined));
+
+/** `node infra/app.ts`, the command cdk.json gives cdk synth and cdk deploy, with the context they pass it. */
+async function runApp(context: Record<string, unknown>) {
+  const dir = await tempDir("strongroom-app-");
+  return runCommand(process.execPath, [path.join(root, "infra/app.ts")], undefined, {
+    ...process.env,
+    CDK_OUTDIR: dir,
+    CDK_CONTEXT_JSON: JSON.stringify({ "aws:cdk:bundling-stacks": [], ...context }),
+  });
+}
 
 describe("cdk app", () => {
   it("composes one stack, named by the config, from the example when no config is given", () => {
@@ -39,5 +52,31 @@ describe("cdk app", () => {
     // The cloud assembly cdk deploy reads names the stack as a CloudFormation stack.
     const manifest = JSON.parse(await readFile(path.join(outDir, "manifest.json"), "utf8"));
     expect(manifest.artifacts.Strongroom.type).toBe("aws:cloudformation:stack");
+  });
+
+  it("reports every problem of a config at once, one line each naming the file and the field, with no stack trace, and exits 1", async () => {
+    // GIVEN a config with problems the schema finds and problems only the checks after it find
+    const raw = exampleConfig();
+    raw.alarmEmail = "ops";
+    raw.databases[1].secretArn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/billing";
+    raw.defaults.timeZone = "Mars/Olympus";
+    raw.databases[1].id = "shop";
+    const file = path.join(await tempDir("strongroom-app-"), "strongroom.config.json");
+    await writeFile(file, JSON.stringify(raw));
+    // WHEN the app runs as cdk synth or cdk deploy runs it
+    const r = await runApp({ config: file });
+    // THEN it prints each problem once, on its own line, then the hint, and nothing else
+    expect(r.stderr).toBe(
+      [
+        `${file}: alarmEmail: must be an email address`,
+        `${file}: databases[1].secretArn: must be the full ARN of a Secrets Manager secret, with the 6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)`,
+        `${file}: defaults.timeZone: unknown time zone "Mars/Olympus" (use an IANA name, e.g. Europe/Berlin)`,
+        `${file}: databases[1].id: duplicate id "shop"`,
+        "HINT: see strongroom.config.example.json and the README's Deploy section",
+        "",
+      ].join("\n"),
+    );
+    expect(r.stdout.toString()).toBe("");
+    expect(r.code).toBe(1);
   });
 });

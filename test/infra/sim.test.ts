@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
@@ -696,4 +696,22 @@ describe("npm run sim on the command line", () => {
     expect(unpaired.code).toBe(2);
     expect(unpaired.stderr).toContain("executions come in pairs");
   }, 120_000);
+
+  it("reports every problem of its config at once, one line each naming the file and the field, as cdk synth does, and exits 1", async () => {
+    const raw = JSON.parse(await readFile(configFile, "utf8"));
+    raw.alarmEmail = "ops";
+    raw.databases[1].id = "shop";
+    const bad = path.join(await tempDir("strongroom-sim-"), "sim.config.json");
+    await writeFile(bad, JSON.stringify(raw));
+    const r = await npmRunSim(["--config", bad, "BackupFlow", JSON.stringify({ databaseId: "shop" })]);
+    expect(r.stderr).toBe(
+      [
+        `${bad}: alarmEmail: must be an email address`,
+        `${bad}: databases[1].id: duplicate id "shop"`,
+        "HINT: see strongroom.config.example.json and the README's Deploy section",
+        "",
+      ].join("\n"),
+    );
+    expect(r.code).toBe(1);
+  });
 });
