@@ -686,11 +686,22 @@ describe("npm run sim on the command line", () => {
       "--no-iam",
       "RestoreFlow",
       JSON.stringify({ databaseId: "shop", target: { database: "x", password: "hunter2" } }),
+      // The source database holds the backup's tables: the worker refuses to restore over them.
+      "RestoreFlow",
+      JSON.stringify({ databaseId: "shop", target: { database: source.name } }),
     ]);
     expect(refused.code).toBe(1);
-    expect(refused.stdout).toMatch(
-      /^✗ RestoreFlow FAILED in [\d.]+ s \(InvalidInputError: the input has a field "target.password": a restore's input must never carry a password\): Check and plan restore → Notify failure → RestoreFlow failed\n$/,
+    const [planFailed, workerFailed] = refused.stdout.split("\n");
+    expect(planFailed).toMatch(
+      /^✗ RestoreFlow FAILED in [\d.]+ s \(InvalidInputError: the input has a field "target.password": a restore's input must never carry a password\): Check and plan restore → Notify failure → RestoreFlow failed$/,
     );
+    // The worker's error, told in its logs only, and its hint in the terms of the flow's input.
+    expect(workerFailed).toMatch(
+      new RegExp(
+        `^✗ RestoreFlow FAILED in [\\d.]+ s \\(States\\.TaskFailed: the worker exited 1 with TargetNotEmptyError: target database ${source.name} already holds \\d+ user objects; HINT: restore into a new, empty database, or pass "clean": true in the input to drop the backup's objects first\\): Check and plan restore → Audit restore\\.start → Run restore task → Audit restore\\.fail → Notify failure → RestoreFlow failed$`,
+      ),
+    );
+    expect(refused.stdout.split("\n")).toHaveLength(3);
     expect(refused.stdout + refused.stderr).not.toContain("hunter2");
     const unpaired = await npmRunSim(["--config", configFile, "BackupFlow"]);
     expect(unpaired.code).toBe(2);
