@@ -273,6 +273,16 @@ export class InvalidInputError extends StrongroomError {
 /** strongroom.config.json (the deployed app's config) has problems; the message lists each. */
 export class InvalidConfigError extends StrongroomError {
   override name = "InvalidConfigError" as const;
+  /**
+   * For an error about a config file: each problem on a line of its own that names the
+   * file and the field (`strongroom.config.json: databases[1].id: …`), as printed.
+   */
+  readonly problems: string[] | undefined;
+
+  constructor(message: string, options: StrongroomErrorOptions & { problems?: string[] } = {}) {
+    super(message, options);
+    this.problems = options.problems;
+  }
 }
 
 /** A flow was started for a database id the deployed config does not declare. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { InvalidInputError } from "../errors.ts";
 import { StaticSettings } from "./flow-settings.ts";
-import { planBackup, planRestore, planVerify } from "./plan.ts";
+import { hintInFlowTerms, planBackup, planRestore, planVerify } from "./plan.ts";
 import { describeFailure } from "./task-failure.ts";
 
 const settings = new StaticSettings({
@@ -199,6 +199,29 @@ describe("flow plans", () => {
     expect(
       (await planRestore(settings, { databaseId: "shop", target: { database: "shop" } }, latest)).command,
     ).not.toContain("--clean");
+  });
+
+  it("says a restore worker's hint in RestoreFlow's input terms, for each flag the input sets, and leaves other flags be", async () => {
+    // GIVEN the worker's own hints (containers/worker/src/pipeline/restore.ts)
+    const notEmpty = "restore into a new, empty database, or pass --clean to drop the backup's objects first";
+    const roles = "create them first, or pass --no-owner to make app own everything (grants are skipped too)";
+    const staging = "free space there, or set --staging-dir elsewhere";
+    // THEN each flag reads as the input field that makes the plan pass it
+    expect(hintInFlowTerms("restore", notEmpty)).toBe(
+      'restore into a new, empty database, or pass "clean": true in the input to drop the backup\'s objects first',
+    );
+    expect(hintInFlowTerms("restore", roles)).toBe(
+      'create them first, or pass "noOwner": true in the input to make app own everything (grants are skipped too)',
+    );
+    const plan = await planRestore(
+      settings,
+      { databaseId: "shop", target: { secretArn: "arn:secret:staging-AbCdEf" }, clean: true, noOwner: true },
+      latest,
+    );
+    expect(plan.command).toEqual(expect.arrayContaining(["--clean", "--no-owner"]));
+    // AND a flag no input sets, or another command's, stays as the worker wrote it
+    expect(hintInFlowTerms("restore", staging)).toBe(staging);
+    expect(hintInFlowTerms("backup", notEmpty)).toBe(notEmpty);
   });
 
   it.each([

@@ -250,6 +250,28 @@ export async function planRestore(
 }
 
 /**
+ * The worker's restore flags as RestoreFlow's input says them (planRestore turns the
+ * input into these flags). `--create` has no field: the plan always passes it, so a
+ * RestoreFlow creates the database its target names when it is missing.
+ */
+const RESTORE_FLAGS_IN_INPUT: Record<string, string> = {
+  "--clean": '"clean": true in the input',
+  "--no-owner": '"noOwner": true in the input',
+  "--create": '"target": {"database": "<name>"} in the input (RestoreFlow creates a missing database)',
+};
+
+/**
+ * A worker's hint, written for the CLI ("pass --clean"), in the terms of the flow that
+ * ran it ("pass "clean": true in the input"), for the flags its input sets. `command`
+ * is the worker's subcommand (the task's argv[0]); other flags and commands are left as
+ * the worker wrote them.
+ */
+export function hintInFlowTerms(command: string, hint: string): string {
+  if (command !== "restore") return hint;
+  return hint.replace(/--[a-z][a-z-]*(?![\w=-])/g, (flag) => RESTORE_FLAGS_IN_INPUT[flag] ?? flag);
+}
+
+/**
  * VerifyFlow's first step, started by each database's verify schedule with
  * `{"databaseId"}` (or by hand with a `backupId`): resolves `latest` here, so the audit
  * rows and the task name the same backup. The task restores into a throwaway cluster

@@ -6,6 +6,7 @@ import { assertX25519Recipient } from "#core/recipients.ts";
 import { type ExistingNetwork, existingNetworkProblems, networkWarnings } from "../constructs/network.ts";
 import { type DatabaseTls, DEFAULT_DATABASE_TLS, databaseTlsWarning } from "../constructs/tls.ts";
 import { dstProblems } from "./dst.ts";
+import { shownPath } from "./report.ts";
 import { CONNECTION_KEYS, configSchema } from "./schema.ts";
 
 export interface Retention {
@@ -150,16 +151,21 @@ export function loadConfig(file: string, purpose: "deploy" | "sim" = "deploy"): 
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new InvalidConfigError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new InvalidConfigError(`cannot read ${file}: ${code}`, {
       cause: err,
       hint: "copy strongroom.config.example.json to strongroom.config.json, or pass -c config=FILE",
+      problems: [`${shownPath(file)}: cannot be read (${code})`],
     });
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new InvalidConfigError(`${file} is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new InvalidConfigError(`${file} is not JSON: ${(err as Error).message}`, {
+      cause: err,
+      problems: [`${shownPath(file)}: not JSON: ${(err as Error).message}`],
+    });
   }
   return parseConfig(raw, file, purpose);
 }
@@ -167,10 +173,17 @@ export function loadConfig(file: string, purpose: "deploy" | "sim" = "deploy"): 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile(configSchema);
 
+/**
+ * Checks a parsed config against the schema, then everything a schema cannot say. The
+ * later checks read only values the schema passed (`passed`), so a file with both kinds
+ * of problem has all of them reported in one run: the schema's first, then the others.
+ */
 export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim" = "deploy"): StrongroomConfig {
-  if (!validate(raw)) throw problems(file, describeSchemaErrors(validate.errors ?? []));
-  const config: ConfigFile = raw;
-  const found: string[] = [];
+  const schemaErrors = validate(raw) ? [] : (validate.errors ?? []);
+  const found = describeSchemaErrors(schemaErrors);
+  if (!isObject(raw)) throw problems(file, found);
+  const passed = passedBySchema(schemaErrors);
+  const config = raw as unknown as ConfigFile;
   const check = (field: string, fn: () => void) => {
     try {
       fn();
@@ -179,76 +192,109 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
     }
   };
 
-  config.recipients.forEach((r, i) => {
-    check(`recipients[${i}]`, () => assertX25519Recipient(r));
-  });
-  if (new Set(config.recipients).size !== config.recipients.length) found.push("recipients: a key is listed twice");
+  if (passed("/recipients")) {
+    config.recipients.forEach((r, i) => {
+      check(`recipients[${i}]`, () => assertX25519Recipient(r));
+    });
+    if (new Set(config.recipients).size !== config.recipients.length) found.push("recipients: a key is listed twice");
+  }
   if (purpose === "deploy" && config.sim !== undefined) {
     found.push("sim: holds secret values for `npm run sim` only; remove it from a config you deploy");
   }
-  const d = config.defaults ?? {};
-  checkOverridable("defaults", d, found);
-  if (!("create" in config.network)) found.push(...existingNetworkProblems(config.network));
+  const d: Overridable = isObject(config.defaults) ? config.defaults : {};
+  checkOverridable("defaults", d, passed, found);
+  if (passed("/network") && !("create" in config.network)) found.push(...existingNetworkProblems(config.network));
 
-  const warnings: string[] = networkWarnings(config.network);
+  // Warnings only matter for a config without problems, and read values as the schema passed them.
+  const warnings: string[] = schemaErrors.length === 0 ? networkWarnings(config.network) : [];
   const now = new Date();
-  const databases = config.databases.map((db, i): DatabaseConfig => {
-    checkOverridable(`databases[${i}]`, db, found);
+  const databases = (Array.isArray(config.databases) ? config.databases : []).flatMap((db, i): DatabaseConfig[] => {
+    if (!isObject(db)) return [];
+    const field = `databases[${i}]`;
+    const both = (name: string) => passed(`/defaults/${name}`) && passed(`/databases/${i}/${name}`);
+    checkOverridable(field, db, passed, found);
     const retention = { ...DEFAULTS.retention, ...d.retention, ...db.retention };
     const timeZone = db.timeZone ?? d.timeZone ?? DEFAULTS.timeZone;
-    check(`databases[${i}].retention`, () => {
-      if (retention.daily + retention.weekly + retention.monthly === 0) throw new Error("keeps nothing (0/0/0)");
-      validatePolicy({ ...retention, timeZone: "UTC" });
-    });
+    if (both("retention")) {
+      check(`${field}.retention`, () => {
+        if (retention.daily + retention.weekly + retention.monthly === 0) throw new Error("keeps nothing (0/0/0)");
+        validatePolicy({ ...retention, timeZone: "UTC" });
+      });
+    }
     const task = { ...DEFAULTS.task, ...d.task, ...db.task };
-    check(`databases[${i}].task`, () => checkFargateSize(task));
+    if (both("task")) check(`${field}.task`, () => checkFargateSize(task));
     const schedule = db.schedule ?? d.schedule ?? DEFAULTS.schedule;
     const verify = { ...DEFAULTS.verify, ...d.verify, ...db.verify };
     // EventBridge Scheduler skips a local time that does not exist and runs a repeated one once.
     // (An unknown zone is reported as a problem above, not here.)
-    if (isTimeZone(timeZone)) {
-      for (const p of dstProblems(schedule, timeZone, now)) warnings.push(`databases[${i}].schedule: ${p}`);
-      for (const p of dstProblems(verify.schedule, timeZone, now))
-        warnings.push(`databases[${i}].verify.schedule: ${p}`);
+    if (schemaErrors.length === 0 && isTimeZone(timeZone)) {
+      for (const p of dstProblems(schedule, timeZone, now)) warnings.push(`${field}.schedule: ${p}`);
+      for (const p of dstProblems(verify.schedule, timeZone, now)) warnings.push(`${field}.verify.schedule: ${p}`);
     }
-    const connection = connectionOf(`databases[${i}]`, db, found, warnings);
+    const connection = connectionOf(field, `/databases/${i}`, db, passed, found, warnings);
     if (db.restoreSecretArn === undefined) {
       warnings.push(
-        `databases[${i}].restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot`,
+        `${field}.restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot`,
       );
     }
-    return {
-      id: db.id,
-      secretArn: db.secretArn,
-      restoreSecretArn: db.restoreSecretArn ?? db.secretArn,
-      connection,
-      schedule,
-      timeZone,
-      retention,
-      task,
-      verify,
-    };
+    return [
+      {
+        id: db.id,
+        secretArn: db.secretArn,
+        restoreSecretArn: db.restoreSecretArn ?? db.secretArn,
+        connection,
+        schedule,
+        timeZone,
+        retention,
+        task,
+        verify,
+      },
+    ];
   });
-  duplicates(
-    config.databases.map((db) => db.id),
-    "databases",
-    found,
+  duplicates(idsAt("/databases", config.databases, passed), "databases", found);
+  const targets = Array.isArray(config.restoreTargets) ? config.restoreTargets : [];
+  const restoreTargets = targets.flatMap((t, i): RestoreTargetConfig[] =>
+    isObject(t)
+      ? [
+          {
+            id: t.id,
+            secretArn: t.secretArn,
+            connection: connectionOf(`restoreTargets[${i}]`, `/restoreTargets/${i}`, t, passed, found, warnings),
+          },
+        ]
+      : [],
   );
-  const restoreTargets = (config.restoreTargets ?? []).map(
-    (t, i): RestoreTargetConfig => ({
-      id: t.id,
-      secretArn: t.secretArn,
-      connection: connectionOf(`restoreTargets[${i}]`, t, found, warnings),
-    }),
-  );
-  duplicates(
-    restoreTargets.map((t) => t.id),
-    "restoreTargets",
-    found,
-  );
+  duplicates(idsAt("/restoreTargets", config.restoreTargets, passed), "restoreTargets", found);
   if (found.length > 0) throw problems(file, found);
   const { defaults: _defaults, ...rest } = config;
   return { ...rest, prefix: config.prefix ?? "", databases, restoreTargets, warnings };
+}
+
+/**
+ * Whether the schema passed the value at a JSON pointer: nothing failed at it, inside it,
+ * or in a value that holds it. A missing required property and an unknown one fail at
+ * that property, not at the object around it, so they keep no sibling from being checked.
+ */
+function passedBySchema(errors: ErrorObject[]): (pointer: string) => boolean {
+  const pointerKey = (key: string) => key.replaceAll("~", "~0").replaceAll("/", "~1");
+  const failed = errors.map((e) => {
+    const params = e.params as { missingProperty?: string; additionalProperty?: string };
+    if (e.keyword === "required") return `${e.instancePath}/${pointerKey(params.missingProperty ?? "")}`;
+    if (e.keyword === "additionalProperties") return `${e.instancePath}/${pointerKey(params.additionalProperty ?? "")}`;
+    return e.instancePath;
+  });
+  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(`${outer}/`);
+  return (pointer) => !failed.some((f) => within(f, pointer) || within(pointer, f));
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Each item's id where the schema passed it, else undefined (its index kept, for the field name). */
+function idsAt(pointer: string, items: unknown, passed: (pointer: string) => boolean): Array<string | undefined> {
+  if (!Array.isArray(items)) return [];
+  return items.map((item, i) => (passed(`${pointer}/${i}/id`) ? (item as { id: string }).id : undefined));
 }
 
 const DEFAULT_PORT = 5432;
@@ -259,12 +305,21 @@ const DEFAULT_PORT = 5432;
  * only where the config says the secret holds it (`secretHas`); a value missing from
  * both is a config error here, at synth, not a task that never starts.
  */
-function connectionOf(field: string, c: ConnectionFields, found: string[], warnings: string[]): Connection {
-  const fromSecret = c.secretHas ?? [];
+function connectionOf(
+  field: string,
+  pointer: string,
+  c: ConnectionFields,
+  passed: (pointer: string) => boolean,
+  found: string[],
+  warnings: string[],
+): Connection {
+  // Checked only when the schema passed every field read here; else its problems are reported.
+  const checkable = ["tls", ...CONNECTION_KEYS, "secretHas"].every((name) => passed(`${pointer}/${name}`));
+  const fromSecret = checkable ? (c.secretHas ?? []) : [];
   const tls = c.tls ?? DEFAULT_DATABASE_TLS;
-  const warning = databaseTlsWarning(`${field}.tls`, tls);
+  const warning = checkable ? databaseTlsWarning(`${field}.tls`, tls) : undefined;
   if (warning) warnings.push(warning);
-  for (const key of CONNECTION_KEYS) {
+  for (const key of checkable ? CONNECTION_KEYS : []) {
     const inConfig = c[key] !== undefined;
     const inSecret = fromSecret.includes(key);
     if (inConfig && inSecret) {
@@ -284,25 +339,29 @@ function connectionOf(field: string, c: ConnectionFields, found: string[], warni
   };
 }
 
-function checkOverridable(field: string, o: Overridable, found: string[]): void {
-  if (o.schedule !== undefined) {
+/** The checks of a database's settings (or the defaults) the schema passed; `field` as in `databases[1]`. */
+function checkOverridable(field: string, o: Overridable, passed: (pointer: string) => boolean, found: string[]): void {
+  const pointer = `/${field.replace(/\[(\d+)\]/g, "/$1")}`;
+  if (o.schedule !== undefined && passed(`${pointer}/schedule`)) {
     const problem = scheduleProblem(o.schedule);
     if (problem) found.push(`${field}.schedule: ${problem}`);
   }
-  if (o.verify?.schedule !== undefined) {
+  if (o.verify?.schedule !== undefined && passed(`${pointer}/verify/schedule`)) {
     const problem = scheduleProblem(o.verify.schedule);
     if (problem) found.push(`${field}.verify.schedule: ${problem}`);
   }
-  if (o.timeZone !== undefined && !isTimeZone(o.timeZone)) {
+  if (o.timeZone !== undefined && passed(`${pointer}/timeZone`) && !isTimeZone(o.timeZone)) {
     found.push(
       `${field}.timeZone: unknown time zone ${JSON.stringify(o.timeZone)} (use an IANA name, e.g. Europe/Berlin)`,
     );
   }
 }
 
-function duplicates(ids: string[], field: string, found: string[]): void {
+/** Each id given again, by its index; an undefined id (one the schema failed) is skipped. */
+function duplicates(ids: Array<string | undefined>, field: string, found: string[]): void {
   const seen = new Set<string>();
   ids.forEach((id, i) => {
+    if (id === undefined) return;
     if (seen.has(id)) found.push(`${field}[${i}].id: duplicate id ${JSON.stringify(id)}`);
     seen.add(id);
   });
@@ -447,6 +506,7 @@ function problems(file: string, lines: string[]): InvalidConfigError {
     `${file} has ${lines.length} problem${lines.length === 1 ? "" : "s"}:\n${lines.join("\n")}`,
     {
       hint: "see strongroom.config.example.json and the README's Deploy section",
+      problems: lines.map((line) => `${shownPath(file)}: ${line}`),
     },
   );
 }

@@ -9,7 +9,9 @@
  * stderr. Exit 0 when every execution SUCCEEDED, 1 when one did not, 2 on bad usage.
  */
 import { Command } from "commander";
-import { asStrongroomError, UsageError } from "#core/errors.ts";
+import { asStrongroomError, InvalidConfigError, UsageError } from "#core/errors.ts";
+import { configErrorText } from "../config/report.ts";
+import type { WorkerError } from "./local-tasks.ts";
 import { type ExecutionResult, Sim } from "./sim.ts";
 
 const program = new Command("npm run sim --")
@@ -59,7 +61,14 @@ function line(result: ExecutionResult, json: boolean): string {
   if (result.status === "SUCCEEDED") return `✓ ${result.flow} SUCCEEDED in ${result.seconds} s: ${path}`;
   const denied = (result.calls ?? []).filter((c) => c.decision !== "Allowed");
   const iam = denied.map((c) => `\n  IAM denied ${c.principal} ${c.action} on ${c.resource}`).join("");
-  return `✗ ${result.flow} FAILED in ${result.seconds} s (${result.error}: ${why(result.cause)}): ${path}${iam}`;
+  const worker = result.worker ? ` with ${reported(result.worker)}` : "";
+  return `✗ ${result.flow} FAILED in ${result.seconds} s (${result.error}: ${why(result.cause)}${worker}): ${path}${iam}`;
+}
+
+/** The worker's error on one line: its name, its message and its hint (in the flow's input terms). */
+function reported(e: WorkerError): string {
+  const text = `${e.name}: ${e.message}${e.hint ? `; HINT: ${e.hint}` : ""}`;
+  return text.replace(/\s*\n\s*/g, " | ");
 }
 
 /** A failure's Cause for a person: a function's message, or what became of the worker task. */
@@ -113,7 +122,9 @@ export function runCli(): void {
     },
     (err: unknown) => {
       const e = asStrongroomError(err);
-      process.stderr.write(`sim: ${e.name}: ${e.message}\n${e.hint ? `HINT: ${e.hint}\n` : ""}`);
+      // A config's problems, one line each naming the file and the field, as cdk synth prints them.
+      if (e instanceof InvalidConfigError && e.problems !== undefined) process.stderr.write(configErrorText(e));
+      else process.stderr.write(`sim: ${e.name}: ${e.message}\n${e.hint ? `HINT: ${e.hint}\n` : ""}`);
       process.exitCode = e instanceof UsageError ? 2 : 1;
     },
   );

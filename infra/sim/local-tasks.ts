@@ -11,6 +11,7 @@ import { PublishCommand } from "@aws-sdk/client-sns";
 import type { Context } from "aws-lambda";
 import { ImageConfigError } from "#core/errors.ts";
 import { METRICS_SERVICE } from "#core/flows/metrics.ts";
+import { hintInFlowTerms } from "#core/flows/plan.ts";
 import type { ContainerDefinition, Deployment, Flow, LambdaFunction, TaskDefinition } from "./deployment.ts";
 import { secretArnOf } from "./deployment.ts";
 import type { SimClients } from "./provision.ts";
@@ -21,6 +22,16 @@ const WORKER_CLI = path.join(REPO_ROOT, "containers/worker/bin/strongroom.mjs");
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type LocalHandler = (input: Json) => Promise<Json>;
+
+/**
+ * The error a worker task reported as it failed: its name, message and hint, the hint in
+ * the terms of the flow's input where the worker's flag has an input field.
+ */
+export interface WorkerError {
+  name: string;
+  message: string;
+  hint?: string;
+}
 
 /** What the local tasks report besides their results: published messages and metrics. */
 export interface SimRecord {
@@ -81,6 +92,8 @@ export interface TaskIam {
 export class LocalTasks {
   private readonly handlers = new Map<string, Promise<LambdaHandler>>();
   private readonly running = new Set<RunningTask>();
+  /** What each failed task reported, by task ARN (the Cause of its States.TaskFailed names it). */
+  private readonly failures = new Map<string, WorkerError>();
   private readonly o: LocalTasksOptions;
   private readonly sandbox: TaskSandbox | false;
 
@@ -111,6 +124,14 @@ export class LocalTasks {
       } else throw new Error(`${flow.name}: state ${JSON.stringify(name)} calls ${resource}, which the sim cannot run`);
     }
     return out;
+  }
+
+  /**
+   * The error the task with this ARN reported as it failed, or undefined (it succeeded,
+   * never started, or printed no error). Its hint reads in the flow's input terms.
+   */
+  reportedBy(taskArn: string): WorkerError | undefined {
+    return this.failures.get(taskArn);
   }
 
   /** Stops every task still running (the sim was interrupted). */
@@ -211,9 +232,10 @@ export class LocalTasks {
         .filter((e) => e.Name !== "PGSSLMODE" && e.Name !== "PGSSLROOTCERT")
         .map((e) => [e.Name, e.Value]),
     );
-    let exitCode: number;
+    const command = override?.Command ?? [];
+    let ran: { exitCode: number; reported: WorkerError | undefined };
     try {
-      exitCode = await this.runContainer(stateName, definition, container, override?.Command ?? [], {
+      ran = await this.runContainer(stateName, definition, container, command, {
         ...environment,
         ...secrets,
         ...this.o.iam?.taskEnv(definition, task.TaskArn),
@@ -226,8 +248,18 @@ export class LocalTasks {
       task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", Reason: "CannotStartContainerError" });
       throw named("States.TaskFailed", JSON.stringify(task));
     }
-    task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", ExitCode: exitCode });
-    if (exitCode !== 0) throw named("States.TaskFailed", JSON.stringify(task));
+    task.Containers.push({ Name: container.Name, LastStatus: "STOPPED", ExitCode: ran.exitCode });
+    if (ran.exitCode !== 0) {
+      // As in AWS, the Cause is the task, not its logs; the sim keeps what the worker said.
+      if (ran.reported) {
+        const { hint, ...rest } = ran.reported;
+        this.failures.set(task.TaskArn, {
+          ...rest,
+          ...(hint ? { hint: hintInFlowTerms(command[0] ?? "", hint) } : {}),
+        });
+      }
+      throw named("States.TaskFailed", JSON.stringify(task));
+    }
     return task as unknown as Json;
   }
 
@@ -253,14 +285,17 @@ export class LocalTasks {
     return out;
   }
 
-  /** The container, in the task sandbox as Fargate runs it, or (`sandbox: false`) as a plain child process. */
-  private runContainer(
+  /**
+   * The container, in the task sandbox as Fargate runs it, or (`sandbox: false`) as a plain
+   * child process: its exit code, and the last error it reported on its output.
+   */
+  private async runContainer(
     stateName: string,
     definition: TaskDefinition,
     container: ContainerDefinition,
     command: string[],
     variables: Record<string, string>,
-  ): Promise<number> {
+  ): Promise<{ exitCode: number; reported: WorkerError | undefined }> {
     const task = this.sandbox
       ? this.sandbox.run({
           definition: container,
@@ -271,10 +306,23 @@ export class LocalTasks {
         })
       : plainChild([...(this.o.entrypoint ?? [process.execPath, WORKER_CLI]), ...command], variables);
     this.running.add(task);
-    for (const stream of [task.stdout, task.stderr]) {
-      createInterface({ input: stream }).on("line", (line) => this.o.log(`[${stateName}] ${line}`));
+    let reported: WorkerError | undefined;
+    const read = [task.stdout, task.stderr].map((stream) => {
+      const lines = createInterface({ input: stream });
+      lines.on("line", (line) => {
+        this.o.log(`[${stateName}] ${line}`);
+        reported = workerErrorIn(line) ?? reported;
+      });
+      return new Promise<void>((resolve) => lines.once("close", resolve));
+    });
+    try {
+      const exitCode = await task.exitCode;
+      // Every line read, the last one included, before the error is taken as the task's.
+      await Promise.all(read);
+      return { exitCode, reported };
+    } finally {
+      this.running.delete(task);
     }
-    return task.exitCode.finally(() => this.running.delete(task));
   }
 
   /**
@@ -364,6 +412,34 @@ function plainChild(argv: string[], variables: Record<string, string>): RunningT
     exitCode,
     stop: () => child.kill("SIGTERM"),
   };
+}
+
+/**
+ * The error in one line of a worker's output: its --json result (`{"ok": false, "error":
+ * {"name", "message", "hint"}}`) or its error log line (`{"level": "ERROR", "error":
+ * name, "message", "hint"}`, main.ts's printError); undefined for any other line.
+ */
+export function workerErrorIn(line: string): WorkerError | undefined {
+  if (!line.startsWith("{")) return undefined;
+  let doc: { ok?: unknown; level?: unknown; error?: unknown; message?: unknown; hint?: unknown };
+  try {
+    doc = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const text = (value: unknown) => (typeof value === "string" && value !== "" ? value : undefined);
+  const of = (name: unknown, message: unknown, hint: unknown): WorkerError | undefined => {
+    const n = text(name);
+    if (n === undefined) return undefined;
+    const h = text(hint);
+    return { name: n, message: text(message) ?? "", ...(h ? { hint: h } : {}) };
+  };
+  if (doc.ok === false && typeof doc.error === "object" && doc.error !== null) {
+    const e = doc.error as { name?: unknown; message?: unknown; hint?: unknown };
+    return of(e.name, e.message, e.hint);
+  }
+  if (doc.level === "ERROR") return of(doc.error, doc.message, doc.hint);
+  return undefined;
 }
 
 /** An error Step Functions matches by name, with its Cause as the message. */

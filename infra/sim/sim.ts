@@ -8,7 +8,7 @@ import { type Deployment, type Flow, readDeployment } from "./deployment.ts";
 import type { IamCall } from "./iam-authorizer.ts";
 import { IamEnforcement } from "./iam-enforcement.ts";
 import type { Service } from "./iam-requests.ts";
-import { LocalTasks, type SimRecord } from "./local-tasks.ts";
+import { LocalTasks, type SimRecord, type WorkerError } from "./local-tasks.ts";
 import { provision, simClients } from "./provision.ts";
 import { type Endpoint, startDynamoDbLocal, startMoto } from "./stand-ins.ts";
 import { TaskSandbox, type TaskSandboxOptions } from "./task-sandbox.ts";
@@ -31,6 +31,11 @@ export interface ExecutionResult {
   output?: unknown;
   error?: string;
   cause?: string;
+  /**
+   * When a worker task's failure failed the execution: the error the worker reported
+   * (in its logs, which AWS keeps out of the Cause), its hint in the flow's input terms.
+   */
+  worker?: WorkerError;
   /** The states entered, in order. */
   states: string[];
   seconds: number;
@@ -175,6 +180,7 @@ export class Sim {
       this.current = undefined;
     }
     await watching;
+    const worker = failure ? this.tasks.reportedBy(taskArnIn(failure.Cause) ?? "") : undefined;
     return {
       flow: flowName,
       status,
@@ -185,6 +191,7 @@ export class Sim {
             cause: typeof failure.Cause === "string" ? failure.Cause : JSON.stringify(failure.Cause),
           }
         : {}),
+      ...(worker ? { worker } : {}),
       states,
       seconds: Math.round((performance.now() - started) / 10) / 100,
       published: this.record.published,
@@ -204,6 +211,20 @@ export class Sim {
     await this.iam?.stop();
     await stopAll(this.standIns);
   }
+}
+
+/** The task a States.TaskFailed Cause describes (ECS's DescribeTasks shape), if it is one. */
+function taskArnIn(cause: unknown): string | undefined {
+  let parsed: unknown = cause;
+  if (typeof cause === "string") {
+    try {
+      parsed = JSON.parse(cause);
+    } catch {
+      return undefined;
+    }
+  }
+  const arn = (parsed as { TaskArn?: unknown } | null)?.TaskArn;
+  return typeof arn === "string" ? arn : undefined;
 }
 
 /**

@@ -1,10 +1,12 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { StrongroomError } from "#core/errors.ts";
+import { InvalidConfigError, StrongroomError } from "#core/errors.ts";
 import { dstProblems } from "../../infra/config/dst.ts";
 import { DEFAULTS, fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
 import { largestTask } from "../../infra/stacks/strongroom-stack.ts";
+import { mutated } from "../fuzz/mutate.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
 const example = () => JSON.parse(readFileSync(path.join(root, "strongroom.config.example.json"), "utf8"));
@@ -49,26 +51,31 @@ describe("strongroom.config.json", () => {
     ]);
     const raw = example();
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)", deep: "yes" };
-    expect(problemsOf(raw)).toEqual(["databases[1].verify.deep: must be boolean"]);
+    expect(problemsOf(raw)).toEqual([
+      "databases[1].verify.deep: must be boolean",
+      "databases[1].verify.schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
+    ]);
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)" };
     expect(problemsOf(raw)).toEqual([
       "databases[1].verify.schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
     ]);
   });
 
-  it("reports every problem at once, one line each, naming the field", () => {
+  it("reports every problem at once, one line each, naming the field: the schema's first, then the checks after it", () => {
     const raw = example();
     raw.surprise = 1;
+    raw.alarmEmail = "ops";
     raw.recipients = ["AGE-SECRET-KEY-1QQQ", "age1short"];
     raw.defaults.timeZone = "Mars/Olympus";
     raw.databases[0].schedule = "cron(0 2 * * * *)";
     raw.databases[1].id = "shop";
+    raw.databases[1].secretArn = "arn:aws:secretsmanager:eu-central-1:123456789012:secret:rds/billing";
     raw.databases[1].retention = { daily: 0, weekly: 0, monthly: 0 };
     raw.databases[1].task = { cpu: 256, memoryMiB: 4096 };
-    const lines = problemsOf(raw);
-    expect(lines).toEqual(["surprise: unknown field"]);
-    delete raw.surprise;
     expect(problemsOf(raw)).toEqual([
+      "surprise: unknown field",
+      "alarmEmail: must be an email address",
+      "databases[1].secretArn: must be the full ARN of a Secrets Manager secret, with the 6-character suffix (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf)",
       "recipients[0]: a recipient is a private identity (AGE-SECRET-KEY-1…), not a public key",
       'recipients[1]: invalid recipient "age1s…" (9 characters)',
       'defaults.timeZone: unknown time zone "Mars/Olympus" (use an IANA name, e.g. Europe/Berlin)',
@@ -77,6 +84,39 @@ describe("strongroom.config.json", () => {
       "databases[1].task: memoryMiB 4096 does not go with cpu 256 on Fargate (512, 1024, 2048 MiB)",
       'databases[1].id: duplicate id "shop"',
     ]);
+  });
+
+  it("skips only the checks that read a value the schema failed, and reports that value's problem instead", () => {
+    const raw = example();
+    // Not checked further: a task size that is not one, a retention that is not numbers.
+    raw.defaults.task = { cpu: "big" };
+    raw.databases[1].retention = { daily: "all" };
+    // Checked as usual, beside them.
+    raw.databases[1].timeZone = "Mars/Olympus";
+    expect(problemsOf(raw)).toEqual([
+      "defaults.task.cpu: must be integer",
+      "defaults.task.cpu: must be equal to one of the allowed values",
+      "databases[1].retention.daily: must be integer",
+      'databases[1].timeZone: unknown time zone "Mars/Olympus" (use an IANA name, e.g. Europe/Berlin)',
+    ]);
+  });
+
+  it("refuses a config changed in several places anywhere with InvalidConfigError only, one problem a line, or accepts it", () => {
+    fc.assert(
+      fc.property(mutated(example()).chain(mutated).chain(mutated), (raw) => {
+        let lines: string[] | undefined;
+        try {
+          parseConfig(raw, "c.json");
+        } catch (err) {
+          expect(err).toBeInstanceOf(InvalidConfigError);
+          lines = (err as InvalidConfigError).problems;
+        }
+        if (lines === undefined) return;
+        expect(lines.length).toBeGreaterThan(0);
+        for (const line of lines) expect(line).toMatch(/^c\.json: [^\n]+$/);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it("names a missing field, a wrong shape and a secret ARN without its suffix", () => {

@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
@@ -686,14 +686,43 @@ describe("npm run sim on the command line", () => {
       "--no-iam",
       "RestoreFlow",
       JSON.stringify({ databaseId: "shop", target: { database: "x", password: "hunter2" } }),
+      // The source database holds the backup's tables: the worker refuses to restore over them.
+      "RestoreFlow",
+      JSON.stringify({ databaseId: "shop", target: { database: source.name } }),
     ]);
     expect(refused.code).toBe(1);
-    expect(refused.stdout).toMatch(
-      /^✗ RestoreFlow FAILED in [\d.]+ s \(InvalidInputError: the input has a field "target.password": a restore's input must never carry a password\): Check and plan restore → Notify failure → RestoreFlow failed\n$/,
+    const [planFailed, workerFailed] = refused.stdout.split("\n");
+    expect(planFailed).toMatch(
+      /^✗ RestoreFlow FAILED in [\d.]+ s \(InvalidInputError: the input has a field "target.password": a restore's input must never carry a password\): Check and plan restore → Notify failure → RestoreFlow failed$/,
     );
+    // The worker's error, told in its logs only, and its hint in the terms of the flow's input.
+    expect(workerFailed).toMatch(
+      new RegExp(
+        `^✗ RestoreFlow FAILED in [\\d.]+ s \\(States\\.TaskFailed: the worker exited 1 with TargetNotEmptyError: target database ${source.name} already holds \\d+ user objects; HINT: restore into a new, empty database, or pass "clean": true in the input to drop the backup's objects first\\): Check and plan restore → Audit restore\\.start → Run restore task → Audit restore\\.fail → Notify failure → RestoreFlow failed$`,
+      ),
+    );
+    expect(refused.stdout.split("\n")).toHaveLength(3);
     expect(refused.stdout + refused.stderr).not.toContain("hunter2");
     const unpaired = await npmRunSim(["--config", configFile, "BackupFlow"]);
     expect(unpaired.code).toBe(2);
     expect(unpaired.stderr).toContain("executions come in pairs");
   }, 120_000);
+
+  it("reports every problem of its config at once, one line each naming the file and the field, as cdk synth does, and exits 1", async () => {
+    const raw = JSON.parse(await readFile(configFile, "utf8"));
+    raw.alarmEmail = "ops";
+    raw.databases[1].id = "shop";
+    const bad = path.join(await tempDir("strongroom-sim-"), "sim.config.json");
+    await writeFile(bad, JSON.stringify(raw));
+    const r = await npmRunSim(["--config", bad, "BackupFlow", JSON.stringify({ databaseId: "shop" })]);
+    expect(r.stderr).toBe(
+      [
+        `${bad}: alarmEmail: must be an email address`,
+        `${bad}: databases[1].id: duplicate id "shop"`,
+        "HINT: see strongroom.config.example.json and the README's Deploy section",
+        "",
+      ].join("\n"),
+    );
+    expect(r.code).toBe(1);
+  });
 });
