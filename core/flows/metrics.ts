@@ -6,7 +6,10 @@
  *   catalogued backup): the 26-hour staleness alarm; the dashboard's size, duration and
  *   14-day record;
  * - VerificationOk, VerifyRestoreSeconds (verification-record, per verification): the
- *   outcome and the measured restore time (RTO) of each verification;
+ *   outcome and the measured restore time (RTO) of each verification that verified or
+ *   failed; VerificationInconclusive for one the verifier could not decide (a missing
+ *   extension or locale), per database and, without DatabaseId, for the deployment's
+ *   VerificationInconclusive alarm;
  * - NewestBackupAgeHours, VerifiedAgeHours, Ready (readiness, hourly): the deployed
  *   `strongroom status`; the "not verified recently" alarm watches VerifiedAgeHours.
  * The alarms and the dashboard (infra/constructs/) import these names, so a metric renamed
@@ -23,6 +26,7 @@ export const BACKUP_STORED_BYTES = "BackupStoredBytes";
 export const BACKUP_DURATION_SECONDS = "BackupDurationSeconds";
 export const VERIFICATION_OK = "VerificationOk";
 export const VERIFY_RESTORE_SECONDS = "VerifyRestoreSeconds";
+export const VERIFICATION_INCONCLUSIVE = "VerificationInconclusive";
 export const NEWEST_BACKUP_AGE_HOURS = "NewestBackupAgeHours";
 export const VERIFIED_AGE_HOURS = "VerifiedAgeHours";
 export const READY = "Ready";

@@ -3,11 +3,18 @@ import type { JSONSchemaType } from "ajv";
 import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
-import { IntegrityError, NotFoundError } from "#core/errors.ts";
-import { DATABASE_DIMENSION, VERIFICATION_OK, VERIFY_RESTORE_SECONDS } from "#core/flows/metrics.ts";
+import { EXIT_INCONCLUSIVE, IntegrityError, NotFoundError } from "#core/errors.ts";
+import {
+  DATABASE_DIMENSION,
+  VERIFICATION_INCONCLUSIVE,
+  VERIFICATION_OK,
+  VERIFY_RESTORE_SECONDS,
+} from "#core/flows/metrics.ts";
+import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
+import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { S3Store } from "#core/store/s3-store.ts";
-import { listVerifications } from "#core/verification.ts";
+import { listVerifications, outcomeOf, type VerificationOutcome } from "#core/verification.ts";
 import { type BackupRef, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
@@ -22,6 +29,11 @@ import { lambda } from "../common/lambda.ts";
 export interface VerificationRecordInput extends BackupRef {
   manifestSha256: string;
   ok: boolean;
+  /**
+   * On the failure path: the task's caught error. Its exit code decides between failed
+   * and inconclusive (exit 3: the scratch lacked what the backup needs).
+   */
+  failure?: CaughtError;
 }
 
 export const schema: JSONSchemaType<VerificationRecordInput> = {
@@ -33,42 +45,68 @@ export const schema: JSONSchemaType<VerificationRecordInput> = {
     backupId: { type: "string", pattern: BACKUP_ID_PATTERN },
     manifestSha256: { type: "string", pattern: "^[0-9a-f]{64}$" },
     ok: { type: "boolean" },
+    failure: optional({
+      type: "object",
+      required: ["Error"],
+      properties: { Error: { type: "string" }, Cause: optional({ type: "string" }) },
+    }),
   },
 };
 export type Deps = CatalogDeps;
 
 export const createHandler = (deps: Deps) =>
-  lambda<VerificationRecordInput, Pick<CatalogItem, "pk" | "sk"> & { ok: boolean; at: string; restoreSeconds: number }>(
-    schema,
-    async (input) => {
-      const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-      const { manifest, sha256 } = await readManifestRecord(store, input);
-      if (sha256 !== input.manifestSha256) {
-        throw new IntegrityError(
-          `the manifest of backup ${input.databaseId}/${input.backupId} is not the one the verification was planned for`,
-          { hint: "someone with write access to the bucket replaced it; see `strongroom audit verify`" },
-        );
-      }
-      const newest = (await listVerifications(store, input.databaseId))
-        .filter((v) => v.backupId === input.backupId && v.kind === "restore" && v.ok === input.ok)
-        .at(-1);
-      if (!newest) {
-        throw new NotFoundError(
-          `backup ${input.databaseId}/${input.backupId} has no verification result in the store that says ${input.ok ? "ok" : "failed"}`,
-          { hint: "the verify task exited without storing its result; see its log" },
-        );
-      }
-      const item = catalogRecord(manifest, [newest]);
-      await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
-      if (deps.metrics) {
-        deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
+  lambda<
+    VerificationRecordInput,
+    Pick<CatalogItem, "pk" | "sk"> & { ok: boolean; outcome: VerificationOutcome; at: string; restoreSeconds: number }
+  >(schema, async (input) => {
+    const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+    const { manifest, sha256 } = await readManifestRecord(store, input);
+    if (sha256 !== input.manifestSha256) {
+      throw new IntegrityError(
+        `the manifest of backup ${input.databaseId}/${input.backupId} is not the one the verification was planned for`,
+        { hint: "someone with write access to the bucket replaced it; see `strongroom audit verify`" },
+      );
+    }
+    // The verdict is the flow's path and the task's exit code, never the summary's.
+    const outcome: VerificationOutcome = input.ok
+      ? "verified"
+      : input.failure && describeFailure(input.failure).exitCode === EXIT_INCONCLUSIVE
+        ? "inconclusive"
+        : "failed";
+    const newest = (await listVerifications(store, input.databaseId))
+      .filter((v) => v.backupId === input.backupId && v.kind === "restore" && outcomeOf(v) === outcome)
+      .at(-1);
+    if (!newest) {
+      throw new NotFoundError(
+        `backup ${input.databaseId}/${input.backupId} has no verification result in the store that says ${outcome}`,
+        { hint: "the verify task exited without storing its result; see its log" },
+      );
+    }
+    const item = catalogRecord(manifest, [newest]);
+    await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
+    if (deps.metrics) {
+      deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
+      if (outcome === "inconclusive") {
+        // Neither verified nor failed: not a VerificationOk datapoint of either value.
+        deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
+        deps.metrics.publishStoredMetrics();
+        // Once more without DatabaseId: what the deployment's one alarm watches.
+        deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
+      } else {
         deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
         deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, newest.rto.restoreSeconds);
-        deps.metrics.publishStoredMetrics();
       }
-      return { pk: item.pk, sk: item.sk, ok: input.ok, at: newest.at, restoreSeconds: newest.rto.restoreSeconds };
-    },
-  );
+      deps.metrics.publishStoredMetrics();
+    }
+    return {
+      pk: item.pk,
+      sk: item.sk,
+      ok: input.ok,
+      outcome,
+      at: newest.at,
+      restoreSeconds: newest.rto.restoreSeconds,
+    };
+  });
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = catalogDepsFromEnv;

@@ -8,7 +8,15 @@ import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sqs from "aws-cdk-lib/aws-sqs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { BACKUP_RECORDED, databaseDimensions, METRICS_NAMESPACE, VERIFIED_AGE_HOURS } from "#core/flows/metrics.ts";
+import {
+  BACKUP_RECORDED,
+  databaseDimensions,
+  METRICS_NAMESPACE,
+  METRICS_SERVICE,
+  SERVICE_DIMENSION,
+  VERIFICATION_INCONCLUSIVE,
+  VERIFIED_AGE_HOURS,
+} from "#core/flows/metrics.ts";
 
 export interface AlarmsProps {
   /** @default no subscription (subscribe to the topic yourself) */
@@ -83,6 +91,26 @@ export class Alarms extends Construct {
       "ScheduleDeadLetters",
       queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: "Maximum" }),
       "a schedule could not start its flow or function; the start is in the schedules' dead-letter queue",
+    );
+  }
+
+  /**
+   * A verification was inconclusive: the verify task's scratch server lacked an
+   * extension, a version or a locale a backup needs (verification-record emits
+   * VerificationInconclusive without DatabaseId for this). Not a failed backup: the
+   * verifier needs fixing, and until it is, that database is not being proven.
+   */
+  verificationInconclusive(): void {
+    this.add(
+      "VerificationInconclusive",
+      new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: VERIFICATION_INCONCLUSIVE,
+        dimensionsMap: { [SERVICE_DIMENSION]: METRICS_SERVICE },
+        period: Duration.hours(1),
+        statistic: "Sum",
+      }),
+      "a verification was inconclusive: the verifier lacks an extension or locale a backup needs (the VerifyFlow execution's audit row and the dashboard name the database; the worker's log names what is missing)",
     );
   }
 

@@ -276,6 +276,11 @@ export function auditedFlow(
     invoked: lambda.IFunction[];
     /** Runs first when a step fails; its result is discarded, so `$.error` stays the step's. */
     onFailure?: tasks.LambdaInvoke;
+    /**
+     * What follows `onFailure`, given the `<kind>.fail` recording: a branch that may end
+     * the flow another way (VerifyFlow's inconclusive verdict). @default the recording
+     */
+    afterOnFailure?: (recordFailure: sfn.IChainable) => sfn.IChainable;
     /** More details for the `<kind>.fail` row, from the plan (which always ran before a step failed). */
     failureDetails?: Record<string, unknown>;
   },
@@ -291,7 +296,7 @@ export function auditedFlow(
   let onStepFailure: sfn.IChainable = recordFailure;
   if (o.onFailure) {
     o.onFailure.addCatch(recordFailure, { resultPath: "$.onFailureError" });
-    o.onFailure.next(recordFailure);
+    o.onFailure.next(o.afterOnFailure ? o.afterOnFailure(recordFailure) : recordFailure);
     onStepFailure = o.onFailure;
   }
   o.plan.addCatch(failed, { resultPath: "$.error" });

@@ -48,13 +48,26 @@ export class VerifyFlow extends Construct {
       // A verification that failed its checks stored a result too: record it (catalog
       // lastVerifyOk false, VerificationOk 0). A task that died before storing one has
       // nothing to record; that failure is ignored and verify.fail still follows.
+      // Exit 3 is an inconclusive verification (the scratch server lacked an extension
+      // or a locale the backup needs): recorded as such, verify.inconclusive, and the
+      // execution succeeds; the VerificationInconclusive alarm, not VerifyFlowFailed, says so.
       onFailure: invoke(
         this,
         "Record failed verification",
         handlers.verificationRecord,
-        { ...verified, ok: false },
-        sfn.JsonPath.DISCARD,
+        { ...verified, ok: false, "failure.$": "$.error" },
+        "$.verdict",
       ),
+      afterOnFailure: (recordFailure) =>
+        new sfn.Choice(this, "Inconclusive?")
+          .when(
+            sfn.Condition.stringEquals("$.verdict.outcome", "inconclusive"),
+            audit(this, "Audit verify.inconclusive", handlers.auditAppend, "verify.inconclusive", flow, {
+              "failure.$": "$.error",
+              details,
+            }).next(new sfn.Succeed(this, "Inconclusive")),
+          )
+          .otherwise(recordFailure),
     });
   }
 }

@@ -81,6 +81,7 @@ export class StrongroomStack extends Stack {
     this.alarms.flowFailed(BackupFlow.NAME, this.backupFlow.stateMachine);
     this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);
     this.alarms.flowFailed(VerifyFlow.NAME, this.verifyFlow.stateMachine);
+    this.alarms.verificationInconclusive();
     this.alarms.probeFailed(this.handlers.destinationProbe);
     this.alarms.schedulesDeadLettered(this.schedules.deadLetterQueue);
 

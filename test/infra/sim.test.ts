@@ -61,6 +61,9 @@ async function run(flow: string, input: unknown): Promise<ExecutionResult> {
   return result;
 }
 
+/** The "broken" database's name on the test cluster. */
+let brokenName: string;
+
 type AuditItem = {
   seq: string;
   event: string;
@@ -119,6 +122,7 @@ beforeAll(async () => {
      insert into orders select g, 'note ' || g || E' \\n"quoted" ✓' from generate_series(1, 500) g;`,
   );
   const broken = await createDatabase(inject("pgUrl"), "simbroken");
+  brokenName = broken.name;
   await sql(
     broken.url,
     `create table limits(max int); insert into limits values (10);
@@ -359,6 +363,39 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(unmarshall(item.Items?.[0] ?? {})).toMatchObject({ lastVerifyOk: false });
     expect(result.published).toHaveLength(1);
   }, 120_000);
+
+  it("VerifyFlow of a backup whose extension the verify task's server lacks is inconclusive: verify.inconclusive, its metric for the alarm, no failure, no VerifyFlowFailed", async () => {
+    // The "broken" database, made restorable but with an extension version no server here has.
+    await sql(
+      dbUrl(inject("pgUrl"), brokenName),
+      `drop function under_limit(int) cascade; drop table items, limits;
+       create extension if not exists pg_trgm; update pg_extension set extversion = '99.0' where extname = 'pg_trgm';
+       create table kept (n int); insert into kept values (1);`,
+    );
+    expect((await run("BackupFlow", scheduledInput("broken"))).status).toBe("SUCCEEDED");
+    const result = await run("VerifyFlow", scheduledInput("broken", "VerifyFlow"));
+    expect(result, JSON.stringify(result.error)).toMatchObject({ status: "SUCCEEDED" });
+    expect(result.states).toEqual([
+      "Plan verify",
+      "Audit verify.start",
+      "Run verify task",
+      "Record failed verification",
+      "Inconclusive?",
+      "Audit verify.inconclusive",
+      "Inconclusive",
+    ]);
+    // Its own metric, per database and for the deployment's alarm; no VerificationOk either way.
+    expect(result.metrics.filter((m) => m.name === "VerificationInconclusive")).toEqual([
+      expect.objectContaining({ value: 1, dimensions: expect.objectContaining({ DatabaseId: "broken" }) }),
+      expect.objectContaining({ value: 1, dimensions: { service: "strongroom" } }),
+    ]);
+    expect(result.metrics.filter((m) => m.name === "VerificationOk")).toEqual([]);
+    const rows = (await auditRows("broken")).filter((r) => r.event.startsWith("verify."));
+    expect(rows.at(-1)).toMatchObject({ event: "verify.inconclusive", details: { exitCode: 3, kind: "restore" } });
+    expect(rows.map((r) => r.event)).not.toContain("verify.ok");
+    // No failure message: the execution succeeded; the alarm, not the flow, says so.
+    expect(result.published).toEqual([]);
+  }, 180_000);
 
   it("BackupFlow against an unreachable database ends FAILED: backup.fail with the exit code, an SNS message, no manifest", async () => {
     const result = await run("BackupFlow", scheduledInput("down"));

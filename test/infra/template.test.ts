@@ -345,10 +345,21 @@ describe("the synthesized template", () => {
     }
   });
 
-  it("alarms on failed flows, a failed probe, dead-lettered schedules, each database's staleness and its verification age", () => {
+  it("alarms on failed flows, an inconclusive verification, a failed probe, dead-lettered schedules, each database's staleness and its verification age", () => {
     const alarms = ofType("AWS::CloudWatch::Alarm").map(([, a]) => a.Properties);
-    // three flows, the probe, the schedules' dead letters, two databases' staleness and verification age
-    expect(alarms.length).toBe(9);
+    // three flows, inconclusive verifications, the probe, the schedules' dead letters, two databases' staleness and verification age
+    expect(alarms.length).toBe(10);
+    // One for the deployment, on the metric verification-record emits without DatabaseId.
+    expect(alarms.filter((a) => a.MetricName === "VerificationInconclusive")).toEqual([
+      expect.objectContaining({
+        Namespace: "Strongroom",
+        Dimensions: [{ Name: "service", Value: "strongroom" }],
+        Statistic: "Sum",
+        Threshold: 1,
+        ComparisonOperator: "GreaterThanOrEqualToThreshold",
+        TreatMissingData: "notBreaching",
+      }),
+    ]);
     const unverified = alarms.filter((a) => a.MetricName === "VerifiedAgeHours");
     expect(unverified.map((a) => [a.Threshold, a.TreatMissingData, a.Statistic])).toEqual([
       [192, "breaching", "Maximum"],
