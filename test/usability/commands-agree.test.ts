@@ -1,0 +1,35 @@
+import { describe, expect, it } from "vitest";
+import { writeBackup } from "../helpers/backups.ts";
+import { runCli } from "../helpers/cli.ts";
+import { allKeys, identityFile, newStore } from "../helpers/fixture.ts";
+
+const DAY = 86_400_000;
+
+/** Issue 24, item 8: commands that answered the same question differently, or not at all. */
+describe("commands agree", () => {
+  it("prune works out the database as restore and verify do: the only one in the store, else the same error naming them", async () => {
+    const { store, url } = await newStore("file");
+    const key = await identityFile();
+    const now = Date.now();
+    for (let d = 0; d < 3; d++) await writeBackup(store, "shop", new Date(now - d * DAY - 60_000));
+    const before = await allKeys(store);
+
+    const one = await runCli(["prune", "--dry-run"], { STRONGROOM_STORE: url });
+    expect(one.code).toBe(0);
+    expect(one.stdout).toMatch(/\ndry run: 3 kept, 0 to delete\n$/);
+    expect(await allKeys(store)).toEqual(before);
+
+    await writeBackup(store, "blog", new Date(now - 60_000));
+    const several =
+      "strongroom: error: the store holds backups of several databases (blog, shop) [UsageError]\nHINT: pick one with --database-id\n";
+    const prune = await runCli(["prune", "--dry-run"], { STRONGROOM_STORE: url });
+    const restore = await runCli(["restore", "--target", "postgres://x@127.0.0.1:1/y", "--identity", key.file], {
+      STRONGROOM_STORE: url,
+    });
+    for (const r of [prune, restore]) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(several);
+    }
+    expect((await allKeys(store)).filter((k) => !k.startsWith("blog/") && !k.includes("/db-blog/"))).toEqual(before);
+  });
+});
