@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, identityFile, newStore } from "../helpers/fixture.ts";
@@ -32,4 +33,32 @@ describe("commands agree", () => {
     }
     expect((await allKeys(store)).filter((k) => !k.startsWith("blog/") && !k.includes("/db-blog/"))).toEqual(before);
   });
+
+  it.for([
+    ["restore", "--target", "postgres://x@127.0.0.1:1/y"],
+    ["verify"],
+    ["recover-table", "--table", "public.t", "--target", "postgres://x@127.0.0.1:1/y"],
+    ["export-schema", "--schema", "public", "--target", "postgres://x@127.0.0.1:1/y"],
+    ["prune"],
+  ])(
+    "%s refuses a mistyped --database-id, suggesting the id it was likely meant to be, and writes no audit row",
+    async ([command, ...args]) => {
+      const { store, url } = await newStore("file");
+      const key = await identityFile();
+      await writeBackup(store, "shop", new Date(Date.now() - 60_000));
+      await writeBackup(store, "blog", new Date(Date.now() - 60_000));
+      const before = await allKeys(store);
+
+      const reads = command === "prune" ? [] : ["--identity", key.file];
+      const r = await runCli([command as string, "--database-id", "shopp", ...reads, ...args], {
+        STRONGROOM_STORE: url,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        "strongroom: error: no backups of database shopp in this store [BackupNotFoundError]\nHINT: did you mean shop? the store holds backups of blog, shop\n",
+      );
+      expect(await allKeys(store)).toEqual(before);
+      expect(await StoreAuditLog.scopes(store)).toEqual(["db#blog", "db#shop"]);
+    },
+  );
 });

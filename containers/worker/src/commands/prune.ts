@@ -60,7 +60,7 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
       const store = await openStoreAt(o.store);
       const outcome = await pruneDatabase({
         store,
-        // As restore and verify choose: the one given, else the only one in the store.
+        // As restore and verify choose: the one given (if the store has it), else the only one.
         databaseId: await chooseDatabase(store, "latest", o.databaseId),
         policy,
         audit: await storeAuditLogs(store, o, ctx.log()),
