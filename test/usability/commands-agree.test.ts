@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { appendAudit } from "#core/audit/audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -32,6 +33,40 @@ describe("commands agree", () => {
       expect(r.stderr).toBe(several);
     }
     expect((await allKeys(store)).filter((k) => !k.startsWith("blog/") && !k.includes("/db-blog/"))).toEqual(before);
+  });
+
+  it("audit show without --scope shows every chain, org first; a scope with no chain is refused, naming those there are", async () => {
+    const { store, url } = await newStore("file");
+    await writeBackup(store, "shop", new Date("2026-11-01T02:00:00Z"));
+    await appendAudit(new StoreAuditLog(store, "org"), {
+      at: "2026-11-02T00:00:00.000Z",
+      event: "probe.ok",
+      actor: "test",
+      details: {},
+    });
+    const before = await allKeys(store);
+
+    const all = await runCli(["audit", "show"], { STRONGROOM_STORE: url });
+    expect(all.code).toBe(0);
+    expect(all.stdout.split("\n").map((l) => l.split(/\s{2,}/).slice(0, 4))).toEqual([
+      ["SCOPE", "SEQ", "AT", "EVENT"],
+      ["org", "000000000001", "2026-11-02T00:00:00.000Z", "probe.ok"],
+      ["db#shop", "000000000001", "2026-11-01T02:00:00.000Z", "backup.ok"],
+      [""],
+    ]);
+    const json = JSON.parse((await runCli(["audit", "show", "--json"], { STRONGROOM_STORE: url })).stdout);
+    expect(json.chains.map((c: { scope: string; rows: unknown[] }) => [c.scope, c.rows.length])).toEqual([
+      ["org", 1],
+      ["db#shop", 1],
+    ]);
+
+    const typo = await runCli(["audit", "show", "--scope", "db#shopp"], { STRONGROOM_STORE: url });
+    expect(typo.code).toBe(2);
+    expect(typo.stdout).toBe("");
+    expect(typo.stderr).toBe(
+      "strongroom: error: no audit chain db#shopp in this log [UsageError]\nHINT: did you mean db#shop? the log holds org, db#shop; leave out --scope to see them all\n",
+    );
+    expect(await allKeys(store)).toEqual(before);
   });
 
   it.for([
