@@ -1,9 +1,14 @@
-import { describe, expect, it } from "vitest";
+import { chmod, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { describe, expect, inject, it } from "vitest";
 import { appendAudit } from "#core/audit/audit-log.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
+import { startCluster } from "#worker/pg/scratch-cluster.ts";
 import { writeBackup } from "../helpers/backups.ts";
 import { runCli } from "../helpers/cli.ts";
 import { allKeys, identityFile, newStore } from "../helpers/fixture.ts";
+import { dbUrl } from "../helpers/pg.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 const DAY = 86_400_000;
 
@@ -67,6 +72,39 @@ describe("commands agree", () => {
       "strongroom: error: no audit chain db#shopp in this log [UsageError]\nHINT: did you mean db#shop? the log holds org, db#shop; leave out --scope to see them all\n",
     );
     expect(await allKeys(store)).toEqual(before);
+  });
+
+  it("says a role may not exist where the server will not say (a password), and that it does not where it does (trust)", async () => {
+    const { store, url } = await newStore("file");
+    const key = await identityFile();
+    const backup = (databaseUrl: string) =>
+      runCli(["backup", "--recipient", key.recipient, "--audit", "none"], {
+        DATABASE_URL: databaseUrl,
+        STRONGROOM_STORE: url,
+      });
+
+    const behindPassword = await backup(dbUrl(inject("pgUrl"), "postgres", "nobody", "Some-Pass-1"));
+    expect(behindPassword.code).toBe(1);
+    expect(behindPassword.stderr).toMatch(
+      /^strongroom: error: authentication failed for nobody@127\.0\.0\.1:\d+\/postgres: the password is wrong, or role nobody does not exist \(the server does not say which\) \[DatabaseAuthError\]\nHINT: check the user name and the password \(in the URL, PGPASSWORD or ~\/\.pgpass\)\n$/,
+    );
+
+    // A server that trusts every connection from here names the missing role (SQLSTATE 28000).
+    const dir = await tempDir("strongroom-trust-");
+    await chmod(dir, 0o755); // the server may run as the postgres user
+    const hba = path.join(dir, "pg_hba.conf");
+    await writeFile(hba, "host all all 127.0.0.1/32 trust\n", { mode: 0o644 });
+    const trusting = await startCluster(inject("pgBinDir"), "postgres", { settings: [`hba_file=${hba}`] });
+    try {
+      const trusted = await backup(`postgres://nobody@127.0.0.1:${trusting.port}/postgres`);
+      expect(trusted.code).toBe(1);
+      expect(trusted.stderr).toBe(
+        `strongroom: error: role nobody does not exist on 127.0.0.1:${trusting.port} [DatabaseAuthError]\nHINT: check the user name in the URL (or PGUSER), or create the role\n`,
+      );
+    } finally {
+      await trusting.stop();
+    }
+    expect(await allKeys(store)).toEqual([]);
   });
 
   it.for([
