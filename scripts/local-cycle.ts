@@ -37,7 +37,9 @@ if (unknown !== undefined) {
 }
 const keep = args.includes("--keep");
 
-const step = (n: number, text: string) => process.stdout.write(`\n\x1b[1m[${n}/8] ${text}\x1b[0m\n`);
+// Bold on a terminal only, so that logs and CI output read plainly.
+const bold = (text: string) => (process.stdout.isTTY && !process.env.NO_COLOR ? `\x1b[1m${text}\x1b[0m` : text);
+const step = (n: number, text: string) => process.stdout.write(`\n${bold(`[${n}/8] ${text}`)}\n`);
 
 function strongroom(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   process.stdout.write(`$ strongroom ${args.join(" ")}\n`);
