@@ -61,7 +61,8 @@ export function auditCommand(parent: Command, ctx: CliContext): void {
         shown.push({ scope, rows: rows.filter((r) => since === undefined || Date.parse(r.at) >= since) });
       }
       const doc = o.scope !== undefined ? (shown[0]?.rows ?? []) : { chains: shown };
-      printResult(ctx, o.json, doc, () => rowsText(shown, o.scope === undefined, o.since));
+      // Rows exactly as stored: each is hashed, so a reader can check them against its chain.
+      printResult(ctx, o.json, doc, () => rowsText(shown, o.scope === undefined, o.since), { exact: true });
     });
 }
 

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { AuditLog } from "#core/audit/audit-log.ts";
 import { StoreAuditLog, type StoreAuditLogOptions } from "#core/audit/store-audit-log.ts";
 import { InvalidKeyError, UsageError } from "#core/errors.ts";
-import type { Logger } from "#core/log.ts";
+import { type Logger, roundDurations } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import type { BackupJobOptions } from "../pipeline/backup-job.ts";
 import { progress } from "../progress.ts";
@@ -64,9 +64,18 @@ export interface CliContext {
   log: () => Logger;
 }
 
-/** The result on stdout: the JSON document with --json, else the human text. */
-export function printResult(ctx: CliContext, json: boolean | undefined, doc: unknown, text: () => string): void {
-  ctx.stdout(json ? `${JSON.stringify(doc, null, 2)}\n` : text());
+/**
+ * The result on stdout: the JSON document with --json (durations rounded, as in JSON
+ * logs; `exact` prints it as it is, for rows whose bytes are hashed), else the human text.
+ */
+export function printResult(
+  ctx: CliContext,
+  json: boolean | undefined,
+  doc: unknown,
+  text: () => string,
+  options: { exact?: boolean } = {},
+): void {
+  ctx.stdout(json ? `${JSON.stringify(options.exact ? doc : roundDurations(doc), null, 2)}\n` : text());
 }
 
 /** Long work with a progress line on stderr (a terminal only), cleared before the result is printed. */
