@@ -2,6 +2,7 @@ import { type AuditRow, rowHash, verifyChain } from "./audit/audit-chain.ts";
 import { type AuditLog, readAll } from "./audit/audit-log.ts";
 import { type BackupRef, listBackupRefs, type ManifestRecord, readManifestRecord } from "./backup-index.ts";
 import { compareBackups } from "./backup-order.ts";
+import { count } from "./count.ts";
 import { BackupNotFoundError, NotFoundError, StrongroomError, UncommittedBackupError, UsageError } from "./errors.ts";
 import { backupIdTime, isBackupId } from "./keys.ts";
 import { nearestName } from "./nearest-name.ts";
@@ -263,7 +264,7 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
   const what = backup === "latest" ? "no committed backups" : `no backup ${backup}`;
   if (backup === "latest" && ledger.problems.some((p) => p.kind !== "future")) {
     throw new UncommittedBackupError(
-      `${what} for database ${ledger.databaseId}: the store holds ${ledger.problems.length} manifest(s) that do not count`,
+      `${what} for database ${ledger.databaseId}: the store holds ${count(ledger.problems.length, "manifest")} that do not count`,
       {
         hint: "`strongroom list` names them and says why; after losing the audit log, --trust-store counts every manifest in the store (disaster recovery only)",
       },
@@ -272,7 +273,7 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
   throw new BackupNotFoundError(`${what} for database ${ledger.databaseId} in this store`, {
     hint:
       ledger.problems.length > 0
-        ? `the store holds ${ledger.problems.length} manifest(s) that do not count; \`strongroom list\` names them`
+        ? `the store holds ${count(ledger.problems.length, "manifest")} that do not count; \`strongroom list\` names them`
         : "`strongroom list --store …` shows the backups there",
   });
 }

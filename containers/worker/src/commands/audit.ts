@@ -4,7 +4,7 @@ import { readAll } from "#core/audit/audit-log.ts";
 import type { ChainVerdict } from "#core/audit/audit-verify.ts";
 import { AuditVerificationError, UsageError } from "#core/errors.ts";
 import { nearestName } from "#core/nearest-name.ts";
-import { auditChains, type CliContext, printResult, type SigningFlags, table } from "./context.ts";
+import { auditChains, type CliContext, count, printResult, type SigningFlags, table } from "./context.ts";
 import { jsonOption, signerOption, signingKeyOption } from "./options.ts";
 
 /** `audit verify` and `audit show`: they read --store (the store's own log) or --table (DynamoDB). */
@@ -135,7 +135,7 @@ function verdictText(verdicts: ChainVerdict[]): string {
   return verdicts
     .map((v) => {
       const head = v.headSeq ? `, head ${v.headSeq} ${v.headHash}` : "";
-      const loose = v.unanchored ? ` (${v.unanchored} backup(s) made without an audit log)` : "";
+      const loose = v.unanchored ? ` (${count(v.unanchored, "backup")} made without an audit log)` : "";
       const problems = v.problems.map((p) => `  ${p}\n`).join("");
       return `audit chain ${v.scope} ${v.ok ? "ok" : "FAILED"}: ${v.rows} rows${head}${loose}\n${problems}`;
     })

@@ -3,7 +3,15 @@ import type { GcPlan } from "#core/gc.ts";
 import { summarizeGc } from "#core/gc.ts";
 import { DEFAULT_POLICY, validatePolicy } from "#core/gfs.ts";
 import type { PruneOutcome } from "#core/prune.ts";
-import { type CliContext, openStoreAt, printResult, type SigningFlags, storeAuditLogs, table } from "./context.ts";
+import {
+  type CliContext,
+  count,
+  openStoreAt,
+  printResult,
+  type SigningFlags,
+  storeAuditLogs,
+  table,
+} from "./context.ts";
 import {
   databaseIdOption,
   flagOption,
@@ -106,5 +114,5 @@ function pruneText({ dryRun, plan, garbage }: PruneOutcome): string {
 
 /** One line on what gc removed (or would remove); shared with the gc command. */
 export function gcLine(plan: GcPlan, dryRun: boolean): string {
-  return `${dryRun ? "gc dry run: would remove" : "gc: removed"} ${plan.partials.length} partial upload(s) and ${plan.orphans.length} payload(s) without a manifest, older than ${plan.cutoff.toISOString()}`;
+  return `${dryRun ? "gc dry run: would remove" : "gc: removed"} ${count(plan.partials.length, "partial upload")} and ${count(plan.orphans.length, "payload")} without a manifest, older than ${plan.cutoff.toISOString()}`;
 }
