@@ -3,7 +3,13 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { StrongroomError } from "#core/errors.ts";
 import { dstProblems } from "../../infra/config/dst.ts";
-import { DEFAULTS, fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
+import {
+  DEFAULTS,
+  fargateMemoryOptions,
+  loadConfig,
+  parseConfig,
+  scheduleProblem,
+} from "../../infra/config/load-config.ts";
 import { largestTask } from "../../infra/stacks/strongroom-stack.ts";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -77,6 +83,12 @@ describe("strongroom.config.json", () => {
       "databases[1].task: memoryMiB 4096 does not go with cpu 256 on Fargate (512, 1024, 2048 MiB)",
       'databases[1].id: duplicate id "shop"',
     ]);
+  });
+
+  it("names a file it cannot read, and why in words", () => {
+    expect(() => loadConfig("/nonexistent/strongroom.config.json")).toThrow(
+      "cannot read /nonexistent/strongroom.config.json: no such file",
+    );
   });
 
   it("names a missing field, a wrong shape and a secret ARN without its suffix", () => {

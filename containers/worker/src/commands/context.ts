@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { AuditLog } from "#core/audit/audit-log.ts";
 import { StoreAuditLog, type StoreAuditLogOptions } from "#core/audit/store-audit-log.ts";
-import { InvalidKeyError, UsageError } from "#core/errors.ts";
+import { fileProblem, InvalidKeyError, UsageError } from "#core/errors.ts";
 import { type Logger, roundDurations } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import type { BackupJobOptions } from "../pipeline/backup-job.ts";
@@ -108,7 +108,7 @@ export async function storeLogOptions(o: SigningFlags, env = process.env): Promi
   if (o.signingKey !== undefined) {
     where = o.signingKey;
     text = await readFile(o.signingKey, "utf8").catch((err: NodeJS.ErrnoException) => {
-      throw new InvalidKeyError(`cannot read signing key ${o.signingKey}: ${err.code ?? err}`, {
+      throw new InvalidKeyError(`cannot read signing key ${o.signingKey}: ${fileProblem(err)}`, {
         cause: err,
         hint: "pass the file `strongroom keygen --signing` wrote with --signing-key",
       });

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
-import { InvalidIdentityError, UsageError } from "#core/errors.ts";
+import { fileProblem, InvalidIdentityError, UsageError } from "#core/errors.ts";
 import { isBackupId } from "#core/keys.ts";
 import { registerSecret } from "#core/log.ts";
 
@@ -222,7 +222,7 @@ export async function readIdentityFile(file: string): Promise<string[]> {
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new InvalidIdentityError(`cannot read identity file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+    throw new InvalidIdentityError(`cannot read identity file ${file}: ${fileProblem(err)}`, {
       cause: err,
       hint: "pass the file written by `strongroom keygen` (or age-keygen) with --identity",
     });

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { ConnectionOptions } from "node:tls";
 import pg from "pg";
 import { parse } from "pg-connection-string";
-import { DatabaseAuthError, DatabaseConnectionError, UsageError } from "#core/errors.ts";
+import { DatabaseAuthError, DatabaseConnectionError, fileProblem, UsageError } from "#core/errors.ts";
 import { registerSecret } from "#core/log.ts";
 import { lookupPgpass, pgpassPath } from "./pgpass.ts";
 import { loadService, type ServiceSettings } from "./service-file.ts";
@@ -222,7 +222,7 @@ export async function tlsOptions(conn: PgConn, mode: SslMode): Promise<Connectio
     try {
       return await readFile(file);
     } catch (err) {
-      throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      throw new UsageError(`cannot read ${what} ${file}: ${fileProblem(err)}`, {
         cause: err,
         hint: `check the ${what} path in the URL or the PG${what.toUpperCase()} variable`,
       });
