@@ -32,9 +32,9 @@ export interface ReadsBackupFlags {
  * identities, its database's audit chain, the stop signal and the logger.
  */
 export async function openBackupJob(o: ReadsBackupFlags, command: string, ctx: CliContext): Promise<BackupJobOptions> {
-  const identities = await identitiesFrom(o.identity, command);
-  const store = await openStoreAt(o.store);
   const log = ctx.log();
+  const identities = await identitiesFrom(o.identity, command, process.env, log);
+  const store = await openStoreAt(o.store);
   const audit = await auditFor(store, o, log);
   const { resolveJobBackup } = await import("../pipeline/backup-job.ts");
   const backup = await resolveJobBackup({
