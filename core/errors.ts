@@ -300,6 +300,24 @@ export class ProbeFailedError extends StrongroomError {
   override name = "ProbeFailedError" as const;
 }
 
+/** errno codes a person meets reading a file they named, in words. */
+const FILE_PROBLEMS: Readonly<Record<string, string>> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EISDIR: "it is a directory",
+  ENOTDIR: "a part of the path is not a directory",
+  ELOOP: "too many levels of symbolic links",
+  ENAMETOOLONG: "the name is too long",
+};
+
+/** Why a file could not be read, in words (`no such file`, not `ENOENT`), for a message naming the file. */
+export function fileProblem(err: unknown): string {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string") return FILE_PROBLEMS[code] ?? code;
+  return err instanceof Error ? err.message : String(err);
+}
+
 export function isStrongroomError(err: unknown): err is StrongroomError {
   return err instanceof StrongroomError;
 }

@@ -2,8 +2,10 @@ import { type AuditRow, rowHash, verifyChain } from "./audit/audit-chain.ts";
 import { type AuditLog, readAll } from "./audit/audit-log.ts";
 import { type BackupRef, listBackupRefs, type ManifestRecord, readManifestRecord } from "./backup-index.ts";
 import { compareBackups } from "./backup-order.ts";
+import { count } from "./count.ts";
 import { BackupNotFoundError, NotFoundError, StrongroomError, UncommittedBackupError, UsageError } from "./errors.ts";
 import { backupIdTime, isBackupId } from "./keys.ts";
+import { nearestName } from "./nearest-name.ts";
 import type { ObjectStore } from "./store/object-store.ts";
 import type { VerificationOutcome } from "./verification.ts";
 
@@ -277,7 +279,7 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
   const what = backup === "latest" ? "no committed backups" : `no backup ${backup}`;
   if (backup === "latest" && ledger.problems.some((p) => p.kind !== "future")) {
     throw new UncommittedBackupError(
-      `${what} for database ${ledger.databaseId}: the store holds ${ledger.problems.length} manifest(s) that do not count`,
+      `${what} for database ${ledger.databaseId}: the store holds ${count(ledger.problems.length, "manifest")} that do not count`,
       {
         hint: "`strongroom list` names them and says why; after losing the audit log, --trust-store counts every manifest in the store (disaster recovery only)",
       },
@@ -286,7 +288,7 @@ export function pickBackup(ledger: Ledger, backup: string): CommittedBackup {
   throw new BackupNotFoundError(`${what} for database ${ledger.databaseId} in this store`, {
     hint:
       ledger.problems.length > 0
-        ? `the store holds ${ledger.problems.length} manifest(s) that do not count; \`strongroom list\` names them`
+        ? `the store holds ${count(ledger.problems.length, "manifest")} that do not count; \`strongroom list\` names them`
         : "`strongroom list --store …` shows the backups there",
   });
 }
@@ -298,14 +300,21 @@ export async function databaseIdsIn(store: ObjectStore): Promise<string[]> {
 
 /**
  * The one database a command means: the one given, or the only one in the store. With
- * a backup id and no database id, the database holding that id.
+ * a backup id and no database id, the database holding that id. A given id must have
+ * backups in the store: a mistyped one is refused here, naming the ids there are,
+ * before a command reads or writes anything under it (its audit chain included).
+ * restore, verify, recover-table, export-schema and prune all choose through this.
  */
 export async function chooseDatabase(
   store: ObjectStore,
   backup: string,
   databaseId: string | undefined,
 ): Promise<string> {
-  if (databaseId !== undefined) return databaseId;
+  if (databaseId !== undefined) {
+    // Its own prefix first: a task's role may list nothing else.
+    if ((await listBackupRefs(store, databaseId)).length > 0) return databaseId;
+    throw await unknownDatabase(store, databaseId);
+  }
   const refs = await listBackupRefs(store);
   if (backup !== "latest") {
     const hit = [...new Set(refs.filter((r) => r.backupId === backup).map((r) => r.databaseId))];
@@ -324,6 +333,20 @@ export async function chooseDatabase(
     });
   }
   return only;
+}
+
+/** A database id with no backups in the store, and the ones it was likely meant to be. */
+async function unknownDatabase(store: ObjectStore, databaseId: string): Promise<BackupNotFoundError> {
+  // Naming the others is a courtesy: a store this role cannot list whole goes without it.
+  const known = await databaseIdsIn(store).catch(() => undefined);
+  const nearest = known && nearestName(databaseId, known);
+  const hint =
+    known === undefined
+      ? "check --database-id; `strongroom list --store …` shows the databases there"
+      : known.length === 0
+        ? "the store holds no backups yet; back one up first"
+        : `${nearest ? `did you mean ${nearest}? ` : ""}the store holds backups of ${known.join(", ")}`;
+  return new BackupNotFoundError(`no backups of database ${databaseId} in this store`, { hint });
 }
 
 /** Every database's ledger (or the one asked for), by database id. */

@@ -63,9 +63,30 @@ const ENVELOPE = new Set([
   "tenant_id",
 ]);
 
-/** People read `seconds=0.31`, not `seconds=0.31213849000000005`; JSON lines keep every digit. */
+/** People read `seconds=0.31`, not `seconds=0.31213849000000005`. */
 const roundFloats = (_key: string, value: unknown) =>
   typeof value === "number" && !Number.isInteger(value) ? Number(value.toFixed(2)) : value;
+
+/** A field holding a duration, by its name: `seconds`, `restoreSeconds`, `latencyMs`. */
+const DURATION_KEY = /(?:^s|S)econds$|(?:^ms|Ms)$/;
+
+/**
+ * Durations to the millisecond (seconds) or microsecond (ms) in everything strongroom
+ * prints as JSON, the CLI's --json documents and JSON log lines: `8.385`, not the clock's
+ * `8.385201150999999`. Only fields named as durations; other numbers keep every digit.
+ * The one place this is decided; what is stored or hashed (audit rows) is never rounded.
+ */
+export function roundDurations(value: unknown, key = ""): unknown {
+  if (typeof value === "number") {
+    return !Number.isInteger(value) && DURATION_KEY.test(key) ? Math.round(value * 1000) / 1000 : value;
+  }
+  if (Array.isArray(value)) return value.map((v) => roundDurations(v, key));
+  // An object with its own JSON form (a Date) is printed as that form says.
+  if (value && typeof value === "object" && typeof (value as { toJSON?: unknown }).toJSON !== "function") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, roundDurations(v, k)]));
+  }
+  return value;
+}
 
 /**
  * A human line: `warn: message  key=value`; errors as `strongroom: error: message [Name]`
@@ -109,7 +130,8 @@ class RedactingLogger extends PowertoolsLogger {
 
   protected override printLog(logLevel: number, log: LogItem): void {
     log.prepareForPrint();
-    const attributes = redactValue(log.getAttributes()) as LogFields;
+    const redacted = redactValue(log.getAttributes()) as LogFields;
+    const attributes = this.format === "json" ? (roundDurations(redacted) as LogFields) : redacted;
     if (this.format === "text") {
       (this.write ?? ((line) => process.stderr.write(line)))(textLine(attributes));
     } else if (this.write) {

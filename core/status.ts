@@ -2,8 +2,8 @@ import type { AuditLog } from "./audit/audit-log.ts";
 import type { CatalogTable } from "./catalog/catalog.ts";
 import { backupIdTime } from "./keys.ts";
 import { readLedgers } from "./ledger.ts";
-import { outcomeOf, type VerificationOutcome } from "./verification.ts";
 import type { ObjectStore } from "./store/object-store.ts";
+import { outcomeOf, type VerificationOutcome } from "./verification.ts";
 
 /**
  * `strongroom status`: per database, how recent its newest backup and its newest

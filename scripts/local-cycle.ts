@@ -6,6 +6,10 @@
  *   verification in a throwaway cluster, and the readiness status.
  * It needs Node and PostgreSQL's server and client tools, nothing the tests need besides.
  * STRONGROOM_CYCLE_DIR moves .strongroom/ elsewhere (the quick-start test uses a temp dir).
+ *
+ * The restored copy is a full copy of the source: on DATABASE_URL's server it is dropped
+ * at the end (the run says so, with its size), unless `npm run cycle -- --keep` asks to
+ * keep it for a look. A throwaway cluster goes, with everything in it, either way.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -24,7 +28,18 @@ const signingKeyFile = path.join(home, "signing.key");
 const storeUrl = pathToFileURL(path.join(home, "store")).href;
 const cli = path.join(root, "containers/worker/bin/strongroom.mjs");
 
-const step = (n: number, text: string) => process.stdout.write(`\n\x1b[1m[${n}/8] ${text}\x1b[0m\n`);
+const USAGE = "usage: npm run cycle [-- --keep]  (--keep: leave the restored copy on DATABASE_URL's server)";
+const args = process.argv.slice(2);
+const unknown = args.find((a) => a !== "--keep");
+if (unknown !== undefined) {
+  console.error(`local cycle: unknown argument ${unknown}\n${USAGE}`);
+  process.exit(2);
+}
+const keep = args.includes("--keep");
+
+// Bold on a terminal only, so that logs and CI output read plainly.
+const bold = (text: string) => (process.stdout.isTTY && !process.env.NO_COLOR ? `\x1b[1m${text}\x1b[0m` : text);
+const step = (n: number, text: string) => process.stdout.write(`\n${bold(`[${n}/8] ${text}`)}\n`);
 
 function strongroom(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   process.stdout.write(`$ strongroom ${args.join(" ")}\n`);
@@ -77,8 +92,28 @@ async function tableCounts(url: string): Promise<Map<string, number>> {
   return out;
 }
 
+/**
+ * The restored copy on the user's own server (DATABASE_URL): dropped, unless --keep; a
+ * line either way says which, so a run never leaves a full copy behind unannounced.
+ */
+async function settleRestoredCopy(serverUrl: string, db: string): Promise<void> {
+  const [row] = await query<{ size: string }>(
+    serverUrl,
+    `select pg_size_pretty(pg_database_size(${pg.escapeLiteral(db)})) as size`,
+  );
+  const where = `${db} (${row?.size ?? "size unknown"}) on ${new URL(serverUrl).host}`;
+  if (keep) {
+    console.log(`kept the restored copy ${where} (--keep); drop it with: dropdb ${db}`);
+    return;
+  }
+  await query(serverUrl, `drop database ${pg.escapeIdentifier(db)}`);
+  console.log(`dropped the restored copy ${where}; \`npm run cycle -- --keep\` keeps it`);
+}
+
 const started = Date.now();
 let cluster: Cluster | undefined;
+/** The restored copy, once created on DATABASE_URL's server (a throwaway cluster's goes with it). */
+let restoredOnUserServer: { serverUrl: string; db: string } | undefined;
 try {
   await mkdir(home, { recursive: true, mode: 0o700 });
 
@@ -129,6 +164,7 @@ try {
   step(5, "restore into a fresh database");
   const targetDb = `strongroom_restore_${backupId.slice(0, 15).toLowerCase()}`;
   await query(serverUrl, `create database ${targetDb}`);
+  if (!cluster) restoredOnUserServer = { serverUrl, db: targetDb };
   const targetUrl = withDb(serverUrl, targetDb);
   await strongroom(["restore", "--backup", backupId, "--identity", identityFile], {
     STRONGROOM_STORE: storeUrl,
@@ -156,6 +192,13 @@ try {
 
   step(8, "readiness: the newest backup and the newest verified one");
   await strongroom(["status"], { STRONGROOM_STORE: storeUrl });
+  if (restoredOnUserServer) {
+    console.log("");
+    await settleRestoredCopy(restoredOnUserServer.serverUrl, restoredOnUserServer.db);
+    restoredOnUserServer = undefined;
+  } else {
+    console.log("\nthe throwaway cluster goes now, with the restored copy in it");
+  }
   console.log(`\nFull cycle in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
   console.log(
     `The store is in ${path.relative(root, path.join(home, "store"))}/, the identity in ${path.relative(root, identityFile)}.`,
@@ -163,6 +206,12 @@ try {
 } catch (err) {
   console.error(`\nlocal cycle failed: ${(err as Error).message}`);
   process.exitCode = 1;
+  // A failed run does not leave the copy behind either (unless --keep, for a look).
+  if (restoredOnUserServer) {
+    await settleRestoredCopy(restoredOnUserServer.serverUrl, restoredOnUserServer.db).catch((e: Error) =>
+      console.error(`could not drop the restored copy ${restoredOnUserServer?.db}: ${e.message}`),
+    );
+  }
 } finally {
   await cluster?.stop();
 }

@@ -1,4 +1,5 @@
 import { listBackupRefs, type ManifestRecord, readManifestRecord } from "../backup-index.ts";
+import { count } from "../count.ts";
 import { StrongroomError } from "../errors.ts";
 import { committingRows } from "../ledger.ts";
 import type { ObjectStore } from "../store/object-store.ts";
@@ -38,7 +39,7 @@ export function reconcile(
   const committing = committingRows(rows.filter(trusts));
   const present = new Set(manifests.map((m) => m.manifest.backupId));
   if (rows.length === 0 && manifests.length > 0) {
-    problems.push(`the store holds ${manifests.length} backup(s) but the chain is empty`);
+    problems.push(`the store holds ${count(manifests.length, "backup")} but the chain is empty`);
     return problems;
   }
   for (const { manifest, sha256 } of manifests) {

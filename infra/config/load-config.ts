@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject } from "ajv";
-import { InvalidConfigError } from "#core/errors.ts";
+import { fileProblem, InvalidConfigError } from "#core/errors.ts";
 import { validatePolicy } from "#core/gfs.ts";
 import { assertX25519Recipient } from "#core/recipients.ts";
 import { type ExistingNetwork, existingNetworkProblems, networkWarnings } from "../constructs/network.ts";
@@ -151,7 +151,7 @@ export function loadConfig(file: string, purpose: "deploy" | "sim" = "deploy"): 
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    const code = fileProblem(err);
     throw new InvalidConfigError(`cannot read ${file}: ${code}`, {
       cause: err,
       hint: "copy strongroom.config.example.json to strongroom.config.json, or pass -c config=FILE",

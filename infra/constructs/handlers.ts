@@ -3,7 +3,7 @@ import { Duration, RemovalPolicy, Stack } from "aws-cdk-lib";
 import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as lambda from "aws-cdk-lib/aws-lambda";
-import { NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
+import { LogLevel, NodejsFunction, OutputFormat } from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import { METRICS_NAMESPACE } from "#core/flows/metrics.ts";
@@ -96,6 +96,9 @@ export class Handlers extends Construct {
           // worker's, never imported by a handler.
           externalModules: [],
           banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+          // esbuild's size summary, nine times on every synth, hides the lines that matter;
+          // its warnings and errors still print.
+          logLevel: LogLevel.WARNING,
         },
       });
       acknowledge(

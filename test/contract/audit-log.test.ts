@@ -1,7 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { DeleteItemCommand, PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { marshall } from "@aws-sdk/util-dynamodb";
@@ -10,6 +7,7 @@ import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { FileStore } from "#core/store/file-store.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
 import { newStore } from "../helpers/fixture.ts";
+import { tempDir } from "../helpers/temp.ts";
 import { auditLogContract } from "./audit-log.contract.ts";
 
 auditLogContract("DynamoDB (DynamoDB Local)", async () => {
@@ -28,7 +26,7 @@ auditLogContract("DynamoDB (DynamoDB Local)", async () => {
 });
 
 auditLogContract("object store (file)", async () => {
-  const url = pathToFileURL(await mkdtemp(path.join(tmpdir(), "strongroom-audit-"))).href;
+  const url = pathToFileURL(await tempDir("strongroom-audit-")).href;
   const raw = new StoreAuditLog(new FileStore(url), "org");
   const store = new FileStore(url);
   return {

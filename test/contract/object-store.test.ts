@@ -1,15 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from "@aws-sdk/client-s3";
 import { FileStore } from "#core/store/file-store.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { tempDir } from "../helpers/temp.ts";
 import { objectStoreContract } from "./object-store.contract.ts";
 
 objectStoreContract("file store (temp dir)", async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), "strongroom-store-"));
+  const dir = await tempDir("strongroom-store-");
   return {
     store: new FileStore(pathToFileURL(dir).href),
     openUploads: async () => 0,

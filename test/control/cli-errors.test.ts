@@ -1,5 +1,9 @@
+import { readdir } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
+import { keyPair } from "../helpers/age.ts";
 import { runCli } from "../helpers/cli.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 /** The one error printer (containers/worker/src/main.ts), driven by the running command's parsed options. */
 describe("cli error printer", () => {
@@ -73,6 +77,35 @@ describe("cli error printer", () => {
     ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('strongroom: error: unknown time zone "Mars/Olympus" [InvalidPolicyError]');
+  });
+});
+
+/** Issue 24, item 10: a file that cannot be read is said in words, not as an errno code. */
+describe("files that cannot be read", () => {
+  it("says why in words (no such file, it is a directory), never ENOENT or EISDIR", async () => {
+    const dir = await tempDir();
+    const store = pathToFileURL(dir).href;
+    const key = await keyPair();
+    const identity = await runCli(["restore", "--identity", "/nonexistent/identity.txt"], {
+      STRONGROOM_STORE: store,
+      STRONGROOM_TARGET_URL: "postgres://x@127.0.0.1:1/y",
+    });
+    const signingKey = await runCli(["list", "--store", store, "--signing-key", dir]);
+    const rootCert = await runCli(["backup", "--recipient", key.recipient, "--audit", "none", "--store", store], {
+      DATABASE_URL: "postgres://x@127.0.0.1:1/y?sslmode=verify-ca&sslrootcert=/nonexistent/root.crt",
+    });
+    expect([identity.code, signingKey.code, rootCert.code]).toEqual([1, 1, 2]);
+    expect(identity.stderr).toContain(
+      "strongroom: error: cannot read identity file /nonexistent/identity.txt: no such file [InvalidIdentityError]",
+    );
+    expect(signingKey.stderr).toContain(
+      `strongroom: error: cannot read signing key ${dir}: it is a directory [InvalidKeyError]`,
+    );
+    expect(rootCert.stderr).toContain(
+      "strongroom: error: cannot read sslrootcert /nonexistent/root.crt: no such file [UsageError]",
+    );
+    for (const r of [identity, signingKey, rootCert]) expect(r.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
+    expect(await readdir(dir)).toEqual([]);
   });
 });
 

@@ -179,4 +179,22 @@ describe("destination probe", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("strongroom: error: probe failed at list: no such bucket");
   });
+
+  it("lines up its columns, the longest step (conditional) included", async () => {
+    const { url } = await newStore("file");
+    const r = await runCli(["probe"], { STRONGROOM_STORE: url });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n").filter((l) => / ms$/.test(l));
+    expect(lines.map((l) => l.split(/\s+/)[1])).toContain("conditional");
+    expect(new Set(lines.map((l) => l.length)).size).toBe(1);
+  });
+
+  it("prints durations in its --json document to three places, not the clock's float noise", async () => {
+    const { url } = await newStore("file");
+    const r = await runCli(["probe", "--json"], { STRONGROOM_STORE: url });
+    expect(r.code).toBe(0);
+    const latencies = (JSON.parse(r.stdout) as { steps: Array<{ latencyMs: number }> }).steps.map((s) => s.latencyMs);
+    expect(latencies.length).toBeGreaterThan(4);
+    for (const ms of latencies) expect(String(ms)).toMatch(/^\d+(\.\d{1,3})?$/);
+  });
 });

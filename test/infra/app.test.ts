@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { App } from "aws-cdk-lib";
+import { FLAGS } from "aws-cdk-lib/cx-api";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildApp, EXAMPLE_CONFIG, EXAMPLE_REFUSED } from "../../infra/app.ts";
 import { Undeployable } from "../../infra/constructs/undeployable.ts";
@@ -68,8 +69,21 @@ describe("cdk app", () => {
     ).toThrow(/package\.json has \d+ problems:\n(name|bucket|recipients).*: /);
   });
 
+  it("pins in cdk.json every feature flag synth would call unconfigured, to how it behaves unset: no template changes", async () => {
+    const context = JSON.parse(await readFile(path.join(root, "cdk.json"), "utf8")).context as Record<string, unknown>;
+    // Set on purpose to their recommended values when the app was made.
+    const chosen = new Set(["@aws-cdk/core:checkSecretUsage", "@aws-cdk/core:target-partitions"]);
+    for (const [name, flag] of Object.entries(FLAGS)) {
+      const unset = flag.unconfiguredBehavesLike?.v2 ?? false;
+      if (chosen.has(name) || unset === flag.recommendedValue) continue;
+      expect([name, context[name]]).toEqual([name, unset]);
+    }
+  });
+
   it("synthesizes through cdk.json, as `cdk synth` and `cdk deploy` run it, offline", async () => {
-    const { dir } = await synthByCli();
+    const { dir, stderr } = await synthByCli();
+    // Quiet: no esbuild size summary per function, no feature flag nag.
+    expect(stderr).not.toMatch(/⚡ Done|index\.mjs|feature flags/);
     const template = JSON.parse(await readFile(path.join(dir, "Strongroom.template.json"), "utf8"));
     // cdk-nag ran as a validation plugin: an unacknowledged finding would have failed the synth.
     expect(Object.keys(template.Resources).length).toBeGreaterThan(50);

@@ -4,7 +4,13 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { InvalidConfigError, StrongroomError } from "#core/errors.ts";
 import { dstProblems } from "../../infra/config/dst.ts";
-import { DEFAULTS, fargateMemoryOptions, parseConfig, scheduleProblem } from "../../infra/config/load-config.ts";
+import {
+  DEFAULTS,
+  fargateMemoryOptions,
+  loadConfig,
+  parseConfig,
+  scheduleProblem,
+} from "../../infra/config/load-config.ts";
 import { largestTask } from "../../infra/stacks/strongroom-stack.ts";
 import { mutated } from "../fuzz/mutate.ts";
 
@@ -116,6 +122,12 @@ describe("strongroom.config.json", () => {
         for (const line of lines) expect(line).toMatch(/^c\.json: [^\n]+$/);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it("names a file it cannot read, and why in words", () => {
+    expect(() => loadConfig("/nonexistent/strongroom.config.json")).toThrow(
+      "cannot read /nonexistent/strongroom.config.json: no such file",
     );
   });
 

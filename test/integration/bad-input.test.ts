@@ -1,5 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -18,6 +17,7 @@ import {
 } from "../helpers/fixture.ts";
 import { createDatabase, dbUrl, sql } from "../helpers/pg.ts";
 import { flipByte } from "../helpers/streams.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 const pgUrl = inject("pgUrl");
 const binDir = inject("pgBinDir");
@@ -261,14 +261,13 @@ describe("bad input: restore", () => {
       flipByte(data, Math.floor(data.length * 0.7));
       await writeFile(file, data);
     });
-    const staging = await mkdtemp(path.join(tmpdir(), "strongroom-staging-"));
+    const staging = await tempDir("strongroom-staging-");
     const target = await createDatabase(pgUrl, "t_staged");
     const r = await restoreInto(target.url, ["--jobs", "2", "--staging-dir", staging], copy.url);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/failed authentication/);
     expect(await readdir(staging)).toEqual([]);
     expect(await userTables(target.url)).toBe(0);
-    await rm(staging, { recursive: true, force: true });
   });
 
   it("detects one flipped byte in the payload and rolls the target back", async () => {

@@ -608,11 +608,13 @@ describe("audit verify", () => {
           scope: "db#unrecorded",
           ok: false,
           rows: 0,
-          problems: ["the store holds 1 backup(s) but the chain is empty"],
+          problems: ["the store holds 1 backup but the chain is empty"],
         },
       ],
     });
-    expect(r.stderr).toContain("strongroom: error: audit chain db#unrecorded: the store holds 1 backup(s)");
+    expect(r.stderr).toContain(
+      "strongroom: error: audit chain db#unrecorded: the store holds 1 backup but the chain is empty",
+    );
   });
 
   it("detects rows deleted from the end of a chain, which the hash chain alone cannot", async () => {

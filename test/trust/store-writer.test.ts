@@ -82,7 +82,7 @@ describe("a store writer cannot make a backup count", () => {
     };
     expect(doc.backups.map((m) => m.backupId)).toEqual([genuine]);
     expect(doc.problems).toEqual([expect.objectContaining({ backupId: forgedId, kind: "unanchored" })]);
-    expect(listed.stderr).toContain(`manifest(s) in the store do not count: ${forgedId} [UncommittedBackupError]`);
+    expect(listed.stderr).toContain(`1 manifest in the store does not count: ${forgedId} [UncommittedBackupError]`);
 
     // latest is the genuine backup: the restored table says so.
     const target = await createDatabase(pgUrl, "restored");

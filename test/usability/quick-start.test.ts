@@ -2,7 +2,8 @@ import { execFile } from "node:child_process";
 import { readFile, symlink, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { describe, expect, inject, it, onTestFinished } from "vitest";
+import { createDatabase, sql } from "../helpers/pg.ts";
 import { tempDir } from "../helpers/temp.ts";
 
 const run = promisify(execFile);
@@ -33,7 +34,56 @@ describe("quick start", () => {
     expect(stdout).toMatch(/\[7\/8\] verify[\s\S]*verified shop\/\d{8}T\d{6}Z-[a-z2-7]{6}: restore/);
     expect(stdout).toMatch(/shop +yes +\S+ \(0h ago\)/);
     expect(stdout).toMatch(/Full cycle in [\d.]+ s\./);
+    // Its output went to a pipe, not a terminal: no escape codes.
+    expect(stdout).not.toContain("\x1b[");
     expect(stderr).not.toMatch(/moto|java|age:|zstd:/i);
+  });
+
+  it("drops the restored copy from DATABASE_URL's server at the end and says so; --keep keeps it and says how to drop it", {
+    timeout: 240_000,
+  }, async () => {
+    const source = await createDatabase(inject("pgUrl"), "cycle");
+    await sql(source.url, "create table t as select g from generate_series(1, 100) g");
+    const home = await tempDir("strongroom-cycle-");
+    const cycle = (args: string[]) =>
+      run(process.execPath, [path.join(root, "scripts/local-cycle.ts"), ...args], {
+        cwd: root,
+        env: { ...process.env, DATABASE_URL: source.url, STRONGROOM_CYCLE_DIR: home },
+        maxBuffer: 16 * 1024 * 1024,
+      });
+    const copies = async () =>
+      (
+        await sql<{ datname: string }>(
+          inject("pgUrl"),
+          "select datname from pg_database where datname like 'strongroom_restore_%'",
+        )
+      ).map((r) => r.datname);
+    const before = await copies();
+
+    const dropped = await cycle([]);
+    expect(dropped.stdout).toMatch(
+      /\ndropped the restored copy strongroom_restore_\d{8}t\d{6} \(\d+ [kM]B\) on 127\.0\.0\.1:\d+; `npm run cycle -- --keep` keeps it\n/,
+    );
+    expect(await copies()).toEqual(before);
+
+    const kept = await cycle(["--keep"]);
+    const name =
+      /kept the restored copy (strongroom_restore_\d{8}t\d{6}) \(\d+ [kM]B\) on 127\.0\.0\.1:\d+ \(--keep\); drop it with: dropdb strongroom_restore_/.exec(
+        kept.stdout,
+      )?.[1];
+    expect(name).toBeDefined();
+    onTestFinished(() => sql(inject("pgUrl"), `drop database if exists ${name}`).then(() => undefined));
+    expect(await copies()).toEqual([...before, name]);
+  });
+
+  it("refuses an argument it does not know, naming the one it takes", async () => {
+    const r = await run(process.execPath, [path.join(root, "scripts/local-cycle.ts"), "--kep"], { cwd: root }).catch(
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    );
+    expect(r).toMatchObject({ code: 2, stdout: "" });
+    expect((r as { stderr: string }).stderr).toBe(
+      "local cycle: unknown argument --kep\nusage: npm run cycle [-- --keep]  (--keep: leave the restored copy on DATABASE_URL's server)\n",
+    );
   });
 
   it("is what CI runs: .ci/run holds the README's test command verbatim", async () => {

@@ -1,6 +1,7 @@
+import { chmod } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../helpers/cli.ts";
-import { identityFile } from "../helpers/fixture.ts";
+import { allKeys, identityFile, newStore } from "../helpers/fixture.ts";
 
 /** Usability item 2: a rejected key, or any input that may be a secret, is never echoed. */
 describe("secrets in messages", () => {
@@ -30,6 +31,34 @@ describe("secrets in messages", () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('strongroom: error: invalid recipient "hunte…" (22 characters) [InvalidRecipientError]');
     expect(r.stderr).not.toContain("my-db-password");
+  });
+
+  it("warns, as ssh does, of an identity file its group or everyone can read, and goes on; says nothing of a 0600 one", async () => {
+    const key = await identityFile();
+    const { store, url } = await newStore("file");
+    const restore = () =>
+      runCli(["restore", "--identity", key.file], {
+        STRONGROOM_STORE: url,
+        STRONGROOM_TARGET_URL: "postgres://x@127.0.0.1:1/y",
+      });
+    const notFound =
+      "strongroom: error: no backups in this store [BackupNotFoundError]\nHINT: `strongroom list --store …` shows the backups there\n";
+
+    const own = await restore();
+    expect(own.stderr).toBe(notFound);
+    for (const [mode, who] of [
+      [0o644, "readable by everyone (mode 0644)"],
+      [0o640, "readable by its group (mode 0640)"],
+    ] as const) {
+      await chmod(key.file, mode);
+      const r = await restore();
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(
+        `warn: identity file ${key.file} is ${who}: whoever can read it can decrypt every backup encrypted to it; chmod 600 ${key.file}\n${notFound}`,
+      );
+      expect(r.stderr).not.toContain(key.identity.slice("AGE-SECRET-KEY-1".length));
+    }
+    expect(await allKeys(store)).toEqual([]);
   });
 
   it("redacts a password in a mistyped store URL", async () => {

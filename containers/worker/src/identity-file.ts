@@ -71,3 +71,17 @@ export async function writeIdentityFile(
     await fs.rm(temp, { force: true });
   }
 }
+
+/**
+ * What ssh says of a private key file others can reach, for an identity file: one that
+ * its group or everyone may read (or write) decrypts every backup encrypted to it for
+ * whoever can. ssh refuses such a key; strongroom only warns, because refusing would stop
+ * a restore at the moment it is needed. Undefined when only the owner has access.
+ */
+export async function identityFileExposure(file: string): Promise<string | undefined> {
+  if (process.platform === "win32") return undefined;
+  const mode = (await fs.stat(file)).mode & 0o777;
+  if ((mode & 0o077) === 0) return undefined;
+  const who = mode & 0o004 ? "readable by everyone" : mode & 0o040 ? "readable by its group" : "writable by others";
+  return `identity file ${file} is ${who} (mode ${mode.toString(8).padStart(4, "0")}): whoever can read it can decrypt every backup encrypted to it; chmod 600 ${file}`;
+}

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { CommanderError } from "commander";
 import { asStrongroomError, EXIT_INCONCLUSIVE, UsageError, VerificationInconclusiveError } from "#core/errors.ts";
 import { redact } from "#core/log.ts";
+import { nearestName } from "#core/nearest-name.ts";
 import { buildProgram, programLogger } from "./cli.ts";
 import { parseBool } from "./commands/options.ts";
 
@@ -66,32 +67,13 @@ export function unknownOption(
     if (builtIn.has(flag)) continue;
     // `-j4`: a known short option with its value attached.
     if (!flag.startsWith("--") && byFlag.has(flag.slice(0, 2))) continue;
-    const longs = [...byFlag.keys()].filter((f) => f.startsWith("--"));
-    const nearest = longs
-      .map((f) => ({ f, d: editDistance(flag, f) }))
-      .sort((a, b) => a.d - b.d || (a.f < b.f ? -1 : 1))[0];
-    const close = nearest !== undefined && nearest.d <= Math.max(1, Math.floor(flag.length * 0.4));
-    return { flag, ...(close ? { suggestion: nearest.f } : {}) };
+    const suggestion = nearestName(
+      flag,
+      [...byFlag.keys()].filter((f) => f.startsWith("--")),
+    );
+    return { flag, ...(suggestion ? { suggestion } : {}) };
   }
   return undefined;
-}
-
-/** Levenshtein distance, with a swap of two neighbours counted as one edit. */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) (d[0] as number[])[j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const row = d[i] as number[];
-      const prev = d[i - 1] as number[];
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        row[j] = Math.min(row[j] as number, ((d[i - 2] as number[])[j - 2] as number) + 1);
-      }
-    }
-  }
-  return (d[a.length] as number[])[b.length] as number;
 }
 
 /**

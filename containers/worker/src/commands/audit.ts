@@ -1,8 +1,10 @@
 import { type Command, Option } from "commander";
+import type { AuditRow } from "#core/audit/audit-chain.ts";
 import { readAll } from "#core/audit/audit-log.ts";
 import type { ChainVerdict } from "#core/audit/audit-verify.ts";
 import { AuditVerificationError, UsageError } from "#core/errors.ts";
-import { auditChains, type CliContext, printResult, type SigningFlags, table } from "./context.ts";
+import { nearestName } from "#core/nearest-name.ts";
+import { auditChains, type CliContext, count, printResult, type SigningFlags, table } from "./context.ts";
 import { jsonOption, signerOption, signingKeyOption } from "./options.ts";
 
 /** `audit verify` and `audit show`: they read --store (the store's own log) or --table (DynamoDB). */
@@ -38,40 +40,68 @@ export function auditCommand(parent: Command, ctx: CliContext): void {
       }
     });
 
-  chainCommand(audit, "show", scopeOption().default("org"))
-    .description("print audit rows, oldest first")
+  chainCommand(audit, "show", scopeOption())
+    .description("print audit rows, oldest first: every chain (org, then each database's), or one --scope")
     .addOption(new Option("--since <time>", "only rows at or after this ISO time"))
     .addOption(jsonOption())
     .addHelpText(
       "after",
-      "\nExamples:\n  $ strongroom audit show --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit show --table strongroom-audit --since 2026-11-01T00:00:00Z --json",
+      "\nExamples:\n  $ strongroom audit show --store file:///var/backups/pg\n  $ strongroom audit show --store file:///var/backups/pg --scope db#shop\n  $ strongroom audit show --table strongroom-audit --since 2026-11-01T00:00:00Z --json\n\nWith --json: the rows of the one --scope, else { chains: [{ scope, rows }] } for every chain.",
     )
-    .action(async (o: { store?: string; table?: string; scope: string; since?: string; json?: boolean }) => {
-      assertScope(o.scope);
+    .action(async (o: { store?: string; table?: string; scope?: string; since?: string; json?: boolean }) => {
+      if (o.scope !== undefined) assertScope(o.scope);
       const since = o.since ? Date.parse(o.since) : undefined;
       if (since !== undefined && Number.isNaN(since)) throw new UsageError(`--since is not a time: ${o.since}`);
-      const rows = (await readAll((await auditChains(o)).open(o.scope))).filter(
-        (r) => since === undefined || Date.parse(r.at) >= since,
-      );
-      printResult(
-        ctx,
-        o.json,
-        rows,
-        () =>
-          `${table(
-            ["SEQ", "AT", "EVENT", "ACTOR", "DATABASE", "BACKUP", "DETAILS"],
-            rows.map((r) => [
-              r.seq,
-              r.at,
-              r.event,
-              r.actor,
-              r.databaseId ?? "",
-              r.backupId ?? "",
-              JSON.stringify(r.details ?? {}),
-            ]),
-          )}\n`,
-      );
+      const chains = await auditChains(o);
+      const shown: ShownChain[] = [];
+      for (const scope of o.scope !== undefined ? [o.scope] : orgFirst(await chains.scopes())) {
+        const rows = await readAll(chains.open(scope));
+        // A chain with no rows does not exist: a mistyped scope is said, not shown as empty.
+        if (rows.length === 0 && o.scope !== undefined) throw unknownScope(o.scope, await chains.scopes());
+        shown.push({ scope, rows: rows.filter((r) => since === undefined || Date.parse(r.at) >= since) });
+      }
+      const doc = o.scope !== undefined ? (shown[0]?.rows ?? []) : { chains: shown };
+      // Rows exactly as stored: each is hashed, so a reader can check them against its chain.
+      printResult(ctx, o.json, doc, () => rowsText(shown, o.scope === undefined, o.since), { exact: true });
     });
+}
+
+interface ShownChain {
+  scope: string;
+  rows: AuditRow[];
+}
+
+/** The org chain first (probes, gc of partial uploads), then each database's, by id. */
+const orgFirst = (scopes: string[]) =>
+  [...scopes].sort((a, b) => (a === "org" ? -1 : b === "org" ? 1 : a < b ? -1 : 1));
+
+function unknownScope(scope: string, present: string[]): UsageError {
+  const nearest = nearestName(scope, present);
+  return new UsageError(`no audit chain ${scope} in this log`, {
+    hint:
+      present.length === 0
+        ? "the log holds no chains yet: backup, prune, gc and probe write them"
+        : `${nearest ? `did you mean ${nearest}? ` : ""}the log holds ${orgFirst(present).join(", ")}; leave out --scope to see them all`,
+  });
+}
+
+function rowsText(chains: ShownChain[], withScope: boolean, since: string | undefined): string {
+  const rows = chains.flatMap((c) => c.rows.map((r) => ({ scope: c.scope, r })));
+  if (rows.length === 0) return `no audit rows${since ? ` since ${since}` : ""}\n`;
+  const header = ["SEQ", "AT", "EVENT", "ACTOR", "DATABASE", "BACKUP", "DETAILS"];
+  return `${table(
+    withScope ? ["SCOPE", ...header] : header,
+    rows.map(({ scope, r }) => [
+      ...(withScope ? [scope] : []),
+      r.seq,
+      r.at,
+      r.event,
+      r.actor,
+      r.databaseId ?? "",
+      r.backupId ?? "",
+      JSON.stringify(r.details ?? {}),
+    ]),
+  )}\n`;
 }
 
 function chainCommand(parent: Command, name: string, scope: Option): Command {
@@ -105,7 +135,7 @@ function verdictText(verdicts: ChainVerdict[]): string {
   return verdicts
     .map((v) => {
       const head = v.headSeq ? `, head ${v.headSeq} ${v.headHash}` : "";
-      const loose = v.unanchored ? ` (${v.unanchored} backup(s) made without an audit log)` : "";
+      const loose = v.unanchored ? ` (${count(v.unanchored, "backup")} made without an audit log)` : "";
       const problems = v.problems.map((p) => `  ${p}\n`).join("");
       return `audit chain ${v.scope} ${v.ok ? "ok" : "FAILED"}: ${v.rows} rows${head}${loose}\n${problems}`;
     })

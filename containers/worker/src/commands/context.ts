@@ -1,8 +1,8 @@
 import { readFile } from "node:fs/promises";
 import type { AuditLog } from "#core/audit/audit-log.ts";
 import { StoreAuditLog, type StoreAuditLogOptions } from "#core/audit/store-audit-log.ts";
-import { InvalidKeyError, UsageError } from "#core/errors.ts";
-import type { Logger } from "#core/log.ts";
+import { fileProblem, InvalidKeyError, UsageError } from "#core/errors.ts";
+import { type Logger, roundDurations } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import type { BackupJobOptions } from "../pipeline/backup-job.ts";
 import { progress } from "../progress.ts";
@@ -32,9 +32,9 @@ export interface ReadsBackupFlags {
  * identities, its database's audit chain, the stop signal and the logger.
  */
 export async function openBackupJob(o: ReadsBackupFlags, command: string, ctx: CliContext): Promise<BackupJobOptions> {
-  const identities = await identitiesFrom(o.identity, command);
-  const store = await openStoreAt(o.store);
   const log = ctx.log();
+  const identities = await identitiesFrom(o.identity, command, process.env, log);
+  const store = await openStoreAt(o.store);
   const audit = await auditFor(store, o, log);
   const { resolveJobBackup } = await import("../pipeline/backup-job.ts");
   const backup = await resolveJobBackup({
@@ -64,9 +64,18 @@ export interface CliContext {
   log: () => Logger;
 }
 
-/** The result on stdout: the JSON document with --json, else the human text. */
-export function printResult(ctx: CliContext, json: boolean | undefined, doc: unknown, text: () => string): void {
-  ctx.stdout(json ? `${JSON.stringify(doc, null, 2)}\n` : text());
+/**
+ * The result on stdout: the JSON document with --json (durations rounded, as in JSON
+ * logs; `exact` prints it as it is, for rows whose bytes are hashed), else the human text.
+ */
+export function printResult(
+  ctx: CliContext,
+  json: boolean | undefined,
+  doc: unknown,
+  text: () => string,
+  options: { exact?: boolean } = {},
+): void {
+  ctx.stdout(json ? `${JSON.stringify(options.exact ? doc : roundDurations(doc), null, 2)}\n` : text());
 }
 
 /** Long work with a progress line on stderr (a terminal only), cleared before the result is printed. */
@@ -99,7 +108,7 @@ export async function storeLogOptions(o: SigningFlags, env = process.env): Promi
   if (o.signingKey !== undefined) {
     where = o.signingKey;
     text = await readFile(o.signingKey, "utf8").catch((err: NodeJS.ErrnoException) => {
-      throw new InvalidKeyError(`cannot read signing key ${o.signingKey}: ${err.code ?? err}`, {
+      throw new InvalidKeyError(`cannot read signing key ${o.signingKey}: ${fileProblem(err)}`, {
         cause: err,
         hint: "pass the file `strongroom keygen --signing` wrote with --signing-key",
       });
@@ -201,5 +210,4 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join("\n");
 }
 
-/** `1 table`, `2 tables`. */
-export const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+export { count } from "#core/count.ts";

@@ -3,7 +3,7 @@ import { UncommittedBackupError } from "#core/errors.ts";
 import type { LedgerProblem } from "#core/ledger.ts";
 import type { Manifest } from "#core/manifest.ts";
 import { humanBytes } from "../progress.ts";
-import { auditFor, type CliContext, openStoreAt, printResult, table } from "./context.ts";
+import { auditFor, type CliContext, count, openStoreAt, printResult, table } from "./context.ts";
 import { databaseIdOption, jsonOption, readsLedger, storeOption } from "./options.ts";
 
 export function listCommand(parent: Command, ctx: CliContext): void {
@@ -54,7 +54,7 @@ export function listCommand(parent: Command, ctx: CliContext): void {
         );
         if (problems.length > 0) {
           throw new UncommittedBackupError(
-            `${problems.length} manifest(s) in the store do not count: ${problems.map((p) => p.backupId ?? p.databaseId).join(", ")}`,
+            `${count(problems.length, "manifest")} in the store ${problems.length === 1 ? "does" : "do"} not count: ${problems.map((p) => p.backupId ?? p.databaseId).join(", ")}`,
             {
               hint: "someone with write access to the store put or changed them, or they were made with --audit none; `strongroom audit verify` says more",
             },

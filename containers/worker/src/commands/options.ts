@@ -1,8 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
-import { InvalidIdentityError, UsageError } from "#core/errors.ts";
+import { fileProblem, InvalidIdentityError, UsageError } from "#core/errors.ts";
 import { isBackupId } from "#core/keys.ts";
-import { registerSecret } from "#core/log.ts";
+import { type Logger, registerSecret } from "#core/log.ts";
+import { identityFileExposure } from "../identity-file.ts";
 
 /** Options shared by the CLI's commands, and the parsers of option values. */
 
@@ -204,9 +205,14 @@ export const identityOption = () =>
     "age identity file (AGE-SECRET-KEY-1…); or set STRONGROOM_IDENTITY to the identity itself",
   ).env("STRONGROOM_IDENTITY_FILE");
 
-/** The identities from --identity, else from STRONGROOM_IDENTITY. */
-export async function identitiesFrom(file: string | undefined, command: string, env = process.env): Promise<string[]> {
-  if (file !== undefined) return readIdentityFile(file);
+/** The identities from --identity (warning on `log` of a file others can read), else from STRONGROOM_IDENTITY. */
+export async function identitiesFrom(
+  file: string | undefined,
+  command: string,
+  env = process.env,
+  log?: Pick<Logger, "warn">,
+): Promise<string[]> {
+  if (file !== undefined) return readIdentityFile(file, log);
   const text = env.STRONGROOM_IDENTITY;
   if (text) {
     registerSecret(text);
@@ -217,16 +223,18 @@ export async function identitiesFrom(file: string | undefined, command: string, 
   });
 }
 
-export async function readIdentityFile(file: string): Promise<string[]> {
+export async function readIdentityFile(file: string, log?: Pick<Logger, "warn">): Promise<string[]> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new InvalidIdentityError(`cannot read identity file ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+    throw new InvalidIdentityError(`cannot read identity file ${file}: ${fileProblem(err)}`, {
       cause: err,
       hint: "pass the file written by `strongroom keygen` (or age-keygen) with --identity",
     });
   }
+  const exposure = log && (await identityFileExposure(file));
+  if (exposure) log.warn(exposure);
   return (await import("../stages/age-stream.ts")).parseIdentities(text);
 }
 

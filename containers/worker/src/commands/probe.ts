@@ -28,9 +28,11 @@ export function probeCommand(parent: Command, ctx: CliContext): void {
 }
 
 function probeText(report: ProbeReport): string {
+  // As wide as the longest step named (conditional), so that the times line up.
+  const width = Math.max(0, ...report.steps.map((s) => s.step.length));
   const steps = report.steps.map(
     (s) =>
-      `${s.ok ? "ok  " : "FAIL"} ${s.step.padEnd(10)} ${s.latencyMs.toFixed(1).padStart(8)} ms${s.detail ? `  ${s.detail}` : ""}\n`,
+      `${s.ok ? "ok  " : "FAIL"} ${s.step.padEnd(width)} ${s.latencyMs.toFixed(1).padStart(8)} ms${s.detail ? `  ${s.detail}` : ""}\n`,
   );
   const protection = report.protection
     ? `versioning: ${report.protection.versioning}; object lock: ${report.protection.objectLock}\n`

@@ -1,9 +1,17 @@
 import { type Command, Option } from "commander";
 import type { GcPlan } from "#core/gc.ts";
 import { summarizeGc } from "#core/gc.ts";
-import { DEFAULT_POLICY } from "#core/gfs.ts";
+import { DEFAULT_POLICY, validatePolicy } from "#core/gfs.ts";
 import type { PruneOutcome } from "#core/prune.ts";
-import { type CliContext, openStoreAt, printResult, type SigningFlags, storeAuditLogs, table } from "./context.ts";
+import {
+  type CliContext,
+  count,
+  openStoreAt,
+  printResult,
+  type SigningFlags,
+  storeAuditLogs,
+  table,
+} from "./context.ts";
 import {
   databaseIdOption,
   flagOption,
@@ -16,7 +24,7 @@ import {
 
 interface PruneFlags extends SigningFlags {
   store: string;
-  databaseId: string;
+  databaseId?: string;
   keepDaily: number;
   keepWeekly: number;
   keepMonthly: number;
@@ -32,7 +40,9 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
       "delete backups that GFS retention no longer keeps (manifest first, then payload), then the database's garbage; each deletion is audited in the store's log",
     )
     .addOption(storeOption())
-    .addOption(databaseIdOption("the database whose backups to prune, as `list` shows it").makeOptionMandatory())
+    .addOption(
+      databaseIdOption("the database whose backups to prune, as `list` shows it (needed when the store holds several)"),
+    )
     .addOption(keepOption("--keep-daily <n>", "days kept", DEFAULT_POLICY.daily, "STRONGROOM_KEEP_DAILY"))
     .addOption(keepOption("--keep-weekly <n>", "ISO weeks kept", DEFAULT_POLICY.weekly, "STRONGROOM_KEEP_WEEKLY"))
     .addOption(keepOption("--keep-monthly <n>", "months kept", DEFAULT_POLICY.monthly, "STRONGROOM_KEEP_MONTHLY"))
@@ -47,15 +57,20 @@ export function pruneCommand(parent: Command, ctx: CliContext): void {
     .addOption(jsonOption())
     .addHelpText(
       "after",
-      "\nExamples:\n  $ strongroom prune --store s3://acme-backups/pg --database-id shop --dry-run\n  $ strongroom prune --store file:///var/backups/pg --database-id shop --keep-daily 14 --time-zone Europe/Berlin",
+      "\nExamples:\n  $ strongroom prune --store s3://acme-backups/pg --dry-run\n  $ strongroom prune --store file:///var/backups/pg --database-id shop --keep-daily 14 --time-zone Europe/Berlin",
     )
     .action(async (o: PruneFlags) => {
       const { pruneDatabase } = await import("#core/prune.ts");
+      const { chooseDatabase } = await import("#core/ledger.ts");
+      const policy = { daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, timeZone: o.timeZone };
+      // A policy that cannot apply is a usage error, said before the store is read.
+      validatePolicy(policy);
       const store = await openStoreAt(o.store);
       const outcome = await pruneDatabase({
         store,
-        databaseId: o.databaseId,
-        policy: { daily: o.keepDaily, weekly: o.keepWeekly, monthly: o.keepMonthly, timeZone: o.timeZone },
+        // As restore and verify choose: the one given (if the store has it), else the only one.
+        databaseId: await chooseDatabase(store, "latest", o.databaseId),
+        policy,
         audit: await storeAuditLogs(store, o, ctx.log()),
         actor: "cli",
         dryRun: o.dryRun === true,
@@ -99,5 +114,5 @@ function pruneText({ dryRun, plan, garbage }: PruneOutcome): string {
 
 /** One line on what gc removed (or would remove); shared with the gc command. */
 export function gcLine(plan: GcPlan, dryRun: boolean): string {
-  return `${dryRun ? "gc dry run: would remove" : "gc: removed"} ${plan.partials.length} partial upload(s) and ${plan.orphans.length} payload(s) without a manifest, older than ${plan.cutoff.toISOString()}`;
+  return `${dryRun ? "gc dry run: would remove" : "gc: removed"} ${count(plan.partials.length, "partial upload")} and ${count(plan.orphans.length, "payload")} without a manifest, older than ${plan.cutoff.toISOString()}`;
 }

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { ConnectionOptions } from "node:tls";
 import pg from "pg";
 import { parse } from "pg-connection-string";
-import { DatabaseAuthError, DatabaseConnectionError, UsageError } from "#core/errors.ts";
+import { DatabaseAuthError, DatabaseConnectionError, fileProblem, UsageError } from "#core/errors.ts";
 import { registerSecret } from "#core/log.ts";
 import { lookupPgpass, pgpassPath } from "./pgpass.ts";
 import { loadService, type ServiceSettings } from "./service-file.ts";
@@ -222,7 +222,7 @@ export async function tlsOptions(conn: PgConn, mode: SslMode): Promise<Connectio
     try {
       return await readFile(file);
     } catch (err) {
-      throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+      throw new UsageError(`cannot read ${what} ${file}: ${fileProblem(err)}`, {
         cause: err,
         hint: `check the ${what} path in the URL or the PG${what.toUpperCase()} variable`,
       });
@@ -337,10 +337,26 @@ function mapConnectError(err: unknown, conn: PgConn): Error {
   if (err instanceof DatabaseAuthError) return err;
   const code = (err as { code?: string }).code;
   const where = describeConn(conn);
-  if (code === "28P01" || code === "28000") {
-    return new DatabaseAuthError(`authentication failed for ${where}`, {
+  // PostgreSQL answers a role that does not exist as it answers a wrong password (28P01)
+  // wherever it asks for one, so as not to tell a stranger which roles exist; it says so
+  // (28000) only where it asks for nothing (trust, peer). The message says what it can.
+  const serverSaid = String((err as Error).message ?? "");
+  if (code === "28000" && /^role ".*" does not exist$/.test(serverSaid)) {
+    return new DatabaseAuthError(`role ${conn.user} does not exist on ${conn.host}:${conn.port}`, {
       cause: err,
-      hint: "check the user and password (in the URL or PGPASSWORD) and pg_hba.conf",
+      hint: "check the user name in the URL (or PGUSER), or create the role",
+    });
+  }
+  if (code === "28P01") {
+    return new DatabaseAuthError(
+      `authentication failed for ${where}: the password is wrong, or role ${conn.user} does not exist (the server does not say which)`,
+      { cause: err, hint: "check the user name and the password (in the URL, PGPASSWORD or ~/.pgpass)" },
+    );
+  }
+  if (code === "28000") {
+    return new DatabaseAuthError(`the server refused ${where}: ${serverSaid}`, {
+      cause: err,
+      hint: "the server's pg_hba.conf must let this user connect to this database from here; check the user name and pg_hba.conf",
     });
   }
   if (code === "3D000") {
