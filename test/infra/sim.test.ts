@@ -328,7 +328,7 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(result.metrics.map((m) => m.name).sort()).toEqual(["VerificationOk", "VerifyRestoreSeconds"]);
     const [summary] = (await listVerifications(store(), "shop")).filter((v) => v.backupId === backupId);
     expect(summary).toMatchObject({ kind: "restore", ok: true });
-    expect(summary?.checks.map((c) => c.name)).toEqual(["restore", "row-counts", "schema", "constraints"]);
+    expect(summary?.checks.map((c) => c.name)).toEqual(["preflight", "restore", "row-counts", "schema", "constraints"]);
     const rows = (await auditRows("shop")).filter((r) => r.event.startsWith("verify."));
     expect(rows.map((r) => r.event)).toEqual(["verify.start", "verify.ok"]);
     expect(rows.every((r) => r.backupId === backupId)).toBe(true);
@@ -343,6 +343,7 @@ describe("npm run sim runs the synthesized flows", () => {
       "Audit verify.start",
       "Run verify task",
       "Record failed verification",
+      "Inconclusive?",
       "Audit verify.fail",
       "Notify failure",
       "VerifyFlow failed",

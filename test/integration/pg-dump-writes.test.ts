@@ -23,6 +23,12 @@ async function writeCalls(stdoutWrites: number | undefined, file: string, bytes:
       read += (chunk as Buffer).length;
       if (read === bytes) break;
     }
+    // sed's counts join the shell's once it is reaped, which is done when the shell has
+    // become `sleep`; a loaded machine may not be there yet when the last byte arrives.
+    for (let i = 0; i < 200; i++) {
+      if ((await readFile(`/proc/${tool.child.pid}/comm`, "utf8")).trim() === "sleep") break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     const io = await readFile(`/proc/${tool.child.pid}/io`, "utf8");
     return Number(/syscw: (\d+)/.exec(io)?.[1]);
   } finally {
