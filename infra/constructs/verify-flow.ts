@@ -11,6 +11,9 @@ import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flo
  * exit 1, so the flow records verify.fail (with the exit code) → SNS → Fail, and the
  * VerifyFlowFailed alarm is "a verification failed". Before verify.fail, the failed
  * verification's stored result is recorded too (catalog lastVerifyOk false, VerificationOk 0).
+ * A task that exits 3 was inconclusive (the scratch lacked an extension or a locale the
+ * backup needs): recorded, audited verify.inconclusive, and the execution succeeds; the
+ * VerificationInconclusive alarm says so, never VerifyFlowFailed.
  */
 export class VerifyFlow extends Construct {
   static readonly NAME = "VerifyFlow";
