@@ -102,6 +102,7 @@ function dashboardStack(databaseIds: string[], props: { databasesPerDashboard?: 
     "BackupFlowFailed",
     "RestoreFlowFailed",
     "VerifyFlowFailed",
+    "VerificationInconclusive",
     "ProbeFailed",
     "ScheduleDeadLetters",
   ].map(imported);
@@ -186,9 +187,9 @@ describe("the dashboard of the example config", () => {
     // Dashboards are global to the account: the region keeps two regions' deployments apart.
     expect(JSON.stringify(name)).toContain("AWS::Region");
     const alarmWidgets = body.widgets.filter((w) => w.type === "alarm");
-    // Three flows, the probe, the dead letters, and two per database: 9 alarms, one widget.
+    // Three flows, inconclusive verifications, the probe, the dead letters, and two per database: 10 alarms, one widget.
     expect(alarmWidgets.map((w) => [(w.properties.alarms as string[]).length, w.properties.states])).toEqual([
-      [9, ["ALARM"]],
+      [10, ["ALARM"]],
     ]);
     expectWithinLimits(body, (dashboards[0] as (typeof dashboards)[number]).templateBytes);
   });
@@ -199,7 +200,7 @@ describe("the dashboard at scale", () => {
     const config = parseConfig(generatedConfig(200), "200 databases");
     const ids = config.databases.map((d) => d.id);
     const { stack, alarmCount } = dashboardStack(ids);
-    expect(alarmCount).toBe(405);
+    expect(alarmCount).toBe(406);
     const dashboards = dashboardsOf(resourcesOf(stack));
     expect(dashboards).toHaveLength(1);
     const { body, templateBytes } = dashboards[0] as (typeof dashboards)[number];
@@ -239,9 +240,9 @@ describe("the dashboard at scale", () => {
     expect(new Set(perPage.flatMap((s) => [...s]))).toEqual(new Set(ids));
     for (const d of dashboards) {
       expectWithinLimits(d.body, d.templateBytes);
-      // The deployment's five alarms on every page, and only the page's own databases' two each.
+      // The deployment's six alarms on every page, and only the page's own databases' two each.
       const arns = d.body.widgets.filter((w) => w.type === "alarm").flatMap((w) => w.properties.alarms as string[]);
-      expect(arns).toHaveLength(5 + 2 * 200);
+      expect(arns).toHaveLength(6 + 2 * 200);
     }
     expect(dashboards.map((d) => JSON.stringify(d.name))).toEqual([
       expect.stringContaining("-1of3"),
