@@ -27,5 +27,6 @@ if (inCheckout) {
   });
   await import(sources.href);
 } else {
-  await import("../../../dist/strongroom.mjs");
+  // Installed from the tarball: the bundle, at the package's root (dist/).
+  await import(new URL("../../../dist/strongroom.mjs", import.meta.url).href);
 }
