@@ -94,7 +94,11 @@ describe("files that cannot be read", () => {
     const rootCert = await runCli(["backup", "--recipient", key.recipient, "--audit", "none", "--store", store], {
       DATABASE_URL: "postgres://x@127.0.0.1:1/y?sslmode=verify-ca&sslrootcert=/nonexistent/root.crt",
     });
-    expect([identity.code, signingKey.code, rootCert.code]).toEqual([1, 1, 2]);
+    const checks = await runCli(["verify", "--store", store, "--checks", "/nonexistent/checks.sql"], {
+      STRONGROOM_IDENTITY: key.identity,
+    });
+    expect([identity.code, signingKey.code, rootCert.code, checks.code]).toEqual([1, 1, 2, 2]);
+    expect(checks.stderr).toContain("strongroom: error: cannot read --checks /nonexistent/checks.sql: no such file");
     expect(identity.stderr).toContain(
       "strongroom: error: cannot read identity file /nonexistent/identity.txt: no such file [InvalidIdentityError]",
     );
@@ -104,7 +108,7 @@ describe("files that cannot be read", () => {
     expect(rootCert.stderr).toContain(
       "strongroom: error: cannot read sslrootcert /nonexistent/root.crt: no such file [UsageError]",
     );
-    for (const r of [identity, signingKey, rootCert]) expect(r.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
+    for (const r of [identity, signingKey, rootCert, checks]) expect(r.stderr).not.toMatch(/\bE[A-Z]{3,}\b/);
     expect(await readdir(dir)).toEqual([]);
   });
 });

@@ -106,7 +106,9 @@ Examples:
 
 function since(hours: number | undefined): string {
   if (hours === undefined) return "-";
-  return hours >= 48 ? `${Math.floor(hours / 24)}d ago` : `${Math.floor(hours)}h ago`;
+  if (hours >= 48) return `${Math.floor(hours / 24)}d ago`;
+  // Under an hour, minutes: "(0h ago)" says nothing.
+  return hours >= 1 ? `${Math.floor(hours)}h ago` : `${Math.max(1, Math.round(hours * 60))}m ago`;
 }
 
 function statusTable(statuses: DatabaseStatus[]): string {

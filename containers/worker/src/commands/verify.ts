@@ -1,6 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { type Command, Option } from "commander";
-import { EXIT_INCONCLUSIVE, UsageError, VerificationFailedError, VerificationInconclusiveError } from "#core/errors.ts";
+import {
+  EXIT_INCONCLUSIVE,
+  fileProblem,
+  UsageError,
+  VerificationFailedError,
+  VerificationInconclusiveError,
+} from "#core/errors.ts";
 import { missingHint } from "../pg/requirements.ts";
 import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
 import { flagOption, jsonOption, readsBackup } from "./options.ts";
@@ -89,8 +95,9 @@ Examples:
           });
         }
       }
-      const job = await openBackupJob(o, "verify", ctx);
+      // A file that cannot be read is a usage error before anything is opened or audited.
       const checks = o.checks ? { file: o.checks, text: await readChecks(o.checks) } : undefined;
+      const job = await openBackupJob(o, "verify", ctx);
       const result = await withProgress("restore", (onProgress) =>
         verify({
           ...job,
@@ -138,7 +145,7 @@ async function readChecks(file: string): Promise<string> {
   try {
     return await readFile(file, "utf8");
   } catch (err) {
-    throw new UsageError(`cannot read --checks ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`, {
+    throw new UsageError(`cannot read --checks ${file}: ${fileProblem(err)}`, {
       hint: "pass a file of SQL statements, each returning one row holding true, or no rows",
     });
   }

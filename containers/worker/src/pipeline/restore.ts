@@ -7,6 +7,7 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { auditedJob } from "#core/audit/audit-log.ts";
 import { type BackupStats, parseStats } from "#core/backup-stats.ts";
+import { count } from "#core/count.ts";
 import {
   AbortedError,
   DatabaseConnectionError,
@@ -91,7 +92,7 @@ async function checkRowCounts(client: pg.Client, stats: BackupStats): Promise<nu
   }
   if (mismatches.length > 0) {
     throw new RowCountMismatchError(
-      `restored row counts differ from the backup in ${mismatches.length} table(s): ${mismatches.slice(0, 5).join("; ")}`,
+      `restored row counts differ from the backup in ${count(mismatches.length, "table")}: ${mismatches.slice(0, 5).join("; ")}`,
       { hint: "the restore is incomplete; do not use this target" },
     );
   }
