@@ -137,7 +137,9 @@ export const DEFAULTS = {
   retention: { daily: 7, weekly: 4, monthly: 12 },
   task: { cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 },
   // Weekly, a few hours after the nightly backup; unverified after 8 days (a missed week).
-  verify: { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
+  // Proof for every database every day: the newest backup verified each morning, and a
+  // database whose newest success is two days old counts as unverified.
+  verify: { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2 },
 } as const;
 
 /**

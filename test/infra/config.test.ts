@@ -49,11 +49,11 @@ describe("strongroom.config.json", () => {
     ]);
   });
 
-  it("gives every database a weekly verification by default, and checks a verify schedule like any other", () => {
+  it("gives every database a daily verification by default, unverified after two days, and checks a verify schedule like any other", () => {
     const config = parseConfig(example(), "example");
     expect(config.databases.map((d) => d.verify)).toEqual([
-      { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
-      { schedule: "cron(0 5 ? * SUN *)", deep: false, maxAgeDays: 8 },
+      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2 },
+      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2 },
     ]);
     const raw = example();
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)", deep: "yes" };

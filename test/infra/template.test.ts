@@ -333,13 +333,13 @@ describe("the synthesized template", () => {
     }
   });
 
-  it("schedules each database's verification weekly in its time zone, starting VerifyFlow with its id", () => {
+  it("schedules each database's verification daily in its time zone, starting VerifyFlow with its id", () => {
     const schedules = ofType("AWS::Scheduler::Schedule").filter(([id]) => id.includes("Verify"));
     expect(schedules.map(([, s]) => JSON.parse((s.Properties.Target as { Input: string }).Input))).toEqual(
       expect.arrayContaining([{ databaseId: "shop" }, { databaseId: "billing" }]),
     );
     for (const [, s] of schedules) {
-      expect(s.Properties.ScheduleExpression).toBe("cron(0 5 ? * SUN *)");
+      expect(s.Properties.ScheduleExpression).toBe("cron(0 5 * * ? *)");
       expect(s.Properties.ScheduleExpressionTimezone).toBe("Europe/Berlin");
       expect(json(s.Properties.Target)).toContain("VerifyFlowStateMachine");
     }
@@ -362,8 +362,8 @@ describe("the synthesized template", () => {
     ]);
     const unverified = alarms.filter((a) => a.MetricName === "VerifiedAgeHours");
     expect(unverified.map((a) => [a.Threshold, a.TreatMissingData, a.Statistic])).toEqual([
-      [192, "breaching", "Maximum"],
-      [192, "breaching", "Maximum"],
+      [48, "breaching", "Maximum"],
+      [48, "breaching", "Maximum"],
     ]);
     const stale = alarms.filter((a) => a.MetricName === "BackupRecorded");
     expect(stale.map((a) => a.EvaluationPeriods)).toEqual([26, 26]);
