@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chmod, mkdir } from "node:fs/promises";
+import { chmod, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -172,6 +172,39 @@ describe("extensions a scratch server has but cannot use", () => {
     ]);
     expect(r.result.missing[0].detail).toMatch(/newer than the scratch server's \(1\.\d/);
     expect(r.stderr).toContain("extension pg_trgm 99.0");
+  }, 180_000);
+
+  it("an extension installed but unusable (its library missing) is inconclusive, naming it and the server's error", async () => {
+    // An extension of our own whose library (a copy of earthdistance's, which has no
+    // _PG_init) is there for the backup and gone by the verify, as on a server where the
+    // package left its control file behind. Removed from the server's directories after.
+    const share = "/usr/share/postgresql/15/extension";
+    const lib = "/usr/lib/postgresql/15/lib";
+    const name = `strongroom_nolib_${process.pid}`;
+    const library = path.join(lib, `${name}.so`);
+    const files = [path.join(share, `${name}.control`), path.join(share, `${name}--1.0.sql`), library];
+    await writeFile(
+      files[0] as string,
+      `default_version = '1.0'\nmodule_pathname = '$libdir/${name}'\nrelocatable = true\n`,
+    );
+    await writeFile(
+      files[1] as string,
+      "CREATE FUNCTION strongroom_nolib(float8, float8, float8, float8) RETURNS float8 AS 'MODULE_PATHNAME', 'geo_distance' LANGUAGE C;\n",
+    );
+    await copyFile(path.join(lib, "earthdistance.so"), library);
+    try {
+      const db = await createDatabase(pgUrl, "nolib");
+      await exec(db.url, [`create extension ${name}`, "create table t (n int)"]);
+      const b = await backup(db.url, "nolib");
+      await rm(library);
+      const r = await verify(b);
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.result.missing).toEqual([expect.objectContaining({ kind: "extension-unusable", name, version: "1.0" })]);
+      expect(r.result.missing[0].detail).toMatch(/cannot be created: could not access file/);
+      expect(r.stderr).toContain(`extension ${name} 1.0`);
+    } finally {
+      await Promise.all(files.map((f) => rm(f, { force: true })));
+    }
   }, 180_000);
 
   it("an extension whose library must be preloaded is preloaded in an auto scratch cluster (pg_cron), and inconclusive on a server that does not preload it", async () => {
