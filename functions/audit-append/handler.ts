@@ -4,6 +4,7 @@ import { AUDIT_EVENTS, type AuditEntry } from "#core/audit/audit-chain.ts";
 import { appendAudit } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { clientConfigFromEnv } from "#core/aws-env.ts";
+import { InvalidInputError } from "#core/errors.ts";
 import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
 import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
@@ -57,6 +58,9 @@ export const schema: JSONSchemaType<AuditAppendInput> = {
   },
 };
 
+/** The events whose rows another function hands over in bulk (retention-prune's). */
+const BATCHED_EVENTS: readonly string[] = ["retain.delete", "gc.delete"];
+
 export interface Deps {
   dynamodb: DynamoDBClient;
   tableName: string;
@@ -67,6 +71,13 @@ export const createHandler = (deps: Deps) =>
   lambda<AuditAppendInput, { appended: number; seq?: string; hash?: string }>(
     schema,
     async ({ scope, at, failure, rows, ...entry }) => {
+      // Many rows at once are retention's deletions, and nothing else: a row that commits
+      // or verifies a backup names one backup, from its own flow state.
+      if (rows !== undefined && !BATCHED_EVENTS.includes(entry.event)) {
+        throw new InvalidInputError(`rows is for ${BATCHED_EVENTS.join(" and ")} only, not ${entry.event}`, {
+          hint: "append one row per call, with its backupId and details",
+        });
+      }
       const log = new DynamoAuditLog(
         deps.dynamodb,
         deps.tableName,

@@ -73,6 +73,19 @@ describe("audit-append handler", () => {
     expect(verifyChain(rows).ok).toBe(true);
   });
 
+  it("appends many rows only for retention's deletions: a backup.ok or verify.ok in bulk is refused, and nothing is written", async () => {
+    for (const event of ["backup.ok", "verify.ok", "verify.inconclusive"] as const) {
+      await expectInvalid(
+        handler()(
+          { event, actor: "x", databaseId: "bulk", rows: [{ backupId: "20261121T020000Z-abc234", details: {} }] },
+          context,
+        ),
+        /rows is for retain\.delete and gc\.delete only/,
+      );
+    }
+    expect(await readAll(new DynamoAuditLog(dynamoClient(), auditTable, "db#bulk"))).toEqual([]);
+  });
+
   it("rejects unknown fields and unknown events", async () => {
     await expectInvalid(
       handler()({ event: "backup.ok", actor: "x", evil: 1 } as never, context),

@@ -145,6 +145,24 @@ describe("a PostGIS database", () => {
     expect(left).toEqual([]);
   }, 120_000);
 
+  it("refuses a --scratch server whose user may not create PostGIS as a usage error, not as a missing extension", async () => {
+    const role = `verify_nopriv_${process.pid}`;
+    await exec(pgUrl, [`create role ${role} login password 'pw' createdb createrole`]);
+    const u = new URL(pgUrl);
+    u.username = role;
+    u.password = "pw";
+    const r = await verify(postgis, "--scratch", u.toString());
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`the --scratch server's user cannot create extension postgis`);
+    expect(r.stderr).toMatch(/HINT: verify on a --scratch server as a superuser/);
+    // Recorded as the run that could not verify it was (verify.fail naming the usage
+    // error), never as an inconclusive or failed verification of the backup.
+    expect((await verifyRows(postgis, "gis")).at(-1)).toMatchObject({
+      event: "verify.fail",
+      details: { error: "UsageError" },
+    });
+  }, 120_000);
+
   it("is verified where the scratch server has PostGIS", async () => {
     const r = await verify(postgis);
     expect(r.code, r.stderr).toBe(0);

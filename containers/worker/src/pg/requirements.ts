@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { LocaleProvider, RestoreRequirements } from "#core/backup-stats.ts";
+import { UsageError } from "#core/errors.ts";
 import type { MissingOnScratch } from "#core/verification.ts";
 import { connect, type PgConn } from "./conn.ts";
 
@@ -140,6 +141,17 @@ const localeList = (req: RestoreRequirements): Array<{ provider: LocaleProvider;
   return [...out.values()];
 };
 
+/**
+ * A probe refused for want of a privilege says nothing about what the server has: the
+ * --scratch server's user may not do what verify needs. That is the caller's to fix.
+ */
+function refuseUnprivileged(failed: (Error & { code?: string }) | undefined, what: string): void {
+  if (failed?.code !== "42501") return;
+  throw new UsageError(`the --scratch server's user cannot ${what}: ${failed.message}`, {
+    hint: "verify on a --scratch server as a superuser (the restore creates the backup's extensions), or use --scratch auto",
+  });
+}
+
 /** Runs `sql` in a transaction that is always rolled back; the error, if it failed. */
 async function probe(client: pg.Client, sql: string): Promise<(Error & { code?: string }) | undefined> {
   await client.query("begin");
@@ -169,6 +181,7 @@ export async function missingLocales(server: PgConn, req: RestoreRequirements): 
         client,
         `create collation pg_temp.strongroom_probe (provider = ${provider}, locale = ${pg.escapeLiteral(locale)})`,
       );
+      refuseUnprivileged(failed, "create a temporary collation to try a locale");
       if (failed) {
         missing.push({
           kind: "locale",
@@ -217,13 +230,14 @@ export async function missingExtensions(target: PgConn, req: RestoreRequirements
     const available = await client.query<{ name: string; version: string; installed: boolean }>(
       "select name, version, installed from pg_available_extension_versions",
     );
-    const settings = (
-      await client.query<{ v: string; preload: string }>(
-        "select current_setting('server_version') as v, current_setting('shared_preload_libraries') as preload",
-      )
-    ).rows[0];
-    const server = settings?.v;
-    const preloaded = new Set((settings?.preload ?? "").split(",").map((l) => l.trim().replace(/^"|"$/g, "")));
+    const server = (await client.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]?.v;
+    // Only superusers and pg_read_all_settings may read it; unknown, the probe's own
+    // error decides.
+    const preload = await client
+      .query<{ p: string }>("select current_setting('shared_preload_libraries') as p")
+      .then((r) => r.rows[0]?.p ?? "")
+      .catch(() => undefined);
+    const preloaded = new Set((preload ?? "").split(",").map((l) => l.trim().replace(/^"|"$/g, "")));
     const versions = new Map<string, string[]>();
     for (const row of available.rows) versions.set(row.name, [...(versions.get(row.name) ?? []), row.version]);
     const missing: MissingRequirement[] = [];
@@ -250,13 +264,15 @@ export async function missingExtensions(target: PgConn, req: RestoreRequirements
         continue;
       }
       const failed = await probe(client, `create extension if not exists ${pg.escapeIdentifier(ext.name)} cascade`);
+      refuseUnprivileged(failed, `create extension ${ext.name}`);
       if (failed) {
         // pg_cron's script fails on its unknown settings rather than naming the preload.
         const library = PRELOADED[ext.name];
-        const preload =
-          /shared_preload_libraries/i.test(failed.message) || (library !== undefined && !preloaded.has(library));
+        const notPreloaded =
+          /shared_preload_libraries/i.test(failed.message) ||
+          (library !== undefined && preload !== undefined && !preloaded.has(library));
         missing.push({
-          kind: preload ? "preload" : "extension-unusable",
+          kind: notPreloaded ? "preload" : "extension-unusable",
           name: ext.name,
           version: ext.version,
           detail: `extension ${named} is installed on the scratch server but cannot be created: ${failed.message}`,
