@@ -3,6 +3,7 @@ import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { auditedJob } from "#core/audit/audit-log.ts";
 import { type BackupStats, parseStats, type RestoreRequirements } from "#core/backup-stats.ts";
+import { count } from "#core/count.ts";
 import { AbortedError, isStrongroomError, StrongroomError } from "#core/errors.ts";
 import { verificationKeys } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
@@ -186,7 +187,7 @@ async function preflight(
   return {
     check: {
       ok: true,
-      detail: `the scratch server has the backup's ${req.extensions.length} extension(s) and ${locales.size} locale(s); database created with encoding ${req.database.encoding}, ${req.database.provider} locale ${req.database.locale ?? req.database.collate}`,
+      detail: `the scratch server has the backup's ${count(req.extensions.length, "extension")} and ${count(locales.size, "locale")}; database created with encoding ${req.database.encoding}, ${req.database.provider} locale ${req.database.locale ?? req.database.collate}`,
     },
     missing,
   };
