@@ -40,10 +40,23 @@ export interface RestoreRequirements {
   databaseBytes: number;
   /** The database's own encoding and default locale. */
   database: { encoding: string; provider: LocaleProvider; collate: string; ctype: string; locale?: string };
-  /** Installed extensions: name, version, schema. */
-  extensions: Array<{ name: string; version: string; schema: string }>;
+  /** Installed extensions: name, version, schema, and the relations each dumps the user's rows of. */
+  extensions: RequiredExtension[];
   /** Collations other than the default, C and POSIX that objects use or the database defines. */
   collations: Array<{ schema: string; name: string; provider: LocaleProvider; locale: string }>;
+}
+
+export interface RequiredExtension {
+  name: string;
+  version: string;
+  schema: string;
+  /**
+   * The extension's configuration relations (pg_extension_config_dump): the extension
+   * creates them, and pg_dump dumps only their rows, as data entries whose table entry is
+   * not in the archive. Restoring without the extension must leave those rows out too,
+   * and nothing in the archive ties them to it. Absent in backups before it was recorded.
+   */
+  config?: Array<{ schema: string; name: string }>;
 }
 
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
@@ -104,7 +117,15 @@ function isRequirements(r: unknown): r is RestoreRequirements {
     isText(database.ctype) &&
     (database.locale === undefined || isText(database.locale)) &&
     Array.isArray(extensions) &&
-    extensions.every((e) => e !== null && isText(e.name) && isText(e.version) && isText(e.schema)) &&
+    extensions.every(
+      (e) =>
+        e !== null &&
+        isText(e.name) &&
+        isText(e.version) &&
+        isText(e.schema) &&
+        (e.config === undefined ||
+          (Array.isArray(e.config) && e.config.every((c) => c !== null && isText(c.schema) && isText(c.name)))),
+    ) &&
     Array.isArray(collations) &&
     collations.every(
       (c) => c !== null && isText(c.schema) && isText(c.name) && isProvider(c.provider) && isText(c.locale),

@@ -40,6 +40,8 @@ export interface AuditedVerification {
   outcome: VerificationOutcome;
   /** Inconclusive: what the scratch lacked, as the row says (`extension postgis 3.3.2`). */
   missing?: string[];
+  /** Verified with exclusions: the extensions the restore left out (`--skip-extension`). */
+  excluded?: string[];
   /** When it was recorded (the audit row's time). */
   at: string;
   seq: string;
@@ -136,12 +138,14 @@ function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): Au
     const d = row.details ?? {};
     const failed = Array.isArray(d.failedChecks) ? d.failedChecks.filter((c) => typeof c === "string") : [];
     const missing = Array.isArray(d.missing) ? d.missing.filter((c) => typeof c === "string") : undefined;
+    const excluded = Array.isArray(d.excluded) ? d.excluded.filter((c) => typeof c === "string") : [];
     out.push({
       backupId,
       kind: d.kind === "integrity" ? "integrity" : "restore",
       ok: outcome === "verified",
       outcome,
       ...(missing ? { missing: missing as string[] } : {}),
+      ...(excluded.length > 0 ? { excluded: excluded as string[] } : {}),
       at: row.at,
       seq: row.seq,
       // rtoSeconds from the CLI's verify, restoreSeconds from VerifyFlow's row.

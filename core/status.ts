@@ -32,7 +32,13 @@ export interface DatabaseStatus {
   problems: string[];
   newestBackup?: { backupId: string; at: string; ageHours: number };
   /** The backup of the newest successful verification, and when that verification ran. */
-  newestVerified?: { backupId: string; verifiedAt: string; ageHours: number };
+  newestVerified?: {
+    backupId: string;
+    verifiedAt: string;
+    ageHours: number;
+    /** Verified with exclusions: the extensions its restore left out (and what depends on them). */
+    excluded?: string[];
+  };
   lastVerification?: {
     backupId: string;
     at: string;
@@ -40,6 +46,8 @@ export interface DatabaseStatus {
     outcome: VerificationOutcome;
     /** Inconclusive: what the scratch server lacked, where the record says. */
     missing?: string[];
+    /** Verified with exclusions: the extensions its restore left out. */
+    excluded?: string[];
     restoreSeconds: number;
     failedChecks: string[];
   };
@@ -59,6 +67,8 @@ export interface VerificationRecord {
   /** @default verified when ok, else failed */
   outcome?: VerificationOutcome;
   missing?: string[];
+  /** Verified with exclusions: the extensions left out. */
+  excluded?: string[];
   at: string;
   restoreSeconds?: number;
   failedChecks: string[];
@@ -148,6 +158,7 @@ export function assessStatus(
             backupId: lastOk.backupId,
             verifiedAt: lastOk.at,
             ageHours: hours(now.getTime() - Date.parse(lastOk.at)),
+            ...(lastOk.excluded?.length ? { excluded: lastOk.excluded } : {}),
           },
         }
       : {}),
@@ -159,6 +170,7 @@ export function assessStatus(
             ok: last.ok,
             outcome: outcomeOf(last),
             ...(last.missing ? { missing: last.missing } : {}),
+            ...(last.excluded?.length ? { excluded: last.excluded } : {}),
             restoreSeconds: last.restoreSeconds ?? 0,
             failedChecks: last.failedChecks,
           },
@@ -190,6 +202,7 @@ export async function readStatusFromCatalog(
               kind: "restore" as const,
               ok: item.lastVerifyOk === true,
               ...(item.lastVerifyOutcome ? { outcome: item.lastVerifyOutcome } : {}),
+              ...(item.lastVerifyExcluded?.length ? { excluded: item.lastVerifyExcluded } : {}),
               backupId: item.backupId,
               at: item.lastVerifiedAt,
               restoreSeconds: item.verifyRestoreSeconds ?? 0,

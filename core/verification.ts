@@ -39,6 +39,8 @@ export interface Rto {
   totalSeconds: number;
   dumpBytes: number;
   storedBytes: number;
+  /** pg_restore's parallel jobs (1: streamed into a single pg_restore; more: staged, then -j). Absent before it was recorded. */
+  jobs?: number;
 }
 
 export type ScratchIsolation = "separate-user" | "same-user";
@@ -59,6 +61,20 @@ export interface MissingOnScratch {
   detail: string;
 }
 
+/**
+ * What a verification restored without (`--skip-extension`): extensions no verifier can
+ * have, and everything the archive records as depending on them. A backup verified with
+ * exclusions is verified: every check passed on everything else.
+ */
+export interface Exclusions {
+  /** The extensions left out, as the backup names them. */
+  extensions: string[];
+  /** How many archive entries were left out with them (definitions, rows, indexes, comments). */
+  objects: number;
+  /** Those entries, by type, schema and name: names tables, so in the encrypted result only. */
+  entries?: Array<{ desc: string; schema: string; name: string }>;
+}
+
 export interface Verification {
   format: typeof VERIFICATION_FORMAT;
   /**
@@ -73,6 +89,8 @@ export interface Verification {
   outcome?: VerificationOutcome;
   /** Inconclusive: what the scratch server lacked (names extensions and locales: encrypted only). */
   missing?: MissingOnScratch[];
+  /** Verified with exclusions: what the restore left out. */
+  excluded?: Exclusions;
   databaseId: string;
   backupId: string;
   at: string;
@@ -95,9 +113,10 @@ export interface VerificationSummary extends Omit<Verification, "format" | "chec
 }
 
 export function summarize(v: Verification): VerificationSummary {
-  const { missing: _missing, ...rest } = v;
+  const { missing: _missing, excluded, ...rest } = v;
   return {
     ...rest,
+    ...(excluded ? { excluded: { extensions: excluded.extensions, objects: excluded.objects } } : {}),
     format: VERIFICATION_SUMMARY_FORMAT,
     checks: v.checks.map(({ detail: _detail, ...rest }) => rest),
   };

@@ -28,6 +28,8 @@ export interface CatalogItem {
   lastVerifyOk?: boolean;
   /** verified, failed or inconclusive (absent in items written before it was recorded). */
   lastVerifyOutcome?: VerificationOutcome;
+  /** Verified with exclusions: the extensions its restore left out. */
+  lastVerifyExcluded?: string[];
   verifyRestoreSeconds?: number;
 }
 
@@ -37,8 +39,13 @@ export interface CatalogItem {
  * recreates the item exactly.
  */
 /** What an item records of a verification: a summary the flow's verdict agrees with, or an audited one. */
-export type CatalogVerification = Pick<VerificationSummary, "kind" | "ok" | "databaseId" | "backupId" | "at"> & {
+export type CatalogVerification = Pick<
+  VerificationSummary,
+  "kind" | "ok" | "outcome" | "databaseId" | "backupId" | "at"
+> & {
   rto: { restoreSeconds: number };
+  /** Verified with exclusions: the extensions left out. */
+  excludedExtensions?: string[];
 };
 
 export function catalogRecord(manifest: Manifest, verifications: readonly CatalogVerification[] = []): CatalogItem {
@@ -69,6 +76,7 @@ export function catalogRecord(manifest: Manifest, verifications: readonly Catalo
           lastVerifiedAt: verified.at,
           lastVerifyOk: verified.ok,
           lastVerifyOutcome: outcomeOf(verified),
+          ...(verified.excludedExtensions?.length ? { lastVerifyExcluded: verified.excludedExtensions } : {}),
           verifyRestoreSeconds: verified.rto.restoreSeconds,
         }
       : {}),

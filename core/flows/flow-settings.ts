@@ -2,6 +2,7 @@ import { GetParameterCommand, GetParametersByPathCommand, ParameterNotFound, SSM
 import { Ajv, type JSONSchemaType } from "ajv";
 import { clientConfigFromEnv } from "../aws-env.ts";
 import { InvalidConfigError } from "../errors.ts";
+import { optional } from "../json-schema.ts";
 import { DATABASE_ID_PATTERN } from "../keys.ts";
 
 /**
@@ -28,7 +29,8 @@ export interface DatabaseSettings {
   /** Restores into a scratch cluster inside the task and checks it (no database secret). */
   verifyTaskDefinition: string;
   retention: { daily: number; weekly: number; monthly: number; timeZone: string };
-  verify: { deep: boolean; maxAgeDays: number };
+  /** skipExtensions: absent in settings written before it was. */
+  verify: { deep: boolean; maxAgeDays: number; skipExtensions?: string[] };
 }
 
 /** Another server a restore may target, by the secret holding its connection. */
@@ -67,7 +69,11 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
       type: "object",
       additionalProperties: false,
       required: ["deep", "maxAgeDays"],
-      properties: { deep: { type: "boolean" }, maxAgeDays: { type: "integer", minimum: 1 } },
+      properties: {
+        deep: { type: "boolean" },
+        maxAgeDays: { type: "integer", minimum: 1 },
+        skipExtensions: optional({ type: "array", items: { type: "string", minLength: 1 } }),
+      },
     },
   },
 };

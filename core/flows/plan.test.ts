@@ -14,6 +14,14 @@ const settings = new StaticSettings({
       retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
       verify: { deep: true, maxAgeDays: 8 },
     },
+    {
+      id: "rds",
+      backupTaskDefinition: "arn:backup-rds:1",
+      restoreTaskDefinition: "arn:restore-rds:1",
+      verifyTaskDefinition: "arn:verify-rds:1",
+      retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+      verify: { deep: false, maxAgeDays: 2, skipExtensions: ["aws_s3", "aws_commons"] },
+    },
   ],
   restoreTargets: [
     { id: "staging", secretArn: "arn:secret:staging-AbCdEf", restoreTaskDefinition: "arn:restore-staging:1" },
@@ -59,6 +67,12 @@ describe("flow plans", () => {
       ],
     });
     await expect(planVerify(settings, { databaseId: "nope" }, latest)).rejects.toThrow(/no database "nope"/);
+  });
+
+  it("tells the verify task the extensions the config skips, each as its own argument", async () => {
+    const plan = await planVerify(settings, { databaseId: "rds" }, latest);
+    expect(plan.command.slice(-4)).toEqual(["--skip-extension", "aws_s3", "--skip-extension", "aws_commons"]);
+    expect(plan.command).not.toContain("--deep");
   });
 
   it("chooses the backup id before the task runs and tells the worker to leave auditing to the flow", async () => {

@@ -297,6 +297,7 @@ export async function planVerify(
     "--json",
   ];
   if (db.verify.deep) command.push("--deep");
+  for (const name of db.verify.skipExtensions ?? []) command.push("--skip-extension", name);
   return {
     databaseId: db.id,
     backupId,

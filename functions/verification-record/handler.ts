@@ -57,7 +57,14 @@ export type Deps = CatalogDeps;
 export const createHandler = (deps: Deps) =>
   lambda<
     VerificationRecordInput,
-    Pick<CatalogItem, "pk" | "sk"> & { ok: boolean; outcome: VerificationOutcome; at: string; restoreSeconds: number }
+    Pick<CatalogItem, "pk" | "sk"> & {
+      ok: boolean;
+      outcome: VerificationOutcome;
+      at: string;
+      restoreSeconds: number;
+      /** Verified with exclusions: the extensions left out (empty otherwise; the verify.ok row reads it). */
+      excluded: string[];
+    }
   >(schema, async (input) => {
     const store = new S3Store(deps.storeUrl, { client: deps.s3 });
     const { manifest, sha256 } = await readManifestRecord(store, input);
@@ -82,7 +89,8 @@ export const createHandler = (deps: Deps) =>
         { hint: "the verify task exited without storing its result; see its log" },
       );
     }
-    const item = catalogRecord(manifest, [newest]);
+    const left = newest.excluded;
+    const item = catalogRecord(manifest, [{ ...newest, ...(left ? { excludedExtensions: left.extensions } : {}) }]);
     await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
     if (deps.metrics) {
       deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
@@ -105,6 +113,7 @@ export const createHandler = (deps: Deps) =>
       outcome,
       at: newest.at,
       restoreSeconds: newest.rto.restoreSeconds,
+      excluded: left?.extensions ?? [],
     };
   });
 

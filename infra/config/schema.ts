@@ -61,6 +61,16 @@ const verify: JSONSchemaType<Partial<VerifySettings>> = {
     deep: optional({ type: "boolean" }),
     /** Not ready (and the Unverified alarm) when the newest successful verification is older. */
     maxAgeDays: optional({ type: "integer", minimum: 1, maximum: 366 }),
+    /**
+     * Restore without these extensions and what the archive records as depending on them
+     * (RDS's aws_s3, aws_commons, rds_tools): the result is "verified with exclusions".
+     */
+    skipExtensions: optional({
+      type: "array",
+      items: { type: "string", pattern: "^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$" },
+      uniqueItems: true,
+      maxItems: 64,
+    }),
   },
 };
 

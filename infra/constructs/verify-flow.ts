@@ -42,7 +42,12 @@ export class VerifyFlow extends Construct {
         // The verdict is the flow's (the task exited 0 here), never a summary in the bucket.
         invoke(this, "Record verification", handlers.verificationRecord, { ...verified, ok: true }, "$.verification"),
         audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, {
-          details: { ...details, "restoreSeconds.$": "$.verification.restoreSeconds" },
+          details: {
+            ...details,
+            "restoreSeconds.$": "$.verification.restoreSeconds",
+            // Verified with exclusions: the extensions left out (verify.skipExtensions).
+            "excluded.$": "$.verification.excluded",
+          },
         }),
       ],
       done: "Verified",

@@ -52,8 +52,8 @@ describe("strongroom.config.json", () => {
   it("gives every database a daily verification by default, unverified after two days, and checks a verify schedule like any other", () => {
     const config = parseConfig(example(), "example");
     expect(config.databases.map((d) => d.verify)).toEqual([
-      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2 },
-      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2 },
+      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [] },
+      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [] },
     ]);
     const raw = example();
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)", deep: "yes" };
@@ -65,6 +65,19 @@ describe("strongroom.config.json", () => {
     expect(problemsOf(raw)).toEqual([
       "databases[1].verify.schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
     ]);
+  });
+
+  it("takes the extensions verify skips as names, and refuses what is not one (no flags, no SQL)", () => {
+    const raw = example();
+    raw.databases[0].verify = { skipExtensions: ["aws_s3", "aws_commons", "uuid-ossp"] };
+    expect(parseConfig(raw, "example").databases[0]?.verify.skipExtensions).toEqual([
+      "aws_s3",
+      "aws_commons",
+      "uuid-ossp",
+    ]);
+    raw.databases[0].verify = { skipExtensions: ["--deep", "x; drop table t", "aws_s3", "aws_s3"] };
+    expect(problemsOf(raw).join("\n")).toMatch(/databases\[0\]\.verify\.skipExtensions/);
+    expect(problemsOf(raw).length).toBeGreaterThanOrEqual(2);
   });
 
   it("reports every problem at once, one line each, naming the field: the schema's first, then the checks after it", () => {

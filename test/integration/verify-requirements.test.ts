@@ -99,8 +99,9 @@ describe("a PostGIS database", () => {
     )[0]?.v;
     expect(stats.requirements?.extensions).toEqual(
       expect.arrayContaining([
-        { name: "postgis", version, schema: "public" },
-        { name: "plpgsql", version: "1.0", schema: "pg_catalog" },
+        // spatial_ref_sys: PostGIS's configuration table, whose user rows pg_dump dumps.
+        { name: "postgis", version, schema: "public", config: [{ schema: "public", name: "spatial_ref_sys" }] },
+        { name: "plpgsql", version: "1.0", schema: "pg_catalog", config: [] },
       ]),
     );
     expect(stats.requirements?.server).toMatchObject({ versionNum: expect.any(Number), encoding: "UTF8" });

@@ -58,6 +58,7 @@ export function catalogCommand(parent: Command, ctx: CliContext): void {
               ...v,
               databaseId: b.databaseId,
               rto: { restoreSeconds: v.restoreSeconds ?? 0 },
+              ...(v.excluded ? { excludedExtensions: v.excluded } : {}),
             }));
             await catalog.put(catalogRecord(b.manifest, verifications));
             items++;

@@ -122,7 +122,7 @@ function statusTable(statuses: DatabaseStatus[]): string {
       s.lastVerification
         ? s.lastVerification.outcome === "inconclusive"
           ? "INCONCLUSIVE"
-          : `${s.lastVerification.ok ? "ok" : `FAILED: ${s.lastVerification.failedChecks.join(", ")}`}, restore ${s.lastVerification.restoreSeconds.toFixed(1)} s`
+          : `${s.lastVerification.ok ? (s.lastVerification.excluded ? `verified with exclusions (without ${s.lastVerification.excluded.join(", ")})` : "ok") : `FAILED: ${s.lastVerification.failedChecks.join(", ")}`}, restore ${s.lastVerification.restoreSeconds.toFixed(1)} s`
         : "-",
       s.days.map((d) => MARKS[d.mark]).join(""),
     ]),

@@ -1,5 +1,7 @@
 import { readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { type Command, Option } from "commander";
+import { count } from "#core/count.ts";
 import {
   EXIT_INCONCLUSIVE,
   fileProblem,
@@ -9,7 +11,7 @@ import {
 } from "#core/errors.ts";
 import { missingHint } from "../pg/requirements.ts";
 import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
-import { flagOption, jsonOption, readsBackup } from "./options.ts";
+import { checkedOption, flagOption, jsonOption, positiveInt, readsBackup, splitList } from "./options.ts";
 
 interface VerifyFlags {
   store: string;
@@ -22,6 +24,9 @@ interface VerifyFlags {
   deep?: boolean;
   keep?: boolean;
   integrityOnly?: boolean;
+  skipExtension?: string[];
+  jobs?: number;
+  stagingDir?: string;
   audit: string;
   auditTable?: string;
   json?: boolean;
@@ -54,6 +59,27 @@ export function verifyCommand(parent: Command, ctx: CliContext): void {
         "STRONGROOM_SCRATCH_DIR",
       ),
     )
+    .addOption(
+      new Option(
+        "--skip-extension <name>",
+        "restore and check without this extension and everything the archive records as depending on it (one no verifier has, such as RDS's aws_s3); repeatable. The result is verified with exclusions",
+      )
+        .argParser(splitList)
+        .env("STRONGROOM_SKIP_EXTENSIONS"),
+    )
+    .addOption(
+      checkedOption(
+        "--jobs <n>",
+        `parallel pg_restore jobs; above 1 the decrypted archive is staged beside the scratch cluster (default: the machine's ${availableParallelism()} cores)`,
+        positiveInt("--jobs"),
+      ).env("STRONGROOM_VERIFY_JOBS"),
+    )
+    .addOption(
+      new Option(
+        "--staging-dir <dir>",
+        "with --scratch URL and --jobs > 1: where the archive is staged (default: the temp dir)",
+      ).env("STRONGROOM_STAGING_DIR"),
+    )
     .addOption(flagOption("--deep", "also run amcheck over every index and table", "STRONGROOM_DEEP"))
     .addOption(
       flagOption("--keep", "leave the scratch database (and cluster directory) for inspection", "STRONGROOM_KEEP"),
@@ -72,9 +98,12 @@ export function verifyCommand(parent: Command, ctx: CliContext): void {
 Checks: restore (pg_restore --single-transaction --exit-on-error, with the backup's roles),
 row-counts (every table as at dump time, none missing or extra), schema (the restored
 schema fingerprints as dumped), constraints (none NOT VALID that was valid; foreign keys
-hold), amcheck (--deep), user-sql (--checks). The full result is stored encrypted under
+hold), amcheck (--deep), user-sql (--checks). With --skip-extension, every check runs on what
+was restored, and the result is "verified with exclusions": it counts as verified, for the
+objects that do not depend on the skipped extensions. The full result is stored encrypted under
 <db>/verifications/<backup>/, a summary without table names beside it; prune never
-deletes the newest successfully verified backup. Exit 0 verified, 1 not.
+deletes the newest successfully verified backup. Exit 0 verified, 1 failed, 3 inconclusive
+(the scratch server lacks an extension, version or locale the backup needs).
 
 Examples:
   $ strongroom verify --store s3://acme-backups/pg --identity identity.txt
@@ -85,7 +114,7 @@ Examples:
       const { parsePgUrl } = await import("../pg/conn.ts");
       const { verify } = await import("../pipeline/verify.ts");
       if (o.integrityOnly) {
-        const clash = ["checks", "deep", "keep", "scratchDir"].filter(
+        const clash = ["checks", "deep", "keep", "scratchDir", "skipExtension", "jobs"].filter(
           (k) => o[k as keyof VerifyFlags] !== undefined && o[k as keyof VerifyFlags] !== false,
         );
         if (command.getOptionValueSource("scratch") === "cli") clash.push("scratch");
@@ -107,6 +136,9 @@ Examples:
           deep: o.deep === true,
           keep: o.keep === true,
           integrityOnly: o.integrityOnly === true,
+          ...(o.skipExtension?.length ? { skipExtensions: o.skipExtension } : {}),
+          jobs: o.jobs ?? availableParallelism(),
+          ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
           onProgress,
         }),
       );
@@ -119,7 +151,7 @@ Examples:
           result.kind === "integrity"
             ? `${result.ok ? "intact" : "NOT intact"}: ${result.databaseId}/${result.backupId} (integrity only: not restored, so not verified)`
             : result.ok
-              ? `verified ${result.databaseId}/${result.backupId}: restore ${result.rto.restoreSeconds.toFixed(1)} s, checks ${result.rto.checksSeconds.toFixed(1)} s`
+              ? `verified ${result.excluded ? `with exclusions (without ${result.excluded.extensions.join(", ")}: ${count(result.excluded.objects, "archive entry", "archive entries")} left out) ` : ""}${result.databaseId}/${result.backupId}: restore ${result.rto.restoreSeconds.toFixed(1)} s, checks ${result.rto.checksSeconds.toFixed(1)} s`
               : result.outcome === "inconclusive"
                 ? `${result.databaseId}/${result.backupId} INCONCLUSIVE: not verified and not failed; the scratch server lacks what the backup needs`
                 : `${result.databaseId}/${result.backupId} FAILED verification`;

@@ -1,5 +1,5 @@
 import pg from "pg";
-import type { LocaleProvider, RestoreRequirements } from "#core/backup-stats.ts";
+import type { LocaleProvider, RequiredExtension, RestoreRequirements } from "#core/backup-stats.ts";
 import { UsageError } from "#core/errors.ts";
 import type { MissingOnScratch } from "#core/verification.ts";
 import { connect, type PgConn } from "./conn.ts";
@@ -48,8 +48,11 @@ export async function readRequirements(client: pg.Client): Promise<RestoreRequir
     )
   ).rows[0];
   if (!db) throw new Error("the connected database is not in pg_database");
-  const extensions = await client.query<{ name: string; version: string; schema: string }>(
-    `select e.extname as name, e.extversion as version, n.nspname as schema
+  const extensions = await client.query<RequiredExtension>(
+    `select e.extname as name, e.extversion as version, n.nspname as schema,
+            coalesce((select json_agg(json_build_object('schema', cn.nspname, 'name', c.relname) order by cn.nspname, c.relname)
+                        from unnest(e.extconfig) as x(oid) join pg_class c on c.oid = x.oid
+                        join pg_namespace cn on cn.oid = c.relnamespace), '[]') as config
        from pg_extension e join pg_namespace n on n.oid = e.extnamespace order by 1`,
   );
   const collations = await client.query<{ schema: string; name: string; c: Record<string, unknown> }>(USED_COLLATIONS);

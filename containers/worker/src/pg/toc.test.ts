@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { TocEntry } from "../stages/archive-stats.ts";
-import { copyColumns, dataEntriesOf, partitionsOf, schemaEntries, withDependencies } from "./toc.ts";
+import { copyColumns, dataEntriesOf, partitionsOf, schemaEntries, withDependencies, withoutExtensions } from "./toc.ts";
 
 const entry = (dumpId: number, desc: string, namespace: string, tag: string, deps: number[] = [], copyStmt = "") =>
-  ({ dumpId, desc, namespace, tag, owner: "o", defn: "", copyStmt, deps }) satisfies TocEntry;
+  ({ dumpId, desc, namespace, tag, owner: "o", defn: "", copyStmt, deps, structure: true }) satisfies TocEntry;
 
 describe("copyColumns", () => {
   const copy = (copyStmt: string) => copyColumns(entry(9, "TABLE DATA", "s", "t", [], copyStmt));
@@ -92,5 +92,48 @@ describe("schemaEntries", () => {
     expect(schemaEntries(toc, "a").map((e) => e.dumpId)).toEqual([1, 3, 4]);
     expect(schemaEntries(toc, 'b "x"').map((e) => e.dumpId)).toEqual([2, 5, 6]);
     expect(() => schemaEntries(toc, "c")).toThrow('schema "c" is not in this backup');
+  });
+});
+
+describe("withoutExtensions", () => {
+  // As pg_dump records them: a use of an extension's member (a type, a function) is a
+  // dependency on the EXTENSION entry; its configuration table's rows depend on a table
+  // entry (90) that is not in the archive.
+  const toc = [
+    entry(1, "EXTENSION", "", "rds_only"),
+    entry(2, "COMMENT", "", "EXTENSION rds_only", [1]),
+    entry(3, "EXTENSION", "", "kept"),
+    entry(4, "TABLE", "public", "imports", [1]),
+    entry(5, "VIEW", "public", "import_calls", [4, 1]),
+    entry(6, "VIEW", "public", "of_view", [5]),
+    entry(7, "TABLE", "public", "orders"),
+    entry(8, "INDEX", "public", "orders_expr", [7, 1]),
+    entry(9, "TABLE DATA", "public", "imports", [4]),
+    entry(10, "TABLE DATA", "public", "orders", [7]),
+    entry(11, "TABLE DATA", "public", "s3_settings", [90]),
+    entry(12, "TABLE DATA", "public", "kept_settings", [91]),
+    entry(13, "TABLE", "public", "s3_settings"),
+  ];
+  const config = new Map([
+    ["rds_only", [{ schema: "public", name: "s3_settings" }]],
+    ["kept", [{ schema: "public", name: "kept_settings" }]],
+  ]);
+
+  it("leaves out the extension, its dependents at any depth, and its configuration rows; keeps the rest", () => {
+    const x = withoutExtensions(toc, ["rds_only"], config);
+    expect(x.extensions).toEqual(["rds_only"]);
+    expect(x.entries.map((e) => e.dumpId)).toEqual([1, 2, 4, 5, 6, 8, 9, 11]);
+    // The user's own table of the same name as a config table is not the extension's rows.
+    expect(x.kept.map((e) => e.dumpId)).toEqual([3, 7, 10, 12, 13]);
+  });
+
+  it("settles dependencies listed out of TOC order", () => {
+    const shuffled = [toc[5], toc[4], toc[3], toc[0]] as TocEntry[];
+    expect(withoutExtensions(shuffled, ["rds_only"], config).entries.map((e) => e.dumpId)).toEqual([6, 5, 4, 1]);
+  });
+
+  it("leaves everything when the backup has none of the names", () => {
+    const x = withoutExtensions(toc, ["aws_s3"], config);
+    expect(x).toEqual({ extensions: [], entries: [], kept: toc });
   });
 });

@@ -135,3 +135,58 @@ export function copyColumns(entry: TocEntry): string[] {
   if (text.slice(i).trim() !== "FROM stdin;") throw refuse("does not end in FROM stdin");
   return columns;
 }
+
+/** What restoring without some extensions leaves out: see `withoutExtensions`. */
+export interface Exclusion {
+  /** The extensions left out that the archive holds, in TOC order. */
+  extensions: string[];
+  /** Every entry left out: the extensions', their dependents' and their configuration rows. */
+  entries: TocEntry[];
+  /** The entries restored, in TOC order. */
+  kept: TocEntry[];
+}
+
+/**
+ * The archive without the named extensions and everything that depends on them, through
+ * the dependencies pg_dump recorded: it records a use of an extension's member (a type,
+ * a function, an operator class) as a dependency on the EXTENSION entry itself, so a
+ * table with a column of its type, a view or index calling its functions, a function
+ * taking its type, and whatever depends on those in turn, all go; the rest restores as
+ * dumped. The SQL is never read to decide. An extension's configuration rows (data
+ * entries of relations the extension creates, whose table entry is not in the archive)
+ * go too: `config` names them, from the backup's record, since the archive cannot.
+ */
+export function withoutExtensions(
+  entries: TocEntry[],
+  names: readonly string[],
+  config: ReadonlyMap<string, ReadonlyArray<{ schema: string; name: string }>>,
+): Exclusion {
+  const skipped = entries.filter((e) => e.desc === "EXTENSION" && names.includes(e.tag));
+  const out = new Set(skipped.map((e) => e.dumpId));
+  const present = new Set(entries.map((e) => e.dumpId));
+  for (const ext of skipped) {
+    const relations = new Set((config.get(ext.tag) ?? []).map((r) => `${r.schema}\0${r.name}`));
+    for (const e of entries) {
+      const ofMember = e.deps.some((d) => !present.has(d));
+      if (ofMember && relations.has(`${e.namespace}\0${e.tag}`) && /^(TABLE DATA|SEQUENCE SET)$/.test(e.desc)) {
+        out.add(e.dumpId);
+      }
+    }
+  }
+  // TOC order puts each entry after what it depends on, so one pass usually settles it;
+  // repeat until nothing changes rather than rely on that.
+  for (let grew = out.size > 0; grew; ) {
+    grew = false;
+    for (const e of entries) {
+      if (!out.has(e.dumpId) && e.deps.some((d) => out.has(d))) {
+        out.add(e.dumpId);
+        grew = true;
+      }
+    }
+  }
+  return {
+    extensions: skipped.map((e) => e.tag),
+    entries: entries.filter((e) => out.has(e.dumpId)),
+    kept: entries.filter((e) => !out.has(e.dumpId)),
+  };
+}

@@ -27,9 +27,11 @@ import { createDatabaseIfMissing } from "../pg/create-database.ts";
 import { applyRoles, parseRoles, ROLES_FORMAT } from "../pg/roles.ts";
 import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
+import { type Exclusion, schemaEntries, withoutExtensions } from "../pg/toc.ts";
 import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
-import { assertSchemaAbsent, schemaStats, selectSchema } from "./restore-schema.ts";
+import { type ChooseEntries, listedFile, listedStream } from "./restore-list.ts";
+import { assertSchemaAbsent, schemaStats } from "./restore-schema.ts";
 import { assertMatches, assertStoredObject, assertStoredSize, dumpStages, getSealed, naming } from "./sealed-object.ts";
 
 export interface RestoreOptions extends BackupJobOptions {
@@ -53,6 +55,12 @@ export interface RestoreOptions extends BackupJobOptions {
   tap?: Transform;
   /** Compare row counts with the backup's afterwards. @default true (verify runs its own, fuller check) */
   rowCounts?: boolean;
+  /**
+   * Restore without these extensions and everything that depends on them (`withoutExtensions`
+   * in pg/toc.ts): for an extension no self-run server has (RDS's aws_s3). A name the
+   * backup lacks is ignored: one list serves every database.
+   */
+  skipExtensions?: readonly string[];
 }
 
 export interface RestoreResult {
@@ -64,6 +72,8 @@ export interface RestoreResult {
   dumpBytes: number;
   seconds: number;
   createdRoles: string[];
+  /** With skipExtensions: what was left out (extensions the backup holds, and their dependents). */
+  excluded?: Exclusion;
 }
 
 /** Relations, schemas, functions, extensions or large objects made by users. */
@@ -213,9 +223,23 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       );
     }
 
+    let excluded: Exclusion | undefined;
+    const skip = options.skipExtensions ?? [];
+    const config = new Map((stats.requirements?.extensions ?? []).map((e) => [e.name, e.config ?? []]));
+    const choose: ChooseEntries | undefined =
+      options.schema === undefined && skip.length === 0
+        ? undefined
+        : (entries) => {
+            const chosen = options.schema === undefined ? entries : schemaEntries(entries, options.schema);
+            if (skip.length === 0) return chosen;
+            excluded = withoutExtensions(chosen, skip, config);
+            return excluded.kept;
+          };
+    const staged = (options.jobs ?? 1) > 1;
     const dumpEntry = manifestObject(manifest, "dump");
     await assertStoredSize(store, dumpEntry);
-    if (dumpEntry.storedHeadSha256 === undefined || options.schema !== undefined) {
+    // Staged, pg_restore starts only once the whole archive is on disk and proven.
+    if (!staged && (dumpEntry.storedHeadSha256 === undefined || choose !== undefined)) {
       // pg_restore commits once it has processed its last TOC entry, which can come before
       // the end of its input (a selective restore; or a replaced archive padded to the
       // committed size), and the SQL in a TOC entry can commit by itself: the held-back
@@ -226,10 +250,11 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       // (the pinned header keeps the second read to the committed bytes).
       await assertStoredObject(store, dumpEntry, options.signal);
     }
-    const dumpBytes = await (options.jobs && options.jobs > 1
-      ? restoreStaged(options, manifest, bin.dir, options.jobs)
-      : restoreStreaming(options, manifest, bin.dir));
-    const counted = options.schema === undefined ? stats : schemaStats(stats, options.schema);
+    const dumpBytes = await (staged
+      ? restoreStaged(options, manifest, bin.dir, options.jobs ?? 1, choose)
+      : restoreStreaming(options, manifest, bin.dir, choose));
+    let counted = options.schema === undefined ? stats : schemaStats(stats, options.schema);
+    if (excluded) counted = withoutTables(counted, excluded);
     const rows = options.rowCounts === false ? 0 : await checkRowCounts(client, counted);
     const result: RestoreResult = {
       databaseId: manifest.databaseId,
@@ -240,11 +265,16 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       dumpBytes,
       seconds: (performance.now() - started) / 1000,
       createdRoles: applied.created,
+      ...(excluded ? { excluded } : {}),
+    };
+    const logged = {
+      ...result,
+      ...(excluded ? { excluded: { extensions: excluded.extensions, entries: excluded.entries.length } } : {}),
     };
     if (options.rowCounts === false) {
-      const { rows: _notCounted, ...rest } = result;
+      const { rows: _notCounted, ...rest } = logged;
       log.info("restore done", rest);
-    } else log.info("restore verified", { ...result });
+    } else log.info("restore verified", logged);
     return result;
   } finally {
     await client.end().catch(() => undefined);
@@ -310,7 +340,12 @@ async function fetchDump(
   return entry.plainBytes;
 }
 
-async function restoreStreaming(options: RestoreOptions, manifest: Manifest, binDir: string): Promise<number> {
+async function restoreStreaming(
+  options: RestoreOptions,
+  manifest: Manifest,
+  binDir: string,
+  choose: ChooseEntries | undefined,
+): Promise<number> {
   let proc: ToolProcess | undefined;
   const start = (extra: string[]) => {
     proc = spawnTool(
@@ -324,34 +359,38 @@ async function restoreStreaming(options: RestoreOptions, manifest: Manifest, bin
   let sink: Writable;
   let select: Transform | undefined;
   let cleanup: (() => Promise<void>) | undefined;
-  if (options.schema === undefined) {
+  if (choose === undefined) {
     sink = start([]).child.stdin as Writable;
   } else {
-    // pg_restore starts once the TOC has been read and the schema's entries listed.
-    ({ select, sink, cleanup } = await selectSchema(options.schema, start, () => proc));
+    // pg_restore starts once the TOC has been read and the chosen entries listed.
+    ({ select, sink, cleanup } = await listedStream(choose, start, () => proc));
   }
-  let fetched: number;
+  // The list file stays until pg_restore has exited: it opens it when it starts, which
+  // can be after the last byte was piped to it.
   try {
-    fetched = await fetchDump(options, manifest, sink, select);
-  } catch (err) {
-    const running = proc as ToolProcess | undefined;
-    if (!running) throw err;
-    running.child.kill("SIGTERM");
-    const exit = await running.exited;
-    if (options.signal?.aborted) throw new AbortedError("restore aborted", { cause: err });
-    // pg_restore dying first shows up here as EPIPE; its own message is the useful one.
-    if (exit.code !== 0 && (err as { code?: string }).code === "EPIPE") {
-      throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${running.stderr()}`, { cause: err });
+    let fetched: number;
+    try {
+      fetched = await fetchDump(options, manifest, sink, select);
+    } catch (err) {
+      const running = proc as ToolProcess | undefined;
+      if (!running) throw err;
+      running.child.kill("SIGTERM");
+      const exit = await running.exited;
+      if (options.signal?.aborted) throw new AbortedError("restore aborted", { cause: err });
+      // pg_restore dying first shows up here as EPIPE; its own message is the useful one.
+      if (exit.code !== 0 && (err as { code?: string }).code === "EPIPE") {
+        throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${running.stderr()}`, { cause: err });
+      }
+      throw err;
     }
-    throw err;
+    const done = proc as ToolProcess | undefined;
+    if (!done) throw new RestoreFailedError("pg_restore never started: the archive has no table of contents");
+    const exit = await done.exited;
+    if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${done.stderr()}`);
+    return fetched;
   } finally {
     await cleanup?.();
   }
-  const done = proc as ToolProcess | undefined;
-  if (!done) throw new RestoreFailedError("pg_restore never started: the archive has no table of contents");
-  const exit = await done.exited;
-  if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${done.stderr()}`);
-  return fetched;
 }
 
 /**
@@ -363,6 +402,7 @@ async function restoreStaged(
   manifest: Manifest,
   binDir: string,
   jobs: number,
+  choose: ChooseEntries | undefined,
 ): Promise<number> {
   const base = options.stagingDir ?? tmpdir();
   const need = manifestObject(manifest, "dump").plainBytes;
@@ -373,10 +413,11 @@ async function restoreStaged(
     });
   }
   const dir = await mkdtemp(path.join(base, "strongroom-restore-"));
+  const list = choose ? await listedFile(choose) : undefined;
   try {
     const file = path.join(dir, "dump.pgc");
     try {
-      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }));
+      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }), list?.select);
     } catch (err) {
       if ((err as { code?: string }).code === "ENOSPC") {
         throw new StagingError(`staging dir ${base} filled up while staging the archive`, {
@@ -388,7 +429,12 @@ async function restoreStaged(
     }
     const proc = spawnTool(
       `${binDir}/pg_restore`,
-      [...restoreArgs(options, options.target.database, false), `--jobs=${jobs}`, file],
+      [
+        ...restoreArgs(options, options.target.database, false),
+        `--jobs=${jobs}`,
+        ...((await list?.args()) ?? []),
+        file,
+      ],
       libpqEnv(options.target, "strongroom-restore"),
       { stdout: "ignore", ...(options.signal ? { signal: options.signal } : {}) },
     );
@@ -398,7 +444,18 @@ async function restoreStaged(
     return need;
   } finally {
     await rm(dir, { recursive: true, force: true });
+    await list?.cleanup();
   }
+}
+
+/** The backup's tables less those a restore left out (their definitions or their rows). */
+export function withoutTables(stats: BackupStats, excluded: Exclusion): BackupStats {
+  const out = new Set(
+    excluded.entries
+      .filter((e) => e.desc === "TABLE" || e.desc === "TABLE DATA")
+      .map((e) => `${e.namespace}\0${e.tag}`),
+  );
+  return { ...stats, tables: stats.tables.filter((t) => !out.has(`${t.schema}\0${t.table}`)) };
 }
 
 /**

@@ -70,6 +70,19 @@ export interface TocEntry {
    * never from the SQL text.
    */
   deps: number[];
+  /** Whether a `--schema-only` dump of the restored database holds it too (see structureFingerprint). */
+  structure: boolean;
+}
+
+/** structureFingerprint over the given entries: what a schema-only dump of a restore of just them fingerprints to. */
+export function structureFingerprintOf(entries: TocEntry[]): string {
+  const structure = createHash("sha256");
+  for (const e of entries) if (e.structure) structure.update(entryText(e));
+  return structure.digest("hex");
+}
+
+function entryText(e: Pick<TocEntry, "desc" | "namespace" | "tag" | "defn">): string {
+  return `${e.desc}\0${e.namespace}\0${e.tag}\0${e.defn}\0`;
 }
 
 /**
@@ -326,9 +339,20 @@ export class ArchiveStatsTap extends Transform {
       const deps: number[] = [];
       for (let dep = cur.str(); dep !== null; dep = cur.str()) deps.push(Number(dep));
       cur.skip(1 + offSize);
-      toc.set(dumpId, { dumpId, desc, namespace, tag, owner, defn, copyStmt, deps });
-      fingerprint.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
-      if (isStructure(desc, tag, section)) structure.update(`${desc}\0${namespace}\0${tag}\0${defn}\0`);
+      const entry = {
+        dumpId,
+        desc,
+        namespace,
+        tag,
+        owner,
+        defn,
+        copyStmt,
+        deps,
+        structure: isStructure(desc, tag, section),
+      };
+      toc.set(dumpId, entry);
+      fingerprint.update(entryText(entry));
+      if (entry.structure) structure.update(entryText(entry));
       if (/CONSTRAINT$/.test(desc) && /\bNOT VALID;\s*$/.test(defn)) notValid.push(`${namespace}.${tag}`);
     }
     // Only now is the whole header + TOC in hand: commit it.
