@@ -473,7 +473,7 @@ function describeSchemaErrors(errors: ErrorObject[]): string[] {
 const ONE_OF_SHAPES: Record<string, string> = {
   bucket: 'must be {"create": true, "objectLock"?: {"mode", "days"}} or {"name": "existing-bucket"}',
   network:
-    'must be {"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds"?: ["sg-…"], "assignPublicIp"?, "createEndpoints"?, "routeTableIds"?: ["rtb-…"], "endpointSubnetIds"?: ["subnet-…"]}, or {"create": true} for a trial (see the README Deploy section)',
+    'must be {"vpcId": "vpc-…", "subnetIds": ["subnet-…"], "securityGroupIds"?: ["sg-…"], "assignPublicIp"?, "createEndpoints"?, "routeTableIds"?: ["rtb-…"], "endpointSubnetIds"?: ["subnet-…"]}, or {"create": true} for a trial (see docs/network.md)',
 };
 
 const PATTERN_HINTS: Record<string, string> = {

@@ -215,7 +215,7 @@ export function existingNetworkProblems(existing: ExistingNetwork): string[] {
 export function networkWarnings(network: { create: true } | ExistingNetwork): string[] {
   if ("create" in network) {
     return [
-      "network.create: the VPC it creates is for trials: it cannot reach a database in another VPC without VPC peering or a Transit Gateway (nor with them where the two VPCs' address ranges overlap, as two default 10.0.0.0/16 ones do), and its tasks get public IPs, so they reach only a database open to the internet; use your database's VPC and private subnets (README, Deploy)",
+      "network.create: the VPC it creates is for trials: it cannot reach a database in another VPC without VPC peering or a Transit Gateway (nor with them where the two VPCs' address ranges overlap, as two default 10.0.0.0/16 ones do), and its tasks get public IPs, so they reach only a database open to the internet; use your database's VPC and private subnets (docs/network.md)",
     ];
   }
   if (!network.createEndpoints && !network.assignPublicIp) {

@@ -38,11 +38,11 @@ describe("strongroom.config.json", () => {
     expect(config.databases[0]?.task).toEqual({ cpu: 1024, memoryMiB: 2048, ephemeralGiB: 21 });
   });
 
-  it("accepts the README's npm run sim config for the sim, and refuses it for a deploy", () => {
-    const readme = readFileSync(path.join(root, "README.md"), "utf8");
-    const after = readme.slice(readme.indexOf("The config is a normal one plus a `sim` section"));
+  it("accepts docs/sim.md's npm run sim config for the sim, and refuses it for a deploy", () => {
+    const page = readFileSync(path.join(root, "docs/sim.md"), "utf8");
+    const after = page.slice(page.indexOf("The config is a normal one"));
     const block = /```json\n([\s\S]*?)```/.exec(after)?.[1] as string;
-    const config = parseConfig(JSON.parse(block), "README", "sim");
+    const config = parseConfig(JSON.parse(block), "docs/sim.md", "sim");
     expect(Object.keys(config.sim?.secrets ?? {})).toEqual([config.identitySecretArn, config.databases[0]?.secretArn]);
     expect(problemsOf(JSON.parse(block))).toEqual([
       "sim: holds secret values for `npm run sim` only; remove it from a config you deploy",

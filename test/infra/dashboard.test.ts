@@ -222,7 +222,7 @@ describe("the dashboard at scale", () => {
     const ids = Array.from({ length: 600 }, (_, i) => `db-${i + 1}`);
     const { stack } = dashboardStack(ids, { importAlarms: true });
     const capacity = Dashboard.capacity(2, 5);
-    // The README's figure: 2 widgets a row, the header, and 5 alarm widgets for 499 alarms.
+    // docs/operations.md's figure: 2 widgets a row, the header, and 5 alarm widgets for 499 alarms.
     expect(capacity).toBe(247);
     expect(capacity).toBeLessThan(600 / 2);
     const dashboards = dashboardsOf(resourcesOf(stack));

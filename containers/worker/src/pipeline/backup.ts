@@ -371,7 +371,7 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, onBytes: (n: number) => 
           new DumpFailedError(`pg_dump ${describeExit(exit)}: ${stderr || "no error output"}`, {
             ...(/permission denied/.test(stderr)
               ? {
-                  hint: "the backup role must read everything: grant it pg_read_all_data (PostgreSQL 14+); large objects need their own GRANT SELECT ON LARGE OBJECT (see README, least-privilege role)",
+                  hint: "the backup role must read everything: grant it pg_read_all_data (PostgreSQL 14+); large objects need their own GRANT SELECT ON LARGE OBJECT (see docs/connecting.md, least-privilege backup role)",
                 }
               : {}),
           }),
