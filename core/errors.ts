@@ -58,6 +58,7 @@ export const ERROR_NAMES = [
   "PruneHaltedError",
   "SandboxUnavailableError",
   "ImageConfigError",
+  "VerifyStorageError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -288,6 +289,11 @@ export class InvalidConfigError extends StrongroomError {
 /** A flow was started for a database id the deployed config does not declare. */
 export class UnknownDatabaseError extends StrongroomError {
   override name = "UnknownDatabaseError" as const;
+}
+
+/** No storage a verify task can be given holds the backup's restore (VerifyFlow's planner). */
+export class VerifyStorageError extends StrongroomError {
+  override name = "VerifyStorageError" as const;
 }
 
 /** A worker task of a flow ended without success (non-zero exit, or stopped before it ran). */

@@ -58,6 +58,12 @@ export interface Manifest {
    */
   source?: string;
   /**
+   * pg_database_size on the backup's snapshot: what VerifyFlow's planner sizes the verify
+   * task's storage from, without the identity (the stats, which hold it too, are
+   * encrypted). Absent in manifests written before it was recorded.
+   */
+  databaseBytes?: number;
+  /**
    * The backup's `backup.start` row in its database's audit chain (db#<databaseId>).
    * `audit verify` checks the chain still reaches it: deleting the newest rows of a
    * chain leaves a manifest pointing past the chain's head. Absent with `--audit none`.
@@ -108,6 +114,9 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
   const worker = m.worker as Manifest["worker"] | undefined;
   if (typeof worker?.version !== "string") throw fail("worker missing");
   if (m.source !== undefined && typeof m.source !== "string") throw fail("source");
+  if (m.databaseBytes !== undefined && !(Number.isSafeInteger(m.databaseBytes) && (m.databaseBytes as number) >= 0)) {
+    throw fail("databaseBytes");
+  }
   const audit = m.audit as Manifest["audit"] | undefined;
   if (audit !== undefined && (typeof audit?.seq !== "string" || typeof audit.hash !== "string")) throw fail("audit");
   if (!Array.isArray(m.recipients) || m.recipients.some((r) => typeof r !== "string")) throw fail("recipients");

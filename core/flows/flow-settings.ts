@@ -30,7 +30,8 @@ export interface DatabaseSettings {
   verifyTaskDefinition: string;
   retention: { daily: number; weekly: number; monthly: number; timeZone: string };
   /** skipExtensions: absent in settings written before it was. */
-  verify: { deep: boolean; maxAgeDays: number; skipExtensions?: string[] };
+  /** skipExtensions, ephemeralGiB (the verify task definition's storage): absent in settings written before them. */
+  verify: { deep: boolean; maxAgeDays: number; skipExtensions?: string[]; ephemeralGiB?: number };
 }
 
 /** Another server a restore may target, by the secret holding its connection. */
@@ -73,6 +74,7 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
         deep: { type: "boolean" },
         maxAgeDays: { type: "integer", minimum: 1 },
         skipExtensions: optional({ type: "array", items: { type: "string", minLength: 1 } }),
+        ephemeralGiB: optional({ type: "integer", minimum: 21, maximum: 200 }),
       },
     },
   },

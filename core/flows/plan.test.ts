@@ -65,8 +65,22 @@ describe("flow plans", () => {
         "--json",
         "--deep",
       ],
+      // No size in the ledger's answer here: the smallest Fargate storage.
+      ephemeralStorageGiB: 21,
     });
     await expect(planVerify(settings, { databaseId: "nope" }, latest)).rejects.toThrow(/no database "nope"/);
+  });
+
+  it("sizes the verify task's storage from the backup, and refuses one no task can hold before anything runs", async () => {
+    const sized = (databaseBytes: number) => async (_databaseId: string, backup: string) => ({
+      ...(await latest(_databaseId, backup)),
+      dumpBytes: databaseBytes / 2,
+      databaseBytes,
+    });
+    expect((await planVerify(settings, { databaseId: "shop" }, sized(50e9))).ephemeralStorageGiB).toBe(85);
+    await expect(planVerify(settings, { databaseId: "shop" }, sized(400e9))).rejects.toMatchObject({
+      name: "VerifyStorageError",
+    });
   });
 
   it("tells the verify task the extensions the config skips, each as its own argument", async () => {

@@ -3,11 +3,15 @@ import { databaseNameProblem } from "../database-name.ts";
 import { InvalidInputError, UnknownDatabaseError } from "../errors.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN, newBackupId } from "../keys.ts";
 import { type DatabaseSettings, type FlowSettings, WORKER_CONTAINER } from "./flow-settings.ts";
+import { FARGATE_EPHEMERAL_GIB, verifyStorage } from "./verify-storage.ts";
 
 /** A committed backup as a plan hands it on: its id and its manifest's SHA-256 (core/ledger.ts). */
 export interface CommittedRef {
   backupId: string;
   manifestSha256: string;
+  /** From its committed manifest: the plain dump's size, and the database's where recorded. */
+  dumpBytes?: number;
+  databaseBytes?: number;
 }
 
 /** What a flow's RunTask state needs, and what the audit and later states are told. */
@@ -281,9 +285,19 @@ export async function planVerify(
   settings: FlowSettings,
   input: { databaseId: string; backupId?: string },
   resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
-): Promise<TaskPlan & { manifestSha256: string }> {
+): Promise<TaskPlan & { manifestSha256: string; ephemeralStorageGiB: number }> {
   const db = await configuredDatabase(settings, input.databaseId);
-  const { backupId, manifestSha256 } = await resolve(db.id, input.backupId ?? "latest");
+  const { backupId, manifestSha256, dumpBytes, databaseBytes } = await resolve(db.id, input.backupId ?? "latest");
+  // Sized for this backup, before anything runs: one no task can hold is refused here.
+  const storage = verifyStorage(
+    {
+      databaseId: db.id,
+      backupId,
+      dumpBytes: dumpBytes ?? 0,
+      ...(databaseBytes !== undefined ? { databaseBytes } : {}),
+    },
+    db.verify.ephemeralGiB ?? FARGATE_EPHEMERAL_GIB.min,
+  );
   const command = [
     "verify",
     "--database-id",
@@ -305,5 +319,6 @@ export async function planVerify(
     container: WORKER_CONTAINER,
     command,
     manifestSha256,
+    ephemeralStorageGiB: storage.ephemeralGiB,
   };
 }

@@ -80,6 +80,12 @@ export function committedIn(deps: LedgerDeps): (databaseId: string, backup: stri
       now: deps.now(),
     });
     const found = pickBackup(ledger, backup);
-    return { backupId: found.backupId, manifestSha256: found.sha256 };
+    const dump = found.manifest.objects.find((o) => o.role === "dump");
+    return {
+      backupId: found.backupId,
+      manifestSha256: found.sha256,
+      ...(dump ? { dumpBytes: dump.plainBytes } : {}),
+      ...(found.manifest.databaseBytes !== undefined ? { databaseBytes: found.manifest.databaseBytes } : {}),
+    };
   };
 }

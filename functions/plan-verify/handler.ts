@@ -28,7 +28,7 @@ export interface Deps extends LedgerDeps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<PlanVerifyInput, TaskPlan & { manifestSha256: string }>(schema, async (input) =>
+  lambda<PlanVerifyInput, TaskPlan & { manifestSha256: string; ephemeralStorageGiB: number }>(schema, async (input) =>
     planVerify(deps.settings, input, committedIn(deps)),
   );
 

@@ -127,7 +127,12 @@ export class DatabaseGroup extends NestedStack {
         restoreTaskDefinition: restore.taskDefinitionArn,
         verifyTaskDefinition: verify.taskDefinitionArn,
         retention: { ...db.retention, timeZone: db.timeZone },
-        verify: { deep: db.verify.deep, maxAgeDays: db.verify.maxAgeDays, skipExtensions: db.verify.skipExtensions },
+        verify: {
+          deep: db.verify.deep,
+          maxAgeDays: db.verify.maxAgeDays,
+          skipExtensions: db.verify.skipExtensions,
+          ephemeralGiB: db.task.ephemeralGiB,
+        },
       };
       new ssm.StringParameter(this, `Settings-${db.id}`, {
         parameterName: settingsParameter.database(props.settingsPath, db.id),

@@ -87,6 +87,11 @@ export function runWorkerTask(
   network: Network,
   /** @default network.securityGroupIds */
   securityGroupIds: string[] = network.securityGroupIds,
+  /**
+   * Size the task's ephemeral storage per run from the plan's `ephemeralStorageGiB`
+   * (VerifyFlow: the backup's database, core/flows/verify-storage.ts). @default the task definition's
+   */
+  sizedByPlan = false,
 ): sfn.CustomState {
   const state = new sfn.CustomState(scope, name, {
     stateJson: {
@@ -104,7 +109,10 @@ export function runWorkerTask(
             AssignPublicIp: network.assignPublicIp ? "ENABLED" : "DISABLED",
           },
         },
-        Overrides: { ContainerOverrides: [{ "Name.$": "$.plan.container", "Command.$": "$.plan.command" }] },
+        Overrides: {
+          ContainerOverrides: [{ "Name.$": "$.plan.container", "Command.$": "$.plan.command" }],
+          ...(sizedByPlan ? { EphemeralStorage: { "SizeInGiB.$": "$.plan.ephemeralStorageGiB" } } : {}),
+        },
         PropagateTags: "TASK_DEFINITION",
       },
       ResultSelector: { "taskArn.$": "$.TaskArn", "stopCode.$": "$.StopCode" },

@@ -38,7 +38,7 @@ export class VerifyFlow extends Construct {
       plan: invoke(this, "Plan verify", handlers.planVerify, undefined, "$.plan"),
       steps: [
         audit(this, "Audit verify.start", handlers.auditAppend, "verify.start", flow, { details }),
-        runWorkerTask(this, "Run verify task", props.worker, props.network, props.network.verifySecurityGroupIds),
+        runWorkerTask(this, "Run verify task", props.worker, props.network, props.network.verifySecurityGroupIds, true),
         // The verdict is the flow's (the task exited 0 here), never a summary in the bucket.
         invoke(this, "Record verification", handlers.verificationRecord, { ...verified, ok: true }, "$.verification"),
         audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, {

@@ -187,12 +187,17 @@ export class LocalTasks {
       Cluster: string;
       PropagateTags?: string;
       TaskDefinition: string;
-      Overrides?: { ContainerOverrides?: Array<{ Name: string; Command?: string[] }> };
+      Overrides?: {
+        ContainerOverrides?: Array<{ Name: string; Command?: string[] }>;
+        EphemeralStorage?: { SizeInGiB?: unknown };
+      };
     };
     const definition = this.o.deployment.taskDefinitions.get(request.TaskDefinition);
     if (!definition) {
       throw named("ECS.InvalidParameterException", `TaskDefinition not found: ${request.TaskDefinition}`);
     }
+    const storageProblem = ephemeralStorageProblem(request.Overrides?.EphemeralStorage);
+    if (storageProblem) throw named("ECS.InvalidParameterException", storageProblem);
     const { region, account } = this.o.deployment.place;
     const clusterName = request.Cluster.split("/").pop() ?? "cluster";
     const task = {
@@ -502,4 +507,17 @@ export class RecordingMetrics extends Metrics {
     this.clearMetadata();
     return this;
   }
+}
+
+/**
+ * RunTask's `overrides.ephemeralStorage`, as ECS checks it (the ECS API reference,
+ * EphemeralStorage: "The minimum supported value is 21 GiB and the maximum supported
+ * value is 200 GiB"): a whole number of GiB in that range, or ECS refuses the call.
+ */
+export function ephemeralStorageProblem(override: { SizeInGiB?: unknown } | undefined): string | undefined {
+  if (override === undefined) return undefined;
+  const size = override.SizeInGiB;
+  return Number.isInteger(size) && (size as number) >= 21 && (size as number) <= 200
+    ? undefined
+    : `The ephemeral storage size must be between 21 GiB and 200 GiB; got ${JSON.stringify(size)}`;
 }

@@ -105,6 +105,21 @@ describe("the synthesized template", () => {
     }
   });
 
+  it("sizes only the verify task's ephemeral storage per run, from the plan, and keeps every other task at its definition's", () => {
+    const names = synth.stacks[0] as LocalNames;
+    for (const machine of names.resourcesOf("AWS::StepFunctions::StateMachine")) {
+      const definition = JSON.parse(machine.properties.DefinitionString as string) as {
+        States: Record<string, { Resource?: string; Parameters?: { Overrides?: Record<string, unknown> } }>;
+      };
+      const task = Object.values(definition.States).find((st) => String(st.Resource).endsWith("ecs:runTask.sync"));
+      if (!task) continue;
+      const storage = task.Parameters?.Overrides?.EphemeralStorage;
+      if (machine.id.startsWith("VerifyFlow")) {
+        expect(storage, machine.id).toEqual({ "SizeInGiB.$": "$.plan.ephemeralStorageGiB" });
+      } else expect(storage, machine.id).toBeUndefined();
+    }
+  });
+
   it("retries a RunTask that ECS could not place (AmazonECS.Unknown, as Step Functions reports it) and never a task that ran and failed", () => {
     const names = synth.stacks[0] as LocalNames;
     for (const machine of names.resourcesOf("AWS::StepFunctions::StateMachine")) {

@@ -107,6 +107,8 @@ describe("a PostGIS database", () => {
     expect(stats.requirements?.server).toMatchObject({ versionNum: expect.any(Number), encoding: "UTF8" });
     expect(stats.requirements?.database).toMatchObject({ encoding: "UTF8", provider: "libc" });
     expect(stats.requirements?.databaseBytes).toBeGreaterThan(1_000_000);
+    // And in the plaintext manifest: VerifyFlow's planner sizes the task's storage without the identity.
+    expect(manifest.databaseBytes).toBe(stats.requirements?.databaseBytes);
   });
 
   it("is inconclusive where the scratch server lacks PostGIS, naming it and its version: exit 3, verify.inconclusive, never failed", async () => {

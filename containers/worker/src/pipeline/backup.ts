@@ -146,7 +146,15 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
         const stats = await takeStats(client, dumped.archive, options.log);
         await endSnapshot(client, options.log);
         const sealed = await seal(options, job, snapshot.roles, stats);
-        const committed = await commit(options, job, snapshot.bin, [dumped.entry, ...sealed], start, now);
+        const committed = await commit(
+          options,
+          job,
+          snapshot.bin,
+          [dumped.entry, ...sealed],
+          start,
+          now,
+          stats.requirements?.databaseBytes,
+        );
         options.log.info("backup committed", {
           backupId,
           databaseId,
@@ -314,6 +322,7 @@ async function commit(
   objects: ManifestObject[],
   start: AuditRow | undefined,
   now: () => Date,
+  databaseBytes: number | undefined,
 ): Promise<Committed> {
   const { server } = job;
   const manifest: Manifest = {
@@ -325,6 +334,7 @@ async function commit(
     finishedAt: now().toISOString(),
     server: { version: server.version, versionNum: server.versionNum, systemIdentifier: server.systemIdentifier },
     source: job.source,
+    ...(databaseBytes !== undefined ? { databaseBytes } : {}),
     pgDump: { version: bin.version },
     recipients: [...options.recipients],
     objects,
