@@ -104,6 +104,12 @@ describe("progressLine", () => {
     expect(progressLine("restore", state, 20)).toHaveLength(20);
   });
 
+  it("says less than a second rather than 0s when the end is that near", () => {
+    expect(
+      progressLine("restore", at({ phase: "restoring data", doneBytes: 99e6, totalBytes: 100e6, phaseMs: 3_000 })),
+    ).toContain("| ETA <1s |");
+  });
+
   it("gives no ETA in a phase's first second, when there is no rate worth the name", () => {
     expect(
       progressLine(

@@ -55,7 +55,7 @@ export function progressLine(label: string, s: ProgressState, maxWidth = Number.
       );
       if (rate && s.phaseMs > 0) parts.push(`${human(s.doneBytes / (s.phaseMs / 1000))}/s`);
     }
-    if (eta !== undefined) parts.push(`ETA ${approx}${humanDuration(eta)}`);
+    if (eta !== undefined) parts.push(`ETA ${approx}${eta < 1 ? "<1s" : humanDuration(eta)}`);
     parts.push(humanDuration(s.jobMs / 1000));
     return parts.filter((p) => p !== "").join(" | ");
   };
