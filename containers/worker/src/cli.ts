@@ -47,7 +47,7 @@ export interface Program {
 }
 
 /** The strongroom CLI: global options, then every command; no command logic here. */
-export function buildProgram(io: Omit<CliContext, "log">): Program {
+export function buildProgram(io: Omit<CliContext, "log" | "logFormat">): Program {
   const program = new Command("strongroom")
     .description("PostgreSQL backups you own and can prove: pg_dump → zstd → age → your store")
     .version(WORKER_VERSION)
@@ -73,7 +73,11 @@ export function buildProgram(io: Omit<CliContext, "log">): Program {
       outputError: () => undefined,
     });
 
-  const ctx: CliContext = { ...io, log: () => programLogger(program) };
+  const ctx: CliContext = {
+    ...io,
+    log: () => programLogger(program),
+    logFormat: () => program.opts<GlobalOptions>().logFormat,
+  };
   for (const add of COMMANDS) add(program, ctx);
 
   // Remember the innermost command commander dispatches to, at every level (audit → verify),

@@ -84,7 +84,7 @@ Examples:
       }
       const store = await openStoreAt(o.store);
       const audit = await auditFor(store, o);
-      const manifest = await withProgress("backup", (onProgress) =>
+      const manifest = await withProgress(ctx, "backup", (progress) =>
         backup({
           conn: parsePgUrl(o.db, "--db"),
           store,
@@ -95,7 +95,7 @@ Examples:
           allowSourceChange: o.allowSourceChange === true,
           signal: ctx.signal,
           log,
-          onProgress,
+          ...progress,
         }),
       );
       printResult(ctx, o.json, manifest, () => `${manifest.backupId}\n`);

@@ -2,10 +2,11 @@ import { readFile } from "node:fs/promises";
 import type { AuditLog } from "#core/audit/audit-log.ts";
 import { StoreAuditLog, type StoreAuditLogOptions } from "#core/audit/store-audit-log.ts";
 import { fileProblem, InvalidKeyError, UsageError } from "#core/errors.ts";
-import { type Logger, roundDurations } from "#core/log.ts";
+import { type LogFormat, type Logger, roundDurations } from "#core/log.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
+import { type OnPhase, PhaseTracker } from "../phases.ts";
 import type { BackupJobOptions } from "../pipeline/backup-job.ts";
-import { progress } from "../progress.ts";
+import { progressBar } from "../progress.ts";
 import { identitiesFrom } from "./options.ts";
 
 /*
@@ -62,6 +63,8 @@ export interface CliContext {
   stdout: (text: string) => void;
   /** The logger the global --log-format and --log-level ask for. */
   log: () => Logger;
+  /** The global --log-format. */
+  logFormat: () => LogFormat;
 }
 
 /**
@@ -78,14 +81,36 @@ export function printResult(
   ctx.stdout(json ? `${JSON.stringify(options.exact ? doc : roundDurations(doc), null, 2)}\n` : text());
 }
 
-/** Long work with a progress line on stderr (a terminal only), cleared before the result is printed. */
+/** What a pipeline reports its progress through (BackupJobOptions' onProgress and onPhase). */
+export interface ProgressCallbacks {
+  onProgress: (doneBytes: number, totalBytes?: number) => void;
+  onPhase: OnPhase;
+}
+
+/**
+ * Long work with its phases shown: on a terminal, the progress line on stderr (cleared
+ * before the result is printed); in a log that is not a terminal, and in JSON logs, as
+ * `phase` and `progress` events. Text logs on a terminal get the line alone: the same
+ * phases twice would crowd it.
+ */
 export async function withProgress<T>(
+  ctx: CliContext,
   label: string,
-  work: (update: (doneBytes: number) => void) => Promise<T>,
+  work: (progress: ProgressCallbacks) => Promise<T>,
 ): Promise<T> {
-  const bar = progress(label);
+  const terminal = process.stderr.isTTY === true;
+  const log = ctx.log();
+  const tracker = new PhaseTracker(
+    !terminal || ctx.logFormat() === "json" ? { emit: (message, fields) => log.info(message, fields) } : {},
+  );
+  const bar = progressBar(label, () => tracker.state(), { enabled: terminal });
   try {
-    return await work((done) => bar.update(done));
+    const result = await work({
+      onProgress: (done, total) => tracker.bytes(done, total),
+      onPhase: (phase, start) => tracker.phase(phase, start),
+    });
+    tracker.finish();
+    return result;
   } finally {
     bar.stop();
   }

@@ -117,14 +117,14 @@ Examples:
         );
         return;
       }
-      const result = await withProgress("restore", (onProgress) =>
+      const result = await withProgress(ctx, "restore", (progress) =>
         restore({
           ...job,
           target: parsePgUrl(o.target as string, "--target"),
           schema,
           create: o.create === true,
           noOwner: o.owner === false,
-          onProgress,
+          ...progress,
         }),
       );
       printResult(

@@ -60,13 +60,13 @@ Examples:
       const { recoverTables } = await import("../pipeline/recover-table.ts");
       const tables = o.table.map(parseTableName);
       const job = await openBackupJob(o, "recover-table", ctx);
-      const result = await withProgress("recover", (onProgress) =>
+      const result = await withProgress(ctx, "recover", (progress) =>
         recoverTables({
           ...job,
           tables,
           target: parsePgUrl(o.target, "--target"),
           suffix: o.suffix,
-          onProgress,
+          ...progress,
         }),
       );
       printResult(ctx, o.json, result, () => {

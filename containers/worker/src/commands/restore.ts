@@ -101,7 +101,7 @@ a backup you do not trust, connect (--target) as the less privileged role itself
       assertRestoreFlags({ clean: o.clean === true, jobs: o.jobs });
       const target = await restoreTarget(o);
       const job = await openBackupJob(o, "restore", ctx);
-      const result = await withProgress("restore", (onProgress) =>
+      const result = await withProgress(ctx, "restore", (progress) =>
         restore({
           ...job,
           target,
@@ -111,7 +111,7 @@ a backup you do not trust, connect (--target) as the less privileged role itself
           create: o.create === true,
           noOwner: o.owner === false,
           ...(o.role !== undefined ? { role: o.role } : {}),
-          onProgress,
+          ...progress,
         }),
       );
       printResult(

@@ -127,7 +127,7 @@ Examples:
       // A file that cannot be read is a usage error before anything is opened or audited.
       const checks = o.checks ? { file: o.checks, text: await readChecks(o.checks) } : undefined;
       const job = await openBackupJob(o, "verify", ctx);
-      const result = await withProgress("restore", (onProgress) =>
+      const result = await withProgress(ctx, "verify", (progress) =>
         verify({
           ...job,
           scratch: o.scratch === "auto" ? "auto" : parsePgUrl(o.scratch, "--scratch"),
@@ -139,7 +139,7 @@ Examples:
           ...(o.skipExtension?.length ? { skipExtensions: o.skipExtension } : {}),
           jobs: o.jobs ?? availableParallelism(),
           ...(o.stagingDir ? { stagingDir: o.stagingDir } : {}),
-          onProgress,
+          ...progress,
         }),
       );
       printResult(ctx, o.json, result, () => {

@@ -5,6 +5,7 @@ import { chooseDatabase, type Ledger, pickBackup, readLedger } from "#core/ledge
 import type { Logger } from "#core/log.ts";
 import type { Manifest } from "#core/manifest.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
+import type { OnPhase } from "../phases.ts";
 
 /**
  * The preamble every job that reads one backup shares (restore, verify, recover-table,
@@ -30,7 +31,10 @@ export interface BackupJobOptions {
   identities: string[];
   signal?: AbortSignal;
   log: Logger;
-  onProgress?: (restoredBytes: number, totalBytes: number) => void;
+  /** Bytes done in the current phase, of its total. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** A phase starts: downloading, restoring data, building indexes, counting rows, checks (phases.ts). */
+  onPhase?: OnPhase;
   env?: NodeJS.ProcessEnv;
   /** The backup's database's audit chain, where the job's own rows go; undefined: none (a flow writes them). */
   audit?: AuditLog;

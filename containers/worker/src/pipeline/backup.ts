@@ -27,6 +27,7 @@ import { captureRoles, type RoleSnapshot } from "../pg/roles.ts";
 import { countRows, dumpedTables } from "../pg/row-counts.ts";
 import { type ServerInfo, serverInfo } from "../pg/server-info.ts";
 import { describeExit, spawnTool } from "../pg/tool-process.ts";
+import type { OnPhase } from "../phases.ts";
 import { ageEncrypt } from "../stages/age-stream.ts";
 import { ArchiveStatsTap } from "../stages/archive-stats.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
@@ -47,8 +48,10 @@ export interface BackupOptions {
   databaseId?: string;
   signal?: AbortSignal;
   log: Logger;
-  /** Called with the count of pg_dump bytes read so far. */
+  /** Called with the count of pg_dump bytes read so far, and the estimate of their total. */
   onProgress?: (dumpBytes: number, estimatedBytes: number) => void;
+  /** A phase starts: dumping, then committing (phases.ts). */
+  onPhase?: OnPhase;
   now?: () => Date;
   env?: NodeJS.ProcessEnv;
   /**
@@ -69,6 +72,8 @@ interface BackupJob {
   server: ServerInfo;
   /** The series' source: the cluster's system identifier (or address) and database. */
   source: string;
+  /** The plain size of the series' newest dump, where the series was read. */
+  previousDumpBytes?: number;
 }
 
 async function assertUnused(store: ObjectStore, databaseId: string, backupId: string): Promise<void> {
@@ -139,10 +144,19 @@ export async function backup(options: BackupOptions): Promise<Manifest> {
             : `address:${conn.host}:${conn.port}/${server.database}`,
         };
         if (!options.allowSourceChange) {
-          await assertSameSource(store, job.databaseId, job.source, options.audit?.(databaseId), now());
+          const previous = await assertSameSource(
+            store,
+            job.databaseId,
+            job.source,
+            options.audit?.(databaseId),
+            now(),
+          );
+          const previousDumpBytes = previous?.objects.find((o) => o.role === "dump")?.plainBytes;
+          if (previousDumpBytes !== undefined) job.previousDumpBytes = previousDumpBytes;
         }
         const snapshot = await openSnapshot(client, options, job);
         const dumped = await streamDump(options, job, snapshot, encryptor);
+        options.onPhase?.("committing");
         const stats = await takeStats(client, dumped.archive, options.log);
         await endSnapshot(client, options.log);
         const sealed = await seal(options, job, snapshot.roles, stats);
@@ -223,10 +237,18 @@ async function streamDump(
   );
   const storedTap = sha256Tap();
   const archive = new ArchiveStatsTap();
+  // The dump's size is known only at its end. The series' last dump is the nearer guess
+  // (pg_dump writes no indexes, no bloat, TOAST uncompressed); the database's size the
+  // only one for a first backup. Either is shown as an estimate, never as a count.
+  const estimate =
+    job.previousDumpBytes !== undefined
+      ? { totalBytes: job.previousDumpBytes, estimatedFrom: "the previous backup" }
+      : { totalBytes: job.server.databaseBytes, estimatedFrom: "the database's size" };
+  options.onPhase?.("dumping", estimate);
   let dumpBytes = 0;
   const counted = (n: number) => {
     dumpBytes += n;
-    options.onProgress?.(dumpBytes, job.server.databaseBytes);
+    options.onProgress?.(dumpBytes, estimate.totalBytes);
   };
   const key = objectKey(job.databaseId, job.backupId, "dump");
   try {
@@ -409,6 +431,8 @@ function dumpSource(proc: ReturnType<typeof spawnTool>, onBytes: (n: number) => 
  * Without an audit log (`--audit none`: a flow's task, which reads no rows) nothing says
  * which manifest is ours, and any one a store writer planted would stop every backup; so
  * there is no check there: a deployment binds each database id to one secret anyway.
+ * Returns the newest backup's manifest, where it was read (its dump's size is the next
+ * one's estimate).
  */
 async function assertSameSource(
   store: ObjectStore,
@@ -416,11 +440,12 @@ async function assertSameSource(
   source: string,
   audit: AuditLog | undefined,
   now: Date,
-): Promise<void> {
-  if (!audit) return;
+): Promise<Manifest | undefined> {
+  if (!audit) return undefined;
   const ledger = await readLedger(store, databaseId, { audit, now });
-  const previous = ledger.backups.at(-1)?.manifest.source;
-  if (previous === undefined || previous === source) return;
+  const newest = ledger.backups.at(-1)?.manifest;
+  const previous = newest?.source;
+  if (previous === undefined || previous === source) return newest;
   throw new SourceMismatchError(
     `the backups of ${databaseId} in this store come from ${previous}, not from ${source}`,
     {

@@ -166,7 +166,10 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     await assertStoredSize(options.store, dump);
     // As restore does: an older dump without a pinned age header is proven whole before
     // any of its TOC reaches a server (restore.ts says why).
-    if (dump.storedHeadSha256 === undefined) await assertStoredObject(options.store, dump, options.signal);
+    if (dump.storedHeadSha256 === undefined) {
+      options.onPhase?.("downloading", { totalBytes: dump.storedBytes });
+      await assertStoredObject(options.store, dump, options.signal, options.onProgress);
+    }
     const stages = dumpStages(options.store, dump, options.identities, {
       signal: options.signal,
       log: options.log,
@@ -175,6 +178,9 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     const { stored } = stages;
     let plainBytes = 0;
     const signal = options.signal ? { signal: options.signal } : {};
+    // The whole archive streams past (the chosen tables' rows are loaded on the way): the
+    // percent is of the archive.
+    options.onPhase?.("restoring data", { totalBytes: dump.plainBytes });
     const stream = async () =>
       pipeline(
         stages.read,
@@ -203,6 +209,7 @@ async function recover(options: RecoverTableOptions, manifest: Manifest, started
     // the manifest names before the transaction that loaded it commits.
     assertMatches(dump, stored.result());
     const tables: RecoveredTable[] = [];
+    options.onPhase?.("counting rows");
     for (const plan of plans) tables.push(await checked(client, plan));
     await runOne(client, "commit");
     inTransaction = false;

@@ -248,13 +248,15 @@ async function restoreManifest(options: RestoreOptions, manifest: Manifest, star
       // whole first (read and hashed, nothing decrypted). So is every dump a selective
       // restore reads, so that damage past the schema's last block restores nothing
       // (the pinned header keeps the second read to the committed bytes).
-      await assertStoredObject(store, dumpEntry, options.signal);
+      options.onPhase?.("downloading", { totalBytes: dumpEntry.storedBytes });
+      await assertStoredObject(store, dumpEntry, options.signal, options.onProgress);
     }
     const dumpBytes = await (staged
       ? restoreStaged(options, manifest, bin.dir, options.jobs ?? 1, choose)
       : restoreStreaming(options, manifest, bin.dir, choose));
     let counted = options.schema === undefined ? stats : schemaStats(stats, options.schema);
     if (excluded) counted = withoutTables(counted, excluded);
+    if (options.rowCounts !== false) options.onPhase?.("counting rows");
     const rows = options.rowCounts === false ? 0 : await checkRowCounts(client, counted);
     const result: RestoreResult = {
       databaseId: manifest.databaseId,
@@ -370,6 +372,7 @@ async function restoreStreaming(
   try {
     let fetched: number;
     try {
+      options.onPhase?.("restoring data", { totalBytes: manifestObject(manifest, "dump").plainBytes });
       fetched = await fetchDump(options, manifest, sink, select);
     } catch (err) {
       const running = proc as ToolProcess | undefined;
@@ -385,6 +388,15 @@ async function restoreStreaming(
     }
     const done = proc as ToolProcess | undefined;
     if (!done) throw new RestoreFailedError("pg_restore never started: the archive has no table of contents");
+    // pg_restore has taken its last input byte. Past it, only post-data is left: an archive
+    // written to a pipe holds its data blocks after the TOC, in TOC order, and pg_restore
+    // restores one entry at a time in that order, so it has read every block by the time it
+    // reaches the first index; post-data (indexes, constraints, triggers, materialized
+    // views) reads nothing more. The end of the input marks the phase in every PostgreSQL
+    // version and language; pg_restore --verbose's "creating INDEX" lines would not (they
+    // are translated and reworded between versions), and they would crowd out the stderr
+    // tail that a failure's message quotes.
+    options.onPhase?.("building indexes");
     const exit = await done.exited;
     if (exit.code !== 0) throw new RestoreFailedError(`pg_restore ${describeExit(exit)}: ${done.stderr()}`);
     return fetched;
@@ -417,6 +429,7 @@ async function restoreStaged(
   try {
     const file = path.join(dir, "dump.pgc");
     try {
+      options.onPhase?.("downloading", { totalBytes: need });
       await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }), list?.select);
     } catch (err) {
       if ((err as { code?: string }).code === "ENOSPC") {
@@ -427,6 +440,10 @@ async function restoreStaged(
       }
       throw err;
     }
+    // pg_restore -j builds a table's indexes as soon as its rows are in, while other
+    // tables still load: one phase, not two. (Running --section=data, then post-data,
+    // would name them apart at the cost of that overlap.)
+    options.onPhase?.("restoring data and building indexes");
     const proc = spawnTool(
       `${binDir}/pg_restore`,
       [

@@ -147,15 +147,19 @@ export async function assertStoredObject(
   store: ObjectStore,
   entry: ManifestObject,
   signal?: AbortSignal,
+  onProgress?: (storedBytes: number, totalBytes: number) => void,
 ): Promise<void> {
   await assertStoredSize(store, entry);
   const storedTap = sha256Tap();
+  let read = 0;
   await naming(entry, async () =>
     pipeline(
       readStored(store, entry, { signal }),
       storedTap,
       new Writable({
-        write(_chunk, _encoding, callback) {
+        write(chunk: Buffer, _encoding, callback) {
+          read += chunk.length;
+          onProgress?.(read, entry.storedBytes);
           callback();
         },
       }),

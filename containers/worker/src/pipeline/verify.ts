@@ -213,6 +213,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
   const started = performance.now();
   const stats = await readStats(options, manifest);
   const requirements = stats instanceof StrongroomError ? undefined : stats.requirements;
+  options.onPhase?.("preparing the scratch database");
   const scratch = await openScratch(manifest, {
     scratch: options.scratch,
     purpose: "verify",
@@ -264,6 +265,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
         log: options.log,
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+        ...(options.onPhase ? { onPhase: options.onPhase } : {}),
         ...(options.env ? { env: options.env } : {}),
       });
       excluded = result.excluded?.extensions.length ? result.excluded : undefined;
@@ -308,6 +310,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
       try {
         const server = await serverInfo(client);
         for (const name of names) {
+          options.onPhase?.(name === "row-counts" ? "counting rows" : "checks");
           const t0 = performance.now();
           const outcome = await runCheck(name, {
             options,
@@ -407,6 +410,7 @@ async function verifyIntegrity(options: VerifyOptions, manifest: Manifest, at: D
       // Format 2 dumps: the decoder checks every frame's checksum; hashing again would cost 0.56 core-s/GB.
       const plain = entry.plainSha256 !== undefined ? sha256Tap() : undefined;
       const signal = options.signal ? { signal: options.signal } : {};
+      options.onPhase?.("downloading", { totalBytes: entry.plainBytes });
       let seen = 0;
       const progress = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
