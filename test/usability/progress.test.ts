@@ -85,14 +85,27 @@ describe("progress", () => {
   it("verify logs the restore's phases, then counting rows and the checks", async () => {
     const { store, key } = await backedUpByCli(pgUrl, "progress_verify", TABLE);
     // A scratch database on the test's server: no cluster of its own to start.
-    const r = await runCli(["--log-format", "json", "verify", "--identity", key.file, "--scratch", pgUrl], {
-      STRONGROOM_STORE: store.url,
-    });
-    expect(r.code, r.stderr).toBe(0);
-    expect(phases(events(r.stderr)).filter((p) => !p.endsWith(" finished"))).toEqual([
+    const run = (jobs: string) =>
+      runCli(["--log-format", "json", "verify", "--identity", key.file, "--scratch", pgUrl, "--jobs", jobs], {
+        STRONGROOM_STORE: store.url,
+      });
+    const serial = await run("1");
+    expect(serial.code, serial.stderr).toBe(0);
+    expect(phases(events(serial.stderr)).filter((p) => !p.endsWith(" finished"))).toEqual([
       "preparing the scratch database started",
       "restoring data started",
       "building indexes started",
+      "counting rows started",
+      "checks started",
+      "done",
+    ]);
+    // In parallel (verify's default on more than one core): staged, then pg_restore -j.
+    const parallel = await run("2");
+    expect(parallel.code, parallel.stderr).toBe(0);
+    expect(phases(events(parallel.stderr)).filter((p) => !p.endsWith(" finished"))).toEqual([
+      "preparing the scratch database started",
+      "downloading started",
+      "restoring data and building indexes started",
       "counting rows started",
       "checks started",
       "done",
