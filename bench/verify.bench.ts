@@ -32,6 +32,8 @@ await buildWorker(path.dirname(cli));
 
 const identity = await generateX25519Identity();
 const recipient = await identityToRecipient(identity);
+// On a fresh checkout bench/.work does not exist yet (benchCluster makes it later).
+await mkdir(BENCH_WORK, { recursive: true });
 const keyFile = path.join(BENCH_WORK, "verify-identity.txt");
 await writeFile(keyFile, `${identity}\n`, { mode: 0o600 });
 const storeDir = path.join(BENCH_WORK, "verify-store");
