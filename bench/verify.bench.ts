@@ -55,7 +55,10 @@ try {
 } finally {
   await source.stop();
 }
-const { manifest } = await readManifestRecord(new FileStore(storeUrl), { databaseId: "bench", backupId: backupId });
+const { manifest, sha256 } = await readManifestRecord(new FileStore(storeUrl), {
+  databaseId: "bench",
+  backupId: backupId,
+});
 const dumpFile = path.join(storeDir, "bench", "backups", backupId, "dump.pgc.zst.age");
 const dumpMB = (manifest.objects.find((o) => o.role === "dump")?.plainBytes ?? 0) / 1e6;
 const major = Math.floor(manifest.server.versionNum / 10000);
@@ -104,7 +107,23 @@ interface VerifyRun extends Timed {
 async function ours(extra: string[]): Promise<VerifyRun> {
   const t = await timed(
     process.execPath,
-    [cli, "verify", "--identity", keyFile, "--scratch-dir", scratch, "--audit", "none", "--json", ...extra],
+    // No audit log here: the committed manifest's digest says which backup counts.
+    [
+      cli,
+      "verify",
+      "--identity",
+      keyFile,
+      "--scratch-dir",
+      scratch,
+      "--backup",
+      backupId,
+      "--manifest-sha256",
+      sha256,
+      "--audit",
+      "none",
+      "--json",
+      ...extra,
+    ],
     { STRONGROOM_STORE: storeUrl },
     true,
   );

@@ -27,6 +27,13 @@ export const BACKUP_DURATION_SECONDS = "BackupDurationSeconds";
 export const VERIFICATION_OK = "VerificationOk";
 export const VERIFY_RESTORE_SECONDS = "VerifyRestoreSeconds";
 export const VERIFICATION_INCONCLUSIVE = "VerificationInconclusive";
+/**
+ * A backup just catalogued is too large for any verify task's storage
+ * (core/flows/verify-storage.ts): catalog-record emits it without DatabaseId, for the
+ * deployment's VerifyStorageExceeded alarm, the day of the backup, before VerifyFlow's
+ * planner refuses to verify it.
+ */
+export const VERIFY_STORAGE_EXCEEDED = "VerifyStorageExceeded";
 export const NEWEST_BACKUP_AGE_HOURS = "NewestBackupAgeHours";
 export const VERIFIED_AGE_HOURS = "VerifiedAgeHours";
 export const READY = "Ready";

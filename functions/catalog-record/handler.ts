@@ -2,16 +2,20 @@ import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
+import { VerifyStorageError } from "#core/errors.ts";
 import {
   BACKUP_DURATION_SECONDS,
   BACKUP_RECORDED,
   BACKUP_STORED_BYTES,
   backupFacts,
   DATABASE_DIMENSION,
+  VERIFY_STORAGE_EXCEEDED,
 } from "#core/flows/metrics.ts";
+import { FARGATE_EPHEMERAL_GIB, verifyStorage } from "#core/flows/verify-storage.ts";
+import { type Manifest, manifestObject } from "#core/manifest.ts";
 import { S3Store } from "#core/store/s3-store.ts";
 import { type BackupRef, backupRefSchema, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
-import { lambda } from "../common/lambda.ts";
+import { lambda, logger as log } from "../common/lambda.ts";
 
 /**
  * After a backup task: read its manifest (no manifest, no item), write the catalog item,
@@ -34,9 +38,40 @@ export const createHandler = (deps: Deps) =>
       deps.metrics.addMetric(BACKUP_STORED_BYTES, MetricUnit.Bytes, facts.storedBytes);
       deps.metrics.addMetric(BACKUP_DURATION_SECONDS, MetricUnit.Seconds, facts.durationSeconds);
       deps.metrics.publishStoredMetrics();
+      // Said now, the day of the backup, not first by tomorrow's verification failing.
+      const tooLarge = storageProblem(manifest);
+      if (tooLarge) {
+        log.warn("this backup is too large for the verify task's storage", {
+          databaseId: input.databaseId,
+          backupId: input.backupId,
+          problem: tooLarge.message,
+          hint: tooLarge.hint,
+        });
+        deps.metrics.addMetric(VERIFY_STORAGE_EXCEEDED, MetricUnit.Count, 1);
+        deps.metrics.publishStoredMetrics();
+      }
     }
     return { pk: item.pk, sk: item.sk, manifestSha256: sha256 };
   });
+
+/** Why no verify task could hold this backup's restore, or undefined when one can. */
+function storageProblem(manifest: Manifest): VerifyStorageError | undefined {
+  try {
+    verifyStorage(
+      {
+        databaseId: manifest.databaseId,
+        backupId: manifest.backupId,
+        dumpBytes: manifestObject(manifest, "dump").plainBytes,
+        ...(manifest.databaseBytes !== undefined ? { databaseBytes: manifest.databaseBytes } : {}),
+      },
+      FARGATE_EPHEMERAL_GIB.min,
+    );
+    return undefined;
+  } catch (err) {
+    if (err instanceof VerifyStorageError) return err;
+    throw err;
+  }
+}
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = catalogDepsFromEnv;

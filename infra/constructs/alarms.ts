@@ -16,6 +16,7 @@ import {
   SERVICE_DIMENSION,
   VERIFICATION_INCONCLUSIVE,
   VERIFIED_AGE_HOURS,
+  VERIFY_STORAGE_EXCEEDED,
 } from "#core/flows/metrics.ts";
 
 export interface AlarmsProps {
@@ -111,6 +112,25 @@ export class Alarms extends Construct {
         statistic: "Sum",
       }),
       "a verification was inconclusive: the verifier lacks an extension or locale a backup needs (the VerifyFlow execution's audit row and the dashboard name the database; the worker's log names what is missing)",
+    );
+  }
+
+  /**
+   * A backup is too large for any verify task's storage (Fargate: 200 GiB, sized per run
+   * by VerifyFlow's planner): catalog-record emits VerifyStorageExceeded without
+   * DatabaseId the day of the backup, before the planner refuses to verify it.
+   */
+  verifyStorageExceeded(): void {
+    this.add(
+      "VerifyStorageExceeded",
+      new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: VERIFY_STORAGE_EXCEEDED,
+        dimensionsMap: { [SERVICE_DIMENSION]: METRICS_SERVICE },
+        period: Duration.hours(1),
+        statistic: "Sum",
+      }),
+      "a backup is too large for the verify task's storage (Fargate: 200 GiB) and cannot be verified deployed: verify it with `strongroom verify --scratch postgres://…` on a server with room (BackupFlow's catalog-record log names the database and the size)",
     );
   }
 

@@ -82,6 +82,7 @@ export class StrongroomStack extends Stack {
     this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);
     this.alarms.flowFailed(VerifyFlow.NAME, this.verifyFlow.stateMachine);
     this.alarms.verificationInconclusive();
+    this.alarms.verifyStorageExceeded();
     this.alarms.probeFailed(this.handlers.destinationProbe);
     this.alarms.schedulesDeadLettered(this.schedules.deadLetterQueue);
 

@@ -14,6 +14,7 @@ import {
   BACKUP_STORED_BYTES,
   databaseDimensions,
   METRICS_NAMESPACE,
+  VERIFY_STORAGE_EXCEEDED,
 } from "#core/flows/metrics.ts";
 import { objectKey } from "#core/keys.ts";
 import { listAll } from "#core/store/object-store.ts";
@@ -138,6 +139,28 @@ describe("catalog-record handler", () => {
       { namespace: METRICS_NAMESPACE, name: BACKUP_RECORDED, value: 1, dimensions },
       { namespace: METRICS_NAMESPACE, name: BACKUP_STORED_BYTES, value: 9, dimensions },
       { namespace: METRICS_NAMESPACE, name: BACKUP_DURATION_SECONDS, value: 95.5, dimensions },
+    ]);
+  });
+
+  it("warns the day of the backup when no verify task's storage can hold it: VerifyStorageExceeded, for the deployment's alarm", async () => {
+    const record: SimRecord = { published: [], metrics: [] };
+    const handler = catalogRecord({
+      s3,
+      dynamodb: dynamoClient(),
+      storeUrl: store.url,
+      tableName: catalogTable,
+      metrics: new RecordingMetrics(record, METRICS_NAMESPACE),
+    });
+    const fits = await writeBackup(store.store, "sized", NOW, { databaseBytes: 100e9 });
+    await handler({ databaseId: "sized", backupId: fits }, context);
+    expect(record.metrics.map((m) => m.name)).not.toContain(VERIFY_STORAGE_EXCEEDED);
+    const tooLarge = await writeBackup(store.store, "sized", new Date(NOW.getTime() + 86_400_000), {
+      databaseBytes: 400e9,
+    });
+    await handler({ databaseId: "sized", backupId: tooLarge }, context);
+    expect(record.metrics.filter((m) => m.name === VERIFY_STORAGE_EXCEEDED)).toEqual([
+      // Without DatabaseId: the one alarm watches the deployment.
+      { namespace: METRICS_NAMESPACE, name: VERIFY_STORAGE_EXCEEDED, value: 1, dimensions: { service: "strongroom" } },
     ]);
   });
 

@@ -46,9 +46,10 @@ export async function writeBackup(
   store: ObjectStore,
   databaseId: string,
   at: Date,
-  options: { commit?: boolean; audit?: AuditLog; tookMs?: number } = {},
+  options: { commit?: boolean; audit?: AuditLog; tookMs?: number; databaseBytes?: number } = {},
 ): Promise<string> {
   const manifest = sampleManifest(databaseId, at);
+  if (options.databaseBytes !== undefined) manifest.databaseBytes = options.databaseBytes;
   if (options.tookMs) manifest.startedAt = new Date(at.getTime() - options.tookMs).toISOString();
   const { backupId } = manifest;
   for (const o of manifest.objects) await store.putIfAbsent(o.key, "abc");

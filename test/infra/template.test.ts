@@ -362,8 +362,12 @@ describe("the synthesized template", () => {
 
   it("alarms on failed flows, an inconclusive verification, a failed probe, dead-lettered schedules, each database's staleness and its verification age", () => {
     const alarms = ofType("AWS::CloudWatch::Alarm").map(([, a]) => a.Properties);
-    // three flows, inconclusive verifications, the probe, the schedules' dead letters, two databases' staleness and verification age
-    expect(alarms.length).toBe(10);
+    // three flows, inconclusive verifications, a backup too large to verify, the probe,
+    // the schedules' dead letters, two databases' staleness and verification age
+    expect(alarms.length).toBe(11);
+    expect(alarms.filter((a) => a.MetricName === "VerifyStorageExceeded")).toEqual([
+      expect.objectContaining({ Dimensions: [{ Name: "service", Value: "strongroom" }], Threshold: 1 }),
+    ]);
     // One for the deployment, on the metric verification-record emits without DatabaseId.
     expect(alarms.filter((a) => a.MetricName === "VerificationInconclusive")).toEqual([
       expect.objectContaining({
