@@ -3,6 +3,7 @@ import { Ajv, type ErrorObject } from "ajv";
 import { fileProblem, InvalidConfigError } from "#core/errors.ts";
 import { validatePolicy } from "#core/gfs.ts";
 import { assertX25519Recipient } from "#core/recipients.ts";
+import { ecrImageProblem } from "../constructs/ecr-image.ts";
 import { type ExistingNetwork, existingNetworkProblems, networkWarnings } from "../constructs/network.ts";
 import { type DatabaseTls, DEFAULT_DATABASE_TLS, databaseTlsWarning } from "../constructs/tls.ts";
 import { dstProblems } from "./dst.ts";
@@ -27,6 +28,8 @@ export interface VerifySettings {
   maxAgeDays: number;
   /** Extensions verify restores without (with what depends on them): one no verifier has, such as aws_s3. */
   skipExtensions: string[];
+  /** The image verify tasks run instead of the worker image: an ECR image URI, built FROM it. @default the worker image */
+  image?: string;
 }
 
 interface Overridable {
@@ -354,6 +357,10 @@ function checkOverridable(field: string, o: Overridable, passed: (pointer: strin
   if (o.verify?.schedule !== undefined && passed(`${pointer}/verify/schedule`)) {
     const problem = scheduleProblem(o.verify.schedule);
     if (problem) found.push(`${field}.verify.schedule: ${problem}`);
+  }
+  if (o.verify?.image !== undefined && passed(`${pointer}/verify/image`)) {
+    const problem = ecrImageProblem(o.verify.image);
+    if (problem) found.push(`${field}.verify.image: ${problem}`);
   }
   if (o.timeZone !== undefined && passed(`${pointer}/timeZone`) && !isTimeZone(o.timeZone)) {
     found.push(

@@ -71,6 +71,8 @@ const verify: JSONSchemaType<Partial<VerifySettings>> = {
       uniqueItems: true,
       maxItems: 64,
     }),
+    /** An ECR image URI, built FROM the worker image, that verify tasks run instead (load-config checks its form). */
+    image: optional({ type: "string", minLength: 1 }),
   },
 };
 

@@ -117,6 +117,7 @@ export class DatabaseGroup extends NestedStack {
         // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
         environment: worker.verifyEnvironment(),
         secrets: { STRONGROOM_IDENTITY: worker.identitySecret(identity) },
+        ...(db.verify.image !== undefined ? { image: worker.verifyImage(db.verify.image) } : {}),
       });
       this.backupTasks.set(db.id, backup);
       this.restoreTasks.set(db.id, restore);

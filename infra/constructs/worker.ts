@@ -10,6 +10,7 @@ import { Construct } from "constructs";
 import { WORKER_CONTAINER } from "#core/flows/flow-settings.ts";
 import type { Connection, TaskSize } from "../config/load-config.ts";
 import type { BackupBucket } from "./backup-bucket.ts";
+import { ECR_PULL_ACTIONS, parseEcrImageUri } from "./ecr-image.ts";
 import { grantKeys } from "./kms.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
@@ -91,6 +92,8 @@ export class Worker extends Construct {
 
   private readonly image: ecs.ContainerImage;
   private readonly logGroup: logs.LogGroup;
+  /** The repositories of the verify images the config names, each granted to verifyExecutionRole once. */
+  private readonly verifyRepositories = new Set<string>();
 
   constructor(scope: Construct, id: string, props: WorkerProps) {
     super(scope, id);
@@ -214,6 +217,27 @@ export class Worker extends Construct {
     return role;
   }
 
+  /**
+   * The image a database's verify task runs instead of the worker image (its config's
+   * `verify.image`): an image in a private ECR repository, by the URI as written, built
+   * FROM the worker image (same entrypoint, users and VOLUME /tmp: docs/verify.md). The
+   * verify execution role, which every verify task shares, may pull that repository: a
+   * task definition names its image, so the role's other pulls change no task's image.
+   */
+  verifyImage(uri: string): ecs.ContainerImage {
+    const { repositoryArn } = parseEcrImageUri(uri);
+    if (!this.verifyRepositories.has(repositoryArn)) {
+      this.verifyRepositories.add(repositoryArn);
+      this.verifyExecutionRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ECR_PULL_ACTIONS, resources: [repositoryArn] }),
+      );
+      this.verifyExecutionRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ["ecr:GetAuthorizationToken"], resources: ["*"] }),
+      );
+    }
+    return ecs.ContainerImage.fromRegistry(uri);
+  }
+
   /** The identity as the task's STRONGROOM_IDENTITY. */
   identitySecret(identity: secretsmanager.ISecret): ecs.Secret {
     return ecs.Secret.fromSecretsManager(identity);
@@ -238,6 +262,8 @@ export class Worker extends Construct {
       environment: Record<string, string>;
       secrets: Record<string, ecs.Secret>;
       user?: string;
+      /** @default the worker image */
+      image?: ecs.ContainerImage;
     },
   ): ecs.FargateTaskDefinition {
     const def = new ecs.FargateTaskDefinition(scope, id, {
@@ -254,7 +280,7 @@ export class Worker extends Construct {
       volumes: [{ name: "scratch" }],
     });
     const worker = def.addContainer(Worker.CONTAINER, {
-      image: this.image,
+      image: o.image ?? this.image,
       essential: true,
       readonlyRootFilesystem: true,
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: o.family }),
