@@ -115,6 +115,8 @@ async function ours(extra: string[]): Promise<VerifyRun> {
       keyFile,
       "--scratch-dir",
       scratch,
+      "--database-id",
+      "bench",
       "--backup",
       backupId,
       "--manifest-sha256",

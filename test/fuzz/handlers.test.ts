@@ -117,3 +117,20 @@ describe.for([
     );
   });
 });
+
+describe("what a console user can make VerifyFlow do", () => {
+  // VerifyFlow's input is the console's: skipping an extension (verified with exclusions)
+  // or sizing the task's storage is the deployed config's to say, never an execution's.
+  it.for([{ skipExtensions: ["postgis"] }, { ephemeralStorageGiB: 21 }, { command: ["verify", "--deep"] }])(
+    "plan-verify refuses %j beside the database and backup",
+    async (extra) => {
+      const { handler } = handlers["plan-verify"] as { handler: Handler };
+      const error = await handler({ databaseId: "shop", backupId: "latest", ...extra }, lambdaContext).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(error).toMatchObject({ name: "InvalidInputError" });
+      expect((error as Error).message).toContain("must NOT have additional properties");
+    },
+  );
+});
