@@ -7,7 +7,8 @@
  *   14-day record;
  * - VerificationOk, VerifyRestoreSeconds (verification-record, per verification): the
  *   outcome and the measured restore time (RTO) of each verification that verified or
- *   failed; VerificationInconclusive for one the verifier could not decide (a missing
+ *   failed; VerifiedExclusions for one that verified, the extensions its restore left out
+ *   (0 for none); VerificationInconclusive for one the verifier could not decide (a missing
  *   extension or locale), per database and, without DatabaseId, for the deployment's
  *   VerificationInconclusive alarm;
  * - NewestBackupAgeHours, VerifiedAgeHours, Ready (readiness, hourly): the deployed
@@ -34,6 +35,8 @@ export const VERIFICATION_INCONCLUSIVE = "VerificationInconclusive";
  * planner refuses to verify it.
  */
 export const VERIFY_STORAGE_EXCEEDED = "VerifyStorageExceeded";
+/** Per verified verification: how many extensions its restore left out (verified with exclusions; 0 for none). */
+export const VERIFIED_EXCLUSIONS = "VerifiedExclusions";
 export const NEWEST_BACKUP_AGE_HOURS = "NewestBackupAgeHours";
 export const VERIFIED_AGE_HOURS = "VerifiedAgeHours";
 export const READY = "Ready";

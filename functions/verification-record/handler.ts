@@ -8,6 +8,7 @@ import {
   DATABASE_DIMENSION,
   VERIFICATION_INCONCLUSIVE,
   VERIFICATION_OK,
+  VERIFIED_EXCLUSIONS,
   VERIFY_RESTORE_SECONDS,
 } from "#core/flows/metrics.ts";
 import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
@@ -103,6 +104,8 @@ export const createHandler = (deps: Deps) =>
       } else {
         deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
         deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, newest.rto.restoreSeconds);
+        // The dashboard shows "verified with exclusions" as verified 1 beside this count.
+        if (input.ok) deps.metrics.addMetric(VERIFIED_EXCLUSIONS, MetricUnit.Count, left?.extensions.length ?? 0);
       }
       deps.metrics.publishStoredMetrics();
     }

@@ -9,6 +9,7 @@ import {
   METRICS_NAMESPACE,
   NEWEST_BACKUP_AGE_HOURS,
   VERIFICATION_OK,
+  VERIFIED_EXCLUSIONS,
   VERIFY_RESTORE_SECONDS,
 } from "#core/flows/metrics.ts";
 
@@ -68,11 +69,11 @@ export interface DashboardProps {
  */
 export class Dashboard extends Construct {
   /**
-   * What one database's row puts on a dashboard: two widgets, and eight entries in their
-   * metrics arrays (seven metrics and the expression that fills the record's empty days,
+   * What one database's row puts on a dashboard: two widgets, and nine entries in their
+   * metrics arrays (eight metrics and the expression that fills the record's empty days,
    * counted as one too, to be safe).
    */
-  static readonly ROW = { widgets: 2, metrics: 8, heightUnits: 5 } as const;
+  static readonly ROW = { widgets: 2, metrics: 9, heightUnits: 5 } as const;
 
   /**
    * How many databases fit on one dashboard: the most rows whose widgets (with the header
@@ -186,6 +187,8 @@ function row(databaseId: string): cloudwatch.IWidget[] {
       metric(BACKUP_DURATION_SECONDS, "Maximum", hour, "took (s)"),
       metric(VERIFICATION_OK, "Minimum", hour, "verified (1/0)"),
       metric(VERIFY_RESTORE_SECONDS, "Maximum", hour, "restore (s)"),
+      // Verified with exclusions: how many extensions the restore left out (0: none).
+      metric(VERIFIED_EXCLUSIONS, "Maximum", hour, "left out (ext)"),
     ],
   });
   const record = new cloudwatch.TableWidget({

@@ -356,6 +356,8 @@ describe("verification-record handler", () => {
         dimensions: expect.objectContaining({ DatabaseId: "vrec" }),
       }),
       expect.objectContaining({ name: "VerifyRestoreSeconds", value: 12.5 }),
+      // Verified without exclusions: none left out.
+      expect.objectContaining({ name: "VerifiedExclusions", value: 0 }),
     ]);
   });
 

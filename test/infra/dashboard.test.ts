@@ -165,7 +165,8 @@ describe("the dashboard of the example config", () => {
       expect(m.dimensions).toEqual(emitted.databaseDimensions(m.dimensions[emitted.DATABASE_DIMENSION] as string));
     }
     // What a morning needs, per database: the newest backup's age, size and duration, the
-    // last verification's outcome and restore time, and the backups of each of 14 days.
+    // last verification's outcome, restore time and extensions left out, and the backups
+    // of each of 14 days.
     for (const db of ["shop", "billing"]) {
       const shown = new Set(metrics.filter((m) => m.dimensions.DatabaseId === db).map((m) => m.name));
       expect([...shown].sort()).toEqual(
@@ -175,6 +176,7 @@ describe("the dashboard of the example config", () => {
           emitted.BACKUP_DURATION_SECONDS,
           emitted.VERIFICATION_OK,
           emitted.VERIFY_RESTORE_SECONDS,
+          emitted.VERIFIED_EXCLUSIONS,
           emitted.BACKUP_RECORDED,
         ].sort(),
       );

@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import pg from "pg";
@@ -6,6 +8,7 @@ import { beforeAll, describe, expect, inject, it } from "vitest";
 import { ArchiveStatsTap, type TocEntry } from "#worker/stages/archive-stats.ts";
 import { createDatabase, sql } from "../helpers/pg.ts";
 import { chunked } from "../helpers/streams.ts";
+import { tempDir } from "../helpers/temp.ts";
 
 const run = promisify(execFile);
 const pgUrl = inject("pgUrl");
@@ -89,6 +92,58 @@ describe("row counts from the pg_dump archive stream", () => {
       expect(stats?.schemaFingerprint).toMatch(/^[0-9a-f]{64}$/);
     },
   );
+
+  it.for([[1 << 20], [1], [7, 4093, 65536]])(
+    "gives a copy on disk the data offsets pg_dump could not write to its pipe, each pointing at its own block (chunking %j)",
+    async (sizes) => {
+      const { tap: t, out } = await tap(archive, sizes);
+      const patches = t.dataOffsets() ?? [];
+      // Every table's rows and the large objects: one block each.
+      expect(patches.length).toBe(expected.length + 1);
+      const staged = Buffer.from(out);
+      for (const p of patches) {
+        // As written to a pipe: "position not set", offset 0.
+        expect(staged[p.at]).toBe(1);
+        p.bytes.copy(staged, p.at);
+        // A data (1) or large-object (3) block header: its type, then the entry's dump id.
+        expect([1, 3]).toContain(staged[p.dataPos]);
+        expect(staged[p.dataPos + 1]).toBe(0);
+        expect(staged.readUInt32LE(p.dataPos + 2)).toBe(p.dumpId);
+      }
+      // Only offset fields changed: same length, and every other byte as pg_dump wrote it.
+      let changed = 0;
+      for (let i = 0; i < out.length; i++) if (out[i] !== staged[i]) changed++;
+      expect(changed).toBeLessThanOrEqual(patches.length * 9);
+      expect(staged.length).toBe(out.length);
+    },
+  );
+
+  it("restores a copy with its data offsets given with pg_restore -j, every row there", async () => {
+    const { tap: t, out } = await tap(archive, [65536]);
+    const staged = Buffer.from(out);
+    for (const p of t.dataOffsets() ?? []) p.bytes.copy(staged, p.at);
+    const dir = await tempDir("strongroom-offsets-");
+    const file = path.join(dir, "dump.pgc");
+    await writeFile(file, staged);
+    const target = await createDatabase(pgUrl, "offsets");
+    const u = new URL(target.url);
+    await run(`${binDir}/pg_restore`, ["--jobs=2", "--exit-on-error", `--dbname=${target.name}`, file], {
+      env: {
+        ...process.env,
+        PGHOST: u.hostname,
+        PGPORT: u.port,
+        PGUSER: "postgres",
+        PGPASSWORD: decodeURIComponent(u.password),
+      },
+    });
+    for (const e of expected) {
+      const ident = `${pg.escapeIdentifier(e.schema)}.${pg.escapeIdentifier(e.table)}`;
+      const [r] = await sql<{ n: number }>(target.url, `select count(*)::int as n from ${ident}`);
+      expect(r?.n, ident).toBe(e.rows);
+    }
+    const [lo] = await sql<{ n: number }>(target.url, "select count(*)::int as n from pg_largeobject_metadata");
+    expect(lo?.n).toBe(1);
+  }, 60_000);
 
   it("gives the same fingerprint for the same schema and reports non-archives as a failure", async () => {
     const a = await tap(archive, [1 << 16]);

@@ -1,5 +1,5 @@
 import { createWriteStream } from "node:fs";
-import { mkdtemp, rm, statfs } from "node:fs/promises";
+import { mkdtemp, open, rm, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Transform, type Writable } from "node:stream";
@@ -29,6 +29,7 @@ import { countRows } from "../pg/row-counts.ts";
 import { serverInfo } from "../pg/server-info.ts";
 import { type Exclusion, schemaEntries, withoutExtensions } from "../pg/toc.ts";
 import { describeExit, spawnTool, type ToolProcess } from "../pg/tool-process.ts";
+import { ArchiveStatsTap } from "../stages/archive-stats.ts";
 import type { BackupJobOptions } from "./backup-job.ts";
 import { type ChooseEntries, listedFile, listedStream } from "./restore-list.ts";
 import { assertSchemaAbsent, schemaStats } from "./restore-schema.ts";
@@ -298,7 +299,7 @@ async function fetchDump(
   options: RestoreOptions,
   manifest: Manifest,
   sink: Writable,
-  select?: Transform,
+  ...more: Array<Transform | undefined>
 ): Promise<number> {
   const entry = manifestObject(manifest, "dump");
   const dump = dumpStages(options.store, entry, options.identities, {
@@ -332,7 +333,7 @@ async function fetchDump(
     },
   });
   // Taps join the plain path only when asked for: each stage is a hop for every chunk.
-  const taps = [options.tap, select].filter((t): t is Transform => t !== undefined);
+  const taps = [options.tap, ...more].filter((t): t is Transform => t !== undefined);
   await naming(entry, async () =>
     pipeline(
       [dump.read, dump.stored, dump.decrypt, dump.decompress, ...taps, holdBack, sink],
@@ -426,11 +427,12 @@ async function restoreStaged(
   }
   const dir = await mkdtemp(path.join(base, "strongroom-restore-"));
   const list = choose ? await listedFile(choose) : undefined;
+  const offsets = new ArchiveStatsTap();
   try {
     const file = path.join(dir, "dump.pgc");
     try {
       options.onPhase?.("downloading", { totalBytes: need });
-      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }), list?.select);
+      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }), list?.select, offsets);
     } catch (err) {
       if ((err as { code?: string }).code === "ENOSPC") {
         throw new StagingError(`staging dir ${base} filled up while staging the archive`, {
@@ -440,6 +442,7 @@ async function restoreStaged(
       }
       throw err;
     }
+    await giveDataOffsets(file, offsets, options);
     // pg_restore -j builds a table's indexes as soon as its rows are in, while other
     // tables still load: one phase, not two. (Running --section=data, then post-data,
     // would name them apart at the cost of that overlap.)
@@ -462,6 +465,27 @@ async function restoreStaged(
   } finally {
     await rm(dir, { recursive: true, force: true });
     await list?.cleanup();
+  }
+}
+
+/**
+ * The staged archive's TOC gets the data offsets pg_dump could not write to its pipe
+ * (ArchiveStatsTap.dataOffsets), so pg_restore -j seeks to each table's rows instead of
+ * reading the archive from its start for each one. Only the offset fields change, to
+ * where this same walk of these bytes found each block; an archive it could not read
+ * is staged as it came, which pg_restore restores as before, only slower.
+ */
+async function giveDataOffsets(file: string, offsets: ArchiveStatsTap, options: RestoreOptions): Promise<void> {
+  const patches = offsets.dataOffsets();
+  if (!patches) {
+    options.log.debug("the staged archive keeps its TOC as written", { reason: offsets.failure?.message });
+    return;
+  }
+  const handle = await open(file, "r+");
+  try {
+    for (const p of patches) await handle.write(p.bytes, 0, p.bytes.length, p.at);
+  } finally {
+    await handle.close();
   }
 }
 
