@@ -78,6 +78,11 @@ describe("flow plans", () => {
       databaseBytes,
     });
     expect((await planVerify(settings, { databaseId: "shop" }, sized(50e9))).ephemeralStorageGiB).toBe(85);
+    // Room for the database, not for the archive beside it: restored serially.
+    const serial = await planVerify(settings, { databaseId: "shop" }, sized(150e9));
+    expect(serial.ephemeralStorageGiB).toBe(178);
+    expect(serial.command.slice(-2)).toEqual(["--jobs", "1"]);
+    expect((await planVerify(settings, { databaseId: "shop" }, sized(50e9))).command).not.toContain("--jobs");
     await expect(planVerify(settings, { databaseId: "shop" }, sized(400e9))).rejects.toMatchObject({
       name: "VerifyStorageError",
     });

@@ -312,6 +312,8 @@ export async function planVerify(
   ];
   if (db.verify.deep) command.push("--deep");
   for (const name of db.verify.skipExtensions ?? []) command.push("--skip-extension", name);
+  // No room to stage the archive beside the cluster: a serial, streaming restore.
+  if (!storage.staged) command.push("--jobs", "1");
   return {
     databaseId: db.id,
     backupId,

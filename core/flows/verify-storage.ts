@@ -23,13 +23,20 @@ export interface VerifyStorage {
   /** What the restore needs, in GiB, and what it was reckoned from. */
   neededGiB: number;
   basis: "databaseBytes" | "dumpBytes";
+  /**
+   * Whether there is room to stage the archive for a parallel restore. Without it the
+   * task restores serially (`--jobs 1`), streaming: slower, but the largest database
+   * Fargate's storage can verify grows by the archive's size.
+   */
+  staged: boolean;
 }
 
 /**
  * The storage for verifying one backup: the database as the backup recorded it, grown by
  * a margin, the staged archive, and headroom; never less than `configuredGiB` (the
- * task definition's). What needs more than Fargate's 200 GiB is refused here, before
- * anything runs, by a typed error that VerifyFlow's failure notification carries.
+ * task definition's). Where the staged archive would not fit, a serial restore without
+ * it; what needs more than Fargate's 200 GiB even so is refused here, before anything
+ * runs, by a typed error that VerifyFlow's failure notification carries.
  */
 export function verifyStorage(
   backup: { databaseId: string; backupId: string; databaseBytes?: number; dumpBytes: number },
@@ -37,10 +44,13 @@ export function verifyStorage(
 ): VerifyStorage {
   const basis = backup.databaseBytes !== undefined ? "databaseBytes" : "dumpBytes";
   const database = backup.databaseBytes ?? backup.dumpBytes * DATABASE_PER_DUMP_BYTE;
-  const neededGiB = Math.ceil((database * GROWTH + backup.dumpBytes + HEADROOM_BYTES) / GiB);
+  const serialGiB = Math.ceil((database * GROWTH + HEADROOM_BYTES) / GiB);
+  const stagedGiB = Math.ceil((database * GROWTH + backup.dumpBytes + HEADROOM_BYTES) / GiB);
+  const staged = stagedGiB <= FARGATE_EPHEMERAL_GIB.max;
+  const neededGiB = staged ? stagedGiB : serialGiB;
   if (neededGiB > FARGATE_EPHEMERAL_GIB.max) {
     throw new VerifyStorageError(
-      `verifying ${backup.databaseId}/${backup.backupId} needs about ${neededGiB} GiB of scratch storage (a ${gib(database)} GiB database and its ${gib(backup.dumpBytes)} GiB archive); a Fargate task has at most ${FARGATE_EPHEMERAL_GIB.max} GiB`,
+      `verifying ${backup.databaseId}/${backup.backupId} needs about ${neededGiB} GiB of scratch storage for a ${gib(database)} GiB database, restored serially; a Fargate task has at most ${FARGATE_EPHEMERAL_GIB.max} GiB`,
       {
         hint: "verify it where the storage is: `strongroom verify --scratch postgres://…` against a server with room for it, or --scratch auto on a machine with the disk",
       },
@@ -50,6 +60,7 @@ export function verifyStorage(
     ephemeralGiB: Math.max(FARGATE_EPHEMERAL_GIB.min, configuredGiB, neededGiB),
     neededGiB,
     basis,
+    staged,
   };
 }
 

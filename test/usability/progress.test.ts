@@ -99,7 +99,7 @@ describe("progress", () => {
       "checks started",
       "done",
     ]);
-    // In parallel (verify's default on more than one core): staged, then pg_restore -j.
+    // In parallel (verify's default from 4 cores): staged, then pg_restore -j.
     const parallel = await run("2");
     expect(parallel.code, parallel.stderr).toBe(0);
     expect(phases(events(parallel.stderr)).filter((p) => !p.endsWith(" finished"))).toEqual([
