@@ -118,6 +118,16 @@ describe("row counts from the pg_dump archive stream", () => {
     },
   );
 
+  it("finds the same data offsets while choosing entries (the staged restore's one walk)", async () => {
+    const plain = (await tap(archive, [4093])).tap.dataOffsets();
+    const choosing = new ArchiveStatsTap({ onToc: async () => new Set(), write: async () => undefined });
+    await pipeline(chunked(archive, [4093]), choosing, async (source) => {
+      for await (const _ of source);
+    });
+    expect(choosing.dataOffsets()).toEqual(plain);
+    expect(plain?.length).toBeGreaterThan(0);
+  });
+
   it("restores a copy with its data offsets given with pg_restore -j, every row there", async () => {
     const { tap: t, out } = await tap(archive, [65536]);
     const staged = Buffer.from(out);

@@ -54,7 +54,7 @@ export async function listedStream(
  */
 export async function listedFile(
   choose: ChooseEntries,
-): Promise<{ select: Transform; args: () => Promise<string[]>; cleanup: () => Promise<void> }> {
+): Promise<{ select: ArchiveStatsTap; args: () => Promise<string[]>; cleanup: () => Promise<void> }> {
   const { file, cleanup } = await listFile();
   let chosen: TocEntry[] | undefined;
   const select = new ArchiveStatsTap({

@@ -427,12 +427,13 @@ async function restoreStaged(
   }
   const dir = await mkdtemp(path.join(base, "strongroom-restore-"));
   const list = choose ? await listedFile(choose) : undefined;
-  const offsets = new ArchiveStatsTap();
+  // One walk of the archive serves both: the list's choice and the data offsets.
+  const offsets = list?.select ?? new ArchiveStatsTap();
   try {
     const file = path.join(dir, "dump.pgc");
     try {
       options.onPhase?.("downloading", { totalBytes: need });
-      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }), list?.select, offsets);
+      await fetchDump(options, manifest, createWriteStream(file, { mode: 0o600 }), offsets);
     } catch (err) {
       if ((err as { code?: string }).code === "ENOSPC") {
         throw new StagingError(`staging dir ${base} filled up while staging the archive`, {

@@ -238,6 +238,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
     let restored = missing.length === 0;
     let excluded: Exclusion | undefined;
     const jobs = options.jobs ?? 1;
+    const stagingDir = options.scratch === "auto" ? options.scratchDir : options.stagingDir;
     try {
       if (stats instanceof StrongroomError) throw stats;
       if (missing.length > 0) throw new InconclusiveMarker();
@@ -254,13 +255,7 @@ async function verifyManifest(options: VerifyOptions, manifest: Manifest, at: Da
         tap: archive,
         jobs,
         // Staged beside the auto cluster: the same volume, sized for both (infra sizes it).
-        ...(options.scratch === "auto"
-          ? options.scratchDir
-            ? { stagingDir: options.scratchDir }
-            : {}
-          : options.stagingDir
-            ? { stagingDir: options.stagingDir }
-            : {}),
+        ...(stagingDir ? { stagingDir } : {}),
         ...(options.skipExtensions?.length ? { skipExtensions: options.skipExtensions } : {}),
         log: options.log,
         ...(options.signal ? { signal: options.signal } : {}),
