@@ -192,7 +192,8 @@ describe("who may publish to the alarm topic, as SNS evaluates its policy", () =
     const [policy] = names.resourcesOf("AWS::SNS::TopicPolicy");
     // Every stack's: each database's alarms are in its nested stack.
     const alarms = synth.stacks.flatMap((n) => n.resourcesOf("AWS::CloudWatch::Alarm").map((a) => ({ ...a, n })));
-    expect(alarms.length).toBe(6 + 2 * 2);
+    // seven deployment alarms (three flows, inconclusive, storage exceeded, probe, dead letters) and two per database
+    expect(alarms.length).toBe(7 + 2 * 2);
     for (const alarm of alarms) {
       expect(alarm.properties.AlarmActions).toEqual([topicArn]);
       const out = await runSimulation(

@@ -325,7 +325,13 @@ describe("npm run sim runs the synthesized flows", () => {
       }),
     );
     expect(unmarshall(item.Items?.[0] ?? {})).toMatchObject({ lastVerifyOk: true, lastVerifiedAt: expect.any(String) });
-    expect(result.metrics.map((m) => m.name).sort()).toEqual(["VerificationOk", "VerifyRestoreSeconds"]);
+    expect(result.metrics.map((m) => m.name).sort()).toEqual([
+      "VerificationOk",
+      "VerifiedExclusions",
+      "VerifyRestoreSeconds",
+    ]);
+    // Nothing was left out of this restore, so the dashboard's "left out" counts zero.
+    expect(result.metrics.find((m) => m.name === "VerifiedExclusions")).toMatchObject({ value: 0 });
     const [summary] = (await listVerifications(store(), "shop")).filter((v) => v.backupId === backupId);
     expect(summary).toMatchObject({ kind: "restore", ok: true });
     expect(summary?.checks.map((c) => c.name)).toEqual(["preflight", "restore", "row-counts", "schema", "constraints"]);
