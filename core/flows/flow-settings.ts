@@ -4,6 +4,7 @@ import { clientConfigFromEnv } from "../aws-env.ts";
 import { InvalidConfigError } from "../errors.ts";
 import { optional } from "../json-schema.ts";
 import { DATABASE_ID_PATTERN } from "../keys.ts";
+import type { VerifyStorageKind } from "./verify-storage.ts";
 
 /**
  * What the deployed flows know about the databases: which task definition runs each
@@ -28,10 +29,20 @@ export interface DatabaseSettings {
   restoreTaskDefinition: string;
   /** Restores into a scratch cluster inside the task and checks it (no database secret). */
   verifyTaskDefinition: string;
+  /**
+   * The same verify task with its scratch cluster on an EBS volume configured at launch
+   * (/mnt), for what ephemeral storage cannot hold: absent in settings written before it.
+   */
+  verifyVolumeTaskDefinition?: string;
   retention: { daily: number; weekly: number; monthly: number; timeZone: string };
-  /** skipExtensions: absent in settings written before it was. */
-  /** skipExtensions, ephemeralGiB (the verify task definition's storage): absent in settings written before them. */
-  verify: { deep: boolean; maxAgeDays: number; skipExtensions?: string[]; ephemeralGiB?: number };
+  /** skipExtensions, ephemeralGiB (the verify task definition's storage), storage: absent in settings written before them. */
+  verify: {
+    deep: boolean;
+    maxAgeDays: number;
+    skipExtensions?: string[];
+    ephemeralGiB?: number;
+    storage?: VerifyStorageKind;
+  };
 }
 
 /** Another server a restore may target, by the secret holding its connection. */
@@ -60,6 +71,7 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
     backupTaskDefinition: { type: "string", minLength: 1 },
     restoreTaskDefinition: { type: "string", minLength: 1 },
     verifyTaskDefinition: { type: "string", minLength: 1 },
+    verifyVolumeTaskDefinition: optional({ type: "string", minLength: 1 }),
     retention: {
       type: "object",
       additionalProperties: false,
@@ -75,6 +87,7 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
         maxAgeDays: { type: "integer", minimum: 1 },
         skipExtensions: optional({ type: "array", items: { type: "string", minLength: 1 } }),
         ephemeralGiB: optional({ type: "integer", minimum: 21, maximum: 200 }),
+        storage: optional({ type: "string", enum: ["auto", "ebs"] }),
       },
     },
   },

@@ -19,6 +19,7 @@ const settings = new StaticSettings({
       backupTaskDefinition: "arn:backup-rds:1",
       restoreTaskDefinition: "arn:restore-rds:1",
       verifyTaskDefinition: "arn:verify-rds:1",
+      verifyVolumeTaskDefinition: "arn:verify-ebs-rds:1",
       retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
       verify: { deep: false, maxAgeDays: 2, skipExtensions: ["aws_s3", "aws_commons"] },
     },
@@ -66,6 +67,7 @@ describe("flow plans", () => {
         "--deep",
       ],
       // No size in the ledger's answer here: the smallest Fargate storage.
+      storage: "ephemeral",
       ephemeralStorageGiB: 21,
     });
     await expect(planVerify(settings, { databaseId: "nope" }, latest)).rejects.toThrow(/no database "nope"/);
@@ -83,9 +85,17 @@ describe("flow plans", () => {
     expect(serial.ephemeralStorageGiB).toBe(178);
     expect(serial.command.slice(-2)).toEqual(["--jobs", "1"]);
     expect((await planVerify(settings, { databaseId: "shop" }, sized(50e9))).command).not.toContain("--jobs");
+    // shop's settings predate the volume task definition: ephemeral storage is all it has.
     await expect(planVerify(settings, { databaseId: "shop" }, sized(400e9))).rejects.toMatchObject({
       name: "VerifyStorageError",
     });
+    // rds has one: past ephemeral storage, its volume definition and an EBS volume of the size needed.
+    const large = await planVerify(settings, { databaseId: "rds" }, sized(400e9));
+    expect(large).toMatchObject({ storage: "ebs", taskDefinition: "arn:verify-ebs-rds:1", volumeGiB: 655 });
+    expect(large.command).not.toContain("--jobs");
+    const small = await planVerify(settings, { databaseId: "rds" }, sized(50e9));
+    expect(small).toMatchObject({ storage: "ephemeral", taskDefinition: "arn:verify-rds:1", ephemeralStorageGiB: 85 });
+    expect(small).not.toHaveProperty("volumeGiB");
   });
 
   it("tells the verify task the extensions the config skips, each as its own argument", async () => {

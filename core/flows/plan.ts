@@ -275,6 +275,16 @@ export function hintInFlowTerms(command: string, hint: string): string {
   return hint.replace(/--[a-z][a-z-]*(?![\w=-])/g, (flag) => RESTORE_FLAGS_IN_INPUT[flag] ?? flag);
 }
 
+/** VerifyFlow's plan: the task, and the storage its run gets (VerifyFlow chooses its RunTask state by `storage`). */
+export type VerifyPlan = TaskPlan & {
+  manifestSha256: string;
+  storage: "ephemeral" | "ebs";
+  /** RunTask's overrides.ephemeralStorage.sizeInGiB. */
+  ephemeralStorageGiB: number;
+  /** With storage "ebs": the volume's size, RunTask's volumeConfigurations[0].managedEBSVolume.sizeInGiB. */
+  volumeGiB?: number;
+};
+
 /**
  * VerifyFlow's first step, started by each database's verify schedule with
  * `{"databaseId"}` (or by hand with a `backupId`): resolves `latest` here, so the audit
@@ -285,7 +295,7 @@ export async function planVerify(
   settings: FlowSettings,
   input: { databaseId: string; backupId?: string },
   resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
-): Promise<TaskPlan & { manifestSha256: string; ephemeralStorageGiB: number }> {
+): Promise<VerifyPlan> {
   const db = await configuredDatabase(settings, input.databaseId);
   const { backupId, manifestSha256, dumpBytes, databaseBytes } = await resolve(db.id, input.backupId ?? "latest");
   // Sized for this backup, before anything runs: one no task can hold is refused here.
@@ -297,6 +307,7 @@ export async function planVerify(
       ...(databaseBytes !== undefined ? { databaseBytes } : {}),
     },
     db.verify.ephemeralGiB ?? FARGATE_EPHEMERAL_GIB.min,
+    { kind: db.verify.storage ?? "auto", ebsAvailable: db.verifyVolumeTaskDefinition !== undefined },
   );
   const command = [
     "verify",
@@ -317,10 +328,13 @@ export async function planVerify(
   return {
     databaseId: db.id,
     backupId,
-    taskDefinition: db.verifyTaskDefinition,
+    // The definition whose scratch is a volume configured at launch only gets one.
+    taskDefinition: storage.kind === "ebs" ? (db.verifyVolumeTaskDefinition as string) : db.verifyTaskDefinition,
     container: WORKER_CONTAINER,
     command,
     manifestSha256,
+    storage: storage.kind,
     ephemeralStorageGiB: storage.ephemeralGiB,
+    ...(storage.kind === "ebs" ? { volumeGiB: storage.volumeGiB } : {}),
   };
 }

@@ -65,6 +65,8 @@ function storageProblem(manifest: Manifest): VerifyStorageError | undefined {
         ...(manifest.databaseBytes !== undefined ? { databaseBytes: manifest.databaseBytes } : {}),
       },
       FARGATE_EPHEMERAL_GIB.min,
+      // Deployed with this function, every database has a verify task on an EBS volume.
+      { ebsAvailable: true },
     );
     return undefined;
   } catch (err) {

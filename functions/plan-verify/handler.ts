@@ -1,12 +1,12 @@
 import type { JSONSchemaType } from "ajv";
 import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
-import { planVerify, type TaskPlan } from "#core/flows/plan.ts";
+import { planVerify, type VerifyPlan } from "#core/flows/plan.ts";
 import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { committedIn, type LedgerDeps, ledgerDepsFromEnv } from "../common/deps.ts";
 import { lambda } from "../common/lambda.ts";
 
-/** VerifyFlow's first state: which backup (latest resolved), which task definition, which argv. */
+/** VerifyFlow's first state: which backup (latest resolved), which task definition, which argv, and the storage its run gets. */
 export interface PlanVerifyInput {
   databaseId: string;
   /** A backup id, or `latest`: the newest committed backup. */
@@ -28,9 +28,7 @@ export interface Deps extends LedgerDeps {
 }
 
 export const createHandler = (deps: Deps) =>
-  lambda<PlanVerifyInput, TaskPlan & { manifestSha256: string; ephemeralStorageGiB: number }>(schema, async (input) =>
-    planVerify(deps.settings, input, committedIn(deps)),
-  );
+  lambda<PlanVerifyInput, VerifyPlan>(schema, async (input) => planVerify(deps.settings, input, committedIn(deps)));
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({

@@ -30,6 +30,11 @@ export interface VerifySettings {
   skipExtensions: string[];
   /** The image verify tasks run instead of the worker image: an ECR image URI, built FROM it. @default the worker image */
   image?: string;
+  /**
+   * Where a verify run's scratch cluster goes: `auto`, the task's ephemeral storage while
+   * it holds the restore (up to 200 GiB) and an EBS volume beyond; `ebs`, an EBS volume always.
+   */
+  storage: "auto" | "ebs";
 }
 
 interface Overridable {
@@ -145,7 +150,13 @@ export const DEFAULTS = {
   // after the nightly backup, and a database whose newest success is two days old counts
   // as unverified. RDS's own extensions are on no verifier; where a database has one,
   // its config names it in skipExtensions.
-  verify: { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [] as string[] },
+  verify: {
+    schedule: "cron(0 5 * * ? *)",
+    deep: false,
+    maxAgeDays: 2,
+    skipExtensions: [] as string[],
+    storage: "auto" as "auto" | "ebs",
+  },
 } as const;
 
 /**

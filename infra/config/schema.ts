@@ -73,6 +73,8 @@ const verify: JSONSchemaType<Partial<VerifySettings>> = {
     }),
     /** An ECR image URI, built FROM the worker image, that verify tasks run instead (load-config checks its form). */
     image: optional({ type: "string", minLength: 1 }),
+    /** `auto`: ephemeral storage up to 200 GiB, an EBS volume beyond; `ebs`: an EBS volume for every run. */
+    storage: optional({ type: "string", enum: ["auto", "ebs"] }),
   },
 };
 

@@ -13,7 +13,7 @@ import { noManifestOverwrite } from "./backup-bucket.ts";
 import { allowKeys } from "./kms.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import { databaseSchedules } from "./schedules.ts";
-import { connectionEnvironment, connectionSecrets, rolePath, taskFamily, type Worker } from "./worker.ts";
+import { connectionEnvironment, connectionSecrets, rolePath, taskFamily, Worker } from "./worker.ts";
 
 /**
  * How many groups the databases are spread over, by a hash of their id. A database's
@@ -103,22 +103,33 @@ export class DatabaseGroup extends NestedStack {
           STRONGROOM_IDENTITY: worker.identitySecret(identity),
         },
       });
-      const verify = worker.defineTask(this, `VerifyTask-${db.id}`, {
-        family: taskFamily(worker.name, "verify", db.id),
-        size: db.task,
-        taskRole: this.verifyRole(worker, db.id),
-        executionRole: worker.verifyExecutionRole,
-        // Restoring a dump runs code its roles wrote. The worker runs as root here so that
-        // it can start the scratch server as the image's `postgres` user with an
-        // allowlisted environment: that user cannot read root's /proc/<pid>/environ (the
-        // identity, the credentials endpoint's relative URI) or its memory, as the
-        // image's `node` user, sharing the worker's uid, could (docs/trust.md).
-        user: "0",
-        // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
-        environment: worker.verifyEnvironment(),
-        secrets: { STRONGROOM_IDENTITY: worker.identitySecret(identity) },
-        ...(db.verify.image !== undefined ? { image: worker.verifyImage(db.verify.image) } : {}),
-      });
+      const verifyRole = this.verifyRole(worker, db.id);
+      const verifyTask = (id: string, family: string, scratchDir?: string) =>
+        worker.defineTask(this, id, {
+          family,
+          size: db.task,
+          taskRole: verifyRole,
+          executionRole: worker.verifyExecutionRole,
+          // Restoring a dump runs code its roles wrote. The worker runs as root here so that
+          // it can start the scratch server as the image's `postgres` user with an
+          // allowlisted environment: that user cannot read root's /proc/<pid>/environ (the
+          // identity, the credentials endpoint's relative URI) or its memory, as the
+          // image's `node` user, sharing the worker's uid, could (docs/trust.md).
+          user: "0",
+          // The scratch cluster lives on the task's scratch volume (the root filesystem is read-only).
+          environment: worker.verifyEnvironment(scratchDir),
+          secrets: { STRONGROOM_IDENTITY: worker.identitySecret(identity) },
+          ...(db.verify.image !== undefined ? { image: worker.verifyImage(db.verify.image) } : {}),
+          ...(scratchDir !== undefined ? { launchVolumeAt: scratchDir } : {}),
+        });
+      const verify = verifyTask(`VerifyTask-${db.id}`, taskFamily(worker.name, "verify", db.id));
+      // The same task with its scratch cluster on an EBS volume ECS creates at launch and
+      // deletes when the task stops: for what ephemeral storage (200 GiB) cannot hold.
+      const verifyOnVolume = verifyTask(
+        `VerifyVolumeTask-${db.id}`,
+        taskFamily(worker.name, "verify-ebs", db.id),
+        Worker.VERIFY_VOLUME_PATH,
+      );
       this.backupTasks.set(db.id, backup);
       this.restoreTasks.set(db.id, restore);
       this.verifyTasks.set(db.id, verify);
@@ -127,12 +138,14 @@ export class DatabaseGroup extends NestedStack {
         backupTaskDefinition: backup.taskDefinitionArn,
         restoreTaskDefinition: restore.taskDefinitionArn,
         verifyTaskDefinition: verify.taskDefinitionArn,
+        verifyVolumeTaskDefinition: verifyOnVolume.taskDefinitionArn,
         retention: { ...db.retention, timeZone: db.timeZone },
         verify: {
           deep: db.verify.deep,
           maxAgeDays: db.verify.maxAgeDays,
           skipExtensions: db.verify.skipExtensions,
           ephemeralGiB: db.task.ephemeralGiB,
+          storage: db.verify.storage,
         },
       };
       new ssm.StringParameter(this, `Settings-${db.id}`, {

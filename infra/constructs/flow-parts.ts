@@ -9,7 +9,7 @@ import type { Construct } from "constructs";
 import type { Handlers } from "./handlers.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import type { Network } from "./network.ts";
-import type { Duty, Worker } from "./worker.ts";
+import { type Duty, Worker } from "./worker.ts";
 
 /**
  * Pieces BackupFlow and RestoreFlow share. The ASL is JSONPath (not JSONata), which
@@ -85,14 +85,24 @@ export function runWorkerTask(
   name: string,
   worker: Worker,
   network: Network,
-  /** @default network.securityGroupIds */
-  securityGroupIds: string[] = network.securityGroupIds,
-  /**
-   * Size the task's ephemeral storage per run from the plan's `ephemeralStorageGiB`
-   * (VerifyFlow: the backup's database, core/flows/verify-storage.ts). @default the task definition's
-   */
-  sizedByPlan = false,
+  options: {
+    /** @default network.securityGroupIds */
+    securityGroupIds?: string[];
+    /**
+     * Size the task's ephemeral storage per run from the plan's `ephemeralStorageGiB`
+     * (VerifyFlow: the backup's database, core/flows/verify-storage.ts). @default the task definition's
+     */
+    sizedByPlan?: boolean;
+    /**
+     * Give the task definition's volume configured at launch an EBS gp3 volume of the
+     * plan's `volumeGiB`, created by ECS with this infrastructure role and deleted when
+     * the task stops. @default none (the definition must then configure none at launch)
+     */
+    volumeRole?: iam.IRole;
+  } = {},
 ): sfn.CustomState {
+  const securityGroupIds = options.securityGroupIds ?? network.securityGroupIds;
+  const sizedByPlan = options.sizedByPlan ?? false;
   const state = new sfn.CustomState(scope, name, {
     stateJson: {
       Type: "Task",
@@ -114,6 +124,25 @@ export function runWorkerTask(
           ...(sizedByPlan ? { EphemeralStorage: { "SizeInGiB.$": "$.plan.ephemeralStorageGiB" } } : {}),
         },
         PropagateTags: "TASK_DEFINITION",
+        ...(options.volumeRole !== undefined
+          ? {
+              VolumeConfigurations: [
+                {
+                  Name: Worker.LAUNCH_VOLUME,
+                  ManagedEBSVolume: {
+                    "SizeInGiB.$": "$.plan.volumeGiB",
+                    VolumeType: "gp3",
+                    // A restore writes as fast as it can: gp3's baseline is 125 MiB/s.
+                    Throughput: 500,
+                    Encrypted: true,
+                    FilesystemType: "ext4",
+                    RoleArn: options.volumeRole.roleArn,
+                    TerminationPolicy: { DeleteOnTermination: true },
+                  },
+                },
+              ],
+            }
+          : {}),
       },
       ResultSelector: { "taskArn.$": "$.TaskArn", "stopCode.$": "$.StopCode" },
       ResultPath: "$.task",
@@ -143,7 +172,7 @@ export function runWorkerTask(
 export function allowRunningTasks(
   machine: sfn.StateMachine,
   worker: Worker,
-  duties: ReadonlyArray<Duty | "target">,
+  duties: ReadonlyArray<Duty | "target" | "verify-ebs">,
 ): void {
   const stack = Stack.of(machine);
   const families = duties.map((duty) =>
@@ -157,14 +186,15 @@ export function allowRunningTasks(
       conditions: { ArnEquals: { "ecs:cluster": worker.cluster.clusterArn } },
     }),
   );
-  const roles = [...new Set(duties.map((d) => (d === "target" ? "restore" : d)))].map((duty) =>
-    stack.formatArn({
-      service: "iam",
-      region: "",
-      resource: "role",
-      // `<duty>-task/…` and `<duty>-execution/…` (rolePath).
-      resourceName: `strongroom/${worker.name}/${duty}-*`,
-    }),
+  const roles = [...new Set(duties.map((d) => (d === "target" ? "restore" : d === "verify-ebs" ? "verify" : d)))].map(
+    (duty) =>
+      stack.formatArn({
+        service: "iam",
+        region: "",
+        resource: "role",
+        // `<duty>-task/…` and `<duty>-execution/…` (rolePath).
+        resourceName: `strongroom/${worker.name}/${duty}-*`,
+      }),
   );
   machine.addToRolePolicy(
     new iam.PolicyStatement({
@@ -272,6 +302,12 @@ export interface FlowProps {
  * (after `onFailure`, when given: a best-effort step whose own failure is ignored).
  * Builds the state machine with its ECS permissions and cdk-nag acknowledgements.
  */
+/** A step that is one of several states: `choice` picks a branch, and every branch goes on to the next step. */
+export interface Fork {
+  choice: sfn.Choice;
+  branches: sfn.CustomState[];
+}
+
 export function auditedFlow(
   scope: Construct,
   o: {
@@ -279,7 +315,8 @@ export function auditedFlow(
     kind: "backup" | "restore" | "verify";
     props: FlowProps;
     plan: tasks.LambdaInvoke;
-    steps: Array<tasks.LambdaInvoke | sfn.CustomState>;
+    /** In order; a fork is a Choice whose branches (each caught like a step) meet at the next step. */
+    steps: Array<tasks.LambdaInvoke | sfn.CustomState | Fork>;
     done: string;
     invoked: lambda.IFunction[];
     /** Runs first when a step fails; its result is discarded, so `$.error` stays the step's. */
@@ -310,11 +347,20 @@ export function auditedFlow(
   o.plan.addCatch(failed, { resultPath: "$.error" });
   let chain = sfn.Chain.start(o.plan);
   for (const step of o.steps) {
+    if ("choice" in step) {
+      for (const branch of step.branches) branch.addCatch(onStepFailure, { resultPath: "$.error" });
+      chain = chain.next(step.choice.afterwards());
+      continue;
+    }
     step.addCatch(onStepFailure, { resultPath: "$.error" });
     chain = chain.next(step);
   }
   const machine = flowStateMachine(scope, o.flow, chain.next(new sfn.Succeed(scope, o.done)));
-  allowRunningTasks(machine, worker, o.kind === "restore" ? ["restore", "target"] : [o.kind]);
+  allowRunningTasks(
+    machine,
+    worker,
+    o.kind === "restore" ? ["restore", "target"] : o.kind === "verify" ? ["verify", "verify-ebs"] : [o.kind],
+  );
   acknowledgeFlowRole(machine, [...o.invoked, handlers.auditAppend]);
   return machine;
 }

@@ -1,6 +1,7 @@
+import * as iam from "aws-cdk-lib/aws-iam";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
+import { audit, auditedFlow, type FlowProps, type Fork, invoke, runWorkerTask } from "./flow-parts.ts";
 
 /**
  * VerifyFlow, started by each database's verify schedule with `{"databaseId"}` (or by
@@ -38,7 +39,7 @@ export class VerifyFlow extends Construct {
       plan: invoke(this, "Plan verify", handlers.planVerify, undefined, "$.plan"),
       steps: [
         audit(this, "Audit verify.start", handlers.auditAppend, "verify.start", flow, { details }),
-        runWorkerTask(this, "Run verify task", props.worker, props.network, props.network.verifySecurityGroupIds, true),
+        this.runVerifyTask(props),
         // The verdict is the flow's (the task exited 0 here), never a summary in the bucket.
         invoke(this, "Record verification", handlers.verificationRecord, { ...verified, ok: true }, "$.verification"),
         audit(this, "Audit verify.ok", handlers.auditAppend, "verify.ok", flow, {
@@ -77,5 +78,32 @@ export class VerifyFlow extends Construct {
           )
           .otherwise(recordFailure),
     });
+    // ECS assumes the volume role to create and delete the run's EBS volume; the flow
+    // passes it to ECS itself, never to a task.
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ["iam:PassRole"],
+        resources: [props.worker.verifyVolumeRole.roleArn],
+        conditions: { StringEquals: { "iam:PassedToService": "ecs.amazonaws.com" } },
+      }),
+    );
+  }
+
+  /**
+   * The verify task, on the storage the plan chose for this backup: ephemeral storage
+   * sized per run, or, for what that cannot hold (or `verify.storage: "ebs"`), the
+   * task definition whose scratch is an EBS volume, sized per run and created at launch.
+   */
+  private runVerifyTask(props: FlowProps): Fork {
+    const common = { securityGroupIds: props.network.verifySecurityGroupIds, sizedByPlan: true };
+    const onEphemeral = runWorkerTask(this, "Run verify task", props.worker, props.network, common);
+    const onVolume = runWorkerTask(this, "Run verify task on a volume", props.worker, props.network, {
+      ...common,
+      volumeRole: props.worker.verifyVolumeRole,
+    });
+    const choice = new sfn.Choice(this, "Storage?")
+      .when(sfn.Condition.stringEquals("$.plan.storage", "ebs"), onVolume)
+      .otherwise(onEphemeral);
+    return { choice, branches: [onEphemeral, onVolume] };
   }
 }

@@ -78,6 +78,10 @@ export type Duty = "backup" | "restore" | "verify";
  */
 export class Worker extends Construct {
   static readonly CONTAINER = WORKER_CONTAINER;
+  /** The volume RunTask's volumeConfigurations name: the only one a task definition may configure at launch. */
+  static readonly LAUNCH_VOLUME = "launch-volume";
+  /** Where a verify task's EBS volume is mounted, and its scratch cluster goes. */
+  static readonly VERIFY_VOLUME_PATH = "/mnt";
   readonly name: string;
   readonly cluster: ecs.Cluster;
   readonly bucket: BackupBucket;
@@ -87,6 +91,11 @@ export class Worker extends Construct {
   readonly restoreRole: iam.Role;
   /** Pulls the image, writes logs and reads the identity: every verify task's. */
   readonly verifyExecutionRole: iam.Role;
+  /**
+   * ECS's infrastructure role for the EBS volumes verify tasks get at launch: ECS assumes
+   * it to create, attach and delete each volume. VerifyFlow passes it (to ecs.amazonaws.com only).
+   */
+  readonly verifyVolumeRole: iam.Role;
   readonly identitySecretArn: string;
   readonly kmsKeyArns: readonly string[];
 
@@ -142,6 +151,21 @@ export class Worker extends Construct {
     );
     grantKeys(this.restoreRole, this.kmsKeyArns, "s3-read");
     this.verifyExecutionRole = this.executionRole(this, "VerifyExecutionRole", "verify", [props.identitySecretArn]);
+    this.verifyVolumeRole = new iam.Role(this, "VerifyVolumeRole", {
+      // ECS itself, not a task: the volume's lifecycle is ECS's, and no container holds this role.
+      assumedBy: new iam.ServicePrincipal("ecs.amazonaws.com"),
+      // Not under verify-*: flows pass those to ECS tasks, and no task may hold this role.
+      path: rolePath(this.name, "ecs-volume"),
+      description: `strongroom ${this.name} ECS infrastructure role: the EBS volumes verify tasks get at launch`,
+      managedPolicies: [
+        iam.ManagedPolicy.fromAwsManagedPolicyName("service-role/AmazonECSInfrastructureRolePolicyForVolumes"),
+      ],
+    });
+    Validations.of(this.verifyVolumeRole).acknowledge({
+      id: "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonECSInfrastructureRolePolicyForVolumes]",
+      reason:
+        "AmazonECSInfrastructureRolePolicyForVolumes is the policy ECS documents for its infrastructure role; it lets ECS create, attach and delete only volumes it tags as its own",
+    });
 
     const targets = props.restoreTargets ?? [];
     if (targets.length > 0) {
@@ -179,11 +203,11 @@ export class Worker extends Construct {
   }
 
   /** The verify task's environment: no connection at all, a scratch cluster under /tmp. */
-  verifyEnvironment(): Record<string, string> {
+  verifyEnvironment(scratchDir = "/tmp"): Record<string, string> {
     return {
       STRONGROOM_STORE: this.bucket.storeUrl,
       STRONGROOM_LOG_FORMAT: "json",
-      STRONGROOM_SCRATCH_DIR: "/tmp",
+      STRONGROOM_SCRATCH_DIR: scratchDir,
     };
   }
 
@@ -264,6 +288,11 @@ export class Worker extends Construct {
       user?: string;
       /** @default the worker image */
       image?: ecs.ContainerImage;
+      /**
+       * Mount a volume configured at launch (EBS, which RunTask's volumeConfigurations
+       * must then size) at this path. @default none
+       */
+      launchVolumeAt?: string;
     },
   ): ecs.FargateTaskDefinition {
     const def = new ecs.FargateTaskDefinition(scope, id, {
@@ -277,7 +306,10 @@ export class Worker extends Construct {
       },
       taskRole: o.taskRole,
       executionRole: o.executionRole,
-      volumes: [{ name: "scratch" }],
+      volumes: [
+        { name: "scratch" },
+        ...(o.launchVolumeAt !== undefined ? [{ name: Worker.LAUNCH_VOLUME, configuredAtLaunch: true }] : []),
+      ],
     });
     const worker = def.addContainer(Worker.CONTAINER, {
       image: o.image ?? this.image,
@@ -289,6 +321,9 @@ export class Worker extends Construct {
       ...(o.user !== undefined ? { user: o.user } : {}),
     });
     worker.addMountPoints({ containerPath: "/tmp", sourceVolume: "scratch", readOnly: false });
+    if (o.launchVolumeAt !== undefined) {
+      worker.addMountPoints({ containerPath: o.launchVolumeAt, sourceVolume: Worker.LAUNCH_VOLUME, readOnly: false });
+    }
     Validations.of(def).acknowledge({
       id: "AwsSolutions-ECS2",
       reason:
@@ -309,7 +344,7 @@ export function rolePath(name: string, kind: string): string {
  * then a hash of the id keeps `a.b` and `a_b` apart. Config names have no `_`, so
  * `<name>_backup_*` (what BackupFlow may run) matches no other deployment's families.
  */
-export function taskFamily(name: string, duty: Duty | "target", id: string): string {
+export function taskFamily(name: string, duty: Duty | "target" | "verify-ebs", id: string): string {
   const safe = id.replace(/[^A-Za-z0-9_-]/g, "_");
   const suffix = safe === id ? "" : `_${createHash("sha256").update(id).digest("hex").slice(0, 8)}`;
   return `${name}_${duty}_${safe}${suffix}`;

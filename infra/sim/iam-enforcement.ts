@@ -5,6 +5,7 @@ import { Authorizer, type IamCall, type IamRequest, type Principal } from "./iam
 import { IamGateway } from "./iam-gateway.ts";
 import { TemplatePolicies } from "./iam-policies.ts";
 import type { Service } from "./iam-requests.ts";
+import type { VolumeConfiguration } from "./local-tasks.ts";
 
 /**
  * IAM in npm run sim: each principal of the template calls AWS as itself, and what its
@@ -115,7 +116,12 @@ export class IamEnforcement {
    */
   async authorizeRunTask(
     flow: Flow,
-    request: { Cluster: string; PropagateTags?: string; Tags?: unknown[] },
+    request: {
+      Cluster: string;
+      PropagateTags?: string;
+      Tags?: unknown[];
+      VolumeConfigurations?: VolumeConfiguration[];
+    },
     definition: TaskDefinition,
     taskArn: string,
   ): Promise<void> {
@@ -139,6 +145,12 @@ export class IamEnforcement {
             ]
           : [],
       ),
+      // A volume configured at launch: ECS itself assumes its infrastructure role to create it.
+      ...(request.VolumeConfigurations ?? []).map((v) => ({
+        action: "iam:PassRole",
+        resource: String(v.ManagedEBSVolume?.RoleArn),
+        context: { "iam:PassedToService": "ecs.amazonaws.com" },
+      })),
       ...(request.PropagateTags || (request.Tags?.length ?? 0) > 0
         ? [{ action: "ecs:TagResource", resource: taskArn, context: { ...cluster, "ecs:CreateAction": "RunTask" } }]
         : []),

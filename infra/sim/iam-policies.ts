@@ -47,6 +47,25 @@ export type Statement = Record<string, unknown>;
 
 type InlinePolicy = { PolicyName?: string; PolicyDocument?: PolicyDocument };
 
+/**
+ * AWS managed policies for roles that only an AWS service assumes to act for itself, and
+ * that no principal of the sim (a function, a task, a flow) ever is: ECS's infrastructure
+ * role for the EBS volumes it creates at launch. The sim does not emulate EC2's side of
+ * that, so the policy's statements are never asked about.
+ */
+const SERVICE_ONLY_POLICIES: Record<string, string> = {
+  "service-role/AmazonECSInfrastructureRolePolicyForVolumes": "ecs.amazonaws.com",
+};
+
+function actsOnlyForAws(role: ResolvedResource, policyArn: string): boolean {
+  const name = /^arn:aws[a-z-]*:iam::aws:policy\/(.+)$/.exec(policyArn)?.[1];
+  const service = name !== undefined ? SERVICE_ONLY_POLICIES[name] : undefined;
+  if (!service) return false;
+  const trust = role.properties.AssumeRolePolicyDocument as { Statement?: Array<{ Principal?: unknown }> } | undefined;
+  const principals = (trust?.Statement ?? []).map((st) => JSON.stringify(st.Principal));
+  return principals.length > 0 && principals.every((p) => p === JSON.stringify({ Service: service }));
+}
+
 export class TemplatePolicies {
   /** Identity policies by role ARN. */
   private readonly identity = new Map<string, NamedPolicy[]>();
@@ -91,6 +110,7 @@ export class TemplatePolicies {
     for (const r of all.filter((r) => r.type === "AWS::IAM::Role")) {
       for (const arn of (r.properties.ManagedPolicyArns ?? []) as string[]) {
         const m = managed.find((m) => m.ref === arn || m.arn === arn);
+        if (!m && actsOnlyForAws(r, arn)) continue;
         if (!m) {
           throw new InvalidConfigError(
             `role ${r.logicalId} attaches the managed policy ${arn}, whose statements the sim does not have`,

@@ -12,7 +12,14 @@ import type { Context } from "aws-lambda";
 import { ImageConfigError } from "#core/errors.ts";
 import { METRICS_SERVICE } from "#core/flows/metrics.ts";
 import { hintInFlowTerms } from "#core/flows/plan.ts";
-import type { ContainerDefinition, Deployment, Flow, LambdaFunction, TaskDefinition } from "./deployment.ts";
+import type {
+  ContainerDefinition,
+  Deployment,
+  Flow,
+  LambdaFunction,
+  TaskDefinition,
+  TaskVolume,
+} from "./deployment.ts";
 import { secretArnOf } from "./deployment.ts";
 import type { SimClients } from "./provision.ts";
 import { type RunningTask, TaskSandbox } from "./task-sandbox.ts";
@@ -73,7 +80,7 @@ export interface TaskIam {
   authorizePublish(flow: Flow, topicArn: string): Promise<void>;
   authorizeRunTask(
     flow: Flow,
-    request: { Cluster: string; PropagateTags?: string },
+    request: { Cluster: string; PropagateTags?: string; VolumeConfigurations?: VolumeConfiguration[] },
     definition: TaskDefinition,
     taskArn: string,
   ): Promise<void>;
@@ -183,7 +190,7 @@ export class LocalTasks {
    * States.TaskFailed and the task as JSON, as Step Functions does.
    */
   private async runTask(stateName: string, input: Json, flow: Flow): Promise<Json> {
-    const request = input as {
+    const request = input as unknown as {
       Cluster: string;
       PropagateTags?: string;
       TaskDefinition: string;
@@ -191,12 +198,15 @@ export class LocalTasks {
         ContainerOverrides?: Array<{ Name: string; Command?: string[] }>;
         EphemeralStorage?: { SizeInGiB?: unknown };
       };
+      VolumeConfigurations?: VolumeConfiguration[];
     };
     const definition = this.o.deployment.taskDefinitions.get(request.TaskDefinition);
     if (!definition) {
       throw named("ECS.InvalidParameterException", `TaskDefinition not found: ${request.TaskDefinition}`);
     }
-    const storageProblem = ephemeralStorageProblem(request.Overrides?.EphemeralStorage);
+    const storageProblem =
+      ephemeralStorageProblem(request.Overrides?.EphemeralStorage) ??
+      volumeConfigurationsProblem(definition.volumes, request.VolumeConfigurations);
     if (storageProblem) throw named("ECS.InvalidParameterException", storageProblem);
     const { region, account } = this.o.deployment.place;
     const clusterName = request.Cluster.split("/").pop() ?? "cluster";
@@ -514,6 +524,83 @@ export class RecordingMetrics extends Metrics {
  * EphemeralStorage: "The minimum supported value is 21 GiB and the maximum supported
  * value is 200 GiB"): a whole number of GiB in that range, or ECS refuses the call.
  */
+/** RunTask's volumeConfigurations[]: a volume the task definition left to be configured at launch. */
+export interface VolumeConfiguration {
+  Name?: unknown;
+  ManagedEBSVolume?: {
+    RoleArn?: unknown;
+    SizeInGiB?: unknown;
+    SnapshotId?: unknown;
+    VolumeType?: unknown;
+    Iops?: unknown;
+    Throughput?: unknown;
+    FilesystemType?: unknown;
+  };
+}
+
+const EBS_SIZES: Record<string, { min: number; max: number }> = {
+  gp3: { min: 1, max: 16_384 },
+  gp2: { min: 1, max: 16_384 },
+  io1: { min: 4, max: 16_384 },
+  io2: { min: 4, max: 16_384 },
+  st1: { min: 125, max: 16_384 },
+  sc1: { min: 125, max: 16_384 },
+  standard: { min: 1, max: 1024 },
+};
+
+/**
+ * RunTask's `volumeConfigurations`, as ECS checks them against the task definition (the
+ * ECS API reference, TaskVolumeConfiguration and TaskManagedEBSVolumeConfiguration; the
+ * EBS user guide's volume types): each names the definition's volume configured at
+ * launch; a managed EBS volume has an infrastructure role and, without a snapshot, a
+ * size in its type's range; gp3 throughput is 125 to 1,000 MiB/s and at most a quarter
+ * of its IOPS (3,000 by default); Linux filesystems only. The sim is stricter than ECS
+ * documents in one place: a definition's volume configured at launch that the call
+ * leaves unconfigured is refused, where ECS's behaviour is not documented.
+ */
+export function volumeConfigurationsProblem(
+  volumes: TaskVolume[],
+  configurations: VolumeConfiguration[] | undefined,
+): string | undefined {
+  const atLaunch = volumes.filter((v) => v.ConfiguredAtLaunch === true).map((v) => v.Name);
+  const given = configurations ?? [];
+  for (const c of given) {
+    if (typeof c.Name !== "string" || !atLaunch.includes(c.Name)) {
+      return `The task definition has no volume ${JSON.stringify(c.Name)} with configuredAtLaunch set to true`;
+    }
+    const ebs = c.ManagedEBSVolume;
+    if (!ebs) return `Volume ${c.Name}: managedEBSVolume is required`;
+    if (typeof ebs.RoleArn !== "string" || !/^arn:aws[a-z-]*:iam::\d{12}:role\//.test(ebs.RoleArn)) {
+      return `Volume ${c.Name}: managedEBSVolume.roleArn must be an IAM role ARN; got ${JSON.stringify(ebs.RoleArn)}`;
+    }
+    const type = ebs.VolumeType ?? "gp3";
+    const range = EBS_SIZES[String(type)];
+    if (!range) return `Volume ${c.Name}: unknown volumeType ${JSON.stringify(type)}`;
+    if (ebs.SnapshotId === undefined || ebs.SizeInGiB !== undefined) {
+      const size = ebs.SizeInGiB;
+      if (!Number.isInteger(size) || (size as number) < range.min || (size as number) > range.max) {
+        return `Volume ${c.Name}: sizeInGiB for ${String(type)} must be between ${range.min} and ${range.max}; got ${JSON.stringify(size)}`;
+      }
+    }
+    if (ebs.Throughput !== undefined) {
+      const iops = ebs.Iops ?? 3000;
+      const t = ebs.Throughput;
+      if (type !== "gp3") return `Volume ${c.Name}: throughput applies to gp3 volumes only`;
+      if (!Number.isInteger(t) || (t as number) < 125 || (t as number) > 1000 || (t as number) > (iops as number) / 4) {
+        return `Volume ${c.Name}: gp3 throughput must be 125 to 1000 MiB/s and at most iops/4 (${String(iops)} IOPS); got ${JSON.stringify(t)}`;
+      }
+    }
+    if (ebs.FilesystemType !== undefined && !["ext3", "ext4", "xfs"].includes(String(ebs.FilesystemType))) {
+      return `Volume ${c.Name}: filesystemType must be ext3, ext4 or xfs on Linux; got ${JSON.stringify(ebs.FilesystemType)}`;
+    }
+  }
+  const missing = atLaunch.filter((name) => !given.some((c) => c.Name === name));
+  if (missing.length > 0) {
+    return `The task definition's volume ${missing.join(", ")} is configured at launch, and this call configures none (the sim refuses it)`;
+  }
+  return undefined;
+}
+
 export function ephemeralStorageProblem(override: { SizeInGiB?: unknown } | undefined): string | undefined {
   if (override === undefined) return undefined;
   const size = override.SizeInGiB;

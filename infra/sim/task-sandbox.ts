@@ -29,7 +29,10 @@ import { type ImageConfig, readImageConfig, WORKER_DOCKERFILE } from "./dockerfi
  *   the machine's /tmp hidden; the network shared, so tasks reach the stand-ins and
  *   PostgreSQL on 127.0.0.1.
  *
- * Not modelled: a writable root filesystem (refused), EFS and EBS volumes (refused), the
+ * An EBS volume configured at launch is a fresh directory too, root-owned 0755 as a new
+ * filesystem's root is, for a root container user (other users: refused).
+ *
+ * Not modelled: a writable root filesystem (refused), EFS and host volumes (refused), the
  * task's CPU, memory and ephemeral storage limits, networking and security groups, IAM.
  * bubblewrap also sets no_new_privs, which Docker does not by default: a setuid program
  * in the task does not gain its owner's rights (the worker runs none).
@@ -276,7 +279,7 @@ export class TaskSandbox {
     const taskDir = mkdtempSync(path.join(this.volumesDir, "strongroom-task-"));
     let args: string[];
     try {
-      args = this.bwrapArgs(user, this.mounts(taskDir, definition, container.volumes), container.argv);
+      args = this.bwrapArgs(user, this.mounts(taskDir, definition, container.volumes, user), container.argv);
     } catch (err) {
       rmSync(taskDir, { recursive: true, force: true });
       throw err;
@@ -328,6 +331,7 @@ export class TaskSandbox {
     taskDir: string,
     definition: SandboxedContainer["definition"],
     volumes: TaskVolume[],
+    user: TaskUser,
   ): Array<{ source: string; target: string; readOnly: boolean }> {
     const made = new Map<string, string>();
     return (definition.MountPoints ?? []).map((mount) => {
@@ -335,9 +339,18 @@ export class TaskSandbox {
       const volume = volumes.find((v) => v.Name === mount.SourceVolume);
       if (!volume)
         throw new Error(`mount point ${target} names volume ${mount.SourceVolume}, which the task definition lacks`);
-      if (volume.EFSVolumeConfiguration !== undefined || volume.ConfiguredAtLaunch || volume.Host?.SourcePath) {
+      if (volume.EFSVolumeConfiguration !== undefined || volume.Host?.SourcePath) {
         throw new SandboxUnavailableError(
-          `volume ${volume.Name} is not a Fargate bind mount (EFS, EBS or a host path): the task sandbox models only those`,
+          `volume ${volume.Name} is EFS or a host path: the task sandbox models Fargate bind mounts and EBS volumes only`,
+          { hint: "run the sim with --no-sandbox" },
+        );
+      }
+      const ebs = volume.ConfiguredAtLaunch === true;
+      if (ebs && user.uid !== 0) {
+        // ECS gives a non-root container user group access to the volume (the ECS
+        // developer guide, "Non-root user behavior"); the sandbox models root only.
+        throw new SandboxUnavailableError(
+          `volume ${volume.Name} is an EBS volume and the container's user is not root: the task sandbox does not model ECS's group access for other users`,
           { hint: "run the sim with --no-sandbox" },
         );
       }
@@ -354,8 +367,10 @@ export class TaskSandbox {
         mkdirSync(source);
         // Fargate makes a bind-mount volume root-owned 0755; a VOLUME the image declares at
         // the path starts as a copy of the image's directory, whose owner and mode this
-        // machine's directory stands in for (Debian's /tmp: root, 1777).
-        const image = this.image.volumes.includes(target) ? statSync(target) : undefined;
+        // machine's directory stands in for (Debian's /tmp: root, 1777). An EBS volume is
+        // a new filesystem ECS formats and mounts: its root is root's, 0755, whatever the
+        // image declares there.
+        const image = !ebs && this.image.volumes.includes(target) ? statSync(target) : undefined;
         chownSync(source, image?.uid ?? 0, image?.gid ?? 0);
         chmodSync(source, image ? image.mode & 0o7777 : 0o755);
         made.set(volume.Name, source);

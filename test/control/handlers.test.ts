@@ -151,11 +151,15 @@ describe("catalog-record handler", () => {
       tableName: catalogTable,
       metrics: new RecordingMetrics(record, METRICS_NAMESPACE),
     });
-    const fits = await writeBackup(store.store, "sized", NOW, { databaseBytes: 100e9 });
-    await handler({ databaseId: "sized", backupId: fits }, context);
+    // 100 GB fits ephemeral storage; 400 GB, an EBS volume: neither warns.
+    for (const [i, databaseBytes] of [100e9, 400e9].entries()) {
+      const fits = await writeBackup(store.store, "sized", new Date(NOW.getTime() + i * 3_600_000), { databaseBytes });
+      await handler({ databaseId: "sized", backupId: fits }, context);
+    }
     expect(record.metrics.map((m) => m.name)).not.toContain(VERIFY_STORAGE_EXCEEDED);
+    // 20 TB: more than the largest gp3 volume (16 TiB) holds.
     const tooLarge = await writeBackup(store.store, "sized", new Date(NOW.getTime() + 86_400_000), {
-      databaseBytes: 400e9,
+      databaseBytes: 20e12,
     });
     await handler({ databaseId: "sized", backupId: tooLarge }, context);
     expect(record.metrics.filter((m) => m.name === VERIFY_STORAGE_EXCEEDED)).toEqual([

@@ -52,8 +52,8 @@ describe("strongroom.config.json", () => {
   it("gives every database a daily verification by default, unverified after two days, and checks a verify schedule like any other", () => {
     const config = parseConfig(example(), "example");
     expect(config.databases.map((d) => d.verify)).toEqual([
-      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [] },
-      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [] },
+      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [], storage: "auto" },
+      { schedule: "cron(0 5 * * ? *)", deep: false, maxAgeDays: 2, skipExtensions: [], storage: "auto" },
     ]);
     const raw = example();
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)", deep: "yes" };
@@ -64,6 +64,16 @@ describe("strongroom.config.json", () => {
     raw.databases[1].verify = { schedule: "cron(0 5 * * SUN *)" };
     expect(problemsOf(raw)).toEqual([
       "databases[1].verify.schedule: cron(…) needs ? in exactly one of day-of-month and day-of-week",
+    ]);
+  });
+
+  it("puts a database's verify runs on an EBS volume when its verify.storage says ebs, and refuses any other kind", () => {
+    const raw = example();
+    raw.databases[0].verify = { storage: "ebs" };
+    expect(parseConfig(raw, "example").databases.map((d) => d.verify.storage)).toEqual(["ebs", "auto"]);
+    raw.databases[0].verify = { storage: "gp3" };
+    expect(problemsOf(raw)).toEqual([
+      expect.stringMatching(/^databases\[0\]\.verify\.storage: must be (one of|equal to one of)/),
     ]);
   });
 

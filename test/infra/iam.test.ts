@@ -267,6 +267,18 @@ describe("what the flows may ask of ECS and IAM, as IAM evaluates it", () => {
     );
   });
 
+  it("lets only VerifyFlow pass ECS's volume role, and only to ECS itself: no task can be given it", async () => {
+    const arn = roleArn(synth, roleKey(synth, "WorkerVerifyVolumeRole"));
+    const toEcs = { "iam:PassedToService": "ecs.amazonaws.com" };
+    expect(await asFlow("VerifyFlow", "iam:PassRole", arn, toEcs)).toBe("Allowed");
+    expect(await asFlow("VerifyFlow", "iam:PassRole", arn, { "iam:PassedToService": "ecs-tasks.amazonaws.com" })).toBe(
+      "ImplicitlyDenied",
+    );
+    for (const flow of ["BackupFlow", "RestoreFlow"]) {
+      expect(await asFlow(flow, "iam:PassRole", arn, toEcs), flow).toBe("ImplicitlyDenied");
+    }
+  });
+
   it("lets each flow run and pass only its own duty's task definitions and roles: BackupFlow never starts a task that holds the identity", async () => {
     const ecs = { "iam:PassedToService": "ecs-tasks.amazonaws.com" };
     const definitions = synth.stacks.flatMap((n) =>
@@ -276,12 +288,12 @@ describe("what the flows may ask of ECS and IAM, as IAM evaluates it", () => {
         roles: [String(d.properties.TaskRoleArn), String(d.properties.ExecutionRoleArn)],
       })),
     );
-    expect(definitions.length).toBe(7);
+    expect(definitions.length).toBe(9);
     const duty = (family: string) => family.split("_")[1] as string;
     const may: Record<string, string[]> = {
       BackupFlow: ["backup"],
       RestoreFlow: ["restore", "target"],
-      VerifyFlow: ["verify"],
+      VerifyFlow: ["verify", "verify-ebs"],
     };
     for (const [flow, duties] of Object.entries(may)) {
       for (const d of definitions) {

@@ -61,6 +61,9 @@ async function run(flow: string, input: unknown): Promise<ExecutionResult> {
   return result;
 }
 
+/** What the sim's tasks logged, line by line. */
+const simLog: string[] = [];
+
 /** The "broken" database's name on the test cluster. */
 let brokenName: string;
 
@@ -157,7 +160,14 @@ beforeAll(async () => {
         { id: "down", secretArn: secretArn("down"), host: pg.hostname, port: downPort, dbname: "nothing" },
         // pg_dump dumps it, but it does not restore: its verification fails. Its secret
         // holds the whole connection (Secrets Manager's RDS format), and says so.
-        { id: "broken", secretArn: secretArn("broken"), secretHas: ["host", "port", "dbname"] },
+        // Its verify tasks run on an EBS volume (verify.storage "ebs"), as a database too
+        // large for ephemeral storage does: the volume branch of VerifyFlow, in the sandbox.
+        {
+          id: "broken",
+          secretArn: secretArn("broken"),
+          secretHas: ["host", "port", "dbname"],
+          verify: { storage: "ebs" },
+        },
       ],
       sim: {
         secrets: {
@@ -169,7 +179,7 @@ beforeAll(async () => {
       },
     }),
   );
-  sim = await Sim.start({ configFile, log: () => undefined });
+  sim = await Sim.start({ configFile, log: (line) => simLog.push(line) });
   // An HTTP subscriber on the alarm topic: moto delivers to it as SNS would to e-mail.
   subscriber = createServer((req, res) => {
     let body = "";
@@ -309,6 +319,7 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(result.states).toEqual([
       "Plan verify",
       "Audit verify.start",
+      "Storage?",
       "Run verify task",
       "Record verification",
       "Audit verify.ok",
@@ -342,12 +353,14 @@ describe("npm run sim runs the synthesized flows", () => {
 
   it("VerifyFlow of a backup that does not restore records the failed result, then verify.fail and the alarm message", async () => {
     expect((await run("BackupFlow", scheduledInput("broken"))).status).toBe("SUCCEEDED");
+    const logged = simLog.length;
     const result = await run("VerifyFlow", scheduledInput("broken", "VerifyFlow"));
     expect(result.status).toBe("FAILED");
     expect(result.states).toEqual([
       "Plan verify",
       "Audit verify.start",
-      "Run verify task",
+      "Storage?",
+      "Run verify task on a volume",
       "Record failed verification",
       "Inconclusive?",
       "Audit verify.fail",
@@ -369,6 +382,10 @@ describe("npm run sim runs the synthesized flows", () => {
     );
     expect(unmarshall(item.Items?.[0] ?? {})).toMatchObject({ lastVerifyOk: false });
     expect(result.published).toHaveLength(1);
+    // It failed where the backup does (the check during COPY), not for the volume: the
+    // scratch cluster ran on the EBS volume ECS mounts root-owned at /mnt.
+    const taskLog = simLog.slice(logged).filter((l) => l.startsWith("[Run verify task on a volume]"));
+    expect(taskLog.join("\n")).toContain("under_limit");
   }, 120_000);
 
   it("VerifyFlow of a backup whose extension the verify task's server lacks is inconclusive: verify.inconclusive, its metric for the alarm, no failure, no VerifyFlowFailed", async () => {
@@ -385,7 +402,8 @@ describe("npm run sim runs the synthesized flows", () => {
     expect(result.states).toEqual([
       "Plan verify",
       "Audit verify.start",
-      "Run verify task",
+      "Storage?",
+      "Run verify task on a volume",
       "Record failed verification",
       "Inconclusive?",
       "Audit verify.inconclusive",

@@ -64,7 +64,7 @@ describe("the synthesized template", () => {
     for (const [key, def] of ofType("AWS::ECS::TaskDefinition")) {
       const secrets = (def.Properties.ContainerDefinitions as Array<{ Secrets: Array<{ Name: string }> }>)[0]?.Secrets;
       if (!secrets?.some((x) => x.Name === "STRONGROOM_IDENTITY")) continue;
-      expect(synth.localId(key)).toMatch(/^(Worker)?(RestoreTask|RestoreTarget|VerifyTask)/);
+      expect(synth.localId(key)).toMatch(/^(Worker)?(RestoreTask|RestoreTarget|VerifyTask|VerifyVolumeTask)/);
     }
   });
 
@@ -111,12 +111,81 @@ describe("the synthesized template", () => {
       const definition = JSON.parse(machine.properties.DefinitionString as string) as {
         States: Record<string, { Resource?: string; Parameters?: { Overrides?: Record<string, unknown> } }>;
       };
-      const task = Object.values(definition.States).find((st) => String(st.Resource).endsWith("ecs:runTask.sync"));
-      if (!task) continue;
-      const storage = task.Parameters?.Overrides?.EphemeralStorage;
-      if (machine.id.startsWith("VerifyFlow")) {
-        expect(storage, machine.id).toEqual({ "SizeInGiB.$": "$.plan.ephemeralStorageGiB" });
-      } else expect(storage, machine.id).toBeUndefined();
+      for (const task of Object.values(definition.States).filter((st) =>
+        String(st.Resource).endsWith("ecs:runTask.sync"),
+      )) {
+        const storage = task.Parameters?.Overrides?.EphemeralStorage;
+        if (machine.id.startsWith("VerifyFlow")) {
+          expect(storage, machine.id).toEqual({ "SizeInGiB.$": "$.plan.ephemeralStorageGiB" });
+        } else expect(storage, machine.id).toBeUndefined();
+      }
+    }
+  });
+
+  it("gives a verify run that ephemeral storage cannot hold an EBS volume, sized by the plan, created by ECS with a role only ECS may assume, and mounted where the verify task puts its cluster", () => {
+    const names = synth.stacks[0] as LocalNames;
+    const [machine] = names
+      .resourcesOf("AWS::StepFunctions::StateMachine")
+      .filter((m) => m.id.startsWith("VerifyFlow"));
+    const definition = JSON.parse(machine?.properties.DefinitionString as string) as {
+      States: Record<
+        string,
+        {
+          Type: string;
+          Choices?: Array<{ Variable: string; StringEquals: string; Next: string }>;
+          Default?: string;
+          Parameters?: Record<string, unknown>;
+        }
+      >;
+    };
+    const choice = definition.States["Storage?"];
+    expect(choice?.Choices).toEqual([
+      { Variable: "$.plan.storage", StringEquals: "ebs", Next: "Run verify task on a volume" },
+    ]);
+    expect(choice?.Default).toBe("Run verify task");
+    expect(definition.States["Run verify task"]?.Parameters?.VolumeConfigurations).toBeUndefined();
+    const volumes = (definition.States["Run verify task on a volume"]?.Parameters?.VolumeConfigurations ??
+      []) as Array<{
+      Name: string;
+      ManagedEBSVolume: Record<string, unknown>;
+    }>;
+    expect(volumes).toHaveLength(1);
+    const [volume] = volumes;
+    expect(volume).toMatchObject({
+      Name: "launch-volume",
+      ManagedEBSVolume: { "SizeInGiB.$": "$.plan.volumeGiB", VolumeType: "gp3", Encrypted: true },
+    });
+    // The role ECS assumes to create and delete it: only ECS itself may, with ECS's policy for volumes.
+    const roleId = names
+      .resourcesOf("AWS::IAM::Role")
+      .map((r) => r.id)
+      .find((id) => id.startsWith("WorkerVerifyVolumeRole")) as string;
+    expect(volume?.ManagedEBSVolume.RoleArn).toBe(names.getAtt(roleId, "Arn"));
+    const role = resources[roleId]?.Properties as {
+      AssumeRolePolicyDocument: { Statement: Array<{ Principal: unknown; Action: string }> };
+      ManagedPolicyArns: unknown[];
+    };
+    expect(role.AssumeRolePolicyDocument.Statement).toEqual([
+      expect.objectContaining({ Action: "sts:AssumeRole", Principal: { Service: "ecs.amazonaws.com" } }),
+    ]);
+    expect(JSON.stringify(role.ManagedPolicyArns)).toContain(
+      "service-role/AmazonECSInfrastructureRolePolicyForVolumes",
+    );
+    // Each database's volume task definition configures exactly that volume at launch, at
+    // /mnt, and its worker puts the scratch cluster there.
+    const volumeTasks = ofType("AWS::ECS::TaskDefinition").filter(([id]) =>
+      synth.localId(id).startsWith("VerifyVolumeTask"),
+    );
+    expect(volumeTasks.length).toBe(2);
+    for (const [, def] of volumeTasks) {
+      expect(def.Properties.Volumes).toEqual([
+        { Name: "scratch" },
+        { Name: "launch-volume", ConfiguredAtLaunch: true },
+      ]);
+      const [container] = def.Properties.ContainerDefinitions as Array<{
+        Environment: Array<{ Name: string; Value: unknown }>;
+      }>;
+      expect(container?.Environment).toContainEqual({ Name: "STRONGROOM_SCRATCH_DIR", Value: "/mnt" });
     }
   });
 
@@ -180,12 +249,13 @@ describe("the synthesized template", () => {
     // /proc/<worker>/environ with it.
     for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
       const [container] = def.Properties.ContainerDefinitions as Array<{ User?: string }>;
-      expect(container?.User, id).toBe(synth.localId(id).startsWith("VerifyTask") ? "0" : undefined);
+      expect(container?.User, id).toBe(/^Verify(Volume)?Task/.test(synth.localId(id)) ? "0" : undefined);
     }
   });
 
   it("puts database credentials in task definition secrets, never in the plain environment; verify gets none", () => {
-    expect(ofType("AWS::ECS::TaskDefinition").length).toBe(7);
+    // two databases' backup, restore, verify and verify-on-a-volume tasks, and a restore target's
+    expect(ofType("AWS::ECS::TaskDefinition").length).toBe(9);
     for (const [id, def] of ofType("AWS::ECS::TaskDefinition")) {
       const [container] = def.Properties.ContainerDefinitions as Array<{
         Environment: Array<{ Name: string; Value: unknown }>;
@@ -193,7 +263,7 @@ describe("the synthesized template", () => {
         ReadonlyRootFilesystem: boolean;
         MountPoints: Array<{ ContainerPath: string }>;
       }>;
-      if (synth.localId(id).startsWith("VerifyTask")) {
+      if (/^Verify(Volume)?Task/.test(synth.localId(id))) {
         // It restores into a cluster inside the task: the identity, and no database's credentials.
         expect(container?.Secrets.map((s) => s.Name)).toEqual(["STRONGROOM_IDENTITY"]);
       } else {
@@ -214,7 +284,13 @@ describe("the synthesized template", () => {
       }
       expect(container?.Environment.map((e) => e.Name).filter((n) => /PASS|IDENTITY$|SECRET/.test(n))).toEqual([]);
       expect(container?.ReadonlyRootFilesystem).toBe(true);
-      expect(container?.MountPoints).toEqual([expect.objectContaining({ ContainerPath: "/tmp" })]);
+      expect(container?.MountPoints).toEqual([
+        expect.objectContaining({ ContainerPath: "/tmp" }),
+        // The verify task on a volume: its EBS volume, where its scratch cluster goes.
+        ...(synth.localId(id).startsWith("VerifyVolumeTask")
+          ? [expect.objectContaining({ ContainerPath: "/mnt", SourceVolume: "launch-volume" })]
+          : []),
+      ]);
       expect(def.Properties.RuntimePlatform).toEqual({ CpuArchitecture: "ARM64", OperatingSystemFamily: "LINUX" });
       expect(def.Properties.RequiresCompatibilities).toEqual(["FARGATE"]);
     }
@@ -330,8 +406,9 @@ describe("the synthesized template", () => {
       };
       const tasks = Object.values(definition.States).filter((s) => s.Type === "Task");
       const workers = tasks.filter((s) => s.Resource?.endsWith(":states:::ecs:runTask.sync"));
-      expect(workers.length, id).toBe(1);
-      expect(workers.map((s) => s.TimeoutSeconds)).toEqual([86_400]);
+      // VerifyFlow's task runs on ephemeral storage or on an EBS volume, one state each.
+      expect(workers.length, id).toBe(id.startsWith("VerifyFlow") ? 2 : 1);
+      for (const w of workers) expect(w.TimeoutSeconds).toBe(86_400);
       for (const t of tasks) if (t.Parameters !== undefined) expect(typeof t.Parameters).toBe("object");
     }
   });
