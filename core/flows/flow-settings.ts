@@ -42,6 +42,8 @@ export interface DatabaseSettings {
     skipExtensions?: string[];
     ephemeralGiB?: number;
     storage?: VerifyStorageKind;
+    /** The verify task's vCPUs (task.cpu / 1024): below 4 it restores serially, staging nothing. */
+    vcpus?: number;
   };
 }
 
@@ -88,6 +90,7 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
         skipExtensions: optional({ type: "array", items: { type: "string", minLength: 1 } }),
         ephemeralGiB: optional({ type: "integer", minimum: 21, maximum: 200 }),
         storage: optional({ type: "string", enum: ["auto", "ebs"] }),
+        vcpus: optional({ type: "number", exclusiveMinimum: 0 }),
       },
     },
   },

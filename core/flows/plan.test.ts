@@ -96,6 +96,14 @@ describe("flow plans", () => {
     const small = await planVerify(settings, { databaseId: "rds" }, sized(50e9));
     expect(small).toMatchObject({ storage: "ephemeral", taskDefinition: "arn:verify-rds:1", ephemeralStorageGiB: 85 });
     expect(small).not.toHaveProperty("volumeGiB");
+    // A task of fewer than 4 vCPUs restores serially: no room is reserved for a staged archive.
+    const oneVcpu = new StaticSettings({
+      databases: [{ ...(await settings.database("rds")), verify: { deep: false, maxAgeDays: 2, vcpus: 1 } } as never],
+      restoreTargets: [],
+    });
+    const serial1 = await planVerify(oneVcpu, { databaseId: "rds" }, sized(50e9));
+    expect(serial1).toMatchObject({ storage: "ephemeral", ephemeralStorageGiB: 62 });
+    expect(serial1.command.slice(-2)).toEqual(["--jobs", "1"]);
   });
 
   it("tells the verify task the extensions the config skips, each as its own argument", async () => {

@@ -307,7 +307,11 @@ export async function planVerify(
       ...(databaseBytes !== undefined ? { databaseBytes } : {}),
     },
     db.verify.ephemeralGiB ?? FARGATE_EPHEMERAL_GIB.min,
-    { kind: db.verify.storage ?? "auto", ebsAvailable: db.verifyVolumeTaskDefinition !== undefined },
+    {
+      kind: db.verify.storage ?? "auto",
+      ebsAvailable: db.verifyVolumeTaskDefinition !== undefined,
+      ...(db.verify.vcpus !== undefined ? { vcpus: db.verify.vcpus } : {}),
+    },
   );
   const command = [
     "verify",

@@ -146,6 +146,7 @@ export class DatabaseGroup extends NestedStack {
           skipExtensions: db.verify.skipExtensions,
           ephemeralGiB: db.task.ephemeralGiB,
           storage: db.verify.storage,
+          vcpus: db.task.cpu / 1024,
         },
       };
       new ssm.StringParameter(this, `Settings-${db.id}`, {

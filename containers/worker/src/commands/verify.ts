@@ -9,6 +9,7 @@ import {
   VerificationFailedError,
   VerificationInconclusiveError,
 } from "#core/errors.ts";
+import { verifyJobsFor } from "#core/flows/verify-storage.ts";
 import { missingHint } from "../pg/requirements.ts";
 import { type CliContext, openBackupJob, printResult, withProgress } from "./context.ts";
 import { checkedOption, flagOption, jsonOption, positiveInt, readsBackup, splitList } from "./options.ts";
@@ -179,8 +180,8 @@ Examples:
  * restore, so below 4 cores verify streams; from 4 it stages and runs -j <cores>.
  */
 function defaultVerifyJobs(): number {
-  const cores = availableParallelism();
-  return cores >= 4 ? cores : 1;
+  // The same rule VerifyFlow's planner sizes the task's storage by.
+  return verifyJobsFor(availableParallelism());
 }
 
 async function readChecks(file: string): Promise<string> {
