@@ -100,6 +100,8 @@ export interface ConfigFile {
   network: { create: true } | ExistingNetwork;
   alarmEmail?: string;
   kmsKeyArns?: string[];
+  /** The customer-managed KMS key the verify tasks' EBS volumes are encrypted with. @default the account's EBS default */
+  ebsKmsKeyArn?: string;
   objectTrail?: boolean;
   defaults?: Overridable;
   databases: Array<{ id: string; secretArn: string; restoreSecretArn?: string } & ConnectionFields & Overridable>;
@@ -504,6 +506,7 @@ const PATTERN_HINTS: Record<string, string> = {
   prefix: "path segments of letters, digits, ., _ and -, separated by /, with no leading or trailing /",
   alarmEmail: "must be an email address",
   kmsKeyArns: "must be the ARN of a KMS key (arn:aws:kms:REGION:ACCOUNT:key/UUID), not an alias",
+  ebsKmsKeyArn: "must be the ARN of a KMS key (arn:aws:kms:REGION:ACCOUNT:key/UUID), not an alias",
 };
 
 function fieldName(instancePath: string): string {

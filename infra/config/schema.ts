@@ -198,6 +198,11 @@ export const configSchema: JSONSchemaType<ConfigFile> = {
       uniqueItems: true,
       items: { type: "string", pattern: "^arn:aws[a-z-]*:kms:[a-z0-9-]+:\\d{12}:key/[0-9a-f-]{36}$" },
     }),
+    /**
+     * The customer-managed KMS key verify tasks' EBS volumes are encrypted with: name it
+     * where the account encrypts EBS by default with such a key (ECS's role needs a grant).
+     */
+    ebsKmsKeyArn: optional({ type: "string", pattern: "^arn:aws[a-z-]*:kms:[a-z0-9-]+:\\d{12}:key/[0-9a-f-]{36}$" }),
     defaults: optional({ type: "object", additionalProperties: false, properties: overridable }),
     databases: {
       type: "array",

@@ -24,11 +24,12 @@ import { connectionEnvironment, connectionSecrets, rolePath, taskFamily, Worker 
 export const GROUPS = 16;
 
 /**
- * What one database adds to its group: a backup and a verify task role, three task
- * definitions, a settings parameter, two schedules and two alarms. Each group also has its two
+ * What one database adds to its group: a backup and a verify task role, four task
+ * definitions (backup, restore, verify, and verify on an EBS volume), a settings
+ * parameter, two schedules and two alarms. Each group also has its two
  * execution roles and Scheduler's role, with their policies (7 resources).
  */
-export const RESOURCES_PER_DATABASE = 10;
+export const RESOURCES_PER_DATABASE = 11;
 export const RESOURCES_PER_GROUP = 7;
 /** CloudFormation's quota of resources per stack, a nested stack's included. */
 export const STACK_RESOURCE_QUOTA = 500;

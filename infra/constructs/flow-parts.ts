@@ -131,10 +131,11 @@ export function runWorkerTask(
                   Name: Worker.LAUNCH_VOLUME,
                   ManagedEBSVolume: {
                     "SizeInGiB.$": "$.plan.volumeGiB",
+                    // gp3's baseline 125 MiB/s: Fargate caps a task's EBS throughput by its
+                    // size (75 MiB/s at 2 vCPU, 500 at 16), so more would be paid for unused.
                     VolumeType: "gp3",
-                    // A restore writes as fast as it can: gp3's baseline is 125 MiB/s.
-                    Throughput: 500,
                     Encrypted: true,
+                    ...(worker.ebsKmsKeyArn !== undefined ? { KmsKeyId: worker.ebsKmsKeyArn } : {}),
                     FilesystemType: "ext4",
                     RoleArn: options.volumeRole.roleArn,
                     TerminationPolicy: { DeleteOnTermination: true },

@@ -10,16 +10,24 @@ import type { IConstruct } from "constructs";
  * the same key directly. The key policies must allow the account's IAM to grant this
  * (the default key policy does).
  */
-export type KeyUse = "s3-read" | "s3-write" | "secrets";
+export type KeyUse = "s3-read" | "s3-write" | "secrets" | "ebs";
+
+const ACTIONS: Record<KeyUse, string[]> = {
+  "s3-read": ["kms:Decrypt"],
+  "s3-write": ["kms:Decrypt", "kms:GenerateDataKey"],
+  secrets: ["kms:Decrypt"],
+  // What ECS's infrastructure role needs for a volume under a customer key.
+  ebs: ["kms:CreateGrant", "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
+};
+const SERVICE: Record<KeyUse, string> = { "s3-read": "s3", "s3-write": "s3", secrets: "secretsmanager", ebs: "ec2" };
 
 export function allowKeys(scope: IConstruct, keyArns: readonly string[], use: KeyUse): iam.PolicyStatement | undefined {
   if (keyArns.length === 0) return undefined;
   const region = Stack.of(scope).region;
-  const service = use === "secrets" ? "secretsmanager" : "s3";
   return new iam.PolicyStatement({
-    actions: use === "s3-write" ? ["kms:Decrypt", "kms:GenerateDataKey"] : ["kms:Decrypt"],
+    actions: ACTIONS[use],
     resources: [...keyArns],
-    conditions: { StringEquals: { "kms:ViaService": `${service}.${region}.amazonaws.com` } },
+    conditions: { StringEquals: { "kms:ViaService": `${SERVICE[use]}.${region}.amazonaws.com` } },
   });
 }
 

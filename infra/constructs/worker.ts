@@ -51,6 +51,8 @@ export interface WorkerProps {
   readonly logRetention?: logs.RetentionDays;
   /** Customer-managed keys the bucket or the secrets are under. @default none */
   readonly kmsKeyArns?: readonly string[];
+  /** The customer-managed key verify tasks' EBS volumes are encrypted with. @default the account's EBS default key */
+  readonly ebsKmsKeyArn?: string;
 }
 
 /** A worker's duty: each has its own task definition family and its own role path. */
@@ -96,6 +98,8 @@ export class Worker extends Construct {
    * it to create, attach and delete each volume. VerifyFlow passes it (to ecs.amazonaws.com only).
    */
   readonly verifyVolumeRole: iam.Role;
+  /** The key verify volumes are encrypted with, when the config names one (RunTask's kmsKeyId). */
+  readonly ebsKmsKeyArn: string | undefined;
   readonly identitySecretArn: string;
   readonly kmsKeyArns: readonly string[];
 
@@ -161,6 +165,10 @@ export class Worker extends Construct {
         iam.ManagedPolicy.fromAwsManagedPolicyName("service-role/AmazonECSInfrastructureRolePolicyForVolumes"),
       ],
     });
+    this.ebsKmsKeyArn = props.ebsKmsKeyArn;
+    // A customer-managed key: ECS creates the volume with this role, and EC2 needs its grant
+    // (the managed policy has no KMS actions; the ECS developer guide's EBS encryption page).
+    grantKeys(this.verifyVolumeRole, props.ebsKmsKeyArn ? [props.ebsKmsKeyArn] : [], "ebs");
     Validations.of(this.verifyVolumeRole).acknowledge({
       id: "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonECSInfrastructureRolePolicyForVolumes]",
       reason:

@@ -56,6 +56,7 @@ export class StrongroomStack extends Stack {
       restoreTargets: config.restoreTargets,
       restoreTargetSize: largestTask(config.databases),
       kmsKeyArns: config.kmsKeyArns ?? [],
+      ...(config.ebsKmsKeyArn !== undefined ? { ebsKmsKeyArn: config.ebsKmsKeyArn } : {}),
     });
     const settingsPath = `/strongroom/${config.name}`;
     this.handlers = new Handlers(this, "Handlers", {

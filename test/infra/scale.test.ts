@@ -99,7 +99,8 @@ describe("a deployment of many databases stays within AWS's quotas", () => {
       expect(ofType("AWS::SSM::Parameter").length).toBe(n + 1); // each database's, and the restore target's
 
       const families = ofType("AWS::ECS::TaskDefinition").map(([, d]) => String(d.Properties.Family));
-      expect(families.length).toBe(3 * n + 1);
+      // backup, restore, verify and verify-ebs per database; the restore target's
+      expect(families.length).toBe(4 * n + 1);
       expect(new Set(families).size).toBe(families.length);
       for (const f of families) expect(f).toMatch(/^[A-Za-z0-9_-]{1,255}$/);
 

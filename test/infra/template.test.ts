@@ -155,6 +155,10 @@ describe("the synthesized template", () => {
       Name: "launch-volume",
       ManagedEBSVolume: { "SizeInGiB.$": "$.plan.volumeGiB", VolumeType: "gp3", Encrypted: true },
     });
+    // gp3's free baseline: Fargate caps a task's EBS throughput by its size, so none is bought;
+    // the account's default EBS key unless the config names one (ebsKmsKeyArn).
+    expect(volume?.ManagedEBSVolume).not.toHaveProperty("Throughput");
+    expect(volume?.ManagedEBSVolume).not.toHaveProperty("KmsKeyId");
     // The role ECS assumes to create and delete it: only ECS itself may, with ECS's policy for volumes.
     const roleId = names
       .resourcesOf("AWS::IAM::Role")

@@ -19,12 +19,16 @@ const REPOSITORY = "strongroom/verify-postgis";
 const IMAGE = `${ACCOUNT}.dkr.ecr.eu-central-1.amazonaws.com/${REPOSITORY}@${DIGEST}`;
 const REPOSITORY_ARN = `arn:aws:ecr:eu-central-1:${ACCOUNT}:repository/${REPOSITORY}`;
 
+const EBS_KEY = `arn:aws:kms:eu-central-1:${ACCOUNT}:key/0b1e9d7a-5c3f-4e2a-9d8b-7f6e5d4c3b2a`;
+
 type ContainerDefinitions = Array<{ Image: unknown }>;
 let synth: Synthesized;
 
 beforeAll(async () => {
   const raw = exampleConfig();
   raw.databases[0].verify = { image: IMAGE };
+  // Also a customer-managed key for the verify tasks' EBS volumes (one synth for both).
+  raw.ebsKmsKeyArn = EBS_KEY;
   const file = path.join(await tempDir("strongroom-verify-image-"), "config.json");
   await writeFile(file, JSON.stringify(raw));
   synth = synthesizeAll(file);
@@ -79,10 +83,13 @@ function problemsOf(raw: unknown): string[] {
 }
 
 describe("verify.image", () => {
-  it("is the image of that database's verify task definition only; every other keeps the worker image", () => {
+  it("is the image of that database's verify task definitions only (ephemeral and on a volume); every other keeps the worker image", () => {
     const defs = taskDefinitions();
     const custom = defs.filter((d) => d.image === IMAGE);
-    expect(custom.map((d) => d.id)).toEqual([expect.stringMatching(/^VerifyTaskshop/)]);
+    expect(custom.map((d) => d.id).sort()).toEqual([
+      expect.stringMatching(/^VerifyTaskshop/),
+      expect.stringMatching(/^VerifyVolumeTaskshop/),
+    ]);
     const others = defs.filter((d) => d.image !== IMAGE);
     // shop's backup and restore, billing's three, and the restore targets'.
     expect(others.map((d) => d.id)).toEqual(
@@ -90,6 +97,7 @@ describe("verify.image", () => {
         expect.stringMatching(/^BackupTaskshop/),
         expect.stringMatching(/^RestoreTaskshop/),
         expect.stringMatching(/^VerifyTaskbilling/),
+        expect.stringMatching(/^VerifyVolumeTaskbilling/),
       ]),
     );
     const images = new Set(others.map((d) => JSON.stringify(d.image)));
@@ -177,5 +185,32 @@ describe("verify.image", () => {
     expect(parseEcrImageUri(`${ACCOUNT}.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x_y:latest`).partition).toBe(
       "aws-us-gov",
     );
+  });
+
+  it("encrypts the verify tasks' EBS volumes with the config's ebsKmsKeyArn, which ECS's volume role may use through EC2 only", () => {
+    const [machineKey] = Object.keys(synth.resources).filter(
+      (k) =>
+        synth.resources[k]?.Type === "AWS::StepFunctions::StateMachine" && synth.localId(k).startsWith("VerifyFlow"),
+    );
+    const definition = JSON.parse(
+      synth
+        .namesOf(machineKey as string)
+        .resolve(synth.resources[machineKey as string]?.Properties.DefinitionString) as string,
+    ) as {
+      States: Record<
+        string,
+        { Parameters?: { VolumeConfigurations?: Array<{ ManagedEBSVolume: Record<string, unknown> }> } }
+      >;
+    };
+    const [volume] = definition.States["Run verify task on a volume"]?.Parameters?.VolumeConfigurations ?? [];
+    expect(volume?.ManagedEBSVolume).toMatchObject({ Encrypted: true, KmsKeyId: EBS_KEY });
+    const statements = rolePolicies(synth, roleKey(synth, "WorkerVerifyVolumeRole")).flatMap((p) => p.policy.Statement);
+    expect(statements).toEqual([
+      expect.objectContaining({
+        Action: expect.arrayContaining(["kms:CreateGrant", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"]),
+        Resource: EBS_KEY,
+        Condition: { StringEquals: { "kms:ViaService": expect.stringMatching(/^ec2\./) } },
+      }),
+    ]);
   });
 });
