@@ -59,6 +59,8 @@ export const ERROR_NAMES = [
   "SandboxUnavailableError",
   "ImageConfigError",
   "VerifyStorageError",
+  "WalConflictError",
+  "WalFileMissingError",
 ] as const;
 
 export type ErrorName = (typeof ERROR_NAMES)[number];
@@ -290,6 +292,26 @@ export class InvalidConfigError extends StrongroomError {
 export class UnknownDatabaseError extends StrongroomError {
   override name = "UnknownDatabaseError" as const;
 }
+
+/**
+ * wal-push found another file already archived under the name it was given (different
+ * plaintext, or an object its signer did not sign): never overwritten, never reported as
+ * archived. PostgreSQL retries the segment and keeps it until this is resolved.
+ */
+export class WalConflictError extends StrongroomError {
+  override name = "WalConflictError" as const;
+}
+
+/**
+ * wal-fetch: the store answered that no such WAL file was archived. The only failure
+ * restore_command reports as "not found" (exit 1); every other one stops the recovery.
+ */
+export class WalFileMissingError extends StrongroomError {
+  override name = "WalFileMissingError" as const;
+}
+
+/** restore_command's exit for anything but a file that is not there: PostgreSQL then aborts recovery instead of promoting. */
+export const EXIT_WAL_FETCH_FATAL = 126;
 
 /** No storage a verify task can be given holds the backup's restore (VerifyFlow's planner). */
 export class VerifyStorageError extends StrongroomError {

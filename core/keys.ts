@@ -92,6 +92,12 @@ export function verificationKeys(databaseId: string, backupId: string, at: Date)
   return { full: `${base}.json.age`, summary: `${base}.json` };
 }
 
+/** `<db>/wal/`: the database's archived WAL files, each under its own name (docs/formats.md, WAL). */
+export function walPrefix(databaseId: string): string {
+  assertDatabaseId(databaseId);
+  return `${databaseId}/wal/`;
+}
+
 export function verificationPrefix(databaseId: string): string {
   assertDatabaseId(databaseId);
   return `${databaseId}/verifications/`;

@@ -28,6 +28,8 @@ export interface RowSigner {
   /** The public signer string readers pass to --signer. */
   signer: string;
   sign: (row: AuditRow) => RowSignature;
+  /** Signs `text` under `context` (another kind of record than a row: a WAL file's header). */
+  signText: (context: string, text: string) => RowSignature;
 }
 
 function signerOf(publicKey: KeyObject): string {
@@ -40,6 +42,10 @@ function signerFrom(privateKey: KeyObject): RowSigner {
   return {
     signer,
     sign: (row) => ({ signer, value: sign(null, Buffer.from(CONTEXT + row.hash), privateKey).toString("base64url") }),
+    signText: (context, text) => ({
+      signer,
+      value: sign(null, Buffer.from(context + text), privateKey).toString("base64url"),
+    }),
   };
 }
 
@@ -90,14 +96,23 @@ export function parseSigner(text: string): string {
 
 /** Whether `row` carries a valid signature by one of `signers`. */
 export function signedByOneOf(row: AuditRow, signers: ReadonlySet<string>): boolean {
-  const signature = row.signature;
+  return textSignedByOneOf(row.signature, CONTEXT, row.hash, signers);
+}
+
+/** Whether `signature` is one of `signers`' over `text` under `context`. */
+export function textSignedByOneOf(
+  signature: RowSignature | undefined,
+  context: string,
+  text: string,
+  signers: ReadonlySet<string>,
+): boolean {
   if (!signature || !signers.has(signature.signer)) return false;
   try {
     const key = createPublicKey({
       key: { kty: "OKP", crv: "Ed25519", x: signature.signer.slice(SIGNER_PREFIX.length) },
       format: "jwk",
     });
-    return verify(null, Buffer.from(CONTEXT + row.hash), key, Buffer.from(signature.value, "base64url"));
+    return verify(null, Buffer.from(context + text), key, Buffer.from(signature.value, "base64url"));
   } catch {
     return false;
   }

@@ -15,6 +15,7 @@ import { recoverTableCommand } from "./commands/recover-table.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { statusCommand } from "./commands/status.ts";
 import { verifyCommand } from "./commands/verify.ts";
+import { walCommands } from "./commands/wal.ts";
 import { clearProgressLine } from "./progress.ts";
 import { WORKER_VERSION } from "./version.ts";
 
@@ -38,6 +39,7 @@ const COMMANDS = [
   pruneCommand,
   gcCommand,
   probeCommand,
+  walCommands,
 ];
 
 export interface Program {

@@ -1,12 +1,19 @@
 import type { Command } from "commander";
 import { CommanderError } from "commander";
-import { asStrongroomError, EXIT_INCONCLUSIVE, UsageError, VerificationInconclusiveError } from "#core/errors.ts";
+import {
+  asStrongroomError,
+  EXIT_INCONCLUSIVE,
+  EXIT_WAL_FETCH_FATAL,
+  UsageError,
+  VerificationInconclusiveError,
+  WalFileMissingError,
+} from "#core/errors.ts";
 import { redact } from "#core/log.ts";
 import { nearestName } from "#core/nearest-name.ts";
 import { buildProgram, programLogger } from "./cli.ts";
 import { parseBool } from "./commands/options.ts";
 
-/** Exit codes: 0 ok, 1 failure, 2 usage, 3 a verification that was inconclusive. */
+/** Exit codes: 0 ok, 1 failure, 2 usage, 3 a verification that was inconclusive; wal-fetch: 1 not archived, 126 any other failure. */
 export async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -33,9 +40,24 @@ export async function main(argv: string[]): Promise<number> {
     }
     const failure = err instanceof CommanderError ? usageError(err, running(), argv) : asStrongroomError(err);
     printError(program, running(), failure, err, wroteResult);
+    // restore_command: only "not archived" may end a recovery; anything else, a usage
+    // error included, must stop it (above 125), or PostgreSQL promotes a half-recovered cluster.
+    if (isWalFetch(argv)) return failure instanceof WalFileMissingError ? 1 : EXIT_WAL_FETCH_FATAL;
     if (failure instanceof VerificationInconclusiveError) return EXIT_INCONCLUSIVE;
     return failure instanceof UsageError ? 2 : 1;
   }
+}
+
+/** Whether `argv` runs wal-fetch (its first argument that is not an option is the command). */
+function isWalFetch(argv: readonly string[]): boolean {
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (!a.startsWith("-")) return a === "wal-fetch";
+    // The global options that take a value: --log-format json, --log-level debug.
+    if (!a.includes("=") && (a === "--log-format" || a === "--log-level")) i++;
+  }
+  return false;
 }
 
 /**

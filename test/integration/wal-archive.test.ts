@@ -1,0 +1,492 @@
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import * as path from "node:path";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { pathToFileURL } from "node:url";
+import { zstdCompressSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { decodeWalHeader, encodeWalHeader, signWalRecord, WAL_FORMAT } from "#core/wal/wal-record.ts";
+import { type Cluster, serverUser, startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
+import { freePort } from "#worker/service-process.ts";
+import { ageEncrypt } from "#worker/stages/age-stream.ts";
+import { CLI, runCli } from "../helpers/cli.ts";
+import { identityFile } from "../helpers/fixture.ts";
+import { sql } from "../helpers/pg.ts";
+import { readAll } from "../helpers/streams.ts";
+import { tempDir } from "../helpers/temp.ts";
+
+/**
+ * WAL archiving as PostgreSQL drives it: a real PostgreSQL 15 whose archive_command is
+ * `strongroom wal-push %p`, and a cluster recovered from a base backup whose
+ * restore_command is `strongroom wal-fetch %f %p`, both run by the server as its own OS
+ * user. PostgreSQL's contracts (docs/pitr.md): wal-push exits 0 only once the file is
+ * stored, never above 125; wal-fetch exits 1 only for a file not archived, and 126 for
+ * anything else, so recovery stops instead of promoting.
+ */
+const DB = "shop";
+
+let owner: { uid: number; gid: number } | undefined;
+let work: string;
+let storeDir: string;
+let storeUrl: string;
+let key: Awaited<ReturnType<typeof identityFile>>;
+let signingKeyFile: string;
+let signer: string;
+let cluster: Cluster;
+
+/** A file the server's own OS user may read (it runs archive_command and restore_command). */
+async function forServer(file: string): Promise<void> {
+  if (owner) await chown(file, owner.uid, owner.gid);
+}
+
+const pushArgs = () => [
+  "--store",
+  storeUrl,
+  "--database-id",
+  DB,
+  "--recipient",
+  key.recipient,
+  "--signing-key",
+  signingKeyFile,
+];
+const fetchArgs = (signers = [signer]) => [
+  "--store",
+  storeUrl,
+  "--database-id",
+  DB,
+  "--identity",
+  key.file,
+  ...signers.flatMap((s) => ["--signer", s]),
+];
+/** A command line PostgreSQL runs through the shell: paths only, no secret in it. */
+const commandLine = (args: string[]) => [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Switches to a new segment in its own transaction and waits until the archiver has stored it. */
+async function switchAndArchive(url: string): Promise<string> {
+  const [{ name }] = (await sql<{ name: string }>(url, "select pg_walfile_name(pg_switch_wal()) as name")) as [
+    { name: string },
+  ];
+  await waitFor(`${name} archived`, async () => {
+    const [s] = await sql<{ last: string | null; failed: string | null }>(
+      url,
+      "select last_archived_wal as last, last_failed_wal as failed from pg_stat_archiver",
+    );
+    return s?.last !== null && (s?.last ?? "") >= name ? true : undefined;
+  });
+  return name;
+}
+
+beforeAll(async () => {
+  owner = await serverUser();
+  work = await tempDir("strongroom-wal-");
+  await chmod(work, 0o755);
+  storeDir = path.join(work, "store");
+  await mkdir(storeDir, { mode: 0o700 });
+  await forServer(storeDir);
+  storeUrl = pathToFileURL(storeDir).href;
+  key = await identityFile();
+  await chmod(path.dirname(key.file), 0o755);
+  await forServer(key.file);
+  const signing = generateSigningKey();
+  signer = signing.signer;
+  signingKeyFile = path.join(work, "signing.key");
+  await writeFile(signingKeyFile, `${signing.secret}\n`, { mode: 0o600 });
+  await forServer(signingKeyFile);
+  cluster = await startCluster(await systemBinDir(), "walsrc", {
+    parentDir: work,
+    settings: [
+      "archive_mode=on",
+      `archive_command=${commandLine(["wal-push", "%p", ...pushArgs()])}`,
+      "wal_level=replica",
+    ],
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+describe("strongroom wal-push as archive_command", () => {
+  it("archives each segment PostgreSQL switches from: signed, encrypted, with the cluster's system identifier, fetched back byte for byte", async () => {
+    await sql(cluster.url, "create table t (n int); insert into t select generate_series(1, 1000)");
+    const name = await switchAndArchive(cluster.url);
+    const store = await openStore(storeUrl);
+    const object = await readAll(await store.get(`${DB}/wal/${name}`));
+    const { record, bodyOffset } = decodeWalHeader(object, name);
+    const [control] = await sql<{ id: string }>(
+      cluster.url,
+      "select system_identifier::text as id from pg_control_system()",
+    );
+    expect(record).toMatchObject({
+      format: WAL_FORMAT,
+      databaseId: DB,
+      name,
+      kind: "segment",
+      timeline: 1,
+      systemIdentifier: control?.id,
+      plainBytes: 16 * 1024 * 1024,
+      signature: { signer },
+    });
+    // No plaintext in the store: the body is age, and a segment of zeros would compress to nothing.
+    expect(object.subarray(bodyOffset, bodyOffset + 21).toString()).toBe("age-encryption.org/v1");
+    const dest = path.join(work, "fetched");
+    const r = await runCli(["wal-fetch", name, dest, ...fetchArgs()]);
+    expect(r.code, r.stderr).toBe(0);
+    const fetched = await readFile(dest);
+    expect(createHash("sha256").update(fetched).digest("hex")).toBe(record.plainSha256);
+    expect((await stat(dest)).mode & 0o777).toBe(0o600);
+  }, 60_000);
+
+  it("exits 0 for a file archived before with the same content, and 1, leaving the archive as it was, for one with other content", async () => {
+    const store = await openStore(storeUrl);
+    const [name] = (await store.list(`${DB}/wal/`)).objects.map((o) => path.posix.basename(o.key));
+    const before = await readAll(await store.get(`${DB}/wal/${name}`));
+    const dir = path.join(work, "again");
+    await mkdir(dir, { recursive: true });
+    const same = path.join(dir, name as string);
+    expect((await runCli(["wal-fetch", name as string, same, ...fetchArgs()])).code).toBe(0);
+    const again = await runCli(["wal-push", same, ...pushArgs()]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain("already archived with the same content");
+    // The same segment with one byte past its header changed: another cluster's, or a replay.
+    const bytes = await readFile(same);
+    bytes[100] = (bytes[100] ?? 0) ^ 0xff;
+    await writeFile(same, bytes);
+    const other = await runCli(["wal-push", same, ...pushArgs()]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toContain("[WalConflictError]");
+    expect(other.stderr).toContain("never overwritten");
+    const after = await readAll(await store.get(`${DB}/wal/${name}`));
+    expect(after.equals(before)).toBe(true);
+  }, 60_000);
+
+  it("never overwrites a timeline history file, and refuses a segment whose pages name another segment", async () => {
+    const dir = path.join(work, "history");
+    await mkdir(dir, { recursive: true });
+    const history = path.join(dir, "00000007.history");
+    await writeFile(history, "1\t0/3000000\tno recovery target specified\n");
+    expect((await runCli(["wal-push", history, ...pushArgs()])).code).toBe(0);
+    await writeFile(history, "1\t0/4000000\tanother history\n");
+    const twice = await runCli(["wal-push", history, ...pushArgs()]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain("[WalConflictError]");
+    // A segment copied under another segment's name would be replayed in the wrong place.
+    const store = await openStore(storeUrl);
+    const [segment] = (await store.list(`${DB}/wal/0000000100`)).objects.map((o) => path.posix.basename(o.key));
+    const renamed = path.join(dir, "0000000100000000000000FE");
+    expect((await runCli(["wal-fetch", segment as string, renamed, ...fetchArgs()])).code).toBe(0);
+    const refused = await runCli(["wal-push", renamed, ...pushArgs()]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/is not the WAL segment 0000000100000000000000FE \(its first page says 0000000100/);
+    expect(await store.list(`${DB}/wal/0000000100000000000000FE`)).toMatchObject({ objects: [] });
+  }, 60_000);
+
+  it("refuses to archive without a signing key, and never exits above 125 (which would restart the archiver)", async () => {
+    const dir = path.join(work, "nokey");
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, "00000009.history");
+    await writeFile(file, "x\n");
+    const unsigned = await runCli([
+      "wal-push",
+      file,
+      "--store",
+      storeUrl,
+      "--database-id",
+      DB,
+      "--recipient",
+      key.recipient,
+    ]);
+    expect(unsigned.code).toBe(2);
+    expect(unsigned.stderr).toContain("no signing key was given");
+    const typo = await runCli(["wal-push", file, ...pushArgs(), "--recipent", "x"]);
+    expect(typo.code).toBe(2);
+    const missing = await runCli(["wal-push", path.join(dir, "000000010000000000000042"), ...pushArgs()]);
+    expect(missing.code).toBe(1);
+  }, 60_000);
+});
+
+describe("strongroom wal-fetch as restore_command", () => {
+  it("exits 1 only for a file the store says is not archived; a usage error, a store that is down or a planted file exit 126", async () => {
+    const dest = path.join(work, "fetch-dest");
+    const absent = await runCli(["wal-fetch", "0000000100000000000000AA", dest, ...fetchArgs()]);
+    expect(absent.code).toBe(1);
+    expect(absent.stderr).toContain("[WalFileMissingError]");
+    const noSigner = await runCli(["wal-fetch", "0000000100000000000000AA", dest, ...fetchArgs([])]);
+    expect(noSigner.code).toBe(126);
+    const typo = await runCli(["wal-fetch", "0000000100000000000000AA", dest, ...fetchArgs(), "--signr", signer]);
+    expect(typo.code).toBe(126);
+    expect(typo.stderr).toContain("unknown option");
+    const notAName = await runCli(["wal-fetch", "../../etc/passwd", dest, ...fetchArgs()]);
+    expect(notAName.code).toBe(126);
+    // An S3 endpoint that takes the connection and never answers: the timeout, not a hang.
+    const silent = await silentServer();
+    const downEnv = {
+      AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${silent.port}`,
+      AWS_ENDPOINT_URL: `http://127.0.0.1:${silent.port}`,
+      AWS_ACCESS_KEY_ID: "x",
+      AWS_SECRET_ACCESS_KEY: "x",
+      AWS_REGION: "us-east-1",
+    };
+    const down = ["--store", "s3://wal-down/pg", "--database-id", DB, "--timeout", "2"];
+    try {
+      const fetchStarted = Date.now();
+      const fetchDown = await runCli(
+        ["wal-fetch", "0000000100000000000000AA", dest, ...down, "--identity", key.file, "--signer", signer],
+        downEnv,
+      );
+      expect(fetchDown.code, fetchDown.stderr).toBe(126);
+      expect(fetchDown.stderr).toContain("took longer than 2 s");
+      expect(Date.now() - fetchStarted).toBeLessThan(30_000);
+      // archive_command: the same store down is a failure PostgreSQL retries (1), never a hang or above 125.
+      const file = path.join(work, "00000011.history");
+      await writeFile(file, "1\t0/3000000\tx\n");
+      const pushDown = await runCli(
+        ["wal-push", file, ...down, "--recipient", key.recipient, "--signing-key", signingKeyFile],
+        downEnv,
+      );
+      expect(pushDown.code, pushDown.stderr).toBe(1);
+      expect(pushDown.stderr).toContain("took longer than 2 s");
+    } finally {
+      silent.server.close();
+    }
+    expect(await readdir(path.dirname(dest))).not.toContain("fetch-dest");
+  }, 60_000);
+
+  it("refuses, with 126, a file a store writer planted: signed by another key, copied from another database, or with its body replaced", async () => {
+    const store = await openStore(storeUrl);
+    const [name] = (await store.list(`${DB}/wal/0000000100`)).objects.map((o) => path.posix.basename(o.key)) as [
+      string,
+    ];
+    const genuine = await readAll(await store.get(`${DB}/wal/${name}`));
+    const { record, bodyOffset } = decodeWalHeader(genuine, name);
+    const dest = path.join(work, "planted");
+    const plant = async (target: string, bytes: Buffer) => {
+      await store.delete(`${DB}/wal/${target}`);
+      await store.putIfAbsent(`${DB}/wal/${target}`, bytes);
+    };
+    // 1. The writer's own key signs a header for a name the archive lacks.
+    const forger = parseSigningKey(generateSigningKey().secret);
+    const forgedName = "0000000100000000000000F0";
+    await plant(
+      forgedName,
+      Buffer.concat([
+        encodeWalHeader(signWalRecord({ ...record, name: forgedName }, forger)),
+        genuine.subarray(bodyOffset),
+      ]),
+    );
+    const foreign = await runCli(["wal-fetch", forgedName, dest, ...fetchArgs()]);
+    expect(foreign.code).toBe(126);
+    expect(foreign.stderr).toContain("is not signed by a trusted signer");
+    // 2. A genuine object of this database put under another name (a replay).
+    const replayName = "0000000100000000000000F1";
+    await plant(replayName, genuine);
+    const replayed = await runCli(["wal-fetch", replayName, dest, ...fetchArgs()]);
+    expect(replayed.code).toBe(126);
+    expect(replayed.stderr).toContain("not what its key says");
+    // 3. The genuine signed header over another body, encrypted to the same public recipient.
+    const otherBody: Buffer[] = [];
+    await pipeline(
+      Readable.from([zstdCompressSync(Buffer.alloc(record.plainBytes, 7))]),
+      await ageEncrypt([key.recipient]),
+      new Writable({
+        write(chunk: Buffer, _e, done) {
+          otherBody.push(chunk);
+          done();
+        },
+      }),
+    );
+    await plant(name, Buffer.concat([genuine.subarray(0, bodyOffset), ...otherBody]));
+    try {
+      const swapped = await runCli(["wal-fetch", name, dest, ...fetchArgs()]);
+      expect(swapped.code).toBe(126);
+      expect(swapped.stderr).toContain("is not what its signed header says");
+      await expect(stat(dest)).rejects.toMatchObject({ code: "ENOENT" });
+    } finally {
+      await plant(name, genuine);
+    }
+    expect((await runCli(["wal-fetch", name, dest, ...fetchArgs()])).code).toBe(0);
+    expect((await readdir(work)).filter((f) => f.includes(".strongroom-"))).toEqual([]);
+  }, 60_000);
+});
+
+/** Runs one of the cluster's programs as the server's OS user (initdb refuses root; so does a data directory). */
+function asServer(
+  program: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(cluster.binDir, program), args, {
+      ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (b: Buffer) => {
+      output += b.toString();
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      output += b.toString();
+    });
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, output }));
+  });
+}
+
+/** A plain base backup without WAL (-X none): everything after its start comes from the archive. */
+async function baseBackup(name: string): Promise<string> {
+  const dir = path.join(work, name);
+  await mkdir(dir, { mode: 0o700 });
+  await forServer(dir);
+  const url = new URL(cluster.url);
+  const r = await asServer(
+    "pg_basebackup",
+    ["-D", dir, "-X", "none", "--checkpoint=fast", "-h", "127.0.0.1", "-p", url.port, "-U", "postgres"],
+    { PGPASSWORD: decodeURIComponent(url.password) },
+  );
+  expect(r.code, r.output).toBe(0);
+  return dir;
+}
+
+/** Starts PostgreSQL on a recovered data directory: its log, and how it ended if it did. */
+function startRecovery(dir: string, port: number) {
+  const child = spawn(
+    path.join(cluster.binDir, "postgres"),
+    ["-D", dir, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1"],
+    {
+      ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+      env: { PATH: process.env.PATH },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let log = "";
+  child.stdout.on("data", (b: Buffer) => {
+    log += b.toString();
+  });
+  child.stderr.on("data", (b: Buffer) => {
+    log += b.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  return {
+    log: () => log,
+    exited,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
+      await exited;
+    },
+  };
+}
+
+/** recovery.signal and the recovery settings, as `restore --pitr` writes them. */
+async function configureRecovery(dir: string, restoreCommand: string, target: Record<string, string>): Promise<void> {
+  const settings = { restore_command: restoreCommand, recovery_target_action: "promote", ...target };
+  const lines = Object.entries(settings).map(([k, v]) => `${k} = '${v.replaceAll("'", "''")}'`);
+  await writeFile(path.join(dir, "postgresql.auto.conf"), `${lines.join("\n")}\n`, { flag: "a" });
+  await writeFile(path.join(dir, "recovery.signal"), "");
+  for (const f of ["postgresql.auto.conf", "recovery.signal"]) await forServer(path.join(dir, f));
+}
+
+async function silentServer(): Promise<{ server: Server; port: number }> {
+  const port = await freePort();
+  const server = createServer(() => undefined);
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { server, port };
+}
+
+describe("PostgreSQL's own recovery with wal-fetch as restore_command", () => {
+  let base: string;
+  let spare: string;
+
+  beforeAll(async () => {
+    base = await baseBackup("base");
+    spare = await baseBackup("spare");
+  }, 120_000);
+
+  it("recovers to a time: only the row committed before it, PostgreSQL's 'recovery stopping' line, and a new timeline", async () => {
+    await sql(cluster.url, "create table pitr (n int)");
+    await sql(cluster.url, "insert into pitr values (1)");
+    const [{ t }] = (await sql<{ t: string }>(cluster.url, "select now()::text as t")) as [{ t: string }];
+    await new Promise((r) => setTimeout(r, 50));
+    await sql(cluster.url, "insert into pitr values (2)");
+    // In its own transaction: a switch inside the inserting one would leave row 2's commit unarchived.
+    await switchAndArchive(cluster.url);
+    await configureRecovery(base, commandLine(["wal-fetch", "%f", "%p", ...fetchArgs()]), { recovery_target_time: t });
+    const port = await freePort();
+    const server = startRecovery(base, port);
+    try {
+      const url = `postgres://postgres:${encodeURIComponent(decodeURIComponent(new URL(cluster.url).password))}@127.0.0.1:${port}/postgres`;
+      await waitFor(
+        "the recovered server to promote",
+        async () => {
+          try {
+            const [r] = await sql<{ recovering: boolean }>(url, "select pg_is_in_recovery() as recovering");
+            return r?.recovering === false ? true : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+        60_000,
+      );
+      expect(await sql(url, "select n from pitr order by n")).toEqual([{ n: 1 }]);
+      const [{ wal }] = (await sql<{ wal: string }>(url, "select pg_walfile_name(pg_current_wal_lsn()) as wal")) as [
+        { wal: string },
+      ];
+      expect(wal.slice(0, 8)).toBe("00000002");
+      expect(server.log()).toMatch(/recovery stopping before commit of transaction \d+, time /);
+    } finally {
+      await server.stop();
+    }
+  }, 120_000);
+
+  it("stops, and never promotes, when the store cannot be reached: wal-fetch's 126 is fatal to recovery", async () => {
+    const unreachable = await freePort();
+    const command = `AWS_ENDPOINT_URL_S3=http://127.0.0.1:${unreachable} AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x AWS_REGION=us-east-1 ${commandLine(
+      [
+        "wal-fetch",
+        "%f",
+        "%p",
+        "--store",
+        "s3://wal-down/pg",
+        "--database-id",
+        DB,
+        "--identity",
+        key.file,
+        "--signer",
+        signer,
+        "--timeout",
+        "5",
+      ],
+    )}`;
+    await configureRecovery(spare, command, { recovery_target_timeline: "latest" });
+    const server = startRecovery(spare, await freePort());
+    const code = await Promise.race([
+      server.exited,
+      new Promise<"running">((r) => setTimeout(() => r("running"), 90_000)),
+    ]);
+    await server.stop();
+    expect(code, server.log()).not.toBe("running");
+    expect(code).not.toBe(0);
+    // PostgreSQL words an exit of 126 as its shell's "command not executable": FATAL, never "not found".
+    expect(server.log()).toMatch(
+      /FATAL: +could not restore file "[0-9A-F]+\.history" from archive: command not executable/,
+    );
+    expect(server.log()).toContain("[StoreUnavailableError]");
+    expect(server.log()).not.toContain("database system is ready to accept connections");
+    expect(server.log()).not.toContain("selected new timeline ID");
+  }, 120_000);
+});
