@@ -7,10 +7,12 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { pathToFileURL } from "node:url";
 import { zstdCompressSync } from "node:zlib";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.ts";
+import { type BaseManifest, readBaseManifest } from "#core/pitr/base-manifest.ts";
+import { parseLsn } from "#core/pitr/lsn.ts";
+import { decodeWalHeader, encodeWalHeader, signWalRecord, WAL_FORMAT } from "#core/pitr/wal-record.ts";
 import { openStore } from "#core/store/open-store.ts";
-import { decodeWalHeader, encodeWalHeader, signWalRecord, WAL_FORMAT } from "#core/wal/wal-record.ts";
 import { type Cluster, serverUser, startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
 import { freePort } from "#worker/service-process.ts";
 import { ageEncrypt } from "#worker/stages/age-stream.ts";
@@ -489,4 +491,58 @@ describe("PostgreSQL's own recovery with wal-fetch as restore_command", () => {
     expect(server.log()).not.toContain("database system is ready to accept connections");
     expect(server.log()).not.toContain("selected new timeline ID");
   }, 120_000);
+});
+
+describe("strongroom basebackup", () => {
+  const env = () => ({ DATABASE_URL: cluster.url });
+  // As the server's OS user, as on the database host: the file store is shared with the
+  // archiver, which runs as that user and must be able to write every directory in it.
+  const asHost = () => (owner ? { user: owner } : {});
+
+  it("streams pg_basebackup through zstd and age into the store, and commits it, signed, once the WAL from its start to its stop is archived", async () => {
+    const r = await runCli(["basebackup", ...pushArgs(), "--json"], env(), asHost());
+    expect(r.code, r.stderr).toBe(0);
+    const manifest = JSON.parse(r.stdout) as BaseManifest;
+    const store = await openStore(storeUrl);
+    const text = (await readAll(await store.get(`${DB}/base/${manifest.baseId}/manifest.json`))).toString();
+    const read = readBaseManifest(text, `${DB}/base/${manifest.baseId}/manifest.json`, new Set([signer]));
+    const [control] = await sql<{ id: string }>(
+      cluster.url,
+      "select system_identifier::text as id from pg_control_system()",
+    );
+    expect(read).toMatchObject({
+      databaseId: DB,
+      timeline: 1,
+      server: { major: 15, systemIdentifier: control?.id, walSegmentBytes: 16 * 1024 * 1024 },
+      object: { key: `${DB}/base/${manifest.baseId}/base.tar.zst.age` },
+    });
+    expect(parseLsn(read.stopLsn)).toBeGreaterThan(parseLsn(read.startLsn));
+    // Every segment the backup needs is in the archive before the manifest is.
+    const archived = new Set((await store.list(`${DB}/wal/`)).objects.map((o) => path.posix.basename(o.key)));
+    expect(archived.has(read.walSegments.first) && archived.has(read.walSegments.last)).toBe(true);
+    // The stored object is the tar, encrypted: no plaintext in the store.
+    const stored = await readAll(await store.get(read.object.key));
+    expect(stored.length).toBe(read.object.storedBytes);
+    expect(stored.subarray(0, 21).toString()).toBe("age-encryption.org/v1");
+  }, 120_000);
+
+  it("is not committed when the server does not archive under that database id: no manifest, and the segment it waited for named", async () => {
+    const r = await runCli(
+      ["basebackup", ...pushArgs().map((a) => (a === DB ? "elsewhere" : a)), "--wal-wait", "2"],
+      env(),
+      asHost(),
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the WAL this base backup needs is not archived: [0-9A-F]{24}/);
+    expect(r.stderr).toContain("--database-id elsewhere");
+    const store = await openStore(storeUrl);
+    const manifests = (await store.list("elsewhere/base/")).objects.filter((o) => o.key.endsWith("manifest.json"));
+    expect(manifests).toEqual([]);
+  }, 120_000);
+
+  it("refuses a server that does not archive its WAL, before taking anything", async () => {
+    const r = await runCli(["basebackup", ...pushArgs()], { DATABASE_URL: inject("pgUrl") });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("archive_mode = off");
+  }, 60_000);
 });

@@ -9,13 +9,13 @@ import { gcCommand } from "./commands/gc.ts";
 import { keygenCommand } from "./commands/keygen.ts";
 import { listCommand } from "./commands/list.ts";
 import { settleOptions } from "./commands/options.ts";
+import { pitrCommands } from "./commands/pitr.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { recoverTableCommand } from "./commands/recover-table.ts";
 import { restoreCommand } from "./commands/restore.ts";
 import { statusCommand } from "./commands/status.ts";
 import { verifyCommand } from "./commands/verify.ts";
-import { walCommands } from "./commands/wal.ts";
 import { clearProgressLine } from "./progress.ts";
 import { WORKER_VERSION } from "./version.ts";
 
@@ -39,7 +39,7 @@ const COMMANDS = [
   pruneCommand,
   gcCommand,
   probeCommand,
-  walCommands,
+  pitrCommands,
 ];
 
 export interface Program {

@@ -6,7 +6,7 @@ import { NoSuitablePgDumpError } from "#core/errors.ts";
 
 const run = promisify(execFile);
 
-export type PgTool = "pg_dump" | "pg_dumpall" | "pg_restore";
+export type PgTool = "pg_dump" | "pg_dumpall" | "pg_restore" | "pg_basebackup";
 
 export interface PgBinDir {
   dir: string;

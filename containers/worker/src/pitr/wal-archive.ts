@@ -15,8 +15,7 @@ import {
 } from "#core/errors.ts";
 import { syncDir } from "#core/fsync-dir.ts";
 import { walPrefix } from "#core/keys.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
-import { parseWalFileName, readSegmentHeader, segmentNameOf } from "#core/wal/wal-file.ts";
+import { parseWalFileName, readSegmentHeader, segmentNameOf } from "#core/pitr/wal-file.ts";
 import {
   checkWalRecord,
   decodeWalHeader,
@@ -24,7 +23,8 @@ import {
   signWalRecord,
   WAL_FORMAT,
   type WalRecord,
-} from "#core/wal/wal-record.ts";
+} from "#core/pitr/wal-record.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
 
 /** What a WAL file's archiving did: stored now, or found already stored with the same content. */

@@ -39,7 +39,7 @@ interface CommonFlags {
  * when the store says the file is not there, 126 for anything else, so that recovery
  * stops instead of promoting a half-recovered cluster (main.ts maps them).
  */
-export function walCommands(parent: Command, ctx: CliContext): void {
+export function pitrCommands(parent: Command, ctx: CliContext): void {
   parent
     .command("wal-push")
     .description(
@@ -78,7 +78,7 @@ Examples:
           hint: "pass --signing-key FILE (strongroom keygen --signing), or set STRONGROOM_SIGNING_KEY to the key itself; restores replay only WAL signed by it",
         });
       }
-      const { pushWal, withTimeout } = await import("../wal/wal-archive.ts");
+      const { pushWal, withTimeout } = await import("../pitr/wal-archive.ts");
       const store = await openStoreAt(o.store);
       const result = await withTimeout(
         pushWal(store, file, { databaseId: o.databaseId, recipients: o.recipient, signer }),
@@ -89,6 +89,76 @@ Examples:
         result.outcome === "stored"
           ? `archived ${result.name}: ${result.plainBytes} bytes, ${result.storedBytes} stored\n`
           : `${result.name} was already archived with the same content\n`,
+      );
+    });
+
+  parent
+    .command("basebackup")
+    .description(
+      "take a physical base backup: pg_basebackup → zstd → age → store, committed once the WAL it needs is archived",
+    )
+    .addOption(
+      new Option(
+        "--db <url>",
+        "postgres://user@host:port/dbname of a role with REPLICATION (password: PGPASSWORD or DATABASE_URL)",
+      )
+        .env("DATABASE_URL")
+        .makeOptionMandatory(),
+    )
+    .addOption(storeOption())
+    .addOption(walDatabaseIdOption())
+    .addOption(
+      new Option(
+        "--recipient <age1…>",
+        "age public key to encrypt to; repeat for several (in the env var, comma-separated)",
+      )
+        .argParser(splitList)
+        .env("STRONGROOM_RECIPIENTS")
+        .makeOptionMandatory(),
+    )
+    .addOption(signingKeyOption())
+    .addOption(
+      checkedOption(
+        "--wal-wait <seconds>",
+        "how long to wait for the server to archive the WAL the backup needs before giving up uncommitted (default: 300)",
+        positiveInt("--wal-wait"),
+      ).env("STRONGROOM_WAL_WAIT"),
+    )
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+The server must archive into the same store and database id (archive_command = 'strongroom wal-push %p …').
+
+Examples:
+  $ DATABASE_URL=postgres://replicator@db:5432/postgres strongroom basebackup --store s3://acme-backups/pg \
+      --database-id shop --recipient age1… --signing-key /etc/strongroom/signing.key`,
+    )
+    .action(async (o: CommonFlags & { db: string; recipient: string[]; signingKey?: string; walWait?: number }) => {
+      const { signer } = await storeLogOptions(o);
+      if (!signer) {
+        throw new UsageError("basebackup signs the base backup it commits, and no signing key was given", {
+          hint: "pass --signing-key FILE (the one archive_command's wal-push uses), or set STRONGROOM_SIGNING_KEY",
+        });
+      }
+      const { parsePgUrl } = await import("../pg/conn.ts");
+      const { baseBackup } = await import("../pitr/base-backup.ts");
+      const manifest = await baseBackup({
+        store: await openStoreAt(o.store),
+        conn: parsePgUrl(o.db, "--db"),
+        databaseId: o.databaseId,
+        recipients: o.recipient,
+        signer,
+        ...(o.walWait !== undefined ? { walWaitMs: o.walWait * 1000 } : {}),
+        log: ctx.log(),
+        signal: ctx.signal,
+      });
+      printResult(
+        ctx,
+        o.json,
+        manifest,
+        () =>
+          `base backup ${o.databaseId}/${manifest.baseId}: ${manifest.startLsn} to ${manifest.stopLsn} on timeline ${manifest.timeline}, ${manifest.object.storedBytes} bytes stored\n`,
       );
     });
 
@@ -129,7 +199,7 @@ Exit codes: 0 fetched; 1 not in the archive (recovery ends there); 126 anything 
           });
         }
         const identities = await identitiesFrom(o.identity, "wal-fetch", process.env, ctx.log());
-        const { fetchWal, withTimeout } = await import("../wal/wal-archive.ts");
+        const { fetchWal, withTimeout } = await import("../pitr/wal-archive.ts");
         const store = await openStoreAt(o.store);
         const result = await withTimeout(
           fetchWal(store, name, dest, { databaseId: o.databaseId, identities, signers }),

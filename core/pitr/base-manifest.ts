@@ -1,0 +1,72 @@
+import { type RowSignature, type RowSigner, textSignedByOneOf } from "../audit/row-signature.ts";
+import { IntegrityError } from "../errors.ts";
+import { assertDatabaseId } from "../keys.ts";
+
+/**
+ * A physical base backup (`strongroom basebackup`): one object, `<db>/base/<baseId>/base.tar.zst.age`
+ * (pg_basebackup -Ft -X none, zstd, age), and this manifest beside it, written last with
+ * put-if-absent once the WAL from the backup's start to its stop is archived: a base
+ * backup that cannot be recovered is never committed. The database host signs it, as it
+ * signs the WAL (docs/formats.md, Base backup).
+ */
+export const BASE_FORMAT = "strongroom-base/1";
+const CONTEXT = "strongroom.base/1\n";
+
+export interface BaseManifest {
+  format: typeof BASE_FORMAT;
+  databaseId: string;
+  baseId: string;
+  startedAt: string;
+  stoppedAt: string;
+  server: { version: string; major: number; systemIdentifier: string; walSegmentBytes: number };
+  timeline: number;
+  startLsn: string;
+  stopLsn: string;
+  /** The WAL segments from the backup's start to its stop, every one archived before this was written. */
+  walSegments: { first: string; last: string };
+  object: { key: string; plainBytes: number; plainSha256: string; storedBytes: number; storedSha256: string };
+  /** PostgreSQL's own backup_manifest (inside the tar too): its SHA-256. */
+  backupManifestSha256: string;
+  recipients: string[];
+  signature: RowSignature;
+}
+
+export function baseKeys(databaseId: string, baseId: string): { object: string; manifest: string } {
+  assertDatabaseId(databaseId);
+  const dir = `${databaseId}/base/${baseId}`;
+  return { object: `${dir}/base.tar.zst.age`, manifest: `${dir}/manifest.json` };
+}
+
+export function basePrefix(databaseId: string): string {
+  assertDatabaseId(databaseId);
+  return `${databaseId}/base/`;
+}
+
+const unsignedText = (m: Omit<BaseManifest, "signature">) => JSON.stringify(m);
+
+export function signBaseManifest(manifest: Omit<BaseManifest, "signature">, signer: RowSigner): BaseManifest {
+  return { ...manifest, signature: signer.signText(CONTEXT, unsignedText(manifest)) };
+}
+
+/**
+ * The manifest at `key`, refused unless a trusted signer signed it and it names the
+ * database and base backup its key does: a store writer can put any manifest there.
+ */
+export function readBaseManifest(text: string, key: string, signers: ReadonlySet<string>): BaseManifest {
+  let parsed: BaseManifest;
+  try {
+    parsed = JSON.parse(text) as BaseManifest;
+  } catch (err) {
+    throw new IntegrityError(`${key} is not JSON`, { cause: err });
+  }
+  if (parsed?.format !== BASE_FORMAT) throw new IntegrityError(`${key} is not a ${BASE_FORMAT} manifest`);
+  const { signature, ...rest } = parsed;
+  if (!textSignedByOneOf(signature, CONTEXT, unsignedText(rest), signers)) {
+    throw new IntegrityError(`${key} is not signed by a trusted signer`, {
+      hint: "only base backups the database host signed are restored: pass its --signer",
+    });
+  }
+  const expected = baseKeys(parsed.databaseId, parsed.baseId);
+  if (expected.manifest !== key) throw new IntegrityError(`${key} describes ${expected.manifest}, not itself`);
+  return parsed;
+}
