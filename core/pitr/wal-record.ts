@@ -21,7 +21,7 @@ export interface WalRecord {
   name: string;
   kind: WalFileKind;
   timeline: number;
-  /** The cluster's system identifier (segments and .partial files; absent for history and backup files). */
+  /** The cluster's system identifier: from a segment's first page, else from the data directory's pg_control. */
   systemIdentifier?: string;
   plainBytes: number;
   plainSha256: string;
@@ -93,7 +93,7 @@ export function checkWalRecord(
   }
   if (!textSignedByOneOf(record.signature, CONTEXT, signedText(record), signers)) {
     throw new IntegrityError(`${key} is not signed by a trusted signer`, {
-      hint: "only WAL the database host archived with its signing key is replayed: pass that host's --signer (STRONGROOM_SIGNER); an unsigned or foreign-signed file was planted or archived by another key",
+      hint: "only WAL the database host archived with its signing key is replayed: pass that host's --signer (STRONGROOM_SIGNERS); an unsigned or foreign-signed file was planted or archived by another key",
     });
   }
 }

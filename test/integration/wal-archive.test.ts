@@ -233,6 +233,27 @@ describe("strongroom wal-fetch as restore_command", () => {
     const typo = await runCli(["wal-fetch", "0000000100000000000000AA", dest, ...fetchArgs(), "--signr", signer]);
     expect(typo.code).toBe(126);
     expect(typo.stderr).toContain("unknown option");
+    // A wrong database id (or a store that is gone): an empty archive is no "not archived".
+    const wrongId = await runCli([
+      "wal-fetch",
+      "0000000100000000000000AA",
+      dest,
+      ...fetchArgs().map((a) => (a === DB ? "shopp" : a)),
+    ]);
+    expect(wrongId.code).toBe(126);
+    expect(wrongId.stderr).toContain("holds nothing");
+    // A global option before the command does not hide it: still 126, never 2.
+    const before = await runCli([
+      "--log-format",
+      "json",
+      "wal-fetch",
+      "0000000100000000000000AA",
+      dest,
+      ...fetchArgs(),
+      "--signr",
+      "x",
+    ]);
+    expect(before.code).toBe(126);
     const notAName = await runCli(["wal-fetch", "../../etc/passwd", dest, ...fetchArgs()]);
     expect(notAName.code).toBe(126);
     // An S3 endpoint that takes the connection and never answers: the timeout, not a hang.
@@ -300,10 +321,15 @@ describe("strongroom wal-fetch as restore_command", () => {
     const replayed = await runCli(["wal-fetch", replayName, dest, ...fetchArgs()]);
     expect(replayed.code).toBe(126);
     expect(replayed.stderr).toContain("not what its key says");
+    // 2b. A genuine object of this database id that another cluster archived: not the one being recovered.
+    const otherCluster = await runCli(["wal-fetch", name, dest, ...fetchArgs(), "--system-identifier", "1"]);
+    expect(otherCluster.code).toBe(126);
+    expect(otherCluster.stderr).toContain("not the one being recovered");
     // 3. The genuine signed header over another body, encrypted to the same public recipient.
     const otherBody: Buffer[] = [];
     await pipeline(
-      Readable.from([zstdCompressSync(Buffer.alloc(record.plainBytes, 7))]),
+      // Twice the signed size: it must not expand past what the header allows (a bomb would).
+      Readable.from([zstdCompressSync(Buffer.alloc(record.plainBytes * 2, 7))]),
       await ageEncrypt([key.recipient]),
       new Writable({
         write(chunk: Buffer, _e, done) {
@@ -316,7 +342,7 @@ describe("strongroom wal-fetch as restore_command", () => {
     try {
       const swapped = await runCli(["wal-fetch", name, dest, ...fetchArgs()]);
       expect(swapped.code).toBe(126);
-      expect(swapped.stderr).toContain("is not what its signed header says");
+      expect(swapped.stderr).toMatch(/is not what its signed header says|larger than|maxOutputLength/i);
       await expect(stat(dest)).rejects.toMatchObject({ code: "ENOENT" });
     } finally {
       await plant(name, genuine);
@@ -544,5 +570,93 @@ describe("strongroom basebackup", () => {
     const r = await runCli(["basebackup", ...pushArgs()], { DATABASE_URL: inject("pgUrl") });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("archive_mode = off");
+  }, 60_000);
+});
+
+describe("strongroom restore --pitr", () => {
+  const recovered: string[] = [];
+  const pitrArgs = (pgdata: string) => [
+    "restore",
+    "--pitr",
+    "--store",
+    storeUrl,
+    "--database-id",
+    DB,
+    "--identity",
+    key.file,
+    "--signer",
+    signer,
+    "--pgdata",
+    pgdata,
+  ];
+  const password = () => decodeURIComponent(new URL(cluster.url).password);
+
+  afterAll(async () => {
+    for (const dir of recovered)
+      await asServer("pg_ctl", ["stop", "-D", dir, "-m", "immediate"]).catch(() => undefined);
+  });
+
+  it("recovers to a time from its own base backup: only the row committed before it, on timeline 2, as PostgreSQL's log says", async () => {
+    const b = await runCli(["basebackup", ...pushArgs()], { DATABASE_URL: cluster.url }, owner ? { user: owner } : {});
+    expect(b.code, b.stderr).toBe(0);
+    await sql(cluster.url, "create table recipe (n int)");
+    await sql(cluster.url, "insert into recipe values (1)");
+    const [{ t }] = (await sql<{ t: string }>(cluster.url, "select now()::text as t")) as [{ t: string }];
+    await new Promise((r) => setTimeout(r, 50));
+    await sql(cluster.url, "insert into recipe values (2)");
+    await switchAndArchive(cluster.url);
+    const dir = path.join(work, "pitr-time");
+    recovered.push(dir);
+    const r = await runCli([...pitrArgs(dir), "--to-time", t, "--start", "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as { started: { port: number; timeline: number; stoppedAt: string } };
+    expect(result.started).toMatchObject({
+      timeline: 2,
+      stoppedAt: expect.stringMatching(/^recovery stopping before commit of transaction \d+, time /),
+    });
+    const url = `postgres://postgres:${encodeURIComponent(password())}@127.0.0.1:${result.started.port}/postgres`;
+    await waitFor("the recovered server to take connections", async () => {
+      try {
+        return await sql<{ n: number }>(url, "select n from recipe order by n");
+      } catch {
+        return undefined;
+      }
+    }).then((rows) => expect(rows).toEqual([{ n: 1 }]));
+    // No secret in the configuration it wrote: paths and public signers only.
+    const auto = await readFile(path.join(dir, "postgresql.auto.conf"), "utf8");
+    expect(auto).toContain("wal-fetch");
+    expect(auto).not.toMatch(/AGE-SECRET-KEY|SRSIGN-SECRET/);
+    expect(auto).toContain("archive_mode = 'off'");
+  }, 180_000);
+
+  it("fails with PostgreSQL's own FATAL, never a success, when the target lies past the archived WAL", async () => {
+    const dir = path.join(work, "pitr-future");
+    recovered.push(dir);
+    // In ISO 8601 with T and Z, which PostgreSQL's recovery_target_time refuses and the CLI rewrites.
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    const r = await runCli([...pitrArgs(dir), "--to-time", future, "--start"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("recovery ended before configured recovery target was reached");
+    expect(r.stderr).toContain("[RestoreFailedError]");
+  }, 180_000);
+
+  it("refuses before writing anything: no target or two, a directory that is not empty, no signer, an xid without --base", async () => {
+    const dir = path.join(work, "pitr-refused");
+    const none = await runCli(pitrArgs(dir));
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("exactly one of --to-time");
+    const two = await runCli([...pitrArgs(dir), "--to-latest", "--to-lsn", "0/3000000"]);
+    expect(two.code).toBe(2);
+    const xid = await runCli([...pitrArgs(dir), "--to-xid", "1234"]);
+    expect(xid.code).toBe(2);
+    expect(xid.stderr).toContain("needs --base");
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "PG_VERSION"), "15\n");
+    const busy = await runCli([...pitrArgs(dir), "--to-latest"]);
+    expect(busy.code).toBe(2);
+    expect(busy.stderr).toContain("is not empty");
+    const unsigned = await runCli([...pitrArgs(dir).filter((a) => a !== "--signer" && a !== signer), "--to-latest"]);
+    expect(unsigned.code).toBe(2);
+    expect(await readdir(dir)).toEqual(["PG_VERSION"]);
   }, 60_000);
 });

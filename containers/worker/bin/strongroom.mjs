@@ -17,7 +17,9 @@ if (major < 22 || typeof zlib.zstdCompress !== "function") {
     ? "run it through npx after npm ci (Node 22 from the node@22 devDependency), or install Node 22 from https://nodejs.org"
     : "install it from https://nodejs.org or with your version manager";
   process.stderr.write(`strongroom needs Node.js 22.15 or newer (this is v${process.versions.node}); ${hint}\n`);
-  process.exit(2);
+  // As restore_command, any exit from 1 to 125 reads as "not archived", and PostgreSQL
+  // would end the recovery there: a Node too old must stop it instead (126).
+  process.exit(process.argv.includes("wal-fetch") ? 126 : 2);
 }
 if (inCheckout) {
   // Type stripping announces itself with an ExperimentalWarning on every run; keep stderr for us.

@@ -31,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     },
   });
   try {
-    await program.parseAsync(argv, { from: "node" });
+    await program.parseAsync(physicalRestore(argv), { from: "node" });
     return 0;
   } catch (err) {
     // --help and --version land here too, with exit code 0.
@@ -48,16 +48,28 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Whether `argv` runs wal-fetch (its first argument that is not an option is the command). */
-function isWalFetch(argv: readonly string[]): boolean {
-  const args = argv.slice(2);
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (!a.startsWith("-")) return a === "wal-fetch";
+/** `restore --pitr …` is the physical recovery, a command of its own (commands/pitr.ts). */
+function physicalRestore(argv: string[]): string[] {
+  const at = commandIndex(argv);
+  if (at < 0 || argv[at] !== "restore" || !argv.includes("--pitr")) return argv;
+  return [...argv.slice(0, at), "restore-pitr", ...argv.slice(at + 1)];
+}
+
+/** Where the command's name is in `argv`: the first word that is neither an option nor a global option's value. */
+function commandIndex(argv: readonly string[]): number {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith("-")) return i;
     // The global options that take a value: --log-format json, --log-level debug.
     if (!a.includes("=") && (a === "--log-format" || a === "--log-level")) i++;
   }
-  return false;
+  return -1;
+}
+
+/** Whether `argv` runs wal-fetch (its first argument that is not an option is the command). */
+function isWalFetch(argv: readonly string[]): boolean {
+  // Any word: an option's value before the command must not hide it (no %f or %p is this word).
+  return argv.slice(2).includes("wal-fetch");
 }
 
 /**

@@ -7,9 +7,17 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 });
 
 // The program: the bin script in a checkout and the bundled image entrypoint both start here.
+// archive_command and restore_command stopped by a signal: out at once, with the exit
+// that tells PostgreSQL to retry (push) or to stop the recovery (fetch).
+const walCommand = process.argv.slice(2).find((a) => a === "wal-push" || a === "wal-fetch");
+if (walCommand) {
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => process.exit(walCommand === "wal-fetch" ? 126 : 1));
+  }
+}
 process.exitCode = await main(process.argv);
 // archive_command and restore_command: once the answer is given, nothing may keep the
 // process (a request the timeout abandoned still holds a socket), or PostgreSQL waits on it.
-if (/^wal-(push|fetch)$/.test(process.argv.find((a, i) => i >= 2 && !a.startsWith("-")) ?? "")) {
+if (process.argv.slice(2).some((a) => a === "wal-push" || a === "wal-fetch")) {
   process.exit(process.exitCode);
 }

@@ -3,6 +3,7 @@ import { UsageError } from "#core/errors.ts";
 import { type CliContext, openStoreAt, printResult, storeLogOptions } from "./context.ts";
 import {
   checkedOption,
+  flagOption,
   identitiesFrom,
   identityOption,
   jsonOption,
@@ -162,6 +163,148 @@ Examples:
       );
     });
 
+  // `strongroom restore --pitr …` lands here (main.ts): a physical recovery has none of a
+  // logical restore's flags, and its own.
+  parent
+    .command("restore-pitr", { hidden: true })
+    .description(
+      "restore --pitr: recover a physical base backup and its archived WAL into --pgdata, to a point in time",
+    )
+    .addOption(new Option("--pitr", "a point-in-time recovery (this command)"))
+    .addOption(storeOption())
+    .addOption(walDatabaseIdOption())
+    .addOption(
+      new Option(
+        "--identity <file>",
+        "age identity file; its path goes into restore_command, so a file, not a variable",
+      )
+        .env("STRONGROOM_IDENTITY_FILE")
+        .makeOptionMandatory(),
+    )
+    .addOption(signerOption())
+    .addOption(signingKeyOption())
+    .addOption(
+      new Option("--to-time <timestamp>", "recover to this time (PostgreSQL's timestamptz: '2026-12-03 08:04:00+00')"),
+    )
+    .addOption(new Option("--to-lsn <lsn>", "recover to this WAL location (0/3000028)"))
+    .addOption(new Option("--to-xid <xid>", "recover to this transaction id (with --base)"))
+    .addOption(new Option("--to-name <name>", "recover to this restore point, pg_create_restore_point's (with --base)"))
+    .addOption(new Option("--to-latest", "recover to the end of the archived WAL"))
+    .addOption(
+      new Option("--base <id>", "the base backup to start from (default: the newest that ended before the target)"),
+    )
+    .addOption(new Option("--pgdata <dir>", "a new or empty directory for the recovered cluster").makeOptionMandatory())
+    .addOption(
+      flagOption(
+        "--start",
+        "start the recovered server and wait for PostgreSQL to say the target was reached",
+        "STRONGROOM_START",
+      ),
+    )
+    .addOption(
+      checkedOption(
+        "--port <port>",
+        "with --start: the port the recovered server listens on (default: a free one)",
+        positiveInt("--port"),
+      ),
+    )
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ strongroom restore --pitr --store s3://acme-backups/pg --database-id shop --identity identity.txt \
+      --signer srsigner1… --to-time '2026-12-03 08:04:00+00' --pgdata /var/lib/postgresql/15/recovered --start`,
+    )
+    .action(
+      async (
+        o: CommonFlags & {
+          identity: string;
+          signer?: string[];
+          toTime?: string;
+          toLsn?: string;
+          toXid?: string;
+          toName?: string;
+          toLatest?: boolean;
+          base?: string;
+          pgdata: string;
+          start?: boolean;
+          port?: number;
+        },
+      ) => {
+        const targets = [
+          o.toTime !== undefined ? { kind: "time" as const, value: o.toTime } : undefined,
+          o.toLsn !== undefined ? { kind: "lsn" as const, value: o.toLsn } : undefined,
+          o.toXid !== undefined ? { kind: "xid" as const, value: o.toXid } : undefined,
+          o.toName !== undefined ? { kind: "name" as const, value: o.toName } : undefined,
+          o.toLatest ? { kind: "latest" as const } : undefined,
+        ].filter((t) => t !== undefined);
+        if (targets.length !== 1) {
+          throw new UsageError(
+            "restore --pitr needs exactly one of --to-time, --to-lsn, --to-xid, --to-name and --to-latest",
+            {
+              hint: "strongroom restore --pitr --help shows the usage",
+            },
+          );
+        }
+        let target = targets[0] as NonNullable<(typeof targets)[number]>;
+        // recovery_target_time refuses ISO 8601's T and Z ("invalid value"): the same instant, as PostgreSQL writes it.
+        if (target.kind === "time") {
+          target = {
+            kind: "time",
+            value: target.value
+              .trim()
+              .replace(/^(\d{4}-\d{2}-\d{2})T/, "$1 ")
+              .replace(/Z$/, "+00"),
+          };
+        }
+        if (target.kind === "time" && Number.isNaN(Date.parse(target.value))) {
+          throw new UsageError(`--to-time ${JSON.stringify(target.value)} is not a time`, {
+            hint: "give a timestamp with its zone, as PostgreSQL prints now(): '2026-12-03 08:04:00+00'",
+          });
+        }
+        if (target.kind === "lsn") (await import("#core/pitr/lsn.ts")).parseLsn(target.value);
+        const options = await storeLogOptions(o);
+        const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
+        if (signers.size === 0) {
+          throw new UsageError(
+            "restore --pitr recovers only base backups and WAL signed by a signer it trusts, and none was given",
+            {
+              hint: "pass --signer srsigner1… (the database host's), or set STRONGROOM_SIGNERS",
+            },
+          );
+        }
+        const identities = await identitiesFrom(o.identity, "restore --pitr", process.env, ctx.log());
+        const { pitrRestore } = await import("../pitr/pitr-restore.ts");
+        const { freePort } = await import("../service-process.ts");
+        const result = await pitrRestore({
+          store: await openStoreAt(o.store),
+          databaseId: o.databaseId,
+          identityFile: o.identity,
+          identities,
+          signers,
+          target,
+          ...(o.base !== undefined ? { baseId: o.base } : {}),
+          pgdata: o.pgdata,
+          ...(o.start ? { start: { port: o.port ?? (await freePort()) } } : {}),
+          walFetch: { node: process.execPath, script: process.argv[1] as string, storeUrl: o.store },
+          log: ctx.log(),
+        });
+        printResult(
+          ctx,
+          o.json,
+          result,
+          () =>
+            [
+              `recovered ${o.databaseId}/${result.baseId} into ${result.pgdata}; archived WAL continuous from ${result.wal.first} to ${result.wal.lastContiguous}`,
+              result.started
+                ? `the server runs on port ${result.started.port}, timeline ${result.started.timeline}: ${result.started.stoppedAt ?? "the end of the archive reached"}`
+                : "start it (pg_ctl start -D …) to replay the WAL; PostgreSQL promotes it at the target",
+            ].join("\n") + "\n",
+        );
+      },
+    );
+
   parent
     .command("wal-fetch")
     .description(
@@ -173,7 +316,12 @@ Examples:
     .addOption(walDatabaseIdOption())
     .addOption(identityOption())
     .addOption(signerOption())
-    .addOption(signingKeyOption())
+    .addOption(
+      new Option(
+        "--system-identifier <id>",
+        "replay only WAL archived by this cluster (pg_control's; restore --pitr writes it)",
+      ).env("STRONGROOM_SYSTEM_IDENTIFIER"),
+    )
     .addOption(timeoutOption())
     .addOption(jsonOption())
     .addHelpText(
@@ -189,10 +337,12 @@ Exit codes: 0 fetched; 1 not in the archive (recovery ends there); 126 anything 
       async (
         name: string,
         dest: string,
-        o: CommonFlags & { identity?: string; signer?: string[]; signingKey?: string },
+        o: CommonFlags & { identity?: string; signer?: string[]; systemIdentifier?: string },
       ) => {
-        const options = await storeLogOptions(o);
-        const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
+        // Only --signer: a signing key this process may hold (STRONGROOM_SIGNING_KEY) could
+        // sign what it replays, and a recovery trusts the database host alone.
+        const { parseSigner } = await import("#core/audit/row-signature.ts");
+        const signers = new Set((o.signer ?? []).map(parseSigner));
         if (signers.size === 0) {
           throw new UsageError("wal-fetch replays only WAL signed by a signer it trusts, and none was given", {
             hint: "pass --signer srsigner1… (the archiving host's, what `strongroom keygen --signing` printed), or set STRONGROOM_SIGNERS",
@@ -202,7 +352,12 @@ Exit codes: 0 fetched; 1 not in the archive (recovery ends there); 126 anything 
         const { fetchWal, withTimeout } = await import("../pitr/wal-archive.ts");
         const store = await openStoreAt(o.store);
         const result = await withTimeout(
-          fetchWal(store, name, dest, { databaseId: o.databaseId, identities, signers }),
+          fetchWal(store, name, dest, {
+            databaseId: o.databaseId,
+            identities,
+            signers,
+            ...(o.systemIdentifier !== undefined ? { systemIdentifier: o.systemIdentifier } : {}),
+          }),
           (o.timeout ?? 120) * 1000,
           `fetching ${name}`,
         );

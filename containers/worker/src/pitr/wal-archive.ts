@@ -27,6 +27,9 @@ import {
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
 
+/** Larger than any WAL file PostgreSQL writes (segments are at most 1 GiB), with room for the header and age. */
+const MAX_OBJECT_BYTES = 1024 ** 3 + 1024 ** 2;
+
 /** What a WAL file's archiving did: stored now, or found already stored with the same content. */
 export interface WalPushResult {
   key: string;
@@ -48,7 +51,14 @@ export interface WalPushResult {
 export async function pushWal(
   store: ObjectStore,
   file: string,
-  o: { databaseId: string; recipients: readonly string[]; signer: RowSigner; now?: Date },
+  o: {
+    databaseId: string;
+    recipients: readonly string[];
+    signer: RowSigner;
+    now?: Date;
+    /** The server's data directory, whose global/pg_control names the cluster. @default the working directory (archive_command's) */
+    dataDirectory?: string;
+  },
 ): Promise<WalPushResult> {
   const name = path.basename(file);
   const parsed = parseWalFileName(name);
@@ -65,6 +75,21 @@ export async function pushWal(
     }
     systemIdentifier = header.systemIdentifier;
   }
+  // archive_command runs in the data directory: its pg_control names the cluster, so that
+  // a .history or .backup file is signed as this cluster's too (segments carry it themselves).
+  const control = await readFile(path.join(o.dataDirectory ?? process.cwd(), "global", "pg_control")).catch(
+    () => undefined,
+  );
+  const clusterId = control && control.length >= 8 ? control.readBigUInt64LE(0).toString() : undefined;
+  if (clusterId !== undefined && systemIdentifier !== undefined && clusterId !== systemIdentifier) {
+    throw new IntegrityError(
+      `${file} belongs to cluster ${systemIdentifier}, and this data directory is cluster ${clusterId}`,
+      {
+        hint: "archive_command archives the server's own pg_wal only",
+      },
+    );
+  }
+  systemIdentifier ??= clusterId;
   const plainSha256 = createHash("sha256").update(plain).digest("hex");
   const record = signWalRecord(
     {
@@ -122,22 +147,51 @@ export async function fetchWal(
   store: ObjectStore,
   name: string,
   dest: string,
-  o: { databaseId: string; identities: readonly string[]; signers: ReadonlySet<string> },
+  o: {
+    databaseId: string;
+    identities: readonly string[];
+    signers: ReadonlySet<string>;
+    /** The recovering cluster's: a file archived by another cluster under this database id is refused. */
+    systemIdentifier?: string;
+  },
 ): Promise<{ key: string; plainBytes: number }> {
   parseWalFileName(name);
-  const key = walPrefix(o.databaseId) + name;
-  let bytes: Buffer;
+  const prefix = walPrefix(o.databaseId);
+  const key = prefix + name;
+  let size: number;
   try {
-    bytes = await readAll(await store.get(key));
+    size = (await store.stat(key)).bytes;
   } catch (err) {
-    if (err instanceof NotFoundError) {
-      throw new WalFileMissingError(`${name} is not in the archive (${key})`, { cause: err });
+    if (!(err instanceof NotFoundError)) throw err;
+    // "Not archived" ends the recovery: say it only when the archive itself is there.
+    const archive = await store.list(prefix, { pageSize: 1 });
+    if (archive.objects.length === 0) {
+      throw new IntegrityError(
+        `the archive ${prefix} holds nothing: a wrong --store or --database-id, or a store that is gone`,
+        {
+          hint: "check restore_command's --store and --database-id; recovery stops here rather than promote without the WAL",
+        },
+      );
     }
-    throw err;
+    throw new WalFileMissingError(`${name} is not in the archive (${key})`, { cause: err });
   }
+  // A segment is at most 1 GiB; a larger object was planted (and would be read whole).
+  if (size > MAX_OBJECT_BYTES) throw new IntegrityError(`${key} is ${size} bytes, more than any WAL file`);
+  const bytes = await readAll(await store.get(key));
   const { record, bodyOffset } = decodeWalHeader(bytes, key);
   checkWalRecord(record, { databaseId: o.databaseId, name }, o.signers, key);
-  const plain = zstdDecompressSync(await unseal(bytes.subarray(bodyOffset), o.identities));
+  if (o.systemIdentifier !== undefined && record.systemIdentifier !== o.systemIdentifier) {
+    throw new IntegrityError(
+      `${key} was archived by cluster ${record.systemIdentifier ?? "(unknown)"}, not the one being recovered (${o.systemIdentifier})`,
+      { hint: "another cluster archived under this database id: its WAL is never replayed here" },
+    );
+  }
+  if (record.plainBytes > MAX_OBJECT_BYTES)
+    throw new IntegrityError(`${key}'s header claims ${record.plainBytes} bytes`);
+  // Never more than the signed size: a planted body cannot expand without bound.
+  const plain = zstdDecompressSync(await unseal(bytes.subarray(bodyOffset), o.identities), {
+    maxOutputLength: Math.max(record.plainBytes, 1),
+  });
   const sha = createHash("sha256").update(plain).digest("hex");
   if (plain.length !== record.plainBytes || sha !== record.plainSha256) {
     throw new IntegrityError(`${key}'s content is not what its signed header says (sha256 ${sha.slice(0, 12)}…)`, {
@@ -145,14 +199,14 @@ export async function fetchWal(
     });
   }
   const temporary = `${dest}.strongroom-${process.pid}`;
-  const handle = await open(temporary, "w", 0o600);
   try {
-    await handle.writeFile(plain);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    const handle = await open(temporary, "w", 0o600);
+    try {
+      await handle.writeFile(plain);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(temporary, dest);
   } catch (err) {
     await unlink(temporary).catch(() => undefined);
