@@ -629,6 +629,49 @@ describe("strongroom restore --pitr", () => {
     expect(auto).toContain("archive_mode = 'off'");
   }, 180_000);
 
+  it("recovers to an LSN, and to the end of the archive: each stops where it was asked, on a new timeline", async () => {
+    await sql(cluster.url, "create table marks (n int)");
+    await sql(cluster.url, "insert into marks values (1)");
+    const [{ lsn }] = (await sql<{ lsn: string }>(cluster.url, "select pg_current_wal_lsn()::text as lsn")) as [
+      { lsn: string },
+    ];
+    await sql(cluster.url, "insert into marks values (2)");
+    await switchAndArchive(cluster.url);
+    const query = async (port: number) => {
+      const url = `postgres://postgres:${encodeURIComponent(password())}@127.0.0.1:${port}/postgres`;
+      return waitFor("the recovered server", async () => {
+        try {
+          return (await sql<{ n: number }>(url, "select n from marks order by n")).map((r) => r.n);
+        } catch {
+          return undefined;
+        }
+      });
+    };
+    const atLsn = path.join(work, "pitr-lsn");
+    recovered.push(atLsn);
+    const r1 = await runCli([...pitrArgs(atLsn), "--to-lsn", lsn, "--start", "--json"]);
+    expect(r1.code, r1.stderr).toBe(0);
+    const s1 = JSON.parse(r1.stdout) as { started: { port: number; timeline: number; stoppedAt: string } };
+    expect(s1.started.stoppedAt).toMatch(/^recovery stopping after WAL location \(LSN\)/);
+    expect(await query(s1.started.port)).toEqual([1]);
+    const latest = path.join(work, "pitr-latest");
+    recovered.push(latest);
+    const r2 = await runCli([...pitrArgs(latest), "--to-latest", "--start", "--json"]);
+    expect(r2.code, r2.stderr).toBe(0);
+    const s2 = JSON.parse(r2.stdout) as {
+      started: { port: number; timeline: number };
+      wal: { lastContiguous: string };
+    };
+    expect(s2.started.timeline).toBe(2);
+    expect(await query(s2.started.port)).toEqual([1, 2]);
+    // An LSN past the archive's end is refused before anything is written.
+    const far = path.join(work, "pitr-far");
+    const r3 = await runCli([...pitrArgs(far), "--to-lsn", "FF/0"]);
+    expect(r3.code).toBe(1);
+    expect(r3.stderr).toContain("the archive cannot reach FF/0");
+    await expect(readdir(far)).rejects.toMatchObject({ code: "ENOENT" });
+  }, 240_000);
+
   it("fails with PostgreSQL's own FATAL, never a success, when the target lies past the archived WAL", async () => {
     const dir = path.join(work, "pitr-future");
     recovered.push(dir);
