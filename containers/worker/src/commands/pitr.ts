@@ -163,6 +163,69 @@ Examples:
       );
     });
 
+  parent
+    .command("wal")
+    .description("the archived WAL: wal verify")
+    .command("verify")
+    .description(
+      "for every base backup, whether the archive holds its WAL and how far it runs without a gap; the archive's age (the RPO now)",
+    )
+    .addOption(storeOption())
+    .addOption(walDatabaseIdOption())
+    .addOption(signerOption())
+    .addOption(
+      new Option("--max-wal-age <duration>", "not ok when the newest archived WAL is older (e.g. 15m, 1h)").env(
+        "STRONGROOM_MAX_WAL_AGE",
+      ),
+    )
+    .addOption(jsonOption())
+    .action(async (o: CommonFlags & { signer?: string[]; maxWalAge?: string }) => {
+      const { parseSigner } = await import("#core/audit/row-signature.ts");
+      const signers = new Set((o.signer ?? []).map(parseSigner));
+      if (signers.size === 0) {
+        throw new UsageError("wal verify counts only base backups a signer it trusts signed, and none was given", {
+          hint: "pass --signer srsigner1… (the database host's), or set STRONGROOM_SIGNERS",
+        });
+      }
+      const { parseDuration } = await import("#core/gc.ts");
+      const maxAge = o.maxWalAge !== undefined ? parseDuration(o.maxWalAge, "--max-wal-age") : undefined;
+      const { verifyWal } = await import("../pitr/wal-verify.ts");
+      const report = await verifyWal({
+        store: await openStoreAt(o.store),
+        databaseId: o.databaseId,
+        signers,
+        log: ctx.log(),
+      });
+      const stale = maxAge !== undefined && (report.newest === undefined || report.newest.ageSeconds * 1000 > maxAge);
+      const result = { ...report, ok: report.ok && !stale };
+      printResult(
+        ctx,
+        o.json,
+        result,
+        () =>
+          [
+            ...report.bases.map(
+              (b) =>
+                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timeline}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}`,
+            ),
+            report.newest
+              ? `newest archived WAL: ${report.newest.name}, ${report.newest.ageSeconds} s ago${stale ? ` (older than --max-wal-age ${o.maxWalAge})` : ""}`
+              : "no WAL archived",
+          ].join("\n") + "\n",
+      );
+      if (!result.ok) {
+        const { NotReadyError } = await import("#core/errors.ts");
+        throw new NotReadyError(
+          report.bases.length === 0
+            ? `no base backup of ${o.databaseId}: nothing to recover from`
+            : stale
+              ? `the newest archived WAL is older than ${o.maxWalAge}`
+              : "a gap in the archived WAL, or a base backup whose own WAL is missing",
+          { hint: "archive_command's failures show in pg_stat_archiver and the server's log (docs/pitr.md)" },
+        );
+      }
+    });
+
   // `strongroom restore --pitr …` lands here (main.ts): a physical recovery has none of a
   // logical restore's flags, and its own.
   parent

@@ -1,0 +1,132 @@
+import { walPrefix } from "#core/keys.ts";
+import type { Logger } from "#core/log.ts";
+import { type BaseManifest, basePrefix, readBaseManifest } from "#core/pitr/base-manifest.ts";
+import { segmentName } from "#core/pitr/lsn.ts";
+import { checkWalRecord, decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
+import { listAll, type ObjectStore } from "#core/store/object-store.ts";
+
+export interface BaseWindow {
+  baseId: string;
+  timeline: number;
+  /** Recoverable from the base's stop to the end of the continuous WAL after it. */
+  from: { time: string; lsn: string };
+  through: { segment: string };
+  /** The first missing segment after the continuous run, when later ones exist: recovery cannot pass it. */
+  gap?: string;
+  /** The base's own WAL (start to stop) is all there: it can reach consistency. */
+  recoverable: boolean;
+}
+
+export interface WalVerifyReport {
+  databaseId: string;
+  bases: BaseWindow[];
+  /** Objects under `<db>/wal/` whose header a trusted signer did not sign (planted, or another key's): never counted. */
+  untrusted: string[];
+  /** The newest archived WAL file, and its age: the data a loss of the server right now would cost. */
+  newest?: { name: string; archivedAt: string; ageSeconds: number };
+  ok: boolean;
+}
+
+/**
+ * `strongroom wal verify`: for every signed base backup, whether the archive holds its own
+ * WAL (start to stop) and how far the WAL after it runs without a gap, by name; and the
+ * archive's age. Names only: each file's signature and content are checked when it is
+ * fetched, never trusted from here.
+ */
+export async function verifyWal(o: {
+  store: ObjectStore;
+  databaseId: string;
+  signers: ReadonlySet<string>;
+  log: Logger;
+  now?: Date;
+}): Promise<WalVerifyReport> {
+  const bases: BaseManifest[] = [];
+  for await (const object of listAll(o.store, basePrefix(o.databaseId))) {
+    if (!object.key.endsWith("/manifest.json")) continue;
+    const chunks: Buffer[] = [];
+    for await (const c of await o.store.get(object.key)) chunks.push(c as Buffer);
+    try {
+      bases.push(readBaseManifest(Buffer.concat(chunks).toString("utf8"), object.key, o.signers));
+    } catch (err) {
+      o.log.warn("a base backup manifest is not trusted and is not counted", {
+        key: object.key,
+        problem: (err as Error).message,
+      });
+    }
+  }
+  const prefix = walPrefix(o.databaseId);
+  // Each file's signed header, read by a ranged GET: a name alone proves nothing, and a
+  // writer's planted object must neither fill a gap nor fake one.
+  const clusterOf = new Map<string, string | undefined>();
+  const untrusted: string[] = [];
+  let newest: { name: string; at: Date } | undefined;
+  for await (const object of listAll(o.store, prefix)) {
+    const name = object.key.slice(prefix.length);
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of await o.store.get(object.key, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } })) {
+        chunks.push(c as Buffer);
+      }
+      const { record } = decodeWalHeader(Buffer.concat(chunks), object.key);
+      checkWalRecord(record, { databaseId: o.databaseId, name }, o.signers, object.key);
+      clusterOf.set(name, record.systemIdentifier);
+    } catch (err) {
+      untrusted.push(name);
+      o.log.warn("an archived WAL object is not trusted and is not counted", {
+        key: object.key,
+        problem: (err as Error).message,
+      });
+      continue;
+    }
+    if (!newest || object.lastModified > newest.at) newest = { name, at: object.lastModified };
+  }
+  const windows = bases
+    .sort((a, b) => (a.baseId < b.baseId ? -1 : 1))
+    .map((base): BaseWindow => {
+      const size = BigInt(base.server.walSegmentBytes);
+      const perId = 0x1_0000_0000n / size;
+      const lsnOf = (name: string) =>
+        (BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`)) * size;
+      const ours = (name: string) => clusterOf.has(name) && clusterOf.get(name) === base.server.systemIdentifier;
+      let at = lsnOf(base.walSegments.first);
+      let last: string | undefined;
+      for (;;) {
+        const name = segmentName(base.timeline, at, base.server.walSegmentBytes);
+        if (!ours(name)) break;
+        last = name;
+        at += size;
+      }
+      const through = last ?? base.walSegments.first;
+      const tli = base.walSegments.first.slice(0, 8);
+      const later = [...clusterOf.keys()].some(
+        (n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === tli && n > through && ours(n),
+      );
+      const recoverable = last !== undefined && last >= base.walSegments.last;
+      return {
+        baseId: base.baseId,
+        timeline: base.timeline,
+        from: { time: base.stoppedAt, lsn: base.stopLsn },
+        through: { segment: through },
+        ...(later
+          ? { gap: segmentName(base.timeline, lsnOf(through) + (last ? size : 0n), base.server.walSegmentBytes) }
+          : {}),
+        recoverable,
+      };
+    });
+  const now = o.now ?? new Date();
+  return {
+    databaseId: o.databaseId,
+    bases: windows,
+    untrusted,
+    ...(newest
+      ? {
+          newest: {
+            name: newest.name,
+            archivedAt: newest.at.toISOString(),
+            ageSeconds: Math.max(0, Math.round((now.getTime() - newest.at.getTime()) / 1000)),
+          },
+        }
+      : {}),
+    ok: windows.length > 0 && windows.every((w) => w.recoverable && w.gap === undefined),
+  };
+}
