@@ -353,28 +353,30 @@ describe("strongroom wal-fetch as restore_command", () => {
   }, 60_000);
 });
 
-/** Runs one of the cluster's programs as the server's OS user (initdb refuses root; so does a data directory). */
-function asServer(
-  program: string,
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(cluster.binDir, program), args, {
-      ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (b: Buffer) => {
-      output += b.toString();
-    });
-    child.stderr.on("data", (b: Buffer) => {
-      output += b.toString();
-    });
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code, output }));
+/** Starts one of the cluster's programs as the server's OS user (initdb refuses root; so does a data directory). */
+function spawnAsServer(program: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(path.join(cluster.binDir, program), args, {
+    ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  let output = "";
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.on("data", (b: Buffer) => {
+      output += b.toString();
+    });
+  }
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => resolve(code));
+  });
+  return { child, output: () => output, exited };
+}
+
+/** Runs one of the cluster's programs as the server's OS user to its end. */
+async function asServer(program: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const run = spawnAsServer(program, args, env);
+  return { code: await run.exited, output: run.output() };
 }
 
 /** A plain base backup without WAL (-X none): everything after its start comes from the archive. */
@@ -394,29 +396,22 @@ async function baseBackup(name: string): Promise<string> {
 
 /** Starts PostgreSQL on a recovered data directory: its log, and how it ended if it did. */
 function startRecovery(dir: string, port: number) {
-  const child = spawn(
-    path.join(cluster.binDir, "postgres"),
-    ["-D", dir, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1"],
-    {
-      ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
-      env: { PATH: process.env.PATH },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let log = "";
-  child.stdout.on("data", (b: Buffer) => {
-    log += b.toString();
-  });
-  child.stderr.on("data", (b: Buffer) => {
-    log += b.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const server = spawnAsServer("postgres", [
+    "-D",
+    dir,
+    "-p",
+    String(port),
+    "-k",
+    dir,
+    "-c",
+    "listen_addresses=127.0.0.1",
+  ]);
   return {
-    log: () => log,
-    exited,
+    log: server.output,
+    exited: server.exited,
     stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGINT");
-      await exited;
+      if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill("SIGINT");
+      await server.exited;
     },
   };
 }

@@ -8,9 +8,9 @@ import {
   databaseIdOption,
   flagOption,
   jsonOption,
+  recipientOption,
   signerOption,
   signingKeyOption,
-  splitList,
   storeOption,
 } from "./options.ts";
 
@@ -36,15 +36,7 @@ export function backupCommand(parent: Command, ctx: CliContext): void {
         .makeOptionMandatory(),
     )
     .addOption(storeOption())
-    .addOption(
-      new Option(
-        "--recipient <age1…>",
-        "age public key to encrypt to; repeat for several (in the env var, comma-separated)",
-      )
-        .argParser(splitList)
-        .env("STRONGROOM_RECIPIENTS")
-        .makeOptionMandatory(),
-    )
+    .addOption(recipientOption())
     .addOption(databaseIdOption())
     .addOption(
       checkedOption(

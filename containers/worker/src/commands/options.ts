@@ -142,6 +142,16 @@ export function settleOptions(command: Command, env: NodeJS.ProcessEnv = process
   if (problem !== undefined) throw problem;
 }
 
+/** `--recipient`: the age public keys a backup, a base backup or a WAL file is encrypted to. */
+export const recipientOption = () =>
+  new Option(
+    "--recipient <age1…>",
+    "age public key to encrypt to; repeat for several (in the env var, comma-separated)",
+  )
+    .argParser(splitList)
+    .env("STRONGROOM_RECIPIENTS")
+    .makeOptionMandatory();
+
 export const jsonOption = () => flagOption("--json", "machine-readable output on stdout", "STRONGROOM_JSON");
 export const databaseIdOption = (description = "the database's id in the store (default: its name)") =>
   new Option("--database-id <id>", description).env("STRONGROOM_DATABASE_ID");

@@ -8,9 +8,9 @@ import {
   identityOption,
   jsonOption,
   positiveInt,
+  recipientOption,
   signerOption,
   signingKeyOption,
-  splitList,
   storeOption,
 } from "./options.ts";
 
@@ -49,15 +49,7 @@ export function pitrCommands(parent: Command, ctx: CliContext): void {
     .argument("<path>", "the file PostgreSQL names with %p")
     .addOption(storeOption())
     .addOption(walDatabaseIdOption())
-    .addOption(
-      new Option(
-        "--recipient <age1…>",
-        "age public key to encrypt to; repeat for several (in the env var, comma-separated)",
-      )
-        .argParser(splitList)
-        .env("STRONGROOM_RECIPIENTS")
-        .makeOptionMandatory(),
-    )
+    .addOption(recipientOption())
     .addOption(signingKeyOption())
     .addOption(timeoutOption())
     .addOption(jsonOption())
@@ -108,15 +100,7 @@ Examples:
     )
     .addOption(storeOption())
     .addOption(walDatabaseIdOption())
-    .addOption(
-      new Option(
-        "--recipient <age1…>",
-        "age public key to encrypt to; repeat for several (in the env var, comma-separated)",
-      )
-        .argParser(splitList)
-        .env("STRONGROOM_RECIPIENTS")
-        .makeOptionMandatory(),
-    )
+    .addOption(recipientOption())
     .addOption(signingKeyOption())
     .addOption(
       checkedOption(

@@ -7,12 +7,13 @@ import { createZstdDecompress } from "node:zlib";
 import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } from "#core/errors.ts";
 import { walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
-import { type BaseManifest, basePrefix, readBaseManifest } from "#core/pitr/base-manifest.ts";
+import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import { listAll, type ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
+import { trustedBases } from "./bases.ts";
 
 export type RecoveryTarget =
   | { kind: "time"; value: string }
@@ -61,7 +62,7 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
       hint: "neither says which base backup precedes it: name one (strongroom list shows base backups), or recover to a time or an LSN",
     });
   }
-  const bases = await committedBases(o);
+  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
   const base = chooseBase(bases, o);
   const wal = await walWindow(o.store, o.databaseId, base);
   if (o.target.kind === "lsn") {
@@ -92,25 +93,6 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
   };
   if (o.start) result.started = await startAndConfirm(o, base, owner);
   return result;
-}
-
-async function committedBases(o: PitrRestoreOptions): Promise<BaseManifest[]> {
-  const out: BaseManifest[] = [];
-  for await (const object of listAll(o.store, basePrefix(o.databaseId))) {
-    if (!object.key.endsWith("/manifest.json")) continue;
-    const chunks: Buffer[] = [];
-    for await (const c of await o.store.get(object.key)) chunks.push(c as Buffer);
-    try {
-      out.push(readBaseManifest(Buffer.concat(chunks).toString("utf8"), object.key, o.signers));
-    } catch (err) {
-      // A planted or foreign manifest is never restored; the others still are.
-      o.log.warn("a base backup manifest is not trusted and is skipped", {
-        key: object.key,
-        problem: (err as Error).message,
-      });
-    }
-  }
-  return out.sort((a, b) => (a.baseId < b.baseId ? -1 : 1));
 }
 
 function chooseBase(bases: BaseManifest[], o: PitrRestoreOptions): BaseManifest {

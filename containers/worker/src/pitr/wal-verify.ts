@@ -1,9 +1,9 @@
 import { walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
-import { type BaseManifest, basePrefix, readBaseManifest } from "#core/pitr/base-manifest.ts";
 import { segmentName } from "#core/pitr/lsn.ts";
 import { checkWalRecord, decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
 import { listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { trustedBases } from "./bases.ts";
 
 export interface BaseWindow {
   baseId: string;
@@ -40,20 +40,7 @@ export async function verifyWal(o: {
   log: Logger;
   now?: Date;
 }): Promise<WalVerifyReport> {
-  const bases: BaseManifest[] = [];
-  for await (const object of listAll(o.store, basePrefix(o.databaseId))) {
-    if (!object.key.endsWith("/manifest.json")) continue;
-    const chunks: Buffer[] = [];
-    for await (const c of await o.store.get(object.key)) chunks.push(c as Buffer);
-    try {
-      bases.push(readBaseManifest(Buffer.concat(chunks).toString("utf8"), object.key, o.signers));
-    } catch (err) {
-      o.log.warn("a base backup manifest is not trusted and is not counted", {
-        key: object.key,
-        problem: (err as Error).message,
-      });
-    }
-  }
+  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
   const prefix = walPrefix(o.databaseId);
   // Each file's signed header, read by a ranged GET: a name alone proves nothing, and a
   // writer's planted object must neither fill a gap nor fake one.
@@ -80,39 +67,37 @@ export async function verifyWal(o: {
     }
     if (!newest || object.lastModified > newest.at) newest = { name, at: object.lastModified };
   }
-  const windows = bases
-    .sort((a, b) => (a.baseId < b.baseId ? -1 : 1))
-    .map((base): BaseWindow => {
-      const size = BigInt(base.server.walSegmentBytes);
-      const perId = 0x1_0000_0000n / size;
-      const lsnOf = (name: string) =>
-        (BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`)) * size;
-      const ours = (name: string) => clusterOf.has(name) && clusterOf.get(name) === base.server.systemIdentifier;
-      let at = lsnOf(base.walSegments.first);
-      let last: string | undefined;
-      for (;;) {
-        const name = segmentName(base.timeline, at, base.server.walSegmentBytes);
-        if (!ours(name)) break;
-        last = name;
-        at += size;
-      }
-      const through = last ?? base.walSegments.first;
-      const tli = base.walSegments.first.slice(0, 8);
-      const later = [...clusterOf.keys()].some(
-        (n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === tli && n > through && ours(n),
-      );
-      const recoverable = last !== undefined && last >= base.walSegments.last;
-      return {
-        baseId: base.baseId,
-        timeline: base.timeline,
-        from: { time: base.stoppedAt, lsn: base.stopLsn },
-        through: { segment: through },
-        ...(later
-          ? { gap: segmentName(base.timeline, lsnOf(through) + (last ? size : 0n), base.server.walSegmentBytes) }
-          : {}),
-        recoverable,
-      };
-    });
+  const windows = bases.map((base): BaseWindow => {
+    const size = BigInt(base.server.walSegmentBytes);
+    const perId = 0x1_0000_0000n / size;
+    const lsnOf = (name: string) =>
+      (BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`)) * size;
+    const ours = (name: string) => clusterOf.has(name) && clusterOf.get(name) === base.server.systemIdentifier;
+    let at = lsnOf(base.walSegments.first);
+    let last: string | undefined;
+    for (;;) {
+      const name = segmentName(base.timeline, at, base.server.walSegmentBytes);
+      if (!ours(name)) break;
+      last = name;
+      at += size;
+    }
+    const through = last ?? base.walSegments.first;
+    const tli = base.walSegments.first.slice(0, 8);
+    const later = [...clusterOf.keys()].some(
+      (n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === tli && n > through && ours(n),
+    );
+    const recoverable = last !== undefined && last >= base.walSegments.last;
+    return {
+      baseId: base.baseId,
+      timeline: base.timeline,
+      from: { time: base.stoppedAt, lsn: base.stopLsn },
+      through: { segment: through },
+      ...(later
+        ? { gap: segmentName(base.timeline, lsnOf(through) + (last ? size : 0n), base.server.walSegmentBytes) }
+        : {}),
+      recoverable,
+    };
+  });
   const now = o.now ?? new Date();
   return {
     databaseId: o.databaseId,
