@@ -10,7 +10,7 @@ import { newBackupId, walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
 import { BASE_FORMAT, type BaseManifest, baseKeys, signBaseManifest } from "#core/pitr/base-manifest.ts";
 import { formatLsn, parseLsn, segmentName, segmentRange } from "#core/pitr/lsn.ts";
-import { decodeWalHeader } from "#core/pitr/wal-record.ts";
+import { decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
 import { connect, libpqEnv, type PgConn } from "../pg/conn.ts";
@@ -184,7 +184,8 @@ async function waitForWal(
     const still: string[] = [];
     for (const name of missing) {
       try {
-        const head = await o.store.get(prefix + name);
+        // The signed header only: a ranged GET, not the whole segment.
+        const head = await o.store.get(prefix + name, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } });
         const chunks: Buffer[] = [];
         for await (const c of head) chunks.push(c as Buffer);
         const { record } = decodeWalHeader(Buffer.concat(chunks), prefix + name);

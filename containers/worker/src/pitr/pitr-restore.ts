@@ -8,7 +8,7 @@ import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } fro
 import { walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
-import { parseLsn, segmentName } from "#core/pitr/lsn.ts";
+import { continuousRun, parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import { listAll, type ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
@@ -129,32 +129,18 @@ async function walWindow(
   const prefix = walPrefix(databaseId);
   const names = new Set<string>();
   for await (const object of listAll(store, prefix)) names.add(object.key.slice(prefix.length));
-  const size = BigInt(base.server.walSegmentBytes);
-  const lsnOf = (name: string) => {
-    const perId = 0x1_0000_0000n / size;
-    return (BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`)) * size;
-  };
-  let at = lsnOf(base.walSegments.first);
-  let last = base.walSegments.first;
-  for (;;) {
-    const name = segmentName(base.timeline, at, base.server.walSegmentBytes);
-    if (!names.has(name)) break;
-    last = name;
-    at += size;
+  const run = continuousRun(
+    { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
+    names,
+    (name) => names.has(name),
+  );
+  const last = run.last ?? base.walSegments.first;
+  if (run.last === undefined || run.last < base.walSegments.last) {
+    throw new IntegrityError(`the WAL base backup ${base.baseId} needs is not all archived: ${run.next} is missing`, {
+      hint: "the archive has a gap inside the base backup's own range; a recovery from it cannot reach consistency",
+    });
   }
-  const gaps: string[] = [];
-  const later = [...names]
-    .filter((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === base.walSegments.first.slice(0, 8) && n > last)
-    .sort();
-  if (later.length > 0) gaps.push(segmentName(base.timeline, lsnOf(last) + size, base.server.walSegmentBytes));
-  if (last < base.walSegments.last) {
-    throw new IntegrityError(
-      `the WAL base backup ${base.baseId} needs is not all archived: ${segmentName(base.timeline, lsnOf(last) + size, base.server.walSegmentBytes)} is missing`,
-      {
-        hint: "the archive has a gap inside the base backup's own range; a recovery from it cannot reach consistency",
-      },
-    );
-  }
+  const gaps = run.gap !== undefined ? [run.gap] : [];
   return { first: base.walSegments.first, lastContiguous: last, gaps };
 }
 

@@ -1,6 +1,6 @@
 import { walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
-import { segmentName } from "#core/pitr/lsn.ts";
+import { continuousRun } from "#core/pitr/lsn.ts";
 import { checkWalRecord, decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
 import { listAll, type ObjectStore } from "#core/store/object-store.ts";
 import { trustedBases } from "./bases.ts";
@@ -68,33 +68,20 @@ export async function verifyWal(o: {
     if (!newest || object.lastModified > newest.at) newest = { name, at: object.lastModified };
   }
   const windows = bases.map((base): BaseWindow => {
-    const size = BigInt(base.server.walSegmentBytes);
-    const perId = 0x1_0000_0000n / size;
-    const lsnOf = (name: string) =>
-      (BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`)) * size;
     const ours = (name: string) => clusterOf.has(name) && clusterOf.get(name) === base.server.systemIdentifier;
-    let at = lsnOf(base.walSegments.first);
-    let last: string | undefined;
-    for (;;) {
-      const name = segmentName(base.timeline, at, base.server.walSegmentBytes);
-      if (!ours(name)) break;
-      last = name;
-      at += size;
-    }
-    const through = last ?? base.walSegments.first;
-    const tli = base.walSegments.first.slice(0, 8);
-    const later = [...clusterOf.keys()].some(
-      (n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === tli && n > through && ours(n),
+    const { last, gap } = continuousRun(
+      { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
+      clusterOf.keys(),
+      ours,
     );
+    const through = last ?? base.walSegments.first;
     const recoverable = last !== undefined && last >= base.walSegments.last;
     return {
       baseId: base.baseId,
       timeline: base.timeline,
       from: { time: base.stoppedAt, lsn: base.stopLsn },
       through: { segment: through },
-      ...(later
-        ? { gap: segmentName(base.timeline, lsnOf(through) + (last ? size : 0n), base.server.walSegmentBytes) }
-        : {}),
+      ...(gap !== undefined ? { gap } : {}),
       recoverable,
     };
   });
