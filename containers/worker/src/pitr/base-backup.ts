@@ -9,7 +9,7 @@ import { DumpFailedError, IntegrityError, InvalidInputError } from "#core/errors
 import { newBackupId, walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
 import { BASE_FORMAT, type BaseManifest, baseKeys, signBaseManifest } from "#core/pitr/base-manifest.ts";
-import { formatLsn, parseLsn, segmentName, segmentRange } from "#core/pitr/lsn.ts";
+import { formatLsn, parseLsn, segmentRange } from "#core/pitr/lsn.ts";
 import { decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { findPgBin } from "../pg/binaries.ts";
@@ -220,5 +220,3 @@ function sizeBytes(text: string): number {
   const unit = { kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 }[m?.[2] ?? ""] ?? 1;
   return Number(m?.[1] ?? Number.NaN) * unit;
 }
-
-export { segmentName };

@@ -10,8 +10,6 @@ import { IntegrityError } from "#core/errors.ts";
  */
 export class TarMemberTap extends Transform {
   readonly members = new Map<string, Buffer>();
-  /** Every member's name, in order (a tablespace's files would be under pg_tblspc/). */
-  readonly names: string[] = [];
   private header = Buffer.alloc(0);
   /** Bytes of the current member's content (with its padding) still to pass. */
   private remaining = 0;
@@ -80,7 +78,6 @@ export class TarMemberTap extends Transform {
       }
       const prefix = field(345, 155);
       const name = prefix ? `${prefix}/${field(0, 100)}` : field(0, 100);
-      this.names.push(name);
       this.padding = (512 - (size % 512)) % 512;
       this.remaining = size + this.padding;
       this.current = this.keep.has(name) && size <= this.maxBytes ? { name, size, chunks: [] } : undefined;
