@@ -32,32 +32,3 @@ export function segmentRange(timeline: number, from: bigint, to: bigint, segment
     out.push(segmentName(timeline, segno * size, segmentBytes));
   return out;
 }
-
-/**
- * The continuous run of a base backup's WAL: from its first segment, every next one that
- * `has` (on the base's timeline), and the first missing one when a later one exists
- * (recovery cannot pass it). `last` is undefined when not even the first is there; `next`
- * is the first segment not there.
- */
-export function continuousRun(
-  base: { timeline: number; firstSegment: string; segmentBytes: number },
-  names: Iterable<string>,
-  has: (name: string) => boolean,
-): { last: string | undefined; next: string; gap: string | undefined } {
-  const size = BigInt(base.segmentBytes);
-  const perId = 0x1_0000_0000n / size;
-  const lsnOf = (name: string) => (BigInt(`0x${name.slice(8, 16)}`) * perId + BigInt(`0x${name.slice(16, 24)}`)) * size;
-  let at = lsnOf(base.firstSegment);
-  let last: string | undefined;
-  for (;;) {
-    const name = segmentName(base.timeline, at, base.segmentBytes);
-    if (!has(name)) break;
-    last = name;
-    at += size;
-  }
-  const through = last ?? base.firstSegment;
-  const tli = base.firstSegment.slice(0, 8);
-  const later = [...names].some((n) => /^[0-9A-F]{24}$/.test(n) && n.slice(0, 8) === tli && n > through && has(n));
-  const next = segmentName(base.timeline, at, base.segmentBytes);
-  return { last, next, gap: later ? next : undefined };
-}

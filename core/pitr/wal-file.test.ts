@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { generateSigningKey, parseSigningKey } from "../audit/row-signature.ts";
-import { continuousRun } from "./lsn.ts";
 import { parseWalFileName, readSegmentHeader, segmentNameOf } from "./wal-file.ts";
 import { checkWalRecord, decodeWalHeader, encodeWalHeader, signWalRecord, WAL_FORMAT } from "./wal-record.ts";
 
@@ -104,24 +103,5 @@ describe("the signed record an archived WAL file starts with", () => {
     expect(() => decodeWalHeader(Buffer.alloc(5000, 0x41), "k")).toThrow(/does not start with a strongroom WAL header/);
     expect(() => decodeWalHeader(Buffer.from("{oops\n"), "k")).toThrow(/is not JSON/);
     expect(() => decodeWalHeader(Buffer.from('{"format":"other/1"}\n'), "k")).toThrow(/is not in strongroom-wal\/1/);
-  });
-});
-
-describe("the continuous run of a base backup's WAL", () => {
-  const seg = (n: number) => `00000001000000000000000${n.toString(16).toUpperCase()}`;
-  const base = { timeline: 1, firstSegment: seg(1), segmentBytes: 16 * 1024 * 1024 };
-
-  it("runs from the base's first segment to the last one before a gap, and names the gap only when WAL lies beyond it", () => {
-    const names = new Set([seg(1), seg(2), seg(3), seg(5), "00000002.history", "000000020000000000000006"]);
-    expect(continuousRun(base, names, (n) => names.has(n))).toEqual({ last: seg(3), next: seg(4), gap: seg(4) });
-    const whole = new Set([seg(1), seg(2)]);
-    expect(continuousRun(base, whole, (n) => whole.has(n))).toEqual({ last: seg(2), next: seg(3), gap: undefined });
-  });
-
-  it("counts only what `has` accepts: a planted or foreign segment neither extends the run nor makes a gap", () => {
-    const names = new Set([seg(1), seg(2), seg(3)]);
-    const trusted = (n: string) => n !== seg(2);
-    expect(continuousRun(base, names, trusted)).toEqual({ last: seg(1), next: seg(2), gap: seg(2) });
-    expect(continuousRun(base, names, () => false)).toEqual({ last: undefined, next: seg(1), gap: undefined });
   });
 });

@@ -1,5 +1,6 @@
 import { type RowSignature, type RowSigner, textSignedByOneOf } from "../audit/row-signature.ts";
 import { IntegrityError } from "../errors.ts";
+import type { TimelineSwitch } from "./timelines.ts";
 import type { WalFileKind } from "./wal-file.ts";
 
 /**
@@ -26,6 +27,12 @@ export interface WalRecord {
   plainBytes: number;
   plainSha256: string;
   pushedAt: string;
+  /**
+   * A `.history` file's timelines, as PostgreSQL wrote them (parent timeline and the LSN
+   * where it ended): signed in the clear, so that a store's continuity check can follow
+   * timeline switches without the organisation's key.
+   */
+  history?: TimelineSwitch[];
   signature: RowSignature;
 }
 
@@ -43,6 +50,8 @@ function signedText(r: Unsigned): string {
     r.plainBytes,
     r.plainSha256,
     r.pushedAt,
+    // Appended only when present: a record without one signs the same text as before it existed.
+    ...(r.history !== undefined ? [r.history.map((h) => [h.timeline, h.switchLsn])] : []),
   ]);
 }
 

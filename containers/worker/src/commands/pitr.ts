@@ -187,15 +187,15 @@ Examples:
         o.json,
         result,
         () =>
-          [
+          `${[
             ...report.bases.map(
               (b) =>
-                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timeline}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}`,
+                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timelines.join(" → ")}${b.offLatest ? `; not an ancestor of the newest timeline ${b.offLatest.latest}: recover it with --timeline ${b.timeline}` : ""}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}`,
             ),
             report.newest
               ? `newest archived WAL: ${report.newest.name}, ${report.newest.ageSeconds} s ago${stale ? ` (older than --max-wal-age ${o.maxWalAge})` : ""}`
               : "no WAL archived",
-          ].join("\n") + "\n",
+          ].join("\n")}\n`,
       );
       if (!result.ok) {
         const { NotReadyError } = await import("#core/errors.ts");
@@ -240,6 +240,21 @@ Examples:
     .addOption(
       new Option("--base <id>", "the base backup to start from (default: the newest that ended before the target)"),
     )
+    .addOption(
+      checkedOption(
+        "--timeline <n>",
+        "recover along this timeline (default: the newest one the base leads to, PostgreSQL's 'latest')",
+        positiveInt("--timeline"),
+      ),
+    )
+    .addOption(
+      flagOption(
+        "--archive",
+        "the recovered server takes the source's place and archives its new timeline into the same archive (needs --recipient and --signing-key FILE); without it, archive_mode is off",
+        "STRONGROOM_ARCHIVE",
+      ),
+    )
+    .addOption(recipientOption().makeOptionMandatory(false))
     .addOption(new Option("--pgdata <dir>", "a new or empty directory for the recovered cluster").makeOptionMandatory())
     .addOption(
       flagOption(
@@ -274,6 +289,10 @@ Examples:
           toName?: string;
           toLatest?: boolean;
           base?: string;
+          timeline?: number;
+          archive?: boolean;
+          recipient?: string[];
+          signingKey?: string;
           pgdata: string;
           start?: boolean;
           port?: number;
@@ -321,6 +340,14 @@ Examples:
             },
           );
         }
+        if (o.archive && (o.signingKey === undefined || (o.recipient ?? []).length === 0)) {
+          throw new UsageError(
+            "--archive needs --recipient and --signing-key FILE for the recovered server's wal-push",
+            {
+              hint: "the key's path (never the key) goes into its archive_command: the database host's signing key file and the organisation's age recipient",
+            },
+          );
+        }
         const identities = await identitiesFrom(o.identity, "restore --pitr", process.env, ctx.log());
         const { pitrRestore } = await import("../pitr/pitr-restore.ts");
         const { freePort } = await import("../service-process.ts");
@@ -332,6 +359,8 @@ Examples:
           signers,
           target,
           ...(o.base !== undefined ? { baseId: o.base } : {}),
+          ...(o.timeline !== undefined ? { timeline: o.timeline } : {}),
+          ...(o.archive ? { archive: { recipients: o.recipient ?? [], signingKeyFile: o.signingKey as string } } : {}),
           pgdata: o.pgdata,
           ...(o.start ? { start: { port: o.port ?? (await freePort()) } } : {}),
           walFetch: { node: process.execPath, script: process.argv[1] as string, storeUrl: o.store },
@@ -342,12 +371,12 @@ Examples:
           o.json,
           result,
           () =>
-            [
-              `recovered ${o.databaseId}/${result.baseId} into ${result.pgdata}; archived WAL continuous from ${result.wal.first} to ${result.wal.lastContiguous}`,
+            `${[
+              `recovered ${o.databaseId}/${result.baseId} into ${result.pgdata} along timeline${result.timeline.path.length > 1 ? "s" : ""} ${result.timeline.path.join(" → ")}; archived WAL continuous from ${result.wal.first} to ${result.wal.lastContiguous}`,
               result.started
                 ? `the server runs on port ${result.started.port}, timeline ${result.started.timeline}: ${result.started.stoppedAt ?? "the end of the archive reached"}`
                 : "start it (pg_ctl start -D …) to replay the WAL; PostgreSQL promotes it at the target",
-            ].join("\n") + "\n",
+            ].join("\n")}\n`,
         );
       },
     );

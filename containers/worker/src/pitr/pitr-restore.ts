@@ -5,14 +5,15 @@ import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createZstdDecompress } from "node:zlib";
 import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } from "#core/errors.ts";
-import { walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
-import { continuousRun, parseLsn, segmentName } from "#core/pitr/lsn.ts";
-import { listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { parseLsn } from "#core/pitr/lsn.ts";
+import { continuousRun, newestTimeline, segmentNumber, timelineHex } from "#core/pitr/timelines.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
+import { type ArchiveIndex, type RecoveryPath, readArchive, recoveryPath } from "./archive-index.ts";
 import { trustedBases } from "./bases.ts";
 
 export type RecoveryTarget =
@@ -31,7 +32,15 @@ export interface PitrRestoreOptions {
   target: RecoveryTarget;
   /** A base backup id; xid and name targets need one (no time or LSN says which base precedes them). */
   baseId?: string;
+  /** recovery_target_timeline: a timeline number; by default the newest the base leads to ('latest'). */
+  timeline?: number;
   pgdata: string;
+  /**
+   * The recovered cluster archives its own WAL into this database's archive (it takes the
+   * source's place): archive_command = wal-push with these recipients and this signing key
+   * file. Without it, archive_mode is off: a copy must not write into the source's archive.
+   */
+  archive?: { recipients: readonly string[]; signingKeyFile: string };
   /** Start the recovered server on this port, and wait for its verdict. */
   start?: { port: number };
   /** How wal-fetch is run from the recovered server: this program's node and entry script. */
@@ -44,7 +53,9 @@ export interface PitrRestoreResult {
   baseId: string;
   pgdata: string;
   target: RecoveryTarget;
-  /** The archived WAL from the base onwards with no gap, on the base's timeline. */
+  /** The timeline recovery follows, and the ones it crosses from the base's, oldest first. */
+  timeline: { target: number; path: number[] };
+  /** The archived WAL from the base onwards with no gap, along that path. */
   wal: { first: string; lastContiguous: string; gaps: string[] };
   started?: { port: number; timeline: number; stoppedAt?: string };
 }
@@ -63,11 +74,14 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
     });
   }
   const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
-  const base = chooseBase(bases, o);
-  const wal = await walWindow(o.store, o.databaseId, base);
+  // Segment names only (each is checked when replayed); the timeline histories by their signed headers.
+  const archive = await readArchive({ ...o, headers: "history" });
+  const { base, path: route } = chooseBase(bases, archive, o);
+  const wal = walWindow(archive, base, route);
+  refuseBlockedPromotion(archive, route);
   if (o.target.kind === "lsn") {
-    const needed = segmentName(base.timeline, parseLsn(o.target.value), base.server.walSegmentBytes);
-    if (needed > wal.lastContiguous) {
+    const bytes = base.server.walSegmentBytes;
+    if (parseLsn(o.target.value) / BigInt(bytes) > segmentNumber(wal.lastContiguous, bytes)) {
       throw new IntegrityError(
         `the archive cannot reach ${o.target.value}: its WAL is continuous only to ${wal.lastContiguous}`,
         {
@@ -81,7 +95,7 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
   }
   await emptyDir(o.pgdata);
   await unpack(o, base);
-  await configure(o, base);
+  await configure(o, base, route);
   const owner = await serverUser();
   if (owner) await chownTree(o.pgdata, owner.uid, owner.gid);
   const result: PitrRestoreResult = {
@@ -89,24 +103,48 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
     baseId: base.baseId,
     pgdata: o.pgdata,
     target: o.target,
+    timeline: {
+      target: route.timeline,
+      path: route.spans.slice(route.spans.findIndex((s) => s.timeline === base.timeline)).map((s) => s.timeline),
+    },
     wal,
   };
-  if (o.start) result.started = await startAndConfirm(o, base, owner);
+  if (o.start) result.started = await startAndConfirm(o, base, route, owner);
   return result;
 }
 
-function chooseBase(bases: BaseManifest[], o: PitrRestoreOptions): BaseManifest {
+/**
+ * The base to recover from and the timeline path from it: the one named, else the newest
+ * base that stopped before the target and lies on the path to the timeline recovered
+ * ('latest' from that base, or --timeline). A base an old primary took after a promotion
+ * is not on the new timeline's path, and PostgreSQL would refuse it.
+ */
+function chooseBase(
+  bases: BaseManifest[],
+  archive: ArchiveIndex,
+  o: PitrRestoreOptions,
+): { base: BaseManifest; path: RecoveryPath } {
   const none = (why: string) =>
     new InvalidInputError(`no base backup of ${o.databaseId} to recover from: ${why}`, {
       hint:
         bases.length > 0
-          ? `base backups (stopped at): ${bases.map((b) => `${b.baseId} (${b.stoppedAt}, ${b.stopLsn})`).join(", ")}`
+          ? `base backups (timeline, stopped at): ${bases.map((b) => `${b.baseId} (${b.timeline}, ${b.stoppedAt}, ${b.stopLsn})`).join(", ")}`
           : "take one with strongroom basebackup (docs/pitr.md)",
     });
+  const pathFrom = (base: BaseManifest) => recoveryPath(base, archive.histories, o.timeline);
   if (o.baseId !== undefined) {
     const named = bases.find((b) => b.baseId === o.baseId);
     if (!named) throw none(`${o.baseId} is not a committed base backup`);
-    return named;
+    const path = pathFrom(named);
+    if (!path.holdsBase) {
+      throw new InvalidInputError(
+        `base backup ${named.baseId} (timeline ${named.timeline}, stopped at ${named.stopLsn}) is not in timeline ${path.timeline}'s history`,
+        {
+          hint: `recover along its own timeline with --timeline ${named.timeline}, or choose a base on timeline ${path.timeline}'s path`,
+        },
+      );
+    }
+    return { base: named, path };
   }
   const t = o.target;
   const fit =
@@ -115,27 +153,46 @@ function chooseBase(bases: BaseManifest[], o: PitrRestoreOptions): BaseManifest 
       : t.kind === "lsn"
         ? bases.filter((b) => parseLsn(b.stopLsn) <= parseLsn(t.value))
         : bases;
-  const newest = fit.at(-1);
-  if (!newest) throw none(t.kind === "latest" ? "there is none" : `none ended before ${t.value}`);
-  return newest;
+  for (const base of [...fit].reverse()) {
+    const path = pathFrom(base);
+    if (path.holdsBase) return { base, path };
+  }
+  if (fit.length > 0) {
+    throw none(
+      `none that ended before the target lies on the path to timeline ${o.timeline ?? "latest"} (each was taken on a timeline a later promotion left)`,
+    );
+  }
+  throw none(t.kind === "latest" ? "there is none" : `none ended before ${t.value}`);
 }
 
-/** The archived segments of the base's timeline from its first one, and the first gap after it. */
-async function walWindow(
-  store: ObjectStore,
-  databaseId: string,
-  base: BaseManifest,
-): Promise<PitrRestoreResult["wal"]> {
-  const prefix = walPrefix(databaseId);
-  const names = new Set<string>();
-  for await (const object of listAll(store, prefix)) names.add(object.key.slice(prefix.length));
+/**
+ * At promotion PostgreSQL asks restore_command for the next timelines' history files to
+ * choose a new one; wal-fetch refuses an untrusted one (126), which would stop the
+ * recovery after all its replay. Said before anything is written instead.
+ */
+function refuseBlockedPromotion(archive: ArchiveIndex, route: RecoveryPath): void {
+  const next = newestTimeline(route.timeline, (t) => archive.histories.has(t)) + 1;
+  const name = `${timelineHex(next)}.history`;
+  if (archive.untrusted.includes(name)) {
+    throw new IntegrityError(
+      `the archive holds a ${name} no trusted signer signed: the recovered server could not promote`,
+      {
+        hint: "PostgreSQL reads it to choose the new timeline, and it is never replayed: find who wrote it (the store's access log) and move it aside",
+      },
+    );
+  }
+}
+
+/** The archived segments along the path from the base's first one, and the first gap after it. */
+function walWindow(archive: ArchiveIndex, base: BaseManifest, path: RecoveryPath): PitrRestoreResult["wal"] {
   const run = continuousRun(
     { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
-    names,
-    (name) => names.has(name),
+    archive.names,
+    (name) => archive.names.has(name),
+    path.spans,
   );
   const last = run.last ?? base.walSegments.first;
-  if (run.last === undefined || run.last < base.walSegments.last) {
+  if (run.last === undefined || run.last.slice(8) < base.walSegments.last.slice(8)) {
     throw new IntegrityError(`the WAL base backup ${base.baseId} needs is not all archived: ${run.next} is missing`, {
       hint: "the archive has a gap inside the base backup's own range; a recovery from it cannot reach consistency",
     });
@@ -187,8 +244,10 @@ async function unpack(o: PitrRestoreOptions, base: BaseManifest): Promise<void> 
 
 const quote = (v: string) => `'${v.replaceAll("'", "''")}'`;
 const shellQuote = (v: string) => `'${v.replaceAll("'", `'\\''`)}'`;
+/** %f and %p are PostgreSQL's; every other word is quoted for the shell that runs it. */
+const commandLine = (words: string[]) => words.map((w) => (w === "%f" || w === "%p" ? w : shellQuote(w))).join(" ");
 
-async function configure(o: PitrRestoreOptions, base: BaseManifest): Promise<void> {
+async function configure(o: PitrRestoreOptions, base: BaseManifest, route: RecoveryPath): Promise<void> {
   const fetch = [
     o.walFetch.node,
     o.walFetch.script,
@@ -206,15 +265,33 @@ async function configure(o: PitrRestoreOptions, base: BaseManifest): Promise<voi
     "--system-identifier",
     base.server.systemIdentifier,
   ];
-  // %f and %p are PostgreSQL's; every other word is quoted for the shell that runs it.
-  const restoreCommand = fetch.map((w) => (w === "%f" || w === "%p" ? w : shellQuote(w))).join(" ");
+  const restoreCommand = commandLine(fetch);
   const t = o.target;
   const settings: Record<string, string> = {
     restore_command: restoreCommand,
-    recovery_target_timeline: "latest",
+    // A number when asked for; else 'latest', which PostgreSQL resolves as chooseBase did.
+    recovery_target_timeline: o.timeline !== undefined ? String(route.timeline) : "latest",
     recovery_target_action: "promote",
-    // The recovered copy must not archive into the source's WAL under the same database id.
-    archive_mode: "off",
+    ...(o.archive
+      ? {
+          // It takes the source's place: its new timeline, the history first, goes into the same archive.
+          archive_mode: "on",
+          archive_command: commandLine([
+            o.walFetch.node,
+            o.walFetch.script,
+            "wal-push",
+            "%p",
+            "--store",
+            o.walFetch.storeUrl,
+            "--database-id",
+            o.databaseId,
+            ...o.archive.recipients.flatMap((r) => ["--recipient", r]),
+            "--signing-key",
+            path.resolve(o.archive.signingKeyFile),
+          ]),
+        }
+      : // A copy must not archive into the source's WAL under the same database id.
+        { archive_mode: "off" }),
     ...(t.kind === "latest" ? {} : { [`recovery_target_${t.kind}`]: t.value }),
     ...(o.start ? { port: String(o.start.port) } : {}),
   };
@@ -247,6 +324,7 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
 async function startAndConfirm(
   o: PitrRestoreOptions,
   base: BaseManifest,
+  route: RecoveryPath,
   owner: { uid: number; gid: number } | undefined,
 ): Promise<NonNullable<PitrRestoreResult["started"]>> {
   const start = o.start as NonNullable<PitrRestoreOptions["start"]>;
@@ -281,7 +359,8 @@ async function startAndConfirm(
           hint: `see ${logFile}`,
         });
       }
-      if (Number(timeline) <= base.timeline) throw new RestoreFailedError(`the server stayed on timeline ${timeline}`);
+      // A new timeline past the one recovered: a number the archive's histories already used would collide.
+      if (Number(timeline) <= route.timeline) throw new RestoreFailedError(`the server stayed on timeline ${timeline}`);
       o.log.info("recovered", { timeline: Number(timeline), stopped, port: start.port });
       return { port: start.port, timeline: Number(timeline), ...(stopped ? { stoppedAt: stopped } : {}) };
     }

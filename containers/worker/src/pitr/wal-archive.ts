@@ -15,6 +15,7 @@ import {
 } from "#core/errors.ts";
 import { syncDir } from "#core/fsync-dir.ts";
 import { walPrefix } from "#core/keys.ts";
+import { parseTimelineHistory } from "#core/pitr/timelines.ts";
 import { parseWalFileName, readSegmentHeader, segmentNameOf } from "#core/pitr/wal-file.ts";
 import {
   checkWalRecord,
@@ -68,7 +69,9 @@ export async function pushWal(
     const header = readSegmentHeader(plain);
     const own = header ? segmentNameOf(header) : undefined;
     // A file whose pages say another segment than its name would be replayed in the wrong place.
-    if (!header || own !== name.slice(0, 24) || header.timeline !== parsed.timeline) {
+    // Its first page may be an ancestor timeline's: the segment a promotion switched in
+    // starts as a copy of the old timeline's (XLogFileCopy), and PostgreSQL reads it so.
+    if (!header || own?.slice(8) !== name.slice(8, 24) || header.timeline > parsed.timeline) {
       throw new IntegrityError(`${file} is not the WAL segment ${name} (its first page says ${own ?? "no segment"})`, {
         hint: "archive_command must pass %p, the path PostgreSQL names, unchanged",
       });
@@ -90,6 +93,8 @@ export async function pushWal(
     );
   }
   systemIdentifier ??= clusterId;
+  // A timeline's ancestry, signed in the clear: continuity checks follow it without the key.
+  const history = parsed.kind === "history" ? parseTimelineHistory(plain.toString("utf8"), parsed.timeline) : undefined;
   const plainSha256 = createHash("sha256").update(plain).digest("hex");
   const record = signWalRecord(
     {
@@ -102,6 +107,7 @@ export async function pushWal(
       plainBytes: plain.length,
       plainSha256,
       pushedAt: (o.now ?? new Date()).toISOString(),
+      ...(history !== undefined ? { history } : {}),
     },
     o.signer,
   );

@@ -1,8 +1,7 @@
-import { walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
-import { continuousRun } from "#core/pitr/lsn.ts";
-import { checkWalRecord, decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
-import { listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { continuousRun } from "#core/pitr/timelines.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
+import { readArchive, recoveryPath } from "./archive-index.ts";
 import { trustedBases } from "./bases.ts";
 
 export interface BaseWindow {
@@ -11,6 +10,13 @@ export interface BaseWindow {
   /** Recoverable from the base's stop to the end of the continuous WAL after it. */
   from: { time: string; lsn: string };
   through: { segment: string };
+  /**
+   * The timelines the window runs along, oldest first: the base's, then each one a
+   * promotion started after it, as far as their signed histories lead ('latest').
+   */
+  timelines: number[];
+  /** Set when the newest timeline does not descend from this base (it was taken on an old primary after a promotion): the window is then the base's own timeline, recovered with --timeline. */
+  offLatest?: { latest: number };
   /** The first missing segment after the continuous run, when later ones exist: recovery cannot pass it. */
   gap?: string;
   /** The base's own WAL (start to stop) is all there: it can reach consistency. */
@@ -29,9 +35,9 @@ export interface WalVerifyReport {
 
 /**
  * `strongroom wal verify`: for every signed base backup, whether the archive holds its own
- * WAL (start to stop) and how far the WAL after it runs without a gap, by name; and the
- * archive's age. Names only: each file's signature and content are checked when it is
- * fetched, never trusted from here.
+ * WAL (start to stop) and how far the WAL after it runs without a gap, by name, across the
+ * timeline switches its signed histories record; and the archive's age. Each file's
+ * content is checked when it is fetched, never trusted from here.
  */
 export async function verifyWal(o: {
   store: ObjectStore;
@@ -41,55 +47,39 @@ export async function verifyWal(o: {
   now?: Date;
 }): Promise<WalVerifyReport> {
   const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
-  const prefix = walPrefix(o.databaseId);
-  // Each file's signed header, read by a ranged GET: a name alone proves nothing, and a
-  // writer's planted object must neither fill a gap nor fake one.
-  const clusterOf = new Map<string, string | undefined>();
-  const untrusted: string[] = [];
-  let newest: { name: string; at: Date } | undefined;
-  for await (const object of listAll(o.store, prefix)) {
-    const name = object.key.slice(prefix.length);
-    try {
-      const chunks: Buffer[] = [];
-      for await (const c of await o.store.get(object.key, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } })) {
-        chunks.push(c as Buffer);
-      }
-      const { record } = decodeWalHeader(Buffer.concat(chunks), object.key);
-      checkWalRecord(record, { databaseId: o.databaseId, name }, o.signers, object.key);
-      clusterOf.set(name, record.systemIdentifier);
-    } catch (err) {
-      untrusted.push(name);
-      o.log.warn("an archived WAL object is not trusted and is not counted", {
-        key: object.key,
-        problem: (err as Error).message,
-      });
-      continue;
-    }
-    if (!newest || object.lastModified > newest.at) newest = { name, at: object.lastModified };
-  }
+  // Every file's signed header, read by a ranged GET: a writer's planted object must neither fill a gap nor fake one.
+  const archive = await readArchive({ ...o, headers: "all" });
   const windows = bases.map((base): BaseWindow => {
-    const ours = (name: string) => clusterOf.has(name) && clusterOf.get(name) === base.server.systemIdentifier;
+    const ours = (name: string) => archive.trusted.get(name)?.systemIdentifier === base.server.systemIdentifier;
+    const latest = recoveryPath(base, archive.histories);
+    const path = latest.holdsBase ? latest : recoveryPath(base, archive.histories, base.timeline);
     const { last, gap } = continuousRun(
       { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
-      clusterOf.keys(),
+      archive.trusted.keys(),
       ours,
+      path.spans,
     );
     const through = last ?? base.walSegments.first;
-    const recoverable = last !== undefined && last >= base.walSegments.last;
+    // Its own WAL: every segment to its last, which lies on its own timeline or on the one that took that segment over.
+    const recoverable = last !== undefined && last.slice(8) >= base.walSegments.last.slice(8);
+    const from = path.spans.findIndex((s) => s.timeline === base.timeline);
     return {
       baseId: base.baseId,
       timeline: base.timeline,
       from: { time: base.stoppedAt, lsn: base.stopLsn },
       through: { segment: through },
+      timelines: path.spans.slice(Math.max(0, from)).map((s) => s.timeline),
+      ...(latest.holdsBase ? {} : { offLatest: { latest: latest.timeline } }),
       ...(gap !== undefined ? { gap } : {}),
       recoverable,
     };
   });
   const now = o.now ?? new Date();
+  const newest = archive.newest;
   return {
     databaseId: o.databaseId,
     bases: windows,
-    untrusted,
+    untrusted: archive.untrusted,
     ...(newest
       ? {
           newest: {
