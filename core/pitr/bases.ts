@@ -28,7 +28,10 @@ export async function readBases(
   for await (const object of listAll(store, basePrefix(databaseId))) {
     if (!object.key.endsWith("/manifest.json")) continue;
     if (object.bytes > MAX_MANIFEST_BYTES) {
-      untrusted.push({ key: object.key, problem: `${object.bytes} bytes, too large for a base manifest` });
+      untrusted.push({
+        key: object.key,
+        problem: `${object.key} is ${object.bytes} bytes, too large for a base manifest`,
+      });
       continue;
     }
     let text: string;
@@ -41,7 +44,12 @@ export async function readBases(
     try {
       trusted.push(readBaseManifest(text, object.key, signers));
     } catch (err) {
-      untrusted.push({ key: object.key, problem: (err as Error).message });
+      // readBaseManifest's messages name the key already.
+      const message = (err as Error).message;
+      untrusted.push({
+        key: object.key,
+        problem: message.includes(object.key) ? message : `${object.key}: ${message}`,
+      });
     }
   }
   trusted.sort((a, b) => (a.baseId < b.baseId ? -1 : 1));

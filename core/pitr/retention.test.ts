@@ -207,13 +207,13 @@ describe("trust", () => {
   it("halts on a manifest no trusted signer signed: a PruneHaltedError naming it, and no plan to act on", () => {
     const planted = {
       key: "shop/base/20261121T100000Z-aaaaaa/manifest.json",
-      problem: "is not signed by a trusted signer",
+      problem: "shop/base/20261121T100000Z-aaaaaa/manifest.json is not signed by a trusted signer",
     };
     const act = () =>
       plan([base(HOUR, "000000010000000000000009")], ["000000010000000000000001"], NEWEST_ONLY, [planted]);
     expect(act).toThrow(expect.objectContaining({ name: "PruneHaltedError" }));
     expect(act).toThrow(
-      /shop\/base\/20261121T100000Z-aaaaaa\/manifest\.json does not count \(is not signed by a trusted signer\)/,
+      /nothing of them deleted: shop\/base\/20261121T100000Z-aaaaaa\/manifest\.json is not signed by a trusted signer/,
     );
   });
 });

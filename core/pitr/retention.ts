@@ -29,6 +29,7 @@ export type BaseFacts = Pick<BaseManifest, "baseId" | "stoppedAt"> & {
 /** A manifest under `<db>/base/` that does not count: planted, signed by another key, unreadable. */
 export interface UntrustedBase {
   key: string;
+  /** Why, as a sentence that names the key. */
   problem: string;
 }
 
@@ -79,7 +80,7 @@ export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput
   if (input.untrusted.length > 0) {
     throw new PruneHaltedError(
       `pruning of ${databaseId}'s base backups and WAL stopped, nothing of them deleted: ${input.untrusted
-        .map((u) => `${u.key} does not count (${u.problem})`)
+        .map((u) => u.problem)
         .join("; ")}`,
       {
         hint: "someone with write access to the store put or changed these manifests, or they were signed by a key not given with --signer; inspect them, delete what is not yours by hand, then prune again",

@@ -208,7 +208,7 @@ function basesText(bases: BasePruneOutcome, dryRun: boolean): string[] {
       ? `WAL: no trusted base backup, so no WAL is deleted (${count(plan.wal.kept, "file")} kept)`
       : doomed.length === 0
         ? `WAL: nothing below ${plan.wal.keptFrom}, the oldest kept base's first segment; ${count(plan.wal.kept, "file")} kept`
-        : `WAL: ${count(doomed.length, "file")} below ${plan.wal.keptFrom}, the oldest kept base's first segment, ${dryRun ? "to delete" : "deleted"} (${doomed[0]?.name} … ${doomed.at(-1)?.name}); ${count(plan.wal.kept, "file")} kept, every .history among them`;
+        : `WAL: ${count(doomed.length, "file")} below ${plan.wal.keptFrom}, the oldest kept base's first segment, ${dryRun ? "to delete" : "deleted"} (${doomed[0]?.name} … ${doomed.at(-1)?.name}); ${count(plan.wal.kept, "file")} kept (a .history file always is)`;
   return [
     "",
     rows.length ? table(["BASE ID", "STOPPED AT", "ACTION", "WHY"], rows) : "no trusted base backups",
