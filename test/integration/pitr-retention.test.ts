@@ -181,6 +181,10 @@ describe("strongroom prune of base backups and WAL", () => {
       expect(r.stderr).toContain("[PruneHaltedError]");
       expect(r.stderr).toContain(`${plantedKey} is not signed by a trusted signer`);
       expect(r.stdout).toContain("base backups and WAL: not pruned");
+      // With --json: one document, the halt in it, and still a failure.
+      const json = await runCli(pruneArgs("--signer", signer, "--json"));
+      expect(json.code).toBe(1);
+      expect(JSON.parse(json.stdout)).toMatchObject({ bases: { halted: { error: "PruneHaltedError" } } });
       expect([...(await names("base")), ...(await names("wal"))]).toEqual(before);
     } finally {
       await store.delete(plantedKey);
