@@ -9,6 +9,9 @@ import { hasPartials, listAll, type ObjectInfo, type ObjectStore, type PartialUp
  * - Payloads without a manifest: a backup that failed after uploading its dump. A
  *   backup exists if and only if its manifest does, so these are never listed, restored
  *   or pruned, and would otherwise stay forever.
+ * - Uncommitted base backups: a `<db>/base/<id>/base.tar.zst.age` with no manifest, left
+ *   by a basebackup killed (or refused: its WAL never archived) after its upload. The
+ *   same rule: a base exists only once its manifest does.
  * Only what is older than the grace period is touched: a running backup's objects are
  * younger, and its manifest follows its payload within seconds.
  */
@@ -17,8 +20,12 @@ export const MIN_GRACE_MS = 3600_000;
 export interface GcPlan {
   cutoff: Date;
   partials: PartialUpload[];
-  orphans: Array<{ databaseId: string; backupId: string; objects: ObjectInfo[] }>;
+  orphans: Array<{ databaseId: string; backupId: string; kind: OrphanKind; objects: ObjectInfo[] }>;
 }
+
+/** Where an orphan lies: a logical backup's folder (`<db>/backups/`) or a base backup's (`<db>/base/`). */
+export type OrphanKind = "backup" | "base";
+const FOLDERS: Record<OrphanKind, string> = { backup: "backups", base: "base" };
 
 export async function planGc(
   store: ObjectStore,
@@ -40,19 +47,29 @@ export async function planGc(
     options.partials !== false && hasPartials(store)
       ? (await store.listPartials()).filter((p) => p.startedAt < cutoff)
       : [];
-  const groups = new Map<string, { databaseId: string; backupId: string; objects: ObjectInfo[]; manifest: boolean }>();
-  for await (const o of listAll(store, options.databaseId ? `${options.databaseId}/backups/` : "")) {
-    const m = /^([^/]+)\/backups\/([^/]+)\/([^/]+)$/.exec(o.key);
-    if (!m?.[1] || !m[2] || !isBackupId(m[2])) continue;
-    const id = `${m[1]}/${m[2]}`;
-    const group = groups.get(id) ?? { databaseId: m[1], backupId: m[2], objects: [], manifest: false };
-    if (m[3] === "manifest.json") group.manifest = true;
-    group.objects.push(o);
-    groups.set(id, group);
+  const groups = new Map<
+    string,
+    { databaseId: string; backupId: string; kind: OrphanKind; objects: ObjectInfo[]; manifest: boolean }
+  >();
+  // One database: its two folders only, never its WAL (thousands of objects, none garbage here).
+  const prefixes = options.databaseId
+    ? [`${options.databaseId}/${FOLDERS.backup}/`, `${options.databaseId}/${FOLDERS.base}/`]
+    : [""];
+  for (const prefix of prefixes) {
+    for await (const o of listAll(store, prefix)) {
+      const m = /^([^/]+)\/(backups|base)\/([^/]+)\/([^/]+)$/.exec(o.key);
+      if (!m?.[1] || !m[3] || !isBackupId(m[3])) continue;
+      const kind: OrphanKind = m[2] === FOLDERS.base ? "base" : "backup";
+      const id = `${m[1]}/${m[2]}/${m[3]}`;
+      const group = groups.get(id) ?? { databaseId: m[1], backupId: m[3], kind, objects: [], manifest: false };
+      if (m[4] === "manifest.json") group.manifest = true;
+      group.objects.push(o);
+      groups.set(id, group);
+    }
   }
   const orphans = [...groups.values()]
     .filter((g) => !g.manifest && backupIdTime(g.backupId) < cutoff && g.objects.every((o) => o.lastModified < cutoff))
-    .map(({ databaseId, backupId, objects }) => ({ databaseId, backupId, objects }));
+    .map(({ databaseId, backupId, kind, objects }) => ({ databaseId, backupId, kind, objects }));
   return { cutoff, partials, orphans };
 }
 
@@ -106,13 +123,19 @@ export async function executeGc(
   return result;
 }
 
-/** The `gc.delete` row (before it is chained) of one orphaned backup's payload. */
+/** The folder an orphan lies in, as the CLI names it: `<db>/backups/<id>/` or `<db>/base/<id>/`. */
+export function orphanFolder(o: { databaseId: string; backupId: string; kind: OrphanKind }): string {
+  return `${o.databaseId}/${FOLDERS[o.kind]}/${o.backupId}/`;
+}
+
+/** The `gc.delete` row (before it is chained) of one orphaned backup's payload or uncommitted base backup. */
 export function orphanRow(o: GcPlan["orphans"][number]): {
   backupId: string;
   details: { objects: number; bytes: number; reason: string };
 } {
   const bytes = o.objects.reduce((n, x) => n + x.bytes, 0);
-  return { backupId: o.backupId, details: { objects: o.objects.length, bytes, reason: "no manifest" } };
+  const reason = o.kind === "base" ? "uncommitted base backup" : "no manifest";
+  return { backupId: o.backupId, details: { objects: o.objects.length, bytes, reason } };
 }
 
 /** A GC plan as reported by the CLI (`--json`) and the Lambdas. */
@@ -124,6 +147,7 @@ export function summarizeGc(plan: GcPlan, dryRun: boolean) {
     orphans: plan.orphans.map((g) => ({
       databaseId: g.databaseId,
       backupId: g.backupId,
+      kind: g.kind,
       objects: g.objects.length,
       bytes: g.objects.reduce((n, x) => n + x.bytes, 0),
     })),

@@ -12,6 +12,7 @@ import {
 import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey, verificationPrefix } from "./keys.ts";
 import { readLedger } from "./ledger.ts";
 import type { Manifest } from "./manifest.ts";
+import { type BasePrunePlan, type BasePruneResult, executeBasePrune, planBasePrune } from "./pitr/base-prune.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
 
 /** Every payload object a backup may have, the legacy `globals` included. */
@@ -156,7 +157,18 @@ export interface PruneDatabaseOptions {
   /** Plan only: delete nothing, write no audit rows. @default false */
   dryRun?: boolean;
   now?: () => Date;
+  /**
+   * Prune the database's physical base backups and WAL too, after its logical backups,
+   * with the same policy, reading only the bases these signers signed.
+   * @default undefined: base backups and WAL are not touched
+   */
+  bases?: { signers: ReadonlySet<string> };
 }
+
+/** What prune did with the base backups and WAL: a plan, or the halt that stopped it. */
+export type BasePruneOutcome =
+  | { plan: BasePrunePlan; deleted: BasePruneResult | undefined; halted?: undefined }
+  | { plan?: undefined; deleted?: undefined; halted: PruneHaltedError };
 
 export interface PruneOutcome {
   dryRun: boolean;
@@ -165,12 +177,19 @@ export interface PruneOutcome {
   deleted: PruneResult["deleted"];
   /** The database's garbage (failed backups' payloads, partial uploads), collected after the prune. */
   garbage: GcPlan;
+  /** Present when `bases` was asked for. */
+  bases?: BasePruneOutcome;
 }
 
 /**
  * Prune one database, the one code path behind `strongroom prune` and the
  * retention-prune Lambda: validate the policy, plan, delete what expired (unless a dry
- * run), then collect the database's garbage with the default grace period.
+ * run), then the base backups and WAL when asked, then collect the database's garbage
+ * with the default grace period.
+ *
+ * An untrusted base manifest halts only the base and WAL pruning: it is returned as
+ * `bases.halted` (the caller reports it and fails), and the logical series, which it
+ * cannot steer, is pruned as usual.
  */
 export async function pruneDatabase(options: PruneDatabaseOptions): Promise<PruneOutcome> {
   const { store, databaseId, audit, actor } = options;
@@ -186,6 +205,28 @@ export async function pruneDatabase(options: PruneDatabaseOptions): Promise<Prun
     // What an interrupted prune retired but did not delete.
     deleted.push(...(await removeRetired(store, databaseId, chain, now())).deleted);
   }
+  const bases = options.bases
+    ? await pruneBases(options, options.bases.signers, policy, chain, now, dryRun)
+    : undefined;
   const garbage = await collectGarbage(store, { databaseId, now, audit, actor, dryRun });
-  return { dryRun, policy, plan, deleted, garbage };
+  return { dryRun, policy, plan, deleted, garbage, ...(bases ? { bases } : {}) };
+}
+
+async function pruneBases(
+  options: PruneDatabaseOptions,
+  signers: ReadonlySet<string>,
+  policy: RetentionPolicy,
+  chain: AuditLog,
+  now: () => Date,
+  dryRun: boolean,
+): Promise<BasePruneOutcome> {
+  let plan: BasePrunePlan;
+  try {
+    plan = await planBasePrune(options.store, options.databaseId, signers, policy, now());
+  } catch (err) {
+    if (err instanceof PruneHaltedError) return { halted: err };
+    throw err;
+  }
+  const deleted = dryRun ? undefined : await executeBasePrune(options.store, plan, chain, options.actor, now);
+  return { plan, deleted };
 }

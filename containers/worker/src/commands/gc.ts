@@ -7,7 +7,7 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
   parent
     .command("gc")
     .description(
-      "remove what failed backups left behind: partial uploads and payloads without a manifest, older than the grace period; each deletion is audited",
+      "remove what failed backups left behind: partial uploads, payloads without a manifest and uncommitted base backups, older than the grace period; each deletion is audited",
     )
     .addOption(storeOption())
     .addOption(databaseIdOption("only this database's garbage (default: every database)"))
@@ -28,7 +28,7 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
       async (
         o: { store: string; databaseId?: string; olderThan: string; dryRun?: boolean; json?: boolean } & SigningFlags,
       ) => {
-        const { executeGc, parseDuration, planGc, summarizeGc } = await import("#core/gc.ts");
+        const { executeGc, orphanFolder, parseDuration, planGc, summarizeGc } = await import("#core/gc.ts");
         const store = await openStoreAt(o.store);
         const dryRun = o.dryRun === true;
         const plan = await planGc(store, {
@@ -41,7 +41,7 @@ export function gcCommand(parent: Command, ctx: CliContext): void {
           [
             ...plan.orphans.map(
               (orphan) =>
-                `${dryRun ? "would remove" : "removed"} ${orphan.databaseId}/backups/${orphan.backupId}/ (${orphan.objects.length} objects, no manifest)\n`,
+                `${dryRun ? "would remove" : "removed"} ${orphanFolder(orphan)} (${orphan.objects.length} objects, ${orphan.kind === "base" ? "an uncommitted base backup" : "no manifest"})\n`,
             ),
             `${gcLine(plan, dryRun)}\n`,
           ].join(""),

@@ -1,0 +1,57 @@
+import { NotFoundError } from "../errors.ts";
+import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
+import { type BaseManifest, basePrefix, readBaseManifest } from "./base-manifest.ts";
+import type { UntrustedBase } from "./retention.ts";
+
+/** A base manifest is a few kilobytes; anything this large is not one, and is not read into memory. */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+
+export interface BaseReading {
+  /** The base backups whose manifests a trusted signer signed, oldest first (by id). */
+  trusted: BaseManifest[];
+  /** Every other manifest under `<db>/base/`: planted, signed by another key, unreadable, misplaced. */
+  untrusted: UntrustedBase[];
+}
+
+/**
+ * Every manifest under `<db>/base/`, each either trusted (signed by one of `signers`,
+ * naming the database and base its key does) or untrusted with the reason. Readers that
+ * only restore skip the untrusted; prune stops at them (core/pitr/retention.ts).
+ */
+export async function readBases(
+  store: ObjectStore,
+  databaseId: string,
+  signers: ReadonlySet<string>,
+): Promise<BaseReading> {
+  const trusted: BaseManifest[] = [];
+  const untrusted: UntrustedBase[] = [];
+  for await (const object of listAll(store, basePrefix(databaseId))) {
+    if (!object.key.endsWith("/manifest.json")) continue;
+    if (object.bytes > MAX_MANIFEST_BYTES) {
+      untrusted.push({
+        key: object.key,
+        problem: `${object.key} is ${object.bytes} bytes, too large for a base manifest`,
+      });
+      continue;
+    }
+    let text: string;
+    try {
+      text = (await getBytes(store, object.key)).toString("utf8");
+    } catch (err) {
+      if (err instanceof NotFoundError) continue; // deleted while we listed (a prune running beside us)
+      throw err;
+    }
+    try {
+      trusted.push(readBaseManifest(text, object.key, signers));
+    } catch (err) {
+      // readBaseManifest's messages name the key already.
+      const message = (err as Error).message;
+      untrusted.push({
+        key: object.key,
+        problem: message.includes(object.key) ? message : `${object.key}: ${message}`,
+      });
+    }
+  }
+  trusted.sort((a, b) => (a.baseId < b.baseId ? -1 : 1));
+  return { trusted, untrusted };
+}
