@@ -18,7 +18,8 @@ export interface BaseManifest {
   baseId: string;
   startedAt: string;
   stoppedAt: string;
-  server: { version: string; major: number; systemIdentifier: string; walSegmentBytes: number };
+  /** `superuser`: the cluster's bootstrap superuser (absent in manifests written before it was recorded: postgres). */
+  server: { version: string; major: number; systemIdentifier: string; walSegmentBytes: number; superuser?: string };
   timeline: number;
   startLsn: string;
   stopLsn: string;

@@ -48,11 +48,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** `restore --pitr …` is the physical recovery, a command of its own (commands/pitr.ts). */
+/** `restore --pitr …` and `verify --pitr …` are the physical ones, commands of their own (commands/pitr.ts). */
 function physicalRestore(argv: string[]): string[] {
   const at = commandIndex(argv);
-  if (at < 0 || argv[at] !== "restore" || !argv.includes("--pitr")) return argv;
-  return [...argv.slice(0, at), "restore-pitr", ...argv.slice(at + 1)];
+  const command = argv[at];
+  if (at < 0 || (command !== "restore" && command !== "verify") || !argv.includes("--pitr")) return argv;
+  return [...argv.slice(0, at), `${command}-pitr`, ...argv.slice(at + 1)];
 }
 
 /** Where the command's name is in `argv`: the first word that is neither an option nor a global option's value. */

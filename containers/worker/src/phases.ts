@@ -21,7 +21,13 @@ export type PhaseName =
   /** verify: a throwaway cluster started (or a database created), and what the backup needs looked for there. */
   | "preparing the scratch database"
   /** verify's checks after the row counts: schema, constraints, amcheck, --checks. */
-  | "checks";
+  | "checks"
+  /** verify --pitr: the WAL from the base to the point fetched and checked against its signatures. */
+  | "checking the archived WAL"
+  /** verify --pitr: the base backup unpacked into the scratch cluster's directory. */
+  | "unpacking the base backup"
+  /** verify --pitr: PostgreSQL replays the WAL to the point, and promotes. */
+  | "recovering to the point";
 
 export interface PhaseStart {
   /** The bytes the phase moves, when known in advance. @default the total its byte reports carry */

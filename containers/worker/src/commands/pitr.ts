@@ -1,7 +1,17 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "#core/errors.ts";
-import { type CliContext, openStoreAt, printResult, storeLogOptions } from "./context.ts";
 import {
+  auditFor,
+  type CliContext,
+  openStoreAt,
+  printResult,
+  type SigningFlags,
+  storeLogOptions,
+  withProgress,
+} from "./context.ts";
+import {
+  auditOption,
+  auditTableOption,
   checkedOption,
   flagOption,
   identitiesFrom,
@@ -314,21 +324,7 @@ Examples:
           );
         }
         let target = targets[0] as NonNullable<(typeof targets)[number]>;
-        // recovery_target_time refuses ISO 8601's T and Z ("invalid value"): the same instant, as PostgreSQL writes it.
-        if (target.kind === "time") {
-          target = {
-            kind: "time",
-            value: target.value
-              .trim()
-              .replace(/^(\d{4}-\d{2}-\d{2})T/, "$1 ")
-              .replace(/Z$/, "+00"),
-          };
-        }
-        if (target.kind === "time" && Number.isNaN(Date.parse(target.value))) {
-          throw new UsageError(`--to-time ${JSON.stringify(target.value)} is not a time`, {
-            hint: "give a timestamp with its zone, as PostgreSQL prints now(): '2026-12-03 08:04:00+00'",
-          });
-        }
+        if (target.kind === "time") target = { kind: "time", value: recoveryTime(target.value, "--to-time") };
         if (target.kind === "lsn") (await import("#core/pitr/lsn.ts")).parseLsn(target.value);
         const options = await storeLogOptions(o);
         const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
@@ -378,6 +374,164 @@ Examples:
                 : "start it (pg_ctl start -D …) to replay the WAL; PostgreSQL promotes it at the target",
             ].join("\n")}\n`,
         );
+      },
+    );
+
+  // `strongroom verify --pitr …` lands here (main.ts).
+  parent
+    .command("verify-pitr", { hidden: true })
+    .description(
+      "verify --pitr: prove a base backup and its archived WAL recover, by recovering them into a scratch cluster to a point in the window, and checking it",
+    )
+    .addOption(new Option("--pitr", "a point-in-time recovery's verification (this command)"))
+    .addOption(storeOption())
+    .addOption(walDatabaseIdOption())
+    .addOption(identityOption())
+    .addOption(signerOption())
+    .addOption(signingKeyOption())
+    .addOption(auditOption())
+    .addOption(auditTableOption())
+    .addOption(new Option("--to-time <timestamp>", "recover to this time (default: a random point in the window)"))
+    .addOption(new Option("--to-lsn <lsn>", "recover to this WAL location (default: a random point in the window)"))
+    .addOption(
+      new Option(
+        "--random-within <duration>",
+        "the random point lies in WAL archived this recently (e.g. 24h, 7d; default 24h)",
+      ).env("STRONGROOM_RANDOM_WITHIN"),
+    )
+    .addOption(new Option("--base <id>", "the base backup to recover (default: the newest on the newest timeline)"))
+    .addOption(
+      new Option("--checks <file>", "SQL file: each statement must return one row holding true, or no rows").env(
+        "STRONGROOM_CHECKS",
+      ),
+    )
+    .addOption(
+      new Option("--checks-database <name>", "the database the --checks run in")
+        .default("postgres")
+        .env("STRONGROOM_CHECKS_DATABASE"),
+    )
+    .addOption(
+      new Option("--scratch-dir <dir>", "where the scratch cluster's directory goes (default: the temp dir)").env(
+        "STRONGROOM_SCRATCH_DIR",
+      ),
+    )
+    .addOption(
+      flagOption("--keep", "leave the recovered cluster running, and its directory, for inspection", "STRONGROOM_KEEP"),
+    )
+    .addOption(jsonOption())
+    .addHelpText(
+      "after",
+      `
+Checks: wal (every WAL file from the base to the point fetched, signed and as its header
+says, none missing after it), base (unpacked as its signed manifest says), recovery
+(PostgreSQL's own log: stopped at the point, promoted), amcheck (every index and table of
+every database), user-sql (--checks). Exit 0 verified, 1 failed, 3 inconclusive (no
+server of the base's major here).
+
+Examples:
+  $ strongroom verify --pitr --store s3://acme-backups/pg --database-id shop --identity identity.txt --signer srsigner1…
+  $ strongroom verify --pitr --store file:///var/backups/pg --database-id shop --identity identity.txt \
+      --signer srsigner1… --to-time '2026-12-03 08:04:00+00' --checks checks.sql --json`,
+    )
+    .action(
+      async (
+        o: CommonFlags &
+          SigningFlags & {
+            identity?: string;
+            audit: string;
+            auditTable?: string;
+            toTime?: string;
+            toLsn?: string;
+            randomWithin?: string;
+            base?: string;
+            checks?: string;
+            checksDatabase: string;
+            scratchDir?: string;
+            keep?: boolean;
+          },
+      ) => {
+        if (o.toTime !== undefined && o.toLsn !== undefined) {
+          throw new UsageError("verify --pitr takes one of --to-time and --to-lsn", {
+            hint: "or neither: a random point in the window, the default",
+          });
+        }
+        const target =
+          o.toTime !== undefined
+            ? { kind: "time" as const, value: recoveryTime(o.toTime, "--to-time") }
+            : o.toLsn !== undefined
+              ? { kind: "lsn" as const, value: o.toLsn }
+              : undefined;
+        if (target?.kind === "lsn") (await import("#core/pitr/lsn.ts")).parseLsn(target.value);
+        const { parseDuration } = await import("#core/gc.ts");
+        const within = o.randomWithin !== undefined ? parseDuration(o.randomWithin, "--random-within") : undefined;
+        const { parseSigner } = await import("#core/audit/row-signature.ts");
+        // Only --signer decides what is replayed, as for wal-fetch: never the key this process signs its rows with.
+        const signers = new Set((o.signer ?? []).map(parseSigner));
+        if (signers.size === 0) {
+          throw new UsageError(
+            "verify --pitr recovers only base backups and WAL signed by a signer it trusts, and none was given",
+            {
+              hint: "pass --signer srsigner1… (the database host's), or set STRONGROOM_SIGNERS",
+            },
+          );
+        }
+        const checks = o.checks
+          ? { file: o.checks, text: await readChecksFile(o.checks), database: o.checksDatabase }
+          : undefined;
+        const identities = await identitiesFrom(o.identity, "verify --pitr", process.env, ctx.log());
+        const store = await openStoreAt(o.store);
+        const audit = await auditFor(store, o, ctx.log());
+        const { verifyPitr } = await import("../pitr/pitr-verify.ts");
+        const result = await withProgress(ctx, "verify --pitr", (progress) =>
+          verifyPitr({
+            store,
+            databaseId: o.databaseId,
+            identities,
+            signers,
+            ...(target ? { target } : {}),
+            ...(within !== undefined ? { randomWithinMs: within } : {}),
+            ...(o.base !== undefined ? { baseId: o.base } : {}),
+            ...(checks ? { checks } : {}),
+            ...(o.scratchDir ? { scratchDir: o.scratchDir } : {}),
+            keep: o.keep === true,
+            audit: audit?.(o.databaseId),
+            log: ctx.log(),
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
+            ...(progress.onPhase ? { onPhase: progress.onPhase } : {}),
+          }),
+        );
+        printResult(ctx, o.json, result, () => {
+          const lines = result.checks.map(
+            (c) =>
+              `${c.skipped ? "-" : c.ok ? "✓" : result.outcome === "inconclusive" ? "?" : "✗"} ${c.name.padEnd(9)} ${c.seconds.toFixed(1).padStart(6)} s  ${c.detail}`,
+          );
+          const point =
+            result.point.kind === "latest"
+              ? "the end of the archive"
+              : `${result.point.chosen === "random" ? "a random point, " : ""}${result.point.kind === "lsn" ? "LSN" : "time"} ${result.point.value}`;
+          const verdict = result.ok
+            ? `verified point-in-time recovery of ${result.databaseId}/${result.baseId} to ${point}: base ${result.rto.baseSeconds.toFixed(1)} s + WAL ${result.rto.walSeconds.toFixed(1)} s + replay ${result.rto.replaySeconds.toFixed(1)} s (${result.wal.files} WAL files, ${result.wal.bytes} bytes)`
+            : result.outcome === "inconclusive"
+              ? `${result.databaseId}/${result.baseId} INCONCLUSIVE: not verified and not failed`
+              : `${result.databaseId}/${result.baseId} FAILED point-in-time verification (to ${point})`;
+          return `${lines.join("\n")}\n${verdict}\n${result.kept ? `kept: ${result.kept}\n` : ""}`;
+        });
+        if (result.outcome === "inconclusive") {
+          const { VerificationInconclusiveError } = await import("#core/errors.ts");
+          throw new VerificationInconclusiveError(`verification of base ${result.baseId} is inconclusive`, {
+            hint: "install the server of the base backup's major (its postgresql package), or run verify --pitr where it is",
+          });
+        }
+        if (!result.ok) {
+          const { VerificationFailedError } = await import("#core/errors.ts");
+          const failed = result.checks.filter((c) => !c.ok && !c.skipped).map((c) => c.name);
+          throw new VerificationFailedError(
+            `base ${result.baseId} failed point-in-time verification: ${failed.join(", ")}`,
+            {
+              hint: `each check's detail is above${o.json ? " (in the JSON result)" : ""} and in ${result.stored.full} (encrypted)`,
+            },
+          );
+        }
       },
     );
 
@@ -440,4 +594,33 @@ Exit codes: 0 fetched; 1 not in the archive (recovery ends there); 126 anything 
         printResult(ctx, o.json, result, () => `fetched ${name}: ${result.plainBytes} bytes\n`);
       },
     );
+}
+
+/**
+ * A time as recovery_target_time takes it: ISO 8601's T and Z, which PostgreSQL refuses
+ * ("invalid value"), rewritten to the same instant as PostgreSQL writes it.
+ */
+function recoveryTime(text: string, flag: string): string {
+  const value = text
+    .trim()
+    .replace(/^(\d{4}-\d{2}-\d{2})T/, "$1 ")
+    .replace(/Z$/, "+00");
+  if (Number.isNaN(Date.parse(value.replace(" ", "T").replace(/([+-]\d\d)$/, "$1:00")))) {
+    throw new UsageError(`${flag} ${JSON.stringify(text)} is not a time`, {
+      hint: "give a timestamp with its zone, as PostgreSQL prints now(): '2026-12-03 08:04:00+00'",
+    });
+  }
+  return value;
+}
+
+async function readChecksFile(file: string): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const { fileProblem } = await import("#core/errors.ts");
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read --checks ${file}: ${fileProblem(err)}`, {
+      hint: "pass a file of SQL statements, each returning one row holding true, or no rows",
+    });
+  }
 }

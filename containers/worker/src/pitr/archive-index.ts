@@ -15,6 +15,8 @@ import { listAll, type ObjectStore } from "#core/store/object-store.ts";
 export interface ArchiveIndex {
   /** Every object name under `<db>/wal/`. */
   names: Set<string>;
+  /** When the store last wrote each (its archiving time, as the store tells it). */
+  modified: Map<string, Date>;
   /** The names whose signed header was read and a trusted signer signed, with the record. */
   trusted: Map<string, WalRecord>;
   /** Names whose header was read and is not trusted (planted, another key's, unreadable): never counted. */
@@ -39,10 +41,17 @@ export async function readArchive(o: {
   log: Logger;
 }): Promise<ArchiveIndex> {
   const prefix = walPrefix(o.databaseId);
-  const index: ArchiveIndex = { names: new Set(), trusted: new Map(), untrusted: [], histories: new Map() };
+  const index: ArchiveIndex = {
+    names: new Set(),
+    modified: new Map(),
+    trusted: new Map(),
+    untrusted: [],
+    histories: new Map(),
+  };
   for await (const object of listAll(o.store, prefix)) {
     const name = object.key.slice(prefix.length);
     index.names.add(name);
+    index.modified.set(name, object.lastModified);
     if (o.headers === "history" && !name.endsWith(".history")) continue;
     let record: WalRecord;
     try {

@@ -45,11 +45,14 @@ export async function baseBackup(o: BaseBackupOptions): Promise<BaseManifest> {
   const client = await connect(o.conn, "strongroom basebackup");
   let version: string;
   let segmentBytes: number;
+  let superuser: string;
   try {
-    const rows = await client.query<{ v: string; seg: string; mode: string }>(
-      "select current_setting('server_version') as v, current_setting('wal_segment_size') as seg, current_setting('archive_mode') as mode",
+    // The bootstrap superuser (OID 10): a verification connects to the recovered copy as it.
+    const rows = await client.query<{ v: string; seg: string; mode: string; su: string }>(
+      "select current_setting('server_version') as v, current_setting('wal_segment_size') as seg, current_setting('archive_mode') as mode, (select rolname from pg_roles where oid = 10) as su",
     );
-    const row = rows.rows[0] as { v: string; seg: string; mode: string };
+    const row = rows.rows[0] as { v: string; seg: string; mode: string; su: string };
+    superuser = row.su;
     version = row.v.split(" ")[0] as string;
     segmentBytes = sizeBytes(row.seg);
     if (row.mode === "off") {
@@ -138,7 +141,7 @@ export async function baseBackup(o: BaseBackupOptions): Promise<BaseManifest> {
       baseId,
       startedAt: startedAt.toISOString(),
       stoppedAt: now().toISOString(),
-      server: { version, major, systemIdentifier, walSegmentBytes: segmentBytes },
+      server: { version, major, systemIdentifier, walSegmentBytes: segmentBytes, superuser },
       timeline,
       startLsn: formatLsn(startLsn),
       stopLsn: formatLsn(stopLsn),

@@ -8,6 +8,7 @@ import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } fro
 import type { Logger } from "#core/log.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { parseLsn } from "#core/pitr/lsn.ts";
+import { recoveryVerdict } from "#core/pitr/recovery-log.ts";
 import { continuousRun, newestTimeline, segmentNumber, timelineHex } from "#core/pitr/timelines.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
@@ -119,10 +120,10 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
  * ('latest' from that base, or --timeline). A base an old primary took after a promotion
  * is not on the new timeline's path, and PostgreSQL would refuse it.
  */
-function chooseBase(
+export function chooseBase(
   bases: BaseManifest[],
   archive: ArchiveIndex,
-  o: PitrRestoreOptions,
+  o: Pick<PitrRestoreOptions, "databaseId" | "baseId" | "timeline" | "target">,
 ): { base: BaseManifest; path: RecoveryPath } {
   const none = (why: string) =>
     new InvalidInputError(`no base backup of ${o.databaseId} to recover from: ${why}`, {
@@ -184,7 +185,7 @@ function refuseBlockedPromotion(archive: ArchiveIndex, route: RecoveryPath): voi
 }
 
 /** The archived segments along the path from the base's first one, and the first gap after it. */
-function walWindow(archive: ArchiveIndex, base: BaseManifest, path: RecoveryPath): PitrRestoreResult["wal"] {
+export function walWindow(archive: ArchiveIndex, base: BaseManifest, path: RecoveryPath): PitrRestoreResult["wal"] {
   const run = continuousRun(
     { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
     archive.names,
@@ -215,7 +216,10 @@ async function emptyDir(dir: string): Promise<void> {
 }
 
 /** The base object, checked against its manifest as it streams, decrypted and decompressed into tar. */
-async function unpack(o: PitrRestoreOptions, base: BaseManifest): Promise<void> {
+export async function unpack(
+  o: Pick<PitrRestoreOptions, "store" | "identities" | "pgdata">,
+  base: BaseManifest,
+): Promise<void> {
   const stored = sha256Tap();
   const plain = sha256Tap();
   const tar = spawn("tar", ["-x", "-f", "-", "-C", o.pgdata], { stdio: ["pipe", "ignore", "pipe"] });
@@ -306,7 +310,7 @@ async function configure(o: PitrRestoreOptions, base: BaseManifest, route: Recov
   await writeFile(path.join(o.pgdata, "recovery.signal"), "", { mode: 0o600 });
 }
 
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await chown(dir, uid, gid);
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const p = path.join(dir, entry.name);
@@ -340,29 +344,25 @@ async function startAndConfirm(
   await new Promise((resolve) => ctl.once("close", resolve));
   const until = Date.now() + 60 * 60 * 1000;
   for (;;) {
-    const log = await readFile(logFile, "utf8");
-    // A client's "the database system is starting up" is no failure of the recovery.
-    const fatal = /FATAL: +(?!the database system is)[^\n]*/.exec(log);
-    if (fatal) {
-      const reached = fatal[0].includes("recovery ended before configured recovery target was reached");
-      throw new RestoreFailedError(`the recovered server stopped: ${fatal[0].trim()}`, {
-        hint: reached
+    const verdict = recoveryVerdict(await readFile(logFile, "utf8"));
+    if (verdict.state === "failed") {
+      throw new RestoreFailedError(`the recovered server stopped: ${verdict.fatal}`, {
+        hint: verdict.targetNotReached
           ? "the archive's WAL ends before the target: choose an earlier target (strongroom wal verify will show the window), or wait until the segment holding it is archived"
           : `see ${logFile}`,
       });
     }
-    const timeline = /selected new timeline ID: (\d+)/.exec(log)?.[1];
-    if (timeline !== undefined && /database system is ready to accept connections/.test(log)) {
-      const stopped = /recovery stopping [^\n]*/.exec(log)?.[0];
+    if (verdict.state === "promoted") {
+      const { timeline, stopped } = verdict;
       if (o.target.kind !== "latest" && !stopped) {
         throw new RestoreFailedError("the server promoted without PostgreSQL's 'recovery stopping' line", {
           hint: `see ${logFile}`,
         });
       }
       // A new timeline past the one recovered: a number the archive's histories already used would collide.
-      if (Number(timeline) <= route.timeline) throw new RestoreFailedError(`the server stayed on timeline ${timeline}`);
-      o.log.info("recovered", { timeline: Number(timeline), stopped, port: start.port });
-      return { port: start.port, timeline: Number(timeline), ...(stopped ? { stoppedAt: stopped } : {}) };
+      if (timeline <= route.timeline) throw new RestoreFailedError(`the server stayed on timeline ${timeline}`);
+      o.log.info("recovered", { timeline, stopped, port: start.port });
+      return { port: start.port, timeline, ...(stopped ? { stoppedAt: stopped } : {}) };
     }
     if (Date.now() > until) throw new RestoreFailedError(`recovery did not finish within an hour; see ${logFile}`);
     await sleep(250);

@@ -1,0 +1,632 @@
+import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
+import { createHash, randomInt } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { availableParallelism, tmpdir, totalmem } from "node:os";
+import * as path from "node:path";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
+import { AbortedError, isStrongroomError } from "#core/errors.ts";
+import type { Logger } from "#core/log.ts";
+import { type BaseManifest, baseKeys } from "#core/pitr/base-manifest.ts";
+import { formatLsn, parseLsn, segmentName } from "#core/pitr/lsn.ts";
+import {
+  PITR_VERIFICATION_FORMAT,
+  type PitrCheckName,
+  type PitrCheckResult,
+  type PitrVerification,
+  pitrVerificationKeys,
+  summarizePitr,
+} from "#core/pitr/pitr-verification.ts";
+import { type RecoveryVerdict, recoveryVerdict } from "#core/pitr/recovery-log.ts";
+import { segmentNumber, timelineForSegment, timelineHex } from "#core/pitr/timelines.ts";
+import { getBytes, type ObjectStore } from "#core/store/object-store.ts";
+import type { VerificationOutcome } from "#core/verification.ts";
+import { connect, type PgConn } from "../pg/conn.ts";
+import { findServerBin, serverEnv, serverUser } from "../pg/scratch-cluster.ts";
+import { amcheckCheck, userSqlCheck } from "../pg/verify-checks.ts";
+import type { OnPhase } from "../phases.ts";
+import { ageEncrypt } from "../stages/age-stream.ts";
+import { WORKER_VERSION } from "../version.ts";
+import { readArchive, type recoveryPath } from "./archive-index.ts";
+import { trustedBases } from "./bases.ts";
+import { chooseBase, chownTree, type RecoveryTarget, unpack, walWindow } from "./pitr-restore.ts";
+import { fetchWal } from "./wal-archive.ts";
+
+export interface PitrVerifyOptions {
+  store: ObjectStore;
+  databaseId: string;
+  identities: readonly string[];
+  signers: ReadonlySet<string>;
+  /** A time or an LSN to recover to; by default a random point in the window. */
+  target?: Extract<RecoveryTarget, { kind: "time" | "lsn" }>;
+  /** The random point lies in WAL archived this recently (and after the base). @default 24 h */
+  randomWithinMs?: number;
+  /** The base backup to recover; by default the newest on the newest timeline's path (before a given target). */
+  baseId?: string;
+  /** `--checks FILE`, run in `database` as a read-only role. */
+  checks?: { file: string; text: string; database: string };
+  /** Where the scratch cluster's directory goes. @default os.tmpdir() */
+  scratchDir?: string;
+  /** Leave the recovered cluster running, and its directory, for inspection. */
+  keep?: boolean;
+  audit: AuditLog | undefined;
+  actor?: string;
+  log: Logger;
+  signal?: AbortSignal;
+  onPhase?: OnPhase;
+  now?: () => Date;
+}
+
+export interface PitrVerifyResult extends PitrVerification {
+  stored: { full: string; summary: string };
+  /** With --keep: where the recovered cluster runs. */
+  kept?: string;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * `strongroom verify --pitr`: proves that a base backup and the WAL archived after it
+ * recover to a point in time, by recovering them. The WAL is fetched and checked
+ * against its signatures by this process, into a directory the scratch server copies
+ * from (restore_command = cp): the server never holds the age identity or the store's
+ * credentials, and runs as another OS user with an environment of its own, so code in
+ * the recovered databases reaches neither. PostgreSQL's own log must say it stopped at
+ * the point and promoted; then amcheck runs over every database, and the user's checks.
+ * The result is stored beside the base and audited as verify.* rows naming its manifest.
+ */
+export async function verifyPitr(o: PitrVerifyOptions): Promise<PitrVerifyResult> {
+  const now = o.now ?? (() => new Date());
+  const at = now();
+  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
+  const archive = await readArchive({ ...o, headers: "history" });
+  const { base, path: route } = chooseBase(bases, archive, {
+    databaseId: o.databaseId,
+    ...(o.baseId !== undefined ? { baseId: o.baseId } : {}),
+    target: o.target ?? { kind: "latest" },
+  });
+  const manifestSha256 = createHash("sha256")
+    .update(await getBytes(o.store, baseKeys(o.databaseId, base.baseId).manifest))
+    .digest("hex");
+  return auditedJob(
+    {
+      log: o.audit,
+      kind: "verify",
+      job: { actor: o.actor ?? "cli", databaseId: o.databaseId, backupId: base.baseId },
+      now,
+      start: { kind: "pitr", manifestSha256, ...(o.target ? { target: o.target.kind } : { target: "random" }) },
+      ok: (r) => ({
+        kind: "pitr",
+        manifestSha256,
+        point: r.point.kind,
+        rtoSeconds: r.rto.baseSeconds + r.rto.walSeconds + r.rto.replaySeconds,
+        walBytes: r.wal.bytes,
+      }),
+      inconclusive: (r) =>
+        r.outcome === "inconclusive"
+          ? { kind: "pitr", manifestSha256, missing: [`server ${base.server.major}`] }
+          : undefined,
+      failed: (r) =>
+        r.ok
+          ? undefined
+          : {
+              kind: "pitr",
+              manifestSha256,
+              error: "VerificationFailedError",
+              failedChecks: r.checks.filter((c) => !c.ok).map((c) => c.name),
+            },
+    },
+    () => recoverAndCheck(o, base, manifestSha256, route, archive, at),
+  );
+}
+
+async function recoverAndCheck(
+  o: PitrVerifyOptions,
+  base: BaseManifest,
+  manifestSha256: string,
+  route: ReturnType<typeof recoveryPath>,
+  archive: Awaited<ReturnType<typeof readArchive>>,
+  at: Date,
+): Promise<PitrVerifyResult> {
+  const started = performance.now();
+  const checks: PitrCheckResult[] = [];
+  const timelines = route.spans
+    .slice(route.spans.findIndex((s) => s.timeline === base.timeline))
+    .map((s) => s.timeline);
+  const result: Omit<PitrVerification, "outcome" | "ok" | "checks"> = {
+    format: PITR_VERIFICATION_FORMAT,
+    kind: "pitr",
+    databaseId: o.databaseId,
+    baseId: base.baseId,
+    manifestSha256,
+    at: at.toISOString(),
+    point: o.target
+      ? { kind: o.target.kind, value: o.target.value, chosen: "given" }
+      : { kind: "latest", chosen: "end" },
+    timelines,
+    wal: { first: base.walSegments.first, last: base.walSegments.first, files: 0, bytes: 0 },
+    rto: {
+      baseSeconds: 0,
+      walSeconds: 0,
+      replaySeconds: 0,
+      checksSeconds: 0,
+      totalSeconds: 0,
+      baseBytes: 0,
+      walBytes: 0,
+    },
+    worker: { version: WORKER_VERSION, cores: availableParallelism(), memoryMiB: Math.round(totalmem() / 2 ** 20) },
+  };
+  const skipRest = (why: string, from: PitrCheckName[]) => {
+    for (const name of from) checks.push({ name, ok: false, skipped: true, detail: `not run: ${why}`, seconds: 0 });
+  };
+  const rest: PitrCheckName[] = ["base", "recovery", "amcheck", ...(o.checks ? (["user-sql"] as const) : [])];
+  const finish = async (outcome: VerificationOutcome, extra: Partial<PitrVerification> = {}, kept?: string) => {
+    const verification: PitrVerification = {
+      ...result,
+      ...extra,
+      ok: outcome === "verified",
+      outcome,
+      checks,
+      rto: { ...result.rto, ...extra.rto, totalSeconds: (performance.now() - started) / 1000 },
+    };
+    const stored = await storeResult(o, base, at, verification);
+    o.log.info(outcome === "verified" ? "point-in-time recovery verified" : `point-in-time recovery ${outcome}`, {
+      databaseId: o.databaseId,
+      baseId: base.baseId,
+      failed: checks.filter((c) => !c.ok).map((c) => c.name),
+    });
+    return { ...verification, stored, ...(kept ? { kept } : {}) };
+  };
+
+  // 1. The WAL: continuous from the base along the path, a point chosen in it, and every file fetched and checked.
+  o.onPhase?.("checking the archived WAL");
+  const t0 = performance.now();
+  let window: ReturnType<typeof walWindow>;
+  try {
+    window = walWindow(archive, base, route);
+  } catch (err) {
+    if (!isStrongroomError(err)) throw err;
+    checks.push({ name: "wal", ok: false, detail: err.message, seconds: (performance.now() - t0) / 1000 });
+    skipRest("the base's own WAL is not all archived", rest);
+    return finish("failed");
+  }
+  const point = o.target ?? randomPoint(base, route, window.lastContiguous, archive.modified, o);
+  result.point = o.target
+    ? result.point
+    : point.kind === "lsn"
+      ? { kind: "lsn", value: point.value, chosen: "random" }
+      : { kind: "latest", chosen: "end" };
+  const needed = segmentsToReplay(base, route, window.lastContiguous, point);
+  const scratch = await mkdtemp(path.join(o.scratchDir ?? tmpdir(), "strongroom-pitr-verify-"));
+  const owner = await serverUser();
+  let server: RecoveredServer | undefined;
+  let kept: string | undefined;
+  try {
+    const walDir = path.join(scratch, "wal");
+    await mkdir(walDir, { mode: 0o700 });
+    let bytes = 0;
+    try {
+      const histories = timelines.filter((t) => t > 1).map((t) => `${timelineHex(t)}.history`);
+      for (const name of [...histories, ...needed]) {
+        if (o.signal?.aborted) throw new AbortedError("verify --pitr was interrupted");
+        const got = await fetchWal(o.store, name, path.join(walDir, name), {
+          databaseId: o.databaseId,
+          identities: o.identities,
+          signers: o.signers,
+          systemIdentifier: base.server.systemIdentifier,
+        });
+        bytes += got.plainBytes;
+      }
+    } catch (err) {
+      if (o.signal?.aborted || !isStrongroomError(err)) throw err;
+      checks.push({
+        name: "wal",
+        ok: false,
+        detail: `${err.name}: ${err.message}`,
+        seconds: (performance.now() - t0) / 1000,
+      });
+      skipRest("a WAL file it needs failed its checks", rest);
+      return finish("failed");
+    }
+    const walSeconds = (performance.now() - t0) / 1000;
+    result.wal = {
+      first: needed[0] ?? base.walSegments.first,
+      last: needed.at(-1) ?? base.walSegments.first,
+      files: needed.length,
+      bytes,
+    };
+    result.rto = { ...result.rto, walSeconds, walBytes: bytes };
+    const gap = window.gaps[0];
+    checks.push({
+      name: "wal",
+      ok: gap === undefined,
+      detail:
+        gap === undefined
+          ? `${needed.length} segments (${needed[0]} to ${needed.at(-1)}) fetched, each signed and as its header says; continuous to ${window.lastContiguous}`
+          : `the archive has a gap at ${gap}: recovery cannot pass it (continuous to ${window.lastContiguous})`,
+      seconds: walSeconds,
+    });
+    if (gap !== undefined) {
+      skipRest("the archived WAL has a gap", rest);
+      return finish("failed");
+    }
+
+    // 2. The base, unpacked and checked against its signed manifest.
+    o.onPhase?.("unpacking the base backup");
+    const t1 = performance.now();
+    const pgdata = path.join(scratch, "data");
+    await mkdir(pgdata, { mode: 0o700 });
+    try {
+      await unpack({ store: o.store, identities: o.identities, pgdata }, base);
+    } catch (err) {
+      if (o.signal?.aborted || !isStrongroomError(err)) throw err;
+      checks.push({
+        name: "base",
+        ok: false,
+        detail: `${err.name}: ${err.message}`,
+        seconds: (performance.now() - t1) / 1000,
+      });
+      skipRest("the base backup failed its checks", rest.slice(1));
+      return finish("failed");
+    }
+    const baseSeconds = (performance.now() - t1) / 1000;
+    result.rto = { ...result.rto, baseSeconds, baseBytes: base.object.plainBytes };
+    checks.push({
+      name: "base",
+      ok: true,
+      detail: `${base.object.plainBytes} bytes unpacked, as its signed manifest says`,
+      seconds: baseSeconds,
+    });
+
+    // 3. The recovery, by PostgreSQL, to the point.
+    let binDir: string;
+    try {
+      binDir = await findServerBin(base.server.major);
+    } catch (err) {
+      if (!isStrongroomError(err)) throw err;
+      checks.push({ name: "recovery", ok: false, skipped: true, detail: `not run: ${err.message}`, seconds: 0 });
+      skipRest("no server of the base's major", rest.slice(2));
+      return finish("inconclusive");
+    }
+    const socketDir = path.join(scratch, "socket");
+    const confDir = path.join(scratch, "conf");
+    await mkdir(socketDir, { mode: 0o700 });
+    await mkdir(confDir, { mode: 0o700 });
+    // Our configuration, never the base's: its postgresql.conf may be elsewhere (Debian) or archive into production.
+    await writeFile(
+      path.join(confDir, "postgresql.conf"),
+      `data_directory = ${quote(pgdata)}\nhba_file = ${quote(path.join(confDir, "pg_hba.conf"))}\nident_file = ${quote(path.join(confDir, "pg_ident.conf"))}\n`,
+      { mode: 0o600 },
+    );
+    // Only a local socket in a directory nobody else may enter: no TCP, no password to hold.
+    await writeFile(path.join(confDir, "pg_hba.conf"), "local all all trust\n", { mode: 0o600 });
+    await writeFile(path.join(confDir, "pg_ident.conf"), "", { mode: 0o600 });
+    await writeFile(path.join(pgdata, "recovery.signal"), "", { mode: 0o600 });
+    const logFile = path.join(scratch, "recovery.log");
+    await writeFile(logFile, "", { mode: 0o600 });
+    if (owner) await chownTree(scratch, owner.uid, owner.gid);
+    const settings = recoverySettings(point, route.timeline, walDir, socketDir);
+    o.onPhase?.("recovering to the point");
+    const t2 = performance.now();
+    const out = openSync(logFile, "a");
+    try {
+      server = startServer(path.join(binDir, "postgres"), ["-D", confDir, ...settings.flatMap((s) => ["-c", s])], {
+        ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+        // An environment built from nothing: no credentials, no identity, nothing of ours.
+        env: serverEnv(),
+        stdio: ["ignore", out, out],
+        // --keep leaves it running after this process ends.
+        detached: o.keep === true,
+      });
+    } finally {
+      closeSync(out);
+    }
+    const verdict = await awaitVerdict(logFile, server, o.signal);
+    const replaySeconds = (performance.now() - t2) / 1000;
+    result.rto = { ...result.rto, replaySeconds };
+    result.scratch = { serverVersion: base.server.version, isolation: owner ? "separate-user" : "same-user" };
+    const reached = reachedPoint(verdict, point);
+    if (verdict.state === "promoted") {
+      result.reached = {
+        timeline: verdict.timeline,
+        ...(verdict.stopped !== undefined ? { stopped: verdict.stopped } : {}),
+        ...(verdict.stoppedLsn !== undefined ? { lsn: verdict.stoppedLsn } : {}),
+        ...(verdict.lastCommit !== undefined ? { lastCommit: verdict.lastCommit } : {}),
+      };
+    }
+    checks.push({ name: "recovery", ok: reached.ok, detail: reached.detail, seconds: replaySeconds });
+    if (!reached.ok) {
+      skipRest("the recovery did not reach the point", rest.slice(2));
+      return finish("failed");
+    }
+
+    // 4. The checks, on the promoted copy.
+    const t3 = performance.now();
+    const admin: PgConn = {
+      host: socketDir,
+      port: 5432,
+      user: base.server.superuser ?? "postgres",
+      password: undefined,
+      database: "template1",
+      sslmode: "disable",
+      sslrootcert: undefined,
+      sslcert: undefined,
+      sslkey: undefined,
+      options: undefined,
+      passfile: "/dev/null",
+    };
+    o.onPhase?.("checks");
+    checks.push(await timed("amcheck", () => amcheckEveryDatabase(admin, base.server.major)));
+    const userChecks = o.checks;
+    if (userChecks) {
+      checks.push(
+        await timed("user-sql", async () => {
+          const target = { ...admin, database: userChecks.database };
+          const client = await connect(target, "strongroom-verify");
+          try {
+            return await userSqlCheck(client, target, userChecks.file, userChecks.text, base.server.major);
+          } finally {
+            await client.end().catch(() => undefined);
+          }
+        }),
+      );
+    }
+    result.rto = { ...result.rto, checksSeconds: (performance.now() - t3) / 1000 };
+    if (o.keep) kept = `the recovered cluster in ${scratch}: psql -h ${socketDir} -U ${admin.user} template1`;
+    return await finish(checks.every((c) => c.ok) ? "verified" : "failed", {}, kept);
+  } finally {
+    if (!kept) {
+      await server?.stop();
+      await rm(scratch, { recursive: true, force: true }).catch((err: unknown) =>
+        o.log.warn("could not remove the scratch cluster", { dir: scratch, error: String(err) }),
+      );
+    }
+  }
+}
+
+interface RecoveredServer {
+  child: ChildProcess;
+  stop: () => Promise<void>;
+}
+
+/** The recovered cluster's postmaster: stopped by PID (a fast shutdown, then a kill), or left running when detached. */
+function startServer(command: string, args: string[], options: SpawnOptions): RecoveredServer {
+  const child = spawn(command, args, options);
+  if (options.detached) child.unref();
+  return {
+    child,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGINT");
+      if (await Promise.race([exited.then(() => false), sleep(15_000, true, { ref: false })])) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+    },
+  };
+}
+
+const quote = (v: string) => `'${v.replaceAll("'", "''")}'`;
+const shellQuote = (v: string) => `'${v.replaceAll("'", `'\\''`)}'`;
+
+/**
+ * Given on the command line, which outranks the base's postgresql.auto.conf: whatever
+ * it says (an archive_command into production, a preload library the verifier lacks, a
+ * log collector, another language for messages), the copy recovers here, quietly.
+ */
+function recoverySettings(point: RecoveryTarget, timeline: number, walDir: string, socketDir: string): string[] {
+  return [
+    `restore_command=cp ${shellQuote(walDir)}/%f %p`,
+    `recovery_target_timeline=${timeline}`,
+    "recovery_target_action=promote",
+    ...(point.kind === "lsn" || point.kind === "time" ? [`recovery_target_${point.kind}=${point.value}`] : []),
+    "archive_mode=off",
+    "listen_addresses=",
+    `unix_socket_directories=${socketDir}`,
+    "port=5432",
+    "shared_preload_libraries=",
+    "ssl=off",
+    "logging_collector=off",
+    "log_destination=stderr",
+    "log_min_messages=warning",
+    "lc_messages=C",
+    "fsync=off",
+    "synchronous_commit=off",
+    // No reads during recovery: and so no need for the primary's max_connections and the like (PostgreSQL
+    // aborts a hot standby whose settings are below the primary's, and ours are not its).
+    "hot_standby=off",
+  ];
+}
+
+/**
+ * A random LSN after the base's stop, in WAL archived within `randomWithinMs`, and before
+ * the last archived segment's start (so a record at or after it is in the archive, and
+ * PostgreSQL can stop there). The end of the archive when that leaves nothing.
+ */
+function randomPoint(
+  base: BaseManifest,
+  route: ReturnType<typeof recoveryPath>,
+  lastContiguous: string,
+  modified: ReadonlyMap<string, Date>,
+  o: PitrVerifyOptions,
+): RecoveryTarget {
+  const bytes = BigInt(base.server.walSegmentBytes);
+  const since = (o.now ?? (() => new Date()))().getTime() - (o.randomWithinMs ?? DAY_MS);
+  const last = segmentNumber(lastContiguous, base.server.walSegmentBytes);
+  let lower = parseLsn(base.stopLsn);
+  // The oldest segment archived within the period, along the path: the point lies at or after its start.
+  for (let s = segmentNumber(base.walSegments.first, base.server.walSegmentBytes); s <= last; s++) {
+    const name = segmentName(
+      timelineForSegment(route.spans, s, base.server.walSegmentBytes),
+      s * bytes,
+      base.server.walSegmentBytes,
+    );
+    if ((modified.get(name)?.getTime() ?? 0) >= since) {
+      if (s * bytes > lower) lower = s * bytes;
+      break;
+    }
+  }
+  const upper = last * bytes;
+  if (upper <= lower) return { kind: "latest" };
+  const span = upper - lower;
+  // randomInt takes at most 2^48 - 1: ample for a window (256 TiB of WAL).
+  const offset = BigInt(randomInt(Number(span < 2n ** 48n - 1n ? span : 2n ** 48n - 1n)));
+  return { kind: "lsn", value: formatLsn(lower + offset) };
+}
+
+/** The segments a recovery to `point` reads, from the base's first: through the one after the point's (where the record it stops at may lie). */
+function segmentsToReplay(
+  base: BaseManifest,
+  route: ReturnType<typeof recoveryPath>,
+  lastContiguous: string,
+  point: RecoveryTarget,
+): string[] {
+  const size = base.server.walSegmentBytes;
+  const first = segmentNumber(base.walSegments.first, size);
+  const last = segmentNumber(lastContiguous, size);
+  const end = point.kind === "lsn" ? minBig(parseLsn(point.value) / BigInt(size) + 1n, last) : last;
+  const out: string[] = [];
+  for (let s = first; s <= end; s++)
+    out.push(segmentName(timelineForSegment(route.spans, s, size), s * BigInt(size), size));
+  return out;
+}
+
+const minBig = (a: bigint, b: bigint) => (a < b ? a : b);
+
+/** Waits for PostgreSQL's log to say how the recovery ended (or the server to die). */
+async function awaitVerdict(
+  logFile: string,
+  server: RecoveredServer,
+  signal: AbortSignal | undefined,
+): Promise<RecoveryVerdict> {
+  const until = Date.now() + 6 * 60 * 60 * 1000;
+  for (;;) {
+    const verdict = recoveryVerdict(await readFile(logFile, "utf8"));
+    if (verdict.state !== "running") return verdict;
+    if (server.child.exitCode !== null || server.child.signalCode !== null) {
+      const tail = (await readFile(logFile, "utf8")).trim().split("\n").slice(-3).join(" / ");
+      return { state: "failed", fatal: `the server exited before recovery ended: ${tail}`, targetNotReached: false };
+    }
+    if (signal?.aborted) throw new AbortedError("verify --pitr was interrupted");
+    if (Date.now() > until)
+      return { state: "failed", fatal: "recovery did not end within 6 hours", targetNotReached: false };
+    await sleep(250);
+  }
+}
+
+/** Whether PostgreSQL's log shows the recovery reached exactly the point: promoted, and stopped where asked. */
+function reachedPoint(verdict: RecoveryVerdict, point: RecoveryTarget): { ok: boolean; detail: string } {
+  if (verdict.state !== "promoted") {
+    const fatal = verdict.state === "failed" ? verdict.fatal : "no verdict";
+    return { ok: false, detail: `PostgreSQL did not promote: ${fatal}` };
+  }
+  if (point.kind === "lsn") {
+    const at = verdict.stoppedLsn;
+    const ok = at !== undefined && parseLsn(at) >= parseLsn(point.value);
+    return {
+      ok,
+      detail: ok
+        ? `stopped at the first record at or after ${point.value} (${at}), promoted to timeline ${verdict.timeline}`
+        : `PostgreSQL's log does not show it stopping at ${point.value} (${verdict.stopped ?? "no 'recovery stopping' line"})`,
+    };
+  }
+  if (point.kind === "time") {
+    const stopAt = verdict.stoppedCommitTime !== undefined ? pgTime(verdict.stoppedCommitTime) : Number.NaN;
+    const lastAt = verdict.lastCommit !== undefined ? pgTime(verdict.lastCommit) : Number.NaN;
+    const target = pgTime(point.value);
+    // Stopped before the first commit after the time, with every commit before it replayed.
+    const ok = verdict.stopped !== undefined && !(stopAt < target) && !(lastAt > target);
+    return {
+      ok,
+      detail: ok
+        ? `${verdict.stopped}; last commit replayed ${verdict.lastCommit ?? "(none since the base)"}; promoted to timeline ${verdict.timeline}`
+        : `PostgreSQL's log does not show it stopping at ${point.value} (${verdict.stopped ?? "no 'recovery stopping' line"})`,
+    };
+  }
+  return { ok: true, detail: `replayed to the end of the archive; promoted to timeline ${verdict.timeline}` };
+}
+
+/** A time as PostgreSQL prints it ('2026-12-03 12:33:59.816193+00'), in ms; NaN if it is none. */
+function pgTime(text: string): number {
+  return Date.parse(
+    text
+      .trim()
+      .replace(" ", "T")
+      .replace(/([+-]\d\d)$/, "$1:00"),
+  );
+}
+
+/** amcheck in every database that takes connections (the cluster's own, template1 aside). */
+async function amcheckEveryDatabase(admin: PgConn, major: number): Promise<{ ok: boolean; detail: string }> {
+  const client = await connect(admin, "strongroom-verify");
+  let names: string[];
+  try {
+    names = (
+      await client.query<{ datname: string }>(
+        "select datname from pg_database where datallowconn and not datistemplate order by datname",
+      )
+    ).rows.map((r) => r.datname);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const problems: string[] = [];
+  const good: string[] = [];
+  for (const database of names) {
+    const db = await connect({ ...admin, database }, "strongroom-verify");
+    try {
+      const outcome = await amcheckCheck(db, major);
+      if (outcome.ok) good.push(database);
+      else problems.push(`${JSON.stringify(database)}: ${outcome.detail}`);
+    } finally {
+      await db.end().catch(() => undefined);
+    }
+  }
+  return problems.length === 0
+    ? { ok: true, detail: `every index and table checked in ${names.length} databases` }
+    : { ok: false, detail: problems.join("; ") };
+}
+
+async function timed(
+  name: PitrCheckName,
+  work: () => Promise<{ ok: boolean; detail: string; skipped?: boolean }>,
+): Promise<PitrCheckResult> {
+  const t = performance.now();
+  try {
+    return { name, ...(await work()), seconds: (performance.now() - t) / 1000 };
+  } catch (err) {
+    return {
+      name,
+      ok: false,
+      detail: `${(err as Error).name}: ${(err as Error).message}`,
+      seconds: (performance.now() - t) / 1000,
+    };
+  }
+}
+
+/** The full result, encrypted to the base's recipients, then the plaintext summary. */
+async function storeResult(
+  o: PitrVerifyOptions,
+  base: BaseManifest,
+  at: Date,
+  verification: PitrVerification,
+): Promise<{ full: string; summary: string }> {
+  const keys = pitrVerificationKeys(o.databaseId, base.baseId, at);
+  const sealed: Buffer[] = [];
+  await pipeline(
+    Readable.from([Buffer.from(`${JSON.stringify(verification, null, 2)}\n`)]),
+    await ageEncrypt(base.recipients),
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        sealed.push(chunk);
+        callback();
+      },
+    }),
+  );
+  await o.store.putIfAbsent(keys.full, Buffer.concat(sealed));
+  await o.store.putIfAbsent(keys.summary, `${JSON.stringify(summarizePitr(verification), null, 2)}\n`);
+  return keys;
+}

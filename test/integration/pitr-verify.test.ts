@@ -1,0 +1,216 @@
+import { spawn } from "node:child_process";
+import { chmod, chown, copyFile, readFile, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.ts";
+import { parseLsn } from "#core/pitr/lsn.ts";
+import type { PitrVerification } from "#core/pitr/pitr-verification.ts";
+import { decodeWalHeader, encodeWalHeader, signWalRecord } from "#core/pitr/wal-record.ts";
+import { openStore } from "#core/store/open-store.ts";
+import { runCli } from "../helpers/cli.ts";
+import { sql } from "../helpers/pg.ts";
+import { type PitrRig, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
+import { readAll } from "../helpers/streams.ts";
+
+/**
+ * `verify --pitr`: a base backup and its archived WAL recovered into a scratch cluster to
+ * a point in the window and checked there, on a real PostgreSQL 15 archiving through
+ * `wal-push`. A good archive verifies at a random point and at a given time; one with a
+ * segment planted or removed fails, never verifies; and the recovered databases' code
+ * reaches neither the identity nor the verifier's environment.
+ */
+let rig: PitrRig;
+let baseId: string;
+let t: string;
+/** A position after the third insert, before its switch: inside the archive, with records after it. */
+let late: string;
+const kept: string[] = [];
+
+type Result = PitrVerification & { stored: { full: string; summary: string }; kept?: string };
+
+const verifyPitr = (...more: string[]) =>
+  runCli(["verify", "--pitr", ...rig.fetchArgs(), "--signing-key", rig.signingKeyFile, "--json", ...more]);
+
+beforeAll(async () => {
+  rig = await startPitrRig("pitr-verify");
+  const b = await runCli(
+    ["basebackup", ...rig.pushArgs(), "--json"],
+    { DATABASE_URL: rig.cluster.url },
+    rig.owner ? { user: rig.owner } : {},
+  );
+  if (b.code !== 0) throw new Error(b.stderr);
+  baseId = (JSON.parse(b.stdout) as { baseId: string }).baseId;
+  // WAL after the base across several segments, so that the window has room for a point.
+  await sql(rig.cluster.url, "create table ledger (n int primary key, note text)");
+  for (let i = 1; i <= 3; i++) {
+    await sql(
+      rig.cluster.url,
+      `insert into ledger select g, md5(g::text) from generate_series(${i * 1000}, ${i * 1000 + 999}) g`,
+    );
+    if (i === 2) {
+      const [{ now }] = (await sql<{ now: string }>(rig.cluster.url, "select now()::text as now")) as [{ now: string }];
+      t = now;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (i === 3) {
+      const [{ lsn }] = (await sql<{ lsn: string }>(
+        rig.cluster.url,
+        "select pg_current_wal_insert_lsn()::text as lsn",
+      )) as [{ lsn: string }];
+      late = lsn;
+    }
+    await switchAndArchive(rig.cluster.url);
+  }
+}, 180_000);
+
+afterAll(async () => {
+  for (const dir of kept) {
+    await new Promise((resolve) => {
+      const ctl = spawn(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
+        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
+        stdio: "ignore",
+      });
+      ctl.once("close", resolve);
+      ctl.once("error", resolve);
+    });
+  }
+  await rig?.stop();
+});
+
+describe("strongroom verify --pitr", () => {
+  it("recovers the base and its WAL to a random point in the window, and PostgreSQL's log says it stopped there; amcheck passes; the result is stored beside the base", async () => {
+    const r = await verifyPitr();
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const result = JSON.parse(r.stdout) as Result;
+    expect(result).toMatchObject({ kind: "pitr", ok: true, outcome: "verified", baseId, timelines: [1] });
+    expect(result.point).toMatchObject({ kind: "lsn", chosen: "random" });
+    expect(parseLsn(result.reached?.lsn ?? "0/0")).toBeGreaterThanOrEqual(parseLsn(result.point.value ?? "FF/0"));
+    expect(result.reached?.timeline).toBe(2);
+    expect(result.checks.map((c) => [c.name, c.ok])).toEqual([
+      ["wal", true],
+      ["base", true],
+      ["recovery", true],
+      ["amcheck", true],
+    ]);
+    expect(result.wal.files).toBeGreaterThanOrEqual(2);
+    expect(result.rto.replaySeconds).toBeGreaterThan(0);
+    expect(result.scratch?.isolation).toBe(rig.owner ? "separate-user" : "same-user");
+    const store = await openStore(rig.storeUrl);
+    expect(result.stored.summary.startsWith(`${rig.databaseId}/base/${baseId}/verifications/`)).toBe(true);
+    const summary = (await readAll(await store.get(result.stored.summary))).toString();
+    expect(summary).not.toContain("detail");
+    expect((await readAll(await store.get(result.stored.full))).subarray(0, 21).toString()).toBe(
+      "age-encryption.org/v1",
+    );
+    // Audited as verify rows naming the base's manifest.
+    const audit = await runCli([
+      "audit",
+      "show",
+      "--store",
+      rig.storeUrl,
+      "--signer",
+      rig.signer,
+      "--scope",
+      `db#${rig.databaseId}`,
+      "--json",
+    ]);
+    expect(audit.stdout).toContain('"verify.ok"');
+    expect(audit.stdout).toContain(result.manifestSha256);
+  }, 180_000);
+
+  it("recovers to a given time and runs the user's checks there: only what was committed before it", async () => {
+    const checks = path.join(rig.work, "checks.sql");
+    await writeFile(checks, "select count(*) = 2000 from ledger;\nselect max(n) = 2999 from ledger;\n");
+    const r = await verifyPitr("--to-time", t, "--checks", checks);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as Result;
+    expect(result.point).toEqual({ kind: "time", value: t, chosen: "given" });
+    expect(result.reached?.stopped).toMatch(/^recovery stopping before commit/);
+    expect(result.checks.find((c) => c.name === "user-sql")).toMatchObject({ ok: true });
+    // The same checks against a later point fail: the check is real.
+    await writeFile(checks, "select count(*) = 2000 from ledger;\n");
+    const later = await verifyPitr("--checks", checks, "--to-lsn", late);
+    expect(later.code).toBe(1);
+    expect((JSON.parse(later.stdout) as Result).checks.find((c) => c.name === "user-sql")).toMatchObject({ ok: false });
+  }, 240_000);
+
+  it("gives the recovered databases' code neither the identity nor the verifier's environment: the server runs as another user, with an environment of its own, and never holds the key", async () => {
+    if (!rig.owner) return;
+    // An identity only root may read, as on a verifier.
+    const identity = path.join(rig.work, "root-only-identity.txt");
+    await copyFile(rig.key.file, identity);
+    await chown(identity, 0, 0);
+    await chmod(identity, 0o600);
+    const r = await runCli(
+      ["verify", "--pitr", ...rig.fetchArgs().map((a) => (a === rig.key.file ? identity : a)), "--keep", "--json"],
+      { STRONGROOM_SECRET_CANARY: "canary-value", AWS_SECRET_ACCESS_KEY: "aws-canary" },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as Result;
+    const socket = /psql -h (\S+) -U (\S+)/.exec(result.kept ?? "");
+    expect(socket).not.toBeNull();
+    kept.push(path.join(path.dirname(socket?.[1] as string), "data"));
+    const url = `postgres://${socket?.[2]}@/template1?host=${encodeURIComponent(socket?.[1] as string)}`;
+    // As the superuser the recovered cluster's code may run as (a SECURITY DEFINER function, an index expression):
+    await expect(sql(url, `select pg_read_file('${identity}')`)).rejects.toThrow(/permission denied/i);
+    const [{ environ }] = (await sql<{ environ: string }>(
+      url,
+      "select encode(pg_read_binary_file('/proc/self/environ'), 'escape') as environ",
+    )) as [{ environ: string }];
+    expect(environ).not.toMatch(/canary|STRONGROOM|AWS_|AGE-SECRET/);
+    // No WAL fetcher with a key in its configuration: restore_command copies from a directory.
+    const [{ command }] = (await sql<{ command: string }>(
+      url,
+      "select current_setting('restore_command') as command",
+    )) as [{ command: string }];
+    expect(command).toMatch(/^cp /);
+    expect(command).not.toContain("identity");
+    expect(await readFile(identity, "utf8")).toContain("AGE-SECRET-KEY");
+  }, 180_000);
+
+  it("fails, never verifies, when a WAL file in the window was planted (signed by another key) or removed", async () => {
+    const store = await openStore(rig.storeUrl);
+    const names = (await store.list(`${rig.databaseId}/wal/00000001`)).objects
+      .map((o) => path.posix.basename(o.key))
+      .filter((n) => /^[0-9A-F]{24}$/.test(n))
+      .sort();
+    const victim = names.at(-2) as string;
+    const key = `${rig.databaseId}/wal/${victim}`;
+    const genuine = await readAll(await store.get(key));
+    const { record, bodyOffset } = decodeWalHeader(genuine, key);
+    const forger = parseSigningKey(generateSigningKey().secret);
+    await store.delete(key);
+    await store.putIfAbsent(
+      key,
+      Buffer.concat([encodeWalHeader(signWalRecord(record, forger)), genuine.subarray(bodyOffset)]),
+    );
+    const planted = await verifyPitr("--to-lsn", late);
+    expect(planted.code).toBe(1);
+    const p = JSON.parse(planted.stdout) as Result;
+    expect(p).toMatchObject({ ok: false, outcome: "failed" });
+    expect(p.checks[0]).toMatchObject({ name: "wal", ok: false });
+    expect(p.checks[0]?.detail).toContain("not signed by a trusted signer");
+    expect(planted.stderr).toContain("[VerificationFailedError]");
+
+    await store.delete(key);
+    const removed = await verifyPitr();
+    expect(removed.code).toBe(1);
+    const g = JSON.parse(removed.stdout) as Result;
+    expect(g.ok).toBe(false);
+    expect(g.checks[0]).toMatchObject({ name: "wal", ok: false });
+    expect(g.checks[0]?.detail).toContain(`gap at ${victim}`);
+    expect(g.checks.slice(1).every((c) => c.skipped)).toBe(true);
+    const audit = await runCli([
+      "audit",
+      "show",
+      "--store",
+      rig.storeUrl,
+      "--signer",
+      rig.signer,
+      "--scope",
+      `db#${rig.databaseId}`,
+      "--json",
+    ]);
+    expect(audit.stdout).toContain('"verify.fail"');
+  }, 240_000);
+});
