@@ -55,3 +55,13 @@ export async function readBases(
   trusted.sort((a, b) => (a.baseId < b.baseId ? -1 : 1));
   return { trusted, untrusted };
 }
+
+/** The database ids with a base backup manifest in the store (keys only; nothing read or trusted yet). */
+export async function databaseIdsWithBases(store: ObjectStore): Promise<string[]> {
+  const ids = new Set<string>();
+  for await (const object of listAll(store, "")) {
+    const m = /^([^/]+)\/base\/[^/]+\/manifest\.json$/.exec(object.key);
+    if (m) ids.add(m[1] as string);
+  }
+  return [...ids].sort();
+}

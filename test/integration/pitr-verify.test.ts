@@ -142,7 +142,15 @@ describe("strongroom verify --pitr", () => {
     await chown(identity, 0, 0);
     await chmod(identity, 0o600);
     const r = await runCli(
-      ["verify", "--pitr", ...rig.fetchArgs().map((a) => (a === rig.key.file ? identity : a)), "--keep", "--json"],
+      [
+        "verify",
+        "--pitr",
+        ...rig.fetchArgs().map((a) => (a === rig.key.file ? identity : a)),
+        "--keep",
+        "--signing-key",
+        rig.signingKeyFile,
+        "--json",
+      ],
       { STRONGROOM_SECRET_CANARY: "canary-value", AWS_SECRET_ACCESS_KEY: "aws-canary" },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -167,6 +175,29 @@ describe("strongroom verify --pitr", () => {
     expect(command).not.toContain("identity");
     expect(await readFile(identity, "utf8")).toContain("AGE-SECRET-KEY");
   }, 180_000);
+
+  it("status shows the window, the archive's age and the last verify --pitr, and is ready; --max-wal-age gates on the archive's age", async () => {
+    const args = ["status", "--store", rig.storeUrl, "--database-id", rig.databaseId, "--signer", rig.signer];
+    const r = await runCli([...args, "--max-wal-age", "1h", "--json"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const [status] = JSON.parse(r.stdout) as Array<{
+      ready: boolean;
+      pitr: {
+        newestBase: { baseId: string };
+        window: { through: string };
+        newestWal: { ageSeconds: number };
+        lastVerification: { outcome: string };
+      };
+    }>;
+    expect(status?.ready).toBe(true);
+    expect(status?.pitr).toMatchObject({ newestBase: { baseId }, lastVerification: { outcome: "verified" } });
+    const text = await runCli(args);
+    expect(text.stdout).toContain("point-in-time recovery:");
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const stale = await runCli([...args, "--max-wal-age", "1s"]);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toMatch(/point-in-time recovery: newest archived WAL is \d+s old \(limit 1s\)/);
+  }, 120_000);
 
   it("fails, never verifies, when a WAL file in the window was planted (signed by another key) or removed", async () => {
     const store = await openStore(rig.storeUrl);
@@ -212,5 +243,18 @@ describe("strongroom verify --pitr", () => {
       "--json",
     ]);
     expect(audit.stdout).toContain('"verify.fail"');
+    // And status says so: the gap, and the failed verification.
+    const status = await runCli([
+      "status",
+      "--store",
+      rig.storeUrl,
+      "--database-id",
+      rig.databaseId,
+      "--signer",
+      rig.signer,
+    ]);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toContain(`gap at ${victim}`);
+    expect(status.stderr).toContain("last verify --pitr");
   }, 240_000);
 });

@@ -10,6 +10,10 @@ interface StatusFlags {
   databaseId?: string;
   maxVerifyAge: string;
   maxBackupAge: string;
+  maxWalAge?: string;
+  maxBaseAge: string;
+  signingKey?: string;
+  signer?: string[];
   audit: string;
   auditTable?: string;
   trustStore?: boolean;
@@ -47,6 +51,20 @@ export function statusCommand(parent: Command, ctx: CliContext): void {
         new Option("--max-backup-age <duration>", "not ready when the newest backup is older")
           .default("26h")
           .env("STRONGROOM_MAX_BACKUP_AGE"),
+      )
+      .addOption(
+        new Option(
+          "--max-wal-age <duration>",
+          "point-in-time recovery: not ready when the newest archived WAL is older (default: not gated)",
+        ).env("STRONGROOM_MAX_WAL_AGE"),
+      )
+      .addOption(
+        new Option(
+          "--max-base-age <duration>",
+          "point-in-time recovery: not ready when the newest base backup is older",
+        )
+          .default("8d")
+          .env("STRONGROOM_MAX_BASE_AGE"),
       ),
   )
     .addOption(jsonOption())
@@ -59,6 +77,11 @@ manifest in the store is a problem, and the database is not ready.
 Ready means: a backup within --max-backup-age, a successful verification within
 --max-verify-age, and the last verification neither failed nor inconclusive (the
 verifier lacked an extension or a locale the backup needs: not verified, not failed).
+A database with base backups (point-in-time recovery; needs --signer) is also judged by
+them: a signed base within --max-base-age whose WAL is all archived with no gap after it,
+the newest archived WAL within --max-wal-age when given, and a successful verify --pitr
+within --max-verify-age that the audit log records. A database with base backups only
+is judged by them alone.
 The 14-day record has one mark per day (UTC, oldest first): V verified, F verification
 failed, ? inconclusive only, b backup only, . nothing.
 
@@ -86,13 +109,14 @@ Examples:
           hint: "--store URL (local or S3), or --table NAME (the deployed catalog; its AuditTable's sibling in the stack outputs)",
         });
       }
-      const statuses = o.table
+      const found = o.table
         ? await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table), scope)
         : await (async () => {
             const store = await openStoreAt(o.store as string);
             const audit = await auditFor(store, o, ctx.log());
             return readStatus(store, { ...scope, ...(audit ? { audit } : {}), trustStore: o.trustStore === true });
           })();
+      const statuses = o.store ? await withPitr(found, o, scope.now, limits.maxVerifyAgeMs, ctx) : found;
       printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
       const notReady = statuses.filter((s) => !s.ready);
       if (statuses.length === 0 || notReady.length > 0) {
@@ -104,6 +128,69 @@ Examples:
     });
 }
 
+type WithPitr = DatabaseStatus & { pitr?: import("../pitr/pitr-status.ts").PitrStatus };
+
+/**
+ * Each database's point-in-time recovery beside its logical backups, where it has base
+ * backups and a signer says whose count; one with base backups only is judged by them alone.
+ */
+async function withPitr(
+  statuses: DatabaseStatus[],
+  o: StatusFlags,
+  now: Date,
+  maxVerifyAgeMs: number,
+  ctx: CliContext,
+): Promise<WithPitr[]> {
+  const { storeLogOptions } = await import("./context.ts");
+  const options = await storeLogOptions(o);
+  const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
+  const store = await openStoreAt(o.store as string);
+  const { databaseIdsWithBases } = await import("#core/pitr/bases.ts");
+  const physical = o.databaseId ? [o.databaseId] : await databaseIdsWithBases(store);
+  if (physical.length === 0) return statuses;
+  if (signers.size === 0) {
+    ctx
+      .log()
+      .warn("base backups are in the store, and no --signer says whose count: point-in-time recovery not shown", {
+        databases: physical,
+      });
+    return statuses;
+  }
+  const { parseDuration } = await import("#core/gc.ts");
+  const { readPitrStatus } = await import("../pitr/pitr-status.ts");
+  const audit = await auditFor(store, o);
+  const out: WithPitr[] = [...statuses];
+  for (const databaseId of physical) {
+    const pitr = await readPitrStatus({
+      store,
+      databaseId,
+      signers,
+      ...(audit ? { audit: audit(databaseId) } : {}),
+      now,
+      limits: {
+        ...(o.maxWalAge ? { maxWalAgeMs: parseDuration(o.maxWalAge, "--max-wal-age") } : {}),
+        maxBaseAgeMs: parseDuration(o.maxBaseAge, "--max-base-age"),
+        maxVerifyAgeMs,
+      },
+      log: ctx.log(),
+    });
+    if (!pitr) continue;
+    const at = out.findIndex((s) => s.databaseId === databaseId);
+    const logical = out[at];
+    if (logical?.newestBackup) {
+      const problems = [...logical.problems, ...pitr.problems.map((p) => `point-in-time recovery: ${p}`)];
+      out[at] = { ...logical, pitr, problems, ready: problems.length === 0 };
+    } else {
+      // Base backups only: the logical "no backup" says nothing about it.
+      const problems = pitr.problems.map((p) => `point-in-time recovery: ${p}`);
+      const entry: WithPitr = { databaseId, ready: pitr.ready, problems, days: [], pitr };
+      if (at >= 0) out[at] = entry;
+      else out.push(entry);
+    }
+  }
+  return out.sort((a, b) => (a.databaseId < b.databaseId ? -1 : 1));
+}
+
 function since(hours: number | undefined): string {
   if (hours === undefined) return "-";
   if (hours >= 48) return `${Math.floor(hours / 24)}d ago`;
@@ -111,8 +198,9 @@ function since(hours: number | undefined): string {
   return hours >= 1 ? `${Math.floor(hours)}h ago` : `${Math.max(1, Math.round(hours * 60))}m ago`;
 }
 
-function statusTable(statuses: DatabaseStatus[]): string {
-  return table(
+function statusTable(statuses: WithPitr[]): string {
+  const pitr = statuses.some((s) => s.pitr);
+  const main = table(
     ["DATABASE", "READY", "NEWEST BACKUP", "NEWEST VERIFIED", "LAST VERIFICATION", "14 DAYS"],
     statuses.map((s) => [
       s.databaseId,
@@ -127,4 +215,23 @@ function statusTable(statuses: DatabaseStatus[]): string {
       s.days.map((d) => MARKS[d.mark]).join(""),
     ]),
   );
+  if (!pitr) return main;
+  const physical = table(
+    ["DATABASE", "NEWEST BASE", "RECOVERABLE", "NEWEST WAL", "LAST VERIFY --PITR"],
+    statuses
+      .filter((s) => s.pitr)
+      .map((s) => {
+        const p = s.pitr as NonNullable<WithPitr["pitr"]>;
+        return [
+          s.databaseId,
+          p.newestBase ? `${p.newestBase.baseId} (${since(p.newestBase.ageHours)})` : "none",
+          p.window ? `${p.window.from} to ${p.window.through}${p.window.gap ? ` (gap at ${p.window.gap})` : ""}` : "-",
+          p.newestWal ? `${p.newestWal.name} (${since(p.newestWal.ageSeconds / 3600)})` : "none",
+          p.lastVerification
+            ? `${p.lastVerification.outcome === "verified" ? "ok" : p.lastVerification.outcome.toUpperCase()} ${p.lastVerification.baseId}${p.lastVerification.point ? ` to a ${p.lastVerification.point}` : ""}`
+            : "never",
+        ];
+      }),
+  );
+  return `${main}\n\npoint-in-time recovery:\n${physical}`;
 }

@@ -1,0 +1,161 @@
+import { createHash } from "node:crypto";
+import { type AuditLog, readAll } from "#core/audit/audit-log.ts";
+import type { Logger } from "#core/log.ts";
+import { baseKeys } from "#core/pitr/base-manifest.ts";
+import { getBytes, type ObjectStore } from "#core/store/object-store.ts";
+import type { VerificationOutcome } from "#core/verification.ts";
+import { trustedBases } from "./bases.ts";
+import { verifyWal } from "./wal-verify.ts";
+
+export interface PitrLimits {
+  /** Not ready when the newest archived WAL is older (the RPO now). Unset: not gated (an idle server archives nothing). */
+  maxWalAgeMs?: number;
+  /** Not ready when the newest base backup is older. */
+  maxBaseAgeMs: number;
+  /** Not ready when the newest successful `verify --pitr` is older. */
+  maxVerifyAgeMs: number;
+}
+
+/** A database's point-in-time recovery, as `status` shows it. */
+export interface PitrStatus {
+  ready: boolean;
+  problems: string[];
+  bases: number;
+  newestBase?: { baseId: string; stoppedAt: string; ageHours: number };
+  /** Recoverable from the newest base's stop to the end of its continuous WAL. */
+  window?: { from: string; through: string; timelines: number[]; gap?: string };
+  newestWal?: { name: string; archivedAt: string; ageSeconds: number };
+  /** From trusted verify.* audit rows with kind "pitr" naming a trusted base's manifest. */
+  lastVerification?: {
+    baseId: string;
+    at: string;
+    outcome: VerificationOutcome;
+    failedChecks: string[];
+    point?: string;
+  };
+  newestVerified?: { baseId: string; at: string; ageHours: number };
+}
+
+const OUTCOME: Partial<Record<string, VerificationOutcome>> = {
+  "verify.ok": "verified",
+  "verify.fail": "failed",
+  "verify.inconclusive": "inconclusive",
+};
+
+const hours = (ms: number) => Math.round((ms / 3_600_000) * 10) / 10;
+const age = (ms: number) =>
+  ms >= 2 * 86_400_000
+    ? `${Math.floor(ms / 86_400_000)}d`
+    : ms >= 3_600_000
+      ? `${Math.floor(ms / 3_600_000)}h`
+      : ms >= 60_000
+        ? `${Math.floor(ms / 60_000)}m`
+        : `${Math.floor(ms / 1000)}s`;
+
+/**
+ * The point-in-time recovery of one database: its signed base backups, the window the
+ * archived WAL gives the newest, the archive's age, and its `verify --pitr` results as
+ * the audit log records them (never the summaries in the store, which a store writer can
+ * put there). Undefined for a database without base backups.
+ */
+export async function readPitrStatus(o: {
+  store: ObjectStore;
+  databaseId: string;
+  signers: ReadonlySet<string>;
+  audit?: AuditLog;
+  now: Date;
+  limits: PitrLimits;
+  log: Logger;
+}): Promise<PitrStatus | undefined> {
+  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
+  const report = await verifyWal({ ...o, now: o.now });
+  if (bases.length === 0 && report.untrusted.length === 0 && report.newest === undefined) return undefined;
+  const problems: string[] = [];
+  const now = o.now.getTime();
+  const newest = bases.at(-1);
+  const window = report.bases.find((b) => b.baseId === newest?.baseId);
+  if (!newest) problems.push("no base backup signed by a trusted signer");
+  else if (now - Date.parse(newest.stoppedAt) > o.limits.maxBaseAgeMs) {
+    problems.push(
+      `newest base backup is ${age(now - Date.parse(newest.stoppedAt))} old (limit ${age(o.limits.maxBaseAgeMs)})`,
+    );
+  }
+  if (window && !window.recoverable) problems.push(`base ${window.baseId}'s own WAL is not all archived`);
+  if (window?.gap) problems.push(`the archived WAL has a gap at ${window.gap}: no recovery past it`);
+  if (o.limits.maxWalAgeMs !== undefined) {
+    if (!report.newest) problems.push("no WAL archived");
+    else if (report.newest.ageSeconds * 1000 > o.limits.maxWalAgeMs) {
+      problems.push(
+        `newest archived WAL is ${age(report.newest.ageSeconds * 1000)} old (limit ${age(o.limits.maxWalAgeMs)})`,
+      );
+    }
+  }
+
+  // verify --pitr's rows: trusted, of this database, naming the manifest of a base that is still signed and here.
+  const shaOf = new Map<string, string>();
+  for (const base of bases) {
+    const bytes = await getBytes(o.store, baseKeys(o.databaseId, base.baseId).manifest).catch(() => undefined);
+    if (bytes) shaOf.set(createHash("sha256").update(bytes).digest("hex"), base.baseId);
+  }
+  const rows = o.audit ? await readAll(o.audit) : [];
+  const verifications = rows
+    .filter((r) => r.databaseId === o.databaseId && (o.audit?.trusts ? o.audit.trusts(r) : true))
+    .flatMap((r) => {
+      const outcome = OUTCOME[r.event];
+      const d = r.details ?? {};
+      const baseId = typeof d.manifestSha256 === "string" ? shaOf.get(d.manifestSha256) : undefined;
+      if (!outcome || d.kind !== "pitr" || baseId === undefined || baseId !== r.backupId) return [];
+      const failedChecks = Array.isArray(d.failedChecks) ? d.failedChecks.filter((c) => typeof c === "string") : [];
+      return [
+        {
+          baseId,
+          at: r.at,
+          outcome,
+          failedChecks: failedChecks as string[],
+          ...(typeof d.point === "string" ? { point: d.point } : {}),
+        },
+      ];
+    });
+  const last = verifications.at(-1);
+  const lastOk = verifications.filter((v) => v.outcome === "verified").at(-1);
+  if (!lastOk) problems.push("no successful verify --pitr");
+  else if (now - Date.parse(lastOk.at) > o.limits.maxVerifyAgeMs) {
+    problems.push(
+      `last successful verify --pitr was ${age(now - Date.parse(lastOk.at))} ago (limit ${age(o.limits.maxVerifyAgeMs)})`,
+    );
+  }
+  if (last && last.outcome !== "verified") {
+    problems.push(
+      `last verify --pitr (of ${last.baseId}) ${last.outcome === "failed" ? `failed${last.failedChecks.length ? `: ${last.failedChecks.join(", ")}` : ""}` : "was inconclusive"}`,
+    );
+  }
+  return {
+    ready: problems.length === 0,
+    problems,
+    bases: bases.length,
+    ...(newest
+      ? {
+          newestBase: {
+            baseId: newest.baseId,
+            stoppedAt: newest.stoppedAt,
+            ageHours: hours(now - Date.parse(newest.stoppedAt)),
+          },
+        }
+      : {}),
+    ...(window
+      ? {
+          window: {
+            from: window.from.time,
+            through: window.through.segment,
+            timelines: window.timelines,
+            ...(window.gap ? { gap: window.gap } : {}),
+          },
+        }
+      : {}),
+    ...(report.newest ? { newestWal: report.newest } : {}),
+    ...(last ? { lastVerification: last } : {}),
+    ...(lastOk
+      ? { newestVerified: { baseId: lastOk.baseId, at: lastOk.at, ageHours: hours(now - Date.parse(lastOk.at)) } }
+      : {}),
+  };
+}
