@@ -35,7 +35,16 @@ export interface PitrRig {
 /** A command line PostgreSQL runs through the shell: paths only, no secret in it. */
 export const commandLine = (args: string[]) => [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
 
-export async function startPitrRig(name: string, databaseId = "shop"): Promise<PitrRig> {
+export async function startPitrRig(
+  name: string,
+  databaseId = "shop",
+  options: {
+    /** archive_command from wal-push's flags and the rig's directory (default: `strongroom wal-push %p …`). */
+    archiveCommand?: (pushArgs: string[], work: string) => string;
+    /** Runs before the server starts: directories archive_command needs. */
+    prepare?: (work: string, forServer: (file: string) => Promise<void>) => Promise<void>;
+  } = {},
+): Promise<PitrRig> {
   const owner = await serverUser();
   const forServer = async (file: string) => {
     if (owner) await chown(file, owner.uid, owner.gid);
@@ -63,13 +72,11 @@ export async function startPitrRig(name: string, databaseId = "shop"): Promise<P
     "--signing-key",
     signingKeyFile,
   ];
+  await options.prepare?.(work, forServer);
+  const archiveCommand = options.archiveCommand?.(pushArgs(), work) ?? commandLine(["wal-push", "%p", ...pushArgs()]);
   const cluster = await startCluster(await systemBinDir(), name, {
     parentDir: work,
-    settings: [
-      "archive_mode=on",
-      `archive_command=${commandLine(["wal-push", "%p", ...pushArgs()])}`,
-      "wal_level=replica",
-    ],
+    settings: ["archive_mode=on", `archive_command=${archiveCommand}`, "wal_level=replica"],
   });
   const password = decodeURIComponent(new URL(cluster.url).password);
   return {

@@ -96,6 +96,81 @@ Examples:
     });
 
   parent
+    .command("wal-archiver")
+    .description(
+      "one long-lived process that archives what PostgreSQL has ready, in parallel; archive_command is its small client, strongroom-wal-wait",
+    )
+    .addOption(
+      new Option("--pgdata <dir>", "the server's data directory (its pg_wal/archive_status says what is ready)")
+        .env("PGDATA")
+        .makeOptionMandatory(),
+    )
+    .addOption(
+      new Option(
+        "--spool <dir>",
+        "where a marker says a file is stored, for strongroom-wal-wait (a directory the server's user may write)",
+      )
+        .env("STRONGROOM_SPOOL")
+        .makeOptionMandatory(),
+    )
+    .addOption(storeOption())
+    .addOption(walDatabaseIdOption())
+    .addOption(recipientOption())
+    .addOption(signingKeyOption())
+    .addOption(
+      checkedOption("--parallel <n>", "files pushed at once (default: 4)", positiveInt("--parallel")).env(
+        "STRONGROOM_WAL_PARALLEL",
+      ),
+    )
+    .addOption(timeoutOption())
+    .addHelpText(
+      "after",
+      `
+Run it as the server's OS user, beside the server (a systemd unit), and make
+archive_command its client, which exits 0 once the archiver has stored the file and runs
+wal-push itself when no archiver is alive:
+  archive_command = '/usr/lib/strongroom/strongroom-wal-wait /var/lib/strongroom/spool 60 %f -- strongroom wal-push %p'
+
+Examples:
+  $ strongroom wal-archiver --pgdata /var/lib/postgresql/15/main --spool /var/lib/strongroom/spool \
+      --store s3://acme-backups/pg --database-id shop --recipient age1… --signing-key /etc/strongroom/signing.key`,
+    )
+    .action(
+      async (
+        o: CommonFlags & { pgdata: string; spool: string; recipient: string[]; signingKey?: string; parallel?: number },
+      ) => {
+        const { signer } = await storeLogOptions(o);
+        if (!signer) {
+          throw new UsageError("wal-archiver signs every file it archives, and no signing key was given", {
+            hint: "pass --signing-key FILE (the one wal-push uses), or set STRONGROOM_SIGNING_KEY",
+          });
+        }
+        const { mkdir } = await import("node:fs/promises");
+        await mkdir(o.spool, { recursive: true, mode: 0o755 });
+        const { runArchiver } = await import("../pitr/wal-archiver.ts");
+        const counters = await runArchiver({
+          store: await openStoreAt(o.store),
+          databaseId: o.databaseId,
+          recipients: o.recipient,
+          signer,
+          pgdata: o.pgdata,
+          spool: o.spool,
+          ...(o.parallel !== undefined ? { parallel: o.parallel } : {}),
+          ...(o.timeout !== undefined ? { timeoutMs: o.timeout * 1000 } : {}),
+          log: ctx.log(),
+          signal: ctx.signal,
+        });
+        printResult(
+          ctx,
+          o.json,
+          counters,
+          () =>
+            `stopped: ${counters.stored} archived, ${counters.alreadyStored} already archived, ${counters.failed} failed attempts\n`,
+        );
+      },
+    );
+
+  parent
     .command("basebackup")
     .description(
       "take a physical base backup: pg_basebackup → zstd → age → store, committed once the WAL it needs is archived",
