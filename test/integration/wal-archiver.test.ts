@@ -1,11 +1,13 @@
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, readdir } from "node:fs/promises";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "#core/store/open-store.ts";
-import { CLI, type CliResult, startCli } from "../helpers/cli.ts";
+import { CLI, type CliResult, runCli, startCli } from "../helpers/cli.ts";
 import { sql } from "../helpers/pg.ts";
-import { type PitrRig, startPitrRig, waitFor } from "../helpers/pitr-rig.ts";
+import { type PitrRig, queryWhenUp, startPitrRig, waitFor } from "../helpers/pitr-rig.ts";
 
 /**
  * A busy server's archiving: `strongroom wal-archiver` pushes what PostgreSQL has ready,
@@ -13,6 +15,7 @@ import { type PitrRig, startPitrRig, waitFor } from "../helpers/pitr-rig.ts";
  * (bin/strongroom-wal-wait), which exits 0 once the archiver has stored the file and runs
  * wal-push itself when no archiver is alive. A real PostgreSQL 15 archiving through both.
  */
+const execFileAsync = promisify(execFile);
 const WAIT = path.resolve(import.meta.dirname, "../../containers/worker/bin/strongroom-wal-wait");
 let rig: PitrRig;
 let spool: string;
@@ -67,20 +70,7 @@ async function archived(names: string[]): Promise<void> {
 
 describe("strongroom wal-archiver with strongroom-wal-wait as archive_command", () => {
   it("archives a burst of segments from one process, in parallel, each marked stored only once the store holds it; the client consumes every marker", async () => {
-    archiver = startCli(
-      [
-        "wal-archiver",
-        "--pgdata",
-        path.join(rig.cluster.dir, "data"),
-        "--spool",
-        spool,
-        ...rig.pushArgs(),
-        "--parallel",
-        "4",
-      ],
-      { STRONGROOM_LOG_FORMAT: "json" },
-      { ...(rig.owner ? { user: rig.owner } : {}), timeoutMs: 300_000 },
-    );
+    archiver = startArchiver();
     await waitFor("the archiver's pid file", async () =>
       existsSync(path.join(spool, "archiver.pid")) ? true : undefined,
     );
@@ -116,4 +106,74 @@ describe("strongroom wal-archiver with strongroom-wal-wait as archive_command", 
     );
     expect(s?.failed).toBe("0");
   }, 180_000);
+  it("keeps up with pgbench writing while it archives: a recovery to the end of the archive has consistent balances", async () => {
+    archiver = startArchiver();
+    const base = await runCli(
+      ["basebackup", ...rig.pushArgs()],
+      { DATABASE_URL: rig.cluster.url },
+      rig.owner ? { user: rig.owner } : {},
+    );
+    expect(base.code, base.stderr).toBe(0);
+    const url = new URL(rig.cluster.url);
+    const env = { PGPASSWORD: decodeURIComponent(url.password), PATH: process.env.PATH };
+    const pgbench = (args: string[]) =>
+      execFileAsync(
+        path.join(rig.cluster.binDir, "pgbench"),
+        ["-h", "127.0.0.1", "-p", url.port, "-U", "postgres", ...args, "postgres"],
+        { env },
+      );
+    await pgbench(["-i", "-s", "2", "-q"]);
+    // Four clients for 15 s, the archiver pushing behind them.
+    await pgbench(["-c", "4", "-j", "2", "-T", "15", "-n"]);
+    const [{ name }] = (await sql<{ name: string }>(
+      rig.cluster.url,
+      "select pg_walfile_name(pg_switch_wal()) as name",
+    )) as [{ name: string }];
+    await archived([name]);
+    const dir = path.join(rig.work, "after-load");
+    const r = await runCli([
+      "restore",
+      "--pitr",
+      ...rig.fetchArgs(),
+      "--pgdata",
+      dir,
+      "--to-latest",
+      "--start",
+      "--json",
+    ]);
+    try {
+      expect(r.code, r.stderr).toBe(0);
+      const port = (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
+      const [sums] = await queryWhenUp<{ a: string; b: string; t: string; h: string; n: string }>(
+        rig.urlOn(port),
+        "select (select sum(abalance) from pgbench_accounts)::text as a, (select sum(bbalance) from pgbench_branches)::text as b, (select sum(tbalance) from pgbench_tellers)::text as t, (select coalesce(sum(delta), 0) from pgbench_history)::text as h, (select count(*) from pgbench_history)::text as n",
+      );
+      // Every transaction's three updates and its history row, or none of them.
+      expect(Number(sums?.n)).toBeGreaterThan(100);
+      expect([sums?.b, sums?.t, sums?.h]).toEqual([sums?.a, sums?.a, sums?.a]);
+    } finally {
+      await execFileAsync(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
+        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
+      }).catch(() => undefined);
+    }
+    archiver.child.kill("SIGTERM");
+    expect((await archiver.result).code).toBe(0);
+  }, 300_000);
 });
+
+function startArchiver() {
+  return startCli(
+    [
+      "wal-archiver",
+      "--pgdata",
+      path.join(rig.cluster.dir, "data"),
+      "--spool",
+      spool,
+      ...rig.pushArgs(),
+      "--parallel",
+      "4",
+    ],
+    { STRONGROOM_LOG_FORMAT: "json" },
+    { ...(rig.owner ? { user: rig.owner } : {}), timeoutMs: 300_000 },
+  );
+}
