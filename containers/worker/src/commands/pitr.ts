@@ -434,7 +434,7 @@ Examples:
           ...(o.archive ? { archive: { recipients: o.recipient ?? [], signingKeyFile: o.signingKey as string } } : {}),
           pgdata: o.pgdata,
           ...(o.start ? { start: { port: o.port ?? (await freePort()) } } : {}),
-          walFetch: { node: process.execPath, script: process.argv[1] as string, storeUrl: o.store },
+          walFetch: await thisProgram(o.store),
           log: ctx.log(),
         });
         printResult(
@@ -698,4 +698,12 @@ async function readChecksFile(file: string): Promise<string> {
       hint: "pass a file of SQL statements, each returning one row holding true, or no rows",
     });
   }
+}
+
+/** How the recovered server runs this program: node and its script, or the single executable alone. */
+async function thisProgram(storeUrl: string): Promise<{ node: string; script?: string; storeUrl: string }> {
+  const sea = await import("node:sea").catch(() => undefined);
+  return sea?.isSea()
+    ? { node: process.execPath, storeUrl }
+    : { node: process.execPath, script: process.argv[1] as string, storeUrl };
 }

@@ -45,7 +45,8 @@ export interface PitrRestoreOptions {
   /** Start the recovered server on this port, and wait for its verdict. */
   start?: { port: number };
   /** How wal-fetch is run from the recovered server: this program's node and entry script. */
-  walFetch: { node: string; script: string; storeUrl: string };
+  /** `script` absent: `node` is strongroom itself (the host's single executable). */
+  walFetch: { node: string; script?: string; storeUrl: string };
   log: Logger;
 }
 
@@ -254,7 +255,7 @@ const commandLine = (words: string[]) => words.map((w) => (w === "%f" || w === "
 async function configure(o: PitrRestoreOptions, base: BaseManifest, route: RecoveryPath): Promise<void> {
   const fetch = [
     o.walFetch.node,
-    o.walFetch.script,
+    ...(o.walFetch.script !== undefined ? [o.walFetch.script] : []),
     "wal-fetch",
     "%f",
     "%p",
@@ -282,7 +283,7 @@ async function configure(o: PitrRestoreOptions, base: BaseManifest, route: Recov
           archive_mode: "on",
           archive_command: commandLine([
             o.walFetch.node,
-            o.walFetch.script,
+            ...(o.walFetch.script !== undefined ? [o.walFetch.script] : []),
             "wal-push",
             "%p",
             "--store",
