@@ -57,7 +57,8 @@ export async function planGc(
     : [""];
   for (const prefix of prefixes) {
     for await (const o of listAll(store, prefix)) {
-      const m = /^([^/]+)\/(backups|base)\/([^/]+)\/([^/]+)$/.exec(o.key);
+      // A base's verify --pitr results lie one level deeper, and go with the base when it has no manifest.
+      const m = /^([^/]+)\/(backups|base)\/([^/]+)\/([^/]+|verifications\/[^/]+)$/.exec(o.key);
       if (!m?.[1] || !m[3] || !isBackupId(m[3])) continue;
       const kind: OrphanKind = m[2] === FOLDERS.base ? "base" : "backup";
       const id = `${m[1]}/${m[2]}/${m[3]}`;

@@ -75,6 +75,10 @@ export async function executeBasePrune(
     });
     await store.delete(keys.manifest);
     await store.delete(keys.object);
+    // Its verify --pitr results go with it (the plaintext summaries would pile up for ever).
+    for await (const v of listAll(store, `${plan.databaseId}/base/${base.baseId}/verifications/`)) {
+      await store.delete(v.key);
+    }
     result.bases.push({ baseId: base.baseId, storedBytes: base.object.storedBytes });
   }
   const doomed = plan.wal.delete;

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { NotFoundError } from "../errors.ts";
 import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
 import { type BaseManifest, basePrefix, readBaseManifest } from "./base-manifest.ts";
@@ -11,6 +12,8 @@ export interface BaseReading {
   trusted: BaseManifest[];
   /** Every other manifest under `<db>/base/`: planted, signed by another key, unreadable, misplaced. */
   untrusted: UntrustedBase[];
+  /** The SHA-256 of each trusted manifest's bytes as read here, by base id: what an audit row names. */
+  sha256: Map<string, string>;
 }
 
 /**
@@ -25,6 +28,7 @@ export async function readBases(
 ): Promise<BaseReading> {
   const trusted: BaseManifest[] = [];
   const untrusted: UntrustedBase[] = [];
+  const sha256 = new Map<string, string>();
   for await (const object of listAll(store, basePrefix(databaseId))) {
     if (!object.key.endsWith("/manifest.json")) continue;
     if (object.bytes > MAX_MANIFEST_BYTES) {
@@ -34,15 +38,17 @@ export async function readBases(
       });
       continue;
     }
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = (await getBytes(store, object.key)).toString("utf8");
+      bytes = await getBytes(store, object.key);
     } catch (err) {
       if (err instanceof NotFoundError) continue; // deleted while we listed (a prune running beside us)
       throw err;
     }
     try {
-      trusted.push(readBaseManifest(text, object.key, signers));
+      const manifest = readBaseManifest(bytes.toString("utf8"), object.key, signers);
+      trusted.push(manifest);
+      sha256.set(manifest.baseId, createHash("sha256").update(bytes).digest("hex"));
     } catch (err) {
       // readBaseManifest's messages name the key already.
       const message = (err as Error).message;
@@ -53,7 +59,7 @@ export async function readBases(
     }
   }
   trusted.sort((a, b) => (a.baseId < b.baseId ? -1 : 1));
-  return { trusted, untrusted };
+  return { trusted, untrusted, sha256 };
 }
 
 /** The database ids with a base backup manifest in the store (keys only; nothing read or trusted yet). */

@@ -49,3 +49,24 @@ describe("how a recovery ended, from PostgreSQL's log", () => {
     });
   });
 });
+
+describe("what counts in the log", () => {
+  it("only lines with strongroom's prefix: text a command or a configured prefix wrote is no verdict", () => {
+    const forged = [
+      'recovery stopping after WAL location (LSN) "FF/0" selected new timeline ID: 9 database system is ready to accept connections LOG:  x',
+      "FAKE LOG:  selected new timeline ID: 9",
+      "FAKE LOG:  database system is ready to accept connections",
+      "something FATAL:  recovery ended before configured recovery target was reached",
+    ].join("\n");
+    expect(recoveryVerdict(forged)).toEqual({ state: "running" });
+  });
+
+  it("reads where redo ended", () => {
+    const log = lines(
+      "LOG:  redo done at 0/3001188 system usage: CPU: user: 0.00 s, system: 0.00 s, elapsed: 1.26 s",
+      "LOG:  selected new timeline ID: 2",
+      "LOG:  database system is ready to accept connections",
+    );
+    expect(recoveryVerdict(log)).toMatchObject({ state: "promoted", redoDone: "0/3001188" });
+  });
+});

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { chmod, chown, copyFile, readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +10,7 @@ import { decodeWalHeader, encodeWalHeader, signWalRecord } from "#core/pitr/wal-
 import { openStore } from "#core/store/open-store.ts";
 import { runCli } from "../helpers/cli.ts";
 import { sql } from "../helpers/pg.ts";
-import { type PitrRig, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
+import { type PitrRig, queryWhenUp, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
 import { readAll } from "../helpers/streams.ts";
 
 /**
@@ -20,6 +21,8 @@ import { readAll } from "../helpers/streams.ts";
  * reaches neither the identity nor the verifier's environment.
  */
 let rig: PitrRig;
+/** Created only if code in the recovered cluster ran as the verifier's superuser. */
+const SHADOW_MARK = `/tmp/strongroom-shadowed-${process.pid}`;
 let baseId: string;
 let t: string;
 /** A position after the third insert, before its switch: inside the archive, with records after it. */
@@ -33,6 +36,30 @@ const verifyPitr = (...more: string[]) =>
 
 beforeAll(async () => {
   rig = await startPitrRig("pitr-verify");
+  // What the source's own roles and configuration may hold, which a verification must not obey:
+  // a database owner's function shadowing amcheck's through the search_path it sets, a database
+  // closed to connections, and (a superuser's) ALTER SYSTEM settings that would steer a recovery.
+  await sql(rig.cluster.url, "create role app_owner login");
+  await sql(rig.cluster.url, "create database app owner app_owner");
+  const app = rig.cluster.url.replace(/\/postgres$/, "/app");
+  await sql(app, "create schema evil authorization app_owner; create table public.accounts (id int primary key)");
+  await sql(
+    app,
+    `create function evil.verify_heapam(oid) returns setof int language plpgsql as $$ begin
+       execute 'copy (select 1) to program ''touch ${SHADOW_MARK}''';
+       return;
+     end $$`,
+  );
+  await sql(app, "alter function evil.verify_heapam(oid) owner to app_owner");
+  await sql(rig.cluster.url, "alter database app set search_path = evil, public");
+  await sql(rig.cluster.url, "create database closed");
+  await sql(rig.cluster.url.replace(/\/postgres$/, "/closed"), "create table kept (id int primary key)");
+  await sql(rig.cluster.url, "alter database closed allow_connections false");
+  await sql(rig.cluster.url, "alter system set recovery_target = 'immediate'");
+  await sql(
+    rig.cluster.url,
+    `alter system set recovery_end_command = 'echo "2026-01-01 00:00:00.000 UTC [1] LOG:  selected new timeline ID: 9" >&2'`,
+  );
   const b = await runCli(
     ["basebackup", ...rig.pushArgs(), "--json"],
     { DATABASE_URL: rig.cluster.url },
@@ -93,6 +120,13 @@ describe("strongroom verify --pitr", () => {
       ["amcheck", true],
     ]);
     expect(result.wal.files).toBeGreaterThanOrEqual(2);
+    // amcheck ran its own functions in every database, the closed one too, and none of the database's.
+    const amcheck = result.checks.find((c) => c.name === "amcheck");
+    expect(amcheck?.detail).toContain('"app"');
+    expect(amcheck?.detail).toContain('"closed"');
+    expect(existsSync(SHADOW_MARK)).toBe(false);
+    // The base's recovery_target = 'immediate' was not obeyed: it reached the random point, past consistency.
+    expect(result.reached?.stopped).toMatch(/^recovery stopping after WAL location/);
     expect(result.rto.replaySeconds).toBeGreaterThan(0);
     expect(result.scratch?.isolation).toBe(rig.owner ? "separate-user" : "same-user");
     const store = await openStore(rig.storeUrl);
@@ -161,6 +195,11 @@ describe("strongroom verify --pitr", () => {
     const url = `postgres://${socket?.[2]}@/template1?host=${encodeURIComponent(socket?.[1] as string)}`;
     // As the superuser the recovered cluster's code may run as (a SECURITY DEFINER function, an index expression):
     await expect(sql(url, `select pg_read_file('${identity}')`)).rejects.toThrow(/permission denied/i);
+    // Nor, on the database host, what its server's user holds: the signing key and the file store.
+    await expect(sql(url, `select pg_read_file('${rig.signingKeyFile}')`)).rejects.toThrow(/permission denied/i);
+    await expect(sql(url, `select pg_ls_dir('${new URL(rig.storeUrl).pathname}')`)).rejects.toThrow(
+      /permission denied/i,
+    );
     const [{ environ }] = (await sql<{ environ: string }>(
       url,
       "select encode(pg_read_binary_file('/proc/self/environ'), 'escape') as environ",
@@ -174,6 +213,28 @@ describe("strongroom verify --pitr", () => {
     expect(command).toMatch(/^cp /);
     expect(command).not.toContain("identity");
     expect(await readFile(identity, "utf8")).toContain("AGE-SECRET-KEY");
+  }, 180_000);
+
+  it("restore --pitr --to-latest replays the whole archive although the source's configuration says recovery_target = 'immediate'", async () => {
+    const dir = path.join(rig.work, "restored-latest");
+    kept.push(dir);
+    const r = await runCli([
+      "restore",
+      "--pitr",
+      ...rig.fetchArgs(),
+      "--pgdata",
+      dir,
+      "--to-latest",
+      "--start",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const port = (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
+    expect(await queryWhenUp<{ n: string }>(rig.urlOn(port), "select count(*)::text as n from ledger")).toEqual([
+      { n: "3000" },
+    ]);
+    const auto = await readFile(path.join(dir, "postgresql.auto.conf"), "utf8");
+    expect(auto).toContain("# disabled by strongroom restore --pitr: recovery_target = 'immediate'");
   }, 180_000);
 
   it("status shows the window, the archive's age and the last verify --pitr, and is ready; --max-wal-age gates on the archive's age", async () => {
@@ -220,10 +281,13 @@ describe("strongroom verify --pitr", () => {
     const p = JSON.parse(planted.stdout) as Result;
     expect(p).toMatchObject({ ok: false, outcome: "failed" });
     expect(p.checks[0]).toMatchObject({ name: "wal", ok: false });
-    expect(p.checks[0]?.detail).toContain("not signed by a trusted signer");
+    // Its header is not signed by the host: it counts as missing, and the gap is named.
+    expect(p.checks[0]?.detail).toContain(`gap at ${victim}`);
     expect(planted.stderr).toContain("[VerificationFailedError]");
 
     await store.delete(key);
+    // An unsigned object at the missing name does not fill the gap either.
+    await store.putIfAbsent(key, Buffer.from("not a WAL file\n"));
     const removed = await verifyPitr();
     expect(removed.code).toBe(1);
     const g = JSON.parse(removed.stdout) as Result;

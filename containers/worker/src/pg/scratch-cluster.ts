@@ -154,6 +154,26 @@ export async function serverUser(): Promise<{ uid: number; gid: number } | undef
   return { uid: Number(stdout.trim()), gid: Number(gid.trim()) };
 }
 
+/**
+ * The OS user a recovered copy of a production cluster runs as, when we are root: one
+ * that owns nothing. Not `postgres`: on a database host that user holds the signing key
+ * archive_command uses and the server's own files, and the copy runs code its databases
+ * hold. `strongroom-scratch` when the machine has it (docs/pitr.md), else `nobody`.
+ */
+export async function isolatedUser(): Promise<{ uid: number; gid: number; name: string } | undefined> {
+  if (userInfo().uid !== 0) return undefined;
+  for (const name of ["strongroom-scratch", "nobody"]) {
+    try {
+      const { stdout: uid } = await run("id", ["-u", name]);
+      const { stdout: gid } = await run("id", ["-g", name]);
+      return { uid: Number(uid.trim()), gid: Number(gid.trim()), name };
+    } catch {
+      // Not on this machine: the next.
+    }
+  }
+  return undefined;
+}
+
 export interface ClusterOptions {
   /** A cluster that survives stop() and is reused next time (benchmarks' big data sets). */
   keepDir?: string;

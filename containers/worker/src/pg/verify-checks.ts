@@ -82,14 +82,21 @@ export async function constraintsCheck(client: pg.Client, notValidAtDump: readon
  * its index entry) and, from PostgreSQL 14, verify_heapam over every table.
  */
 export async function amcheckCheck(client: pg.Client, serverMajor: number): Promise<CheckOutcome> {
+  // amcheck's own functions, by their schema: the database's code could shadow an
+  // unqualified bt_index_check or verify_heapam (a function in a schema of its search_path,
+  // which ALTER DATABASE … SET search_path sets) and run as this superuser, reporting clean.
+  let schema: string;
   try {
-    await client.query("create extension if not exists amcheck");
+    // And the catalogs by theirs: a search_path naming a schema before pg_catalog could shadow pg_class too.
+    await client.query("select pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)");
+    schema = await amcheckSchema(client);
   } catch (err) {
     return {
       ok: false,
       detail: `amcheck is not available on the scratch server (${(err as Error).message}); install the server's contrib modules (postgresql-${serverMajor} on Debian)`,
     };
   }
+  const fn = (name: string) => `${client.escapeIdentifier(schema)}.${name}`;
   const problems: string[] = [];
   const indexes = await client.query<{ oid: number; name: string }>(
     `select c.oid, n.nspname || '.' || c.relname as name
@@ -100,7 +107,7 @@ export async function amcheckCheck(client: pg.Client, serverMajor: number): Prom
   );
   for (const index of indexes.rows) {
     try {
-      await client.query("select bt_index_check($1::regclass, true)", [index.oid]);
+      await client.query(`select ${fn("bt_index_check")}($1::pg_catalog.regclass, true)`, [index.oid]);
     } catch (err) {
       problems.push(`${index.name}: ${redact((err as Error).message)}`);
     }
@@ -109,7 +116,7 @@ export async function amcheckCheck(client: pg.Client, serverMajor: number): Prom
   if (serverMajor >= 14) {
     const heap = await client.query<{ name: string; n: string }>(
       `select n.nspname || '.' || c.relname as name,
-              (select count(*) from verify_heapam(c.oid))::text as n
+              (select count(*) from ${fn("verify_heapam")}(c.oid))::text as n
          from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
           and n.nspname !~ '^pg_(toast|temp)'`,
@@ -120,6 +127,24 @@ export async function amcheckCheck(client: pg.Client, serverMajor: number): Prom
   return problems.length > 0
     ? { ok: false, detail: list(problems) }
     : { ok: true, detail: `${indexes.rows.length} B-tree indexes and ${tables} tables checked by amcheck` };
+}
+
+/**
+ * The schema amcheck is installed in: where it already is, else a schema of its own that
+ * this superuser creates (never the first of a search_path the database's code may set).
+ */
+async function amcheckSchema(client: pg.Client): Promise<string> {
+  const find = async () =>
+    (
+      await client.query<{ nspname: string }>(
+        "select n.nspname from pg_catalog.pg_extension e join pg_catalog.pg_namespace n on n.oid = e.extnamespace where e.extname = 'amcheck'",
+      )
+    ).rows[0]?.nspname;
+  const existing = await find();
+  if (existing !== undefined) return existing;
+  await client.query("create schema if not exists strongroom_amcheck");
+  await client.query("create extension if not exists amcheck with schema strongroom_amcheck");
+  return (await find()) ?? "strongroom_amcheck";
 }
 
 /**

@@ -21,8 +21,8 @@ export interface ArchiveIndex {
   trusted: Map<string, WalRecord>;
   /** Names whose header was read and is not trusted (planted, another key's, unreadable): never counted. */
   untrusted: string[];
-  /** Each timeline's ancestry, from trusted `.history` headers only. */
-  histories: Map<number, TimelineSwitch[]>;
+  /** Each timeline's ancestry, from trusted `.history` headers only, by the cluster that archived it. */
+  histories: Map<string, Map<number, TimelineSwitch[]>>;
   /** The newest trusted object, by the store's time: the archive's age. */
   newest?: { name: string; at: Date };
 }
@@ -70,7 +70,13 @@ export async function readArchive(o: {
       continue;
     }
     index.trusted.set(name, record);
-    if (record.kind === "history" && record.history !== undefined) index.histories.set(record.timeline, record.history);
+    if (record.kind === "history" && record.history !== undefined) {
+      // Another cluster's history (a rebuilt server archiving under the same id) must not steer this one's path.
+      const cluster = record.systemIdentifier ?? "";
+      const mine = index.histories.get(cluster) ?? new Map<number, TimelineSwitch[]>();
+      mine.set(record.timeline, record.history);
+      index.histories.set(cluster, mine);
+    }
     if (!index.newest || object.lastModified > index.newest.at) index.newest = { name, at: object.lastModified };
   }
   return index;
@@ -83,6 +89,14 @@ export interface RecoveryPath {
   spans: TimelineSpan[];
   /** Whether the base lies on the path (else PostgreSQL refuses: not a child of the server's history). */
   holdsBase: boolean;
+}
+
+/** The timeline histories the cluster that took `base` archived. */
+export function historiesFor(
+  archive: Pick<ArchiveIndex, "histories">,
+  base: Pick<BaseManifest, "server">,
+): ReadonlyMap<number, TimelineSwitch[]> {
+  return archive.histories.get(base.server.systemIdentifier) ?? new Map();
 }
 
 export function recoveryPath(

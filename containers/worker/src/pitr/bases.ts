@@ -13,9 +13,19 @@ export async function trustedBases(
   signers: ReadonlySet<string>,
   log: Logger,
 ): Promise<BaseManifest[]> {
-  const { trusted, untrusted } = await readBases(store, databaseId, signers);
+  return (await trustedBaseReading(store, databaseId, signers, log)).trusted;
+}
+
+/** The same, with the SHA-256 of each manifest's bytes as read: resolved once, named in audit rows. */
+export async function trustedBaseReading(
+  store: ObjectStore,
+  databaseId: string,
+  signers: ReadonlySet<string>,
+  log: Logger,
+): Promise<{ trusted: BaseManifest[]; sha256: Map<string, string> }> {
+  const { trusted, untrusted, sha256 } = await readBases(store, databaseId, signers);
   for (const u of untrusted) {
     log.warn("a base backup manifest is not trusted and is skipped", { key: u.key, problem: u.problem });
   }
-  return trusted;
+  return { trusted, sha256 };
 }

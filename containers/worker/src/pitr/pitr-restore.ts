@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chown, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -8,13 +8,13 @@ import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } fro
 import type { Logger } from "#core/log.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { parseLsn } from "#core/pitr/lsn.ts";
-import { recoveryVerdict } from "#core/pitr/recovery-log.ts";
+import { RECOVERY_LOG_PREFIX, recoveryVerdict } from "#core/pitr/recovery-log.ts";
 import { continuousRun, newestTimeline, segmentNumber, timelineHex } from "#core/pitr/timelines.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
-import { type ArchiveIndex, type RecoveryPath, readArchive, recoveryPath } from "./archive-index.ts";
+import { type ArchiveIndex, historiesFor, type RecoveryPath, readArchive, recoveryPath } from "./archive-index.ts";
 import { trustedBases } from "./bases.ts";
 
 export type RecoveryTarget =
@@ -80,7 +80,7 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
   const archive = await readArchive({ ...o, headers: "history" });
   const { base, path: route } = chooseBase(bases, archive, o);
   const wal = walWindow(archive, base, route);
-  refuseBlockedPromotion(archive, route);
+  refuseBlockedPromotion(archive, base, route);
   if (o.target.kind === "lsn") {
     const bytes = base.server.walSegmentBytes;
     if (parseLsn(o.target.value) / BigInt(bytes) > segmentNumber(wal.lastContiguous, bytes)) {
@@ -111,7 +111,7 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
     },
     wal,
   };
-  if (o.start) result.started = await startAndConfirm(o, base, route, owner);
+  if (o.start) result.started = await startAndConfirm(o, base, route, wal.lastContiguous, owner);
   return result;
 }
 
@@ -133,7 +133,7 @@ export function chooseBase(
           ? `base backups (timeline, stopped at): ${bases.map((b) => `${b.baseId} (${b.timeline}, ${b.stoppedAt}, ${b.stopLsn})`).join(", ")}`
           : "take one with strongroom basebackup (docs/pitr.md)",
     });
-  const pathFrom = (base: BaseManifest) => recoveryPath(base, archive.histories, o.timeline);
+  const pathFrom = (base: BaseManifest) => recoveryPath(base, historiesFor(archive, base), o.timeline);
   if (o.baseId !== undefined) {
     const named = bases.find((b) => b.baseId === o.baseId);
     if (!named) throw none(`${o.baseId} is not a committed base backup`);
@@ -172,8 +172,9 @@ export function chooseBase(
  * choose a new one; wal-fetch refuses an untrusted one (126), which would stop the
  * recovery after all its replay. Said before anything is written instead.
  */
-function refuseBlockedPromotion(archive: ArchiveIndex, route: RecoveryPath): void {
-  const next = newestTimeline(route.timeline, (t) => archive.histories.has(t)) + 1;
+function refuseBlockedPromotion(archive: ArchiveIndex, base: BaseManifest, route: RecoveryPath): void {
+  const histories = historiesFor(archive, base);
+  const next = newestTimeline(route.timeline, (t) => histories.has(t)) + 1;
   const name = `${timelineHex(next)}.history`;
   if (archive.untrusted.includes(name)) {
     throw new IntegrityError(
@@ -186,11 +187,17 @@ function refuseBlockedPromotion(archive: ArchiveIndex, route: RecoveryPath): voi
 }
 
 /** The archived segments along the path from the base's first one, and the first gap after it. */
-export function walWindow(archive: ArchiveIndex, base: BaseManifest, path: RecoveryPath): PitrRestoreResult["wal"] {
+export function walWindow(
+  archive: ArchiveIndex,
+  base: BaseManifest,
+  path: RecoveryPath,
+  /** Which objects count: by default any of that name (each is checked when replayed). */
+  has: (name: string) => boolean = (name) => archive.names.has(name),
+): PitrRestoreResult["wal"] {
   const run = continuousRun(
     { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
     archive.names,
-    (name) => archive.names.has(name),
+    has,
     path.spans,
   );
   const last = run.last ?? base.walSegments.first;
@@ -248,9 +255,16 @@ export async function unpack(
 }
 
 const quote = (v: string) => `'${v.replaceAll("'", "''")}'`;
+/** Settings of a copied postgresql.auto.conf that would decide how (or whether) the recovery runs. */
+const STEERS_RECOVERY =
+  /^\s*(recovery_|primary_|restore_command|archive_cleanup_command|standby_|ignore_invalid_pages|log_line_prefix|logging_collector|log_destination|lc_messages|hot_standby|promote_trigger_file)/;
 const shellQuote = (v: string) => `'${v.replaceAll("'", `'\\''`)}'`;
-/** %f and %p are PostgreSQL's; every other word is quoted for the shell that runs it. */
-const commandLine = (words: string[]) => words.map((w) => (w === "%f" || w === "%p" ? w : shellQuote(w))).join(" ");
+/**
+ * %f and %p are PostgreSQL's; every other word is quoted for the shell that runs it, its
+ * own % doubled (PostgreSQL replaces %f, %p, %r and %% anywhere in the command, quotes or not).
+ */
+export const commandLine = (words: string[]) =>
+  words.map((w) => (w === "%f" || w === "%p" ? w : shellQuote(w.replaceAll("%", "%%")))).join(" ");
 
 async function configure(o: PitrRestoreOptions, base: BaseManifest, route: RecoveryPath): Promise<void> {
   const fetch = [
@@ -302,7 +316,13 @@ async function configure(o: PitrRestoreOptions, base: BaseManifest, route: Recov
   };
   const lines = Object.entries(settings).map(([k, v]) => `${k} = ${quote(v)}`);
   const auto = path.join(o.pgdata, "postgresql.auto.conf");
-  const existing = await readFile(auto, "utf8").catch(() => "");
+  // The source's own ALTER SYSTEM settings stay, but none that steers a recovery: a
+  // recovery_target = 'immediate' there would stop it at consistency and call that the end.
+  const existing = (await readFile(auto, "utf8").catch(() => ""))
+    .split("\n")
+    .map((line) => (STEERS_RECOVERY.test(line) ? `# disabled by strongroom restore --pitr: ${line}` : line))
+    .join("\n");
+  await rm(path.join(o.pgdata, "standby.signal"), { force: true });
   await writeFile(
     auto,
     `${existing}${existing.endsWith("\n") || existing === "" ? "" : "\n"}# strongroom restore --pitr: ${o.databaseId}/${base.baseId}\n${lines.join("\n")}\n`,
@@ -330,6 +350,7 @@ async function startAndConfirm(
   o: PitrRestoreOptions,
   base: BaseManifest,
   route: RecoveryPath,
+  lastContiguous: string,
   owner: { uid: number; gid: number } | undefined,
 ): Promise<NonNullable<PitrRestoreResult["started"]>> {
   const start = o.start as NonNullable<PitrRestoreOptions["start"]>;
@@ -337,11 +358,25 @@ async function startAndConfirm(
   await writeFile(logFile, "", { mode: 0o600 });
   if (owner) await chown(logFile, owner.uid, owner.gid);
   const binDir = await findServerBin(base.server.major);
-  const ctl = spawn(path.join(binDir, "pg_ctl"), ["start", "-D", o.pgdata, "-l", logFile, "-W"], {
-    ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
-    env: { PATH: process.env.PATH },
-    stdio: "ignore",
-  });
+  // Our log line prefix and messages, whatever the cluster's configuration says: the verdict is read from them.
+  const ctl = spawn(
+    path.join(binDir, "pg_ctl"),
+    [
+      "start",
+      "-D",
+      o.pgdata,
+      "-l",
+      logFile,
+      "-W",
+      "-o",
+      `-c log_line_prefix='${RECOVERY_LOG_PREFIX}' -c lc_messages=C -c logging_collector=off -c log_destination=stderr`,
+    ],
+    {
+      ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
+      env: { PATH: process.env.PATH },
+      stdio: "ignore",
+    },
+  );
   await new Promise((resolve) => ctl.once("close", resolve));
   const until = Date.now() + 60 * 60 * 1000;
   for (;;) {
@@ -362,6 +397,18 @@ async function startAndConfirm(
       }
       // A new timeline past the one recovered: a number the archive's histories already used would collide.
       if (timeline <= route.timeline) throw new RestoreFailedError(`the server stayed on timeline ${timeline}`);
+      // To the end of the archive: its replay must have reached the last archived segment, not stopped short.
+      const bytes = base.server.walSegmentBytes;
+      if (
+        o.target.kind === "latest" &&
+        (verdict.redoDone === undefined ||
+          parseLsn(verdict.redoDone) / BigInt(bytes) < segmentNumber(lastContiguous, bytes))
+      ) {
+        throw new RestoreFailedError(
+          `the recovery ended at ${verdict.redoDone ?? "an unknown point"}, before the end of the archive (${lastContiguous})`,
+          { hint: `something in the cluster's configuration stopped it early; see ${logFile}` },
+        );
+      }
       o.log.info("recovered", { timeline, stopped, port: start.port });
       return { port: start.port, timeline, ...(stopped ? { stoppedAt: stopped } : {}) };
     }

@@ -1,10 +1,8 @@
-import { createHash } from "node:crypto";
 import { type AuditLog, readAll } from "#core/audit/audit-log.ts";
 import type { Logger } from "#core/log.ts";
-import { baseKeys } from "#core/pitr/base-manifest.ts";
-import { getBytes, type ObjectStore } from "#core/store/object-store.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 import type { VerificationOutcome } from "#core/verification.ts";
-import { trustedBases } from "./bases.ts";
+import { trustedBaseReading } from "./bases.ts";
 import { verifyWal } from "./wal-verify.ts";
 
 export interface PitrLimits {
@@ -67,7 +65,7 @@ export async function readPitrStatus(o: {
   limits: PitrLimits;
   log: Logger;
 }): Promise<PitrStatus | undefined> {
-  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
+  const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log);
   const report = await verifyWal({ ...o, now: o.now });
   if (bases.length === 0 && report.untrusted.length === 0 && report.newest === undefined) return undefined;
   const problems: string[] = [];
@@ -92,11 +90,7 @@ export async function readPitrStatus(o: {
   }
 
   // verify --pitr's rows: trusted, of this database, naming the manifest of a base that is still signed and here.
-  const shaOf = new Map<string, string>();
-  for (const base of bases) {
-    const bytes = await getBytes(o.store, baseKeys(o.databaseId, base.baseId).manifest).catch(() => undefined);
-    if (bytes) shaOf.set(createHash("sha256").update(bytes).digest("hex"), base.baseId);
-  }
+  const shaOf = new Map([...sha256].map(([baseId, sha]) => [sha, baseId]));
   const rows = o.audit ? await readAll(o.audit) : [];
   const verifications = rows
     .filter((r) => r.databaseId === o.databaseId && (o.audit?.trusts ? o.audit.trusts(r) : true))

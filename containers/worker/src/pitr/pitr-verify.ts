@@ -1,5 +1,5 @@
 import { type ChildProcess, type SpawnOptions, spawn } from "node:child_process";
-import { createHash, randomInt } from "node:crypto";
+import { randomInt } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
 import { AbortedError, isStrongroomError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
-import { type BaseManifest, baseKeys } from "#core/pitr/base-manifest.ts";
+import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { formatLsn, parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import {
   PITR_VERIFICATION_FORMAT,
@@ -20,18 +20,18 @@ import {
   pitrVerificationKeys,
   summarizePitr,
 } from "#core/pitr/pitr-verification.ts";
-import { type RecoveryVerdict, recoveryVerdict } from "#core/pitr/recovery-log.ts";
+import { RECOVERY_LOG_PREFIX, type RecoveryVerdict, recoveryVerdict } from "#core/pitr/recovery-log.ts";
 import { segmentNumber, timelineForSegment, timelineHex } from "#core/pitr/timelines.ts";
-import { getBytes, type ObjectStore } from "#core/store/object-store.ts";
+import type { ObjectStore } from "#core/store/object-store.ts";
 import type { VerificationOutcome } from "#core/verification.ts";
 import { connect, type PgConn } from "../pg/conn.ts";
-import { findServerBin, serverEnv, serverUser } from "../pg/scratch-cluster.ts";
+import { findServerBin, isolatedUser, serverEnv } from "../pg/scratch-cluster.ts";
 import { amcheckCheck, userSqlCheck } from "../pg/verify-checks.ts";
 import type { OnPhase } from "../phases.ts";
 import { ageEncrypt } from "../stages/age-stream.ts";
 import { WORKER_VERSION } from "../version.ts";
 import { readArchive, type recoveryPath } from "./archive-index.ts";
-import { trustedBases } from "./bases.ts";
+import { trustedBaseReading } from "./bases.ts";
 import { chooseBase, chownTree, type RecoveryTarget, unpack, walWindow } from "./pitr-restore.ts";
 import { fetchWal } from "./wal-archive.ts";
 
@@ -81,16 +81,16 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export async function verifyPitr(o: PitrVerifyOptions): Promise<PitrVerifyResult> {
   const now = o.now ?? (() => new Date());
   const at = now();
-  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
-  const archive = await readArchive({ ...o, headers: "history" });
+  const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log);
+  // Every object's signed header: a planted object must not fill a gap in the window it proves.
+  const archive = await readArchive({ ...o, headers: "all" });
   const { base, path: route } = chooseBase(bases, archive, {
     databaseId: o.databaseId,
     ...(o.baseId !== undefined ? { baseId: o.baseId } : {}),
     target: o.target ?? { kind: "latest" },
   });
-  const manifestSha256 = createHash("sha256")
-    .update(await getBytes(o.store, baseKeys(o.databaseId, base.baseId).manifest))
-    .digest("hex");
+  // The manifest's bytes as read and trusted above: resolved once.
+  const manifestSha256 = sha256.get(base.baseId) as string;
   return auditedJob(
     {
       log: o.audit,
@@ -186,7 +186,12 @@ async function recoverAndCheck(
   const t0 = performance.now();
   let window: ReturnType<typeof walWindow>;
   try {
-    window = walWindow(archive, base, route);
+    window = walWindow(
+      archive,
+      base,
+      route,
+      (name) => archive.trusted.get(name)?.systemIdentifier === base.server.systemIdentifier,
+    );
   } catch (err) {
     if (!isStrongroomError(err)) throw err;
     checks.push({ name: "wal", ok: false, detail: err.message, seconds: (performance.now() - t0) / 1000 });
@@ -201,7 +206,8 @@ async function recoverAndCheck(
       : { kind: "latest", chosen: "end" };
   const needed = segmentsToReplay(base, route, window.lastContiguous, point);
   const scratch = await mkdtemp(path.join(o.scratchDir ?? tmpdir(), "strongroom-pitr-verify-"));
-  const owner = await serverUser();
+  // A user that owns nothing: the databases' code runs as it.
+  const owner = await isolatedUser();
   let server: RecoveredServer | undefined;
   let kept: string | undefined;
   try {
@@ -304,6 +310,11 @@ async function recoverAndCheck(
     // Only a local socket in a directory nobody else may enter: no TCP, no password to hold.
     await writeFile(path.join(confDir, "pg_hba.conf"), "local all all trust\n", { mode: 0o600 });
     await writeFile(path.join(confDir, "pg_ident.conf"), "", { mode: 0o600 });
+    // None of the base's own recovery configuration: its ALTER SYSTEM settings (recovery_target =
+    // 'immediate', a recovery_end_command, a log prefix) would decide what is replayed and what the log says.
+    for (const f of ["postgresql.auto.conf", "standby.signal", "recovery.signal"]) {
+      await rm(path.join(pgdata, f), { force: true });
+    }
     await writeFile(path.join(pgdata, "recovery.signal"), "", { mode: 0o600 });
     const logFile = path.join(scratch, "recovery.log");
     await writeFile(logFile, "", { mode: 0o600 });
@@ -328,7 +339,9 @@ async function recoverAndCheck(
     const replaySeconds = (performance.now() - t2) / 1000;
     result.rto = { ...result.rto, replaySeconds };
     result.scratch = { serverVersion: base.server.version, isolation: owner ? "separate-user" : "same-user" };
-    const reached = reachedPoint(verdict, point);
+    const size = BigInt(base.server.walSegmentBytes);
+    const lastStaged = needed.at(-1) ?? base.walSegments.last;
+    const reached = reachedPoint(verdict, point, segmentNumber(lastStaged, base.server.walSegmentBytes) * size);
     if (verdict.state === "promoted") {
       result.reached = {
         timeline: verdict.timeline,
@@ -420,13 +433,24 @@ const shellQuote = (v: string) => `'${v.replaceAll("'", `'\\''`)}'`;
  */
 function recoverySettings(point: RecoveryTarget, timeline: number, walDir: string, socketDir: string): string[] {
   return [
-    `restore_command=cp ${shellQuote(walDir)}/%f %p`,
+    `restore_command=cp ${shellQuote(walDir.replaceAll("%", "%%"))}/%f %p`,
     `recovery_target_timeline=${timeline}`,
     "recovery_target_action=promote",
+    // Ours alone: the base's postgresql.auto.conf is gone, and PostgreSQL refuses a second
+    // target, even an empty one, once one is set ("multiple recovery targets specified").
     ...(point.kind === "lsn" || point.kind === "time" ? [`recovery_target_${point.kind}=${point.value}`] : []),
+    "recovery_target_inclusive=on",
+    "recovery_min_apply_delay=0",
+    "recovery_end_command=",
+    "archive_cleanup_command=",
+    "primary_conninfo=",
+    "primary_slot_name=",
+    "ignore_invalid_pages=off",
+    `log_line_prefix=${RECOVERY_LOG_PREFIX}`,
     "archive_mode=off",
     "listen_addresses=",
-    `unix_socket_directories=${socketDir}`,
+    // Double-quoted: the setting is a list, and a comma in the path would split it.
+    `unix_socket_directories="${socketDir.replaceAll('"', '""')}"`,
     "port=5432",
     "shared_preload_libraries=",
     "ssl=off",
@@ -458,7 +482,8 @@ function randomPoint(
   const since = (o.now ?? (() => new Date()))().getTime() - (o.randomWithinMs ?? DAY_MS);
   const last = segmentNumber(lastContiguous, base.server.walSegmentBytes);
   let lower = parseLsn(base.stopLsn);
-  // The oldest segment archived within the period, along the path: the point lies at or after its start.
+  // The oldest segment archived within the period, along the path: the point lies at or after its start
+  // (none archived within it, an idle server: anywhere after the base).
   for (let s = segmentNumber(base.walSegments.first, base.server.walSegmentBytes); s <= last; s++) {
     const name = segmentName(
       timelineForSegment(route.spans, s, base.server.walSegmentBytes),
@@ -519,7 +544,12 @@ async function awaitVerdict(
 }
 
 /** Whether PostgreSQL's log shows the recovery reached exactly the point: promoted, and stopped where asked. */
-function reachedPoint(verdict: RecoveryVerdict, point: RecoveryTarget): { ok: boolean; detail: string } {
+function reachedPoint(
+  verdict: RecoveryVerdict,
+  point: RecoveryTarget,
+  /** The first byte of the last segment staged: a recovery to the end must replay into it. */
+  endOfArchive: bigint,
+): { ok: boolean; detail: string } {
   if (verdict.state !== "promoted") {
     const fatal = verdict.state === "failed" ? verdict.fatal : "no verdict";
     return { ok: false, detail: `PostgreSQL did not promote: ${fatal}` };
@@ -539,7 +569,12 @@ function reachedPoint(verdict: RecoveryVerdict, point: RecoveryTarget): { ok: bo
     const lastAt = verdict.lastCommit !== undefined ? pgTime(verdict.lastCommit) : Number.NaN;
     const target = pgTime(point.value);
     // Stopped before the first commit after the time, with every commit before it replayed.
-    const ok = verdict.stopped !== undefined && !(stopAt < target) && !(lastAt > target);
+    // Both times must read as times: a NaN compares false either way and would pass.
+    const ok =
+      verdict.stopped !== undefined &&
+      Number.isFinite(stopAt) &&
+      stopAt >= target &&
+      (verdict.lastCommit === undefined || (Number.isFinite(lastAt) && lastAt <= target));
     return {
       ok,
       detail: ok
@@ -547,7 +582,17 @@ function reachedPoint(verdict: RecoveryVerdict, point: RecoveryTarget): { ok: bo
         : `PostgreSQL's log does not show it stopping at ${point.value} (${verdict.stopped ?? "no 'recovery stopping' line"})`,
     };
   }
-  return { ok: true, detail: `replayed to the end of the archive; promoted to timeline ${verdict.timeline}` };
+  // The end of the archive: the replay must have reached its last segment, not stopped short of it.
+  const reachedEnd = verdict.redoDone !== undefined && parseLsn(verdict.redoDone) >= endOfArchive;
+  return reachedEnd
+    ? {
+        ok: true,
+        detail: `replayed to the end of the archive (redo done at ${verdict.redoDone}); promoted to timeline ${verdict.timeline}`,
+      }
+    : {
+        ok: false,
+        detail: `the replay ended at ${verdict.redoDone ?? "an unknown point"}, before the archive's last segment (from ${formatLsn(endOfArchive)})`,
+      };
 }
 
 /** A time as PostgreSQL prints it ('2026-12-03 12:33:59.816193+00'), in ms; NaN if it is none. */
@@ -565,11 +610,17 @@ async function amcheckEveryDatabase(admin: PgConn, major: number): Promise<{ ok:
   const client = await connect(admin, "strongroom-verify");
   let names: string[];
   try {
-    names = (
-      await client.query<{ datname: string }>(
-        "select datname from pg_database where datallowconn and not datistemplate order by datname",
+    // Every database, one its owner closed to connections too (ALLOW_CONNECTIONS false would
+    // take it out of the check): this is a scratch copy, and template0 alone stays as it is.
+    const all = (
+      await client.query<{ datname: string; datallowconn: boolean }>(
+        "select datname, datallowconn from pg_catalog.pg_database where datname <> 'template0' order by datname",
       )
-    ).rows.map((r) => r.datname);
+    ).rows;
+    for (const db of all.filter((d) => !d.datallowconn)) {
+      await client.query(`alter database ${client.escapeIdentifier(db.datname)} allow_connections true`);
+    }
+    names = all.map((r) => r.datname);
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -586,7 +637,10 @@ async function amcheckEveryDatabase(admin: PgConn, major: number): Promise<{ ok:
     }
   }
   return problems.length === 0
-    ? { ok: true, detail: `every index and table checked in ${names.length} databases` }
+    ? {
+        ok: true,
+        detail: `every index and table checked in ${names.length} databases (${names.map((n) => JSON.stringify(n)).join(", ")})`,
+      }
     : { ok: false, detail: problems.join("; ") };
 }
 

@@ -1,7 +1,7 @@
 import type { Logger } from "#core/log.ts";
 import { continuousRun } from "#core/pitr/timelines.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
-import { readArchive, recoveryPath } from "./archive-index.ts";
+import { historiesFor, readArchive, recoveryPath } from "./archive-index.ts";
 import { trustedBases } from "./bases.ts";
 
 export interface BaseWindow {
@@ -51,8 +51,9 @@ export async function verifyWal(o: {
   const archive = await readArchive({ ...o, headers: "all" });
   const windows = bases.map((base): BaseWindow => {
     const ours = (name: string) => archive.trusted.get(name)?.systemIdentifier === base.server.systemIdentifier;
-    const latest = recoveryPath(base, archive.histories);
-    const path = latest.holdsBase ? latest : recoveryPath(base, archive.histories, base.timeline);
+    const histories = historiesFor(archive, base);
+    const latest = recoveryPath(base, histories);
+    const path = latest.holdsBase ? latest : recoveryPath(base, histories, base.timeline);
     const { last, gap } = continuousRun(
       { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
       archive.trusted.keys(),
