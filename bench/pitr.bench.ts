@@ -472,12 +472,12 @@ console.log(
 );
 console.log(`\narchiving under pgbench -c 4 -T ${PGBENCH_SECONDS}`);
 console.log(
-  "  what                                                       tps  segments  peak .ready  drain s  core-s/segment  vs pgbackrest sync  peak RSS",
+  "  what                                                         tps  segments  peak .ready  drain s  core-s/segment  vs pgbackrest sync  peak RSS",
 );
 const sync = archiving.find((a) => a.what.includes("sync)"));
 for (const a of archiving) {
   console.log(
-    `  ${a.what.padEnd(56)} ${fmt(a.tps, 0).padStart(5)}  ${String(a.segments).padStart(8)}  ${String(a.peakReady).padStart(11)}  ${fmt(a.drainSeconds).padStart(7)}  ${fmt(a.coreSecondsPerSegment, 3).padStart(14)}  ${ratio(sync?.coreSecondsPerSegment, a.coreSecondsPerSegment).padStart(18)}  ${fmt(a.peakRssMiB, 0).padStart(4)} MiB`,
+    `  ${a.what.padEnd(58)} ${fmt(a.tps, 0).padStart(5)}  ${String(a.segments).padStart(8)}  ${String(a.peakReady).padStart(11)}  ${fmt(a.drainSeconds).padStart(7)}  ${fmt(a.coreSecondsPerSegment, 3).padStart(14)}  ${ratio(sync?.coreSecondsPerSegment, a.coreSecondsPerSegment).padStart(18)}  ${fmt(a.peakRssMiB, 0).padStart(4)} MiB`,
   );
 }
 console.log("\nbase backup");
