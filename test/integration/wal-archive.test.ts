@@ -623,6 +623,10 @@ describe("strongroom restore --pitr", () => {
     expect(auto).toContain("wal-fetch");
     expect(auto).not.toMatch(/AGE-SECRET-KEY|SRSIGN-SECRET/);
     expect(auto).toContain("archive_mode = 'off'");
+    // With --start, a read-ahead filled a spool beside the directory, taken by a shell client; gone once recovered.
+    expect(auto).toContain("strongroom-wal-restore");
+    expect(auto).toContain(`${dir}.strongroom-wal`);
+    await expect(readdir(`${dir}.strongroom-wal`)).rejects.toMatchObject({ code: "ENOENT" });
   }, 180_000);
 
   it("recovers to an LSN, and to the end of the archive: each stops where it was asked, on a new timeline", async () => {

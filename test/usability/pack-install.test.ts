@@ -99,9 +99,10 @@ describe("strongroom installed from npm pack's tarball", () => {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it("packs the bundle, the bin (and archive_command's client) and the README, depending only on what the bundle leaves out", async () => {
+  it("packs the bundle, the bin (and the WAL commands' shell clients) and the README, depending only on what the bundle leaves out", async () => {
     expect(packed.files.map((f) => f.path).sort()).toEqual([
       "README.md",
+      "containers/worker/bin/strongroom-wal-restore",
       "containers/worker/bin/strongroom-wal-wait",
       "containers/worker/bin/strongroom.mjs",
       "dist/strongroom.mjs",

@@ -7,15 +7,16 @@ import { createZstdDecompress } from "node:zlib";
 import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
-import { parseLsn } from "#core/pitr/lsn.ts";
+import { parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import { RECOVERY_LOG_PREFIX, recoveryVerdict } from "#core/pitr/recovery-log.ts";
-import { continuousRun, newestTimeline, segmentNumber, timelineHex } from "#core/pitr/timelines.ts";
+import { continuousRun, newestTimeline, segmentNumber, timelineForSegment, timelineHex } from "#core/pitr/timelines.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { type ArchiveIndex, historiesFor, type RecoveryPath, readArchive, recoveryPath } from "./archive-index.ts";
 import { trustedBases } from "./bases.ts";
+import { readAheadClient, startReadAhead } from "./read-ahead.ts";
 
 export type RecoveryTarget =
   | { kind: "time"; value: string }
@@ -111,7 +112,32 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
     },
     wal,
   };
-  if (o.start) result.started = await startAndConfirm(o, base, route, wal.lastContiguous, owner);
+  if (o.start) {
+    const client = o.walFetch.script !== undefined ? readAheadClient() : undefined;
+    const spool = spoolOf(o.pgdata);
+    let readAhead: { stop: () => Promise<void> } | undefined;
+    if (client) {
+      await rm(spool, { recursive: true, force: true });
+      await mkdir(spool, { mode: 0o700 });
+      if (owner) await chown(spool, owner.uid, owner.gid);
+      readAhead = startReadAhead({
+        store: o.store,
+        databaseId: o.databaseId,
+        identities: o.identities,
+        signers: o.signers,
+        systemIdentifier: base.server.systemIdentifier,
+        names: segmentsOnPath(base, route, wal.lastContiguous),
+        spool,
+        ...(owner ? { owner } : {}),
+        log: o.log,
+      });
+    }
+    try {
+      result.started = await startAndConfirm(o, base, route, wal.lastContiguous, owner);
+    } finally {
+      await readAhead?.stop();
+    }
+  }
   return result;
 }
 
@@ -184,6 +210,19 @@ function refuseBlockedPromotion(archive: ArchiveIndex, base: BaseManifest, route
       },
     );
   }
+}
+
+/** Where the read-ahead puts WAL for a recovery into `pgdata`: beside it, never in it. */
+const spoolOf = (pgdata: string) => `${path.resolve(pgdata)}.strongroom-wal`;
+
+/** The segments recovery reads from the base's first to `last`, each from its timeline on the path. */
+function segmentsOnPath(base: BaseManifest, route: RecoveryPath, last: string): string[] {
+  const size = base.server.walSegmentBytes;
+  const out: string[] = [];
+  for (let s = segmentNumber(base.walSegments.first, size); s <= segmentNumber(last, size); s++) {
+    out.push(segmentName(timelineForSegment(route.spans, s, size), s * BigInt(size), size));
+  }
+  return out;
 }
 
 /** The archived segments along the path from the base's first one, and the first gap after it. */
@@ -284,7 +323,12 @@ async function configure(o: PitrRestoreOptions, base: BaseManifest, route: Recov
     "--system-identifier",
     base.server.systemIdentifier,
   ];
-  const restoreCommand = commandLine(fetch);
+  // With --start, a read-ahead fills a spool beside --pgdata and a shell client takes from it:
+  // no Node start per file. Without (or from the single executable), wal-fetch itself.
+  const client = o.start && o.walFetch.script !== undefined ? readAheadClient() : undefined;
+  const restoreCommand = client
+    ? `${commandLine([client, spoolOf(o.pgdata), "%f", "%p", "--"])} ${commandLine(fetch)}`
+    : commandLine(fetch);
   const t = o.target;
   const settings: Record<string, string> = {
     restore_command: restoreCommand,
