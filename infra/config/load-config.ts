@@ -104,7 +104,10 @@ export interface ConfigFile {
   ebsKmsKeyArn?: string;
   objectTrail?: boolean;
   defaults?: Overridable;
-  databases: Array<{ id: string; secretArn: string; restoreSecretArn?: string } & ConnectionFields & Overridable>;
+  databases: Array<
+    { id: string; secretArn: string; restoreSecretArn?: string; walArchiving?: boolean } & ConnectionFields &
+      Overridable
+  >;
   restoreTargets?: Array<{ id: string; secretArn: string } & ConnectionFields>;
   sim?: { secrets?: Record<string, RdsSecret | string> };
 }
@@ -116,6 +119,8 @@ export interface DatabaseConfig {
   secretArn: string;
   /** What restores connect with (CREATE DATABASE); the backup secret when the config names none. */
   restoreSecretArn: string;
+  /** Its server archives WAL into the store (docs/pitr.md): the stack outputs a role for the host that may only add WAL. */
+  walArchiving: boolean;
   connection: Connection;
   schedule: string;
   timeZone: string;
@@ -263,6 +268,7 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
         id: db.id,
         secretArn: db.secretArn,
         restoreSecretArn: db.restoreSecretArn ?? db.secretArn,
+        walArchiving: db.walArchiving === true,
         connection,
         schedule,
         timeZone,

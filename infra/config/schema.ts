@@ -216,6 +216,8 @@ export const configSchema: JSONSchemaType<ConfigFile> = {
           secretArn,
           /** The secret RestoreFlow connects with: a role that may CREATE DATABASE. */
           restoreSecretArn: optional(secretArn),
+          /** A self-run server that archives its WAL here: the stack gives its host a role that may only add WAL. */
+          walArchiving: optional({ type: "boolean" }),
           ...connection,
           ...overridable,
         },

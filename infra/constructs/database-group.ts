@@ -63,6 +63,8 @@ export class DatabaseGroup extends NestedStack {
   readonly restoreTasks = new Map<string, ecs.FargateTaskDefinition>();
   readonly verifyTasks = new Map<string, ecs.FargateTaskDefinition>();
   readonly backupRoles = new Map<string, iam.Role>();
+  /** Per database whose server archives WAL here: the role (and instance profile) its host archives with. */
+  readonly walHostRoles = new Map<string, { role: iam.Role; profile: iam.CfnInstanceProfile }>();
 
   constructor(scope: Construct, id: string, props: DatabaseGroupProps) {
     super(scope, id, { description: `strongroom: ${props.databases.map((d) => d.id).join(", ")}`.slice(0, 1024) });
@@ -156,10 +158,51 @@ export class DatabaseGroup extends NestedStack {
         description: `strongroom settings of ${db.id} (written by the stack; the plan functions read them)`,
         tier: ssm.ParameterTier.STANDARD,
       });
+      if (db.walArchiving) this.walHostRoles.set(db.id, this.walHostRole(worker, db.id));
       databaseSchedules(this, db, props);
       props.alarms.stale(db.id, this);
       props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
     }
+  }
+
+  /**
+   * The role a self-run database server's host archives its WAL with (`strongroom wal-push`
+   * as archive_command, or the archiver; docs/pitr.md): it may only add WAL under
+   * `<prefix>/<db>/wal/`, never replace or delete an object, never read or write anything
+   * else. Put-if-absent is the condition: a PutObject without `If-None-Match: *` is not
+   * allowed. It may read back its own WAL prefix, which wal-push does for a file archived
+   * twice (the same content exits 0). EC2 assumes it through the instance profile beside it;
+   * a host elsewhere uses it through IAM Roles Anywhere or an equivalent.
+   */
+  private walHostRole(worker: Worker, databaseId: string): { role: iam.Role; profile: iam.CfnInstanceProfile } {
+    const bucket = worker.bucket;
+    const own = `${bucket.prefix ? `${bucket.prefix}/` : ""}${databaseId}`;
+    const wal = bucket.bucket.arnForObjects(`${own}/wal/*`);
+    const path = rolePath(worker.name, "wal-host");
+    const role = new iam.Role(this, `WalHostRole-${databaseId}`, {
+      assumedBy: new iam.ServicePrincipal("ec2.amazonaws.com"),
+      path,
+      description: `strongroom ${worker.name}: the host of ${databaseId} archives its WAL, only adding files`,
+      inlinePolicies: {
+        "wal-archive": new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              actions: ["s3:PutObject"],
+              resources: [wal],
+              conditions: { StringEquals: { "s3:if-none-match": "*" } },
+            }),
+            new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [wal] }),
+            ...[allowKeys(this, worker.kmsKeyArns, "s3-write")].filter((x) => x !== undefined),
+          ],
+        }),
+      },
+    });
+    acknowledgeWildcard(role, wal, "WAL files are named by PostgreSQL at run time");
+    const profile = new iam.CfnInstanceProfile(this, `WalHostProfile-${databaseId}`, {
+      path,
+      roles: [role.roleName],
+    });
+    return { role, profile };
   }
 
   /**

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { CfnOutput, Fn, Stack, type StackProps } from "aws-cdk-lib";
 import * as ssm from "aws-cdk-lib/aws-ssm";
 import type { Construct } from "constructs";
@@ -134,6 +135,21 @@ export class StrongroomStack extends Stack {
       value: this.tables.catalog.tableName,
       description: "--table for strongroom status (and catalog rebuild)",
     });
+    // Each WAL-archiving database's host role: what its archive_command runs with (docs/pitr.md).
+    for (const group of this.groups) {
+      for (const [databaseId, { role, profile }] of group.walHostRoles) {
+        // Output ids take letters and digits only; the hash keeps "a-b" and "ab" apart.
+        const id = `${databaseId.replace(/[^A-Za-z0-9]/g, "")}${createHash("sha256").update(databaseId).digest("hex").slice(0, 6)}`;
+        new CfnOutput(this, `WalHostRole${id}`, {
+          value: role.roleArn,
+          description: `the role ${databaseId}'s host archives WAL with: it may only add objects under its wal/ prefix`,
+        });
+        new CfnOutput(this, `WalHostInstanceProfile${id}`, {
+          value: profile.ref,
+          description: `the EC2 instance profile of ${databaseId}'s host, holding that role`,
+        });
+      }
+    }
   }
 }
 

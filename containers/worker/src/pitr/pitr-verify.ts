@@ -216,16 +216,27 @@ async function recoverAndCheck(
     let bytes = 0;
     try {
       const histories = timelines.filter((t) => t > 1).map((t) => `${timelineHex(t)}.history`);
-      for (const name of [...histories, ...needed]) {
-        if (o.signal?.aborted) throw new AbortedError("verify --pitr was interrupted");
-        const got = await fetchWal(o.store, name, path.join(walDir, name), {
-          databaseId: o.databaseId,
-          identities: o.identities,
-          signers: o.signers,
-          systemIdentifier: base.server.systemIdentifier,
-        });
-        bytes += got.plainBytes;
-      }
+      // Four at a time: each is a GET, a decryption and a decompression, and PostgreSQL needs them all.
+      const queue = [...histories, ...needed];
+      const worker = async () => {
+        for (let name = queue.shift(); name !== undefined; name = queue.shift()) {
+          if (o.signal?.aborted) throw new AbortedError("verify --pitr was interrupted");
+          const got = await fetchWal(o.store, name, path.join(walDir, name), {
+            databaseId: o.databaseId,
+            identities: o.identities,
+            signers: o.signers,
+            systemIdentifier: base.server.systemIdentifier,
+          }).catch((err: unknown) => {
+            // The first failure decides: the other workers stop at the emptied queue.
+            queue.length = 0;
+            throw err;
+          });
+          bytes += got.plainBytes;
+        }
+      };
+      const settled = await Promise.allSettled(Array.from({ length: 4 }, worker));
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
     } catch (err) {
       if (o.signal?.aborted || !isStrongroomError(err)) throw err;
       checks.push({

@@ -1,0 +1,91 @@
+import { readFile, writeFile } from "node:fs/promises";
+import * as path from "node:path";
+import { runSimulation } from "@cloud-copilot/iam-simulate";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { LocalNames } from "../../infra/sim/template.ts";
+import { ACCOUNT, roleArn, roleKey, rolePolicies, type Synthesized, synthesizeAll } from "../helpers/synth.ts";
+import { tempDir } from "../helpers/temp.ts";
+
+/**
+ * The role a self-run database's host archives WAL with (`"walArchiving": true`), as
+ * IAM's own evaluation decides it (@cloud-copilot/iam-simulate over the synthesized
+ * policies, with the bucket's): it may only add WAL under its database's prefix.
+ */
+const root = path.resolve(import.meta.dirname, "../..");
+let synth: Synthesized;
+let names: LocalNames;
+let bucket: string;
+
+beforeAll(async () => {
+  const config = JSON.parse(await readFile(path.join(root, "strongroom.config.example.json"), "utf8"));
+  // shop as a server the team runs itself (WAL archiving is for those; RDS keeps its own).
+  config.databases[0] = { ...config.databases[0], host: "db1.internal.example.com", walArchiving: true };
+  const file = path.join(await tempDir("strongroom-walhost-"), "config.json");
+  await writeFile(file, JSON.stringify(config));
+  synth = synthesizeAll(file);
+  names = synth.stacks[0] as LocalNames;
+  const [created] = names.resourcesOf("AWS::S3::Bucket");
+  bucket = names.getAtt(created?.id as string, "Arn").replace("arn:aws:s3:::", "");
+}, 120_000);
+
+async function decide(action: string, key: string, context: Record<string, string> = {}): Promise<string> {
+  const role = roleKey(synth, "WalHostRoleshop");
+  const [policy] = names.resourcesOf("AWS::S3::BucketPolicy");
+  const out = await runSimulation(
+    {
+      request: {
+        principal: roleArn(synth, role),
+        action,
+        resource: { resource: `arn:aws:s3:::${bucket}/${key}`, accountId: ACCOUNT },
+        contextVariables: { "aws:SecureTransport": "true", ...context },
+      },
+      identityPolicies: rolePolicies(synth, role),
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+      resourcePolicy: policy?.properties.PolicyDocument,
+    },
+    {},
+  );
+  if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+  return out.overallResult;
+}
+
+describe("the WAL host role, as IAM evaluates it", () => {
+  const segment = "pg/shop/wal/000000010000000000000003";
+  const putIfAbsent = { "s3:if-none-match": "*" };
+
+  it("adds a WAL file only with If-None-Match: * (put-if-absent), and reads its own WAL back", async () => {
+    expect(await decide("s3:PutObject", segment, putIfAbsent)).toBe("Allowed");
+    expect(await decide("s3:PutObject", "pg/shop/wal/00000002.history", putIfAbsent)).toBe("Allowed");
+    expect(await decide("s3:GetObject", segment)).toBe("Allowed");
+  });
+
+  it("never replaces or deletes one: no PutObject without the header or with an ETag, no DeleteObject", async () => {
+    expect(await decide("s3:PutObject", segment)).toBe("ImplicitlyDenied");
+    expect(await decide("s3:PutObject", segment, { "s3:if-none-match": '"0123abcd"' })).toBe("ImplicitlyDenied");
+    expect(await decide("s3:DeleteObject", segment)).toBe("ImplicitlyDenied");
+  });
+
+  it("touches nothing else: not its backups or base backups, not another database's WAL, not the audit log", async () => {
+    for (const key of [
+      "pg/shop/backups/20261201T020000Z-abcdef/manifest.json",
+      "pg/shop/base/20261201T020000Z-abcdef/manifest.json",
+      "pg/billing/wal/000000010000000000000003",
+      "pg/.strongroom/audit/db-shop/000000000009.json",
+      "pg/shop/walx/000000010000000000000003",
+    ]) {
+      expect(await decide("s3:PutObject", key, putIfAbsent), key).not.toBe("Allowed");
+      expect(await decide("s3:GetObject", key), key).not.toBe("Allowed");
+    }
+  });
+
+  it("is assumed by EC2 through an instance profile, and both are stack outputs", () => {
+    const role = synth.resources[roleKey(synth, "WalHostRoleshop")];
+    expect(JSON.stringify(role?.Properties?.AssumeRolePolicyDocument)).toContain("ec2.amazonaws.com");
+    const outputs = Object.keys((synth.parent as { Outputs?: Record<string, unknown> }).Outputs ?? {});
+    expect(outputs.some((o) => o.startsWith("WalHostRoleshop"))).toBe(true);
+    expect(outputs.some((o) => o.startsWith("WalHostInstanceProfileshop"))).toBe(true);
+    // billing (RDS) has none.
+    expect(outputs.some((o) => o.includes("billing"))).toBe(false);
+  });
+});
