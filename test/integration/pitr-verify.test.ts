@@ -237,6 +237,36 @@ describe("strongroom verify --pitr", () => {
     expect(auto).toContain("# disabled by strongroom restore --pitr: recovery_target = 'immediate'");
   }, 180_000);
 
+  it("list shows the base backup a trusted signer signed, and without a signer says why it shows none", async () => {
+    const r = await runCli([
+      "list",
+      "--store",
+      rig.storeUrl,
+      "--database-id",
+      rig.databaseId,
+      "--signer",
+      rig.signer,
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const listed = JSON.parse(r.stdout) as { backups: unknown[]; bases: Array<{ baseId: string }> };
+    expect(listed.backups).toEqual([]);
+    expect(listed.bases.map((b) => b.baseId)).toEqual([baseId]);
+    const text = await runCli([
+      "list",
+      "--store",
+      rig.storeUrl,
+      "--database-id",
+      rig.databaseId,
+      "--signer",
+      rig.signer,
+    ]);
+    expect(text.stdout).toContain("base backups (point-in-time recovery):");
+    expect(text.stdout).toContain(baseId);
+    const unsigned = await runCli(["list", "--store", rig.storeUrl, "--database-id", rig.databaseId]);
+    expect(unsigned.stderr).toContain("no --signer says whose count");
+  }, 60_000);
+
   it("status shows the window, the archive's age and the last verify --pitr, and is ready; --max-wal-age gates on the archive's age", async () => {
     const args = ["status", "--store", rig.storeUrl, "--database-id", rig.databaseId, "--signer", rig.signer];
     const r = await runCli([...args, "--max-wal-age", "1h", "--json"]);

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { UncommittedBackupError } from "#core/errors.ts";
 import type { LedgerProblem } from "#core/ledger.ts";
 import type { Manifest } from "#core/manifest.ts";
+import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { humanBytes } from "../progress.ts";
 import { auditFor, type CliContext, count, openStoreAt, printResult, table } from "./context.ts";
 import { databaseIdOption, jsonOption, readsLedger, storeOption } from "./options.ts";
@@ -28,6 +29,8 @@ export function listCommand(parent: Command, ctx: CliContext): void {
         audit: string;
         auditTable?: string;
         trustStore?: boolean;
+        signingKey?: string;
+        signer?: string[];
         json?: boolean;
       }) => {
         const { readLedgers } = await import("#core/ledger.ts");
@@ -40,13 +43,21 @@ export function listCommand(parent: Command, ctx: CliContext): void {
           trustStore: o.trustStore === true,
         });
         const manifests = ledgers.flatMap((l) => l.backups.map((b) => b.manifest));
-        const problems = ledgers.flatMap((l) => l.problems);
+        const physical = await baseBackups(store, o, ctx);
+        const problems = [...ledgers.flatMap((l) => l.problems), ...physical.problems];
         if (ledgers.some((l) => l.trustStore)) {
           ctx.log().warn("--trust-store: every manifest is listed, committed or not");
         }
-        printResult(ctx, o.json, { backups: manifests, problems }, () =>
+        printResult(ctx, o.json, { backups: manifests, bases: physical.bases, problems }, () =>
           [
-            manifests.length ? listTable(manifests) : problems.length ? "no committed backups" : "no backups",
+            manifests.length
+              ? listTable(manifests)
+              : physical.bases.length
+                ? "no logical backups"
+                : problems.length
+                  ? "no committed backups"
+                  : "no backups",
+            ...(physical.bases.length ? ["", "base backups (point-in-time recovery):", baseTable(physical.bases)] : []),
             ...problems.map(problemLine),
           ]
             .join("\n")
@@ -62,6 +73,57 @@ export function listCommand(parent: Command, ctx: CliContext): void {
         }
       },
     );
+}
+
+/**
+ * The base backups (docs/pitr.md) of the database, or of every database that has any, whose
+ * manifests a signer given with --signer (or the --signing-key's own) signed; any other
+ * manifest under `<db>/base/` is a problem, as an uncommitted logical one is.
+ */
+async function baseBackups(
+  store: Awaited<ReturnType<typeof openStoreAt>>,
+  o: { databaseId?: string; signingKey?: string; signer?: string[] },
+  ctx: CliContext,
+): Promise<{ bases: BaseManifest[]; problems: LedgerProblem[] }> {
+  const { databaseIdsWithBases, readBases } = await import("#core/pitr/bases.ts");
+  const ids = o.databaseId ? [o.databaseId] : await databaseIdsWithBases(store);
+  if (ids.length === 0) return { bases: [], problems: [] };
+  const { storeLogOptions } = await import("./context.ts");
+  const options = await storeLogOptions(o);
+  const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
+  if (signers.size === 0) {
+    // A physical backup is listed only when a signer says it is the host's: none was given.
+    const found = await Promise.all(ids.map(async (id) => (await readBases(store, id, new Set())).untrusted.length));
+    if (found.some((n) => n > 0)) {
+      ctx.log().warn("base backups are in the store, and no --signer says whose count: they are not listed", {
+        databases: ids,
+      });
+    }
+    return { bases: [], problems: [] };
+  }
+  const bases: BaseManifest[] = [];
+  const problems: LedgerProblem[] = [];
+  for (const id of ids) {
+    const reading = await readBases(store, id, signers);
+    bases.push(...reading.trusted);
+    for (const u of reading.untrusted) problems.push({ kind: "unanchored", databaseId: id, message: u.problem });
+  }
+  return { bases, problems };
+}
+
+function baseTable(bases: BaseManifest[]): string {
+  return table(
+    ["BASE ID", "STOPPED (UTC)", "DATABASE", "SERVER", "TIMELINE", "WAL (START → STOP)", "STORED"],
+    bases.map((b) => [
+      b.baseId,
+      b.stoppedAt.replace("T", " ").replace(/\.\d+Z$/, "Z"),
+      b.databaseId,
+      b.server.version,
+      String(b.timeline),
+      `${b.startLsn} → ${b.stopLsn}`,
+      humanBytes(b.object.storedBytes),
+    ]),
+  );
 }
 
 const problemLine = (p: LedgerProblem) => `NOT COUNTED  ${p.databaseId}  ${p.message}`;
