@@ -1,10 +1,11 @@
+import { spawn } from "node:child_process";
 import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { QueryResultRow } from "pg";
 import { generateSigningKey } from "#core/audit/row-signature.ts";
 import { type Cluster, serverUser, startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
-import { CLI } from "./cli.ts";
+import { CLI, runCli } from "./cli.ts";
 import { identityFile } from "./fixture.ts";
 import { sql } from "./pg.ts";
 import { tempDir } from "./temp.ts";
@@ -137,4 +138,35 @@ export function queryWhenUp<T extends QueryResultRow>(url: string, text: string)
       return undefined;
     }
   });
+}
+
+/** Stops servers a test recovered into `dirs` (pg_ctl, as the server's OS user), whatever state they are in. */
+export async function stopRecovered(rig: PitrRig, dirs: readonly string[]): Promise<void> {
+  for (const dir of dirs) {
+    await new Promise((resolve) => {
+      const ctl = spawn(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
+        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
+        stdio: "ignore",
+      });
+      ctl.once("close", resolve);
+      ctl.once("error", resolve);
+    });
+  }
+}
+
+/** `restore --pitr --to-latest --start` into `dir`: the port the recovered server listens on. */
+export async function restoreLatest(rig: PitrRig, dir: string, ...more: string[]): Promise<number> {
+  const r = await runCli([
+    "restore",
+    "--pitr",
+    ...rig.fetchArgs(),
+    "--pgdata",
+    dir,
+    "--to-latest",
+    "--start",
+    "--json",
+    ...more,
+  ]);
+  if (r.code !== 0) throw new Error(`restore --pitr exited ${r.code}: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
 }

@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { chmod, readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -7,7 +7,7 @@ import { decodeWalHeader } from "#core/pitr/wal-record.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { buildHost } from "../../scripts/build-host.ts";
 import { sql } from "../helpers/pg.ts";
-import { type PitrRig, queryWhenUp, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
+import { type PitrRig, queryWhenUp, startPitrRig, stopRecovered, switchAndArchive } from "../helpers/pitr-rig.ts";
 import { readAll } from "../helpers/streams.ts";
 import { tempDir } from "../helpers/temp.ts";
 
@@ -33,16 +33,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const dir of started) {
-    await new Promise((resolve) => {
-      const ctl = spawn(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
-        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
-        stdio: "ignore",
-      });
-      ctl.once("close", resolve);
-      ctl.once("error", resolve);
-    });
-  }
+  if (rig) await stopRecovered(rig, started);
   await rig?.stop();
 });
 

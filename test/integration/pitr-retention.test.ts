@@ -1,7 +1,5 @@
-import { spawn } from "node:child_process";
-import { chmod, chown, mkdir, utimes, writeFile } from "node:fs/promises";
+import { chown, utimes, writeFile } from "node:fs/promises";
 import * as path from "node:path";
-import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAll as readAuditRows } from "#core/audit/audit-log.ts";
 import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.ts";
@@ -9,12 +7,10 @@ import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { type BaseManifest, readBaseManifest, signBaseManifest } from "#core/pitr/base-manifest.ts";
 import { listAll } from "#core/store/object-store.ts";
 import { openStore } from "#core/store/open-store.ts";
-import { type Cluster, serverUser, startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
-import { CLI, runCli } from "../helpers/cli.ts";
-import { identityFile } from "../helpers/fixture.ts";
+import { runCli } from "../helpers/cli.ts";
 import { sql } from "../helpers/pg.ts";
+import { type PitrRig, startPitrRig, stopRecovered, switchAndArchive, waitFor } from "../helpers/pitr-rig.ts";
 import { readAll } from "../helpers/streams.ts";
-import { tempDir } from "../helpers/temp.ts";
 
 /**
  * GFS retention of base backups and their WAL through the CLI, on a real PostgreSQL 15
@@ -24,59 +20,21 @@ import { tempDir } from "../helpers/temp.ts";
  */
 const DB = "shop";
 
-let owner: { uid: number; gid: number } | undefined;
+let rig: PitrRig;
 let work: string;
 let storeDir: string;
 let storeUrl: string;
-let key: Awaited<ReturnType<typeof identityFile>>;
-let signingKeyFile: string;
+let key: PitrRig["key"];
 let signer: string;
-let cluster: Cluster;
+let cluster: PitrRig["cluster"];
 const bases: BaseManifest[] = [];
 const recovered: string[] = [];
 
-async function forServer(file: string): Promise<void> {
-  if (owner) await chown(file, owner.uid, owner.gid);
-}
-
-const pushArgs = () => [
-  "--store",
-  storeUrl,
-  "--database-id",
-  DB,
-  "--recipient",
-  key.recipient,
-  "--signing-key",
-  signingKeyFile,
-];
 /** As the server's OS user, as on the database host: the archiver shares the file store. */
-const asHost = () => (owner ? { user: owner } : {});
-const commandLine = (args: string[]) => [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
+const asHost = () => (rig.owner ? { user: rig.owner } : {});
 /** Keeps today's newest base only. */
 const newestOnly = ["--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0"];
 const pruneArgs = (...more: string[]) => ["prune", "--store", storeUrl, "--database-id", DB, ...newestOnly, ...more];
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** Switches to a new segment in its own transaction and waits until the archiver has stored it. */
-async function switchAndArchive(url: string): Promise<string> {
-  const [{ name }] = (await sql<{ name: string }>(url, "select pg_walfile_name(pg_switch_wal()) as name")) as [
-    { name: string },
-  ];
-  await waitFor(`${name} archived`, async () => {
-    const [s] = await sql<{ last: string | null }>(url, "select last_archived_wal as last from pg_stat_archiver");
-    return s?.last !== null && (s?.last ?? "") >= name ? true : undefined;
-  });
-  return name;
-}
 
 /** Every key under `<db>/<folder>/`, without the prefix, sorted. */
 async function names(folder: "base" | "wal"): Promise<string[]> {
@@ -87,47 +45,15 @@ async function names(folder: "base" | "wal"): Promise<string[]> {
   return out.sort();
 }
 
-function asServer(program: string, args: string[]): Promise<number | null> {
-  const child = spawn(path.join(cluster.binDir, program), args, {
-    ...(owner ? { uid: owner.uid, gid: owner.gid } : {}),
-    env: { PATH: process.env.PATH },
-    stdio: "ignore",
-  });
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", resolve);
-  });
-}
-
 beforeAll(async () => {
-  owner = await serverUser();
-  work = await tempDir("strongroom-retention-");
-  await chmod(work, 0o755);
-  storeDir = path.join(work, "store");
-  await mkdir(storeDir, { mode: 0o700 });
-  await forServer(storeDir);
-  storeUrl = pathToFileURL(storeDir).href;
-  key = await identityFile();
-  await chmod(path.dirname(key.file), 0o755);
-  await forServer(key.file);
-  const signing = generateSigningKey();
-  signer = signing.signer;
-  signingKeyFile = path.join(work, "signing.key");
-  await writeFile(signingKeyFile, `${signing.secret}\n`, { mode: 0o600 });
-  await forServer(signingKeyFile);
-  cluster = await startCluster(await systemBinDir(), "retsrc", {
-    parentDir: work,
-    settings: [
-      "archive_mode=on",
-      `archive_command=${commandLine(["wal-push", "%p", ...pushArgs()])}`,
-      "wal_level=replica",
-    ],
-  });
+  rig = await startPitrRig("retention", DB);
+  ({ work, storeUrl, key, signer, cluster } = rig);
+  storeDir = new URL(storeUrl).pathname;
   // Three base backups, a row and a segment switch after each: WAL between them, and
   // after the newest, which a recovery from it must replay.
   await sql(cluster.url, "create table kept (n int)");
   for (const n of [1, 2, 3]) {
-    const b = await runCli(["basebackup", ...pushArgs(), "--json"], { DATABASE_URL: cluster.url }, asHost());
+    const b = await runCli(["basebackup", ...rig.pushArgs(), "--json"], { DATABASE_URL: cluster.url }, asHost());
     expect(b.code, b.stderr).toBe(0);
     bases.push(JSON.parse(b.stdout) as BaseManifest);
     await sql(cluster.url, `insert into kept values (${n})`);
@@ -136,14 +62,14 @@ beforeAll(async () => {
   // A timeline history far below nothing: recovery never asks for timeline 9 here, and prune must keep it.
   const history = path.join(work, "00000009.history");
   await writeFile(history, "1\t0/3000000\tno recovery target specified\n");
-  await forServer(history);
-  const pushed = await runCli(["wal-push", history, ...pushArgs()], {}, asHost());
+  if (rig.owner) await chown(history, rig.owner.uid, rig.owner.gid);
+  const pushed = await runCli(["wal-push", history, ...rig.pushArgs()], {}, asHost());
   expect(pushed.code, pushed.stderr).toBe(0);
 }, 300_000);
 
 afterAll(async () => {
-  for (const dir of recovered) await asServer("pg_ctl", ["stop", "-D", dir, "-m", "immediate"]).catch(() => undefined);
-  await cluster?.stop();
+  if (rig) await stopRecovered(rig, recovered);
+  await rig?.stop();
 });
 
 describe("strongroom prune of base backups and WAL", () => {

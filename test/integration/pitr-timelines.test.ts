@@ -15,6 +15,7 @@ import {
   type PitrRig,
   queryWhenUp,
   startPitrRig,
+  stopRecovered,
   switchAndArchive,
   waitFor,
 } from "../helpers/pitr-rig.ts";
@@ -50,16 +51,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const dir of started) {
-    await new Promise((resolve) => {
-      const ctl = spawn(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
-        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
-        stdio: "ignore",
-      });
-      ctl.once("close", resolve);
-      ctl.once("error", resolve);
-    });
-  }
+  if (rig) await stopRecovered(rig, started);
   await rig?.stop();
 });
 

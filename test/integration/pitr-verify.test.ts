@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, chown, copyFile, readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
@@ -10,7 +9,14 @@ import { decodeWalHeader, encodeWalHeader, signWalRecord } from "#core/pitr/wal-
 import { openStore } from "#core/store/open-store.ts";
 import { runCli } from "../helpers/cli.ts";
 import { sql } from "../helpers/pg.ts";
-import { type PitrRig, queryWhenUp, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
+import {
+  type PitrRig,
+  queryWhenUp,
+  restoreLatest,
+  startPitrRig,
+  stopRecovered,
+  switchAndArchive,
+} from "../helpers/pitr-rig.ts";
 import { readAll } from "../helpers/streams.ts";
 
 /**
@@ -91,16 +97,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const dir of kept) {
-    await new Promise((resolve) => {
-      const ctl = spawn(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
-        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
-        stdio: "ignore",
-      });
-      ctl.once("close", resolve);
-      ctl.once("error", resolve);
-    });
-  }
+  if (rig) await stopRecovered(rig, kept);
   await rig?.stop();
 });
 
@@ -137,17 +134,7 @@ describe("strongroom verify --pitr", () => {
       "age-encryption.org/v1",
     );
     // Audited as verify rows naming the base's manifest.
-    const audit = await runCli([
-      "audit",
-      "show",
-      "--store",
-      rig.storeUrl,
-      "--signer",
-      rig.signer,
-      "--scope",
-      `db#${rig.databaseId}`,
-      "--json",
-    ]);
+    const audit = await auditShow();
     expect(audit.stdout).toContain('"verify.ok"');
     expect(audit.stdout).toContain(result.manifestSha256);
   }, 180_000);
@@ -218,18 +205,7 @@ describe("strongroom verify --pitr", () => {
   it("restore --pitr --to-latest replays the whole archive although the source's configuration says recovery_target = 'immediate'", async () => {
     const dir = path.join(rig.work, "restored-latest");
     kept.push(dir);
-    const r = await runCli([
-      "restore",
-      "--pitr",
-      ...rig.fetchArgs(),
-      "--pgdata",
-      dir,
-      "--to-latest",
-      "--start",
-      "--json",
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    const port = (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
+    const port = await restoreLatest(rig, dir);
     expect(await queryWhenUp<{ n: string }>(rig.urlOn(port), "select count(*)::text as n from ledger")).toEqual([
       { n: "3000" },
     ]);
@@ -325,17 +301,7 @@ describe("strongroom verify --pitr", () => {
     expect(g.checks[0]).toMatchObject({ name: "wal", ok: false });
     expect(g.checks[0]?.detail).toContain(`gap at ${victim}`);
     expect(g.checks.slice(1).every((c) => c.skipped)).toBe(true);
-    const audit = await runCli([
-      "audit",
-      "show",
-      "--store",
-      rig.storeUrl,
-      "--signer",
-      rig.signer,
-      "--scope",
-      `db#${rig.databaseId}`,
-      "--json",
-    ]);
+    const audit = await auditShow();
     expect(audit.stdout).toContain('"verify.fail"');
     // And status says so: the gap, and the failed verification.
     const status = await runCli([
@@ -352,3 +318,18 @@ describe("strongroom verify --pitr", () => {
     expect(status.stderr).toContain("last verify --pitr");
   }, 240_000);
 });
+
+/** The database's audit chain, as `audit show` prints it, counting only rows the host signed. */
+function auditShow() {
+  return runCli([
+    "audit",
+    "show",
+    "--store",
+    rig.storeUrl,
+    "--signer",
+    rig.signer,
+    "--scope",
+    `db#${rig.databaseId}`,
+    "--json",
+  ]);
+}

@@ -1,11 +1,17 @@
-import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { PitrVerification } from "#core/pitr/pitr-verification.ts";
 import { embeddedServerBinDir } from "#worker/pg/scratch-cluster.ts";
 import { runCli } from "../helpers/cli.ts";
 import { sql } from "../helpers/pg.ts";
-import { type PitrRig, queryWhenUp, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
+import {
+  type PitrRig,
+  queryWhenUp,
+  restoreLatest,
+  startPitrRig,
+  stopRecovered,
+  switchAndArchive,
+} from "../helpers/pitr-rig.ts";
 
 /**
  * Point-in-time recovery on other majors than the system's 15: PostgreSQL 14 and 17 from
@@ -17,16 +23,7 @@ const rigs: PitrRig[] = [];
 const started: Array<{ rig: PitrRig; dir: string }> = [];
 
 afterAll(async () => {
-  for (const { rig, dir } of started) {
-    await new Promise((resolve) => {
-      const ctl = spawn(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
-        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
-        stdio: "ignore",
-      });
-      ctl.once("close", resolve);
-      ctl.once("error", resolve);
-    });
-  }
+  for (const { rig, dir } of started) await stopRecovered(rig, [dir]);
   for (const rig of rigs) await rig.stop();
 });
 
@@ -47,18 +44,7 @@ describe("PostgreSQL 14", () => {
     await switchAndArchive(rig.cluster.url);
     const dir = path.join(rig.work, "recovered");
     started.push({ rig, dir });
-    const r = await runCli([
-      "restore",
-      "--pitr",
-      ...rig.fetchArgs(),
-      "--pgdata",
-      dir,
-      "--to-latest",
-      "--start",
-      "--json",
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    const port = (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
+    const port = await restoreLatest(rig, dir);
     const [row] = await queryWhenUp<{ n: string; v: string }>(
       rig.urlOn(port),
       "select count(*)::text as n, current_setting('server_version_num') as v from v",
