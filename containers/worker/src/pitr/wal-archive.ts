@@ -3,7 +3,8 @@ import { open, readFile, rename, unlink } from "node:fs/promises";
 import * as path from "node:path";
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
+import { promisify } from "node:util";
+import { zstdCompress, zstdDecompress } from "node:zlib";
 import type { RowSigner } from "#core/audit/row-signature.ts";
 import {
   AlreadyExistsError,
@@ -27,6 +28,12 @@ import {
 } from "#core/pitr/wal-record.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { ageDecrypt, ageEncrypt } from "../stages/age-stream.ts";
+
+const compress = promisify(zstdCompress);
+const decompress = promisify(zstdDecompress) as (
+  buffer: Buffer,
+  options: { maxOutputLength: number },
+) => Promise<Buffer>;
 
 /** Larger than any WAL file PostgreSQL writes (segments are at most 1 GiB), with room for the header and age. */
 const MAX_OBJECT_BYTES = 1024 ** 3 + 1024 ** 2;
@@ -111,7 +118,8 @@ export async function pushWal(
     },
     o.signer,
   );
-  const sealed = await seal(zstdCompressSync(plain), o.recipients);
+  // On libuv's thread pool, not the main thread: the archiver pushes several files at once.
+  const sealed = await seal(await compress(plain), o.recipients);
   const body = Buffer.concat([encodeWalHeader(record), sealed]);
   const key = walPrefix(o.databaseId) + name;
   const result = { key, name, plainBytes: plain.length, plainSha256 };
@@ -195,7 +203,7 @@ export async function fetchWal(
   if (record.plainBytes > MAX_OBJECT_BYTES)
     throw new IntegrityError(`${key}'s header claims ${record.plainBytes} bytes`);
   // Never more than the signed size: a planted body cannot expand without bound.
-  const plain = zstdDecompressSync(await unseal(bytes.subarray(bodyOffset), o.identities), {
+  const plain = await decompress(await unseal(bytes.subarray(bodyOffset), o.identities), {
     maxOutputLength: Math.max(record.plainBytes, 1),
   });
   const sha = createHash("sha256").update(plain).digest("hex");
