@@ -208,6 +208,11 @@ async function recoverAndCheck(
   const scratch = await mkdtemp(path.join(o.scratchDir ?? tmpdir(), "strongroom-pitr-verify-"));
   // A user that owns nothing: the databases' code runs as it.
   const owner = await isolatedUser();
+  if (!owner) {
+    o.log.warn(
+      "verify --pitr is not running as root: the recovered cluster's server runs as this user, and code in its databases can read what this user can (docs/pitr.md)",
+    );
+  }
   let server: RecoveredServer | undefined;
   let kept: string | undefined;
   try {
