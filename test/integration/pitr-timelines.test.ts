@@ -166,6 +166,42 @@ describe("repeated point-in-time recovery across timelines", () => {
     ]);
   }, 240_000);
 
+  it("wal verify also follows the line the old primary went on with, and names a gap there that the newest timeline does not have", async () => {
+    const verify = () =>
+      runCli([
+        "wal",
+        "verify",
+        "--store",
+        rig.storeUrl,
+        "--database-id",
+        rig.databaseId,
+        "--signer",
+        rig.signer,
+        "--json",
+      ]);
+    const before = JSON.parse((await verify()).stdout) as WalVerifyReport;
+    expect(before.bases[0]?.otherLines).toEqual([expect.objectContaining({ timeline: 1 })]);
+    expect(before.bases[0]?.otherLines?.[0]?.gap).toBeUndefined();
+    // Two more segments on timeline 1 only; the first goes missing.
+    await sql(rig.cluster.url, "insert into tl values (7)");
+    const victim = await switchAndArchive(rig.cluster.url);
+    await sql(rig.cluster.url, "insert into tl values (8)");
+    await switchAndArchive(rig.cluster.url);
+    const store = await openStore(rig.storeUrl);
+    const key = `${rig.databaseId}/wal/${victim}`;
+    const bytes = await readAll(await store.get(key));
+    await store.delete(key);
+    try {
+      const r = await verify();
+      expect(r.code).toBe(1);
+      const after = JSON.parse(r.stdout) as WalVerifyReport;
+      expect(after.bases[0]?.gap).toBeUndefined();
+      expect(after.bases[0]?.otherLines?.[0]).toMatchObject({ timeline: 1, gap: victim });
+    } finally {
+      await store.putIfAbsent(key, bytes);
+    }
+  }, 120_000);
+
   it("refuses, before writing anything, when a store writer planted the next timeline's history: the server could not promote", async () => {
     const store = await openStore(rig.storeUrl);
     const forger = parseSigningKey(generateSigningKey().secret);

@@ -275,7 +275,7 @@ Examples:
           `${[
             ...report.bases.map(
               (b) =>
-                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timelines.join(" → ")}${b.offLatest ? `; not an ancestor of the newest timeline ${b.offLatest.latest}: recover it with --timeline ${b.timeline}` : ""}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}`,
+                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timelines.join(" → ")}${b.offLatest ? `; not an ancestor of the newest timeline ${b.offLatest.latest}: recover it with --timeline ${b.timeline}` : ""}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}${(b.otherLines ?? []).map((l) => `\n    also timeline ${l.timeline} (--timeline ${l.timeline}): through ${l.through}${l.gap ? `; gap at ${l.gap}` : ""}`).join("")}`,
             ),
             report.newest
               ? `newest archived WAL: ${report.newest.name}, ${report.newest.ageSeconds} s ago${stale ? ` (older than --max-wal-age ${o.maxWalAge})` : ""}`

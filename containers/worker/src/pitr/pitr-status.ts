@@ -80,6 +80,9 @@ export async function readPitrStatus(o: {
   }
   if (window && !window.recoverable) problems.push(`base ${window.baseId}'s own WAL is not all archived`);
   if (window?.gap) problems.push(`the archived WAL has a gap at ${window.gap}: no recovery past it`);
+  for (const line of window?.otherLines ?? []) {
+    if (line.gap) problems.push(`timeline ${line.timeline}'s archived WAL has a gap at ${line.gap}`);
+  }
   if (o.limits.maxWalAgeMs !== undefined) {
     if (!report.newest) problems.push("no WAL archived");
     else if (report.newest.ageSeconds * 1000 > o.limits.maxWalAgeMs) {

@@ -19,8 +19,16 @@ export interface BaseWindow {
   offLatest?: { latest: number };
   /** The first missing segment after the continuous run, when later ones exist: recovery cannot pass it. */
   gap?: string;
+  /** The other timelines the base leads to (recovered with --timeline): how far each runs, and its gap. */
+  otherLines?: OtherLine[];
   /** The base's own WAL (start to stop) is all there: it can reach consistency. */
   recoverable: boolean;
+}
+
+export interface OtherLine {
+  timeline: number;
+  through: string;
+  gap?: string;
 }
 
 export interface WalVerifyReport {
@@ -64,6 +72,25 @@ export async function verifyWal(o: {
     // Its own WAL: every segment to its last, which lies on its own timeline or on the one that took that segment over.
     const recoverable = last !== undefined && last.slice(8) >= base.walSegments.last.slice(8);
     const from = path.spans.findIndex((s) => s.timeline === base.timeline);
+    // Every other line the base leads to (an old primary that went on archiving after a
+    // promotion, an older recovery's timeline): a gap on one is a gap too.
+    const others = [base.timeline, ...histories.keys()]
+      .filter((t, i, all) => all.indexOf(t) === i && t !== path.timeline)
+      .map((t) => recoveryPath(base, histories, t))
+      .filter((p) => p.holdsBase)
+      .map((p): OtherLine => {
+        const run = continuousRun(
+          { timeline: base.timeline, firstSegment: base.walSegments.first, segmentBytes: base.server.walSegmentBytes },
+          archive.trusted.keys(),
+          ours,
+          p.spans,
+        );
+        return {
+          timeline: p.timeline,
+          through: run.last ?? base.walSegments.first,
+          ...(run.gap !== undefined ? { gap: run.gap } : {}),
+        };
+      });
     return {
       baseId: base.baseId,
       timeline: base.timeline,
@@ -72,6 +99,7 @@ export async function verifyWal(o: {
       timelines: path.spans.slice(Math.max(0, from)).map((s) => s.timeline),
       ...(latest.holdsBase ? {} : { offLatest: { latest: latest.timeline } }),
       ...(gap !== undefined ? { gap } : {}),
+      ...(others.length > 0 ? { otherLines: others } : {}),
       recoverable,
     };
   });
@@ -90,6 +118,8 @@ export async function verifyWal(o: {
           },
         }
       : {}),
-    ok: windows.length > 0 && windows.every((w) => w.recoverable && w.gap === undefined),
+    ok:
+      windows.length > 0 &&
+      windows.every((w) => w.recoverable && w.gap === undefined && (w.otherLines ?? []).every((l) => !l.gap)),
   };
 }
