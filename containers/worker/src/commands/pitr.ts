@@ -126,10 +126,10 @@ Examples:
     .addHelpText(
       "after",
       `
-Run it as the server's OS user, beside the server (a systemd unit), and make
-archive_command its client, which exits 0 once the archiver has stored the file and runs
-wal-push itself when no archiver is alive:
-  archive_command = '/usr/lib/strongroom/strongroom-wal-wait /var/lib/strongroom/spool 60 %f -- strongroom wal-push %p'
+Run it as the server's OS user, beside the server (a systemd unit), with a spool of
+that user's own (one per cluster), and make archive_command its client, which exits 0
+once the archiver has stored that very file and runs wal-push itself when no archiver is alive:
+  archive_command = '/usr/lib/strongroom/strongroom-wal-wait /var/lib/strongroom/spool 60 %f %p -- strongroom wal-push %p'
 
 Examples:
   $ strongroom wal-archiver --pgdata /var/lib/postgresql/15/main --spool /var/lib/strongroom/spool \

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -16,7 +16,7 @@ import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
 import { type ArchiveIndex, historiesFor, type RecoveryPath, readArchive, recoveryPath } from "./archive-index.ts";
 import { trustedBases } from "./bases.ts";
-import { readAheadClient, startReadAhead } from "./read-ahead.ts";
+import { emptySpool, readAheadClient, startReadAhead } from "./read-ahead.ts";
 
 export type RecoveryTarget =
   | { kind: "time"; value: string }
@@ -96,6 +96,7 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
       );
     }
   }
+  if (o.start && o.walFetch.script !== undefined && readAheadClient()) await refuseOpenParent(o.pgdata);
   await emptyDir(o.pgdata);
   await unpack(o, base);
   await configure(o, base, route);
@@ -117,7 +118,8 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
     const spool = spoolOf(o.pgdata);
     let readAhead: { stop: () => Promise<void> } | undefined;
     if (client) {
-      await rm(spool, { recursive: true, force: true });
+      // One a crashed run left: emptied without following anything the server's user put there.
+      await emptySpool(spool);
       await mkdir(spool, { mode: 0o700 });
       if (owner) await chown(spool, owner.uid, owner.gid);
       readAhead = startReadAhead({
@@ -209,6 +211,21 @@ function refuseBlockedPromotion(archive: ArchiveIndex, base: BaseManifest, route
         hint: "PostgreSQL reads it to choose the new timeline, and it is never replayed: find who wrote it (the store's access log) and move it aside",
       },
     );
+  }
+}
+
+/**
+ * The read-ahead's spool lies beside --pgdata: in a directory others may write, one of them
+ * could put a directory of their own files there, which the client would replay unchecked.
+ * A sticky directory (/tmp) lets them create the name first, which only fails the mkdir.
+ */
+async function refuseOpenParent(pgdata: string): Promise<void> {
+  const parent = path.dirname(path.resolve(pgdata));
+  const { mode } = await stat(parent);
+  if ((mode & 0o022) !== 0 && (mode & 0o1000) === 0) {
+    throw new UsageError(`--pgdata's directory ${parent} is writable by others`, {
+      hint: "recover into a directory whose parent only its owner may write (the read-ahead puts WAL beside it): chmod go-w, or choose another --pgdata",
+    });
   }
 }
 

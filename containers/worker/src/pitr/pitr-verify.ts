@@ -409,11 +409,33 @@ async function recoverAndCheck(
   } finally {
     if (!kept) {
       await server?.stop();
-      await rm(scratch, { recursive: true, force: true }).catch((err: unknown) =>
+      await removeScratch(scratch, owner).catch((err: unknown) =>
         o.log.warn("could not remove the scratch cluster", { dir: scratch, error: String(err) }),
       );
     }
   }
+}
+
+/**
+ * The scratch tree belongs to the user the recovered server ran as, whose code may still
+ * be changing it (a symlink where a file was): removed as that user, never by root
+ * following what it finds there.
+ */
+async function removeScratch(dir: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  if (!owner) {
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn("rm", ["-rf", "--", dir], {
+      uid: owner.uid,
+      gid: owner.gid,
+      stdio: "ignore",
+      env: serverEnv(),
+    });
+    child.once("error", reject);
+    child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`rm -rf exited ${code}`))));
+  });
 }
 
 interface RecoveredServer {

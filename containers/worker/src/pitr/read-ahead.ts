@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { chown, mkdir, readdir, rename, rm } from "node:fs/promises";
+import { chown, mkdtemp, readdir, rename, rm, rmdir, unlink } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isStrongroomError, WalFileMissingError } from "#core/errors.ts";
@@ -29,11 +29,12 @@ export interface ReadAheadOptions {
 /** restore_command's client for a read-ahead, where this program has it beside it (not in the single executable). */
 export function readAheadClient(): string | undefined {
   const here = import.meta.dirname;
-  const candidates = [
-    path.resolve(here, "../../bin/strongroom-wal-restore"),
-    path.resolve(here, "../containers/worker/bin/strongroom-wal-restore"),
-  ];
-  return candidates.find((c) => existsSync(c));
+  // The bundle (<package>/dist) and the sources (containers/worker/src/pitr): one place each, in the package.
+  const client =
+    path.basename(here) === "dist"
+      ? path.resolve(here, "../containers/worker/bin/strongroom-wal-restore")
+      : path.resolve(here, "../../bin/strongroom-wal-restore");
+  return existsSync(client) ? client : undefined;
 }
 
 /**
@@ -45,11 +46,13 @@ export function readAheadClient(): string | undefined {
  */
 export function startReadAhead(o: ReadAheadOptions): { stop: () => Promise<void> } {
   const controller = new AbortController();
-  const incoming = path.join(o.spool, ".incoming");
+  // Staged in a directory of our own beside the spool (the same filesystem, for the rename),
+  // never inside it: the server's user owns the spool and could put symlinks where we write.
+  let incoming: string | undefined;
   const depth = o.depth ?? 8;
   const parallel = o.parallel ?? 4;
   const run = (async () => {
-    await mkdir(incoming, { recursive: true, mode: 0o700 });
+    incoming = await mkdtemp(`${o.spool}.incoming-`);
     let next = 0;
     let ended = false;
     const inFlight = new Set<Promise<void>>();
@@ -59,7 +62,7 @@ export function startReadAhead(o: ReadAheadOptions): { stop: () => Promise<void>
         const name = o.names[next++] as string;
         const job = (async () => {
           try {
-            const staged = path.join(incoming, name);
+            const staged = path.join(incoming as string, name);
             await fetchWal(o.store, name, staged, o);
             if (o.owner) await chown(staged, o.owner.uid, o.owner.gid);
             await rename(staged, path.join(o.spool, name));
@@ -84,7 +87,19 @@ export function startReadAhead(o: ReadAheadOptions): { stop: () => Promise<void>
     stop: async () => {
       controller.abort();
       await run;
-      await rm(o.spool, { recursive: true, force: true });
+      if (incoming) await rm(incoming, { recursive: true, force: true });
+      await emptySpool(o.spool);
     },
   };
+}
+
+/**
+ * Removes the spool without following anything in it: the server's user owns it and may
+ * have put a symlink or a directory where a file was. unlink(2) removes a symlink itself;
+ * whatever it cannot remove stays, and the spool with it.
+ */
+export async function emptySpool(spool: string): Promise<void> {
+  const names = await readdir(spool).catch(() => [] as string[]);
+  for (const name of names) await unlink(path.join(spool, name)).catch(() => undefined);
+  await rmdir(spool).catch(() => undefined);
 }

@@ -1,4 +1,4 @@
-import { readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { RowSigner } from "#core/audit/row-signature.ts";
@@ -51,8 +51,21 @@ export async function runArchiver(o: ArchiverOptions): Promise<ArchiverCounters>
       hint: "pass the server's data directory (SHOW data_directory)",
     });
   });
-  const pidFile = path.join(o.spool, "archiver.pid");
-  await writeFile(pidFile, `${process.pid}\n`, { mode: 0o644 });
+  // The client believes a marker only in a spool that is this user's alone.
+  const spool = await stat(o.spool);
+  if (spool.uid !== process.getuid?.() || (spool.mode & 0o022) !== 0) {
+    throw new UsageError(`--spool ${o.spool} must be this user's own, writable by nobody else`, {
+      hint: "a marker there says a WAL file is stored, and PostgreSQL then recycles it: chown it to the server's user and chmod 0755 (one spool per cluster)",
+    });
+  }
+  // Markers an earlier archiver (or cluster) left stand for nothing now.
+  for (const f of await readdir(o.spool)) {
+    if (f.endsWith(".stored") || f.endsWith(".stored.tmp")) await rm(path.join(o.spool, f), { force: true });
+  }
+  // A heartbeat, not a pid (a pid is reused): the client counts the archiver alive while it is fresh.
+  const heartbeat = path.join(o.spool, "archiver.alive");
+  await writeFile(heartbeat, `${process.pid}\n`, { mode: 0o644 });
+  let beat = Date.now();
   const counters: ArchiverCounters = { stored: 0, alreadyStored: 0, failed: 0 };
   const inFlight = new Map<string, Promise<void>>();
   /** A file that failed is tried again after this, doubling to a minute. */
@@ -61,6 +74,11 @@ export async function runArchiver(o: ArchiverOptions): Promise<ArchiverCounters>
   o.log.info("archiving what PostgreSQL has ready", { pgdata: o.pgdata, spool: o.spool, parallel });
   try {
     while (!o.signal.aborted) {
+      if (Date.now() - beat >= 1000) {
+        const now = new Date();
+        await utimes(heartbeat, now, now);
+        beat = now.getTime();
+      }
       const ready = await readyFiles(status);
       const marked = new Set((await readdir(o.spool)).filter((f) => f.endsWith(".stored")).map((f) => f.slice(0, -7)));
       // Markers whose file PostgreSQL no longer has ready were consumed another way (the client's own push).
@@ -82,7 +100,7 @@ export async function runArchiver(o: ArchiverOptions): Promise<ArchiverCounters>
   } finally {
     // A push under way finishes (or fails) on its own; none is marked unless stored.
     await Promise.allSettled(inFlight.values());
-    await rm(pidFile, { force: true });
+    await rm(heartbeat, { force: true });
   }
   return counters;
 }
@@ -124,7 +142,8 @@ async function archiveOne(
       o.timeoutMs ?? 120_000,
       `archiving ${name}`,
     );
-    // Written whole, then renamed: the client never sees a marker for a file that is not stored.
+    // Written whole, then renamed: the client never sees a marker for a file that is not
+    // stored. It holds the SHA-256 stored, which the client compares with the file's own.
     const marker = path.join(o.spool, `${name}.stored`);
     await writeFile(`${marker}.tmp`, `${result.plainSha256}\n`, { mode: 0o644 });
     await rename(`${marker}.tmp`, marker);
