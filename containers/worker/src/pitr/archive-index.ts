@@ -15,15 +15,16 @@ import { listAll, type ObjectStore } from "#core/store/object-store.ts";
 export interface ArchiveIndex {
   /** Every object name under `<db>/wal/`. */
   names: Set<string>;
-  /** When the store last wrote each (its archiving time, as the store tells it). */
-  modified: Map<string, Date>;
   /** The names whose signed header was read and a trusted signer signed, with the record. */
   trusted: Map<string, WalRecord>;
   /** Names whose header was read and is not trusted (planted, another key's, unreadable): never counted. */
   untrusted: string[];
   /** Each timeline's ancestry, from trusted `.history` headers only, by the cluster that archived it. */
   histories: Map<string, Map<number, TimelineSwitch[]>>;
-  /** The newest trusted object, by the store's time: the archive's age. */
+  /**
+   * The newest trusted object by its signed `pushedAt` (never the store's modification
+   * time, which a writer refreshes by putting the same bytes again): the archive's age.
+   */
   newest?: { name: string; at: Date };
 }
 
@@ -43,7 +44,6 @@ export async function readArchive(o: {
   const prefix = walPrefix(o.databaseId);
   const index: ArchiveIndex = {
     names: new Set(),
-    modified: new Map(),
     trusted: new Map(),
     untrusted: [],
     histories: new Map(),
@@ -51,7 +51,6 @@ export async function readArchive(o: {
   for await (const object of listAll(o.store, prefix)) {
     const name = object.key.slice(prefix.length);
     index.names.add(name);
-    index.modified.set(name, object.lastModified);
     if (o.headers === "history" && !name.endsWith(".history")) continue;
     let record: WalRecord;
     try {
@@ -77,7 +76,10 @@ export async function readArchive(o: {
       mine.set(record.timeline, record.history);
       index.histories.set(cluster, mine);
     }
-    if (!index.newest || object.lastModified > index.newest.at) index.newest = { name, at: object.lastModified };
+    const pushedAt = new Date(record.pushedAt);
+    if (!Number.isNaN(pushedAt.getTime()) && (!index.newest || pushedAt > index.newest.at)) {
+      index.newest = { name, at: pushedAt };
+    }
   }
   return index;
 }

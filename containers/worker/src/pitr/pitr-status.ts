@@ -80,6 +80,12 @@ export async function readPitrStatus(o: {
   }
   if (window && !window.recoverable) problems.push(`base ${window.baseId}'s own WAL is not all archived`);
   if (window?.gap) problems.push(`the archived WAL has a gap at ${window.gap}: no recovery past it`);
+  // Objects no trusted signer signed: planted (one at the next segment's name stops archiving), or another key's.
+  if (report.untrusted.length > 0) {
+    problems.push(
+      `${report.untrusted.length} object(s) under ${o.databaseId}/wal/ no trusted signer signed (${report.untrusted.slice(0, 3).join(", ")}): planted, or archived with another key`,
+    );
+  }
   for (const line of window?.otherLines ?? []) {
     if (line.gap) problems.push(`timeline ${line.timeline}'s archived WAL has a gap at ${line.gap}`);
   }

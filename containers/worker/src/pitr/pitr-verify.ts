@@ -198,7 +198,9 @@ async function recoverAndCheck(
     skipRest("the base's own WAL is not all archived", rest);
     return finish("failed");
   }
-  const point = o.target ?? randomPoint(base, route, window.lastContiguous, archive.modified, o);
+  // When each segment was archived, as its host signed it (not the store's time, which a writer can refresh).
+  const pushedAt = new Map([...archive.trusted].map(([name, record]) => [name, new Date(record.pushedAt)]));
+  const point = o.target ?? randomPoint(base, route, window.lastContiguous, pushedAt, o);
   result.point = o.target
     ? result.point
     : point.kind === "lsn"
@@ -513,6 +515,7 @@ function randomPoint(
   base: BaseManifest,
   route: ReturnType<typeof recoveryPath>,
   lastContiguous: string,
+  /** When each segment was archived (its signed pushedAt). */
   modified: ReadonlyMap<string, Date>,
   o: PitrVerifyOptions,
 ): RecoveryTarget {
