@@ -167,9 +167,9 @@ export class DatabaseGroup extends NestedStack {
 
   /**
    * The role a self-run database server's host archives its WAL with (`strongroom wal-push`
-   * as archive_command, or the archiver; docs/pitr.md): it may only add WAL under
-   * `<prefix>/<db>/wal/`, never replace or delete an object, never read or write anything
-   * else. Put-if-absent is the condition: a PutObject without `If-None-Match: *` is not
+   * as archive_command, or the archiver; docs/pitr.md) and takes its base backups with: it
+   * may only add WAL under `<prefix>/<db>/wal/` and base backups under `<prefix>/<db>/base/`
+   * (a manifest never replaced), never delete an object, never read or write anything else. Put-if-absent is the condition: a PutObject without `If-None-Match: *` is not
    * allowed. It may read back its own WAL prefix, which wal-push does for a file archived
    * twice (the same content exits 0). EC2 assumes it through the instance profile beside it;
    * a host elsewhere uses it through IAM Roles Anywhere or an equivalent.
@@ -178,6 +178,7 @@ export class DatabaseGroup extends NestedStack {
     const bucket = worker.bucket;
     const own = `${bucket.prefix ? `${bucket.prefix}/` : ""}${databaseId}`;
     const wal = bucket.bucket.arnForObjects(`${own}/wal/*`);
+    const bases = bucket.bucket.arnForObjects(`${own}/base/*`);
     const path = rolePath(worker.name, "wal-host");
     const role = new iam.Role(this, `WalHostRole-${databaseId}`, {
       assumedBy: new iam.ServicePrincipal("ec2.amazonaws.com"),
@@ -192,12 +193,23 @@ export class DatabaseGroup extends NestedStack {
               conditions: { StringEquals: { "s3:if-none-match": "*" } },
             }),
             new iam.PolicyStatement({ actions: ["s3:GetObject"], resources: [wal] }),
+            // `strongroom basebackup` on the host: the tar streams in (a multipart upload, which
+            // carries no If-None-Match), its manifest is put-if-absent only, and it reads the WAL
+            // headers it waits for (listing its prefixes, so that a missing key is 404, not 403).
+            new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [bases] }),
+            noManifestOverwrite(bucket.bucket.arnForObjects(`${own}/base/*/manifest.json`)),
+            new iam.PolicyStatement({
+              actions: ["s3:ListBucket"],
+              resources: [bucket.bucket.bucketArn],
+              conditions: { StringLike: { "s3:prefix": [`${own}/wal/*`, `${own}/base/*`] } },
+            }),
             ...[allowKeys(this, worker.kmsKeyArns, "s3-write")].filter((x) => x !== undefined),
           ],
         }),
       },
     });
     acknowledgeWildcard(role, wal, "WAL files are named by PostgreSQL at run time");
+    acknowledgeWildcard(role, bases, "base backups are named by id at run time");
     const profile = new iam.CfnInstanceProfile(this, `WalHostProfile-${databaseId}`, {
       path,
       roles: [role.roleName],

@@ -66,10 +66,20 @@ describe("the WAL host role, as IAM evaluates it", () => {
     expect(await decide("s3:DeleteObject", segment)).toBe("ImplicitlyDenied");
   });
 
-  it("touches nothing else: not its backups or base backups, not another database's WAL, not the audit log", async () => {
+  it("takes base backups: the tar put (or uploaded in parts), its manifest only with If-None-Match, never deleted", async () => {
+    const tar = "pg/shop/base/20261201T020000Z-abcdef/base.tar.zst.age";
+    const manifest = "pg/shop/base/20261201T020000Z-abcdef/manifest.json";
+    expect(await decide("s3:PutObject", tar)).toBe("Allowed");
+    expect(await decide("s3:PutObject", manifest, putIfAbsent)).toBe("Allowed");
+    expect(await decide("s3:PutObject", manifest)).toBe("ExplicitlyDenied");
+    expect(await decide("s3:DeleteObject", tar)).toBe("ImplicitlyDenied");
+    expect(await decide("s3:DeleteObject", manifest)).toBe("ImplicitlyDenied");
+  });
+
+  it("touches nothing else: not its logical backups, not another database's WAL, not the audit log", async () => {
     for (const key of [
       "pg/shop/backups/20261201T020000Z-abcdef/manifest.json",
-      "pg/shop/base/20261201T020000Z-abcdef/manifest.json",
+      "pg/shop/verifications/20261201T020000Z-abcdef/x.json",
       "pg/billing/wal/000000010000000000000003",
       "pg/.strongroom/audit/db-shop/000000000009.json",
       "pg/shop/walx/000000010000000000000003",
