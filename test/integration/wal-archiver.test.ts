@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "#core/store/open-store.ts";
 import { CLI, type CliResult, runCli, startCli } from "../helpers/cli.ts";
 import { sql } from "../helpers/pg.ts";
-import { type PitrRig, queryWhenUp, startPitrRig, waitFor } from "../helpers/pitr-rig.ts";
+import { type PitrRig, queryWhenUp, restoreLatest, startPitrRig, stopRecovered, waitFor } from "../helpers/pitr-rig.ts";
 
 /**
  * A busy server's archiving: `strongroom wal-archiver` pushes what PostgreSQL has ready,
@@ -141,19 +141,8 @@ describe("strongroom wal-archiver with strongroom-wal-wait as archive_command", 
     )) as [{ name: string }];
     await archived([name]);
     const dir = path.join(rig.work, "after-load");
-    const r = await runCli([
-      "restore",
-      "--pitr",
-      ...rig.fetchArgs(),
-      "--pgdata",
-      dir,
-      "--to-latest",
-      "--start",
-      "--json",
-    ]);
     try {
-      expect(r.code, r.stderr).toBe(0);
-      const port = (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
+      const port = await restoreLatest(rig, dir);
       const [sums] = await queryWhenUp<{ a: string; b: string; t: string; h: string; n: string }>(
         rig.urlOn(port),
         "select (select sum(abalance) from pgbench_accounts)::text as a, (select sum(bbalance) from pgbench_branches)::text as b, (select sum(tbalance) from pgbench_tellers)::text as t, (select coalesce(sum(delta), 0) from pgbench_history)::text as h, (select count(*) from pgbench_history)::text as n",
@@ -162,9 +151,7 @@ describe("strongroom wal-archiver with strongroom-wal-wait as archive_command", 
       expect(Number(sums?.n)).toBeGreaterThan(100);
       expect([sums?.b, sums?.t, sums?.h]).toEqual([sums?.a, sums?.a, sums?.a]);
     } finally {
-      await execFileAsync(path.join(rig.cluster.binDir, "pg_ctl"), ["stop", "-D", dir, "-m", "immediate"], {
-        ...(rig.owner ? { uid: rig.owner.uid, gid: rig.owner.gid } : {}),
-      }).catch(() => undefined);
+      await stopRecovered(rig, [dir]);
     }
     archiver.child.kill("SIGTERM");
     expect((await archiver.result).code).toBe(0);

@@ -109,14 +109,14 @@ Examples:
           hint: "--store URL (local or S3), or --table NAME (the deployed catalog; its AuditTable's sibling in the stack outputs)",
         });
       }
-      const found = o.table
-        ? await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table), scope)
-        : await (async () => {
-            const store = await openStoreAt(o.store as string);
+      const store = o.store ? await openStoreAt(o.store) : undefined;
+      const found = store
+        ? await (async () => {
             const audit = await auditFor(store, o, ctx.log());
             return readStatus(store, { ...scope, ...(audit ? { audit } : {}), trustStore: o.trustStore === true });
-          })();
-      const statuses = o.store ? await withPitr(found, o, scope.now, limits.maxVerifyAgeMs, ctx) : found;
+          })()
+        : await readStatusFromCatalog(new DynamoCatalogTable(new DynamoDBClient({}), o.table as string), scope);
+      const statuses = store ? await withPitr(found, store, o, scope.now, limits.maxVerifyAgeMs, ctx) : found;
       printResult(ctx, o.json, statuses, () => (statuses.length ? `${statusTable(statuses)}\n` : "no backups\n"));
       const notReady = statuses.filter((s) => !s.ready);
       if (statuses.length === 0 || notReady.length > 0) {
@@ -136,6 +136,7 @@ type WithPitr = DatabaseStatus & { pitr?: import("../pitr/pitr-status.ts").PitrS
  */
 async function withPitr(
   statuses: DatabaseStatus[],
+  store: Awaited<ReturnType<typeof openStoreAt>>,
   o: StatusFlags,
   now: Date,
   maxVerifyAgeMs: number,
@@ -144,7 +145,6 @@ async function withPitr(
   const { storeLogOptions } = await import("./context.ts");
   const options = await storeLogOptions(o);
   const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
-  const store = await openStoreAt(o.store as string);
   const { databaseIdsWithBases } = await import("#core/pitr/bases.ts");
   const physical = o.databaseId ? [o.databaseId] : await databaseIdsWithBases(store);
   if (physical.length === 0) return statuses;

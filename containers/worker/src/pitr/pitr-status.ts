@@ -66,7 +66,7 @@ export async function readPitrStatus(o: {
   log: Logger;
 }): Promise<PitrStatus | undefined> {
   const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log);
-  const report = await verifyWal({ ...o, now: o.now });
+  const report = await verifyWal({ ...o, now: o.now, bases });
   if (bases.length === 0 && report.untrusted.length === 0 && report.newest === undefined) return undefined;
   const problems: string[] = [];
   const now = o.now.getTime();

@@ -1,4 +1,5 @@
 import type { Logger } from "#core/log.ts";
+import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { continuousRun } from "#core/pitr/timelines.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
 import { historiesFor, readArchive, recoveryPath } from "./archive-index.ts";
@@ -53,8 +54,10 @@ export async function verifyWal(o: {
   signers: ReadonlySet<string>;
   log: Logger;
   now?: Date;
+  /** The trusted bases, when the caller read them already (status): not read twice. */
+  bases?: readonly BaseManifest[];
 }): Promise<WalVerifyReport> {
-  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
+  const bases = o.bases ?? (await trustedBases(o.store, o.databaseId, o.signers, o.log));
   // Every file's signed header, read by a ranged GET: a writer's planted object must neither fill a gap nor fake one.
   const archive = await readArchive({ ...o, headers: "all" });
   const windows = bases.map((base): BaseWindow => {
