@@ -80,6 +80,8 @@ export function serializeManifest(manifest: Manifest): string {
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
+/** A hex SHA-256, and a string first: RegExp.test converts anything else, and an object can make that throw. */
+const isSha256 = (v: unknown): boolean => typeof v === "string" && SHA256.test(v);
 
 /** Parses and checks a manifest; anything else is ManifestError naming the problem. */
 export function parseManifest(text: string, key = "manifest"): Manifest {
@@ -130,8 +132,8 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
       !Number.isSafeInteger(o.plainBytes) ||
       !Number.isSafeInteger(o.storedBytes) ||
       !plainProven(o, m.format) ||
-      !SHA256.test(o.storedSha256) ||
-      (o.storedHeadSha256 !== undefined && !SHA256.test(o.storedHeadSha256))
+      !isSha256(o.storedSha256) ||
+      (o.storedHeadSha256 !== undefined && !isSha256(o.storedHeadSha256))
     ) {
       throw fail(`object entry ${JSON.stringify(o?.key ?? o)}`);
     }
@@ -144,7 +146,7 @@ export function parseManifest(text: string, key = "manifest"): Manifest {
  * checksums, the latter only on an object whose chain compresses with zstd frames.
  */
 function plainProven(o: ManifestObject, format: unknown): boolean {
-  const sha = o.plainSha256 !== undefined && SHA256.test(o.plainSha256);
+  const sha = o.plainSha256 !== undefined && isSha256(o.plainSha256);
   if (format === "strongroom.manifest/1") return sha && o.plainCheck === undefined;
   if (o.plainCheck === undefined) return sha;
   return (
