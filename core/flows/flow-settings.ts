@@ -45,6 +45,12 @@ export interface DatabaseSettings {
     /** The verify task's vCPUs (task.cpu / 1024): below 4 it restores serially, staging nothing. */
     vcpus?: number;
   };
+  /**
+   * A database whose server archives its WAL here (docs/pitr.md): the host's public
+   * signers (only WAL and base backups they signed count) and the archive-age limit
+   * readiness gates on. Absent: no point-in-time recovery is watched.
+   */
+  wal?: { signers: string[]; maxAgeMinutes?: number };
 }
 
 /** Another server a restore may target, by the secret holding its connection. */
@@ -93,6 +99,15 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
         vcpus: optional({ type: "number", exclusiveMinimum: 0 }),
       },
     },
+    wal: optional({
+      type: "object",
+      additionalProperties: false,
+      required: ["signers"],
+      properties: {
+        signers: { type: "array", minItems: 1, items: { type: "string", pattern: "^srsigner1[A-Za-z0-9_-]{43}$" } },
+        maxAgeMinutes: optional({ type: "integer", minimum: 1 }),
+      },
+    }),
   },
 };
 const targetSchema: JSONSchemaType<RestoreTargetSettings> = {

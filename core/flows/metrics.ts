@@ -13,6 +13,11 @@
  *   VerificationInconclusive alarm;
  * - NewestBackupAgeHours, VerifiedAgeHours, Ready (readiness, hourly): the deployed
  *   `strongroom status`; the "not verified recently" alarm watches VerifiedAgeHours.
+ * - for a database with `walArchiving` (readiness, hourly, from the WAL and base backups
+ *   its host signed): WalArchiveAgeMinutes (the newest archived WAL's age, by its signed
+ *   pushedAt: the RPO now), WalGaps (gaps that stop a recovery from the newest base),
+ *   WalUntrustedObjects (objects under wal/ no trusted signer signed), NewestBaseAgeHours,
+ *   PitrVerifiedAgeHours and PitrReady; the WalArchiveAge, WalGap and WalUntrusted alarms.
  * The alarms and the dashboard (infra/constructs/) import these names, so a metric renamed
  * here is renamed where it is watched.
  */
@@ -40,6 +45,12 @@ export const VERIFIED_EXCLUSIONS = "VerifiedExclusions";
 export const NEWEST_BACKUP_AGE_HOURS = "NewestBackupAgeHours";
 export const VERIFIED_AGE_HOURS = "VerifiedAgeHours";
 export const READY = "Ready";
+export const WAL_ARCHIVE_AGE_MINUTES = "WalArchiveAgeMinutes";
+export const WAL_GAPS = "WalGaps";
+export const WAL_UNTRUSTED_OBJECTS = "WalUntrustedObjects";
+export const NEWEST_BASE_AGE_HOURS = "NewestBaseAgeHours";
+export const PITR_VERIFIED_AGE_HOURS = "PitrVerifiedAgeHours";
+export const PITR_READY = "PitrReady";
 
 /** The dimensions of one database's metrics, exactly as the functions emit them. */
 export function databaseDimensions(databaseId: string): Record<string, string> {

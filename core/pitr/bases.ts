@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { NotFoundError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
 import { type BaseManifest, basePrefix, readBaseManifest } from "./base-manifest.ts";
 import type { UntrustedBase } from "./retention.ts";
@@ -70,4 +71,31 @@ export async function databaseIdsWithBases(store: ObjectStore): Promise<string[]
     if (m) ids.add(m[1] as string);
   }
   return [...ids].sort();
+}
+
+/**
+ * The committed base backups of a database whose manifests a trusted signer signed, oldest
+ * first. A planted or foreign manifest is skipped with a warning, never restored or counted.
+ */
+export async function trustedBases(
+  store: ObjectStore,
+  databaseId: string,
+  signers: ReadonlySet<string>,
+  log: Logger,
+): Promise<BaseManifest[]> {
+  return (await trustedBaseReading(store, databaseId, signers, log)).trusted;
+}
+
+/** The same, with the SHA-256 of each manifest's bytes as read: resolved once, named in audit rows. */
+export async function trustedBaseReading(
+  store: ObjectStore,
+  databaseId: string,
+  signers: ReadonlySet<string>,
+  log: Logger,
+): Promise<{ trusted: BaseManifest[]; sha256: Map<string, string> }> {
+  const { trusted, untrusted, sha256 } = await readBases(store, databaseId, signers);
+  for (const u of untrusted) {
+    log.warn("a base backup manifest is not trusted and is skipped", { key: u.key, problem: u.problem });
+  }
+  return { trusted, sha256 };
 }

@@ -10,18 +10,28 @@ import {
   METRICS_NAMESPACE,
   METRICS_SERVICE,
   NEWEST_BACKUP_AGE_HOURS,
+  NEWEST_BASE_AGE_HOURS,
+  PITR_READY,
+  PITR_VERIFIED_AGE_HOURS,
   READY,
   VERIFIED_AGE_HOURS,
+  WAL_ARCHIVE_AGE_MINUTES,
+  WAL_GAPS,
+  WAL_UNTRUSTED_OBJECTS,
 } from "#core/flows/metrics.ts";
+import { DEFAULT_PITR_LIMITS, type PitrStatus, pitrFacts, readPitrStatus } from "#core/pitr/pitr-status.ts";
 import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
-import { lambda } from "../common/lambda.ts";
+import { lambda, logger as log } from "../common/lambda.ts";
 
 /**
  * The deployed `strongroom status`, run hourly by a schedule: for every configured
  * database, the age of its newest backup and of its newest successful verification, and
  * whether it is ready, as metrics. A database never verified emits no VerifiedAgeHours,
  * and its alarm treats the missing data as breaching: "not verified" is the truth.
+ * A database with walArchiving is also judged by its point-in-time recovery, over what
+ * its host signed (core/pitr/pitr-status.ts): the archive's age, gaps, untrusted objects,
+ * the newest base backup and the last `verify --pitr`.
  */
 export const schema: JSONSchemaType<Record<string, never>> = {
   type: "object",
@@ -42,26 +52,64 @@ export interface Deps {
   metrics?: Metrics;
 }
 
+/** One database's readiness: the logical backups', and with walArchiving its point-in-time recovery's. */
+export type Readiness = Pick<DatabaseStatus, "databaseId" | "ready" | "problems"> & {
+  pitr?: Pick<PitrStatus, "ready" | "problems">;
+};
+
 export const createHandler = (deps: Deps) =>
-  lambda<Record<string, never>, Array<Pick<DatabaseStatus, "databaseId" | "ready" | "problems">>>(schema, async () => {
+  lambda<Record<string, never>, Readiness[]>(schema, async () => {
     const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-    const out: Array<Pick<DatabaseStatus, "databaseId" | "ready" | "problems">> = [];
+    const out: Readiness[] = [];
     for (const db of await deps.settings.databases()) {
-      const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs: db.verify.maxAgeDays * 86_400_000 };
+      const maxVerifyAgeMs = db.verify.maxAgeDays * 86_400_000;
+      const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs };
       const audit = (databaseId: string) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
-      const [status] = await readStatus(store, { databaseId: db.id, now: deps.now(), limits, audit });
-      if (!status) continue;
-      out.push({ databaseId: status.databaseId, ready: status.ready, problems: status.problems });
+      const now = deps.now();
+      const [status] = await readStatus(store, { databaseId: db.id, now, limits, audit });
+      // What the host signed, and nothing else: a store writer's WAL or base backup is a problem, never a window.
+      const pitr = db.wal
+        ? await readPitrStatus({
+            store,
+            databaseId: db.id,
+            signers: new Set(db.wal.signers),
+            audit: audit(db.id),
+            now,
+            limits: {
+              maxBaseAgeMs: DEFAULT_PITR_LIMITS.maxBaseAgeMs,
+              maxVerifyAgeMs,
+              ...(db.wal.maxAgeMinutes !== undefined ? { maxWalAgeMs: db.wal.maxAgeMinutes * 60_000 } : {}),
+            },
+            log,
+          })
+        : undefined;
+      if (!status && !pitr) continue;
+      const problems = [...(status?.problems ?? []), ...(pitr?.problems ?? []).map((p) => `point-in-time: ${p}`)];
+      const ready = (status?.ready ?? true) && (pitr?.ready ?? true);
+      out.push({
+        databaseId: db.id,
+        ready,
+        problems,
+        ...(pitr ? { pitr: { ready: pitr.ready, problems: pitr.problems } } : {}),
+      });
       if (!deps.metrics) continue;
-      deps.metrics.addDimension(DATABASE_DIMENSION, db.id);
-      if (status.newestBackup) {
-        deps.metrics.addMetric(NEWEST_BACKUP_AGE_HOURS, MetricUnit.NoUnit, status.newestBackup.ageHours);
+      const m = deps.metrics;
+      m.addDimension(DATABASE_DIMENSION, db.id);
+      if (status?.newestBackup) m.addMetric(NEWEST_BACKUP_AGE_HOURS, MetricUnit.NoUnit, status.newestBackup.ageHours);
+      if (status?.newestVerified) m.addMetric(VERIFIED_AGE_HOURS, MetricUnit.NoUnit, status.newestVerified.ageHours);
+      if (db.wal) {
+        const facts = pitrFacts(pitr);
+        // No archived WAL, no datapoint: the archive-age alarm counts that as breaching.
+        if (facts.walAgeMinutes !== undefined)
+          m.addMetric(WAL_ARCHIVE_AGE_MINUTES, MetricUnit.NoUnit, facts.walAgeMinutes);
+        m.addMetric(WAL_GAPS, MetricUnit.Count, facts.gaps);
+        m.addMetric(WAL_UNTRUSTED_OBJECTS, MetricUnit.Count, facts.untrusted);
+        if (pitr?.newestBase) m.addMetric(NEWEST_BASE_AGE_HOURS, MetricUnit.NoUnit, pitr.newestBase.ageHours);
+        if (pitr?.newestVerified) m.addMetric(PITR_VERIFIED_AGE_HOURS, MetricUnit.NoUnit, pitr.newestVerified.ageHours);
+        m.addMetric(PITR_READY, MetricUnit.NoUnit, pitr?.ready ? 1 : 0);
       }
-      if (status.newestVerified) {
-        deps.metrics.addMetric(VERIFIED_AGE_HOURS, MetricUnit.NoUnit, status.newestVerified.ageHours);
-      }
-      deps.metrics.addMetric(READY, MetricUnit.NoUnit, status.ready ? 1 : 0);
-      deps.metrics.publishStoredMetrics();
+      m.addMetric(READY, MetricUnit.NoUnit, ready ? 1 : 0);
+      m.publishStoredMetrics();
     }
     return out;
   });

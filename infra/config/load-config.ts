@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Ajv, type ErrorObject } from "ajv";
+import { parseSigner } from "#core/audit/row-signature.ts";
 import { fileProblem, InvalidConfigError } from "#core/errors.ts";
 import { validatePolicy } from "#core/gfs.ts";
 import { assertX25519Recipient } from "#core/recipients.ts";
@@ -105,7 +106,14 @@ export interface ConfigFile {
   objectTrail?: boolean;
   defaults?: Overridable;
   databases: Array<
-    { id: string; secretArn: string; restoreSecretArn?: string; walArchiving?: boolean } & ConnectionFields &
+    {
+      id: string;
+      secretArn: string;
+      restoreSecretArn?: string;
+      walArchiving?: boolean;
+      walSigners?: string[];
+      maxWalAgeMinutes?: number;
+    } & ConnectionFields &
       Overridable
   >;
   restoreTargets?: Array<{ id: string; secretArn: string } & ConnectionFields>;
@@ -121,6 +129,11 @@ export interface DatabaseConfig {
   restoreSecretArn: string;
   /** Its server archives WAL into the store (docs/pitr.md): the stack outputs a role for the host that may only add WAL. */
   walArchiving: boolean;
+  /**
+   * With walArchiving: the host's signers, whose WAL and base backups the deployment's
+   * readiness trusts, and the archive-age alarm's limit (none when unset).
+   */
+  wal?: { signers: string[]; maxAgeMinutes?: number };
   connection: Connection;
   schedule: string;
   timeZone: string;
@@ -263,12 +276,33 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
         `${field}.restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot`,
       );
     }
+    const walArchiving = db.walArchiving === true;
+    const walSigners = passed(`/databases/${i}/walSigners`) ? db.walSigners : undefined;
+    if (walArchiving && walSigners === undefined && passed(`/databases/${i}/walSigners`)) {
+      found.push(
+        `${field}.walSigners: required with walArchiving: the database host's public signer (srsigner1…, what \`strongroom keygen --signing\` printed where the host's key was made), so that readiness counts only the WAL and base backups the host signed`,
+      );
+    }
+    if (!walArchiving && (db.walSigners !== undefined || db.maxWalAgeMinutes !== undefined)) {
+      found.push(`${field}: walSigners and maxWalAgeMinutes belong to a database with "walArchiving": true`);
+    }
+    walSigners?.forEach((s, j) => {
+      check(`${field}.walSigners[${j}]`, () => parseSigner(s));
+    });
     return [
       {
         id: db.id,
         secretArn: db.secretArn,
         restoreSecretArn: db.restoreSecretArn ?? db.secretArn,
-        walArchiving: db.walArchiving === true,
+        walArchiving,
+        ...(walArchiving && walSigners
+          ? {
+              wal: {
+                signers: walSigners,
+                ...(db.maxWalAgeMinutes !== undefined ? { maxAgeMinutes: db.maxWalAgeMinutes } : {}),
+              },
+            }
+          : {}),
         connection,
         schedule,
         timeZone,

@@ -17,6 +17,9 @@ import {
   VERIFICATION_INCONCLUSIVE,
   VERIFIED_AGE_HOURS,
   VERIFY_STORAGE_EXCEEDED,
+  WAL_ARCHIVE_AGE_MINUTES,
+  WAL_GAPS,
+  WAL_UNTRUSTED_OBJECTS,
 } from "#core/flows/metrics.ts";
 
 export interface AlarmsProps {
@@ -196,6 +199,59 @@ export class Alarms extends Construct {
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);
     this.databaseAlarms.set(databaseId, [...(this.databaseAlarms.get(databaseId) ?? []), alarm]);
+  }
+
+  /**
+   * A database whose host archives its WAL here, watched by the hourly readiness function
+   * over what the host signed: a gap that stops a recovery from the newest base backup
+   * (WalGaps), objects under its wal/ no trusted signer signed (WalUntrustedObjects:
+   * planted, or archived with another key; one at the next segment's name stops
+   * archiving), and, when `maxAgeMinutes` is set, the newest archived WAL older than
+   * that. No datapoint for the age (nothing archived, or readiness failing) counts as
+   * breaching; a missing gap count does not (the unverified alarm already says readiness
+   * stopped). Readiness runs hourly, so the age alarm fires within an hour of the limit.
+   */
+  walArchive(databaseId: string, maxAgeMinutes: number | undefined, scope: Construct = this): void {
+    const metric = (metricName: string) =>
+      new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName,
+        dimensionsMap: databaseDimensions(databaseId),
+        period: Duration.hours(1),
+        statistic: "Maximum",
+      });
+    const add = (id: string, props: cloudwatch.AlarmProps) => {
+      const alarm = new cloudwatch.Alarm(scope, `${id}-${databaseId}`, props);
+      alarm.addAlarmAction(new actions.SnsAction(this.topic));
+      this.alarms.push(alarm);
+      this.databaseAlarms.set(databaseId, [...(this.databaseAlarms.get(databaseId) ?? []), alarm]);
+    };
+    const atLeastOne = {
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    };
+    add("WalGap", {
+      metric: metric(WAL_GAPS),
+      ...atLeastOne,
+      alarmDescription: `${databaseId}'s archived WAL has a gap: no point-in-time recovery past it (\`strongroom wal verify\` names it)`,
+    });
+    add("WalUntrusted", {
+      metric: metric(WAL_UNTRUSTED_OBJECTS),
+      ...atLeastOne,
+      alarmDescription: `objects under ${databaseId}'s wal/ that no trusted signer signed: planted, or archived with another key (\`strongroom wal verify\` lists them)`,
+    });
+    if (maxAgeMinutes !== undefined) {
+      add("WalArchiveAge", {
+        metric: metric(WAL_ARCHIVE_AGE_MINUTES),
+        threshold: maxAgeMinutes,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 1,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription: `${databaseId}'s newest archived WAL is older than ${maxAgeMinutes} minutes, or none is archived: a loss of the server now would cost that much (check archive_command and pg_stat_archiver)`,
+      });
+    }
   }
 
   private add(id: string, metric: cloudwatch.IMetric, description: string): void {

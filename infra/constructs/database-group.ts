@@ -151,6 +151,7 @@ export class DatabaseGroup extends NestedStack {
           storage: db.verify.storage,
           vcpus: db.task.cpu / 1024,
         },
+        ...(db.wal ? { wal: db.wal } : {}),
       };
       new ssm.StringParameter(this, `Settings-${db.id}`, {
         parameterName: settingsParameter.database(props.settingsPath, db.id),
@@ -162,6 +163,7 @@ export class DatabaseGroup extends NestedStack {
       databaseSchedules(this, db, props);
       props.alarms.stale(db.id, this);
       props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
+      if (db.wal) props.alarms.walArchive(db.id, db.wal.maxAgeMinutes, this);
     }
   }
 

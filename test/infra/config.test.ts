@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { generateSigningKey } from "#core/audit/row-signature.ts";
 import { InvalidConfigError, StrongroomError } from "#core/errors.ts";
 import { dstProblems } from "../../infra/config/dst.ts";
 import {
@@ -240,6 +241,43 @@ describe("where a task connects (ECS refuses to start a task whose secret lacks 
     expect(config.warnings.filter((w) => w.includes("restoreSecretArn"))).toEqual([
       "databases[1].restoreSecretArn: not set, so restores connect with the backup secret; its role must be able to CREATE DATABASE, which a least-privilege backup role cannot",
     ]);
+  });
+});
+
+describe("a database with walArchiving", () => {
+  const signer = generateSigningKey().signer;
+  const withWal = (fields: Record<string, unknown>) => {
+    const raw = example();
+    raw.databases[0] = { ...raw.databases[0], ...fields };
+    return raw;
+  };
+
+  it("takes the host's signers and the archive-age limit, and gives the database its wal settings", () => {
+    const config = parseConfig(withWal({ walArchiving: true, walSigners: [signer], maxWalAgeMinutes: 15 }), "c.json");
+    expect(config.databases[0]?.wal).toEqual({ signers: [signer], maxAgeMinutes: 15 });
+    expect(parseConfig(withWal({ walArchiving: true, walSigners: [signer] }), "c.json").databases[0]?.wal).toEqual({
+      signers: [signer],
+    });
+    expect(config.databases[1]?.wal).toBeUndefined();
+  });
+
+  it("refuses walArchiving without a signer, a signer that is not one, and the wal fields without walArchiving", () => {
+    expect(problemsOf(withWal({ walArchiving: true }))).toEqual([
+      expect.stringMatching(
+        /^databases\[0\]\.walSigners: required with walArchiving: the database host's public signer/,
+      ),
+    ]);
+    expect(problemsOf(withWal({ walArchiving: true, walSigners: ["srsigner1x", `${signer}\n`] }))).toEqual([
+      expect.stringMatching(/^databases\[0\]\.walSigners\[0\]: not a strongroom signer/),
+      expect.stringMatching(/^databases\[0\]\.walSigners\[1\]: not a strongroom signer/),
+    ]);
+    expect(problemsOf(withWal({ walSigners: [signer], maxWalAgeMinutes: 15 }))).toEqual([
+      'databases[0]: walSigners and maxWalAgeMinutes belong to a database with "walArchiving": true',
+    ]);
+    expect(problemsOf(withWal({ walArchiving: "false", walSigners: [signer] })).join("\n")).toMatch(/walArchiving/);
+    expect(problemsOf(withWal({ walArchiving: true, walSigners: [signer], maxWalAgeMinutes: 0 })).join("\n")).toMatch(
+      /maxWalAgeMinutes/,
+    );
   });
 });
 

@@ -2,6 +2,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey } from "#core/audit/row-signature.ts";
+import { databaseDimensions, WAL_ARCHIVE_AGE_MINUTES, WAL_GAPS, WAL_UNTRUSTED_OBJECTS } from "#core/flows/metrics.ts";
 import type { LocalNames } from "../../infra/sim/template.ts";
 import { ACCOUNT, roleArn, roleKey, rolePolicies, type Synthesized, synthesizeAll } from "../helpers/synth.ts";
 import { tempDir } from "../helpers/temp.ts";
@@ -12,6 +14,7 @@ import { tempDir } from "../helpers/temp.ts";
  * policies, with the bucket's): it may only add WAL under its database's prefix.
  */
 const root = path.resolve(import.meta.dirname, "../..");
+const SIGNER = generateSigningKey().signer;
 let synth: Synthesized;
 let names: LocalNames;
 let bucket: string;
@@ -19,7 +22,13 @@ let bucket: string;
 beforeAll(async () => {
   const config = JSON.parse(await readFile(path.join(root, "strongroom.config.example.json"), "utf8"));
   // shop as a server the team runs itself (WAL archiving is for those; RDS keeps its own).
-  config.databases[0] = { ...config.databases[0], host: "db1.internal.example.com", walArchiving: true };
+  config.databases[0] = {
+    ...config.databases[0],
+    host: "db1.internal.example.com",
+    walArchiving: true,
+    walSigners: [SIGNER],
+    maxWalAgeMinutes: 30,
+  };
   const file = path.join(await tempDir("strongroom-walhost-"), "config.json");
   await writeFile(file, JSON.stringify(config));
   synth = synthesizeAll(file);
@@ -28,8 +37,12 @@ beforeAll(async () => {
   bucket = names.getAtt(created?.id as string, "Arn").replace("arn:aws:s3:::", "");
 }, 120_000);
 
-async function decide(action: string, key: string, context: Record<string, string> = {}): Promise<string> {
-  const role = roleKey(synth, "WalHostRoleshop");
+async function decide(
+  action: string,
+  key: string,
+  context: Record<string, string> = {},
+  role = roleKey(synth, "WalHostRoleshop"),
+): Promise<string> {
   const [policy] = names.resourcesOf("AWS::S3::BucketPolicy");
   const out = await runSimulation(
     {
@@ -97,5 +110,67 @@ describe("the WAL host role, as IAM evaluates it", () => {
     expect(outputs.some((o) => o.startsWith("WalHostInstanceProfileshop"))).toBe(true);
     // billing (RDS) has none.
     expect(outputs.some((o) => o.includes("billing"))).toBe(false);
+  });
+});
+
+describe("a database with walArchiving, watched", () => {
+  const resourcesOf = (type: string) => Object.entries(synth.resources).filter(([, r]) => r.Type === type);
+  const alarm = (prefix: string) =>
+    resourcesOf("AWS::CloudWatch::Alarm").find(([key]) => synth.localId(key).startsWith(prefix))?.[1].Properties;
+
+  it("hands readiness the host's signers and the archive-age limit in its settings parameter; billing has none", () => {
+    // The value is an Fn::Join over the task definitions' ARNs; its literal pieces, joined, hold the rest.
+    const text = (value: unknown): string =>
+      typeof value === "string"
+        ? value
+        : Array.isArray(value)
+          ? value.map(text).join("")
+          : value && typeof value === "object"
+            ? Object.values(value).map(text).join("")
+            : "";
+    const settings = (id: string) =>
+      text(
+        resourcesOf("AWS::SSM::Parameter").find(([, r]) => text(r.Properties.Name).endsWith(`/databases/${id}`))?.[1]
+          .Properties.Value,
+      );
+    expect(settings("shop")).toContain(JSON.stringify({ wal: { signers: [SIGNER], maxAgeMinutes: 30 } }).slice(1, -1));
+    expect(settings("billing")).toContain('"verify"');
+    expect(settings("billing")).not.toContain('"wal"');
+  });
+
+  it("alarms on a WAL gap, on objects no trusted signer signed, and on the archive's age past maxWalAgeMinutes, to the topic", () => {
+    const gap = alarm("WalGapshop");
+    const untrusted = alarm("WalUntrustedshop");
+    const age = alarm("WalArchiveAgeshop");
+    const dims = Object.entries(databaseDimensions("shop")).map(([Name, Value]) => ({ Name, Value }));
+    expect(gap).toMatchObject({
+      MetricName: WAL_GAPS,
+      Namespace: "Strongroom",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      TreatMissingData: "notBreaching",
+    });
+    expect(untrusted).toMatchObject({ MetricName: WAL_UNTRUSTED_OBJECTS, Threshold: 1 });
+    // Nothing archived (no datapoint) is as bad as an old archive.
+    expect(age).toMatchObject({
+      MetricName: WAL_ARCHIVE_AGE_MINUTES,
+      Threshold: 30,
+      ComparisonOperator: "GreaterThanThreshold",
+      TreatMissingData: "breaching",
+    });
+    for (const a of [gap, untrusted, age]) {
+      expect(a?.Dimensions).toEqual(expect.arrayContaining(dims));
+      expect(JSON.stringify(a?.AlarmActions)).toMatch(/Topic/);
+    }
+    expect(alarm("WalGapbilling")).toBeUndefined();
+  });
+
+  it("lets readiness read the WAL headers and base manifests it judges, and never write or delete them", async () => {
+    const readiness = roleKey(synth, "Handlersreadinessrole");
+    for (const key of ["pg/shop/wal/000000010000000000000003", "pg/shop/base/20261201T020000Z-abcdef/manifest.json"]) {
+      expect(await decide("s3:GetObject", key, {}, readiness), key).toBe("Allowed");
+      expect(await decide("s3:PutObject", key, { "s3:if-none-match": "*" }, readiness), key).not.toBe("Allowed");
+      expect(await decide("s3:DeleteObject", key, {}, readiness), key).not.toBe("Allowed");
+    }
   });
 });

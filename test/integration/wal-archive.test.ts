@@ -12,9 +12,9 @@ import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.t
 import { type BaseManifest, readBaseManifest } from "#core/pitr/base-manifest.ts";
 import { parseLsn } from "#core/pitr/lsn.ts";
 import { decodeWalHeader, encodeWalHeader, signWalRecord, WAL_FORMAT } from "#core/pitr/wal-record.ts";
+import type { WalVerifyReport } from "#core/pitr/wal-verify.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { type Cluster, serverUser, startCluster, systemBinDir } from "#worker/pg/scratch-cluster.ts";
-import type { WalVerifyReport } from "#worker/pitr/wal-verify.ts";
 import { freePort } from "#worker/service-process.ts";
 import { ageEncrypt } from "#worker/stages/age-stream.ts";
 import { CLI, runCli } from "../helpers/cli.ts";

@@ -258,7 +258,7 @@ Examples:
       }
       const { parseDuration } = await import("#core/gc.ts");
       const maxAge = o.maxWalAge !== undefined ? parseDuration(o.maxWalAge, "--max-wal-age") : undefined;
-      const { verifyWal } = await import("../pitr/wal-verify.ts");
+      const { verifyWal } = await import("#core/pitr/wal-verify.ts");
       const report = await verifyWal({
         store: await openStoreAt(o.store),
         databaseId: o.databaseId,

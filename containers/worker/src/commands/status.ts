@@ -128,7 +128,7 @@ Examples:
     });
 }
 
-type WithPitr = DatabaseStatus & { pitr?: import("../pitr/pitr-status.ts").PitrStatus };
+type WithPitr = DatabaseStatus & { pitr?: import("#core/pitr/pitr-status.ts").PitrStatus };
 
 /**
  * Each database's point-in-time recovery beside its logical backups, where it has base
@@ -157,7 +157,7 @@ async function withPitr(
     return statuses;
   }
   const { parseDuration } = await import("#core/gc.ts");
-  const { readPitrStatus } = await import("../pitr/pitr-status.ts");
+  const { readPitrStatus } = await import("#core/pitr/pitr-status.ts");
   const audit = await auditFor(store, o);
   const out: WithPitr[] = [...statuses];
   for (const databaseId of physical) {

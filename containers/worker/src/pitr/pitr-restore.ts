@@ -6,7 +6,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createZstdDecompress } from "node:zlib";
 import { IntegrityError, InvalidInputError, RestoreFailedError, UsageError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
+import {
+  type ArchiveIndex,
+  historiesFor,
+  type RecoveryPath,
+  readArchive,
+  recoveryPath,
+} from "#core/pitr/archive-index.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
+import { trustedBases } from "#core/pitr/bases.ts";
 import { parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import { RECOVERY_LOG_PREFIX, recoveryVerdict } from "#core/pitr/recovery-log.ts";
 import { continuousRun, newestTimeline, segmentNumber, timelineForSegment, timelineHex } from "#core/pitr/timelines.ts";
@@ -14,8 +22,6 @@ import type { ObjectStore } from "#core/store/object-store.ts";
 import { findServerBin, serverUser } from "../pg/scratch-cluster.ts";
 import { ageDecrypt } from "../stages/age-stream.ts";
 import { sha256Tap } from "../stages/sha256-tap.ts";
-import { type ArchiveIndex, historiesFor, type RecoveryPath, readArchive, recoveryPath } from "./archive-index.ts";
-import { trustedBases } from "./bases.ts";
 import { emptySpool, readAheadClient, startReadAhead } from "./read-ahead.ts";
 
 export type RecoveryTarget =

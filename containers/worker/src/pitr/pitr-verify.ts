@@ -10,7 +10,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
 import { AbortedError, isStrongroomError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
+import { readArchive, type recoveryPath } from "#core/pitr/archive-index.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
+import { trustedBaseReading } from "#core/pitr/bases.ts";
 import { formatLsn, parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import {
   PITR_VERIFICATION_FORMAT,
@@ -30,8 +32,6 @@ import { amcheckCheck, userSqlCheck } from "../pg/verify-checks.ts";
 import type { OnPhase } from "../phases.ts";
 import { ageEncrypt } from "../stages/age-stream.ts";
 import { WORKER_VERSION } from "../version.ts";
-import { readArchive, type recoveryPath } from "./archive-index.ts";
-import { trustedBaseReading } from "./bases.ts";
 import { chooseBase, chownTree, type RecoveryTarget, unpack, walWindow } from "./pitr-restore.ts";
 import { fetchWal } from "./wal-archive.ts";
 

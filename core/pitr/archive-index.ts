@@ -1,15 +1,9 @@
-import { walPrefix } from "#core/keys.ts";
-import type { Logger } from "#core/log.ts";
-import type { BaseManifest } from "#core/pitr/base-manifest.ts";
-import {
-  baseOnPath,
-  newestTimeline,
-  type TimelineSpan,
-  type TimelineSwitch,
-  timelinePath,
-} from "#core/pitr/timelines.ts";
-import { checkWalRecord, decodeWalHeader, WAL_HEADER_MAX_BYTES, type WalRecord } from "#core/pitr/wal-record.ts";
-import { listAll, type ObjectStore } from "#core/store/object-store.ts";
+import { walPrefix } from "../keys.ts";
+import type { Logger } from "../log.ts";
+import { listAll, type ObjectStore } from "../store/object-store.ts";
+import type { BaseManifest } from "./base-manifest.ts";
+import { baseOnPath, newestTimeline, type TimelineSpan, type TimelineSwitch, timelinePath } from "./timelines.ts";
+import { checkWalRecord, decodeWalHeader, WAL_HEADER_MAX_BYTES, type WalRecord } from "./wal-record.ts";
 
 /** What a database's WAL archive holds, as far as its listing and the signed headers read say. */
 export interface ArchiveIndex {
@@ -26,6 +20,23 @@ export interface ArchiveIndex {
    * time, which a writer refreshes by putting the same bytes again): the archive's age.
    */
   newest?: { name: string; at: Date };
+}
+
+/** Header reads in flight at once. */
+const HEADER_READS_AT_ONCE = 16;
+
+/** `fn` over `items`, at most `limit` at a time; results in the items' order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 /**
@@ -48,25 +59,38 @@ export async function readArchive(o: {
     untrusted: [],
     histories: new Map(),
   };
+  const toRead: string[] = [];
   for await (const object of listAll(o.store, prefix)) {
     const name = object.key.slice(prefix.length);
     index.names.add(name);
-    if (o.headers === "history" && !name.endsWith(".history")) continue;
-    let record: WalRecord;
+    if (o.headers === "all" || name.endsWith(".history")) toRead.push(name);
+  }
+  // A header is one ranged GET of a few hundred bytes: latency, not bandwidth, so several at
+  // once (an archive of a week holds thousands). Results are taken in listing order, so
+  // the index does not depend on which GET answered first.
+  const records = await mapBounded(toRead, HEADER_READS_AT_ONCE, async (name) => {
+    const key = `${prefix}${name}`;
     try {
       const chunks: Buffer[] = [];
-      for await (const c of await o.store.get(object.key, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } })) {
+      for await (const c of await o.store.get(key, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } })) {
         chunks.push(c as Buffer);
       }
-      record = decodeWalHeader(Buffer.concat(chunks), object.key).record;
-      checkWalRecord(record, { databaseId: o.databaseId, name }, o.signers, object.key);
+      const record = decodeWalHeader(Buffer.concat(chunks), key).record;
+      checkWalRecord(record, { databaseId: o.databaseId, name }, o.signers, key);
+      return record;
     } catch (err) {
-      index.untrusted.push(name);
       o.log.warn("an archived WAL object is not trusted and is not counted", {
-        key: object.key,
+        key,
         problem: (err as Error).message,
       });
-      continue;
+      return undefined;
+    }
+  });
+  toRead.forEach((name, i) => {
+    const record = records[i];
+    if (record === undefined) {
+      index.untrusted.push(name);
+      return;
     }
     index.trusted.set(name, record);
     if (record.kind === "history" && record.history !== undefined) {
@@ -80,7 +104,7 @@ export async function readArchive(o: {
     if (!Number.isNaN(pushedAt.getTime()) && (!index.newest || pushedAt > index.newest.at)) {
       index.newest = { name, at: pushedAt };
     }
-  }
+  });
   return index;
 }
 

@@ -1,9 +1,9 @@
-import type { Logger } from "#core/log.ts";
-import type { BaseManifest } from "#core/pitr/base-manifest.ts";
-import { continuousRun } from "#core/pitr/timelines.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
+import type { Logger } from "../log.ts";
+import type { ObjectStore } from "../store/object-store.ts";
 import { historiesFor, readArchive, recoveryPath } from "./archive-index.ts";
+import type { BaseManifest } from "./base-manifest.ts";
 import { trustedBases } from "./bases.ts";
+import { continuousRun } from "./timelines.ts";
 
 export interface BaseWindow {
   baseId: string;

@@ -1,9 +1,12 @@
-import { type AuditLog, readAll } from "#core/audit/audit-log.ts";
-import type { Logger } from "#core/log.ts";
-import type { ObjectStore } from "#core/store/object-store.ts";
-import type { VerificationOutcome } from "#core/verification.ts";
+import { type AuditLog, readAll } from "../audit/audit-log.ts";
+import type { Logger } from "../log.ts";
+import type { ObjectStore } from "../store/object-store.ts";
+import type { VerificationOutcome } from "../verification.ts";
 import { trustedBaseReading } from "./bases.ts";
 import { verifyWal } from "./wal-verify.ts";
+
+/** `status`'s defaults: a base backup a week old plus a day; the archive's age is not gated unless asked. */
+export const DEFAULT_PITR_LIMITS: Pick<PitrLimits, "maxBaseAgeMs"> = { maxBaseAgeMs: 8 * 86_400_000 };
 
 export interface PitrLimits {
   /** Not ready when the newest archived WAL is older (the RPO now). Unset: not gated (an idle server archives nothing). */
@@ -32,6 +35,20 @@ export interface PitrStatus {
     point?: string;
   };
   newestVerified?: { baseId: string; at: string; ageHours: number };
+  /** Gaps that stop a recovery: the newest base's own WAL missing, then the first gap on each line after it. */
+  gaps: number;
+  /** Objects under `<db>/wal/` no trusted signer signed. */
+  untrusted: number;
+}
+
+/** What the deployed readiness emits for a database's archive; no status (nothing archived, no base) is all zeros and no age. */
+export function pitrFacts(status: PitrStatus | undefined): { walAgeMinutes?: number; gaps: number; untrusted: number } {
+  if (!status) return { gaps: 0, untrusted: 0 };
+  return {
+    ...(status.newestWal ? { walAgeMinutes: Math.round((status.newestWal.ageSeconds / 60) * 10) / 10 } : {}),
+    gaps: status.gaps,
+    untrusted: status.untrusted,
+  };
 }
 
 const OUTCOME: Partial<Record<string, VerificationOutcome>> = {
@@ -136,6 +153,11 @@ export async function readPitrStatus(o: {
     ready: problems.length === 0,
     problems,
     bases: bases.length,
+    gaps:
+      (window && !window.recoverable ? 1 : 0) +
+      (window?.gap ? 1 : 0) +
+      (window?.otherLines ?? []).filter((l) => l.gap !== undefined).length,
+    untrusted: report.untrusted.length,
     ...(newest
       ? {
           newestBase: {

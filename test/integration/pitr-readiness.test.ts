@@ -1,0 +1,161 @@
+import { DeleteObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StaticSettings } from "#core/flows/flow-settings.ts";
+import { walPrefix } from "#core/keys.ts";
+import { listAll } from "#core/store/object-store.ts";
+import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
+import { createHandler as readiness } from "../../functions/readiness/handler.ts";
+import { RecordingMetrics, type SimRecord } from "../../infra/sim/local-tasks.ts";
+import { runCli } from "../helpers/cli.ts";
+import { createTable, dynamoClient } from "../helpers/dynamo.ts";
+import { newStore, type StoreUnderTest } from "../helpers/fixture.ts";
+import { lambdaContext } from "../helpers/lambda.ts";
+import { sql } from "../helpers/pg.ts";
+import { type PitrRig, startPitrRig, switchAndArchive } from "../helpers/pitr-rig.ts";
+
+/**
+ * The deployed readiness of a database whose host archives its WAL into the bucket
+ * (`"walArchiving": true`): a real PostgreSQL 15 archives through `wal-push` into S3
+ * (moto) and takes a base backup; `verify --pitr` writes its rows into the audit table
+ * (DynamoDB Local); the readiness function then judges only what the host signed, and
+ * emits what the WalGap, WalUntrusted and WalArchiveAge alarms watch.
+ */
+let rig: PitrRig;
+let store: StoreUnderTest;
+let auditTable: string;
+const s3 = new S3Client(s3ClientConfigFromEnv());
+
+beforeAll(async () => {
+  store = await newStore("s3");
+  auditTable = await createTable(dynamoClient(), "audit");
+  rig = await startPitrRig("pready", "shop", { s3StoreUrl: store.url });
+  await sql(rig.cluster.url, "create table t (id int primary key, note text)");
+  const base = await runCli(["basebackup", ...rig.pushArgs(), "--json"], { DATABASE_URL: rig.cluster.url });
+  expect(base.code, base.stderr).toBe(0);
+  for (let i = 1; i <= 3; i++) {
+    await sql(rig.cluster.url, `insert into t values (${i}, 'row ${i}')`);
+    await switchAndArchive(rig.cluster.url);
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await rig?.stop();
+});
+
+async function readinessNow(maxAgeMinutes?: number, now = new Date()) {
+  const record: SimRecord = { published: [], metrics: [] };
+  const handler = readiness({
+    s3,
+    dynamodb: dynamoClient(),
+    auditTable,
+    storeUrl: store.url,
+    settings: new StaticSettings({
+      databases: [
+        {
+          id: "shop",
+          backupTaskDefinition: "arn:b",
+          restoreTaskDefinition: "arn:r",
+          verifyTaskDefinition: "arn:v",
+          retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+          verify: { deep: false, maxAgeDays: 2 },
+          wal: { signers: [rig.signer], ...(maxAgeMinutes !== undefined ? { maxAgeMinutes } : {}) },
+        },
+      ],
+    }),
+    now: () => now,
+    metrics: new RecordingMetrics(record, "Strongroom"),
+  });
+  const [out] = await handler({}, lambdaContext);
+  const metrics = Object.fromEntries(
+    record.metrics.filter((m) => m.dimensions.DatabaseId === "shop").map((m) => [m.name, m.value]),
+  );
+  return { out, metrics };
+}
+
+/** The archived segment names under shop/wal/, oldest first. */
+async function segments(): Promise<string[]> {
+  const names: string[] = [];
+  for await (const o of listAll(store.store, walPrefix("shop"))) {
+    const name = o.key.slice(walPrefix("shop").length);
+    if (/^[0-9A-F]{24}$/.test(name)) names.push(name);
+  }
+  return names.sort();
+}
+
+describe("readiness of a database whose host archives its WAL", () => {
+  it("emits the archive's age, no gap, no untrusted object and the base's age; not PITR-ready until a verify --pitr is in the audit table", async () => {
+    const { out, metrics } = await readinessNow(30);
+    expect(out?.pitr?.problems).toEqual(["no successful verify --pitr"]);
+    expect(metrics.WalGaps).toBe(0);
+    expect(metrics.WalUntrustedObjects).toBe(0);
+    expect(metrics.WalArchiveAgeMinutes).toBeGreaterThanOrEqual(0);
+    expect(metrics.WalArchiveAgeMinutes).toBeLessThan(10);
+    expect(metrics.NewestBaseAgeHours).toBeLessThan(1);
+    expect(metrics.PitrReady).toBe(0);
+    expect(metrics.PitrVerifiedAgeHours).toBeUndefined();
+    // No logical backup either: the database is not ready, and says why in both halves.
+    expect(out?.ready).toBe(false);
+    expect(metrics.Ready).toBe(0);
+  });
+
+  it("counts a verify --pitr only from the audit table, and is then PITR-ready", async () => {
+    const verify = await runCli([
+      "verify",
+      "--pitr",
+      ...rig.fetchArgs(),
+      "--audit-table",
+      auditTable,
+      "--signing-key",
+      rig.signingKeyFile,
+      "--json",
+    ]);
+    expect(verify.code, verify.stderr).toBe(0);
+    const { out, metrics } = await readinessNow(30);
+    expect(out?.pitr).toEqual({ ready: true, problems: [] });
+    expect(metrics.PitrReady).toBe(1);
+    expect(metrics.PitrVerifiedAgeHours).toBeLessThan(1);
+  }, 180_000);
+
+  it("gates on maxWalAgeMinutes only when it is set: an archive older than the limit is a problem", async () => {
+    // The same archive judged five minutes on, with nothing archived since (the signed pushedAt decides, not the store's clock).
+    const later = new Date(Date.now() + 5 * 60_000);
+    const limited = await readinessNow(2, later);
+    expect(limited.out?.pitr?.problems).toEqual([
+      expect.stringMatching(/^newest archived WAL is [56]m old \(limit 2m\)$/),
+    ]);
+    expect(limited.metrics.WalArchiveAgeMinutes).toBeGreaterThan(4.9);
+    expect(limited.metrics.PitrReady).toBe(0);
+    const unlimited = await readinessNow(undefined, later);
+    expect(unlimited.out?.pitr?.ready).toBe(true);
+    expect(unlimited.metrics.WalArchiveAgeMinutes).toBeGreaterThan(4.9);
+  });
+
+  it("counts an object a store writer planted at the next segment's name as untrusted, never as archived WAL", async () => {
+    const all = await segments();
+    const last = all.at(-1) as string;
+    const next = `${last.slice(0, 16)}${(Number.parseInt(last.slice(16), 16) + 1).toString(16).toUpperCase().padStart(8, "0")}`;
+    const bucket = new URL(store.url).host;
+    const key = `team/pg/${walPrefix("shop")}${next}`;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "strongroom-wal/1 {} forged\n" }));
+    try {
+      const { out, metrics } = await readinessNow(30);
+      expect(metrics.WalUntrustedObjects).toBe(1);
+      expect(metrics.WalGaps).toBe(0);
+      expect(metrics.PitrReady).toBe(0);
+      expect(out?.pitr?.problems).toEqual([expect.stringContaining(`no trusted signer signed (${next})`)]);
+    } finally {
+      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    }
+  });
+
+  it("names a segment removed from the middle of the archive as a gap", async () => {
+    const all = await segments();
+    const removed = all.at(-2) as string;
+    const bucket = new URL(store.url).host;
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: `team/pg/${walPrefix("shop")}${removed}` }));
+    const { out, metrics } = await readinessNow(30);
+    expect(metrics.WalGaps).toBe(1);
+    expect(metrics.PitrReady).toBe(0);
+    expect(out?.pitr?.problems).toContain(`the archived WAL has a gap at ${removed}: no recovery past it`);
+  });
+});
