@@ -136,6 +136,8 @@ function verificationsOf(rows: AuditRow[], backupId: string, sha256: string): Au
     if (row.backupId !== backupId || outcome === undefined) continue;
     if (sha256Of(row) !== sha256) continue;
     const d = row.details ?? {};
+    // A point-in-time recovery's verification counts for its base backup (core/pitr/pitr-status.ts), never for a dump.
+    if (d.kind === "pitr") continue;
     const failed = Array.isArray(d.failedChecks) ? d.failedChecks.filter((c) => typeof c === "string") : [];
     const missing = Array.isArray(d.missing) ? d.missing.filter((c) => typeof c === "string") : undefined;
     const excluded = Array.isArray(d.excluded) ? d.excluded.filter((c) => typeof c === "string") : [];

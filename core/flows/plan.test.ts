@@ -50,6 +50,7 @@ describe("flow plans", () => {
     expect(plan).toEqual({
       databaseId: "shop",
       backupId: "20261120T020000Z-abcdef",
+      kind: "restore",
       taskDefinition: "arn:verify-shop:1",
       container: "worker",
       manifestSha256: SHA,
@@ -104,6 +105,65 @@ describe("flow plans", () => {
     const serial1 = await planVerify(oneVcpu, { databaseId: "rds" }, sized(50e9));
     expect(serial1).toMatchObject({ storage: "ephemeral", ephemeralStorageGiB: 62 });
     expect(serial1.command.slice(-2)).toEqual(["--jobs", "1"]);
+  });
+
+  it("verifies a point-in-time recovery of a walArchiving database: its newest signed base, by the host's signers, pinned to its manifest", async () => {
+    const signer = `srsigner1${"A".repeat(43)}`;
+    const walSettings = new StaticSettings({
+      databases: [
+        {
+          id: "ledger",
+          backupTaskDefinition: "arn:backup-ledger:1",
+          restoreTaskDefinition: "arn:restore-ledger:1",
+          verifyTaskDefinition: "arn:verify-ledger:1",
+          verifyVolumeTaskDefinition: "arn:verify-ebs-ledger:1",
+          retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
+          verify: { deep: false, maxAgeDays: 2 },
+          wal: { signers: [signer] },
+        },
+      ],
+    });
+    const asked: Array<[string, string[], string]> = [];
+    const signedBase = (size: number) => async (databaseId: string, signers: ReadonlySet<string>, base: string) => {
+      asked.push([databaseId, [...signers], base]);
+      return { baseId: "20261201T020000Z-basexx", manifestSha256: SHA, plainBytes: size };
+    };
+    const plan = await planVerify(walSettings, { databaseId: "ledger", kind: "pitr" }, latest, signedBase(1e9));
+    expect(asked).toEqual([["ledger", [signer], "latest"]]);
+    expect(plan).toMatchObject({
+      kind: "pitr",
+      backupId: "20261201T020000Z-basexx",
+      manifestSha256: SHA,
+      taskDefinition: "arn:verify-ledger:1",
+      storage: "ephemeral",
+    });
+    expect(plan.command).toEqual([
+      "verify",
+      "--pitr",
+      "--database-id",
+      "ledger",
+      "--base",
+      "20261201T020000Z-basexx",
+      "--manifest-sha256",
+      SHA,
+      "--signer",
+      signer,
+      "--audit",
+      "none",
+      "--json",
+    ]);
+    // A cluster too large for ephemeral storage recovers on a volume.
+    expect(
+      await planVerify(walSettings, { databaseId: "ledger", kind: "pitr" }, latest, signedBase(150e9)),
+    ).toMatchObject({ storage: "ebs", taskDefinition: "arn:verify-ebs-ledger:1" });
+    // A logical verify says its kind too: the flow's audit rows carry it.
+    expect((await planVerify(settings, { databaseId: "shop" }, latest)).kind).toBe("restore");
+    await expect(
+      planVerify(settings, { databaseId: "shop", kind: "pitr" }, latest, signedBase(1e9)),
+    ).rejects.toMatchObject({
+      name: "InvalidInputError",
+      message: "database shop has no point-in-time recovery to verify",
+    });
   });
 
   it("tells the verify task the extensions the config skips, each as its own argument", async () => {

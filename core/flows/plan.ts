@@ -275,8 +275,21 @@ export function hintInFlowTerms(command: string, hint: string): string {
   return hint.replace(/--[a-z][a-z-]*(?![\w=-])/g, (flag) => RESTORE_FLAGS_IN_INPUT[flag] ?? flag);
 }
 
+/** A base backup as a plan hands it on: signed by the database host, and its manifest's SHA-256 as read. */
+export interface BaseRef {
+  baseId: string;
+  manifestSha256: string;
+  /** The base's plain tar: about the cluster's size. */
+  plainBytes: number;
+}
+
+/** What VerifyFlow verifies: a logical backup by restoring it, or a point-in-time recovery by recovering a base and its WAL. */
+export type VerifyKind = "restore" | "pitr";
+
 /** VerifyFlow's plan: the task, and the storage its run gets (VerifyFlow chooses its RunTask state by `storage`). */
 export type VerifyPlan = TaskPlan & {
+  /** The audit rows' and the record's `kind`. */
+  kind: VerifyKind;
   manifestSha256: string;
   storage: "ephemeral" | "ebs";
   /** RunTask's overrides.ephemeralStorage.sizeInGiB. */
@@ -293,10 +306,15 @@ export type VerifyPlan = TaskPlan & {
  */
 export async function planVerify(
   settings: FlowSettings,
-  input: { databaseId: string; backupId?: string },
+  input: { databaseId: string; backupId?: string; kind?: VerifyKind },
   resolve: (databaseId: string, backup: string) => Promise<CommittedRef>,
+  resolveBase?: (databaseId: string, signers: ReadonlySet<string>, base: string) => Promise<BaseRef>,
 ): Promise<VerifyPlan> {
   const db = await configuredDatabase(settings, input.databaseId);
+  if (input.kind === "pitr") {
+    if (!resolveBase) throw new InvalidInputError("this planner cannot resolve base backups");
+    return planPitrVerify(db, input.backupId ?? "latest", resolveBase);
+  }
   const { backupId, manifestSha256, dumpBytes, databaseBytes } = await resolve(db.id, input.backupId ?? "latest");
   // Sized for this backup, before anything runs: one no task can hold is refused here.
   const storage = verifyStorage(
@@ -332,11 +350,68 @@ export async function planVerify(
   return {
     databaseId: db.id,
     backupId,
+    kind: "restore",
     // The definition whose scratch is a volume configured at launch only gets one.
     taskDefinition: storage.kind === "ebs" ? (db.verifyVolumeTaskDefinition as string) : db.verifyTaskDefinition,
     container: WORKER_CONTAINER,
     command,
     manifestSha256,
+    storage: storage.kind,
+    ephemeralStorageGiB: storage.ephemeralGiB,
+    ...(storage.kind === "ebs" ? { volumeGiB: storage.volumeGiB } : {}),
+  };
+}
+
+/**
+ * VerifyFlow for a point-in-time recovery (`{"databaseId", "kind": "pitr"}`, the daily
+ * schedule of a database with walArchiving): the newest base backup the host signed (or
+ * the one named), resolved here with the host's signers from the settings, so the audit
+ * rows and the task name the same manifest. The task (`verify --pitr`) refuses a manifest
+ * with other bytes, and trusts only the same signers for the WAL it replays.
+ */
+async function planPitrVerify(
+  db: DatabaseSettings,
+  base: string,
+  resolveBase: (databaseId: string, signers: ReadonlySet<string>, base: string) => Promise<BaseRef>,
+): Promise<VerifyPlan> {
+  if (!db.wal) {
+    throw new InvalidInputError(`database ${db.id} has no point-in-time recovery to verify`, {
+      hint: 'set "walArchiving": true and "walSigners" on it in strongroom.config.json, and deploy',
+    });
+  }
+  const ref = await resolveBase(db.id, new Set(db.wal.signers), base);
+  // The scratch holds the unpacked base and the WAL fetched for the replay: sized as a
+  // database of twice the base (a day's WAL is rarely more than the cluster).
+  const storage = verifyStorage(
+    { databaseId: db.id, backupId: ref.baseId, dumpBytes: 0, databaseBytes: ref.plainBytes * 2 },
+    db.verify.ephemeralGiB ?? FARGATE_EPHEMERAL_GIB.min,
+    {
+      kind: db.verify.storage ?? "auto",
+      ebsAvailable: db.verifyVolumeTaskDefinition !== undefined,
+      ...(db.verify.vcpus !== undefined ? { vcpus: db.verify.vcpus } : {}),
+    },
+  );
+  return {
+    databaseId: db.id,
+    backupId: ref.baseId,
+    kind: "pitr",
+    taskDefinition: storage.kind === "ebs" ? (db.verifyVolumeTaskDefinition as string) : db.verifyTaskDefinition,
+    container: WORKER_CONTAINER,
+    command: [
+      "verify",
+      "--pitr",
+      "--database-id",
+      db.id,
+      "--base",
+      ref.baseId,
+      "--manifest-sha256",
+      ref.manifestSha256,
+      ...db.wal.signers.flatMap((signer) => ["--signer", signer]),
+      "--audit",
+      "none",
+      "--json",
+    ],
+    manifestSha256: ref.manifestSha256,
     storage: storage.kind,
     ephemeralStorageGiB: storage.ephemeralGiB,
     ...(storage.kind === "ebs" ? { volumeGiB: storage.volumeGiB } : {}),

@@ -1,4 +1,6 @@
+import { NotFoundError } from "../errors.ts";
 import { verificationKeys } from "../keys.ts";
+import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
 import type { ScratchIsolation, VerificationOutcome } from "../verification.ts";
 
 /**
@@ -80,4 +82,43 @@ export function pitrVerificationKeys(databaseId: string, baseId: string, at: Dat
   const from = `${databaseId}/verifications/${baseId}/`;
   const to = `${databaseId}/base/${baseId}/verifications/`;
   return { full: keys.full.replace(from, to), summary: keys.summary.replace(from, to) };
+}
+
+/** A summary is a few kilobytes; anything larger is not one and is not read. */
+const MAX_SUMMARY_BYTES = 256 * 1024;
+
+/**
+ * The plaintext summaries of a base backup's verifications, oldest first: those that
+ * parse and name that database and base. A store writer can put one here, so nothing
+ * decides on them alone: readers take only the timings of one that agrees with an
+ * outcome and a manifest they know from elsewhere (the flow's path, the audit log).
+ */
+export async function listPitrSummaries(
+  store: ObjectStore,
+  databaseId: string,
+  baseId: string,
+): Promise<PitrVerificationSummary[]> {
+  const prefix = pitrVerificationKeys(databaseId, baseId, new Date(0)).summary.replace(/[^/]+$/, "");
+  const out: PitrVerificationSummary[] = [];
+  for await (const o of listAll(store, prefix)) {
+    if (!o.key.endsWith(".json") || o.bytes > MAX_SUMMARY_BYTES) continue;
+    let parsed: Partial<PitrVerificationSummary>;
+    try {
+      parsed = JSON.parse((await getBytes(store, o.key)).toString("utf8")) as Partial<PitrVerificationSummary>;
+    } catch (err) {
+      if (err instanceof SyntaxError || err instanceof NotFoundError) continue;
+      throw err;
+    }
+    if (
+      parsed?.format === PITR_VERIFICATION_SUMMARY_FORMAT &&
+      parsed.databaseId === databaseId &&
+      parsed.baseId === baseId &&
+      typeof parsed.at === "string" &&
+      typeof parsed.manifestSha256 === "string" &&
+      typeof parsed.rto?.totalSeconds === "number"
+    ) {
+      out.push(parsed as PitrVerificationSummary);
+    }
+  }
+  return out.sort((a, b) => a.at.localeCompare(b.at));
 }

@@ -4,10 +4,12 @@ import { S3Client } from "@aws-sdk/client-s3";
 import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { clientConfigFromEnv } from "#core/aws-env.ts";
+import { NotFoundError } from "#core/errors.ts";
 import { METRICS_NAMESPACE, METRICS_SERVICE } from "#core/flows/metrics.ts";
-import type { CommittedRef } from "#core/flows/plan.ts";
+import type { BaseRef, CommittedRef } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { pickBackup, readLedger } from "#core/ledger.ts";
+import { readBases } from "#core/pitr/bases.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 
 /** What several handlers share: the backup-ref input, the catalog keepers' dependencies, `latest` for the plans. */
@@ -86,6 +88,34 @@ export function committedIn(deps: LedgerDeps): (databaseId: string, backup: stri
       manifestSha256: found.sha256,
       ...(dump ? { dumpBytes: dump.plainBytes } : {}),
       ...(found.manifest.databaseBytes !== undefined ? { databaseBytes: found.manifest.databaseBytes } : {}),
+    };
+  };
+}
+
+/**
+ * A plan handler's base backup (an id or `latest`): only one whose manifest a trusted
+ * signer (the host's, from the settings) signed, never the newest key a listing shows.
+ */
+export function signedBaseIn(
+  deps: LedgerDeps,
+): (databaseId: string, signers: ReadonlySet<string>, base: string) => Promise<BaseRef> {
+  return async (databaseId, signers, base) => {
+    const { trusted, sha256 } = await readBases(new S3Store(deps.storeUrl, { client: deps.s3 }), databaseId, signers);
+    const found = base === "latest" ? trusted.at(-1) : trusted.find((b) => b.baseId === base);
+    if (!found) {
+      throw new NotFoundError(
+        base === "latest"
+          ? `database ${databaseId} has no base backup its host signed`
+          : `database ${databaseId} has no base backup ${base} its host signed`,
+        {
+          hint: "take one on the database host (strongroom basebackup); `strongroom list --signer …` shows the signed ones",
+        },
+      );
+    }
+    return {
+      baseId: found.baseId,
+      manifestSha256: sha256.get(found.baseId) as string,
+      plainBytes: found.object.plainBytes,
     };
   };
 }

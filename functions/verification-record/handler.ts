@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { MetricUnit } from "@aws-lambda-powertools/metrics";
 import type { JSONSchemaType } from "ajv";
 import { readManifestRecord } from "#core/backup-index.ts";
@@ -11,9 +12,13 @@ import {
   VERIFIED_EXCLUSIONS,
   VERIFY_RESTORE_SECONDS,
 } from "#core/flows/metrics.ts";
+import type { VerifyKind } from "#core/flows/plan.ts";
 import { type CaughtError, describeFailure } from "#core/flows/task-failure.ts";
 import { optional } from "#core/json-schema.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
+import { baseKeys } from "#core/pitr/base-manifest.ts";
+import { listPitrSummaries } from "#core/pitr/pitr-verification.ts";
+import { getBytes } from "#core/store/object-store.ts";
 import { S3Store } from "#core/store/s3-store.ts";
 import { listVerifications, outcomeOf, type VerificationOutcome } from "#core/verification.ts";
 import { type BackupRef, type CatalogDeps, catalogDepsFromEnv } from "../common/deps.ts";
@@ -35,6 +40,8 @@ export interface VerificationRecordInput extends BackupRef {
    * and inconclusive (exit 3: the scratch lacked what the backup needs).
    */
   failure?: CaughtError;
+  /** `pitr`: a base backup's `verify --pitr` (no catalog item: the catalog holds logical backups). @default restore */
+  kind?: VerifyKind;
 }
 
 export const schema: JSONSchemaType<VerificationRecordInput> = {
@@ -51,6 +58,7 @@ export const schema: JSONSchemaType<VerificationRecordInput> = {
       required: ["Error"],
       properties: { Error: { type: "string" }, Cause: optional({ type: "string" }) },
     }),
+    kind: optional({ type: "string", enum: ["restore", "pitr"] }),
   },
 };
 export type Deps = CatalogDeps;
@@ -58,7 +66,7 @@ export type Deps = CatalogDeps;
 export const createHandler = (deps: Deps) =>
   lambda<
     VerificationRecordInput,
-    Pick<CatalogItem, "pk" | "sk"> & {
+    Partial<Pick<CatalogItem, "pk" | "sk">> & {
       ok: boolean;
       outcome: VerificationOutcome;
       at: string;
@@ -68,6 +76,7 @@ export const createHandler = (deps: Deps) =>
     }
   >(schema, async (input) => {
     const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+    if (input.kind === "pitr") return recordPitr(deps, store, input);
     const { manifest, sha256 } = await readManifestRecord(store, input);
     if (sha256 !== input.manifestSha256) {
       throw new IntegrityError(
@@ -76,11 +85,7 @@ export const createHandler = (deps: Deps) =>
       );
     }
     // The verdict is the flow's path and the task's exit code, never the summary's.
-    const outcome: VerificationOutcome = input.ok
-      ? "verified"
-      : input.failure && describeFailure(input.failure).exitCode === EXIT_INCONCLUSIVE
-        ? "inconclusive"
-        : "failed";
+    const outcome = verdictOf(input);
     const newest = (await listVerifications(store, input.databaseId))
       .filter((v) => v.backupId === input.backupId && v.kind === "restore" && outcomeOf(v) === outcome)
       .at(-1);
@@ -119,6 +124,67 @@ export const createHandler = (deps: Deps) =>
       excluded: left?.extensions ?? [],
     };
   });
+
+/** The flow's verdict, from its path and the task's exit code, never from a summary. */
+function verdictOf(input: VerificationRecordInput): VerificationOutcome {
+  return input.ok
+    ? "verified"
+    : input.failure && describeFailure(input.failure).exitCode === EXIT_INCONCLUSIVE
+      ? "inconclusive"
+      : "failed";
+}
+
+/**
+ * A `verify --pitr` run by VerifyFlow: the base's manifest must still be the bytes the
+ * plan resolved; the timings come from the newest summary beside the base that agrees
+ * with the verdict and names that manifest. Metrics as for a restore: VerificationOk (or
+ * VerificationInconclusive) and VerifyRestoreSeconds, here the recovery's RTO (base,
+ * WAL fetched, replay).
+ */
+async function recordPitr(deps: Deps, store: S3Store, input: VerificationRecordInput) {
+  const key = baseKeys(input.databaseId, input.backupId).manifest;
+  let bytes: Buffer;
+  try {
+    bytes = await getBytes(store, key);
+  } catch (err) {
+    if (err instanceof NotFoundError) {
+      throw new NotFoundError(`base backup ${input.databaseId}/${input.backupId} has no manifest`, {
+        hint: "it was pruned or removed after the plan; see `strongroom wal verify`",
+      });
+    }
+    throw err;
+  }
+  if (createHash("sha256").update(bytes).digest("hex") !== input.manifestSha256) {
+    throw new IntegrityError(
+      `the manifest of base backup ${input.databaseId}/${input.backupId} is not the one the verification was planned for`,
+      { hint: "someone with write access to the bucket replaced it" },
+    );
+  }
+  const outcome = verdictOf(input);
+  const newest = (await listPitrSummaries(store, input.databaseId, input.backupId))
+    .filter((v) => v.outcome === outcome && v.manifestSha256 === input.manifestSha256)
+    .at(-1);
+  if (!newest) {
+    throw new NotFoundError(
+      `base backup ${input.databaseId}/${input.backupId} has no verify --pitr result in the store that says ${outcome}`,
+      { hint: "the verify task exited without storing its result; see its log" },
+    );
+  }
+  const rtoSeconds = newest.rto.baseSeconds + newest.rto.walSeconds + newest.rto.replaySeconds;
+  if (deps.metrics) {
+    deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
+    if (outcome === "inconclusive") {
+      deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
+      deps.metrics.publishStoredMetrics();
+      deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
+    } else {
+      deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
+      deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, rtoSeconds);
+    }
+    deps.metrics.publishStoredMetrics();
+  }
+  return { ok: input.ok, outcome, at: newest.at, restoreSeconds: rtoSeconds, excluded: [] };
+}
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = catalogDepsFromEnv;

@@ -106,7 +106,7 @@ export class DatabaseGroup extends NestedStack {
           STRONGROOM_IDENTITY: worker.identitySecret(identity),
         },
       });
-      const verifyRole = this.verifyRole(worker, db.id);
+      const verifyRole = this.verifyRole(worker, db.id, db.walArchiving);
       const verifyTask = (id: string, family: string, scratchDir?: string) =>
         worker.defineTask(this, id, {
           family,
@@ -222,14 +222,19 @@ export class DatabaseGroup extends NestedStack {
   /**
    * The database's own verify role: read and list `<db>/`, put only under
    * `<db>/verifications/` (a verification of one database can never be recorded for
-   * another), never delete.
+   * another) and, with walArchiving, `<db>/base/<id>/verifications/` (`verify --pitr`'s
+   * results, beside the base), never delete.
    */
-  private verifyRole(worker: Worker, databaseId: string): iam.Role {
+  private verifyRole(worker: Worker, databaseId: string, walArchiving: boolean): iam.Role {
     return this.ownTaskRole(worker, databaseId, "verify", "read its backups, write its verification results", (own) => {
       const verifications = worker.bucket.bucket.arnForObjects(`${own}/verifications/*`);
+      const baseVerifications = worker.bucket.bucket.arnForObjects(`${own}/base/*/verifications/*`);
+      const resources = walArchiving ? [verifications, baseVerifications] : [verifications];
       return {
-        statements: [new iam.PolicyStatement({ actions: ["s3:PutObject"], resources: [verifications] })],
-        wildcards: [[verifications, "verification results are named by backup id and time at run time"]],
+        statements: [new iam.PolicyStatement({ actions: ["s3:PutObject"], resources })],
+        wildcards: resources.map(
+          (r) => [r, "verification results are named by backup or base id and time at run time"] as [string, string],
+        ),
       };
     });
   }

@@ -12,6 +12,8 @@ export interface ScheduledDatabase {
   readonly schedule: string;
   readonly timeZone: string;
   readonly verify: { readonly schedule: string };
+  /** Set for a database whose host archives its WAL here: VerifyFlow also verifies its point-in-time recovery. */
+  readonly wal?: unknown;
 }
 
 export interface SchedulesProps {
@@ -81,16 +83,29 @@ export function scheduleRetry(deadLetterQueue: sqs.IQueue) {
 
 /**
  * A database's two schedules, starting BackupFlow and VerifyFlow with `{"databaseId"}`
- * in its time zone.
+ * in its time zone; with walArchiving, a third at the verify schedule starting VerifyFlow
+ * with `{"databaseId", "kind": "pitr"}` (a point-in-time recovery, verified daily).
  */
 export function databaseSchedules(
   scope: Construct,
   db: ScheduledDatabase,
   o: { backupFlow: sfn.IStateMachine; verifyFlow: sfn.IStateMachine; deadLetterQueue: sqs.IQueue },
-): { backup: scheduler.Schedule; verify: scheduler.Schedule } {
+): { backup: scheduler.Schedule; verify: scheduler.Schedule; verifyPitr?: scheduler.Schedule } {
   const retry = scheduleRetry(o.deadLetterQueue);
   const input = scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id });
   return {
+    ...(db.wal
+      ? {
+          verifyPitr: new scheduler.Schedule(scope, `VerifyPitr-${db.id}`, {
+            description: `strongroom: verify a point-in-time recovery of ${db.id}`,
+            schedule: scheduler.ScheduleExpression.expression(db.verify.schedule, TimeZone.of(db.timeZone)),
+            target: new targets.StepFunctionsStartExecution(o.verifyFlow, {
+              ...retry,
+              input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id, kind: "pitr" }),
+            }),
+          }),
+        }
+      : {}),
     backup: new scheduler.Schedule(scope, `Backup-${db.id}`, {
       description: `strongroom: back up ${db.id}`,
       schedule: scheduler.ScheduleExpression.expression(db.schedule, TimeZone.of(db.timeZone)),

@@ -5,7 +5,8 @@ import { audit, auditedFlow, type FlowProps, type Fork, invoke, runWorkerTask } 
 
 /**
  * VerifyFlow, started by each database's verify schedule with `{"databaseId"}` (or by
- * hand with a `backupId`): plan (resolves latest) → audit verify.start → the verify task
+ * hand with a `backupId`; a database with walArchiving has a second daily schedule with
+ * `"kind": "pitr"`, whose task runs `verify --pitr`): plan (resolves latest) → audit verify.start → the verify task
  * (.sync: restores into a throwaway cluster of the backup's major inside the task, runs
  * the checks, stores the result) → verification-record (the catalog item, the
  * VerificationOk and VerifyRestoreSeconds metrics) → audit verify.ok. A check that fails makes the worker
@@ -26,12 +27,20 @@ export class VerifyFlow extends Construct {
     const flow = VerifyFlow.NAME;
     // Every verify row names the manifest it verified: a verification counts for exactly
     // that manifest (core/ledger.ts), never for another one put under the same id.
+    // `kind` is the plan's: "restore" (a logical backup) or "pitr" (a base backup and its
+    // WAL recovered to a point), so the rows count for the right reader (core/ledger.ts,
+    // core/pitr/pitr-status.ts).
     const verified = {
       "databaseId.$": "$.plan.databaseId",
       "backupId.$": "$.plan.backupId",
       "manifestSha256.$": "$.plan.manifestSha256",
+      "kind.$": "$.plan.kind",
     };
-    const details = { "execution.$": "$$.Execution.Id", "manifestSha256.$": "$.plan.manifestSha256", kind: "restore" };
+    const details = {
+      "execution.$": "$$.Execution.Id",
+      "manifestSha256.$": "$.plan.manifestSha256",
+      "kind.$": "$.plan.kind",
+    };
     this.stateMachine = auditedFlow(this, {
       flow,
       kind: "verify",

@@ -52,6 +52,12 @@ export async function startPitrRig(
      * a real host has its instance profile's.
      */
     s3StoreUrl?: string;
+    /** The age identity the archive is encrypted to (a deployment's, in the sim). @default a new one */
+    key?: Awaited<ReturnType<typeof identityFile>>;
+    /** Extra initdb arguments (a non-default `--wal-segsize`). */
+    initdbArgs?: string[];
+    /** The host's signing key (a deployment names its signer in its config). @default a new one */
+    signing?: { secret: string; signer: string };
   } = {},
 ): Promise<PitrRig> {
   const owner = await serverUser();
@@ -64,10 +70,10 @@ export async function startPitrRig(
   await mkdir(storeDir, { mode: 0o700 });
   await forServer(storeDir);
   const storeUrl = options.s3StoreUrl ?? pathToFileURL(storeDir).href;
-  const key = await identityFile();
+  const key = options.key ?? (await identityFile());
   await chmod(path.dirname(key.file), 0o755);
   await forServer(key.file);
-  const signing = generateSigningKey();
+  const signing = options.signing ?? generateSigningKey();
   const signingKeyFile = path.join(work, "signing.key");
   await writeFile(signingKeyFile, `${signing.secret}\n`, { mode: 0o600 });
   await forServer(signingKeyFile);
@@ -92,6 +98,7 @@ export async function startPitrRig(
   const cluster = await startCluster(options.binDir ?? (await systemBinDir()), name, {
     parentDir: work,
     settings: ["archive_mode=on", `archive_command=${archiveCommand}`, "wal_level=replica"],
+    ...(options.initdbArgs ? { initdbArgs: options.initdbArgs } : {}),
   });
   const password = decodeURIComponent(new URL(cluster.url).password);
   return {

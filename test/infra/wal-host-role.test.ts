@@ -173,4 +173,24 @@ describe("a database with walArchiving, watched", () => {
       expect(await decide("s3:DeleteObject", key, {}, readiness), key).not.toBe("Allowed");
     }
   });
+
+  it("lets the verify task of a walArchiving database store verify --pitr's results beside its bases, and no other database's", async () => {
+    const shop = roleKey(synth, "VerifyTaskRoleshop");
+    const billing = roleKey(synth, "VerifyTaskRolebilling");
+    const result = "pg/shop/base/20261201T020000Z-abcdef/verifications/20261202T020000Z-x.json";
+    expect(await decide("s3:PutObject", result, {}, shop)).toBe("Allowed");
+    // Never the base itself, its manifest, or its WAL.
+    for (const key of [
+      "pg/shop/base/20261201T020000Z-abcdef/manifest.json",
+      "pg/shop/base/20261201T020000Z-abcdef/base.tar.zst.age",
+      "pg/shop/wal/000000010000000000000003",
+    ]) {
+      expect(await decide("s3:PutObject", key, { "s3:if-none-match": "*" }, shop), key).not.toBe("Allowed");
+    }
+    // billing has no walArchiving: its verify task writes no base verification, its own or shop's.
+    expect(
+      await decide("s3:PutObject", "pg/billing/base/20261201T020000Z-abcdef/verifications/x.json", {}, billing),
+    ).not.toBe("Allowed");
+    expect(await decide("s3:PutObject", result, {}, billing)).not.toBe("Allowed");
+  });
 });

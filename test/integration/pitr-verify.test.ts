@@ -8,6 +8,7 @@ import type { PitrVerification } from "#core/pitr/pitr-verification.ts";
 import { decodeWalHeader, encodeWalHeader, signWalRecord } from "#core/pitr/wal-record.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { runCli } from "../helpers/cli.ts";
+import { allKeys } from "../helpers/fixture.ts";
 import { sql } from "../helpers/pg.ts";
 import {
   type PitrRig,
@@ -102,6 +103,22 @@ afterAll(async () => {
 });
 
 describe("strongroom verify --pitr", () => {
+  it("refuses a base whose manifest is not the one a plan resolved, before recovering or storing anything; and --manifest-sha256 needs --base", async () => {
+    const before = await allKeys(await openStore(rig.storeUrl), `${rig.databaseId}/base/${baseId}/verifications/`);
+    const r = await verifyPitr("--base", baseId, "--manifest-sha256", "0".repeat(64));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `the manifest of base backup ${rig.databaseId}/${baseId} is not the one the verification was planned for`,
+    );
+    expect(r.stderr).toContain("IntegrityError");
+    expect(await allKeys(await openStore(rig.storeUrl), `${rig.databaseId}/base/${baseId}/verifications/`)).toEqual(
+      before,
+    );
+    const usage = await verifyPitr("--manifest-sha256", "0".repeat(64));
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain("give it with --base");
+  });
+
   it("recovers the base and its WAL to a random point in the window, and PostgreSQL's log says it stopped there; amcheck passes; the result is stored beside the base", async () => {
     const r = await verifyPitr();
     expect(r.code, r.stderr + r.stdout).toBe(0);

@@ -59,6 +59,69 @@ describe("PostgreSQL 14", () => {
   }, 300_000);
 });
 
+describe("a non-default wal_segment_size", () => {
+  it("archives 1 MB segments (4096 to a log id, not 256), recovers to a time between two commits, and verifies a random point", async () => {
+    const rig = await startPitrRig("segsize", "shop", { initdbArgs: ["--wal-segsize=1"] });
+    rigs.push(rig);
+    const [size] = await sql<{ s: string }>(rig.cluster.url, "select current_setting('wal_segment_size') as s");
+    expect(size?.s).toBe("1MB");
+    const b = await runCli(
+      ["basebackup", ...rig.pushArgs(), "--json"],
+      { DATABASE_URL: rig.cluster.url },
+      rig.owner ? { user: rig.owner } : {},
+    );
+    expect(b.code, b.stderr).toBe(0);
+    expect((JSON.parse(b.stdout) as { server: { walSegmentBytes: number } }).server.walSegmentBytes).toBe(1024 * 1024);
+    // Several segments of rows, so the window spans many 1 MB files.
+    await sql(
+      rig.cluster.url,
+      "create table v (n int, pad text); insert into v select g, repeat('x', 200) from generate_series(1, 20000) g",
+    );
+    await sql(rig.cluster.url, "insert into v values (-1, 'one')");
+    const [{ t }] = (await sql<{ t: string }>(rig.cluster.url, "select now()::text as t")) as [{ t: string }];
+    await new Promise((r) => setTimeout(r, 1100));
+    await sql(rig.cluster.url, "insert into v values (-2, 'two')");
+    const last = await switchAndArchive(rig.cluster.url);
+    const wal = await runCli([
+      "wal",
+      "verify",
+      "--store",
+      rig.storeUrl,
+      "--database-id",
+      rig.databaseId,
+      "--signer",
+      rig.signer,
+      "--json",
+    ]);
+    expect(wal.code, wal.stderr).toBe(0);
+    const report = JSON.parse(wal.stdout) as { bases: Array<{ through: { segment: string }; gap?: string }> };
+    expect(report.bases[0]?.gap).toBeUndefined();
+    expect(report.bases[0]?.through.segment).toBe(last);
+    const dir = path.join(rig.work, "recovered");
+    started.push({ rig, dir });
+    const r = await runCli([
+      "restore",
+      "--pitr",
+      ...rig.fetchArgs(),
+      "--to-time",
+      t,
+      "--pgdata",
+      dir,
+      "--start",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const port = (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
+    const marks = await queryWhenUp<{ n: number }>(rig.urlOn(port), "select n from v where n < 0 order by n desc");
+    expect(marks.map((m) => m.n)).toEqual([-1]);
+    const v = await runCli(["verify", "--pitr", ...rig.fetchArgs(), "--json"]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    const verified = JSON.parse(v.stdout) as PitrVerification;
+    expect(verified.checks.every((c) => c.ok)).toBe(true);
+    expect(verified.wal.bytes).toBe(verified.wal.files * 1024 * 1024);
+  }, 300_000);
+});
+
 describe("PostgreSQL 17", () => {
   it("archives through wal-push, signed with its system identifier, and basebackup says clearly what it lacks", async () => {
     const rig = await startPitrRig("pg17", "shop", { binDir: await embeddedServerBinDir(17) });

@@ -17,6 +17,7 @@ import {
   identitiesFrom,
   identityOption,
   jsonOption,
+  manifestSha256Option,
   positiveInt,
   recipientOption,
   signerOption,
@@ -475,6 +476,7 @@ Examples:
       ).env("STRONGROOM_RANDOM_WITHIN"),
     )
     .addOption(new Option("--base <id>", "the base backup to recover (default: the newest on the newest timeline)"))
+    .addOption(manifestSha256Option())
     .addOption(
       new Option("--checks <file>", "SQL file: each statement must return one row holding true, or no rows").env(
         "STRONGROOM_CHECKS",
@@ -519,12 +521,21 @@ Examples:
             toLsn?: string;
             randomWithin?: string;
             base?: string;
+            manifestSha256?: string;
             checks?: string;
             checksDatabase: string;
             scratchDir?: string;
             keep?: boolean;
           },
       ) => {
+        if (o.manifestSha256 !== undefined && o.base === undefined) {
+          throw new UsageError(
+            "verify --pitr --manifest-sha256 names the manifest of one base backup: give it with --base",
+            {
+              hint: "VerifyFlow's plan passes both",
+            },
+          );
+        }
         if (o.toTime !== undefined && o.toLsn !== undefined) {
           throw new UsageError("verify --pitr takes one of --to-time and --to-lsn", {
             hint: "or neither: a random point in the window, the default",
@@ -566,6 +577,7 @@ Examples:
             ...(target ? { target } : {}),
             ...(within !== undefined ? { randomWithinMs: within } : {}),
             ...(o.base !== undefined ? { baseId: o.base } : {}),
+            ...(o.manifestSha256 !== undefined ? { manifestSha256: o.manifestSha256 } : {}),
             ...(checks ? { checks } : {}),
             ...(o.scratchDir ? { scratchDir: o.scratchDir } : {}),
             keep: o.keep === true,

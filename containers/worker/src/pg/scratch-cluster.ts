@@ -186,6 +186,8 @@ export interface ClusterOptions {
    * LOCPATH): a server with a locale that another on the same machine lacks.
    */
   localePath?: string;
+  /** Extra initdb arguments (a test's non-default `--wal-segsize`). */
+  initdbArgs?: string[];
 }
 
 /**
@@ -218,7 +220,19 @@ export async function startCluster(
       if (owner) await fs.chown(pwfile, owner.uid, owner.gid);
       await run(
         path.join(binDir, "initdb"),
-        ["-D", data, "-U", "postgres", `--pwfile=${pwfile}`, "-A", "scram-sha-256", "-E", "UTF8", "--no-locale"],
+        [
+          "-D",
+          data,
+          "-U",
+          "postgres",
+          `--pwfile=${pwfile}`,
+          "-A",
+          "scram-sha-256",
+          "-E",
+          "UTF8",
+          "--no-locale",
+          ...(options.initdbArgs ?? []),
+        ],
         { ...asOwner, env: withLocales(serverEnv(), options.localePath) },
       ).catch((err: { stderr?: string }) => {
         const why = (err.stderr ?? String(err)).trim().split("\n").pop() ?? "";

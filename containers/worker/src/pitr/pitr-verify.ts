@@ -8,7 +8,7 @@ import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
-import { AbortedError, isStrongroomError } from "#core/errors.ts";
+import { AbortedError, IntegrityError, isStrongroomError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
 import { readArchive, type recoveryPath } from "#core/pitr/archive-index.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
@@ -46,6 +46,11 @@ export interface PitrVerifyOptions {
   randomWithinMs?: number;
   /** The base backup to recover; by default the newest on the newest timeline's path (before a given target). */
   baseId?: string;
+  /**
+   * The SHA-256 of the base's manifest as a plan resolved it (VerifyFlow): a manifest with
+   * other bytes is refused before anything is read, as logical verify refuses one.
+   */
+  manifestSha256?: string;
   /** `--checks FILE`, run in `database` as a read-only role. */
   checks?: { file: string; text: string; database: string };
   /** Where the scratch cluster's directory goes. @default os.tmpdir() */
@@ -91,6 +96,12 @@ export async function verifyPitr(o: PitrVerifyOptions): Promise<PitrVerifyResult
   });
   // The manifest's bytes as read and trusted above: resolved once.
   const manifestSha256 = sha256.get(base.baseId) as string;
+  if (o.manifestSha256 !== undefined && o.manifestSha256 !== manifestSha256) {
+    throw new IntegrityError(
+      `the manifest of base backup ${o.databaseId}/${base.baseId} is not the one the verification was planned for`,
+      { hint: "its bytes changed after the plan read them (a replaced manifest, or another signed one): plan again" },
+    );
+  }
   return auditedJob(
     {
       log: o.audit,
