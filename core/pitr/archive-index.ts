@@ -51,6 +51,8 @@ export async function readArchive(o: {
   signers: ReadonlySet<string>;
   headers: "all" | "history";
   log: Logger;
+  /** Header GETs in flight at once. @default 16 */
+  headerReadsAtOnce?: number;
 }): Promise<ArchiveIndex> {
   const prefix = walPrefix(o.databaseId);
   const index: ArchiveIndex = {
@@ -68,7 +70,7 @@ export async function readArchive(o: {
   // A header is one ranged GET of a few hundred bytes: latency, not bandwidth, so several at
   // once (an archive of a week holds thousands). Results are taken in listing order, so
   // the index does not depend on which GET answered first.
-  const records = await mapBounded(toRead, HEADER_READS_AT_ONCE, async (name) => {
+  const records = await mapBounded(toRead, o.headerReadsAtOnce ?? HEADER_READS_AT_ONCE, async (name) => {
     const key = `${prefix}${name}`;
     try {
       const chunks: Buffer[] = [];
@@ -115,6 +117,26 @@ export interface RecoveryPath {
   spans: TimelineSpan[];
   /** Whether the base lies on the path (else PostgreSQL refuses: not a child of the server's history). */
   holdsBase: boolean;
+}
+
+/**
+ * Timelines past a recovery path's newest on which the base's cluster archived trusted
+ * segments, though no trusted history leads there: the `.history` file that starts one is
+ * missing (deleted, or never archived). PostgreSQL's 'latest' follows histories only, so
+ * a recovery would stop at the path's end and silently lose everything written on them.
+ */
+export function timelinesPastPath(
+  names: Iterable<string>,
+  ours: (name: string) => boolean,
+  route: Pick<RecoveryPath, "timeline">,
+): number[] {
+  const found = new Set<number>();
+  for (const name of names) {
+    if (!/^[0-9A-F]{24}$/.test(name) || !ours(name)) continue;
+    const timeline = Number.parseInt(name.slice(0, 8), 16);
+    if (timeline > route.timeline) found.add(timeline);
+  }
+  return [...found].sort((a, b) => a - b);
 }
 
 /** The timeline histories the cluster that took `base` archived. */

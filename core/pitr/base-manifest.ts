@@ -45,6 +45,11 @@ export function basePrefix(databaseId: string): string {
 
 const unsignedText = (m: Omit<BaseManifest, "signature">) => JSON.stringify(m);
 
+/** A manifest's bytes as `basebackup` writes them: the only form a reader accepts. */
+export function serializeBaseManifest(manifest: BaseManifest): string {
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
 export function signBaseManifest(manifest: Omit<BaseManifest, "signature">, signer: RowSigner): BaseManifest {
   return { ...manifest, signature: signer.signText(CONTEXT, unsignedText(manifest)) };
 }
@@ -69,5 +74,11 @@ export function readBaseManifest(text: string, key: string, signers: ReadonlySet
   }
   const expected = baseKeys(parsed.databaseId, parsed.baseId);
   if (expected.manifest !== key) throw new IntegrityError(`${key} describes ${expected.manifest}, not itself`);
+  // The signature covers the fields, an audit row the bytes: other bytes with the same
+  // fields (re-indented, reordered) would be a second trusted manifest under another
+  // SHA-256, voiding every row that names the first.
+  if (text !== serializeBaseManifest({ ...rest, signature })) {
+    throw new IntegrityError(`${key} is not in the form basebackup writes (its bytes were rewritten)`);
+  }
   return parsed;
 }

@@ -30,8 +30,10 @@ export async function readBases(
   const trusted: BaseManifest[] = [];
   const untrusted: UntrustedBase[] = [];
   const sha256 = new Map<string, string>();
-  for await (const object of listAll(store, basePrefix(databaseId))) {
-    if (!object.key.endsWith("/manifest.json")) continue;
+  const prefix = basePrefix(databaseId);
+  for await (const object of listAll(store, prefix)) {
+    // `<db>/base/<id>/manifest.json` only: a verification result under `<id>/verifications/` is never one.
+    if (!/^[^/]+\/manifest\.json$/.test(object.key.slice(prefix.length))) continue;
     if (object.bytes > MAX_MANIFEST_BYTES) {
       untrusted.push({
         key: object.key,

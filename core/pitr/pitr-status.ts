@@ -97,10 +97,25 @@ export async function readPitrStatus(o: {
   }
   if (window && !window.recoverable) problems.push(`base ${window.baseId}'s own WAL is not all archived`);
   if (window?.gap) problems.push(`the archived WAL has a gap at ${window.gap}: no recovery past it`);
+  // An older base's window matters too: the points between it and the next base are reached only from it.
+  const olderGaps = new Set<string>();
+  for (const older of report.bases) {
+    if (older.baseId === window?.baseId) continue;
+    if (!older.recoverable) problems.push(`base ${older.baseId}'s own WAL is not all archived`);
+    if (older.gap && older.gap !== window?.gap && !olderGaps.has(older.gap)) {
+      olderGaps.add(older.gap);
+      problems.push(`the archived WAL has a gap at ${older.gap}: no recovery from base ${older.baseId} past it`);
+    }
+  }
   // Objects no trusted signer signed: planted (one at the next segment's name stops archiving), or another key's.
   if (report.untrusted.length > 0) {
     problems.push(
       `${report.untrusted.length} object(s) under ${o.databaseId}/wal/ no trusted signer signed (${report.untrusted.slice(0, 3).join(", ")}): planted, or archived with another key`,
+    );
+  }
+  for (const t of window?.missingHistory ?? []) {
+    problems.push(
+      `timeline ${t}'s WAL is archived but no trusted ${t.toString(16).toUpperCase().padStart(8, "0")}.history is: a recovery to the latest point stops before it (a deleted history file?)`,
     );
   }
   for (const line of window?.otherLines ?? []) {
@@ -144,6 +159,19 @@ export async function readPitrStatus(o: {
       `last successful verify --pitr was ${age(now - Date.parse(lastOk.at))} ago (limit ${age(o.limits.maxVerifyAgeMs)})`,
     );
   }
+  // A verification of an older base proves that base: once the newest has had a verify
+  // interval to be verified, it must have been (a store writer can hide it from one plan).
+  if (
+    newest &&
+    lastOk &&
+    lastOk.baseId !== newest.baseId &&
+    now - Date.parse(newest.stoppedAt) > o.limits.maxVerifyAgeMs &&
+    !verifications.some((v) => v.baseId === newest.baseId && v.outcome === "verified")
+  ) {
+    problems.push(
+      `the newest base backup ${newest.baseId} has not been verified by verify --pitr (the last verified is ${lastOk.baseId})`,
+    );
+  }
   if (last && last.outcome !== "verified") {
     problems.push(
       `last verify --pitr (of ${last.baseId}) ${last.outcome === "failed" ? `failed${last.failedChecks.length ? `: ${last.failedChecks.join(", ")}` : ""}` : "was inconclusive"}`,
@@ -154,8 +182,11 @@ export async function readPitrStatus(o: {
     problems,
     bases: bases.length,
     gaps:
+      olderGaps.size +
+      report.bases.filter((b) => b.baseId !== window?.baseId && !b.recoverable).length +
       (window && !window.recoverable ? 1 : 0) +
       (window?.gap ? 1 : 0) +
+      (window?.missingHistory?.length ?? 0) +
       (window?.otherLines ?? []).filter((l) => l.gap !== undefined).length,
     untrusted: report.untrusted.length,
     ...(newest

@@ -115,7 +115,10 @@ export async function listPitrSummaries(
       parsed.baseId === baseId &&
       typeof parsed.at === "string" &&
       typeof parsed.manifestSha256 === "string" &&
-      typeof parsed.rto?.totalSeconds === "number"
+      parsed.rto !== undefined &&
+      [parsed.rto.baseSeconds, parsed.rto.walSeconds, parsed.rto.replaySeconds, parsed.rto.totalSeconds].every(
+        (n) => typeof n === "number" && Number.isFinite(n) && n >= 0,
+      )
     ) {
       out.push(parsed as PitrVerificationSummary);
     }

@@ -1,6 +1,6 @@
 import type { Logger } from "../log.ts";
 import type { ObjectStore } from "../store/object-store.ts";
-import { historiesFor, readArchive, recoveryPath } from "./archive-index.ts";
+import { historiesFor, readArchive, recoveryPath, timelinesPastPath } from "./archive-index.ts";
 import type { BaseManifest } from "./base-manifest.ts";
 import { trustedBases } from "./bases.ts";
 import { continuousRun } from "./timelines.ts";
@@ -24,6 +24,11 @@ export interface BaseWindow {
   otherLines?: OtherLine[];
   /** The base's own WAL (start to stop) is all there: it can reach consistency. */
   recoverable: boolean;
+  /**
+   * Later timelines whose segments are archived but whose `.history` is not: a recovery
+   * to 'latest' would stop before them, losing what was written there.
+   */
+  missingHistory?: number[];
 }
 
 export interface OtherLine {
@@ -94,6 +99,7 @@ export async function verifyWal(o: {
           ...(run.gap !== undefined ? { gap: run.gap } : {}),
         };
       });
+    const missingHistory = latest.holdsBase ? timelinesPastPath(archive.trusted.keys(), ours, latest) : [];
     return {
       baseId: base.baseId,
       timeline: base.timeline,
@@ -103,6 +109,7 @@ export async function verifyWal(o: {
       ...(latest.holdsBase ? {} : { offLatest: { latest: latest.timeline } }),
       ...(gap !== undefined ? { gap } : {}),
       ...(others.length > 0 ? { otherLines: others } : {}),
+      ...(missingHistory.length > 0 ? { missingHistory } : {}),
       recoverable,
     };
   });
@@ -123,6 +130,12 @@ export async function verifyWal(o: {
       : {}),
     ok:
       windows.length > 0 &&
-      windows.every((w) => w.recoverable && w.gap === undefined && (w.otherLines ?? []).every((l) => !l.gap)),
+      windows.every(
+        (w) =>
+          w.recoverable &&
+          w.gap === undefined &&
+          w.missingHistory === undefined &&
+          (w.otherLines ?? []).every((l) => !l.gap),
+      ),
   };
 }

@@ -4,7 +4,7 @@ import { S3Client } from "@aws-sdk/client-s3";
 import type { JSONSchemaType } from "ajv";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { clientConfigFromEnv } from "#core/aws-env.ts";
-import { type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
+import { type DatabaseSettings, type FlowSettings, settingsFromEnv } from "#core/flows/flow-settings.ts";
 import {
   DATABASE_DIMENSION,
   METRICS_NAMESPACE,
@@ -57,62 +57,86 @@ export type Readiness = Pick<DatabaseStatus, "databaseId" | "ready" | "problems"
   pitr?: Pick<PitrStatus, "ready" | "problems">;
 };
 
-export const createHandler = (deps: Deps) =>
-  lambda<Record<string, never>, Readiness[]>(schema, async () => {
-    const store = new S3Store(deps.storeUrl, { client: deps.s3 });
-    const out: Readiness[] = [];
-    for (const db of await deps.settings.databases()) {
-      const maxVerifyAgeMs = db.verify.maxAgeDays * 86_400_000;
-      const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs };
-      const audit = (databaseId: string) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
-      const now = deps.now();
-      const [status] = await readStatus(store, { databaseId: db.id, now, limits, audit });
-      // What the host signed, and nothing else: a store writer's WAL or base backup is a problem, never a window.
-      const pitr = db.wal
-        ? await readPitrStatus({
-            store,
-            databaseId: db.id,
-            signers: new Set(db.wal.signers),
-            audit: audit(db.id),
-            now,
-            limits: {
-              maxBaseAgeMs: DEFAULT_PITR_LIMITS.maxBaseAgeMs,
-              maxVerifyAgeMs,
-              ...(db.wal.maxAgeMinutes !== undefined ? { maxWalAgeMs: db.wal.maxAgeMinutes * 60_000 } : {}),
-            },
-            log,
-          })
-        : undefined;
-      if (!status && !pitr) continue;
-      const problems = [...(status?.problems ?? []), ...(pitr?.problems ?? []).map((p) => `point-in-time: ${p}`)];
-      const ready = (status?.ready ?? true) && (pitr?.ready ?? true);
-      out.push({
-        databaseId: db.id,
-        ready,
-        problems,
-        ...(pitr ? { pitr: { ready: pitr.ready, problems: pitr.problems } } : {}),
-      });
-      if (!deps.metrics) continue;
-      const m = deps.metrics;
+export const createHandler = (deps: Deps) => {
+  /** One database: its readiness, and its metrics emitted. Undefined when it has nothing to judge yet. */
+  async function judge(db: DatabaseSettings, store: S3Store): Promise<Readiness | undefined> {
+    const maxVerifyAgeMs = db.verify.maxAgeDays * 86_400_000;
+    const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs };
+    const audit = (databaseId: string) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
+    const now = deps.now();
+    const [status] = await readStatus(store, { databaseId: db.id, now, limits, audit });
+    // What the host signed, and nothing else: a store writer's WAL or base backup is a problem, never a window.
+    const pitr = db.wal
+      ? await readPitrStatus({
+          store,
+          databaseId: db.id,
+          signers: new Set(db.wal.signers),
+          audit: audit(db.id),
+          now,
+          limits: {
+            maxBaseAgeMs: DEFAULT_PITR_LIMITS.maxBaseAgeMs,
+            maxVerifyAgeMs,
+            ...(db.wal.maxAgeMinutes !== undefined ? { maxWalAgeMs: db.wal.maxAgeMinutes * 60_000 } : {}),
+          },
+          log,
+        })
+      : undefined;
+    if (!status && !pitr) return undefined;
+    const problems = [...(status?.problems ?? []), ...(pitr?.problems ?? []).map((p) => `point-in-time: ${p}`)];
+    const ready = (status?.ready ?? true) && (pitr?.ready ?? true);
+    const m = deps.metrics;
+    if (m) {
       m.addDimension(DATABASE_DIMENSION, db.id);
       if (status?.newestBackup) m.addMetric(NEWEST_BACKUP_AGE_HOURS, MetricUnit.NoUnit, status.newestBackup.ageHours);
       if (status?.newestVerified) m.addMetric(VERIFIED_AGE_HOURS, MetricUnit.NoUnit, status.newestVerified.ageHours);
       if (db.wal) {
         const facts = pitrFacts(pitr);
         // No archived WAL, no datapoint: the archive-age alarm counts that as breaching.
-        if (facts.walAgeMinutes !== undefined)
+        if (facts.walAgeMinutes !== undefined) {
           m.addMetric(WAL_ARCHIVE_AGE_MINUTES, MetricUnit.NoUnit, facts.walAgeMinutes);
+        }
         m.addMetric(WAL_GAPS, MetricUnit.Count, facts.gaps);
         m.addMetric(WAL_UNTRUSTED_OBJECTS, MetricUnit.Count, facts.untrusted);
         if (pitr?.newestBase) m.addMetric(NEWEST_BASE_AGE_HOURS, MetricUnit.NoUnit, pitr.newestBase.ageHours);
-        if (pitr?.newestVerified) m.addMetric(PITR_VERIFIED_AGE_HOURS, MetricUnit.NoUnit, pitr.newestVerified.ageHours);
+        if (pitr?.newestVerified) {
+          m.addMetric(PITR_VERIFIED_AGE_HOURS, MetricUnit.NoUnit, pitr.newestVerified.ageHours);
+        }
         m.addMetric(PITR_READY, MetricUnit.NoUnit, pitr?.ready ? 1 : 0);
       }
       m.addMetric(READY, MetricUnit.NoUnit, ready ? 1 : 0);
       m.publishStoredMetrics();
     }
+    return {
+      databaseId: db.id,
+      ready,
+      problems,
+      ...(pitr ? { pitr: { ready: pitr.ready, problems: pitr.problems } } : {}),
+    };
+  }
+
+  return lambda<Record<string, never>, Readiness[]>(schema, async () => {
+    const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+    const out: Readiness[] = [];
+    for (const db of await deps.settings.databases()) {
+      try {
+        const judged = await judge(db, store);
+        if (judged) out.push(judged);
+      } catch (err) {
+        // One database's store trouble (an object it cannot read, a listing too large to
+        // finish) must not leave every other database unwatched: it is not ready, and says why.
+        const e = err as Error;
+        log.error("readiness could not judge a database", { databaseId: db.id, error: e.name, message: e.message });
+        out.push({ databaseId: db.id, ready: false, problems: [`readiness failed: ${e.name}: ${e.message}`] });
+        if (!deps.metrics) continue;
+        deps.metrics.addDimension(DATABASE_DIMENSION, db.id);
+        if (db.wal) deps.metrics.addMetric(PITR_READY, MetricUnit.NoUnit, 0);
+        deps.metrics.addMetric(READY, MetricUnit.NoUnit, 0);
+        deps.metrics.publishStoredMetrics();
+      }
+    }
     return out;
   });
+};
 
 /** What the deployed function is given, from its environment (npm run sim passes the template's). */
 export const depsFromEnv = (env: NodeJS.ProcessEnv = process.env): Deps => ({

@@ -13,6 +13,7 @@ import {
   databaseDimensions,
   METRICS_NAMESPACE,
   METRICS_SERVICE,
+  PITR_VERIFIED_AGE_HOURS,
   SERVICE_DIMENSION,
   VERIFICATION_INCONCLUSIVE,
   VERIFIED_AGE_HOURS,
@@ -208,10 +209,17 @@ export class Alarms extends Construct {
    * planted, or archived with another key; one at the next segment's name stops
    * archiving), and, when `maxAgeMinutes` is set, the newest archived WAL older than
    * that. No datapoint for the age (nothing archived, or readiness failing) counts as
-   * breaching; a missing gap count does not (the unverified alarm already says readiness
+   * breaching; a missing gap count does not (the unverified alarms already say readiness
    * stopped). Readiness runs hourly, so the age alarm fires within an hour of the limit.
+   * And PitrUnverified: no successful `verify --pitr` within `maxVerifyAgeDays` (VerifyFlow
+   * runs it daily), or none at all, as the logical Unverified alarm.
    */
-  walArchive(databaseId: string, maxAgeMinutes: number | undefined, scope: Construct = this): void {
+  walArchive(
+    databaseId: string,
+    limits: { maxAgeMinutes?: number; maxVerifyAgeDays: number },
+    scope: Construct = this,
+  ): void {
+    const maxAgeMinutes = limits.maxAgeMinutes;
     const metric = (metricName: string) =>
       new cloudwatch.Metric({
         namespace: METRICS_NAMESPACE,
@@ -241,6 +249,15 @@ export class Alarms extends Construct {
       metric: metric(WAL_UNTRUSTED_OBJECTS),
       ...atLeastOne,
       alarmDescription: `objects under ${databaseId}'s wal/ that no trusted signer signed: planted, or archived with another key (\`strongroom wal verify\` lists them)`,
+    });
+    add("PitrUnverified", {
+      metric: metric(PITR_VERIFIED_AGE_HOURS),
+      threshold: limits.maxVerifyAgeDays * 24,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      alarmDescription: `no successful point-in-time recovery verification (verify --pitr) of ${databaseId} in ${limits.maxVerifyAgeDays} days`,
     });
     if (maxAgeMinutes !== undefined) {
       add("WalArchiveAge", {

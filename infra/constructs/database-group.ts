@@ -163,7 +163,16 @@ export class DatabaseGroup extends NestedStack {
       databaseSchedules(this, db, props);
       props.alarms.stale(db.id, this);
       props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
-      if (db.wal) props.alarms.walArchive(db.id, db.wal.maxAgeMinutes, this);
+      if (db.wal) {
+        props.alarms.walArchive(
+          db.id,
+          {
+            maxVerifyAgeDays: db.verify.maxAgeDays,
+            ...(db.wal.maxAgeMinutes !== undefined ? { maxAgeMinutes: db.wal.maxAgeMinutes } : {}),
+          },
+          this,
+        );
+      }
     }
   }
 

@@ -3,7 +3,13 @@ import * as path from "node:path";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import { beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "#core/audit/row-signature.ts";
-import { databaseDimensions, WAL_ARCHIVE_AGE_MINUTES, WAL_GAPS, WAL_UNTRUSTED_OBJECTS } from "#core/flows/metrics.ts";
+import {
+  databaseDimensions,
+  PITR_VERIFIED_AGE_HOURS,
+  WAL_ARCHIVE_AGE_MINUTES,
+  WAL_GAPS,
+  WAL_UNTRUSTED_OBJECTS,
+} from "#core/flows/metrics.ts";
 import type { LocalNames } from "../../infra/sim/template.ts";
 import { ACCOUNT, roleArn, roleKey, rolePolicies, type Synthesized, synthesizeAll } from "../helpers/synth.ts";
 import { tempDir } from "../helpers/temp.ts";
@@ -162,7 +168,16 @@ describe("a database with walArchiving, watched", () => {
       expect(a?.Dimensions).toEqual(expect.arrayContaining(dims));
       expect(JSON.stringify(a?.AlarmActions)).toMatch(/Topic/);
     }
+    // No successful verify --pitr in the database's verify.maxAgeDays (2 by default), or none: as the logical Unverified alarm.
+    expect(alarm("PitrUnverifiedshop")).toMatchObject({
+      MetricName: PITR_VERIFIED_AGE_HOURS,
+      Threshold: 48,
+      ComparisonOperator: "GreaterThanThreshold",
+      EvaluationPeriods: 3,
+      TreatMissingData: "breaching",
+    });
     expect(alarm("WalGapbilling")).toBeUndefined();
+    expect(alarm("PitrUnverifiedbilling")).toBeUndefined();
   });
 
   it("lets readiness read the WAL headers and base manifests it judges, and never write or delete them", async () => {

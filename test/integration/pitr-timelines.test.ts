@@ -2,10 +2,13 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chown, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.ts";
+import type { PitrVerification } from "#core/pitr/pitr-verification.ts";
 import { decodeWalHeader, encodeWalHeader, signWalRecord, WAL_FORMAT } from "#core/pitr/wal-record.ts";
 import type { WalVerifyReport } from "#core/pitr/wal-verify.ts";
+import { getBytes } from "#core/store/object-store.ts";
 import { openStore } from "#core/store/open-store.ts";
 import { freePort } from "#worker/service-process.ts";
 import { runCli } from "../helpers/cli.ts";
@@ -254,6 +257,45 @@ describe("repeated point-in-time recovery across timelines", () => {
       await store.delete(`${rig.databaseId}/wal/${plant}`);
     }
   }, 120_000);
+
+  it("names a deleted history file and refuses to recover or verify short of the timeline it started, rather than lose what was written there", async () => {
+    const store = await openStore(rig.storeUrl);
+    const key = `${rig.databaseId}/wal/00000002.history`;
+    const saved = await getBytes(store, key);
+    await store.delete(key);
+    try {
+      const v = await runCli([
+        "wal",
+        "verify",
+        "--store",
+        rig.storeUrl,
+        "--database-id",
+        rig.databaseId,
+        "--signer",
+        rig.signer,
+        "--json",
+      ]);
+      expect(v.code).toBe(1);
+      const report = JSON.parse(v.stdout) as WalVerifyReport;
+      expect(report.ok).toBe(false);
+      expect(report.bases[0]).toMatchObject({ timelines: [1], missingHistory: [2] });
+      const dir = path.join(rig.work, "short");
+      const r = await pitr(dir, "--to-latest");
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("timeline 2's WAL is archived, but no trusted 00000002.history is");
+      expect(r.stderr).toContain("--timeline 1");
+      await expect(readdir(dir)).rejects.toMatchObject({ code: "ENOENT" });
+      const verify = await runCli(["verify", "--pitr", ...rig.fetchArgs(), "--json"]);
+      expect(verify.code).toBe(1);
+      const wal = (JSON.parse(verify.stdout) as PitrVerification).checks.find((c) => c.name === "wal");
+      expect(wal).toMatchObject({ ok: false });
+      expect(wal?.detail).toContain("00000002.history");
+    } finally {
+      await store.putIfAbsent(key, saved);
+      // Put back by root: the server's user (whose restore_command reads it later) must own it again.
+      if (rig.owner) await chown(path.join(fileURLToPath(rig.storeUrl), key), rig.owner.uid, rig.owner.gid);
+    }
+  }, 180_000);
 
   it("a promoted standby archives its last timeline-1 segment as a .partial, which wal-fetch never serves for the full segment, and takes the next free timeline", async () => {
     const dir = path.join(rig.work, "standby");

@@ -8,7 +8,13 @@ import type { RowSigner } from "#core/audit/row-signature.ts";
 import { DumpFailedError, IntegrityError, InvalidInputError } from "#core/errors.ts";
 import { newBackupId, walPrefix } from "#core/keys.ts";
 import type { Logger } from "#core/log.ts";
-import { BASE_FORMAT, type BaseManifest, baseKeys, signBaseManifest } from "#core/pitr/base-manifest.ts";
+import {
+  BASE_FORMAT,
+  type BaseManifest,
+  baseKeys,
+  serializeBaseManifest,
+  signBaseManifest,
+} from "#core/pitr/base-manifest.ts";
 import { formatLsn, parseLsn, segmentRange } from "#core/pitr/lsn.ts";
 import { decodeWalHeader, WAL_HEADER_MAX_BYTES } from "#core/pitr/wal-record.ts";
 import type { ObjectStore } from "#core/store/object-store.ts";
@@ -158,7 +164,7 @@ export async function baseBackup(o: BaseBackupOptions): Promise<BaseManifest> {
     },
     o.signer,
   );
-  await o.store.putIfAbsent(keys.manifest, `${JSON.stringify(manifest, null, 2)}\n`);
+  await o.store.putIfAbsent(keys.manifest, serializeBaseManifest(manifest));
   o.log.info("base backup committed", {
     databaseId: o.databaseId,
     baseId,

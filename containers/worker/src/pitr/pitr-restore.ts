@@ -12,6 +12,7 @@ import {
   type RecoveryPath,
   readArchive,
   recoveryPath,
+  timelinesPastPath,
 } from "#core/pitr/archive-index.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { trustedBases } from "#core/pitr/bases.ts";
@@ -88,6 +89,12 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
   const { base, path: route } = chooseBase(bases, archive, o);
   const wal = walWindow(archive, base, route);
   refuseBlockedPromotion(archive, base, route);
+  // Segment names only here (their headers are read when replayed): a refusal, never a recovery that stops short.
+  if (o.timeline === undefined)
+    refuseMissingHistory(
+      timelinesPastPath(archive.names, () => true, route),
+      route,
+    );
   if (o.target.kind === "lsn") {
     const bytes = base.server.walSegmentBytes;
     if (parseLsn(o.target.value) / BigInt(bytes) > segmentNumber(wal.lastContiguous, bytes)) {
@@ -218,6 +225,22 @@ function refuseBlockedPromotion(archive: ArchiveIndex, base: BaseManifest, route
       },
     );
   }
+}
+
+/**
+ * WAL archived on a timeline past the path's newest, with no history leading there: the
+ * `.history` that starts it is gone. PostgreSQL's 'latest' would stop at the path's end
+ * and promote, losing what was written after the failover, with nothing said.
+ */
+export function refuseMissingHistory(timelines: readonly number[], route: RecoveryPath): void {
+  const [first] = timelines;
+  if (first === undefined) return;
+  throw new IntegrityError(
+    `timeline ${first}'s WAL is archived, but no trusted ${timelineHex(first)}.history is: a recovery to the latest point would stop on timeline ${route.timeline} and lose what was written on ${timelines.join(", ")}`,
+    {
+      hint: `archive the history file again from the server that wrote it (pg_wal/${timelineHex(first)}.history, with strongroom wal-push), or pass --timeline ${route.timeline} to recover timeline ${route.timeline}'s line knowingly`,
+    },
+  );
 }
 
 /**

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type AuditLog, auditedJob } from "#core/audit/audit-log.ts";
 import { AbortedError, IntegrityError, isStrongroomError } from "#core/errors.ts";
 import type { Logger } from "#core/log.ts";
-import { readArchive, type recoveryPath } from "#core/pitr/archive-index.ts";
+import { readArchive, type recoveryPath, timelinesPastPath } from "#core/pitr/archive-index.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
 import { trustedBaseReading } from "#core/pitr/bases.ts";
 import { formatLsn, parseLsn, segmentName } from "#core/pitr/lsn.ts";
@@ -32,7 +32,7 @@ import { amcheckCheck, userSqlCheck } from "../pg/verify-checks.ts";
 import type { OnPhase } from "../phases.ts";
 import { ageEncrypt } from "../stages/age-stream.ts";
 import { WORKER_VERSION } from "../version.ts";
-import { chooseBase, chownTree, type RecoveryTarget, unpack, walWindow } from "./pitr-restore.ts";
+import { chooseBase, chownTree, type RecoveryTarget, refuseMissingHistory, unpack, walWindow } from "./pitr-restore.ts";
 import { fetchWal } from "./wal-archive.ts";
 
 export interface PitrVerifyOptions {
@@ -196,17 +196,15 @@ async function recoverAndCheck(
   o.onPhase?.("checking the archived WAL");
   const t0 = performance.now();
   let window: ReturnType<typeof walWindow>;
+  const ours = (name: string) => archive.trusted.get(name)?.systemIdentifier === base.server.systemIdentifier;
   try {
-    window = walWindow(
-      archive,
-      base,
-      route,
-      (name) => archive.trusted.get(name)?.systemIdentifier === base.server.systemIdentifier,
-    );
+    window = walWindow(archive, base, route, ours);
+    // WAL on a later timeline with its history gone: the window proven here would not be the latest one.
+    refuseMissingHistory(timelinesPastPath(archive.trusted.keys(), ours, route), route);
   } catch (err) {
     if (!isStrongroomError(err)) throw err;
     checks.push({ name: "wal", ok: false, detail: err.message, seconds: (performance.now() - t0) / 1000 });
-    skipRest("the base's own WAL is not all archived", rest);
+    skipRest("the archived WAL cannot be recovered as it stands", rest);
     return finish("failed");
   }
   // When each segment was archived, as its host signed it (not the store's time, which a writer can refresh).

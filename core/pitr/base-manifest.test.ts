@@ -1,0 +1,106 @@
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { pathToFileURL } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { generateSigningKey, parseSigningKey } from "../audit/row-signature.ts";
+import { FileStore } from "../store/file-store.ts";
+import {
+  BASE_FORMAT,
+  type BaseManifest,
+  readBaseManifest,
+  serializeBaseManifest,
+  signBaseManifest,
+} from "./base-manifest.ts";
+import { readBases } from "./bases.ts";
+import { listPitrSummaries, PITR_VERIFICATION_SUMMARY_FORMAT, pitrVerificationKeys } from "./pitr-verification.ts";
+
+const dir = await mkdtemp(path.join(tmpdir(), "base-manifest-"));
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const key = generateSigningKey();
+const signers = new Set([key.signer]);
+const BASE = "20261201T020000Z-abcdef";
+const manifest: BaseManifest = signBaseManifest(
+  {
+    format: BASE_FORMAT,
+    databaseId: "shop",
+    baseId: BASE,
+    startedAt: "2026-12-01T02:00:00.000Z",
+    stoppedAt: "2026-12-01T02:01:00.000Z",
+    server: { version: "15.8", major: 15, systemIdentifier: "7000000000000000001", walSegmentBytes: 16777216 },
+    timeline: 1,
+    startLsn: "0/2000028",
+    stopLsn: "0/2000100",
+    walSegments: { first: "000000010000000000000002", last: "000000010000000000000002" },
+    object: {
+      key: `shop/base/${BASE}/base.tar.zst.age`,
+      plainBytes: 1,
+      plainSha256: "0".repeat(64),
+      storedBytes: 1,
+      storedSha256: "0".repeat(64),
+    },
+    backupManifestSha256: "0".repeat(64),
+    recipients: ["age1example"],
+  },
+  parseSigningKey(key.secret),
+);
+const at = `shop/base/${BASE}/manifest.json`;
+
+async function store(): Promise<FileStore> {
+  const root = await mkdtemp(path.join(dir, "store-"));
+  await mkdir(root, { recursive: true });
+  return new FileStore(pathToFileURL(root).href);
+}
+
+describe("a base backup manifest", () => {
+  it("is trusted only in the bytes basebackup writes: the same signed fields re-indented or reordered are refused", () => {
+    const text = serializeBaseManifest(manifest);
+    expect(readBaseManifest(text, at, signers).baseId).toBe(BASE);
+    // Each of these still carries a valid signature over the same fields, under another SHA-256.
+    const { signature, ...fields } = manifest;
+    for (const rewritten of [
+      JSON.stringify(manifest),
+      `${JSON.stringify(manifest, null, 4)}\n`,
+      `${JSON.stringify({ signature, ...fields }, null, 2)}\n`,
+      `${JSON.stringify(manifest, null, 2)}`,
+    ]) {
+      expect(() => readBaseManifest(rewritten, at, signers)).toThrow(/not in the form basebackup writes/);
+    }
+  });
+
+  it("is read from <db>/base/<id>/manifest.json only, never from a file of that name deeper down (a verification result)", async () => {
+    const s = await store();
+    await s.putIfAbsent(at, serializeBaseManifest(manifest));
+    await s.putIfAbsent(`shop/base/${BASE}/verifications/manifest.json`, serializeBaseManifest(manifest));
+    const reading = await readBases(s, "shop", signers);
+    expect(reading.trusted.map((b) => b.baseId)).toEqual([BASE]);
+    expect(reading.untrusted).toEqual([]);
+  });
+});
+
+describe("verify --pitr summaries beside a base", () => {
+  it("are taken only with finite, non-negative timings: a planted one with strings or negatives is passed over", async () => {
+    const s = await store();
+    const summary = (at: string, rto: Record<string, unknown>) => ({
+      format: PITR_VERIFICATION_SUMMARY_FORMAT,
+      kind: "pitr",
+      ok: true,
+      outcome: "verified",
+      databaseId: "shop",
+      baseId: BASE,
+      manifestSha256: "a".repeat(64),
+      at,
+      rto: { baseSeconds: 1, walSeconds: 1, replaySeconds: 1, checksSeconds: 1, totalSeconds: 4, ...rto },
+      checks: [],
+    });
+    const put = (when: string, rto: Record<string, unknown>) =>
+      s.putIfAbsent(pitrVerificationKeys("shop", BASE, new Date(when)).summary, JSON.stringify(summary(when, rto)));
+    await put("2026-12-02T02:00:00.000Z", {});
+    await put("2026-12-02T03:00:00.000Z", { baseSeconds: "9" });
+    await put("2026-12-02T04:00:00.000Z", { replaySeconds: -100 });
+    await put("2026-12-02T05:00:00.000Z", { walSeconds: Number.POSITIVE_INFINITY });
+    const read = await listPitrSummaries(s, "shop", BASE);
+    expect(read.map((r) => r.at)).toEqual(["2026-12-02T02:00:00.000Z"]);
+  });
+});
