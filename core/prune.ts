@@ -13,6 +13,7 @@ import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey, verificationPre
 import { readLedger } from "./ledger.ts";
 import type { Manifest } from "./manifest.ts";
 import { type BasePrunePlan, type BasePruneResult, executeBasePrune, planBasePrune } from "./pitr/base-prune.ts";
+import { committedBasesIn } from "./pitr/bases.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
 
 /** Every payload object a backup may have, the legacy `globals` included. */
@@ -222,7 +223,9 @@ async function pruneBases(
 ): Promise<BasePruneOutcome> {
   let plan: BasePrunePlan;
   try {
-    plan = await planBasePrune(options.store, options.databaseId, signers, policy, now());
+    // The chain prune writes to is the one that commits bases taken without the host's key.
+    const committed = await committedBasesIn(chain, options.databaseId);
+    plan = await planBasePrune(options.store, options.databaseId, signers, policy, now(), committed);
   } catch (err) {
     if (err instanceof PruneHaltedError) return { halted: err };
     throw err;

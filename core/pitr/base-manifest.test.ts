@@ -1,8 +1,10 @@
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import type { AuditRow } from "../audit/audit-chain.ts";
 import { generateSigningKey, parseSigningKey } from "../audit/row-signature.ts";
 import { FileStore } from "../store/file-store.ts";
 import {
@@ -12,7 +14,7 @@ import {
   serializeBaseManifest,
   signBaseManifest,
 } from "./base-manifest.ts";
-import { readBases } from "./bases.ts";
+import { committedBases, readBases } from "./bases.ts";
 import { listPitrSummaries, PITR_VERIFICATION_SUMMARY_FORMAT, pitrVerificationKeys } from "./pitr-verification.ts";
 
 const dir = await mkdtemp(path.join(tmpdir(), "base-manifest-"));
@@ -102,5 +104,48 @@ describe("verify --pitr summaries beside a base", () => {
     await put("2026-12-02T05:00:00.000Z", { walSeconds: Number.POSITIVE_INFINITY });
     const read = await listPitrSummaries(s, "shop", BASE);
     expect(read.map((r) => r.at)).toEqual(["2026-12-02T02:00:00.000Z"]);
+  });
+});
+
+describe("a base backup committed by the audit log", () => {
+  const { signature: _signature, ...unsigned } = manifest;
+  const text = serializeBaseManifest(unsigned as BaseManifest);
+  const sha = createHash("sha256").update(text).digest("hex");
+
+  it("counts unsigned only in the exact bytes a row commits", () => {
+    expect(() => readBaseManifest(text, at, signers)).toThrow(/not signed by a trusted signer, nor committed/);
+    expect(readBaseManifest(text, at, signers, sha).baseId).toBe(BASE);
+    expect(() => readBaseManifest(`${text} `, at, signers, sha)).toThrow(/nor committed/);
+    expect(() => readBaseManifest(text, at, signers, "0".repeat(64))).toThrow(/nor committed/);
+    // Committed bytes still name their own place.
+    expect(() => readBaseManifest(text, `shop/base/20261202T020000Z-other1/manifest.json`, signers, sha)).toThrow(
+      /describes/,
+    );
+  });
+
+  it("is committed by the first trusted backup.ok row of kind base for its id, and no longer once retired", () => {
+    const row = (event: string, backupId: string, details: Record<string, unknown>, databaseId = "shop") =>
+      ({
+        event,
+        backupId,
+        databaseId,
+        details,
+        seq: "1",
+        at: "",
+        actor: "cli",
+        hash: "",
+        prev: "",
+      }) as unknown as AuditRow;
+    const rows = [
+      row("backup.ok", "b1", { kind: "base", manifestSha256: "a".repeat(64) }),
+      row("backup.ok", "b1", { kind: "base", manifestSha256: "b".repeat(64) }),
+      row("backup.ok", "b2", { manifestSha256: "c".repeat(64) }),
+      row("backup.ok", "b3", { kind: "base", manifestSha256: "d".repeat(64) }, "billing"),
+      row("backup.ok", "b4", { kind: "base", manifestSha256: "e".repeat(64) }),
+      row("retain.delete", "b4", { kind: "base" }),
+      row("backup.ok", "b5", { kind: "base", manifestSha256: "f".repeat(64) }),
+    ];
+    const trusts = (r: AuditRow) => r.backupId !== "b5";
+    expect([...committedBases(rows, "shop", trusts)]).toEqual([["b1", "a".repeat(64)]]);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { type RowSignature, type RowSigner, textSignedByOneOf } from "../audit/row-signature.ts";
 import { IntegrityError } from "../errors.ts";
 import { assertDatabaseId } from "../keys.ts";
@@ -29,7 +30,12 @@ export interface BaseManifest {
   /** PostgreSQL's own backup_manifest (inside the tar too): its SHA-256. */
   backupManifestSha256: string;
   recipients: string[];
-  signature: RowSignature;
+  /**
+   * The database host's signature. Absent on a base taken where no host key is (a backup
+   * server, a deployed task): such a base counts only once the audit log commits the
+   * SHA-256 of its manifest's bytes (a `backup.ok` row of kind "base").
+   */
+  signature?: RowSignature;
 }
 
 export function baseKeys(databaseId: string, baseId: string): { object: string; manifest: string } {
@@ -55,10 +61,16 @@ export function signBaseManifest(manifest: Omit<BaseManifest, "signature">, sign
 }
 
 /**
- * The manifest at `key`, refused unless a trusted signer signed it and it names the
- * database and base backup its key does: a store writer can put any manifest there.
+ * The manifest at `key`, refused unless a trusted signer signed it, or its bytes are the
+ * ones the audit log committed (`committedSha256`), and it names the database and base
+ * backup its key does: a store writer can put any manifest there.
  */
-export function readBaseManifest(text: string, key: string, signers: ReadonlySet<string>): BaseManifest {
+export function readBaseManifest(
+  text: string,
+  key: string,
+  signers: ReadonlySet<string>,
+  committedSha256?: string,
+): BaseManifest {
   let parsed: BaseManifest;
   try {
     parsed = JSON.parse(text) as BaseManifest;
@@ -67,9 +79,12 @@ export function readBaseManifest(text: string, key: string, signers: ReadonlySet
   }
   if (parsed?.format !== BASE_FORMAT) throw new IntegrityError(`${key} is not a ${BASE_FORMAT} manifest`);
   const { signature, ...rest } = parsed;
-  if (!textSignedByOneOf(signature, CONTEXT, unsignedText(rest), signers)) {
-    throw new IntegrityError(`${key} is not signed by a trusted signer`, {
-      hint: "only base backups the database host signed are restored: pass its --signer",
+  // Committed: these exact bytes, which the audit log names, whoever wrote them.
+  const committed =
+    committedSha256 !== undefined && createHash("sha256").update(text).digest("hex") === committedSha256;
+  if (!committed && !textSignedByOneOf(signature, CONTEXT, unsignedText(rest), signers)) {
+    throw new IntegrityError(`${key} is not signed by a trusted signer, nor committed by the audit log`, {
+      hint: "only base backups the database host signed (pass its --signer), or the audit log committed (pass the --audit-table or --audit store that holds its backup.ok), are restored",
     });
   }
   const expected = baseKeys(parsed.databaseId, parsed.baseId);
@@ -77,7 +92,7 @@ export function readBaseManifest(text: string, key: string, signers: ReadonlySet
   // The signature covers the fields, an audit row the bytes: other bytes with the same
   // fields (re-indented, reordered) would be a second trusted manifest under another
   // SHA-256, voiding every row that names the first.
-  if (text !== serializeBaseManifest({ ...rest, signature })) {
+  if (!committed && text !== serializeBaseManifest({ ...rest, ...(signature ? { signature } : {}) })) {
     throw new IntegrityError(`${key} is not in the form basebackup writes (its bytes were rewritten)`);
   }
   return parsed;

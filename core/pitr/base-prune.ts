@@ -33,8 +33,10 @@ export async function planBasePrune(
   signers: ReadonlySet<string>,
   policy: RetentionPolicy,
   now: Date,
+  /** Base id → manifest SHA-256 the audit log committed (bases taken without the host's key). */
+  committed?: ReadonlyMap<string, string>,
 ): Promise<BasePrunePlan> {
-  const { trusted, untrusted } = await readBases(store, databaseId, signers);
+  const { trusted, untrusted } = await readBases(store, databaseId, signers, committed);
   const prefix = walPrefix(databaseId);
   const walNames: string[] = [];
   for await (const object of listAll(store, prefix)) walNames.push(object.key.slice(prefix.length));

@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import type { AuditRow } from "../audit/audit-chain.ts";
+import { type AuditLog, readAll } from "../audit/audit-log.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { getBytes, listAll, type ObjectStore } from "../store/object-store.ts";
@@ -26,6 +28,8 @@ export async function readBases(
   store: ObjectStore,
   databaseId: string,
   signers: ReadonlySet<string>,
+  /** Base id → the manifest SHA-256 the audit log committed (`committedBases`): a base needs no signature then. */
+  committed: ReadonlyMap<string, string> = new Map(),
 ): Promise<BaseReading> {
   const trusted: BaseManifest[] = [];
   const untrusted: UntrustedBase[] = [];
@@ -49,7 +53,8 @@ export async function readBases(
       throw err;
     }
     try {
-      const manifest = readBaseManifest(bytes.toString("utf8"), object.key, signers);
+      const id = object.key.slice(prefix.length, -"/manifest.json".length);
+      const manifest = readBaseManifest(bytes.toString("utf8"), object.key, signers, committed.get(id));
       trusted.push(manifest);
       sha256.set(manifest.baseId, createHash("sha256").update(bytes).digest("hex"));
     } catch (err) {
@@ -84,8 +89,9 @@ export async function trustedBases(
   databaseId: string,
   signers: ReadonlySet<string>,
   log: Logger,
+  committed?: ReadonlyMap<string, string>,
 ): Promise<BaseManifest[]> {
-  return (await trustedBaseReading(store, databaseId, signers, log)).trusted;
+  return (await trustedBaseReading(store, databaseId, signers, log, committed)).trusted;
 }
 
 /** The same, with the SHA-256 of each manifest's bytes as read: resolved once, named in audit rows. */
@@ -94,10 +100,44 @@ export async function trustedBaseReading(
   databaseId: string,
   signers: ReadonlySet<string>,
   log: Logger,
+  committed?: ReadonlyMap<string, string>,
 ): Promise<{ trusted: BaseManifest[]; sha256: Map<string, string> }> {
-  const { trusted, untrusted, sha256 } = await readBases(store, databaseId, signers);
+  const { trusted, untrusted, sha256 } = await readBases(store, databaseId, signers, committed);
   for (const u of untrusted) {
     log.warn("a base backup manifest is not trusted and is skipped", { key: u.key, problem: u.problem });
   }
   return { trusted, sha256 };
+}
+
+/**
+ * The base backups the audit log commits, by id: the manifest SHA-256 of the first
+ * `backup.ok` row of kind "base" for each (a later row cannot re-commit other bytes under
+ * the same id), none that a `retain.delete` of kind "base" retired. Only rows the log
+ * trusts count (signed by a trusted signer in a store's own log; every row of a table
+ * only audit-append writes).
+ */
+export function committedBases(
+  rows: readonly AuditRow[],
+  databaseId: string,
+  trusts?: (row: AuditRow) => boolean,
+): Map<string, string> {
+  const committed = new Map<string, string>();
+  const retired = new Set<string>();
+  for (const row of rows) {
+    if (row.databaseId !== databaseId || row.backupId === undefined || (trusts && !trusts(row))) continue;
+    const d = row.details ?? {};
+    if (d.kind !== "base") continue;
+    if (row.event === "backup.ok" && typeof d.manifestSha256 === "string" && !committed.has(row.backupId)) {
+      committed.set(row.backupId, d.manifestSha256);
+    }
+    if (row.event === "retain.delete") retired.add(row.backupId);
+  }
+  for (const id of retired) committed.delete(id);
+  return committed;
+}
+
+/** `committedBases` of a database's audit log (empty without one). */
+export async function committedBasesIn(audit: AuditLog | undefined, databaseId: string): Promise<Map<string, string>> {
+  if (!audit) return new Map();
+  return committedBases(await readAll(audit), databaseId, audit.trusts?.bind(audit));
 }

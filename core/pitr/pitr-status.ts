@@ -2,7 +2,7 @@ import { type AuditLog, readAll } from "../audit/audit-log.ts";
 import type { Logger } from "../log.ts";
 import type { ObjectStore } from "../store/object-store.ts";
 import type { VerificationOutcome } from "../verification.ts";
-import { trustedBaseReading } from "./bases.ts";
+import { committedBases, trustedBaseReading } from "./bases.ts";
 import { verifyWal } from "./wal-verify.ts";
 
 /** `status`'s defaults: a base backup a week old plus a day; the archive's age is not gated unless asked. */
@@ -82,7 +82,10 @@ export async function readPitrStatus(o: {
   limits: PitrLimits;
   log: Logger;
 }): Promise<PitrStatus | undefined> {
-  const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log);
+  const rows = o.audit ? await readAll(o.audit) : [];
+  // Signed by the host, or committed by the audit log (a base taken where no host key is).
+  const committed = committedBases(rows, o.databaseId, o.audit?.trusts?.bind(o.audit));
+  const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log, committed);
   const report = await verifyWal({ ...o, now: o.now, bases });
   if (bases.length === 0 && report.untrusted.length === 0 && report.newest === undefined) return undefined;
   const problems: string[] = [];
@@ -132,7 +135,6 @@ export async function readPitrStatus(o: {
 
   // verify --pitr's rows: trusted, of this database, naming the manifest of a base that is still signed and here.
   const shaOf = new Map([...sha256].map(([baseId, sha]) => [sha, baseId]));
-  const rows = o.audit ? await readAll(o.audit) : [];
   const verifications = rows
     .filter((r) => r.databaseId === o.databaseId && (o.audit?.trusts ? o.audit.trusts(r) : true))
     .flatMap((r) => {

@@ -61,8 +61,10 @@ export async function verifyWal(o: {
   now?: Date;
   /** The trusted bases, when the caller read them already (status): not read twice. */
   bases?: readonly BaseManifest[];
+  /** Base id → manifest SHA-256 the audit log committed (bases taken without the host's key). */
+  committed?: ReadonlyMap<string, string>;
 }): Promise<WalVerifyReport> {
-  const bases = o.bases ?? (await trustedBases(o.store, o.databaseId, o.signers, o.log));
+  const bases = o.bases ?? (await trustedBases(o.store, o.databaseId, o.signers, o.log, o.committed));
   // Every file's signed header, read by a ranged GET: a writer's planted object must neither fill a gap nor fake one.
   const archive = await readArchive({ ...o, headers: "all" });
   const windows = bases.map((base): BaseWindow => {

@@ -9,7 +9,7 @@ import { METRICS_NAMESPACE, METRICS_SERVICE } from "#core/flows/metrics.ts";
 import type { BaseRef, CommittedRef } from "#core/flows/plan.ts";
 import { BACKUP_ID_PATTERN, DATABASE_ID_PATTERN } from "#core/keys.ts";
 import { pickBackup, readLedger } from "#core/ledger.ts";
-import { readBases } from "#core/pitr/bases.ts";
+import { committedBasesIn, readBases } from "#core/pitr/bases.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 
 /** What several handlers share: the backup-ref input, the catalog keepers' dependencies, `latest` for the plans. */
@@ -100,7 +100,14 @@ export function signedBaseIn(
   deps: LedgerDeps,
 ): (databaseId: string, signers: ReadonlySet<string>, base: string) => Promise<BaseRef> {
   return async (databaseId, signers, base) => {
-    const { trusted, sha256 } = await readBases(new S3Store(deps.storeUrl, { client: deps.s3 }), databaseId, signers);
+    // Signed by the host, or committed by a backup.ok row of kind "base" in the audit table.
+    const audit = new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
+    const { trusted, sha256 } = await readBases(
+      new S3Store(deps.storeUrl, { client: deps.s3 }),
+      databaseId,
+      signers,
+      await committedBasesIn(audit, databaseId),
+    );
     const found = base === "latest" ? trusted.at(-1) : trusted.find((b) => b.baseId === base);
     if (!found) {
       throw new NotFoundError(

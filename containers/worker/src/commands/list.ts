@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import type { AuditLog } from "#core/audit/audit-log.ts";
 import { UncommittedBackupError } from "#core/errors.ts";
 import type { LedgerProblem } from "#core/ledger.ts";
 import type { Manifest } from "#core/manifest.ts";
@@ -43,7 +44,7 @@ export function listCommand(parent: Command, ctx: CliContext): void {
           trustStore: o.trustStore === true,
         });
         const manifests = ledgers.flatMap((l) => l.backups.map((b) => b.manifest));
-        const physical = await baseBackups(store, o, ctx);
+        const physical = await baseBackups(store, o, ctx, audit);
         const problems = [...ledgers.flatMap((l) => l.problems), ...physical.problems];
         if (ledgers.some((l) => l.trustStore)) {
           ctx.log().warn("--trust-store: every manifest is listed, committed or not");
@@ -82,17 +83,18 @@ export function listCommand(parent: Command, ctx: CliContext): void {
  */
 async function baseBackups(
   store: Awaited<ReturnType<typeof openStoreAt>>,
-  o: { databaseId?: string; signingKey?: string; signer?: string[] },
+  o: { databaseId?: string; signingKey?: string; signer?: string[]; auditTable?: string },
   ctx: CliContext,
+  audit: ((databaseId: string) => AuditLog) | undefined,
 ): Promise<{ bases: BaseManifest[]; problems: LedgerProblem[] }> {
-  const { databaseIdsWithBases, readBases } = await import("#core/pitr/bases.ts");
+  const { committedBasesIn, databaseIdsWithBases, readBases } = await import("#core/pitr/bases.ts");
   const ids = o.databaseId ? [o.databaseId] : await databaseIdsWithBases(store);
   if (ids.length === 0) return { bases: [], problems: [] };
   const { storeLogOptions } = await import("./context.ts");
   const options = await storeLogOptions(o);
   const signers = new Set([...(options.signers ?? []), ...(options.signer ? [options.signer.signer] : [])]);
-  if (signers.size === 0) {
-    // A physical backup is listed only when a signer says it is the host's: none was given.
+  if (signers.size === 0 && !o.auditTable) {
+    // A physical backup is listed only when a signer says it is the host's, or an audit table commits it: neither was given.
     const found = await Promise.all(ids.map(async (id) => (await readBases(store, id, new Set())).untrusted.length));
     if (found.some((n) => n > 0)) {
       ctx.log().warn("base backups are in the store, and no --signer says whose count: they are not listed", {
@@ -104,7 +106,7 @@ async function baseBackups(
   const bases: BaseManifest[] = [];
   const problems: LedgerProblem[] = [];
   for (const id of ids) {
-    const reading = await readBases(store, id, signers);
+    const reading = await readBases(store, id, signers, await committedBasesIn(audit?.(id), id));
     bases.push(...reading.trusted);
     for (const u of reading.untrusted) problems.push({ kind: "unanchored", databaseId: id, message: u.problem });
   }

@@ -25,6 +25,20 @@ import {
   storeOption,
 } from "./options.ts";
 
+/**
+ * The base backups `--audit-table` commits (taken where no host key is: `basebackup
+ * --audit-table`), by id; none without the option.
+ */
+async function committedIn(
+  store: Awaited<ReturnType<typeof openStoreAt>>,
+  o: { databaseId: string; auditTable?: string },
+): Promise<Map<string, string>> {
+  if (!o.auditTable) return new Map();
+  const audit = await auditFor(store, { audit: "none", auditTable: o.auditTable });
+  const { committedBasesIn } = await import("#core/pitr/bases.ts");
+  return committedBasesIn(audit?.(o.databaseId), o.databaseId);
+}
+
 const walDatabaseIdOption = () =>
   new Option("--database-id <id>", "the database's id in the store: its WAL goes under <id>/wal/, beside its backups")
     .env("STRONGROOM_DATABASE_ID")
@@ -188,6 +202,7 @@ Examples:
     .addOption(walDatabaseIdOption())
     .addOption(recipientOption())
     .addOption(signingKeyOption())
+    .addOption(auditTableOption())
     .addOption(
       checkedOption(
         "--wal-wait <seconds>",
@@ -205,33 +220,65 @@ Examples:
   $ DATABASE_URL=postgres://replicator@db:5432/postgres strongroom basebackup --store s3://acme-backups/pg \
       --database-id shop --recipient age1… --signing-key /etc/strongroom/signing.key`,
     )
-    .action(async (o: CommonFlags & { db: string; recipient: string[]; signingKey?: string; walWait?: number }) => {
-      const { signer } = await storeLogOptions(o);
-      if (!signer) {
-        throw new UsageError("basebackup signs the base backup it commits, and no signing key was given", {
-          hint: "pass --signing-key FILE (the one archive_command's wal-push uses), or set STRONGROOM_SIGNING_KEY",
+    .action(
+      async (
+        o: CommonFlags & {
+          db: string;
+          recipient: string[];
+          signingKey?: string;
+          auditTable?: string;
+          walWait?: number;
+        },
+      ) => {
+        const { signer } = await storeLogOptions(o);
+        if (!signer && !o.auditTable) {
+          throw new UsageError(
+            "basebackup commits a base backup by signing it, or in an audit table, and got neither a signing key nor --audit-table",
+            {
+              hint: "on the database host pass --signing-key FILE (the one archive_command's wal-push uses); elsewhere (a backup server without the host's key) pass --audit-table TABLE",
+            },
+          );
+        }
+        const { parsePgUrl } = await import("../pg/conn.ts");
+        const { baseBackup } = await import("../pitr/base-backup.ts");
+        const store = await openStoreAt(o.store);
+        // Where no host key is, the manifest goes unsigned and the audit table's row commits its bytes.
+        const audit = signer ? undefined : await auditFor(store, { audit: "none", ...o }, ctx.log());
+        const manifest = await baseBackup({
+          store,
+          conn: parsePgUrl(o.db, "--db"),
+          databaseId: o.databaseId,
+          recipients: o.recipient,
+          ...(signer ? { signer } : {}),
+          ...(o.walWait !== undefined ? { walWaitMs: o.walWait * 1000 } : {}),
+          log: ctx.log(),
+          signal: ctx.signal,
         });
-      }
-      const { parsePgUrl } = await import("../pg/conn.ts");
-      const { baseBackup } = await import("../pitr/base-backup.ts");
-      const manifest = await baseBackup({
-        store: await openStoreAt(o.store),
-        conn: parsePgUrl(o.db, "--db"),
-        databaseId: o.databaseId,
-        recipients: o.recipient,
-        signer,
-        ...(o.walWait !== undefined ? { walWaitMs: o.walWait * 1000 } : {}),
-        log: ctx.log(),
-        signal: ctx.signal,
-      });
-      printResult(
-        ctx,
-        o.json,
-        manifest,
-        () =>
-          `base backup ${o.databaseId}/${manifest.baseId}: ${manifest.startLsn} to ${manifest.stopLsn} on timeline ${manifest.timeline}, ${manifest.object.storedBytes} bytes stored\n`,
-      );
-    });
+        if (audit) {
+          const { appendAudit } = await import("#core/audit/audit-log.ts");
+          const { getBytes } = await import("#core/store/object-store.ts");
+          const { baseKeys } = await import("#core/pitr/base-manifest.ts");
+          const { createHash } = await import("node:crypto");
+          // The bytes as stored: what every reader hashes.
+          const bytes = await getBytes(store, baseKeys(o.databaseId, manifest.baseId).manifest);
+          await appendAudit(audit(o.databaseId), {
+            event: "backup.ok",
+            actor: "cli",
+            databaseId: o.databaseId,
+            backupId: manifest.baseId,
+            at: new Date().toISOString(),
+            details: { kind: "base", manifestSha256: createHash("sha256").update(bytes).digest("hex") },
+          });
+        }
+        printResult(
+          ctx,
+          o.json,
+          manifest,
+          () =>
+            `base backup ${o.databaseId}/${manifest.baseId}: ${manifest.startLsn} to ${manifest.stopLsn} on timeline ${manifest.timeline}, ${manifest.object.storedBytes} bytes stored${audit ? ", committed in the audit table" : ""}\n`,
+        );
+      },
+    );
 
   parent
     .command("wal")
@@ -243,13 +290,14 @@ Examples:
     .addOption(storeOption())
     .addOption(walDatabaseIdOption())
     .addOption(signerOption())
+    .addOption(auditTableOption())
     .addOption(
       new Option("--max-wal-age <duration>", "not ok when the newest archived WAL is older (e.g. 15m, 1h)").env(
         "STRONGROOM_MAX_WAL_AGE",
       ),
     )
     .addOption(jsonOption())
-    .action(async (o: CommonFlags & { signer?: string[]; maxWalAge?: string }) => {
+    .action(async (o: CommonFlags & { signer?: string[]; maxWalAge?: string; auditTable?: string }) => {
       const { parseSigner } = await import("#core/audit/row-signature.ts");
       const signers = new Set((o.signer ?? []).map(parseSigner));
       if (signers.size === 0) {
@@ -260,10 +308,12 @@ Examples:
       const { parseDuration } = await import("#core/gc.ts");
       const maxAge = o.maxWalAge !== undefined ? parseDuration(o.maxWalAge, "--max-wal-age") : undefined;
       const { verifyWal } = await import("#core/pitr/wal-verify.ts");
+      const store = await openStoreAt(o.store);
       const report = await verifyWal({
-        store: await openStoreAt(o.store),
+        store,
         databaseId: o.databaseId,
         signers,
+        committed: await committedIn(store, o),
         log: ctx.log(),
       });
       const stale = maxAge !== undefined && (report.newest === undefined || report.newest.ageSeconds * 1000 > maxAge);
@@ -276,7 +326,7 @@ Examples:
           `${[
             ...report.bases.map(
               (b) =>
-                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timelines.join(" → ")}${b.offLatest ? `; not an ancestor of the newest timeline ${b.offLatest.latest}: recover it with --timeline ${b.timeline}` : ""}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}${(b.otherLines ?? []).map((l) => `\n    also timeline ${l.timeline} (--timeline ${l.timeline}): through ${l.through}${l.gap ? `; gap at ${l.gap}` : ""}`).join("")}`,
+                `${b.recoverable ? "✓" : "✗"} base ${b.baseId} (timeline ${b.timelines.join(" → ")}${b.offLatest ? `; not an ancestor of the newest timeline ${b.offLatest.latest}: recover it with --timeline ${b.timeline}` : ""}): recoverable from ${b.from.time} (${b.from.lsn}) through ${b.through.segment}${b.gap ? `; gap at ${b.gap}` : ""}${b.recoverable ? "" : "; its own WAL is not all archived"}${(b.missingHistory ?? []).map((t) => `\n    timeline ${t}'s WAL is archived but its history file is not: a recovery to the latest point stops before it`).join("")}${(b.otherLines ?? []).map((l) => `\n    also timeline ${l.timeline} (--timeline ${l.timeline}): through ${l.through}${l.gap ? `; gap at ${l.gap}` : ""}`).join("")}`,
             ),
             report.newest
               ? `newest archived WAL: ${report.newest.name}, ${report.newest.ageSeconds} s ago${stale ? ` (older than --max-wal-age ${o.maxWalAge})` : ""}`
@@ -290,7 +340,7 @@ Examples:
             ? `no base backup of ${o.databaseId}: nothing to recover from`
             : stale
               ? `the newest archived WAL is older than ${o.maxWalAge}`
-              : "a gap in the archived WAL, or a base backup whose own WAL is missing",
+              : "a gap in the archived WAL, a missing timeline history, or a base backup whose own WAL is missing",
           { hint: "archive_command's failures show in pg_stat_archiver and the server's log (docs/pitr.md)" },
         );
       }
@@ -333,6 +383,7 @@ Examples:
         positiveInt("--timeline"),
       ),
     )
+    .addOption(auditTableOption())
     .addOption(
       flagOption(
         "--archive",
@@ -376,6 +427,7 @@ Examples:
           toLatest?: boolean;
           base?: string;
           timeline?: number;
+          auditTable?: string;
           archive?: boolean;
           recipient?: string[];
           signingKey?: string;
@@ -423,8 +475,9 @@ Examples:
         const identities = await identitiesFrom(o.identity, "restore --pitr", process.env, ctx.log());
         const { pitrRestore } = await import("../pitr/pitr-restore.ts");
         const { freePort } = await import("../service-process.ts");
+        const store = await openStoreAt(o.store);
         const result = await pitrRestore({
-          store: await openStoreAt(o.store),
+          store,
           databaseId: o.databaseId,
           identityFile: o.identity,
           identities,
@@ -432,6 +485,7 @@ Examples:
           target,
           ...(o.base !== undefined ? { baseId: o.base } : {}),
           ...(o.timeline !== undefined ? { timeline: o.timeline } : {}),
+          committed: await committedIn(store, o),
           ...(o.archive ? { archive: { recipients: o.recipient ?? [], signingKeyFile: o.signingKey as string } } : {}),
           pgdata: o.pgdata,
           ...(o.start ? { start: { port: o.port ?? (await freePort()) } } : {}),

@@ -30,7 +30,8 @@ export interface BaseBackupOptions {
   conn: PgConn;
   databaseId: string;
   recipients: readonly string[];
-  signer: RowSigner;
+  /** The host's key, which signs the manifest. Absent: an unsigned manifest, which counts only once the audit log commits it. */
+  signer?: RowSigner;
   /** How long to wait for the server to archive the WAL the backup needs. @default 300 s */
   walWaitMs?: number;
   log: Logger;
@@ -140,30 +141,28 @@ export async function baseBackup(o: BaseBackupOptions): Promise<BaseManifest> {
   // The segment holding the last byte the backup needs.
   const needed = segmentRange(timeline, startLsn, stopLsn > startLsn ? stopLsn - 1n : stopLsn, segmentBytes);
   await waitForWal(o, needed, systemIdentifier, o.walWaitMs ?? 300_000);
-  const manifest = signBaseManifest(
-    {
-      format: BASE_FORMAT,
-      databaseId: o.databaseId,
-      baseId,
-      startedAt: startedAt.toISOString(),
-      stoppedAt: now().toISOString(),
-      server: { version, major, systemIdentifier, walSegmentBytes: segmentBytes, superuser },
-      timeline,
-      startLsn: formatLsn(startLsn),
-      stopLsn: formatLsn(stopLsn),
-      walSegments: { first: needed[0] as string, last: needed.at(-1) as string },
-      object: {
-        key: keys.object,
-        plainBytes: plain.result().bytes,
-        plainSha256: plain.result().sha256,
-        storedBytes: stored.result().bytes,
-        storedSha256: stored.result().sha256,
-      },
-      backupManifestSha256: createHash("sha256").update(pgManifest).digest("hex"),
-      recipients: [...o.recipients],
+  const fields: Omit<BaseManifest, "signature"> = {
+    format: BASE_FORMAT,
+    databaseId: o.databaseId,
+    baseId,
+    startedAt: startedAt.toISOString(),
+    stoppedAt: now().toISOString(),
+    server: { version, major, systemIdentifier, walSegmentBytes: segmentBytes, superuser },
+    timeline,
+    startLsn: formatLsn(startLsn),
+    stopLsn: formatLsn(stopLsn),
+    walSegments: { first: needed[0] as string, last: needed.at(-1) as string },
+    object: {
+      key: keys.object,
+      plainBytes: plain.result().bytes,
+      plainSha256: plain.result().sha256,
+      storedBytes: stored.result().bytes,
+      storedSha256: stored.result().sha256,
     },
-    o.signer,
-  );
+    backupManifestSha256: createHash("sha256").update(pgManifest).digest("hex"),
+    recipients: [...o.recipients],
+  };
+  const manifest: BaseManifest = o.signer ? signBaseManifest(fields, o.signer) : fields;
   await o.store.putIfAbsent(keys.manifest, serializeBaseManifest(manifest));
   o.log.info("base backup committed", {
     databaseId: o.databaseId,

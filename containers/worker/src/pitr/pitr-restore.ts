@@ -43,6 +43,8 @@ export interface PitrRestoreOptions {
   baseId?: string;
   /** recovery_target_timeline: a timeline number; by default the newest the base leads to ('latest'). */
   timeline?: number;
+  /** Base id → manifest SHA-256 the audit log committed: a base taken without the host's key counts too. */
+  committed?: ReadonlyMap<string, string>;
   pgdata: string;
   /**
    * The recovered cluster archives its own WAL into this database's archive (it takes the
@@ -83,7 +85,7 @@ export async function pitrRestore(o: PitrRestoreOptions): Promise<PitrRestoreRes
       hint: "neither says which base backup precedes it: name one (strongroom list shows base backups), or recover to a time or an LSN",
     });
   }
-  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log);
+  const bases = await trustedBases(o.store, o.databaseId, o.signers, o.log, o.committed);
   // Segment names only (each is checked when replayed); the timeline histories by their signed headers.
   const archive = await readArchive({ ...o, headers: "history" });
   const { base, path: route } = chooseBase(bases, archive, o);

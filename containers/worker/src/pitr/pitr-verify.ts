@@ -12,7 +12,7 @@ import { AbortedError, IntegrityError, isStrongroomError } from "#core/errors.ts
 import type { Logger } from "#core/log.ts";
 import { readArchive, type recoveryPath, timelinesPastPath } from "#core/pitr/archive-index.ts";
 import type { BaseManifest } from "#core/pitr/base-manifest.ts";
-import { trustedBaseReading } from "#core/pitr/bases.ts";
+import { committedBasesIn, trustedBaseReading } from "#core/pitr/bases.ts";
 import { formatLsn, parseLsn, segmentName } from "#core/pitr/lsn.ts";
 import {
   PITR_VERIFICATION_FORMAT,
@@ -86,7 +86,12 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 export async function verifyPitr(o: PitrVerifyOptions): Promise<PitrVerifyResult> {
   const now = o.now ?? (() => new Date());
   const at = now();
-  const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log);
+  // Signed by the host, or committed by the audit log, or pinned by a plan that resolved it there.
+  const committed = await committedBasesIn(o.audit, o.databaseId);
+  if (o.baseId !== undefined && o.manifestSha256 !== undefined && !committed.has(o.baseId)) {
+    committed.set(o.baseId, o.manifestSha256);
+  }
+  const { trusted: bases, sha256 } = await trustedBaseReading(o.store, o.databaseId, o.signers, o.log, committed);
   // Every object's signed header: a planted object must not fill a gap in the window it proves.
   const archive = await readArchive({ ...o, headers: "all" });
   const { base, path: route } = chooseBase(bases, archive, {
