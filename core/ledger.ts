@@ -116,6 +116,8 @@ function believedRows(databaseId: string, rows: AuditRow[], problems: LedgerProb
 export function committingRows(rows: readonly AuditRow[]): Map<string, AuditRow> {
   const out = new Map<string, AuditRow>();
   for (const row of rows) {
+    // A base backup's row (kind "base") commits a physical base (core/pitr/bases.ts), never a dump.
+    if (row.details?.kind === "base") continue;
     if (row.event === "backup.ok" && row.backupId !== undefined && sha256Of(row) && !out.has(row.backupId)) {
       out.set(row.backupId, row);
     }

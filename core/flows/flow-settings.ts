@@ -51,6 +51,8 @@ export interface DatabaseSettings {
    * readiness gates on. Absent: no point-in-time recovery is watched.
    */
   wal?: { signers: string[]; maxAgeMinutes?: number };
+  /** logical (absent: settings written before it), physical (base backups only), or both. */
+  mode?: "logical" | "physical" | "both";
 }
 
 /** Another server a restore may target, by the secret holding its connection. */
@@ -99,6 +101,7 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
         vcpus: optional({ type: "number", exclusiveMinimum: 0 }),
       },
     },
+    mode: optional({ type: "string", enum: ["logical", "physical", "both"] }),
     wal: optional({
       type: "object",
       additionalProperties: false,

@@ -156,6 +156,28 @@ describe("flow plans", () => {
     expect(
       await planVerify(walSettings, { databaseId: "ledger", kind: "pitr" }, latest, signedBase(150e9)),
     ).toMatchObject({ storage: "ebs", taskDefinition: "arn:verify-ebs-ledger:1" });
+    // BackupFlow with kind base: an unsigned base backup under the plan's id, which the flow's row commits.
+    const base = await planBackup(
+      walSettings,
+      { databaseId: "ledger", kind: "base" },
+      new Date("2026-12-03T02:00:00Z"),
+    );
+    expect(base).toMatchObject({ kind: "base", taskDefinition: "arn:backup-ledger:1" });
+    expect(base.command).toEqual([
+      "basebackup",
+      "--database-id",
+      "ledger",
+      "--base-id",
+      base.backupId,
+      "--unsigned",
+      "--json",
+    ]);
+    expect(base.backupId).toMatch(/^20261203T020000Z-/);
+    expect((await planBackup(settings, { databaseId: "shop" }, new Date())).kind).toBe("logical");
+    await expect(planBackup(settings, { databaseId: "shop", kind: "base" }, new Date())).rejects.toMatchObject({
+      name: "InvalidInputError",
+      message: "database shop takes no base backups: its server archives no WAL here",
+    });
     // A logical verify says its kind too: the flow's audit rows carry it.
     expect((await planVerify(settings, { databaseId: "shop" }, latest)).kind).toBe("restore");
     await expect(

@@ -25,8 +25,12 @@ export interface TaskPlan {
 }
 
 export interface BackupPlan extends TaskPlan {
+  /** `logical` (pg_dump) or `base` (a physical base backup, for point-in-time recovery): the audit rows' and the record's kind. */
+  kind: BackupKind;
   retention: DatabaseSettings["retention"];
 }
+
+export type BackupKind = "logical" | "base";
 
 async function configuredDatabase(settings: FlowSettings, databaseId: string): Promise<DatabaseSettings> {
   const db = await settings.database(databaseId);
@@ -46,14 +50,32 @@ async function configuredDatabase(settings: FlowSettings, databaseId: string): P
  */
 export async function planBackup(
   settings: FlowSettings,
-  input: { databaseId: string },
+  input: { databaseId: string; kind?: BackupKind },
   now: Date,
 ): Promise<BackupPlan> {
   const db = await configuredDatabase(settings, input.databaseId);
   const backupId = newBackupId(now);
+  if (input.kind === "base") {
+    if (!db.wal) {
+      throw new InvalidInputError(`database ${db.id} takes no base backups: its server archives no WAL here`, {
+        hint: 'set "walArchiving": true and "walSigners" on it in strongroom.config.json, and deploy',
+      });
+    }
+    return {
+      databaseId: db.id,
+      backupId,
+      kind: "base",
+      taskDefinition: db.backupTaskDefinition,
+      container: WORKER_CONTAINER,
+      // Unsigned: the task holds no key that decides what counts; the flow's backup.ok row of kind "base" commits it.
+      command: ["basebackup", "--database-id", db.id, "--base-id", backupId, "--unsigned", "--json"],
+      retention: db.retention,
+    };
+  }
   return {
     databaseId: db.id,
     backupId,
+    kind: "logical",
     taskDefinition: db.backupTaskDefinition,
     container: WORKER_CONTAINER,
     // The flow records start/ok/fail itself (a task that never starts is recorded too).

@@ -64,7 +64,9 @@ export const createHandler = (deps: Deps) => {
     const limits = { ...DEFAULT_LIMITS, maxVerifyAgeMs };
     const audit = (databaseId: string) => new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${databaseId}`);
     const now = deps.now();
-    const [status] = await readStatus(store, { databaseId: db.id, now, limits, audit });
+    // A physical-only database has no dumps to judge: its base backups and WAL are what it has.
+    const [status] =
+      db.mode === "physical" ? [undefined] : await readStatus(store, { databaseId: db.id, now, limits, audit });
     // What the host signed, and nothing else: a store writer's WAL or base backup is a problem, never a window.
     const pitr = db.wal
       ? await readPitrStatus({

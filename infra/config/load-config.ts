@@ -113,12 +113,16 @@ export interface ConfigFile {
       walArchiving?: boolean;
       walSigners?: string[];
       maxWalAgeMinutes?: number;
+      mode?: BackupMode;
     } & ConnectionFields &
       Overridable
   >;
   restoreTargets?: Array<{ id: string; secretArn: string } & ConnectionFields>;
   sim?: { secrets?: Record<string, RdsSecret | string> };
 }
+
+/** What a database's schedule takes. */
+export type BackupMode = "logical" | "physical" | "both";
 
 /** One database with every default applied. */
 export interface DatabaseConfig {
@@ -134,6 +138,8 @@ export interface DatabaseConfig {
    * readiness trusts, and the archive-age alarm's limit (none when unset).
    */
   wal?: { signers: string[]; maxAgeMinutes?: number };
+  /** What its schedule takes: logical backups (pg_dump), physical base backups (with walArchiving), or both. */
+  mode: BackupMode;
   connection: Connection;
   schedule: string;
   timeZone: string;
@@ -286,6 +292,12 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
     if (!walArchiving && (db.walSigners !== undefined || db.maxWalAgeMinutes !== undefined)) {
       found.push(`${field}: walSigners and maxWalAgeMinutes belong to a database with "walArchiving": true`);
     }
+    const mode: BackupMode = db.mode ?? "logical";
+    if (mode !== "logical" && !walArchiving) {
+      found.push(
+        `${field}.mode: "${mode}" takes base backups, which need "walArchiving": true (and walSigners): the server must archive its WAL here`,
+      );
+    }
     walSigners?.forEach((s, j) => {
       check(`${field}.walSigners[${j}]`, () => parseSigner(s));
     });
@@ -295,6 +307,7 @@ export function parseConfig(raw: unknown, file: string, purpose: "deploy" | "sim
         secretArn: db.secretArn,
         restoreSecretArn: db.restoreSecretArn ?? db.secretArn,
         walArchiving,
+        mode,
         ...(walArchiving && walSigners
           ? {
               wal: {

@@ -222,6 +222,8 @@ export const configSchema: JSONSchemaType<ConfigFile> = {
           walSigners: optional({ type: "array", minItems: 1, uniqueItems: true, items: { type: "string" } }),
           /** The archive-age alarm's limit: the newest archived WAL older than this alarms. @default no alarm (an idle server archives nothing) */
           maxWalAgeMinutes: optional({ type: "integer", minimum: 1, maximum: 10_080 }),
+          /** logical (pg_dump, default), physical (base backups from a task, with walArchiving), or both. */
+          mode: optional({ type: "string", enum: ["logical", "physical", "both"] }),
           ...connection,
           ...overridable,
         },

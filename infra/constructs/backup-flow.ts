@@ -3,7 +3,9 @@ import { Construct } from "constructs";
 import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flow-parts.ts";
 
 /**
- * BackupFlow, started by each database's schedule with `{"databaseId": "…"}`:
+ * BackupFlow, started by each database's schedule with `{"databaseId": "…"}` (and, for a
+ * database whose host archives its WAL, `"kind": "base"`: a physical base backup over a
+ * replication connection, unsigned, committed by the same backup.ok row with kind "base"):
  * plan (the backup id) → audit backup.start → the backup task (.sync) → catalog-record
  * → audit backup.ok → retention (plan, audit retain.delete, delete, audit gc.delete). Any failure after the plan: audit backup.fail
  * (error name, the worker's exit code) → SNS → Fail. The flow owns the audit rows, so a
@@ -22,17 +24,23 @@ export class BackupFlow extends Construct {
       flow,
       kind: "backup",
       props,
-      plan: invoke(this, "Plan backup", handlers.planBackup, { "databaseId.$": "$.databaseId" }, "$.plan"),
+      // The whole input, as VerifyFlow's: `{databaseId}`, or with `kind: "base"`; anything else is refused by its schema.
+      plan: invoke(this, "Plan backup", handlers.planBackup, undefined, "$.plan"),
       steps: [
         audit(this, "Audit backup.start", handlers.auditAppend, "backup.start", flow, {
           details: { "execution.$": "$$.Execution.Id" },
         }),
         runWorkerTask(this, "Run backup task", props.worker, props.network),
-        invoke(this, "Record in catalog", handlers.catalogRecord, plan, "$.catalog"),
+        invoke(this, "Record in catalog", handlers.catalogRecord, { ...plan, "kind.$": "$.plan.kind" }, "$.catalog"),
         // backup.ok with the manifest's SHA-256 is what makes the backup count
         // (core/ledger.ts), so it is written before prune, which counts only committed backups.
         audit(this, "Audit backup.ok", handlers.auditAppend, "backup.ok", flow, {
-          details: { "execution.$": "$$.Execution.Id", "manifestSha256.$": "$.catalog.manifestSha256" },
+          // kind "base" commits a physical base backup (core/pitr/bases.ts), "logical" a dump (core/ledger.ts).
+          details: {
+            "execution.$": "$$.Execution.Id",
+            "manifestSha256.$": "$.catalog.manifestSha256",
+            "kind.$": "$.plan.kind",
+          },
         }),
         // Retention in three steps, so that only audit-append writes the audit table: the
         // retain.delete rows go in before anything is deleted, and the delete step removes

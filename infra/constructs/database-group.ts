@@ -81,7 +81,7 @@ export class DatabaseGroup extends NestedStack {
       ...databases.map((d) => d.restoreSecretArn),
     ]);
     for (const db of databases) {
-      const backupRole = this.backupRole(worker, db.id);
+      const backupRole = this.backupRole(worker, db.id, db.walArchiving);
       this.backupRoles.set(db.id, backupRole);
       const backup = worker.defineTask(this, `BackupTask-${db.id}`, {
         family: taskFamily(worker.name, "backup", db.id),
@@ -152,6 +152,7 @@ export class DatabaseGroup extends NestedStack {
           vcpus: db.task.cpu / 1024,
         },
         ...(db.wal ? { wal: db.wal } : {}),
+        mode: db.mode,
       };
       new ssm.StringParameter(this, `Settings-${db.id}`, {
         parameterName: settingsParameter.database(props.settingsPath, db.id),
@@ -162,7 +163,8 @@ export class DatabaseGroup extends NestedStack {
       if (db.walArchiving) this.walHostRoles.set(db.id, this.walHostRole(worker, db.id));
       databaseSchedules(this, db, props);
       props.alarms.stale(db.id, this);
-      props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
+      // A physical-only database has no logical verification to age: PitrUnverified watches it.
+      if (db.mode !== "physical") props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
       if (db.wal) {
         props.alarms.walArchive(
           db.id,
@@ -251,17 +253,28 @@ export class DatabaseGroup extends NestedStack {
   /**
    * The database's own backup role: put under `<db>/backups/`, read and list only
    * `<db>/`, never delete, never overwrite a manifest, never another database's prefix.
+   * With walArchiving, also a base backup's two objects under `<db>/base/<id>/` (BackupFlow
+   * with kind "base"): its tar and its manifest, never a verification result beside them.
    */
-  private backupRole(worker: Worker, databaseId: string): iam.Role {
+  private backupRole(worker: Worker, databaseId: string, walArchiving: boolean): iam.Role {
     return this.ownTaskRole(worker, databaseId, "backup", "write its backups, never delete them", (own) => {
-      const backups = worker.bucket.bucket.arnForObjects(`${own}/backups/*`);
+      const objects = (pattern: string) => worker.bucket.bucket.arnForObjects(`${own}/${pattern}`);
+      const backups = objects("backups/*");
+      const bases = walArchiving ? [objects("base/*/base.tar.zst.age"), objects("base/*/manifest.json")] : [];
       return {
         statements: [
-          new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [backups] }),
+          new iam.PolicyStatement({
+            actions: ["s3:PutObject", "s3:AbortMultipartUpload"],
+            resources: [backups, ...bases],
+          }),
           // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
-          noManifestOverwrite(worker.bucket.bucket.arnForObjects(`${own}/backups/*/manifest.json`)),
+          noManifestOverwrite(objects("backups/*/manifest.json")),
+          ...(walArchiving ? [noManifestOverwrite(objects("base/*/manifest.json"))] : []),
         ],
-        wildcards: [[backups, "backups are objects named by backup id at run time"]],
+        wildcards: [
+          [backups, "backups are objects named by backup id at run time"],
+          ...bases.map((b) => [b, "base backups are objects named by base id at run time"] as [string, string]),
+        ],
       };
     });
   }

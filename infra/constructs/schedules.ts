@@ -14,6 +14,8 @@ export interface ScheduledDatabase {
   readonly verify: { readonly schedule: string };
   /** Set for a database whose host archives its WAL here: VerifyFlow also verifies its point-in-time recovery. */
   readonly wal?: unknown;
+  /** logical: BackupFlow and VerifyFlow of its dumps; physical: base backups (BackupFlow, kind "base") only; both. @default logical */
+  readonly mode?: "logical" | "physical" | "both";
 }
 
 export interface SchedulesProps {
@@ -82,39 +84,52 @@ export function scheduleRetry(deadLetterQueue: sqs.IQueue) {
 }
 
 /**
- * A database's two schedules, starting BackupFlow and VerifyFlow with `{"databaseId"}`
- * in its time zone; with walArchiving, a third at the verify schedule starting VerifyFlow
- * with `{"databaseId", "kind": "pitr"}` (a point-in-time recovery, verified daily).
+ * A database's schedules, in its time zone: BackupFlow and VerifyFlow with
+ * `{"databaseId"}` for its logical backups (mode logical or both); BackupFlow with
+ * `{"databaseId", "kind": "base"}` at the same time for its base backups (physical or
+ * both); and, with walArchiving, VerifyFlow with `{"databaseId", "kind": "pitr"}` at the
+ * verify time (a point-in-time recovery, verified daily).
  */
 export function databaseSchedules(
   scope: Construct,
   db: ScheduledDatabase,
   o: { backupFlow: sfn.IStateMachine; verifyFlow: sfn.IStateMachine; deadLetterQueue: sqs.IQueue },
-): { backup: scheduler.Schedule; verify: scheduler.Schedule; verifyPitr?: scheduler.Schedule } {
+): scheduler.Schedule[] {
   const retry = scheduleRetry(o.deadLetterQueue);
-  const input = scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id });
-  return {
-    ...(db.wal
-      ? {
-          verifyPitr: new scheduler.Schedule(scope, `VerifyPitr-${db.id}`, {
-            description: `strongroom: verify a point-in-time recovery of ${db.id}`,
-            schedule: scheduler.ScheduleExpression.expression(db.verify.schedule, TimeZone.of(db.timeZone)),
-            target: new targets.StepFunctionsStartExecution(o.verifyFlow, {
-              ...retry,
-              input: scheduler.ScheduleTargetInput.fromObject({ databaseId: db.id, kind: "pitr" }),
-            }),
-          }),
-        }
-      : {}),
-    backup: new scheduler.Schedule(scope, `Backup-${db.id}`, {
-      description: `strongroom: back up ${db.id}`,
-      schedule: scheduler.ScheduleExpression.expression(db.schedule, TimeZone.of(db.timeZone)),
-      target: new targets.StepFunctionsStartExecution(o.backupFlow, { ...retry, input }),
-    }),
-    verify: new scheduler.Schedule(scope, `Verify-${db.id}`, {
-      description: `strongroom: verify the newest backup of ${db.id}`,
-      schedule: scheduler.ScheduleExpression.expression(db.verify.schedule, TimeZone.of(db.timeZone)),
-      target: new targets.StepFunctionsStartExecution(o.verifyFlow, { ...retry, input }),
-    }),
-  };
+  const mode = db.mode ?? "logical";
+  const start = (id: string, description: string, flow: sfn.IStateMachine, expression: string, input: object) =>
+    new scheduler.Schedule(scope, `${id}-${db.id}`, {
+      description,
+      schedule: scheduler.ScheduleExpression.expression(expression, TimeZone.of(db.timeZone)),
+      target: new targets.StepFunctionsStartExecution(flow, {
+        ...retry,
+        input: scheduler.ScheduleTargetInput.fromObject(input),
+      }),
+    });
+  const schedules: scheduler.Schedule[] = [];
+  if (mode !== "physical") {
+    schedules.push(
+      start("Backup", `strongroom: back up ${db.id}`, o.backupFlow, db.schedule, { databaseId: db.id }),
+      start("Verify", `strongroom: verify the newest backup of ${db.id}`, o.verifyFlow, db.verify.schedule, {
+        databaseId: db.id,
+      }),
+    );
+  }
+  if (mode !== "logical") {
+    schedules.push(
+      start("BaseBackup", `strongroom: take a base backup of ${db.id}`, o.backupFlow, db.schedule, {
+        databaseId: db.id,
+        kind: "base",
+      }),
+    );
+  }
+  if (db.wal) {
+    schedules.push(
+      start("VerifyPitr", `strongroom: verify a point-in-time recovery of ${db.id}`, o.verifyFlow, db.verify.schedule, {
+        databaseId: db.id,
+        kind: "pitr",
+      }),
+    );
+  }
+  return schedules;
 }

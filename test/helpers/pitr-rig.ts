@@ -189,3 +189,19 @@ export async function restoreLatest(rig: PitrRig, dir: string, ...more: string[]
   if (r.code !== 0) throw new Error(`restore --pitr exited ${r.code}: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { started: { port: number } }).started.port;
 }
+
+/** `wal verify --json` of the rig's archive, trusting its host's signer. */
+export function walVerify(rig: PitrRig, ...more: string[]) {
+  return runCli([
+    "wal",
+    "verify",
+    "--store",
+    rig.storeUrl,
+    "--database-id",
+    rig.databaseId,
+    "--signer",
+    rig.signer,
+    "--json",
+    ...more,
+  ]);
+}

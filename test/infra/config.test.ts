@@ -261,6 +261,17 @@ describe("a database with walArchiving", () => {
     expect(config.databases[1]?.wal).toBeUndefined();
   });
 
+  it("takes base backups by mode (physical or both) only with walArchiving; logical by default", () => {
+    expect(parseConfig(example(), "c.json").databases[0]?.mode).toBe("logical");
+    expect(
+      parseConfig(withWal({ walArchiving: true, walSigners: [signer], mode: "physical" }), "c.json").databases[0]?.mode,
+    ).toBe("physical");
+    expect(problemsOf(withWal({ mode: "both" }))).toEqual([
+      'databases[0].mode: "both" takes base backups, which need "walArchiving": true (and walSigners): the server must archive its WAL here',
+    ]);
+    expect(problemsOf(withWal({ walArchiving: true, walSigners: [signer], mode: "wal" })).join("\n")).toMatch(/mode/);
+  });
+
   it("refuses walArchiving without a signer, a signer that is not one, and the wal fields without walArchiving", () => {
     expect(problemsOf(withWal({ walArchiving: true }))).toEqual([
       expect.stringMatching(

@@ -4,8 +4,10 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { QueryCommand } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
+import { PutSecretValueCommand, SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { readAll } from "#core/audit/audit-log.ts";
 import { DynamoAuditLog } from "#core/audit/dynamo-audit-log.ts";
 import { generateSigningKey } from "#core/audit/row-signature.ts";
 import { baseKeys } from "#core/pitr/base-manifest.ts";
@@ -58,25 +60,45 @@ beforeAll(async () => {
       identitySecretArn: secretArn("identity"),
       network: { create: true },
       databases: [
-        // A server the team runs: its host archives WAL and takes base backups, signed.
+        // A server the team runs: its host archives WAL (signed); base backups come from its
+        // host (signed) and from BackupFlow's task (mode both: unsigned, committed by the flow).
+        // Its secret holds the connection: the rig's server, whose port is known only once it runs.
         {
           id: "ledger",
           secretArn: secretArn("ledger"),
-          host: pg.hostname,
-          port: Number(pg.port),
-          dbname: "postgres",
+          secretHas: ["host", "port", "dbname"],
           walArchiving: true,
           walSigners: [host.signer],
+          mode: "both",
         },
-        { id: "plain", secretArn: secretArn("ledger"), host: pg.hostname, port: Number(pg.port), dbname: "postgres" },
+        { id: "plain", secretArn: secretArn("plain"), host: pg.hostname, port: Number(pg.port), dbname: "postgres" },
       ],
-      sim: { secrets: { [secretArn("identity")]: key.identity, [secretArn("ledger")]: managed } },
+      sim: {
+        secrets: {
+          [secretArn("identity")]: key.identity,
+          [secretArn("plain")]: managed,
+          [secretArn("ledger")]: { ...managed, host: "127.0.0.1", port: 1, dbname: "postgres" },
+        },
+      },
     }),
   );
   sim = await Sim.start({ configFile, log: (line) => log.push(line) });
   storeUrl = [...sim.deployment.functions.values()].find((f) => f.environment.STORE_URL)?.environment
     .STORE_URL as string;
   rig = await startPitrRig("simpitr", "ledger", { s3StoreUrl: storeUrl, key, signing: host });
+  const server = new URL(rig.cluster.url);
+  await new SecretsManagerClient({}).send(
+    new PutSecretValueCommand({
+      SecretId: "sim/ledger",
+      SecretString: JSON.stringify({
+        username: "postgres",
+        password: decodeURIComponent(server.password),
+        host: "127.0.0.1",
+        port: Number(server.port),
+        dbname: "postgres",
+      }),
+    }),
+  );
   await sql(rig.cluster.url, "create table entries (id int primary key, amount numeric not null)");
   const base = await runCli(["basebackup", ...rig.pushArgs(), "--json"], { DATABASE_URL: rig.cluster.url });
   if (base.code !== 0) throw new Error(base.stderr);
@@ -206,12 +228,52 @@ describe("npm run sim: VerifyFlow of a point-in-time recovery", () => {
     expect(`${odd.cause}`).toContain("InvalidInputError");
   }, 120_000);
 
+  it("BackupFlow with kind base, started by the database's own schedule, takes a base backup inside its task over a replication connection: unsigned, committed by the flow's backup.ok row of kind base, then planned and verified", async () => {
+    const flow = sim.deployment.flows.get("BackupFlow");
+    const schedule = sim.deployment.schedules.find(
+      (s) => s.targetArn === flow?.arn && (s.input as { kind?: string }).kind === "base",
+    );
+    expect(schedule?.input).toEqual({ databaseId: "ledger", kind: "base" });
+    const result = await sim.run("BackupFlow", schedule?.input);
+    expect(result.status, `${result.error} ${JSON.stringify(result.worker)}\n${log.slice(-30).join("\n")}`).toBe(
+      "SUCCEEDED",
+    );
+    expect(denied(result)).toEqual([]);
+    const plan = (result.output as { plan: { backupId: string; kind: string; command: string[] } }).plan;
+    expect(plan.kind).toBe("base");
+    expect(plan.command).toContain("--unsigned");
+    const bytes = await getBytes(store(), baseKeys("ledger", plan.backupId).manifest);
+    expect(JSON.parse(bytes.toString("utf8")).signature).toBeUndefined();
+    const manifestSha256 = createHash("sha256").update(bytes).digest("hex");
+    const table = sim.deployment.tables.find((t) => t.name.includes("Audit"))?.name as string;
+    const rows = await readAll(new DynamoAuditLog(dynamoClient(), table, "db#ledger"));
+    expect(rows.filter((r) => r.backupId === plan.backupId).map((r) => [r.event, r.details?.kind])).toEqual([
+      ["backup.start", undefined],
+      ["backup.ok", "base"],
+    ]);
+    expect(rows.find((r) => r.backupId === plan.backupId && r.event === "backup.ok")?.details?.manifestSha256).toBe(
+      manifestSha256,
+    );
+    expect(result.metrics.find((m) => m.name === "BackupRecorded")?.value).toBe(1);
+    // The next pitr verification plans the newest base, this one, and verifies it.
+    const verified = await sim.run("VerifyFlow", pitrScheduleInput("ledger"));
+    expect(verified.status, `${verified.error} ${JSON.stringify(verified.worker)}`).toBe("SUCCEEDED");
+    expect((verified.output as { plan: { backupId: string } }).plan.backupId).toBe(plan.backupId);
+  }, 240_000);
+
   it("fails, never verifies, when a segment the recovery needs is gone: the failed result recorded, verify.fail of kind pitr, VerificationOk 0, and the alarm message", async () => {
-    const names: string[] = [];
-    for await (const o of listAll(store(), "ledger/wal/")) names.push(o.key.slice("ledger/wal/".length));
-    const segments = names.filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
-    const removed = segments.at(-2) as string;
-    await store().delete(`ledger/wal/${removed}`);
+    // The newest base's own first segment: no recovery from it can reach consistency.
+    const manifests: string[] = [];
+    for await (const o of listAll(store(), "ledger/base/")) {
+      // Not the store writer's planted copy (an earlier test's), which nothing counts.
+      if (/^ledger\/base\/[^/]+\/manifest\.json$/.test(o.key) && !o.key.includes("29991231")) manifests.push(o.key);
+    }
+    const newest = JSON.parse((await getBytes(store(), manifests.sort().at(-1) as string)).toString("utf8")) as {
+      baseId: string;
+      walSegments: { first: string };
+    };
+    baseId = newest.baseId;
+    await store().delete(`ledger/wal/${newest.walSegments.first}`);
     const result = await sim.run("VerifyFlow", pitrScheduleInput("ledger"));
     expect(result.status).toBe("FAILED");
     expect(result.states).toEqual([

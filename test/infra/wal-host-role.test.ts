@@ -208,4 +208,21 @@ describe("a database with walArchiving, watched", () => {
     ).not.toBe("Allowed");
     expect(await decide("s3:PutObject", result, {}, billing)).not.toBe("Allowed");
   });
+
+  it("lets BackupFlow's task of a walArchiving database put a base backup's tar and manifest (put-if-absent), nothing else under base/", async () => {
+    const shop = roleKey(synth, "BackupTaskRoleshop");
+    const billing = roleKey(synth, "BackupTaskRolebilling");
+    const dir = "pg/shop/base/20261201T020000Z-abcdef";
+    expect(await decide("s3:PutObject", `${dir}/base.tar.zst.age`, {}, shop)).toBe("Allowed");
+    expect(await decide("s3:PutObject", `${dir}/manifest.json`, { "s3:if-none-match": "*" }, shop)).toBe("Allowed");
+    expect(await decide("s3:PutObject", `${dir}/manifest.json`, {}, shop)).not.toBe("Allowed");
+    expect(await decide("s3:PutObject", `${dir}/verifications/x.json`, {}, shop)).not.toBe("Allowed");
+    expect(
+      await decide("s3:PutObject", "pg/shop/wal/000000010000000000000003", { "s3:if-none-match": "*" }, shop),
+    ).not.toBe("Allowed");
+    expect(await decide("s3:DeleteObject", `${dir}/base.tar.zst.age`, {}, shop)).not.toBe("Allowed");
+    expect(
+      await decide("s3:PutObject", "pg/billing/base/20261201T020000Z-abcdef/base.tar.zst.age", {}, billing),
+    ).not.toBe("Allowed");
+  });
 });

@@ -18,6 +18,7 @@ import {
   startPitrRig,
   stopRecovered,
   switchAndArchive,
+  walVerify,
 } from "../helpers/pitr-rig.ts";
 
 /**
@@ -34,20 +35,6 @@ const started: string[] = [];
 
 /** basebackup's flags without the host's signing key. */
 const keyless = () => ["--store", rig.storeUrl, "--database-id", rig.databaseId, "--recipient", rig.key.recipient];
-const walVerify = (...more: string[]) =>
-  runCli([
-    "wal",
-    "verify",
-    "--store",
-    rig.storeUrl,
-    "--database-id",
-    rig.databaseId,
-    "--signer",
-    rig.signer,
-    "--json",
-    ...more,
-  ]);
-
 beforeAll(async () => {
   rig = await startPitrRig("committed-base");
   table = await createTable(dynamoClient(), "audit");
@@ -88,10 +75,10 @@ describe("a base backup committed by the audit table, not signed", () => {
   it("counts for wal verify and list only with the table: without it, it is an untrusted manifest", async () => {
     await sql(rig.cluster.url, "insert into t values (1)");
     await switchAndArchive(rig.cluster.url);
-    const without = await walVerify();
+    const without = await walVerify(rig);
     expect(without.code).toBe(1);
     expect((JSON.parse(without.stdout) as WalVerifyReport).bases).toEqual([]);
-    const withTable = await walVerify("--audit-table", table);
+    const withTable = await walVerify(rig, "--audit-table", table);
     expect(withTable.code, withTable.stderr).toBe(0);
     expect((JSON.parse(withTable.stdout) as WalVerifyReport).bases[0]).toMatchObject({ baseId, recoverable: true });
     const list = await runCli([
@@ -130,7 +117,7 @@ describe("a base backup committed by the audit table, not signed", () => {
     await store.delete(key);
     await store.putIfAbsent(key, `${JSON.stringify({ ...edited, stoppedAt: new Date().toISOString() }, null, 2)}\n`);
     try {
-      const report = JSON.parse((await walVerify("--audit-table", table)).stdout) as WalVerifyReport;
+      const report = JSON.parse((await walVerify(rig, "--audit-table", table)).stdout) as WalVerifyReport;
       expect(report.bases).toEqual([]);
       const dir = path.join(rig.work, "refused");
       const r = await runCli([

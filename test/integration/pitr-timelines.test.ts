@@ -21,6 +21,7 @@ import {
   stopRecovered,
   switchAndArchive,
   waitFor,
+  walVerify,
 } from "../helpers/pitr-rig.ts";
 import { readAll } from "../helpers/streams.ts";
 
@@ -120,17 +121,7 @@ describe("repeated point-in-time recovery across timelines", () => {
   }, 240_000);
 
   it("wal verify follows the base's window across the switch, and restore --pitr replays timeline 1 then 2 to a time on 2, promoting to timeline 3", async () => {
-    const v = await runCli([
-      "wal",
-      "verify",
-      "--store",
-      rig.storeUrl,
-      "--database-id",
-      rig.databaseId,
-      "--signer",
-      rig.signer,
-      "--json",
-    ]);
+    const v = await walVerify(rig);
     expect(v.code, v.stdout + v.stderr).toBe(0);
     const report = JSON.parse(v.stdout) as WalVerifyReport;
     expect(report.bases).toHaveLength(1);
@@ -170,18 +161,7 @@ describe("repeated point-in-time recovery across timelines", () => {
   }, 240_000);
 
   it("wal verify also follows the line the old primary went on with, and names a gap there that the newest timeline does not have", async () => {
-    const verify = () =>
-      runCli([
-        "wal",
-        "verify",
-        "--store",
-        rig.storeUrl,
-        "--database-id",
-        rig.databaseId,
-        "--signer",
-        rig.signer,
-        "--json",
-      ]);
+    const verify = () => walVerify(rig);
     const before = JSON.parse((await verify()).stdout) as WalVerifyReport;
     expect(before.bases[0]?.otherLines).toEqual([expect.objectContaining({ timeline: 1 })]);
     expect(before.bases[0]?.otherLines?.[0]?.gap).toBeUndefined();
@@ -239,17 +219,7 @@ describe("repeated point-in-time recovery across timelines", () => {
       expect(r.stderr).toContain("00000003.history no trusted signer signed");
       await expect(readdir(dir)).rejects.toMatchObject({ code: "ENOENT" });
       // Nor does it steer the window: wal verify still follows timeline 2, and names the planted file.
-      const v = await runCli([
-        "wal",
-        "verify",
-        "--store",
-        rig.storeUrl,
-        "--database-id",
-        rig.databaseId,
-        "--signer",
-        rig.signer,
-        "--json",
-      ]);
+      const v = await walVerify(rig);
       const report = JSON.parse(v.stdout) as WalVerifyReport;
       expect(report.untrusted).toContain(plant);
       expect(report.bases[0]?.timelines).toEqual([1, 2]);
@@ -264,17 +234,7 @@ describe("repeated point-in-time recovery across timelines", () => {
     const saved = await getBytes(store, key);
     await store.delete(key);
     try {
-      const v = await runCli([
-        "wal",
-        "verify",
-        "--store",
-        rig.storeUrl,
-        "--database-id",
-        rig.databaseId,
-        "--signer",
-        rig.signer,
-        "--json",
-      ]);
+      const v = await walVerify(rig);
       expect(v.code).toBe(1);
       const report = JSON.parse(v.stdout) as WalVerifyReport;
       expect(report.ok).toBe(false);

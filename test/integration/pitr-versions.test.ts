@@ -11,6 +11,7 @@ import {
   startPitrRig,
   stopRecovered,
   switchAndArchive,
+  walVerify,
 } from "../helpers/pitr-rig.ts";
 
 /**
@@ -82,17 +83,7 @@ describe("a non-default wal_segment_size", () => {
     await new Promise((r) => setTimeout(r, 1100));
     await sql(rig.cluster.url, "insert into v values (-2, 'two')");
     const last = await switchAndArchive(rig.cluster.url);
-    const wal = await runCli([
-      "wal",
-      "verify",
-      "--store",
-      rig.storeUrl,
-      "--database-id",
-      rig.databaseId,
-      "--signer",
-      rig.signer,
-      "--json",
-    ]);
+    const wal = await walVerify(rig);
     expect(wal.code, wal.stderr).toBe(0);
     const report = JSON.parse(wal.stdout) as { bases: Array<{ through: { segment: string }; gap?: string }> };
     expect(report.bases[0]?.gap).toBeUndefined();

@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "#core/errors.ts";
+import { BACKUP_ID_PATTERN } from "#core/keys.ts";
 import {
   auditFor,
   type CliContext,
@@ -204,6 +205,19 @@ Examples:
     .addOption(signingKeyOption())
     .addOption(auditTableOption())
     .addOption(
+      flagOption(
+        "--unsigned",
+        "write the manifest unsigned and commit nothing: the caller's audit row commits it (BackupFlow's task); uncommitted, it counts for no one",
+        "STRONGROOM_UNSIGNED",
+      ),
+    )
+    .addOption(
+      checkedOption("--base-id <id>", "the base's id, chosen by a flow beforehand (default: a new one)", (v) => {
+        if (!new RegExp(BACKUP_ID_PATTERN).test(v)) throw new UsageError(`--base-id: not a backup id: ${v}`);
+        return v;
+      }),
+    )
+    .addOption(
       checkedOption(
         "--wal-wait <seconds>",
         "how long to wait for the server to archive the WAL the backup needs before giving up uncommitted (default: 300)",
@@ -227,11 +241,13 @@ Examples:
           recipient: string[];
           signingKey?: string;
           auditTable?: string;
+          unsigned?: boolean;
+          baseId?: string;
           walWait?: number;
         },
       ) => {
-        const { signer } = await storeLogOptions(o);
-        if (!signer && !o.auditTable) {
+        const { signer } = o.unsigned ? { signer: undefined } : await storeLogOptions(o);
+        if (!signer && !o.auditTable && !o.unsigned) {
           throw new UsageError(
             "basebackup commits a base backup by signing it, or in an audit table, and got neither a signing key nor --audit-table",
             {
@@ -243,13 +259,14 @@ Examples:
         const { baseBackup } = await import("../pitr/base-backup.ts");
         const store = await openStoreAt(o.store);
         // Where no host key is, the manifest goes unsigned and the audit table's row commits its bytes.
-        const audit = signer ? undefined : await auditFor(store, { audit: "none", ...o }, ctx.log());
+        const audit = signer || o.unsigned ? undefined : await auditFor(store, { audit: "none", ...o }, ctx.log());
         const manifest = await baseBackup({
           store,
           conn: parsePgUrl(o.db, "--db"),
           databaseId: o.databaseId,
           recipients: o.recipient,
           ...(signer ? { signer } : {}),
+          ...(o.baseId !== undefined ? { baseId: o.baseId } : {}),
           ...(o.walWait !== undefined ? { walWaitMs: o.walWait * 1000 } : {}),
           log: ctx.log(),
           signal: ctx.signal,

@@ -32,6 +32,8 @@ export interface BaseBackupOptions {
   recipients: readonly string[];
   /** The host's key, which signs the manifest. Absent: an unsigned manifest, which counts only once the audit log commits it. */
   signer?: RowSigner;
+  /** The base's id, when a flow chose it before the task (its audit rows name it). @default a new one */
+  baseId?: string;
   /** How long to wait for the server to archive the WAL the backup needs. @default 300 s */
   walWaitMs?: number;
   log: Logger;
@@ -75,7 +77,7 @@ export async function baseBackup(o: BaseBackupOptions): Promise<BaseManifest> {
   }
   const major = Number(version.split(".")[0]);
   const bin = await findPgBin(["pg_basebackup"], major, `a base backup of PostgreSQL ${version}`);
-  const baseId = newBackupId(now());
+  const baseId = o.baseId ?? newBackupId(now());
   const keys = baseKeys(o.databaseId, baseId);
   const startedAt = now();
   const tool = spawnTool(
