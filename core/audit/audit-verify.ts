@@ -74,6 +74,8 @@ export function reconcile(
   }
   for (const row of rows) {
     if (row.event !== "backup.ok" || row.backupId === undefined || present.has(row.backupId)) continue;
+    // A base backup's commit (kind "base") names a manifest under <db>/base/, not a logical one.
+    if (row.details?.kind === "base") continue;
     if (events(row.backupId, "retain.delete").length === 0) {
       problems.push(
         `backup ${row.backupId}: committed at row ${row.seq}, but its manifest is gone and no retain.delete row says why`,

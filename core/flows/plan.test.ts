@@ -120,6 +120,7 @@ describe("flow plans", () => {
           retention: { daily: 7, weekly: 4, monthly: 12, timeZone: "UTC" },
           verify: { deep: false, maxAgeDays: 2 },
           wal: { signers: [signer] },
+          mode: "both",
         },
       ],
     });
@@ -176,7 +177,7 @@ describe("flow plans", () => {
     expect((await planBackup(settings, { databaseId: "shop" }, new Date())).kind).toBe("logical");
     await expect(planBackup(settings, { databaseId: "shop", kind: "base" }, new Date())).rejects.toMatchObject({
       name: "InvalidInputError",
-      message: "database shop takes no base backups: its server archives no WAL here",
+      message: "database shop takes no base backups: its mode is not physical or both",
     });
     // A logical verify says its kind too: the flow's audit rows carry it.
     expect((await planVerify(settings, { databaseId: "shop" }, latest)).kind).toBe("restore");

@@ -56,9 +56,9 @@ export async function planBackup(
   const db = await configuredDatabase(settings, input.databaseId);
   const backupId = newBackupId(now);
   if (input.kind === "base") {
-    if (!db.wal) {
-      throw new InvalidInputError(`database ${db.id} takes no base backups: its server archives no WAL here`, {
-        hint: 'set "walArchiving": true and "walSigners" on it in strongroom.config.json, and deploy',
+    if (!db.wal || (db.mode ?? "logical") === "logical") {
+      throw new InvalidInputError(`database ${db.id} takes no base backups: its mode is not physical or both`, {
+        hint: 'set "mode": "physical" or "both" (with "walArchiving": true and "walSigners") on it in strongroom.config.json, and deploy',
       });
     }
     return {

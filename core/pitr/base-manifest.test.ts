@@ -102,6 +102,11 @@ describe("verify --pitr summaries beside a base", () => {
     await put("2026-12-02T03:00:00.000Z", { baseSeconds: "9" });
     await put("2026-12-02T04:00:00.000Z", { replaySeconds: -100 });
     await put("2026-12-02T05:00:00.000Z", { walSeconds: Number.POSITIVE_INFINITY });
+    // Deeper than verify --pitr writes: a backup task's plant, say.
+    await s.putIfAbsent(
+      `shop/base/${BASE}/verifications/deeper/2026-12-02T06.json`,
+      JSON.stringify(summary("2026-12-02T06:00:00.000Z", {})),
+    );
     const read = await listPitrSummaries(s, "shop", BASE);
     expect(read.map((r) => r.at)).toEqual(["2026-12-02T02:00:00.000Z"]);
   });
@@ -121,6 +126,20 @@ describe("a base backup committed by the audit log", () => {
     expect(() => readBaseManifest(text, `shop/base/20261202T020000Z-other1/manifest.json`, signers, sha)).toThrow(
       /describes/,
     );
+  });
+
+  it("names its data and its WAL as its own id and LSNs say, even committed: a row commits bytes, not whatever they claim", () => {
+    const rewrite = (change: Record<string, unknown>) => {
+      const text = serializeBaseManifest({ ...(unsigned as BaseManifest), ...change });
+      return () => readBaseManifest(text, at, signers, createHash("sha256").update(text).digest("hex"));
+    };
+    expect(rewrite({ object: { ...manifest.object, key: "billing/base/x/base.tar.zst.age" } })).toThrow(
+      /names its data at billing\/base\/x/,
+    );
+    expect(rewrite({ walSegments: { first: "000000010000000000000001", last: "000000010000000000000002" } })).toThrow(
+      /its LSNs say 000000010000000000000002 to 000000010000000000000002/,
+    );
+    expect(rewrite({ stopLsn: "nonsense" })).toThrow(/no valid WAL range/);
   });
 
   it("is committed by the first trusted backup.ok row of kind base for its id, and no longer once retired", () => {

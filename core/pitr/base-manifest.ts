@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { type RowSignature, type RowSigner, textSignedByOneOf } from "../audit/row-signature.ts";
 import { IntegrityError } from "../errors.ts";
 import { assertDatabaseId } from "../keys.ts";
+import { parseLsn, segmentRange } from "./lsn.ts";
 
 /**
  * A physical base backup (`strongroom basebackup`): one object, `<db>/base/<baseId>/base.tar.zst.age`
@@ -51,6 +52,26 @@ export function basePrefix(databaseId: string): string {
 
 const unsignedText = (m: Omit<BaseManifest, "signature">) => JSON.stringify(m);
 
+/** The WAL segments a base needs are those of its own LSNs: prune and recovery rely on them. */
+function checkWalSegments(m: BaseManifest, key: string): void {
+  let expected: string[];
+  try {
+    const start = parseLsn(m.startLsn);
+    const stop = parseLsn(m.stopLsn);
+    if (!Number.isInteger(m.timeline) || m.timeline < 1 || !Number.isInteger(m.server?.walSegmentBytes)) {
+      throw new Error("no timeline or segment size");
+    }
+    expected = segmentRange(m.timeline, start, stop > start ? stop - 1n : stop, m.server.walSegmentBytes);
+  } catch (err) {
+    throw new IntegrityError(`${key} has no valid WAL range: ${(err as Error).message}`);
+  }
+  if (m.walSegments?.first !== expected[0] || m.walSegments?.last !== expected.at(-1)) {
+    throw new IntegrityError(
+      `${key} says its WAL runs ${String(m.walSegments?.first)} to ${String(m.walSegments?.last)}; its LSNs say ${expected[0]} to ${expected.at(-1)}`,
+    );
+  }
+}
+
 /** A manifest's bytes as `basebackup` writes them: the only form a reader accepts. */
 export function serializeBaseManifest(manifest: BaseManifest): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;
@@ -89,6 +110,12 @@ export function readBaseManifest(
   }
   const expected = baseKeys(parsed.databaseId, parsed.baseId);
   if (expected.manifest !== key) throw new IntegrityError(`${key} describes ${expected.manifest}, not itself`);
+  // What a reader fetches and replays from must be derived, not taken on the manifest's
+  // word (an unsigned one is anyone's bytes until a row commits them).
+  if (parsed.object?.key !== expected.object) {
+    throw new IntegrityError(`${key} names its data at ${String(parsed.object?.key)}, not ${expected.object}`);
+  }
+  checkWalSegments(parsed, key);
   // The signature covers the fields, an audit row the bytes: other bytes with the same
   // fields (re-indented, reordered) would be a second trusted manifest under another
   // SHA-256, voiding every row that names the first.

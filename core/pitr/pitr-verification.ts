@@ -101,7 +101,8 @@ export async function listPitrSummaries(
   const prefix = pitrVerificationKeys(databaseId, baseId, new Date(0)).summary.replace(/[^/]+$/, "");
   const out: PitrVerificationSummary[] = [];
   for await (const o of listAll(store, prefix)) {
-    if (!o.key.endsWith(".json") || o.bytes > MAX_SUMMARY_BYTES) continue;
+    // `<time>-<random>.json` right under verifications/, as verify --pitr names them: nothing deeper.
+    if (!/^[^/]+\.json$/.test(o.key.slice(prefix.length)) || o.bytes > MAX_SUMMARY_BYTES) continue;
     let parsed: Partial<PitrVerificationSummary>;
     try {
       parsed = JSON.parse((await getBytes(store, o.key)).toString("utf8")) as Partial<PitrVerificationSummary>;

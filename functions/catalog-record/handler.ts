@@ -4,7 +4,7 @@ import type { JSONSchemaType } from "ajv";
 import { readManifestRecord } from "#core/backup-index.ts";
 import { type CatalogItem, catalogRecord } from "#core/catalog/catalog.ts";
 import { DynamoCatalogTable } from "#core/catalog/dynamo-catalog-table.ts";
-import { NotFoundError, VerifyStorageError } from "#core/errors.ts";
+import { IntegrityError, NotFoundError, VerifyStorageError } from "#core/errors.ts";
 import {
   BACKUP_DURATION_SECONDS,
   BACKUP_RECORDED,
@@ -90,6 +90,15 @@ async function recordBase(deps: Deps, input: CatalogRecordInput): Promise<{ mani
   });
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   const manifest = readBaseManifest(bytes.toString("utf8"), key, new Set(), sha256);
+  // Its times are the task's, which ran just now: a date ahead would keep "the newest base is too old" quiet.
+  const started = Date.parse(manifest.startedAt);
+  const stopped = Date.parse(manifest.stoppedAt);
+  if (!(started <= stopped && stopped <= Date.now() + 10 * 60_000)) {
+    throw new IntegrityError(
+      `base backup ${input.databaseId}/${input.backupId}'s manifest is dated ${manifest.startedAt} to ${manifest.stoppedAt}, not the run that just ended`,
+      { hint: "someone with write access to the bucket put it; it is not committed" },
+    );
+  }
   if (deps.metrics) {
     deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
     deps.metrics.addMetric(BACKUP_RECORDED, MetricUnit.Count, 1);

@@ -87,7 +87,11 @@ export class BackupBucket extends Construct {
       // A committed manifest is never overwritten, by anyone: BackupFlow reads it back after
       // the task to record its SHA-256 in backup.ok, and an overwrite in that window would
       // commit someone else's. strongroom writes manifests with If-None-Match only.
-      bucket.addToResourcePolicy(noManifestOverwrite(this.manifestsArn(props.prefix ?? ""), new iam.AnyPrincipal()));
+      // A base backup's manifest too: an unsigned one counts by the bytes BackupFlow reads back.
+      const base = this.bucket.arnForObjects(`${this.prefix ? `${this.prefix}/` : ""}*/base/*/manifest.json`);
+      bucket.addToResourcePolicy(
+        noManifestOverwrite([this.manifestsArn(props.prefix ?? ""), base], new iam.AnyPrincipal()),
+      );
       // The bucket outlives the stack, and so must what its policy refuses (TLS only, no
       // manifest overwrite): a deleted stack must not leave the backups unguarded.
       bucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
@@ -118,12 +122,12 @@ function defaultRetention(lock: NonNullable<BackupBucketProps["objectLock"]>): s
  * that exists (412); without it, this statement refuses the request.
  */
 
-export function noManifestOverwrite(manifests: string, principal?: iam.IPrincipal): iam.PolicyStatement {
+export function noManifestOverwrite(manifests: string | string[], principal?: iam.IPrincipal): iam.PolicyStatement {
   return new iam.PolicyStatement({
     sid: "NoManifestOverwrite",
     effect: iam.Effect.DENY,
     actions: ["s3:PutObject"],
-    resources: [manifests],
+    resources: Array.isArray(manifests) ? manifests : [manifests],
     conditions: { Null: { "s3:if-none-match": "true" } },
     ...(principal ? { principals: [principal] } : {}),
   });

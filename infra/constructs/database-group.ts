@@ -269,7 +269,17 @@ export class DatabaseGroup extends NestedStack {
           }),
           // Also for an imported bucket, whose policy is not ours: this role never overwrites a manifest.
           noManifestOverwrite(objects("backups/*/manifest.json")),
-          ...(walArchiving ? [noManifestOverwrite(objects("base/*/manifest.json"))] : []),
+          ...(walArchiving
+            ? [
+                noManifestOverwrite(objects("base/*/manifest.json")),
+                // `*` spans `/`: the grant above must not reach a verification result beside a base.
+                new iam.PolicyStatement({
+                  effect: iam.Effect.DENY,
+                  actions: ["s3:PutObject"],
+                  resources: [objects("base/*/verifications/*")],
+                }),
+              ]
+            : []),
         ],
         wildcards: [
           [backups, "backups are objects named by backup id at run time"],

@@ -217,6 +217,10 @@ describe("a database with walArchiving, watched", () => {
     expect(await decide("s3:PutObject", `${dir}/manifest.json`, { "s3:if-none-match": "*" }, shop)).toBe("Allowed");
     expect(await decide("s3:PutObject", `${dir}/manifest.json`, {}, shop)).not.toBe("Allowed");
     expect(await decide("s3:PutObject", `${dir}/verifications/x.json`, {}, shop)).not.toBe("Allowed");
+    // `*` spans `/`: a file named manifest.json deeper down is still a verification's place, not a base's.
+    expect(
+      await decide("s3:PutObject", `${dir}/verifications/b/manifest.json`, { "s3:if-none-match": "*" }, shop),
+    ).not.toBe("Allowed");
     expect(
       await decide("s3:PutObject", "pg/shop/wal/000000010000000000000003", { "s3:if-none-match": "*" }, shop),
     ).not.toBe("Allowed");
@@ -224,5 +228,32 @@ describe("a database with walArchiving, watched", () => {
     expect(
       await decide("s3:PutObject", "pg/billing/base/20261201T020000Z-abcdef/base.tar.zst.age", {}, billing),
     ).not.toBe("Allowed");
+  });
+
+  it("refuses anyone a base manifest put without If-None-Match, in the bucket's own policy: BackupFlow commits the bytes it reads back", async () => {
+    const [policy] = names.resourcesOf("AWS::S3::BucketPolicy");
+    const everything = { name: "all", policy: { Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }] } };
+    const asAnyone = async (key: string, context: Record<string, string>) => {
+      const out = await runSimulation(
+        {
+          request: {
+            principal: `arn:aws:iam::${ACCOUNT}:role/someone`,
+            action: "s3:PutObject",
+            resource: { resource: `arn:aws:s3:::${bucket}/${key}`, accountId: ACCOUNT },
+            contextVariables: { "aws:SecureTransport": "true", ...context },
+          },
+          identityPolicies: [everything] as never,
+          serviceControlPolicies: [],
+          resourceControlPolicies: [],
+          resourcePolicy: policy?.properties.PolicyDocument,
+        },
+        {},
+      );
+      if (out.resultType === "error") throw new Error(JSON.stringify(out.errors));
+      return out.overallResult;
+    };
+    const manifest = "pg/shop/base/20261201T020000Z-abcdef/manifest.json";
+    expect(await asAnyone(manifest, {})).toBe("ExplicitlyDenied");
+    expect(await asAnyone(manifest, { "s3:if-none-match": "*" })).toBe("Allowed");
   });
 });

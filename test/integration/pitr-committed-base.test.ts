@@ -70,6 +70,18 @@ describe("a base backup committed by the audit table, not signed", () => {
     expect(rows.map((row) => [row.event, row.backupId, row.details])).toEqual([
       ["backup.ok", baseId, { kind: "base", manifestSha256: createHash("sha256").update(bytes).digest("hex") }],
     ]);
+    // A base's commit names no logical manifest: audit verify does not call it a lost backup.
+    const audit = await runCli([
+      "audit",
+      "verify",
+      "--store",
+      rig.storeUrl,
+      "--table",
+      table,
+      "--scope",
+      `db#${rig.databaseId}`,
+    ]);
+    expect(audit.code, audit.stdout + audit.stderr).toBe(0);
   });
 
   it("counts for wal verify and list only with the table: without it, it is an untrusted manifest", async () => {

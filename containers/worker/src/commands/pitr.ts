@@ -274,10 +274,21 @@ Examples:
         if (audit) {
           const { appendAudit } = await import("#core/audit/audit-log.ts");
           const { getBytes } = await import("#core/store/object-store.ts");
-          const { baseKeys } = await import("#core/pitr/base-manifest.ts");
+          const { baseKeys, serializeBaseManifest } = await import("#core/pitr/base-manifest.ts");
           const { createHash } = await import("node:crypto");
-          // The bytes as stored: what every reader hashes.
-          const bytes = await getBytes(store, baseKeys(o.databaseId, manifest.baseId).manifest);
+          const { IntegrityError } = await import("#core/errors.ts");
+          // The bytes this process wrote, never whatever the store holds now: a writer could
+          // have replaced them since. And the store must still hold them, or nothing is committed.
+          const bytes = Buffer.from(serializeBaseManifest(manifest));
+          const stored = await getBytes(store, baseKeys(o.databaseId, manifest.baseId).manifest);
+          if (!stored.equals(bytes)) {
+            throw new IntegrityError(
+              `the manifest of base ${o.databaseId}/${manifest.baseId} changed in the store after it was written`,
+              {
+                hint: "someone else writes this store's base/ prefix: find who (its access log), then take the base backup again",
+              },
+            );
+          }
           await appendAudit(audit(o.databaseId), {
             event: "backup.ok",
             actor: "cli",
