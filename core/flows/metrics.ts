@@ -4,7 +4,8 @@
  * watches them:
  * - BackupRecorded, BackupStoredBytes, BackupDurationSeconds (catalog-record, per
  *   catalogued backup): the 26-hour staleness alarm; the dashboard's size, duration and
- *   14-day record;
+ *   14-day record; BaseBackupRecorded per committed base backup (kind "base"), with its
+ *   own staleness alarm;
  * - VerificationOk, VerifyRestoreSeconds (verification-record, per verification): the
  *   outcome and the measured restore time (RTO) of each verification that verified or
  *   failed; VerifiedExclusions for one that verified, the extensions its restore left out
@@ -28,6 +29,8 @@ export const SERVICE_DIMENSION = "service";
 export const DATABASE_DIMENSION = "DatabaseId";
 
 export const BACKUP_RECORDED = "BackupRecorded";
+/** Per committed base backup (BackupFlow with kind "base"): its own staleness alarm, so neither kind hides the other. */
+export const BASE_RECORDED = "BaseBackupRecorded";
 export const BACKUP_STORED_BYTES = "BackupStoredBytes";
 export const BACKUP_DURATION_SECONDS = "BackupDurationSeconds";
 export const VERIFICATION_OK = "VerificationOk";

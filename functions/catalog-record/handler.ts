@@ -9,6 +9,7 @@ import {
   BACKUP_DURATION_SECONDS,
   BACKUP_RECORDED,
   BACKUP_STORED_BYTES,
+  BASE_RECORDED,
   backupFacts,
   DATABASE_DIMENSION,
   VERIFY_STORAGE_EXCEEDED,
@@ -74,8 +75,8 @@ export const createHandler = (deps: Deps) =>
  * A base backup the task just committed put-if-absent: its manifest's SHA-256, which the
  * flow's backup.ok row of kind "base" records (what makes it count: core/pitr/bases.ts),
  * read as a base manifest of exactly this id (it names its own place; unsigned, these
- * bytes are what the row commits); and the same metrics as a logical backup's, so the
- * staleness alarm and the dashboard see it.
+ * bytes are what the row commits); BaseBackupRecorded (its own staleness alarm: in mode
+ * both, neither kind's runs may hide the other's failing), its size and duration.
  */
 async function recordBase(deps: Deps, input: CatalogRecordInput): Promise<{ manifestSha256: string }> {
   const store = new S3Store(deps.storeUrl, { client: deps.s3 });
@@ -101,7 +102,7 @@ async function recordBase(deps: Deps, input: CatalogRecordInput): Promise<{ mani
   }
   if (deps.metrics) {
     deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
-    deps.metrics.addMetric(BACKUP_RECORDED, MetricUnit.Count, 1);
+    deps.metrics.addMetric(BASE_RECORDED, MetricUnit.Count, 1);
     deps.metrics.addMetric(BACKUP_STORED_BYTES, MetricUnit.Bytes, manifest.object.storedBytes);
     const ms = Date.parse(manifest.stoppedAt) - Date.parse(manifest.startedAt);
     deps.metrics.addMetric(BACKUP_DURATION_SECONDS, MetricUnit.Seconds, Number.isFinite(ms) && ms > 0 ? ms / 1000 : 0);

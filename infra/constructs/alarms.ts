@@ -10,6 +10,7 @@ import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import {
   BACKUP_RECORDED,
+  BASE_RECORDED,
   databaseDimensions,
   METRICS_NAMESPACE,
   METRICS_SERVICE,
@@ -153,22 +154,22 @@ export class Alarms extends Construct {
    * breaching, so a schedule that stopped firing alarms too. `scope`: where the alarm
    * lives (the database's group, a nested stack).
    */
-  stale(databaseId: string, scope: Construct = this): void {
+  stale(databaseId: string, scope: Construct = this, kind: "logical" | "base" = "logical"): void {
     const metric = new cloudwatch.Metric({
       namespace: METRICS_NAMESPACE,
-      metricName: BACKUP_RECORDED,
+      metricName: kind === "base" ? BASE_RECORDED : BACKUP_RECORDED,
       dimensionsMap: databaseDimensions(databaseId),
       period: Duration.hours(1),
       statistic: "Sum",
     });
-    const alarm = new cloudwatch.Alarm(scope, `Stale-${databaseId}`, {
+    const alarm = new cloudwatch.Alarm(scope, kind === "base" ? `StaleBase-${databaseId}` : `Stale-${databaseId}`, {
       metric,
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
       evaluationPeriods: 26,
       datapointsToAlarm: 26,
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-      alarmDescription: `no successful backup of ${databaseId} in 26 hours`,
+      alarmDescription: `no successful ${kind === "base" ? "base backup" : "backup"} of ${databaseId} in 26 hours`,
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);

@@ -162,7 +162,8 @@ export class DatabaseGroup extends NestedStack {
       });
       if (db.walArchiving) this.walHostRoles.set(db.id, this.walHostRole(worker, db.id));
       databaseSchedules(this, db, props);
-      props.alarms.stale(db.id, this);
+      if (db.mode !== "physical") props.alarms.stale(db.id, this);
+      if (db.mode !== "logical") props.alarms.stale(db.id, this, "base");
       // A physical-only database has no logical verification to age: PitrUnverified watches it.
       if (db.mode !== "physical") props.alarms.unverified(db.id, db.verify.maxAgeDays, this);
       if (db.wal) {

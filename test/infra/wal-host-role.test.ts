@@ -34,6 +34,7 @@ beforeAll(async () => {
     walArchiving: true,
     walSigners: [SIGNER],
     maxWalAgeMinutes: 30,
+    mode: "both",
   };
   const file = path.join(await tempDir("strongroom-walhost-"), "config.json");
   await writeFile(file, JSON.stringify(config));
@@ -176,6 +177,10 @@ describe("a database with walArchiving, watched", () => {
       EvaluationPeriods: 3,
       TreatMissingData: "breaching",
     });
+    // Mode both: a staleness alarm per kind, so daily base backups never keep a failing logical backup quiet.
+    expect(alarm("Staleshop")).toMatchObject({ MetricName: "BackupRecorded", EvaluationPeriods: 26 });
+    expect(alarm("StaleBaseshop")).toMatchObject({ MetricName: "BaseBackupRecorded", EvaluationPeriods: 26 });
+    expect(alarm("StaleBasebilling")).toBeUndefined();
     expect(alarm("WalGapbilling")).toBeUndefined();
     expect(alarm("PitrUnverifiedbilling")).toBeUndefined();
   });
