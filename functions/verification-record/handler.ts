@@ -98,22 +98,7 @@ export const createHandler = (deps: Deps) =>
     const left = newest.excluded;
     const item = catalogRecord(manifest, [{ ...newest, ...(left ? { excludedExtensions: left.extensions } : {}) }]);
     await new DynamoCatalogTable(deps.dynamodb, deps.tableName).put(item);
-    if (deps.metrics) {
-      deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
-      if (outcome === "inconclusive") {
-        // Neither verified nor failed: not a VerificationOk datapoint of either value.
-        deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
-        deps.metrics.publishStoredMetrics();
-        // Once more without DatabaseId: what the deployment's one alarm watches.
-        deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
-      } else {
-        deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
-        deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, newest.rto.restoreSeconds);
-        // The dashboard shows "verified with exclusions" as verified 1 beside this count.
-        if (input.ok) deps.metrics.addMetric(VERIFIED_EXCLUSIONS, MetricUnit.Count, left?.extensions.length ?? 0);
-      }
-      deps.metrics.publishStoredMetrics();
-    }
+    emitVerification(deps, input, outcome, newest.rto.restoreSeconds, left?.extensions.length ?? 0);
     return {
       pk: item.pk,
       sk: item.sk,
@@ -124,6 +109,36 @@ export const createHandler = (deps: Deps) =>
       excluded: left?.extensions ?? [],
     };
   });
+
+/**
+ * A verification's metrics: VerificationOk and VerifyRestoreSeconds for one that verified
+ * or failed (and, for a restore that verified, VerifiedExclusions); for an inconclusive
+ * one VerificationInconclusive, per database and once more without DatabaseId.
+ */
+function emitVerification(
+  deps: Deps,
+  input: VerificationRecordInput,
+  outcome: VerificationOutcome,
+  restoreSeconds: number,
+  /** A logical restore's excluded extensions; absent for a point-in-time recovery. */
+  exclusions?: number,
+): void {
+  if (!deps.metrics) return;
+  deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
+  if (outcome === "inconclusive") {
+    // Neither verified nor failed: not a VerificationOk datapoint of either value.
+    deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
+    deps.metrics.publishStoredMetrics();
+    // Once more without DatabaseId: what the deployment's one alarm watches.
+    deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
+  } else {
+    deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
+    deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, restoreSeconds);
+    // The dashboard shows "verified with exclusions" as verified 1 beside this count.
+    if (input.ok && exclusions !== undefined) deps.metrics.addMetric(VERIFIED_EXCLUSIONS, MetricUnit.Count, exclusions);
+  }
+  deps.metrics.publishStoredMetrics();
+}
 
 /** The flow's verdict, from its path and the task's exit code, never from a summary. */
 function verdictOf(input: VerificationRecordInput): VerificationOutcome {
@@ -171,18 +186,7 @@ async function recordPitr(deps: Deps, store: S3Store, input: VerificationRecordI
     );
   }
   const rtoSeconds = newest.rto.baseSeconds + newest.rto.walSeconds + newest.rto.replaySeconds;
-  if (deps.metrics) {
-    deps.metrics.addDimension(DATABASE_DIMENSION, input.databaseId);
-    if (outcome === "inconclusive") {
-      deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
-      deps.metrics.publishStoredMetrics();
-      deps.metrics.addMetric(VERIFICATION_INCONCLUSIVE, MetricUnit.Count, 1);
-    } else {
-      deps.metrics.addMetric(VERIFICATION_OK, MetricUnit.Count, input.ok ? 1 : 0);
-      deps.metrics.addMetric(VERIFY_RESTORE_SECONDS, MetricUnit.Seconds, rtoSeconds);
-    }
-    deps.metrics.publishStoredMetrics();
-  }
+  emitVerification(deps, input, outcome, rtoSeconds);
   return { ok: input.ok, outcome, at: newest.at, restoreSeconds: rtoSeconds, excluded: [] };
 }
 
