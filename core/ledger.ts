@@ -191,7 +191,12 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
     rows.filter((r) => r.event === "backup.ok" && !trustedSet.has(r)).map((r) => r.backupId ?? ""),
   );
   const committedBy = committingRows(trusted);
-  const deleted = new Set(trusted.filter((r) => r.event === "retain.delete").map((r) => r.backupId));
+  // A base's or the WAL's retain.delete (kind "base", "wal") retires no dump.
+  const deleted = new Set(
+    trusted
+      .filter((r) => r.event === "retain.delete" && r.details?.kind !== "base" && r.details?.kind !== "wal")
+      .map((r) => r.backupId),
+  );
   const latestAllowed = options.now.getTime() + (options.maxClockSkewMs ?? DEFAULT_SKEW_MS);
   const backups: CommittedBackup[] = [];
   const retired: Ledger["retired"] = [];

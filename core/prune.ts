@@ -13,7 +13,7 @@ import { backupIdTime, OBJECT_NAMES, type ObjectRole, objectKey, verificationPre
 import { readLedger } from "./ledger.ts";
 import type { Manifest } from "./manifest.ts";
 import { type BasePrunePlan, type BasePruneResult, executeBasePrune, planBasePrune } from "./pitr/base-prune.ts";
-import { committedBasesIn } from "./pitr/bases.ts";
+import { baseRowsIn } from "./pitr/bases.ts";
 import { listAll, type ObjectStore } from "./store/object-store.ts";
 
 /** Every payload object a backup may have, the legacy `globals` included. */
@@ -224,8 +224,8 @@ async function pruneBases(
   let plan: BasePrunePlan;
   try {
     // The chain prune writes to is the one that commits bases taken without the host's key.
-    const committed = await committedBasesIn(chain, options.databaseId);
-    plan = await planBasePrune(options.store, options.databaseId, signers, policy, now(), committed);
+    const rows = await baseRowsIn(chain, options.databaseId);
+    plan = await planBasePrune(options.store, options.databaseId, signers, policy, now(), rows);
   } catch (err) {
     if (err instanceof PruneHaltedError) return { halted: err };
     throw err;

@@ -28,6 +28,11 @@ export interface BackupPlan extends TaskPlan {
   /** `logical` (pg_dump) or `base` (a physical base backup, for point-in-time recovery): the audit rows' and the record's kind. */
   kind: BackupKind;
   retention: DatabaseSettings["retention"];
+  /**
+   * For a database whose host archives its WAL: the host's signers, so that retention
+   * prunes its base backups and WAL too (core/pitr/base-prune.ts). Null otherwise.
+   */
+  bases: { signers: string[] } | null;
 }
 
 export type BackupKind = "logical" | "base";
@@ -55,6 +60,7 @@ export async function planBackup(
 ): Promise<BackupPlan> {
   const db = await configuredDatabase(settings, input.databaseId);
   const backupId = newBackupId(now);
+  const bases = db.wal ? { signers: db.wal.signers } : null;
   if (input.kind === "base") {
     if (!db.wal || (db.mode ?? "logical") === "logical") {
       throw new InvalidInputError(`database ${db.id} takes no base backups: its mode is not physical or both`, {
@@ -70,6 +76,7 @@ export async function planBackup(
       // Unsigned: the task holds no key that decides what counts; the flow's backup.ok row of kind "base" commits it.
       command: ["basebackup", "--database-id", db.id, "--base-id", backupId, "--unsigned", "--json"],
       retention: db.retention,
+      bases,
     };
   }
   return {
@@ -81,6 +88,7 @@ export async function planBackup(
     // The flow records start/ok/fail itself (a task that never starts is recorded too).
     command: ["backup", "--database-id", db.id, "--backup-id", backupId, "--audit", "none", "--json"],
     retention: db.retention,
+    bases,
   };
 }
 

@@ -17,6 +17,12 @@ export interface BaseReading {
   untrusted: UntrustedBase[];
   /** The SHA-256 of each trusted manifest's bytes as read here, by base id: what an audit row names. */
   sha256: Map<string, string>;
+  /**
+   * Manifests of bases the audit log retired (`retiredBases`) that are still in the store:
+   * a prune whose deletes were interrupted. Neither trusted nor untrusted: prune finishes
+   * deleting them.
+   */
+  retired: Array<{ baseId: string; key: string }>;
 }
 
 /**
@@ -30,9 +36,12 @@ export async function readBases(
   signers: ReadonlySet<string>,
   /** Base id → the manifest SHA-256 the audit log committed (`committedBases`): a base needs no signature then. */
   committed: ReadonlyMap<string, string> = new Map(),
+  /** Base id → the manifest SHA-256 a `retain.delete` row retired (`retiredBases`). */
+  retiredIds: ReadonlyMap<string, string | undefined> = new Map(),
 ): Promise<BaseReading> {
   const trusted: BaseManifest[] = [];
   const untrusted: UntrustedBase[] = [];
+  const retired: BaseReading["retired"] = [];
   const sha256 = new Map<string, string>();
   const prefix = basePrefix(databaseId);
   for await (const object of listAll(store, prefix)) {
@@ -52,11 +61,16 @@ export async function readBases(
       if (err instanceof NotFoundError) continue; // deleted while we listed (a prune running beside us)
       throw err;
     }
+    const id = object.key.slice(prefix.length, -"/manifest.json".length);
+    const digest = createHash("sha256").update(bytes).digest("hex");
+    if (retiredIds.has(id) && (retiredIds.get(id) ?? digest) === digest) {
+      retired.push({ baseId: id, key: object.key });
+      continue;
+    }
     try {
-      const id = object.key.slice(prefix.length, -"/manifest.json".length);
       const manifest = readBaseManifest(bytes.toString("utf8"), object.key, signers, committed.get(id));
       trusted.push(manifest);
-      sha256.set(manifest.baseId, createHash("sha256").update(bytes).digest("hex"));
+      sha256.set(manifest.baseId, digest);
     } catch (err) {
       // readBaseManifest's messages name the key already.
       const message = (err as Error).message;
@@ -67,7 +81,7 @@ export async function readBases(
     }
   }
   trusted.sort((a, b) => (a.baseId < b.baseId ? -1 : 1));
-  return { trusted, untrusted, sha256 };
+  return { trusted, untrusted, sha256, retired };
 }
 
 /** The database ids with a base backup manifest in the store (keys only; nothing read or trusted yet). */
@@ -134,6 +148,38 @@ export function committedBases(
   }
   for (const id of retired) committed.delete(id);
   return committed;
+}
+
+/**
+ * The base backups a `retain.delete` row of kind "base" retired, by id, with the manifest
+ * SHA-256 the row names (undefined for a row that names none: any bytes at that id). Only
+ * rows the log trusts count, so a store writer can make nothing here; a manifest it puts
+ * at a retired id is deleted with the rest, which it could not do itself but loses nothing.
+ */
+export function retiredBases(
+  rows: readonly AuditRow[],
+  databaseId: string,
+  trusts?: (row: AuditRow) => boolean,
+): Map<string, string | undefined> {
+  const retired = new Map<string, string | undefined>();
+  for (const row of rows) {
+    if (row.databaseId !== databaseId || row.backupId === undefined || (trusts && !trusts(row))) continue;
+    const d = row.details ?? {};
+    if (row.event !== "retain.delete" || d.kind !== "base") continue;
+    retired.set(row.backupId, typeof d.manifestSha256 === "string" ? d.manifestSha256 : undefined);
+  }
+  return retired;
+}
+
+/** What a database's audit log says of its base backups: which it commits, which it retired. */
+export async function baseRowsIn(
+  audit: AuditLog | undefined,
+  databaseId: string,
+): Promise<{ committed: Map<string, string>; retired: Map<string, string | undefined> }> {
+  if (!audit) return { committed: new Map(), retired: new Map() };
+  const rows = await readAll(audit);
+  const trusts = audit.trusts?.bind(audit);
+  return { committed: committedBases(rows, databaseId, trusts), retired: retiredBases(rows, databaseId, trusts) };
 }
 
 /** `committedBases` of a database's audit log (empty without one). */

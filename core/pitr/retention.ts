@@ -75,6 +75,12 @@ export interface BaseRetentionPlan<B extends BaseFacts> {
 /** The segment number of a WAL file name: fixed-width uppercase hex, so string order is numeric order. */
 const segmentNumber = (name: string): string => name.slice(8, 24);
 
+/** WAL retention's order: by segment number, then by name (so by timeline within a number). */
+export function compareWalNames(a: string, b: string): number {
+  const [x, y] = [segmentNumber(a), segmentNumber(b)];
+  return x < y ? -1 : x > y ? 1 : a < b ? -1 : a > b ? 1 : 0;
+}
+
 export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput<B>): BaseRetentionPlan<B> {
   const { databaseId } = input;
   if (input.untrusted.length > 0) {
@@ -127,10 +133,7 @@ export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput
       kept++;
     }
   }
-  candidates.sort((a, b) => {
-    const [x, y] = [segmentNumber(a.name), segmentNumber(b.name)];
-    return x < y ? -1 : x > y ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-  });
+  candidates.sort((a, b) => compareWalNames(a.name, b.name));
   const wal: WalRetentionPlan =
     floor === undefined
       ? { keptFrom: undefined, skipped: "no trusted base backup", delete: [], kept: kept, ignored }

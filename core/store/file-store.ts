@@ -75,12 +75,19 @@ export class FileStore implements ObjectStore, PartialUploads, Creatable {
       const out = new DurableFileWriter(await fs.open(partial, "wx", 0o600));
       await pipeline(body, out, signal ? { signal } : {});
       const created = await fs.mkdir(path.dirname(final), { recursive: true, mode: DIR_MODE });
-      await fs.rename(partial, final);
+      if (options.ifAbsent) {
+        // link(2) fails with EEXIST atomically, unlike rename, which would replace.
+        await fs.link(partial, final);
+        await fs.rm(partial, { force: true });
+      } else {
+        await fs.rename(partial, final);
+      }
       await syncNewPath(path.dirname(final), created);
       return { key, bytes: out.bytesWritten };
     } catch (err) {
       await fs.rm(partial, { force: true });
       if (options.signal?.aborted) throw new AbortedError(`upload of ${key} aborted`, { cause: err });
+      if (isCode(err, "EEXIST")) throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
       throw this.mapFsError(err);
     }
   }

@@ -13,7 +13,7 @@ export interface ObjectStore {
   readonly url: string;
 
   /**
-   * Streams `body` into `key`, replacing any object there.
+   * Streams `body` into `key`, replacing any object there (unless `ifAbsent`).
    *
    * Must be atomic: until it resolves, no reader sees a partial object under `key`.
    * On any error, or when `signal` aborts, it must reject (AbortedError for the
@@ -84,6 +84,14 @@ export interface PutOptions {
   expectedBytes?: number;
   signal?: AbortSignal;
   contentType?: string;
+  /**
+   * Never replace an object: reject with AlreadyExistsError when `key` exists when the
+   * write would land, leaving it unchanged (S3: If-None-Match on the PutObject or the
+   * CompleteMultipartUpload). For objects a commit names by digest, so that a second
+   * writer with our permissions cannot swap them afterwards (a bucket policy can then
+   * require it). @default false
+   */
+  ifAbsent?: boolean;
 }
 
 export interface PutResult {

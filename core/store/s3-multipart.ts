@@ -37,9 +37,11 @@ export async function putMultipart(
   client: S3Client,
   target: MultipartTarget,
   body: Readable,
-  options: { partSize: number; queueSize: number; signal?: AbortSignal | undefined },
+  options: { partSize: number; queueSize: number; signal?: AbortSignal | undefined; ifAbsent?: boolean | undefined },
 ): Promise<number> {
   const { partSize, queueSize, signal } = options;
+  // On the requests that create the object only: CreateMultipartUpload and UploadPart take no condition.
+  const condition = options.ifAbsent ? { IfNoneMatch: "*" } : {};
   const free: Buffer[] = [];
   let allocated = 0;
   const waiting: (() => void)[] = [];
@@ -157,7 +159,10 @@ export async function putMultipart(
     if (partNumber === 0) {
       // Smaller than one part: a single request, atomic by itself.
       const data = current.subarray(0, filled);
-      await client.send(new PutObjectCommand({ ...target, Body: data, ContentLength: filled }), sendOptions);
+      await client.send(
+        new PutObjectCommand({ ...target, ...condition, Body: data, ContentLength: filled }),
+        sendOptions,
+      );
       return bytes;
     }
     if (filled > 0) uploadPart(current, filled);
@@ -170,6 +175,7 @@ export async function putMultipart(
         Key: target.Key,
         UploadId: uploadId,
         MultipartUpload: { Parts: parts },
+        ...condition,
       }),
       sendOptions,
     );

@@ -151,11 +151,16 @@ export class S3Store implements ObjectStore, PartialUploads {
         this.client,
         { Bucket: this.bucket, Key, ContentType: options.contentType ?? "application/octet-stream" },
         body,
-        { partSize, queueSize, signal: options.signal },
+        { partSize, queueSize, signal: options.signal, ifAbsent: options.ifAbsent },
       );
       return { key, bytes };
     } catch (err) {
       if (options.signal?.aborted) throw new AbortedError(`upload of ${key} aborted`, { cause: err });
+      if (options.ifAbsent && (errorName(err) === "PreconditionFailed" || httpStatus(err) === 412)) {
+        // Unlike putIfAbsent's, a stream cannot be compared: a completion retried after its
+        // answer was lost also lands here, and the caller writes under a new key instead.
+        throw new AlreadyExistsError(`object already exists: ${key}`, { cause: err });
+      }
       throw this.mapError(err, key);
     }
   }

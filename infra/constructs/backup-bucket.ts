@@ -92,6 +92,15 @@ export class BackupBucket extends Construct {
       bucket.addToResourcePolicy(
         noManifestOverwrite([this.manifestsArn(props.prefix ?? ""), base], new iam.AnyPrincipal()),
       );
+      // A base's tar is named in its manifest by digest, and the backup role may put base
+      // tars: without this, it could replace an older base's, which restore would refuse
+      // only when it came to it. strongroom completes it with If-None-Match.
+      bucket.addToResourcePolicy(
+        noUploadOverwrite(
+          this.bucket.arnForObjects(`${this.prefix ? `${this.prefix}/` : ""}*/base/*/base.tar.zst.age`),
+          new iam.AnyPrincipal(),
+        ),
+      );
       // The bucket outlives the stack, and so must what its policy refuses (TLS only, no
       // manifest overwrite): a deleted stack must not leave the backups unguarded.
       bucket.policy?.applyRemovalPolicy(RemovalPolicy.RETAIN);
@@ -129,6 +138,24 @@ export function noManifestOverwrite(manifests: string | string[], principal?: ia
     actions: ["s3:PutObject"],
     resources: Array.isArray(manifests) ? manifests : [manifests],
     conditions: { Null: { "s3:if-none-match": "true" } },
+    ...(principal ? { principals: [principal] } : {}),
+  });
+}
+
+/**
+ * Denies creating an object without `If-None-Match`, for objects written by multipart
+ * upload: CreateMultipartUpload and UploadPart cannot carry the header, so only the
+ * requests that create the object (`s3:ObjectCreationOperation`: PutObject,
+ * CompleteMultipartUpload, CopyObject) must. With the header, S3 refuses a key that
+ * exists (412).
+ */
+export function noUploadOverwrite(objects: string | string[], principal?: iam.IPrincipal): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: "NoUploadOverwrite",
+    effect: iam.Effect.DENY,
+    actions: ["s3:PutObject"],
+    resources: Array.isArray(objects) ? objects : [objects],
+    conditions: { Null: { "s3:if-none-match": "true" }, Bool: { "s3:ObjectCreationOperation": "true" } },
     ...(principal ? { principals: [principal] } : {}),
   });
 }

@@ -7,7 +7,8 @@ import { audit, auditedFlow, type FlowProps, invoke, runWorkerTask } from "./flo
  * database whose host archives its WAL, `"kind": "base"`: a physical base backup over a
  * replication connection, unsigned, committed by the same backup.ok row with kind "base"):
  * plan (the backup id) → audit backup.start → the backup task (.sync) → catalog-record
- * → audit backup.ok → retention (plan, audit retain.delete, delete, audit gc.delete). Any failure after the plan: audit backup.fail
+ * → audit backup.ok → retention (plan, audit retain.delete, delete, audit gc.delete), of
+ * the logical backups and, for a walArchiving database, of its base backups and WAL. Any failure after the plan: audit backup.fail
  * (error name, the worker's exit code) → SNS → Fail. The flow owns the audit rows, so a
  * task that never started (capacity, image pull) is recorded too.
  */
@@ -49,7 +50,12 @@ export class BackupFlow extends Construct {
           this,
           "Plan retention",
           handlers.retentionPrune,
-          { step: "plan", "databaseId.$": "$.plan.databaseId", "policy.$": "$.plan.retention" },
+          {
+            step: "plan",
+            "databaseId.$": "$.plan.databaseId",
+            "policy.$": "$.plan.retention",
+            "bases.$": "$.plan.bases",
+          },
           "$.prune",
         ),
         invoke(
@@ -63,7 +69,14 @@ export class BackupFlow extends Construct {
           this,
           "Delete retired",
           handlers.retentionPrune,
-          { step: "delete", "databaseId.$": "$.plan.databaseId" },
+          // The WAL range the plan's row named: the delete step deletes no WAL outside it.
+          {
+            step: "delete",
+            "databaseId.$": "$.plan.databaseId",
+            "policy.$": "$.plan.retention",
+            "bases.$": "$.plan.bases",
+            "wal.$": "$.prune.wal",
+          },
           "$.pruned",
         ),
         invoke(

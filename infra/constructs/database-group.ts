@@ -9,7 +9,7 @@ import type { Construct } from "constructs";
 import { type DatabaseSettings, settingsParameter } from "#core/flows/flow-settings.ts";
 import type { DatabaseConfig } from "../config/load-config.ts";
 import type { Alarms } from "./alarms.ts";
-import { noManifestOverwrite } from "./backup-bucket.ts";
+import { noManifestOverwrite, noUploadOverwrite } from "./backup-bucket.ts";
 import { allowKeys } from "./kms.ts";
 import { acknowledgeWildcard } from "./nag.ts";
 import { databaseSchedules } from "./schedules.ts";
@@ -212,6 +212,8 @@ export class DatabaseGroup extends NestedStack {
             // headers it waits for (listing its prefixes, so that a missing key is 404, not 403).
             new iam.PolicyStatement({ actions: ["s3:PutObject", "s3:AbortMultipartUpload"], resources: [bases] }),
             noManifestOverwrite(bucket.bucket.arnForObjects(`${own}/base/*/manifest.json`)),
+            // …and its completion must carry it: an older base's tar is never replaced.
+            noUploadOverwrite(bucket.bucket.arnForObjects(`${own}/base/*/base.tar.zst.age`)),
             new iam.PolicyStatement({
               actions: ["s3:ListBucket"],
               resources: [bucket.bucket.bucketArn],
@@ -273,6 +275,8 @@ export class DatabaseGroup extends NestedStack {
           ...(walArchiving
             ? [
                 noManifestOverwrite(objects("base/*/manifest.json")),
+                // Nor a base's tar: its upload completes with If-None-Match (core/store).
+                noUploadOverwrite(objects("base/*/base.tar.zst.age")),
                 // `*` spans `/`: the grant above must not reach a verification result beside a base.
                 new iam.PolicyStatement({
                   effect: iam.Effect.DENY,

@@ -164,7 +164,12 @@ function s3Requests(req: SignedRequest): IamRequest[] | undefined {
       // UploadPart is authorized as PutObject, CopyObject (and UploadPartCopy) as
       // PutObject on the target and GetObject on the source.
       const source = req.headers["x-amz-copy-source"];
-      const out: IamRequest[] = [{ action: "s3:PutObject", resource: objectArn, context: put }];
+      // s3:ObjectCreationOperation is true for a request that creates the object (PutObject,
+      // CopyObject), false for a part: a bucket policy that requires If-None-Match exempts
+      // the requests that cannot carry it by this key.
+      const part = q.has("partNumber") && q.has("uploadId");
+      const context = { ...put, "s3:ObjectCreationOperation": part ? "false" : "true" };
+      const out: IamRequest[] = [{ action: "s3:PutObject", resource: objectArn, context }];
       if (typeof source === "string") {
         const [path = "", query] = decodeURIComponent(source).replace(/^\//, "").split("?");
         out.push({
@@ -177,7 +182,11 @@ function s3Requests(req: SignedRequest): IamRequest[] | undefined {
     case "POST":
       // CreateMultipartUpload and CompleteMultipartUpload are authorized as PutObject;
       // Complete carries If-None-Match where the upload must not overwrite.
-      if (q.has("uploads") || q.has("uploadId")) return [{ action: "s3:PutObject", resource: objectArn, context: put }];
+      if (q.has("uploads") || q.has("uploadId")) {
+        // Only the completion creates the object.
+        const context = { ...put, "s3:ObjectCreationOperation": q.has("uploadId") ? "true" : "false" };
+        return [{ action: "s3:PutObject", resource: objectArn, context }];
+      }
       if (q.has("restore")) return [{ action: "s3:RestoreObject", resource: objectArn }];
       if (q.has("select")) return [{ action: "s3:GetObject", resource: objectArn }];
       return undefined;

@@ -66,6 +66,23 @@ export function objectStoreContract(name: string, fixture: () => Promise<StoreFi
       expect((await getBytes(store, "k")).toString()).toBe("two");
     });
 
+    it("put with ifAbsent writes a new key, and never replaces one: AlreadyExistsError, the original kept and no upload left open, in one request or many parts", async () => {
+      const { store, openUploads } = await fixture();
+      const small = Buffer.from("first");
+      await store.put("t/small.bin", Readable.from([small]), { ifAbsent: true });
+      await expect(
+        store.put("t/small.bin", Readable.from([Buffer.from("second")]), { ifAbsent: true }),
+      ).rejects.toBeInstanceOf(AlreadyExistsError);
+      expect((await getBytes(store, "t/small.bin")).toString()).toBe("first");
+      const big = randomBytes(12 * MiB);
+      await store.put("t/big.bin", Readable.from([big]), { ifAbsent: true, expectedBytes: 12 * MiB });
+      await expect(
+        store.put("t/big.bin", randomStream(12 * MiB), { ifAbsent: true, expectedBytes: 12 * MiB }),
+      ).rejects.toBeInstanceOf(AlreadyExistsError);
+      expect(sha256(await getBytes(store, "t/big.bin"))).toBe(sha256(big));
+      expect(await openUploads()).toBe(0);
+    });
+
     it("serves inclusive byte ranges, with and without an end", async () => {
       const { store } = await fixture();
       const data = randomBytes(100_000);

@@ -253,7 +253,7 @@ describe("retention-prune handler", () => {
     expect(plan.step === "plan" && plan.retire).toHaveLength(4);
     // The audit step never ran (it failed, or a caller skipped it): the delete step has no authority.
     const out = await prune({ databaseId: "unaudited", step: "delete" }, context);
-    expect(out).toEqual({ step: "delete", deleted: [], garbage: [] });
+    expect(out).toEqual({ step: "delete", deleted: [], bases: null, garbage: [] });
     expect(await manifestKeys(own, "unaudited")).toHaveLength(6);
   });
 

@@ -70,6 +70,8 @@ beforeAll(async () => {
           walArchiving: true,
           walSigners: [host.signer],
           mode: "both",
+          // Today's newest only: each base BackupFlow takes retires the one before it.
+          retention: { daily: 1, weekly: 0, monthly: 0 },
         },
         { id: "plain", secretArn: secretArn("plain"), host: pg.hostname, port: Number(pg.port), dbname: "postgres" },
       ],
@@ -213,6 +215,7 @@ describe("npm run sim: VerifyFlow of a point-in-time recovery", () => {
     expect(result.status, `${result.error} ${JSON.stringify(result.worker)}`).toBe("SUCCEEDED");
     expect((result.output as { plan: { backupId: string } }).plan.backupId).toBe(baseId);
     expect((await verifyRows("ledger")).every((r) => r.backupId === baseId)).toBe(true);
+    await s.delete(baseKeys("ledger", planted).manifest); // the halt it causes in retention is a later test's
   }, 240_000);
 
   it("refuses a pitr verification of a database without walArchiving at the plan, before any row or task", async () => {
@@ -257,10 +260,70 @@ describe("npm run sim: VerifyFlow of a point-in-time recovery", () => {
     // Its own staleness metric: in mode both, base backups never stand in for logical ones.
     expect(result.metrics.find((m) => m.name === "BaseBackupRecorded")?.value).toBe(1);
     expect(result.metrics.find((m) => m.name === "BackupRecorded")).toBeUndefined();
+    // Retention (today's newest only) retired the host's base, by rows before deletes: its
+    // manifest, object and verify results are gone, and the WAL below the new base's first segment.
+    const retired = rows.filter((r) => r.event === "retain.delete");
+    expect(retired.map((r) => [r.backupId, r.details?.kind])).toEqual([
+      [baseId, "base"],
+      [undefined, "wal"],
+    ]);
+    const kept = JSON.parse(bytes.toString("utf8")) as { walSegments: { first: string } };
+    expect(retired[1]?.details?.keptFrom).toBe(kept.walSegments.first);
+    const left: string[] = [];
+    for await (const o of listAll(store(), "ledger/")) left.push(o.key);
+    expect(left.filter((k) => k.startsWith(`ledger/base/${baseId}/`))).toEqual([]);
+    const wal = left.filter((k) => k.startsWith("ledger/wal/")).map((k) => k.slice("ledger/wal/".length));
+    expect(wal.length).toBeGreaterThan(0);
+    for (const name of wal) {
+      if (!name.endsWith(".history")) expect(name.slice(8, 24) >= kept.walSegments.first.slice(8, 24), name).toBe(true);
+    }
+    expect(retired[1]?.details?.objects).toBeGreaterThan(0);
+    expect((result.output as { pruned: { bases: { wal: { deleted: number } } } }).pruned.bases.wal.deleted).toBe(
+      retired[1]?.details?.objects,
+    );
     // The next pitr verification plans the newest base, this one, and verifies it.
     const verified = await sim.run("VerifyFlow", pitrScheduleInput("ledger"));
     expect(verified.status, `${verified.error} ${JSON.stringify(verified.worker)}`).toBe("SUCCEEDED");
     expect((verified.output as { plan: { backupId: string } }).plan.backupId).toBe(plan.backupId);
+  }, 240_000);
+
+  it("halts retention of bases and WAL on a manifest a store writer planted: the base is committed, nothing of the bases or WAL deleted, and the flow fails with PruneHaltedError and alarms", async () => {
+    const s = store();
+    const planted = baseKeys("ledger", "29991231T000000Z-bbbbbb").manifest;
+    await s.put(planted, Readable.from([Buffer.from("{}")]));
+    const before: string[] = [];
+    for await (const o of listAll(s, "ledger/")) before.push(o.key);
+    const result = await sim.run("BackupFlow", { databaseId: "ledger", kind: "base" });
+    expect(result.status).toBe("FAILED");
+    expect(result.states.slice(-6)).toEqual([
+      "Plan retention",
+      "Audit retain.delete",
+      "Delete retired",
+      "Audit backup.fail",
+      "Notify failure",
+      "BackupFlow failed",
+    ]);
+    expect(denied(result)).toEqual([]);
+    expect(`${result.error}`).toBe("PruneHaltedError");
+    expect(`${result.cause}`).toContain("29991231T000000Z-bbbbbb");
+    expect(result.published.map((p) => p.subject)).toEqual(["strongroom: BackupFlow failed"]);
+    const plan = (result.output as { plan?: { backupId: string } } | undefined)?.plan;
+    const after: string[] = [];
+    for await (const o of listAll(s, "ledger/")) after.push(o.key);
+    // Only the new base's objects came; nothing went.
+    expect(before.filter((k) => !after.includes(k))).toEqual([]);
+    const table = sim.deployment.tables.find((t) => t.name.includes("Audit"))?.name as string;
+    const rows = await readAll(new DynamoAuditLog(dynamoClient(), table, "db#ledger"));
+    const newBase = after.find((k) => !before.includes(k) && k.endsWith("/manifest.json")) as string;
+    const newId = newBase.split("/")[2] as string;
+    expect(plan === undefined || plan.backupId === newId).toBe(true);
+    expect(rows.filter((r) => r.backupId === newId).map((r) => r.event)).toEqual([
+      "backup.start",
+      "backup.ok",
+      "backup.fail",
+    ]);
+    expect(rows.filter((r) => r.event === "retain.delete")).toHaveLength(2); // the earlier test's only
+    await s.delete(planted);
   }, 240_000);
 
   it("fails, never verifies, when a segment the recovery needs is gone: the failed result recorded, verify.fail of kind pitr, VerificationOk 0, and the alarm message", async () => {

@@ -70,6 +70,18 @@ async function decide(
   return out.overallResult;
 }
 
+/**
+ * A base's tar as S3 authorizes its requests (all as s3:PutObject): CreateMultipartUpload
+ * and UploadPart cannot carry If-None-Match and are no creation; CompleteMultipartUpload
+ * (or a single PutObject) creates the object and must carry it, so that an existing tar
+ * is never replaced.
+ */
+const tarRequests: Array<[Record<string, string>, string]> = [
+  [{ "s3:ObjectCreationOperation": "false" }, "Allowed"],
+  [{ "s3:ObjectCreationOperation": "true", "s3:if-none-match": "*" }, "Allowed"],
+  [{ "s3:ObjectCreationOperation": "true" }, "ExplicitlyDenied"],
+];
+
 describe("the WAL host role, as IAM evaluates it", () => {
   const segment = "pg/shop/wal/000000010000000000000003";
   const putIfAbsent = { "s3:if-none-match": "*" };
@@ -86,10 +98,10 @@ describe("the WAL host role, as IAM evaluates it", () => {
     expect(await decide("s3:DeleteObject", segment)).toBe("ImplicitlyDenied");
   });
 
-  it("takes base backups: the tar put (or uploaded in parts), its manifest only with If-None-Match, never deleted", async () => {
+  it("takes base backups: the tar uploaded in parts and created only with If-None-Match, its manifest only with If-None-Match, never deleted", async () => {
     const tar = "pg/shop/base/20261201T020000Z-abcdef/base.tar.zst.age";
     const manifest = "pg/shop/base/20261201T020000Z-abcdef/manifest.json";
-    expect(await decide("s3:PutObject", tar)).toBe("Allowed");
+    for (const [context, decision] of tarRequests) expect(await decide("s3:PutObject", tar, context)).toBe(decision);
     expect(await decide("s3:PutObject", manifest, putIfAbsent)).toBe("Allowed");
     expect(await decide("s3:PutObject", manifest)).toBe("ExplicitlyDenied");
     expect(await decide("s3:DeleteObject", tar)).toBe("ImplicitlyDenied");
@@ -218,7 +230,9 @@ describe("a database with walArchiving, watched", () => {
     const shop = roleKey(synth, "BackupTaskRoleshop");
     const billing = roleKey(synth, "BackupTaskRolebilling");
     const dir = "pg/shop/base/20261201T020000Z-abcdef";
-    expect(await decide("s3:PutObject", `${dir}/base.tar.zst.age`, {}, shop)).toBe("Allowed");
+    for (const [context, decision] of tarRequests) {
+      expect(await decide("s3:PutObject", `${dir}/base.tar.zst.age`, context, shop)).toBe(decision);
+    }
     expect(await decide("s3:PutObject", `${dir}/manifest.json`, { "s3:if-none-match": "*" }, shop)).toBe("Allowed");
     expect(await decide("s3:PutObject", `${dir}/manifest.json`, {}, shop)).not.toBe("Allowed");
     expect(await decide("s3:PutObject", `${dir}/verifications/x.json`, {}, shop)).not.toBe("Allowed");
@@ -235,7 +249,7 @@ describe("a database with walArchiving, watched", () => {
     ).not.toBe("Allowed");
   });
 
-  it("refuses anyone a base manifest put without If-None-Match, in the bucket's own policy: BackupFlow commits the bytes it reads back", async () => {
+  it("refuses anyone a base manifest put, or a base tar's creation, without If-None-Match, in the bucket's own policy: BackupFlow commits the bytes it reads back, and a manifest names its tar by digest", async () => {
     const [policy] = names.resourcesOf("AWS::S3::BucketPolicy");
     const everything = { name: "all", policy: { Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }] } };
     const asAnyone = async (key: string, context: Record<string, string>) => {
@@ -260,5 +274,14 @@ describe("a database with walArchiving, watched", () => {
     const manifest = "pg/shop/base/20261201T020000Z-abcdef/manifest.json";
     expect(await asAnyone(manifest, {})).toBe("ExplicitlyDenied");
     expect(await asAnyone(manifest, { "s3:if-none-match": "*" })).toBe("Allowed");
+    for (const [context, decision] of tarRequests) {
+      expect(await asAnyone("pg/shop/base/20261201T020000Z-abcdef/base.tar.zst.age", context)).toBe(decision);
+    }
+    // A logical backup's payload is not under this rule (its writers stream without the header).
+    expect(
+      await asAnyone("pg/shop/backups/20261201T020000Z-abcdef/dump.pgc.zst.age", {
+        "s3:ObjectCreationOperation": "true",
+      }),
+    ).toBe("Allowed");
   });
 });

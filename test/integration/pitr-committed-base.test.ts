@@ -84,6 +84,28 @@ describe("a base backup committed by the audit table, not signed", () => {
     expect(audit.code, audit.stdout + audit.stderr).toBe(0);
   });
 
+  it("never writes over a tar already at its id (a store writer's): the run fails with AlreadyExistsError, the tar stays as it was, and no manifest is written", async () => {
+    const id = "20261203T000000Z-planta";
+    const store = await openStore(rig.storeUrl);
+    const { Readable } = await import("node:stream");
+    await store.put(baseKeys(rig.databaseId, id).object, Readable.from([Buffer.from("a store writer's bytes")]));
+    if (rig.owner) {
+      const { execFileSync } = await import("node:child_process");
+      const dir = path.dirname(new URL(`${rig.storeUrl}/${baseKeys(rig.databaseId, id).object}`).pathname);
+      execFileSync("chown", ["-R", `${rig.owner.uid}:${rig.owner.gid}`, path.dirname(dir)]);
+    }
+    const r = await runCli(
+      ["basebackup", ...keyless(), "--base-id", id, "--unsigned", "--json"],
+      { DATABASE_URL: rig.cluster.url },
+      rig.owner ? { user: rig.owner } : {},
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("AlreadyExistsError");
+    expect((await getBytes(store, baseKeys(rig.databaseId, id).object)).toString()).toBe("a store writer's bytes");
+    await expect(store.stat(baseKeys(rig.databaseId, id).manifest)).rejects.toThrow(/no such object/);
+    await store.delete(baseKeys(rig.databaseId, id).object);
+  });
+
   it("counts for wal verify and list only with the table: without it, it is an untrusted manifest", async () => {
     await sql(rig.cluster.url, "insert into t values (1)");
     await switchAndArchive(rig.cluster.url);

@@ -91,7 +91,8 @@ export async function baseBackup(o: BaseBackupOptions): Promise<BaseManifest> {
   const stored = sha256Tap();
   const body = new PassThrough();
   const abort = new AbortController();
-  const put = o.store.put(keys.object, body, { signal: abort.signal });
+  // Never over another base's tar (a bucket policy requires it too): a manifest names its digest.
+  const put = o.store.put(keys.object, body, { signal: abort.signal, ifAbsent: true });
   try {
     await Promise.all([
       pipeline(
