@@ -8,9 +8,12 @@ import {
   databaseDimensions,
   METRICS_NAMESPACE,
   NEWEST_BACKUP_AGE_HOURS,
+  NEWEST_BASE_AGE_HOURS,
+  PITR_READY,
   VERIFICATION_OK,
   VERIFIED_EXCLUSIONS,
   VERIFY_RESTORE_SECONDS,
+  WAL_ARCHIVE_AGE_MINUTES,
 } from "#core/flows/metrics.ts";
 
 /**
@@ -36,6 +39,12 @@ export interface DashboardProps {
   readonly deploymentName: string;
   /** The databases, one row each, in this order. */
   readonly databaseIds: readonly string[];
+  /**
+   * Those among them whose hosts archive their WAL: their rows show the point-in-time
+   * facts too (the archive's age, the newest base's, and whether PITR is ready).
+   * @default none
+   */
+  readonly pitrDatabaseIds?: readonly string[];
   /**
    * Alarms to show while they fire: the deployment's own on every dashboard, and each
    * database's on the dashboard that has its row.
@@ -73,22 +82,27 @@ export class Dashboard extends Construct {
    * metrics arrays (eight metrics and the expression that fills the record's empty days,
    * counted as one too, to be safe).
    */
-  static readonly ROW = { widgets: 2, metrics: 9, heightUnits: 5 } as const;
+  static readonly ROW = { widgets: 2, metrics: 9, pitrMetrics: 3, heightUnits: 5 } as const;
 
   /**
    * How many databases fit on one dashboard: the most rows whose widgets (with the header
    * and the widgets listing the alarms) and metrics stay within CloudWatch's limits, when
-   * each database has `alarmsPerDatabase` alarms and the deployment `deploymentAlarms`.
+   * each database has `alarmsPerDatabase` alarms and the deployment `deploymentAlarms`,
+   * and each row `metricsPerRow` metrics (more with the point-in-time facts).
    */
-  static capacity(alarmsPerDatabase: number, deploymentAlarms: number): number {
+  static capacity(
+    alarmsPerDatabase: number,
+    deploymentAlarms: number,
+    metricsPerRow: number = Dashboard.ROW.metrics,
+  ): number {
     const fits = (rows: number) => {
       const alarms = deploymentAlarms + rows * alarmsPerDatabase;
       const widgets = 1 + Math.ceil(alarms / DASHBOARD_LIMITS.alarmsPerAlarmWidget) + rows * Dashboard.ROW.widgets;
       return (
         widgets <= DASHBOARD_LIMITS.widgetsPerDashboard &&
-        rows * Dashboard.ROW.metrics <= DASHBOARD_LIMITS.metricsPerDashboard &&
+        rows * metricsPerRow <= DASHBOARD_LIMITS.metricsPerDashboard &&
         // One row's metrics sit in two widgets, far under the 500 a widget may hold.
-        Dashboard.ROW.metrics <= DASHBOARD_LIMITS.metricsPerWidget
+        metricsPerRow <= DASHBOARD_LIMITS.metricsPerWidget
       );
     };
     let rows = 0;
@@ -103,7 +117,9 @@ export class Dashboard extends Construct {
     const deploymentAlarms = props.alarms?.deployment ?? [];
     const alarmsOf = (databaseId: string) => props.alarms?.byDatabase.get(databaseId) ?? [];
     const alarmsPerDatabase = Math.max(0, ...props.databaseIds.map((db) => alarmsOf(db).length));
-    const capacity = Dashboard.capacity(alarmsPerDatabase, deploymentAlarms.length);
+    const pitr = new Set(props.pitrDatabaseIds ?? []);
+    const metricsPerRow = Dashboard.ROW.metrics + (pitr.size > 0 ? Dashboard.ROW.pitrMetrics : 0);
+    const capacity = Dashboard.capacity(alarmsPerDatabase, deploymentAlarms.length, metricsPerRow);
     const perDashboard = props.databasesPerDashboard ?? capacity;
     if (!Number.isInteger(perDashboard) || perDashboard < 1 || perDashboard > capacity) {
       throw new Error(
@@ -138,7 +154,7 @@ export class Dashboard extends Construct {
           }),
         );
       }
-      for (const databaseId of ids) dashboard.addWidgets(...row(databaseId));
+      for (const databaseId of ids) dashboard.addWidgets(...row(databaseId, pitr.has(databaseId)));
       this.dashboards.push(dashboard);
     }
   }
@@ -154,13 +170,14 @@ function header(name: string, ids: readonly string[], page: number, pages: numbe
       `# strongroom ${name}: ${which}`,
       "One row a database. **Left:** its newest backup (age in hours, stored size, seconds it took) and its last verification (1 ok, 0 failed; the restore's seconds). " +
         `**Right:** the last ${RECORD_DAYS} days, one column a day: backups that day (red: none) and that day's verification (red: failed).`,
+      "A database whose host archives its WAL also shows the archive's age (minutes since the newest WAL file), its newest base backup's age and whether it can recover to a point in time now (1/0).",
       "A blank value is a fact with no datapoint in the time range: never backed up, or never verified. The alarms below this text say what needs a person now.",
     ].join("\n\n"),
   });
 }
 
-/** One database's row: its newest facts, and its 14-day record. */
-function row(databaseId: string): cloudwatch.IWidget[] {
+/** One database's row: its newest facts (with `pitr`, the point-in-time ones too), and its 14-day record. */
+function row(databaseId: string, pitr: boolean): cloudwatch.IWidget[] {
   // Labels are short on purpose: every byte of a row is repeated per database in the
   // template, which CloudFormation caps at 1 MB.
   const metric = (metricName: string, statistic: string, period: Duration, label?: string) =>
@@ -189,6 +206,14 @@ function row(databaseId: string): cloudwatch.IWidget[] {
       metric(VERIFY_RESTORE_SECONDS, "Maximum", hour, "restore (s)"),
       // Verified with exclusions: how many extensions the restore left out (0: none).
       metric(VERIFIED_EXCLUSIONS, "Maximum", hour, "left out (ext)"),
+      // The readiness function's, hourly (core/pitr/pitr-status.ts).
+      ...(pitr
+        ? [
+            metric(WAL_ARCHIVE_AGE_MINUTES, "Maximum", hour, "WAL (min)"),
+            metric(NEWEST_BASE_AGE_HOURS, "Maximum", hour, "base (h)"),
+            metric(PITR_READY, "Minimum", hour, "PITR (1/0)"),
+          ]
+        : []),
     ],
   });
   const record = new cloudwatch.TableWidget({

@@ -120,6 +120,7 @@ export class StrongroomStack extends Stack {
     new Dashboard(this, "Dashboard", {
       deploymentName: config.name,
       databaseIds: config.databases.map((db) => db.id),
+      pitrDatabaseIds: config.databases.filter((db) => db.walArchiving).map((db) => db.id),
       alarms: { deployment: this.alarms.deploymentAlarms, byDatabase: this.alarms.databaseAlarms },
     });
 

@@ -83,7 +83,10 @@ function emittedNames(): Set<string> {
  * Alarms construct's two per database (or, past a stack's 500 resources, alarms imported
  * by ARN), plus the stack's five others (three flows, the probe, the dead letters).
  */
-function dashboardStack(databaseIds: string[], props: { databasesPerDashboard?: number; importAlarms?: boolean } = {}) {
+function dashboardStack(
+  databaseIds: string[],
+  props: { databasesPerDashboard?: number; importAlarms?: boolean; pitr?: string[] } = {},
+) {
   const stack = new Stack(new App(), "Dashboards", { env: { account: "123456789012", region: "eu-central-1" } });
   const imported = (name: string) =>
     cloudwatch.Alarm.fromAlarmArn(stack, name, `arn:aws:cloudwatch:eu-central-1:123456789012:alarm:${name}`);
@@ -111,6 +114,7 @@ function dashboardStack(databaseIds: string[], props: { databasesPerDashboard?: 
     deploymentName: "strongroom",
     databaseIds,
     alarms: { deployment, byDatabase },
+    ...(props.pitr ? { pitrDatabaseIds: props.pitr } : {}),
     ...(props.databasesPerDashboard === undefined ? {} : { databasesPerDashboard: props.databasesPerDashboard }),
   });
   const alarmCount = deployment.length + [...byDatabase.values()].flat().length;
@@ -252,6 +256,31 @@ describe("the dashboard at scale", () => {
       expect.stringContaining("-2of3"),
       expect.stringContaining("-3of3"),
     ]);
+  });
+
+  it("shows a walArchiving database's point-in-time facts in its row (archive age, base age, PITR ready), and still fits CloudWatch's limits when every row has them", () => {
+    const ids = Array.from({ length: 400 }, (_, i) => `db-${i + 1}`);
+    const { stack } = dashboardStack(ids, { importAlarms: true, pitr: ids.slice(1) });
+    const dashboards = dashboardsOf(resourcesOf(stack));
+    const metrics = dashboards.flatMap((d) =>
+      d.body.widgets
+        .flatMap(entriesOf)
+        .filter((e) => !isExpression(e))
+        .map(metricOf),
+    );
+    const namesOf = (db: string) => new Set(metrics.filter((m) => m.dimensions.DatabaseId === db).map((m) => m.name));
+    const pitrFacts = [emitted.WAL_ARCHIVE_AGE_MINUTES, emitted.NEWEST_BASE_AGE_HOURS, emitted.PITR_READY];
+    for (const name of pitrFacts) {
+      expect(namesOf("db-2").has(name), name).toBe(true);
+      expect(namesOf("db-1").has(name), name).toBe(false);
+    }
+    const emittedByFunctions = emittedNames();
+    for (const name of new Set(metrics.map((m) => m.name))) expect(emittedByFunctions, name).toContain(name);
+    // Twelve metrics a row: fewer rows fit a page than with nine.
+    const capacity = Dashboard.capacity(2, 7, Dashboard.ROW.metrics + Dashboard.ROW.pitrMetrics);
+    expect(capacity).toBeLessThan(Dashboard.capacity(2, 7));
+    expect(dashboards).toHaveLength(Math.ceil(400 / capacity));
+    for (const d of dashboards) expectWithinLimits(d.body, d.templateBytes);
   });
 
   it("refuses databasesPerDashboard outside 1 to what the limits allow, naming the prop", () => {
