@@ -119,9 +119,23 @@ async function deleteBase(store: ObjectStore, databaseId: string, baseId: string
   for await (const v of listAll(store, `${databaseId}/base/${baseId}/verifications/`)) await store.delete(v.key);
 }
 
-async function deleteWal(store: ObjectStore, databaseId: string, names: readonly string[]): Promise<void> {
+/** WAL deletes in flight at once: a first prune of a months-old archive deletes tens of thousands of files. */
+const WAL_DELETES_AT_ONCE = 16;
+
+/**
+ * Deletes WAL files, oldest first, a few at a time. An interruption leaves holes only
+ * among files below every kept base's first segment, which no recovery reads.
+ */
+async function deleteWal(
+  store: ObjectStore,
+  databaseId: string,
+  names: readonly string[],
+  atOnce = WAL_DELETES_AT_ONCE,
+): Promise<void> {
   const prefix = walPrefix(databaseId);
-  for (const name of names) await store.delete(prefix + name);
+  for (let i = 0; i < names.length; i += atOnce) {
+    await Promise.all(names.slice(i, i + atOnce).map((name) => store.delete(prefix + name)));
+  }
 }
 
 export interface BasePruneResult {
@@ -201,6 +215,8 @@ export async function removeRetiredBases(options: {
   now: Date;
   /** The WAL range the plan's row named (absent: none was planned). */
   wal?: AuditedWal | undefined;
+  /** WAL deletes in flight at once (npm run bench:wal-prune compares 1). @default 16 */
+  walDeletesAtOnce?: number;
 }): Promise<BasePruneResult & { halted?: PruneHaltedError }> {
   const { store, databaseId, audit } = options;
   const rows = await readAll(audit);
@@ -227,7 +243,7 @@ export async function removeRetiredBases(options: {
   const names = plan.wal.delete
     .map((f) => f.name)
     .filter((name) => compareWalNames(name, wal.first) >= 0 && compareWalNames(name, wal.last) <= 0);
-  await deleteWal(store, databaseId, names);
+  await deleteWal(store, databaseId, names, options.walDeletesAtOnce);
   result.wal = { deleted: names.length, ...(names.length > 0 ? { first: names[0], last: names.at(-1) } : {}) };
   return result;
 }
