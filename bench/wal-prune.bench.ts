@@ -38,7 +38,10 @@ try {
   const store = new S3Store("s3://bench-wal-prune/pg", { client });
   const key = generateSigningKey();
   const policy = { daily: 1, weekly: 0, monthly: 0, timeZone: "UTC" };
-  const now = new Date();
+  // The base starts after every WAL file is archived (retention keeps files archived
+  // after the oldest kept base started), and `now` after it.
+  const started = new Date(Date.now() + 60_000);
+  const now = new Date(Date.now() + 120_000);
   // One signed base whose first segment is FILES: every segment below it goes.
   const baseId = "20261203T020000Z-bbbbbb";
   const manifest = signBaseManifest(
@@ -46,8 +49,8 @@ try {
       format: BASE_FORMAT,
       databaseId: "shop",
       baseId,
-      startedAt: now.toISOString(),
-      stoppedAt: now.toISOString(),
+      startedAt: started.toISOString(),
+      stoppedAt: started.toISOString(),
       server: { version: "15.8", major: 15, systemIdentifier: "7000000000000000001", walSegmentBytes: 16777216 },
       timeline: 1,
       startLsn: lsn(FILES),

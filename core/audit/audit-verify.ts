@@ -76,7 +76,9 @@ export function reconcile(
     if (row.event !== "backup.ok" || row.backupId === undefined || present.has(row.backupId)) continue;
     // A base backup's commit (kind "base") names a manifest under <db>/base/, not a logical one.
     if (row.details?.kind === "base") continue;
-    if (events(row.backupId, "retain.delete").length === 0) {
+    // Only a logical retain.delete explains a logical manifest's absence, never a base's or the WAL's.
+    const retired = events(row.backupId, "retain.delete").filter((r) => r.details?.kind === undefined);
+    if (retired.length === 0) {
       problems.push(
         `backup ${row.backupId}: committed at row ${row.seq}, but its manifest is gone and no retain.delete row says why`,
       );

@@ -107,7 +107,12 @@ const databaseSchema: JSONSchemaType<DatabaseSettings> = {
       additionalProperties: false,
       required: ["signers"],
       properties: {
-        signers: { type: "array", minItems: 1, items: { type: "string", pattern: "^srsigner1[A-Za-z0-9_-]{43}$" } },
+        signers: {
+          type: "array",
+          minItems: 1,
+          maxItems: 16,
+          items: { type: "string", pattern: "^srsigner1[A-Za-z0-9_-]{43}$" },
+        },
         maxAgeMinutes: optional({ type: "integer", minimum: 1 }),
       },
     }),

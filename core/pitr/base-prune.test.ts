@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { Readable } from "node:stream";
@@ -33,12 +33,18 @@ const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, "0");
 const segment = (timeline: number, n: number) => `${hex8(timeline)}00000000${hex8(n)}`;
 const lsn = (n: number) => `0/${(n * 0x1000000 + 0x28).toString(16).toUpperCase()}`;
 
+const roots = new WeakMap<FileStore, string>();
+
 async function freshStore(): Promise<FileStore> {
   const root = await mkdtemp(path.join(dir, "store-"));
   const store = new FileStore(pathToFileURL(root).href);
   await store.create();
+  roots.set(store, root);
   return store;
 }
+
+/** Before every base here: WAL archived at 00:30. */
+const EARLY = new Date("2026-12-03T00:30:00Z");
 
 /** A signed base on `timeline` whose WAL is segment `n`, stopped at `stoppedAt`. */
 async function putBase(store: FileStore, baseId: string, timeline: number, n: number, stoppedAt: string) {
@@ -70,8 +76,12 @@ async function putBase(store: FileStore, baseId: string, timeline: number, n: nu
   await store.put(baseKeys("shop", baseId).object, Readable.from([Buffer.from("x")]));
 }
 
-async function putWal(store: FileStore, ...names: string[]) {
-  for (const name of names) await store.put(`shop/wal/${name}`, Readable.from([Buffer.from("w")]));
+/** WAL files as archived at `at` (the listing's last-modified time: the file's mtime). */
+async function putWal(store: FileStore, at: Date, ...names: string[]) {
+  for (const name of names) {
+    await store.put(`shop/wal/${name}`, Readable.from([Buffer.from("w")]));
+    await utimes(path.join(roots.get(store) as string, "shop", "wal", name), at, at);
+  }
 }
 
 async function keys(store: FileStore, folder: "base" | "wal"): Promise<string[]> {
@@ -101,7 +111,8 @@ describe("the deployed prune of base backups and WAL", () => {
     const audit = new StoreAuditLog(store, "db#shop");
     await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
     await putBase(store, "20261203T020000Z-bbbbbb", 1, 5, "2026-12-03T02:00:00.000Z");
-    await putWal(store, segment(1, 2), segment(1, 3), segment(1, 4), segment(1, 5), segment(1, 6), "00000002.history");
+    await putWal(store, EARLY, segment(1, 2), segment(1, 3), segment(1, 4), segment(1, 5), segment(1, 6));
+    await putWal(store, EARLY, "00000002.history");
     const plan = await planAndAppend(store, audit);
     expect(plan.expire.map((b) => b.baseId)).toEqual(["20261203T010000Z-aaaaaa"]);
     const rows = await readAll(audit);
@@ -134,11 +145,11 @@ describe("the deployed prune of base backups and WAL", () => {
     const audit = new StoreAuditLog(store, "db#shop");
     await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
     await putBase(store, "20261203T020000Z-bbbbbb", 1, 9, "2026-12-03T02:00:00.000Z");
-    await putWal(store, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => segment(1, n)));
+    await putWal(store, EARLY, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => segment(1, n)));
     await planAndAppend(store, audit);
     // Between the plan and the delete: a recovery to an earlier point promoted timeline 2
     // at segment 4, and a base was taken on it. Its segments are below the audited floor.
-    await putWal(store, "00000002.history", segment(2, 4), segment(2, 5));
+    await putWal(store, new Date("2026-12-03T02:30:00Z"), "00000002.history", segment(2, 4), segment(2, 5));
     await putBase(store, "20261203T030000Z-cccccc", 2, 4, "2026-12-03T03:00:00.000Z");
     const wal = { first: segment(1, 2), last: segment(1, 8), keptFrom: segment(1, 9) };
     const result = await removeRetiredBases({
@@ -157,11 +168,34 @@ describe("the deployed prune of base backups and WAL", () => {
     );
   });
 
+  it("deletes no WAL of a base still being taken on a newer timeline: below the floor, inside the audited range, but archived after the oldest kept base started", async () => {
+    const store = await freshStore();
+    const audit = new StoreAuditLog(store, "db#shop");
+    await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
+    await putBase(store, "20261203T020000Z-bbbbbb", 1, 9, "2026-12-03T02:00:00.000Z");
+    await putWal(store, EARLY, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => segment(1, n)));
+    await planAndAppend(store, audit);
+    // Timeline 2 forked at segment 4 at 02:30; a base of it is being taken: no manifest yet.
+    await putWal(store, new Date("2026-12-03T02:30:00Z"), "00000002.history", segment(2, 4), segment(2, 5));
+    const wal = { first: segment(1, 2), last: segment(1, 8), keptFrom: segment(1, 9) };
+    const result = await removeRetiredBases({
+      store,
+      databaseId: "shop",
+      signers,
+      policy: newestOnly,
+      audit,
+      now: NOW,
+      wal,
+    });
+    expect(result.wal).toEqual({ deleted: 7, first: segment(1, 2), last: segment(1, 8) });
+    expect(await keys(store, "wal")).toEqual([segment(1, 9), "00000002.history", segment(2, 4), segment(2, 5)].sort());
+  });
+
   it("deletes no WAL without a row naming the range: a range the log never saw is ignored", async () => {
     const store = await freshStore();
     const audit = new StoreAuditLog(store, "db#shop");
     await putBase(store, "20261203T020000Z-bbbbbb", 1, 5, "2026-12-03T02:00:00.000Z");
-    await putWal(store, segment(1, 2), segment(1, 3), segment(1, 5));
+    await putWal(store, EARLY, segment(1, 2), segment(1, 3), segment(1, 5));
     const wal = { first: segment(1, 2), last: segment(1, 3), keptFrom: segment(1, 5) };
     const result = await removeRetiredBases({
       store,
@@ -181,7 +215,7 @@ describe("the deployed prune of base backups and WAL", () => {
     const audit = new StoreAuditLog(store, "db#shop");
     await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
     await putBase(store, "20261203T020000Z-bbbbbb", 1, 5, "2026-12-03T02:00:00.000Z");
-    await putWal(store, segment(1, 2), segment(1, 5));
+    await putWal(store, EARLY, segment(1, 2), segment(1, 5));
     await planAndAppend(store, audit); // the rows, and no delete: the flow stopped there
     // The next plan neither halts on the retired base's manifest nor retires it again.
     const next = await planBasePrune(store, "shop", signers, newestOnly, NOW, await baseRowsIn(audit, "shop"));

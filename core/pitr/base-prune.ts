@@ -74,8 +74,13 @@ export async function planBasePrune(
   );
   const prefix = walPrefix(databaseId);
   const walNames: string[] = [];
-  for await (const object of listAll(store, prefix)) walNames.push(object.key.slice(prefix.length));
-  const plan = planBaseRetention({ databaseId, trusted, untrusted, walNames, policy, now });
+  const walArchivedAt = new Map<string, Date>();
+  for await (const object of listAll(store, prefix)) {
+    const name = object.key.slice(prefix.length);
+    walNames.push(name);
+    walArchivedAt.set(name, object.lastModified);
+  }
+  const plan = planBaseRetention({ databaseId, trusted, untrusted, walNames, walArchivedAt, policy, now });
   return { ...plan, retired: retired.map((r) => r.baseId), sha256 };
 }
 

@@ -24,7 +24,7 @@ function base(ago: number, first: string, runMs = 60_000): BaseFacts {
   const stopped = new Date(NOW.getTime() - ago);
   const started = new Date(stopped.getTime() - runMs);
   const id = `${started.toISOString().slice(0, 19).replace(/[-:]/g, "")}Z-${suffix()}`;
-  return { baseId: id, stoppedAt: stopped.toISOString(), walSegments: { first } };
+  return { baseId: id, startedAt: started.toISOString(), stoppedAt: stopped.toISOString(), walSegments: { first } };
 }
 
 const plan = (
@@ -163,7 +163,14 @@ describe("WAL kept from the oldest retained base onwards", () => {
 
   it("deletes no WAL at all when no base is trusted, and says so", () => {
     const p = plan([], ["000000010000000000000001", "00000001.history"]);
-    expect(p.wal).toEqual({ keptFrom: undefined, skipped: "no trusted base backup", delete: [], kept: 2, ignored: [] });
+    expect(p.wal).toEqual({
+      keptFrom: undefined,
+      skipped: "no trusted base backup",
+      delete: [],
+      kept: 2,
+      archivedSinceOldestStart: 0,
+      ignored: [],
+    });
     expect(p.expire).toEqual([]);
   });
 
@@ -215,5 +222,69 @@ describe("trust", () => {
     expect(act).toThrow(
       /nothing of them deleted: shop\/base\/20261121T100000Z-aaaaaa\/manifest\.json is not signed by a trusted signer/,
     );
+  });
+
+  it("names the first five of many planted manifests and counts the rest: a store writer decides how many, and the message travels in a flow's state", () => {
+    const planted = Array.from({ length: 2000 }, (_, i) => ({
+      key: `shop/base/x${i}/manifest.json`,
+      problem: `shop/base/x${i}/manifest.json is not signed by a trusted signer`,
+    }));
+    let message = "";
+    try {
+      plan([base(HOUR, "000000010000000000000009")], [], NEWEST_ONLY, planted);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain("shop/base/x4/manifest.json");
+    expect(message).not.toContain("shop/base/x5/manifest.json");
+    expect(message).toContain("and 1995 more manifests that do not count");
+    expect(message.length).toBeLessThan(1000);
+  });
+});
+
+describe("WAL of another line", () => {
+  const archived = (entries: Array<[string, number]>) =>
+    new Map(entries.map(([name, ago]) => [name, new Date(NOW.getTime() - ago)]));
+
+  it("keeps a file below the floor archived after the oldest kept base started (a newer timeline's, perhaps a base's still being taken), and deletes those archived before", () => {
+    const kept = base(2 * HOUR, "000000010000000000000009"); // started 2 h and a minute ago
+    const walNames = [
+      "000000010000000000000003",
+      "000000010000000000000004",
+      // Timeline 2 forked at segment 4 an hour ago: its files sort below the floor.
+      "000000020000000000000004",
+      "000000020000000000000005",
+    ];
+    const p = planBaseRetention({
+      databaseId: "shop",
+      trusted: [kept],
+      untrusted: [],
+      walNames,
+      walArchivedAt: archived([
+        ["000000010000000000000003", 3 * HOUR],
+        ["000000010000000000000004", 3 * HOUR],
+        ["000000020000000000000004", HOUR],
+        ["000000020000000000000005", HOUR / 2],
+      ]),
+      policy: NEWEST_ONLY,
+      now: NOW,
+    });
+    expect(deleted(p)).toEqual(["000000010000000000000003", "000000010000000000000004"]);
+    expect(p.wal.archivedSinceOldestStart).toBe(2);
+    expect(p.wal.kept).toBe(2);
+  });
+
+  it("keeps everything below the floor when a kept base's start cannot be read: never a guess", () => {
+    const kept = { ...base(2 * HOUR, "000000010000000000000009"), startedAt: "not a time" };
+    const p = planBaseRetention({
+      databaseId: "shop",
+      trusted: [kept],
+      untrusted: [],
+      walNames: ["000000010000000000000003"],
+      walArchivedAt: archived([["000000010000000000000003", 30 * 24 * HOUR]]),
+      policy: NEWEST_ONLY,
+      now: NOW,
+    });
+    expect(deleted(p)).toEqual([]);
   });
 });

@@ -16,13 +16,17 @@ import { parseWalFileName, type WalFileKind } from "./wal-file.ts";
  *   Only segments, `.partial` and `.backup` files strictly below that floor go.
  * - A `.history` file is never deleted: it is tiny, and recovery reads every one to
  *   choose its timeline.
+ * - A file below the floor archived at or after the oldest kept base's start (by the
+ *   store's listing) is kept: it cannot be WAL that base skipped, so it is another line's,
+ *   perhaps a base's still being taken on a newer timeline (no manifest yet). Without a
+ *   time for a file, it may go (a pure plan over names, as the tests give it).
  * - No trusted base at all: no WAL is deleted (the archive may be all a team has).
  * - A manifest under `<db>/base/` that no trusted signer signed halts the whole plan:
  *   a store writer must not be able to steer which bases count, and so the floor.
  */
 
 /** What the planner reads of a trusted base backup; the executor gets the same object back. */
-export type BaseFacts = Pick<BaseManifest, "baseId" | "stoppedAt"> & {
+export type BaseFacts = Pick<BaseManifest, "baseId" | "startedAt" | "stoppedAt"> & {
   walSegments: Pick<BaseManifest["walSegments"], "first">;
 };
 
@@ -40,6 +44,8 @@ export interface BaseRetentionInput<B extends BaseFacts> {
   untrusted: readonly UntrustedBase[];
   /** The object names under `<db>/wal/`, as listed (any order; anything may be there). */
   walNames: readonly string[];
+  /** When the store says each was archived (its listing's last-modified time), by name. */
+  walArchivedAt?: ReadonlyMap<string, Date>;
   policy: RetentionPolicy;
   now: Date;
 }
@@ -57,6 +63,12 @@ export interface WalRetentionPlan {
   delete: Array<{ name: string; kind: Exclude<WalFileKind, "history"> }>;
   /** How many WAL files stay (every `.history` among them). */
   kept: number;
+  /**
+   * Of those, files below the floor kept because they were archived after the oldest
+   * kept base started: WAL of another line (a newer timeline, whose segment numbers may
+   * start lower), perhaps of a base still being taken on it, which has no manifest yet.
+   */
+  archivedSinceOldestStart: number;
   /** Names under `<db>/wal/` that are no WAL file name: never deleted. */
   ignored: string[];
 }
@@ -72,6 +84,9 @@ export interface BaseRetentionPlan<B extends BaseFacts> {
   wal: WalRetentionPlan;
 }
 
+/** How many untrusted manifests a halt names; the rest are counted. */
+const MAX_NAMED_PROBLEMS = 5;
+
 /** The segment number of a WAL file name: fixed-width uppercase hex, so string order is numeric order. */
 const segmentNumber = (name: string): string => name.slice(8, 24);
 
@@ -84,10 +99,14 @@ export function compareWalNames(a: string, b: string): number {
 export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput<B>): BaseRetentionPlan<B> {
   const { databaseId } = input;
   if (input.untrusted.length > 0) {
+    // The first few only: the message travels in a flow's state (256 KiB) and its alarm,
+    // and a store writer decides how many there are.
+    const named = input.untrusted.slice(0, MAX_NAMED_PROBLEMS).map((u) => u.problem);
+    const more = input.untrusted.length - named.length;
     throw new PruneHaltedError(
-      `pruning of ${databaseId}'s base backups and WAL stopped, nothing of them deleted: ${input.untrusted
-        .map((u) => u.problem)
-        .join("; ")}`,
+      `pruning of ${databaseId}'s base backups and WAL stopped, nothing of them deleted: ${named.join("; ")}${
+        more > 0 ? `; and ${more} more manifests that do not count` : ""
+      }`,
       {
         hint: "someone with write access to the store put or changed these manifests, or they were signed by a key not given with --signer; inspect them, delete what is not yours by hand, then prune again",
       },
@@ -116,9 +135,15 @@ export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput
   const floor = keep
     .map((k) => k.base.walSegments.first)
     .sort((a, b) => (segmentNumber(a) < segmentNumber(b) ? -1 : segmentNumber(a) > segmentNumber(b) ? 1 : 0))[0];
+  // A file below the floor was archived before the oldest kept base started, unless it is
+  // WAL of another line: then it stays until a base that needs it has a manifest, or a
+  // later prune finds it older than every kept base.
+  const starts = keep.map((k) => new Date(k.base.startedAt).getTime()).filter((t) => !Number.isNaN(t));
+  const oldestStart = starts.length === keep.length && starts.length > 0 ? Math.min(...starts) : undefined;
   const ignored: string[] = [];
   const candidates: WalRetentionPlan["delete"] = [];
   let kept = 0;
+  let archivedSinceOldestStart = 0;
   for (const name of input.walNames) {
     let kind: WalFileKind;
     try {
@@ -128,7 +153,14 @@ export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput
       continue;
     }
     if (floor !== undefined && kind !== "history" && segmentNumber(name) < segmentNumber(floor)) {
-      candidates.push({ name, kind });
+      const archivedAt = input.walArchivedAt?.get(name)?.getTime();
+      // An unreadable start keeps everything below the floor (oldestStart undefined): never guess.
+      if (oldestStart === undefined || (archivedAt !== undefined && archivedAt >= oldestStart)) {
+        kept++;
+        archivedSinceOldestStart++;
+      } else {
+        candidates.push({ name, kind });
+      }
     } else {
       kept++;
     }
@@ -136,7 +168,7 @@ export function planBaseRetention<B extends BaseFacts>(input: BaseRetentionInput
   candidates.sort((a, b) => compareWalNames(a.name, b.name));
   const wal: WalRetentionPlan =
     floor === undefined
-      ? { keptFrom: undefined, skipped: "no trusted base backup", delete: [], kept: kept, ignored }
-      : { keptFrom: floor, delete: candidates, kept, ignored };
+      ? { keptFrom: undefined, skipped: "no trusted base backup", delete: [], kept, archivedSinceOldestStart, ignored }
+      : { keptFrom: floor, delete: candidates, kept, archivedSinceOldestStart, ignored };
   return { databaseId, keep, expire, backupsFailing: gfs.backupsFailing, wal };
 }

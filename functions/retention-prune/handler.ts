@@ -131,8 +131,11 @@ export const createHandler = (deps: Deps) =>
           const rows = await baseRowsIn(audit, input.databaseId);
           bases = await planBasePrune(store, input.databaseId, signers, policy, deps.now(), rows);
         } catch (err) {
-          if (!(err instanceof PruneHaltedError)) throw err;
-          basesHalted = err.message;
+          // Any failure, not only a halt: a store writer can put a manifest no one can read
+          // (another storage class, a customer key), and the logical backups, which it
+          // cannot steer, must still be pruned. The delete step plans again and fails.
+          const e = err as Error;
+          basesHalted = (err instanceof PruneHaltedError ? e.message : `${e.name}: ${e.message}`).slice(0, 2000);
         }
       }
       return {

@@ -219,7 +219,14 @@ export const configSchema: JSONSchemaType<ConfigFile> = {
           /** A self-run server that archives its WAL here: the stack gives its host a role that may only add WAL. */
           walArchiving: optional({ type: "boolean" }),
           /** The host's public signers (`srsigner1…`): the WAL and base backups the deployment trusts. Required with walArchiving. */
-          walSigners: optional({ type: "array", minItems: 1, uniqueItems: true, items: { type: "string" } }),
+          // At most 16: what the retention function's input takes (functions/retention-prune).
+          walSigners: optional({
+            type: "array",
+            minItems: 1,
+            maxItems: 16,
+            uniqueItems: true,
+            items: { type: "string" },
+          }),
           /** The archive-age alarm's limit: the newest archived WAL older than this alarms. @default no alarm (an idle server archives nothing) */
           maxWalAgeMinutes: optional({ type: "integer", minimum: 1, maximum: 10_080 }),
           /** logical (pg_dump, default), physical (base backups from a task, with walArchiving), or both. */

@@ -143,11 +143,13 @@ export function noManifestOverwrite(manifests: string | string[], principal?: ia
 }
 
 /**
- * Denies creating an object without `If-None-Match`, for objects written by multipart
+ * Denies creating an object without `If-None-Match: *`, for objects written by multipart
  * upload: CreateMultipartUpload and UploadPart cannot carry the header, so only the
  * requests that create the object (`s3:ObjectCreationOperation`: PutObject,
  * CompleteMultipartUpload, CopyObject) must. With the header, S3 refuses a key that
- * exists (412).
+ * exists (412). Fails closed: a request without the operation key (one the documentation
+ * does not list, such as a browser-form POST) is denied too (BoolIfExists), and so is a
+ * header other than `*` (a negated operator matches an absent key as well).
  */
 export function noUploadOverwrite(objects: string | string[], principal?: iam.IPrincipal): iam.PolicyStatement {
   return new iam.PolicyStatement({
@@ -155,7 +157,10 @@ export function noUploadOverwrite(objects: string | string[], principal?: iam.IP
     effect: iam.Effect.DENY,
     actions: ["s3:PutObject"],
     resources: Array.isArray(objects) ? objects : [objects],
-    conditions: { Null: { "s3:if-none-match": "true" }, Bool: { "s3:ObjectCreationOperation": "true" } },
+    conditions: {
+      StringNotEquals: { "s3:if-none-match": "*" },
+      BoolIfExists: { "s3:ObjectCreationOperation": "true" },
+    },
     ...(principal ? { principals: [principal] } : {}),
   });
 }

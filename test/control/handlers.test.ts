@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import { GetItemCommand } from "@aws-sdk/client-dynamodb";
-import { S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { beforeAll, describe, expect, it } from "vitest";
 import { verifyChain } from "#core/audit/audit-chain.ts";
@@ -290,6 +290,28 @@ describe("retention-prune handler", () => {
         context,
       );
     }
+  });
+
+  it("prunes the logical backups when a base manifest cannot even be read (a store writer's, in another storage class): the bases halt, say why, and the delete step fails after deleting what was retired", async () => {
+    const { own, ids } = await backups(4, "glacier");
+    const url = new URL(own.url);
+    const key = `${url.pathname.slice(1)}/glacier/base/20261203T000000Z-aaaaaa/manifest.json`;
+    await s3.send(
+      new PutObjectCommand({ Bucket: url.hostname, Key: key, Body: "{}", StorageClass: "GLACIER", IfNoneMatch: "*" }),
+    );
+    const prune = pruneFor(own.url);
+    const bases = { signers: ["srsigner1AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] };
+    const policy = { daily: 1, weekly: 0, monthly: 0 };
+    const plan = await prune({ databaseId: "glacier", step: "plan", policy, bases }, context);
+    if (plan.step !== "plan") throw new Error("expected the plan step's output");
+    expect(plan.retire.map((r) => r.backupId)).toEqual(ids.slice(1).reverse());
+    expect(plan.basesHalted).toMatch(/InvalidObjectState|glacier\/base/);
+    expect(plan.wal).toBeNull();
+    await append()({ event: "retain.delete", actor: "BackupFlow", databaseId: "glacier", rows: plan.retire }, context);
+    await expect(
+      prune({ databaseId: "glacier", step: "delete", policy, bases, wal: plan.wal }, context),
+    ).rejects.toThrow();
+    expect(await manifestKeys(own, "glacier")).toEqual([`glacier/backups/${ids[0]}/manifest.json`]);
   });
 
   it("rejects an unknown policy field and an impossible policy", async () => {

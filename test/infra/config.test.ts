@@ -272,6 +272,13 @@ describe("a database with walArchiving", () => {
     expect(problemsOf(withWal({ walArchiving: true, walSigners: [signer], mode: "wal" })).join("\n")).toMatch(/mode/);
   });
 
+  it("refuses more than 16 walSigners, the most the retention function takes", () => {
+    const many = Array.from({ length: 17 }, (_, i) => `srsigner1${String(i).padStart(43, "A")}`);
+    expect(problemsOf(withWal({ walArchiving: true, walSigners: many })).join("\n")).toMatch(
+      /databases\[0\]\.walSigners: .*16/,
+    );
+  });
+
   it("refuses walArchiving without a signer, a signer that is not one, and the wal fields without walArchiving", () => {
     expect(problemsOf(withWal({ walArchiving: true }))).toEqual([
       expect.stringMatching(

@@ -274,9 +274,11 @@ describe("npm run sim: VerifyFlow of a point-in-time recovery", () => {
     expect(left.filter((k) => k.startsWith(`ledger/base/${baseId}/`))).toEqual([]);
     const wal = left.filter((k) => k.startsWith("ledger/wal/")).map((k) => k.slice("ledger/wal/".length));
     expect(wal.length).toBeGreaterThan(0);
-    for (const name of wal) {
-      if (!name.endsWith(".history")) expect(name.slice(8, 24) >= kept.walSegments.first.slice(8, 24), name).toBe(true);
-    }
+    // Below the new base's first segment, at most the one PostgreSQL switched out as the
+    // base started: archived after that start, it stays until a later base (another line's
+    // WAL, for all retention can tell).
+    const below = wal.filter((n) => !n.endsWith(".history") && n.slice(8, 24) < kept.walSegments.first.slice(8, 24));
+    expect(below.length, below.join(" ")).toBeLessThanOrEqual(1);
     expect(retired[1]?.details?.objects).toBeGreaterThan(0);
     expect((result.output as { pruned: { bases: { wal: { deleted: number } } } }).pruned.bases.wal.deleted).toBe(
       retired[1]?.details?.objects,

@@ -80,6 +80,9 @@ const tarRequests: Array<[Record<string, string>, string]> = [
   [{ "s3:ObjectCreationOperation": "false" }, "Allowed"],
   [{ "s3:ObjectCreationOperation": "true", "s3:if-none-match": "*" }, "Allowed"],
   [{ "s3:ObjectCreationOperation": "true" }, "ExplicitlyDenied"],
+  // Fails closed: a header other than `*`, or a put whose operation S3 does not say.
+  [{ "s3:ObjectCreationOperation": "true", "s3:if-none-match": '"0123abcd"' }, "ExplicitlyDenied"],
+  [{}, "ExplicitlyDenied"],
 ];
 
 describe("the WAL host role, as IAM evaluates it", () => {
