@@ -170,6 +170,7 @@ function basesDocument(bases: BasePruneOutcome) {
       // Counted and bounded, not listed: an archive holds thousands of segments.
       delete: { count: doomed.length, first: doomed[0]?.name ?? null, last: doomed.at(-1)?.name ?? null },
       kept: plan.wal.kept,
+      archivedSinceOldestStart: plan.wal.archivedSinceOldestStart,
       ignored: plan.wal.ignored,
     },
     ...(deleted ? { deleted } : {}),
@@ -214,6 +215,11 @@ function basesText(bases: BasePruneOutcome, dryRun: boolean): string[] {
     rows.length ? table(["BASE ID", "STOPPED AT", "ACTION", "WHY"], rows) : "no trusted base backups",
     `${dryRun ? "dry run: " : ""}${count(plan.keep.length, "base backup")} kept, ${plan.expire.length} ${dryRun ? "to delete" : "deleted"}`,
     wal,
+    ...(plan.wal.archivedSinceOldestStart > 0
+      ? [
+          `WAL: ${count(plan.wal.archivedSinceOldestStart, "file")} below it kept, archived after the oldest kept base started (another line's, or the segment switched out as that base began)`,
+        ]
+      : []),
     ...(plan.wal.ignored.length > 0
       ? [`WAL: ${count(plan.wal.ignored.length, "object")} under wal/ with no WAL file name, left alone`]
       : []),
