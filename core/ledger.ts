@@ -191,11 +191,9 @@ export async function readLedger(store: ObjectStore, databaseId: string, options
     rows.filter((r) => r.event === "backup.ok" && !trustedSet.has(r)).map((r) => r.backupId ?? ""),
   );
   const committedBy = committingRows(trusted);
-  // A base's or the WAL's retain.delete (kind "base", "wal") retires no dump.
+  // Only a dump's retain.delete (no kind) retires a dump: never a base's or the WAL's.
   const deleted = new Set(
-    trusted
-      .filter((r) => r.event === "retain.delete" && r.details?.kind !== "base" && r.details?.kind !== "wal")
-      .map((r) => r.backupId),
+    trusted.filter((r) => r.event === "retain.delete" && r.details?.kind === undefined).map((r) => r.backupId),
   );
   const latestAllowed = options.now.getTime() + (options.maxClockSkewMs ?? DEFAULT_SKEW_MS);
   const backups: CommittedBackup[] = [];

@@ -59,7 +59,11 @@ export async function readBases(
       bytes = await getBytes(store, object.key);
     } catch (err) {
       if (err instanceof NotFoundError) continue; // deleted while we listed (a prune running beside us)
-      throw err;
+      // Left to the SDK's retries, what remains is this object's: a store writer can put a
+      // manifest nobody can read (another storage class, a customer key). It does not count,
+      // named like any other, rather than stopping every reader of the database's bases.
+      untrusted.push({ key: object.key, problem: `${object.key} cannot be read: ${(err as Error).name}` });
+      continue;
     }
     const id = object.key.slice(prefix.length, -"/manifest.json".length);
     const digest = createHash("sha256").update(bytes).digest("hex");

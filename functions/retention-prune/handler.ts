@@ -36,10 +36,11 @@ import { lambda } from "../common/lambda.ts";
  *   the database's payloads without a manifest, returning their `gc.delete` rows. Stale
  *   multipart uploads are the bucket's lifecycle rule's to abort.
  *
- * A base manifest that does not count (a store writer's, another key's) halts the base
- * and WAL pruning only: the plan says so in `basesHalted`, the logical pruning goes on,
- * and the delete step fails with PruneHaltedError once what the log retired is deleted
- * (before gc, whose rows would be lost), so the flow records it and alarms.
+ * A base manifest that does not count (a store writer's, another key's, one that cannot
+ * be read) halts the base and WAL pruning only: the plan says so in `basesHalted`, the
+ * logical pruning goes on, and the delete step, given it, fails with PruneHaltedError once
+ * what the log retired is deleted (before gc, whose rows would be lost), so the flow
+ * records it and alarms.
  */
 export interface RetentionPruneInput {
   databaseId: string;
@@ -49,6 +50,8 @@ export interface RetentionPruneInput {
   bases?: { signers: string[] } | null;
   /** delete: the WAL range the plan's `retain.delete` row of kind "wal" named (null: none). */
   wal?: AuditedWal | null;
+  /** delete: why the plan halted the bases and WAL (null: it did not). The step then fails, after the rest. */
+  basesHalted?: string | null;
 }
 
 export type RetentionPruneOutput =
@@ -93,6 +96,7 @@ export const schema: JSONSchemaType<RetentionPruneInput> = {
       required: ["signers"],
       properties: { signers: { type: "array", minItems: 1, maxItems: 16, items: { type: "string", minLength: 1 } } },
     },
+    basesHalted: { type: "string", nullable: true, maxLength: 4000 },
     wal: {
       type: "object",
       nullable: true,
@@ -131,11 +135,10 @@ export const createHandler = (deps: Deps) =>
           const rows = await baseRowsIn(audit, input.databaseId);
           bases = await planBasePrune(store, input.databaseId, signers, policy, deps.now(), rows);
         } catch (err) {
-          // Any failure, not only a halt: a store writer can put a manifest no one can read
-          // (another storage class, a customer key), and the logical backups, which it
-          // cannot steer, must still be pruned. The delete step plans again and fails.
-          const e = err as Error;
-          basesHalted = (err instanceof PruneHaltedError ? e.message : `${e.name}: ${e.message}`).slice(0, 2000);
+          // A manifest that does not count (or cannot be read) must not stop the logical
+          // pruning, which it cannot steer; the delete step fails with it once that is done.
+          if (!(err instanceof PruneHaltedError)) throw err;
+          basesHalted = err.message.slice(0, 2000);
         }
       }
       return {
@@ -163,6 +166,9 @@ export const createHandler = (deps: Deps) =>
     // Before gc, whose deletions' rows only the next state would append: the garbage waits
     // until the manifest that halted it is dealt with.
     if (bases?.halted) throw bases.halted;
+    // The plan's halt, even if this step's fresh plan did not meet it (a manifest gone since):
+    // a run that pruned no base or WAL says so.
+    if (signers && input.basesHalted) throw new PruneHaltedError(input.basesHalted);
     const garbage = await collectGarbage(store, {
       databaseId: input.databaseId,
       now: deps.now,

@@ -76,6 +76,7 @@ export class BackupFlow extends Construct {
             "policy.$": "$.plan.retention",
             "bases.$": "$.plan.bases",
             "wal.$": "$.prune.wal",
+            "basesHalted.$": "$.prune.basesHalted",
           },
           "$.pruned",
         ),
