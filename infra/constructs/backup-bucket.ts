@@ -126,7 +126,7 @@ function defaultRetention(lock: NonNullable<BackupBucketProps["objectLock"]>): s
 }
 
 /**
- * Denies putting a manifest without `If-None-Match` (condition key `s3:if-none-match`),
+ * Denies putting a manifest without `If-None-Match: *` (condition key `s3:if-none-match`),
  * so an existing manifest can never be overwritten: with the header, S3 refuses a key
  * that exists (412); without it, this statement refuses the request.
  */
@@ -137,7 +137,8 @@ export function noManifestOverwrite(manifests: string | string[], principal?: ia
     effect: iam.Effect.DENY,
     actions: ["s3:PutObject"],
     resources: Array.isArray(manifests) ? manifests : [manifests],
-    conditions: { Null: { "s3:if-none-match": "true" } },
+    // Not Null: any header other than `*` is refused too (a negated operator also matches an absent key).
+    conditions: { StringNotEquals: { "s3:if-none-match": "*" } },
     ...(principal ? { principals: [principal] } : {}),
   });
 }

@@ -89,7 +89,7 @@ const OBJECT_SUBRESOURCES: Record<string, { GET?: string; PUT?: string; DELETE?:
 
 /**
  * S3's own condition keys a put carries in its headers. `s3:if-none-match` is what the
- * bucket policy's NoManifestOverwrite tests (Null), so its absence must stay absent.
+ * bucket policy's NoManifestOverwrite tests (a negated operator, true when the key is absent), so its absence must stay absent.
  */
 function putContext(headers: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};

@@ -72,6 +72,11 @@ describe("what the task roles may write, as IAM evaluates it", () => {
     const ifNoneMatch = { context: { "s3:if-none-match": "*" } };
     expect(await decide(role, "s3:PutObject", backup)).toBe("Allowed");
     expect(await decide(role, "s3:PutObject", manifest, ifNoneMatch)).toBe("Allowed");
+    // A manifest only where none is: without the header, or with another value than `*`, never.
+    expect(await decide(role, "s3:PutObject", manifest)).toBe("ExplicitlyDenied");
+    expect(await decide(role, "s3:PutObject", manifest, { context: { "s3:if-none-match": '"0123"' } })).toBe(
+      "ExplicitlyDenied",
+    );
     expect(await decide(role, "s3:PutObject", summary)).toBe("ImplicitlyDenied");
     expect(await decide(role, "s3:PutObject", "pg/.strongroom/audit/db-shop/000000000009.json")).toBe(
       "ImplicitlyDenied",
