@@ -9,26 +9,21 @@
 import { Readable } from "node:stream";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { appendAudit } from "#core/audit/audit-log.ts";
-import { generateSigningKey, parseSigningKey } from "#core/audit/row-signature.ts";
+import { generateSigningKey } from "#core/audit/row-signature.ts";
 import { StoreAuditLog } from "#core/audit/store-audit-log.ts";
 import { walPrefix } from "#core/keys.ts";
-import { BASE_FORMAT, baseKeys, serializeBaseManifest, signBaseManifest } from "#core/pitr/base-manifest.ts";
+import { baseKeys, serializeBaseManifest } from "#core/pitr/base-manifest.ts";
 import { auditedWal, baseRetirementRows, planBasePrune, removeRetiredBases } from "#core/pitr/base-prune.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
+import { segmentName, signedBaseManifest } from "../test/helpers/base-manifests.ts";
 
 const FILES = Number(process.env.BENCH_WAL_FILES ?? 2000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 process.env.AWS_ACCESS_KEY_ID ??= "test";
 process.env.AWS_SECRET_ACCESS_KEY ??= "test";
 process.env.AWS_REGION ??= "us-east-1";
-const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, "0");
-/** Segment n of timeline 1 with 16 MB segments: 256 to a log id. */
-const segment = (n: number) => `00000001${hex8(Math.floor(n / 256))}${hex8(n % 256)}`;
-const lsn = (n: number) =>
-  `${Math.floor(n / 256)
-    .toString(16)
-    .toUpperCase()}/${((n % 256) * 0x1000000 + 0x28).toString(16).toUpperCase()}`;
+const segment = (n: number) => segmentName(1, n);
 
 const moto = await startMoto();
 process.env.AWS_ENDPOINT_URL_S3 = moto.url;
@@ -44,30 +39,12 @@ try {
   const now = new Date(Date.now() + 120_000);
   // One signed base whose first segment is FILES: every segment below it goes.
   const baseId = "20261203T020000Z-bbbbbb";
-  const manifest = signBaseManifest(
-    {
-      format: BASE_FORMAT,
-      databaseId: "shop",
-      baseId,
-      startedAt: started.toISOString(),
-      stoppedAt: started.toISOString(),
-      server: { version: "15.8", major: 15, systemIdentifier: "7000000000000000001", walSegmentBytes: 16777216 },
-      timeline: 1,
-      startLsn: lsn(FILES),
-      stopLsn: lsn(FILES),
-      walSegments: { first: segment(FILES), last: segment(FILES) },
-      object: {
-        key: baseKeys("shop", baseId).object,
-        plainBytes: 1,
-        plainSha256: "0".repeat(64),
-        storedBytes: 1,
-        storedSha256: "0".repeat(64),
-      },
-      backupManifestSha256: "0".repeat(64),
-      recipients: ["age1example"],
-    },
-    parseSigningKey(key.secret),
-  );
+  const manifest = signedBaseManifest({
+    secret: key.secret,
+    baseId,
+    segment: FILES,
+    startedAt: started.toISOString(),
+  });
   await store.putIfAbsent(baseKeys("shop", baseId).manifest, serializeBaseManifest(manifest));
   const signers = new Set([key.signer]);
 

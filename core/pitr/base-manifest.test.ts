@@ -4,16 +4,11 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { signedBaseManifest } from "../../test/helpers/base-manifests.ts";
 import type { AuditRow } from "../audit/audit-chain.ts";
-import { generateSigningKey, parseSigningKey } from "../audit/row-signature.ts";
+import { generateSigningKey } from "../audit/row-signature.ts";
 import { FileStore } from "../store/file-store.ts";
-import {
-  BASE_FORMAT,
-  type BaseManifest,
-  readBaseManifest,
-  serializeBaseManifest,
-  signBaseManifest,
-} from "./base-manifest.ts";
+import { type BaseManifest, readBaseManifest, serializeBaseManifest } from "./base-manifest.ts";
 import { committedBases, readBases } from "./bases.ts";
 import { listPitrSummaries, PITR_VERIFICATION_SUMMARY_FORMAT, pitrVerificationKeys } from "./pitr-verification.ts";
 
@@ -23,30 +18,13 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 const key = generateSigningKey();
 const signers = new Set([key.signer]);
 const BASE = "20261201T020000Z-abcdef";
-const manifest: BaseManifest = signBaseManifest(
-  {
-    format: BASE_FORMAT,
-    databaseId: "shop",
-    baseId: BASE,
-    startedAt: "2026-12-01T02:00:00.000Z",
-    stoppedAt: "2026-12-01T02:01:00.000Z",
-    server: { version: "15.8", major: 15, systemIdentifier: "7000000000000000001", walSegmentBytes: 16777216 },
-    timeline: 1,
-    startLsn: "0/2000028",
-    stopLsn: "0/2000100",
-    walSegments: { first: "000000010000000000000002", last: "000000010000000000000002" },
-    object: {
-      key: `shop/base/${BASE}/base.tar.zst.age`,
-      plainBytes: 1,
-      plainSha256: "0".repeat(64),
-      storedBytes: 1,
-      storedSha256: "0".repeat(64),
-    },
-    backupManifestSha256: "0".repeat(64),
-    recipients: ["age1example"],
-  },
-  parseSigningKey(key.secret),
-);
+const manifest: BaseManifest = signedBaseManifest({
+  secret: key.secret,
+  baseId: BASE,
+  segment: 2,
+  startedAt: "2026-12-01T02:00:00.000Z",
+  stoppedAt: "2026-12-01T02:01:00.000Z",
+});
 const at = `shop/base/${BASE}/manifest.json`;
 
 async function store(): Promise<FileStore> {

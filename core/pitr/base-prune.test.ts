@@ -4,14 +4,15 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { segmentName, signedBaseManifest } from "../../test/helpers/base-manifests.ts";
 import { appendAudit, readAll } from "../audit/audit-log.ts";
-import { generateSigningKey, parseSigningKey } from "../audit/row-signature.ts";
+import { generateSigningKey } from "../audit/row-signature.ts";
 import { StoreAuditLog } from "../audit/store-audit-log.ts";
 import { PruneHaltedError } from "../errors.ts";
 import type { RetentionPolicy } from "../gfs.ts";
 import { FileStore } from "../store/file-store.ts";
 import { listAll } from "../store/object-store.ts";
-import { BASE_FORMAT, baseKeys, serializeBaseManifest, signBaseManifest } from "./base-manifest.ts";
+import { baseKeys, serializeBaseManifest } from "./base-manifest.ts";
 import { baseRetirementRows, planBasePrune, removeRetiredBases } from "./base-prune.ts";
 import { baseRowsIn } from "./bases.ts";
 
@@ -29,9 +30,7 @@ const signers = new Set([host.signer]);
 const newestOnly: RetentionPolicy = { daily: 1, weekly: 0, monthly: 0, timeZone: "UTC" };
 const NOW = new Date("2026-12-03T12:00:00Z");
 
-const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, "0");
-const segment = (timeline: number, n: number) => `${hex8(timeline)}00000000${hex8(n)}`;
-const lsn = (n: number) => `0/${(n * 0x1000000 + 0x28).toString(16).toUpperCase()}`;
+const segment = segmentName;
 
 const roots = new WeakMap<FileStore, string>();
 
@@ -46,32 +45,9 @@ async function freshStore(): Promise<FileStore> {
 /** Before every base here: WAL archived at 00:30. */
 const EARLY = new Date("2026-12-03T00:30:00Z");
 
-/** A signed base on `timeline` whose WAL is segment `n`, stopped at `stoppedAt`. */
-async function putBase(store: FileStore, baseId: string, timeline: number, n: number, stoppedAt: string) {
-  const manifest = signBaseManifest(
-    {
-      format: BASE_FORMAT,
-      databaseId: "shop",
-      baseId,
-      startedAt: stoppedAt,
-      stoppedAt,
-      server: { version: "15.8", major: 15, systemIdentifier: "7000000000000000001", walSegmentBytes: 16777216 },
-      timeline,
-      startLsn: lsn(n),
-      stopLsn: lsn(n),
-      walSegments: { first: segment(timeline, n), last: segment(timeline, n) },
-      object: {
-        key: baseKeys("shop", baseId).object,
-        plainBytes: 1,
-        plainSha256: "0".repeat(64),
-        storedBytes: 1,
-        storedSha256: "0".repeat(64),
-      },
-      backupManifestSha256: "0".repeat(64),
-      recipients: ["age1example"],
-    },
-    parseSigningKey(host.secret),
-  );
+/** A signed base on `timeline` whose WAL is segment `n`, started and stopped at `at`. */
+async function putBase(store: FileStore, baseId: string, timeline: number, n: number, at: string) {
+  const manifest = signedBaseManifest({ secret: host.secret, baseId, timeline, segment: n, startedAt: at });
   await store.putIfAbsent(baseKeys("shop", baseId).manifest, serializeBaseManifest(manifest));
   await store.put(baseKeys("shop", baseId).object, Readable.from([Buffer.from("x")]));
 }
@@ -88,6 +64,21 @@ async function keys(store: FileStore, folder: "base" | "wal"): Promise<string[]>
   const out: string[] = [];
   for await (const o of listAll(store, `shop/${folder}/`)) out.push(o.key.slice(`shop/${folder}/`.length));
   return out.sort();
+}
+
+/** The delete step, as the flow gives it the plan's WAL range. */
+const remove = (store: FileStore, audit: StoreAuditLog, wal: { first: string; last: string; keptFrom: string }) =>
+  removeRetiredBases({ store, databaseId: "shop", signers, policy: newestOnly, audit, now: NOW, wal });
+
+/** Two bases of timeline 1 (segments 2 and 9) and WAL 2–9 archived before them, planned and audited: base 2 and WAL 2–8 retired. */
+async function twoBasesPlanned() {
+  const store = await freshStore();
+  const audit = new StoreAuditLog(store, "db#shop");
+  await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
+  await putBase(store, "20261203T020000Z-bbbbbb", 1, 9, "2026-12-03T02:00:00.000Z");
+  await putWal(store, EARLY, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => segment(1, n)));
+  await planAndAppend(store, audit);
+  return { store, audit, wal: { first: segment(1, 2), last: segment(1, 8), keptFrom: segment(1, 9) } };
 }
 
 /** The plan step, and its rows appended as the flow's audit-append appends them. */
@@ -121,15 +112,7 @@ describe("the deployed prune of base backups and WAL", () => {
     expect(rows[1]?.details).toMatchObject({ first: segment(1, 2), last: segment(1, 4), keptFrom: segment(1, 5) });
 
     const wal = { first: segment(1, 2), last: segment(1, 4), keptFrom: segment(1, 5) };
-    const result = await removeRetiredBases({
-      store,
-      databaseId: "shop",
-      signers,
-      policy: newestOnly,
-      audit,
-      now: NOW,
-      wal,
-    });
+    const result = await remove(store, audit, wal);
     expect(result.halted).toBeUndefined();
     expect(result.bases.map((b) => b.baseId)).toEqual(["20261203T010000Z-aaaaaa"]);
     expect(result.wal).toEqual({ deleted: 3, first: segment(1, 2), last: segment(1, 4) });
@@ -141,26 +124,12 @@ describe("the deployed prune of base backups and WAL", () => {
   });
 
   it("deletes no WAL a base needs that came in after the plan: a new timeline's segments, numbered lower, inside the audited range", async () => {
-    const store = await freshStore();
-    const audit = new StoreAuditLog(store, "db#shop");
-    await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
-    await putBase(store, "20261203T020000Z-bbbbbb", 1, 9, "2026-12-03T02:00:00.000Z");
-    await putWal(store, EARLY, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => segment(1, n)));
-    await planAndAppend(store, audit);
+    const { store, audit, wal } = await twoBasesPlanned();
     // Between the plan and the delete: a recovery to an earlier point promoted timeline 2
     // at segment 4, and a base was taken on it. Its segments are below the audited floor.
     await putWal(store, new Date("2026-12-03T02:30:00Z"), "00000002.history", segment(2, 4), segment(2, 5));
     await putBase(store, "20261203T030000Z-cccccc", 2, 4, "2026-12-03T03:00:00.000Z");
-    const wal = { first: segment(1, 2), last: segment(1, 8), keptFrom: segment(1, 9) };
-    const result = await removeRetiredBases({
-      store,
-      databaseId: "shop",
-      signers,
-      policy: newestOnly,
-      audit,
-      now: NOW,
-      wal,
-    });
+    const result = await remove(store, audit, wal);
     // The fresh plan keeps from timeline 2's segment 4: only what is below both goes.
     expect(result.wal).toEqual({ deleted: 2, first: segment(1, 2), last: segment(1, 3) });
     expect(await keys(store, "wal")).toEqual(
@@ -169,24 +138,10 @@ describe("the deployed prune of base backups and WAL", () => {
   });
 
   it("deletes no WAL of a base still being taken on a newer timeline: below the floor, inside the audited range, but archived after the oldest kept base started", async () => {
-    const store = await freshStore();
-    const audit = new StoreAuditLog(store, "db#shop");
-    await putBase(store, "20261203T010000Z-aaaaaa", 1, 2, "2026-12-03T01:00:00.000Z");
-    await putBase(store, "20261203T020000Z-bbbbbb", 1, 9, "2026-12-03T02:00:00.000Z");
-    await putWal(store, EARLY, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => segment(1, n)));
-    await planAndAppend(store, audit);
+    const { store, audit, wal } = await twoBasesPlanned();
     // Timeline 2 forked at segment 4 at 02:30; a base of it is being taken: no manifest yet.
     await putWal(store, new Date("2026-12-03T02:30:00Z"), "00000002.history", segment(2, 4), segment(2, 5));
-    const wal = { first: segment(1, 2), last: segment(1, 8), keptFrom: segment(1, 9) };
-    const result = await removeRetiredBases({
-      store,
-      databaseId: "shop",
-      signers,
-      policy: newestOnly,
-      audit,
-      now: NOW,
-      wal,
-    });
+    const result = await remove(store, audit, wal);
     expect(result.wal).toEqual({ deleted: 7, first: segment(1, 2), last: segment(1, 8) });
     expect(await keys(store, "wal")).toEqual([segment(1, 9), "00000002.history", segment(2, 4), segment(2, 5)].sort());
   });
@@ -197,15 +152,7 @@ describe("the deployed prune of base backups and WAL", () => {
     await putBase(store, "20261203T020000Z-bbbbbb", 1, 5, "2026-12-03T02:00:00.000Z");
     await putWal(store, EARLY, segment(1, 2), segment(1, 3), segment(1, 5));
     const wal = { first: segment(1, 2), last: segment(1, 3), keptFrom: segment(1, 5) };
-    const result = await removeRetiredBases({
-      store,
-      databaseId: "shop",
-      signers,
-      policy: newestOnly,
-      audit,
-      now: NOW,
-      wal,
-    });
+    const result = await remove(store, audit, wal);
     expect(result.wal.deleted).toBe(0);
     expect(await keys(store, "wal")).toEqual([segment(1, 2), segment(1, 3), segment(1, 5)]);
   });
@@ -224,15 +171,7 @@ describe("the deployed prune of base backups and WAL", () => {
     // A store writer plants a manifest: the retired base still goes, no WAL does, and it says why.
     await store.put("shop/base/29991231T000000Z-ffffff/manifest.json", Readable.from([Buffer.from("{}")]));
     const wal = { first: segment(1, 2), last: segment(1, 2), keptFrom: segment(1, 5) };
-    const result = await removeRetiredBases({
-      store,
-      databaseId: "shop",
-      signers,
-      policy: newestOnly,
-      audit,
-      now: NOW,
-      wal,
-    });
+    const result = await remove(store, audit, wal);
     expect(result.bases.map((b) => b.baseId)).toEqual(["20261203T010000Z-aaaaaa"]);
     expect(result.halted).toBeInstanceOf(PruneHaltedError);
     expect(result.halted?.message).toContain("29991231T000000Z-ffffff");
