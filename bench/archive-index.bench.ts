@@ -13,6 +13,7 @@ import { readArchive } from "#core/pitr/archive-index.ts";
 import { encodeWalHeader, signWalRecord, WAL_FORMAT } from "#core/pitr/wal-record.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
+import { medianSeconds, printOneVersusSixteen } from "./measure.ts";
 
 const FILES = Number(process.env.BENCH_WAL_FILES ?? 3000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -62,33 +63,21 @@ try {
   console.log(`stored ${FILES} WAL objects in moto in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   const time = async (atOnce: number) => {
-    const times: number[] = [];
-    for (let r = 0; r < RUNS; r++) {
-      const t = performance.now();
-      const index = await readArchive({
-        store,
-        databaseId: "shop",
-        signers: new Set([key.signer]),
-        headers: "all",
-        log: quiet,
-        headerReadsAtOnce: atOnce,
-      });
-      if (index.trusted.size !== FILES) throw new Error(`read ${index.trusted.size} of ${FILES} headers`);
-      times.push((performance.now() - t) / 1000);
-    }
-    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] as number;
+    const t = performance.now();
+    const index = await readArchive({
+      store,
+      databaseId: "shop",
+      signers: new Set([key.signer]),
+      headers: "all",
+      log: quiet,
+      headerReadsAtOnce: atOnce,
+    });
+    if (index.trusted.size !== FILES) throw new Error(`read ${index.trusted.size} of ${FILES} headers`);
+    return (performance.now() - t) / 1000;
   };
-  const one = await time(1);
-  const sixteen = await time(16);
-  console.log(
-    JSON.stringify({
-      files: FILES,
-      runs: RUNS,
-      oneAtATimeSeconds: one,
-      sixteenAtOnceSeconds: sixteen,
-      speedup: one / sixteen,
-    }),
-  );
+  const one = await medianSeconds(RUNS, () => time(1));
+  const sixteen = await medianSeconds(RUNS, () => time(16));
+  printOneVersusSixteen(FILES, RUNS, one, sixteen);
 } finally {
   await moto.stop();
 }

@@ -74,3 +74,17 @@ export function processCpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
+
+/** The median of `runs` timings of `run(i)`, each in seconds as it returns them. */
+export async function medianSeconds(runs: number, run: (i: number) => Promise<number>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) times.push(await run(i));
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] as number;
+}
+
+/** Prints one JSON line: `files` requests made one at a time against 16 at once, and the speed-up. */
+export function printOneVersusSixteen(files: number, runs: number, one: number, sixteen: number): void {
+  console.log(
+    JSON.stringify({ files, runs, oneAtATimeSeconds: one, sixteenAtOnceSeconds: sixteen, speedup: one / sixteen }),
+  );
+}

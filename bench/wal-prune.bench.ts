@@ -17,6 +17,7 @@ import { auditedWal, baseRetirementRows, planBasePrune, removeRetiredBases } fro
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { startMoto } from "../infra/sim/stand-ins.ts";
 import { segmentName, signedBaseManifest } from "../test/helpers/base-manifests.ts";
+import { medianSeconds, printOneVersusSixteen } from "./measure.ts";
 
 const FILES = Number(process.env.BENCH_WAL_FILES ?? 2000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -84,22 +85,9 @@ try {
     if (result.wal.deleted !== FILES) throw new Error(`deleted ${result.wal.deleted} of ${FILES}`);
     return seconds;
   };
-  const median = async (atOnce: number) => {
-    const times: number[] = [];
-    for (let r = 0; r < RUNS; r++) times.push(await time(atOnce, r));
-    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] as number;
-  };
-  const one = await median(1);
-  const sixteen = await median(16);
-  console.log(
-    JSON.stringify({
-      files: FILES,
-      runs: RUNS,
-      oneAtATimeSeconds: one,
-      sixteenAtOnceSeconds: sixteen,
-      speedup: one / sixteen,
-    }),
-  );
+  const one = await medianSeconds(RUNS, (run) => time(1, run));
+  const sixteen = await medianSeconds(RUNS, (run) => time(16, run));
+  printOneVersusSixteen(FILES, RUNS, one, sixteen);
 } finally {
   await moto.stop();
 }
