@@ -40,6 +40,32 @@ async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T
 }
 
 /**
+ * The signed header of one archived WAL file (one ranged GET), if a trusted signer signed
+ * it for this database and name; undefined, with a warning, otherwise.
+ */
+export async function readTrustedHeader(
+  store: ObjectStore,
+  databaseId: string,
+  name: string,
+  signers: ReadonlySet<string>,
+  log: Logger,
+): Promise<WalRecord | undefined> {
+  const key = `${walPrefix(databaseId)}${name}`;
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await store.get(key, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } })) {
+      chunks.push(c as Buffer);
+    }
+    const record = decodeWalHeader(Buffer.concat(chunks), key).record;
+    checkWalRecord(record, { databaseId, name }, signers, key);
+    return record;
+  } catch (err) {
+    log.warn("an archived WAL object is not trusted and is not counted", { key, problem: (err as Error).message });
+    return undefined;
+  }
+}
+
+/**
  * Lists `<db>/wal/` and reads the signed header (a ranged GET) of every object
  * (`headers: "all"`, for `wal verify`) or of the `.history` files only (`"history"`, for a
  * restore, which checks each segment when it replays it). A name alone proves nothing: a
@@ -70,24 +96,9 @@ export async function readArchive(o: {
   // A header is one ranged GET of a few hundred bytes: latency, not bandwidth, so several at
   // once (an archive of a week holds thousands). Results are taken in listing order, so
   // the index does not depend on which GET answered first.
-  const records = await mapBounded(toRead, o.headerReadsAtOnce ?? HEADER_READS_AT_ONCE, async (name) => {
-    const key = `${prefix}${name}`;
-    try {
-      const chunks: Buffer[] = [];
-      for await (const c of await o.store.get(key, { range: { start: 0, end: WAL_HEADER_MAX_BYTES - 1 } })) {
-        chunks.push(c as Buffer);
-      }
-      const record = decodeWalHeader(Buffer.concat(chunks), key).record;
-      checkWalRecord(record, { databaseId: o.databaseId, name }, o.signers, key);
-      return record;
-    } catch (err) {
-      o.log.warn("an archived WAL object is not trusted and is not counted", {
-        key,
-        problem: (err as Error).message,
-      });
-      return undefined;
-    }
-  });
+  const records = await mapBounded(toRead, o.headerReadsAtOnce ?? HEADER_READS_AT_ONCE, (name) =>
+    readTrustedHeader(o.store, o.databaseId, name, o.signers, o.log),
+  );
   toRead.forEach((name, i) => {
     const record = records[i];
     if (record === undefined) {

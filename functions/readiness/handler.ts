@@ -19,7 +19,9 @@ import {
   WAL_GAPS,
   WAL_UNTRUSTED_OBJECTS,
 } from "#core/flows/metrics.ts";
+import { optional } from "#core/json-schema.ts";
 import { DEFAULT_PITR_LIMITS, type PitrStatus, pitrFacts, readPitrStatus } from "#core/pitr/pitr-status.ts";
+import { newestWalAge } from "#core/pitr/wal-age.ts";
 import { type DatabaseStatus, DEFAULT_LIMITS, readStatus } from "#core/status.ts";
 import { S3Store, s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
 import { lambda, logger as log } from "../common/lambda.ts";
@@ -31,15 +33,31 @@ import { lambda, logger as log } from "../common/lambda.ts";
  * and its alarm treats the missing data as breaching: "not verified" is the truth.
  * A database with walArchiving is also judged by its point-in-time recovery, over what
  * its host signed (core/pitr/pitr-status.ts): the archive's age, gaps, untrusted objects,
- * the newest base backup and the last `verify --pitr`.
+ * the newest base backup and the last `verify --pitr`. With `{"walAgeOnly": true}` (every
+ * five minutes, when a database sets `maxWalAgeMinutes`) it emits only the archive's age.
  */
-export const schema: JSONSchemaType<Record<string, never>> = {
+export interface ReadinessInput {
+  /**
+   * Only the archive's age, from a handful of requests (core/pitr/wal-age.ts), for the
+   * databases with `maxWalAgeMinutes`: the every-five-minutes schedule's, so that the
+   * archive-age alarm is as fine as its limit, not as the hourly full run.
+   */
+  walAgeOnly?: boolean;
+}
+
+export const schema: JSONSchemaType<ReadinessInput> = {
   type: "object",
   additionalProperties: false,
-  // Empty, and a no-op: ajv's typings ask a map's schema to say which keys it requires.
-  required: [],
-  properties: {},
+  properties: { walAgeOnly: optional({ type: "boolean" }) },
 };
+
+/** What the archive-age run says of one database. */
+export interface WalAgeReading {
+  databaseId: string;
+  walAgeMinutes?: number;
+  newest?: string;
+  requests: number;
+}
 
 export interface Deps {
   s3: S3Client;
@@ -116,8 +134,44 @@ export const createHandler = (deps: Deps) => {
     };
   }
 
-  return lambda<Record<string, never>, Readiness[]>(schema, async () => {
+  /** The archive's age of each database with a limit on it, and nothing else. */
+  async function walAges(store: S3Store): Promise<WalAgeReading[]> {
+    const out: WalAgeReading[] = [];
+    for (const db of await deps.settings.databases()) {
+      if (db.wal?.maxAgeMinutes === undefined) continue;
+      try {
+        const age = await newestWalAge({
+          store,
+          databaseId: db.id,
+          signers: new Set(db.wal.signers),
+          audit: new DynamoAuditLog(deps.dynamodb, deps.auditTable, `db#${db.id}`),
+          now: deps.now(),
+          log,
+        });
+        out.push({
+          databaseId: db.id,
+          requests: age.requests,
+          ...(age.newest ? { newest: age.newest.name } : {}),
+          ...(age.ageMinutes !== undefined ? { walAgeMinutes: age.ageMinutes } : {}),
+        });
+        // No trusted file found, no datapoint: the alarm counts that as breaching.
+        if (deps.metrics && age.ageMinutes !== undefined) {
+          deps.metrics.addDimension(DATABASE_DIMENSION, db.id);
+          deps.metrics.addMetric(WAL_ARCHIVE_AGE_MINUTES, MetricUnit.NoUnit, age.ageMinutes);
+          deps.metrics.publishStoredMetrics();
+        }
+      } catch (err) {
+        const e = err as Error;
+        log.error("the archive's age could not be read", { databaseId: db.id, error: e.name, message: e.message });
+        out.push({ databaseId: db.id, requests: 0 });
+      }
+    }
+    return out;
+  }
+
+  return lambda<ReadinessInput, Readiness[] | WalAgeReading[]>(schema, async (input) => {
     const store = new S3Store(deps.storeUrl, { client: deps.s3 });
+    if (input.walAgeOnly) return walAges(store);
     const out: Readiness[] = [];
     for (const db of await deps.settings.databases()) {
       try {

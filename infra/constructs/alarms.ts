@@ -211,7 +211,8 @@ export class Alarms extends Construct {
    * archiving), and, when `maxAgeMinutes` is set, the newest archived WAL older than
    * that. No datapoint for the age (nothing archived, or readiness failing) counts as
    * breaching; a missing gap count does not (the unverified alarms already say readiness
-   * stopped). Readiness runs hourly, so the age alarm fires within an hour of the limit.
+   * stopped). The age comes every five minutes (readiness with `walAgeOnly`), so its
+   * alarm fires within ten minutes of the limit.
    * And PitrUnverified: no successful `verify --pitr` within `maxVerifyAgeDays` (VerifyFlow
    * runs it daily), or none at all, as the logical Unverified alarm.
    */
@@ -261,11 +262,15 @@ export class Alarms extends Construct {
       alarmDescription: `no successful point-in-time recovery verification (verify --pitr) of ${databaseId} in ${limits.maxVerifyAgeDays} days`,
     });
     if (maxAgeMinutes !== undefined) {
+      // Five-minute periods, as readiness's every-five-minutes run reports the age: two in a
+      // row, so that one run landing late is not an alarm, and an age past the limit is one
+      // within ten minutes.
       add("WalArchiveAge", {
-        metric: metric(WAL_ARCHIVE_AGE_MINUTES),
+        metric: metric(WAL_ARCHIVE_AGE_MINUTES).with({ period: Duration.minutes(5) }),
         threshold: maxAgeMinutes,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
         alarmDescription: `${databaseId}'s newest archived WAL is older than ${maxAgeMinutes} minutes, or none is archived: a loss of the server now would cost that much (check archive_command and pg_stat_archiver)`,
       });

@@ -24,6 +24,12 @@ export interface SchedulesProps {
   readonly probeSchedule?: string;
   /** The deployed `status`, run hourly: ages of the newest backup and verification, as metrics. */
   readonly readiness: lambda.IFunction;
+  /**
+   * Whether any database sets `maxWalAgeMinutes`: then readiness also runs every five
+   * minutes with `{"walAgeOnly": true}`, so its archive-age alarm is that fine.
+   * @default false
+   */
+  readonly walAgeEveryFiveMinutes?: boolean;
 }
 
 /**
@@ -36,6 +42,8 @@ export class Schedules extends Construct {
   readonly deadLetterQueue: sqs.Queue;
   readonly probe: scheduler.Schedule;
   readonly readiness: scheduler.Schedule;
+  /** Present when `walAgeEveryFiveMinutes`. */
+  readonly walAge: scheduler.Schedule | undefined;
 
   constructor(scope: Construct, id: string, props: SchedulesProps) {
     super(scope, id);
@@ -70,6 +78,17 @@ export class Schedules extends Construct {
         input: scheduler.ScheduleTargetInput.fromObject({}),
       }),
     });
+    // A handful of requests per database (core/pitr/wal-age.ts), not the hourly run's every header.
+    this.walAge = props.walAgeEveryFiveMinutes
+      ? new scheduler.Schedule(this, "WalAge", {
+          description: "strongroom: the age of each WAL archive with a limit, as a metric",
+          schedule: scheduler.ScheduleExpression.expression("rate(5 minutes)"),
+          target: new targets.LambdaInvoke(props.readiness, {
+            ...retry,
+            input: scheduler.ScheduleTargetInput.fromObject({ walAgeOnly: true }),
+          }),
+        })
+      : undefined;
     this.probe = new scheduler.Schedule(this, "Probe", {
       description: "strongroom: probe the backup destination",
       schedule: scheduler.ScheduleExpression.expression(props.probeSchedule ?? "cron(30 6 * * ? *)", TimeZone.ETC_UTC),

@@ -79,6 +79,7 @@ export class StrongroomStack extends Stack {
     this.schedules = new Schedules(this, "Schedules", {
       probe: this.handlers.destinationProbe,
       readiness: this.handlers.readiness,
+      walAgeEveryFiveMinutes: config.databases.some((db) => db.wal?.maxAgeMinutes !== undefined),
     });
     this.alarms.flowFailed(BackupFlow.NAME, this.backupFlow.stateMachine);
     this.alarms.flowFailed(RestoreFlow.NAME, this.restoreFlow.stateMachine);

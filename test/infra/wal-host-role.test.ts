@@ -174,12 +174,24 @@ describe("a database with walArchiving, watched", () => {
     });
     expect(untrusted).toMatchObject({ MetricName: WAL_UNTRUSTED_OBJECTS, Threshold: 1 });
     // Nothing archived (no datapoint) is as bad as an old archive.
+    // Five-minute periods, two in a row: the every-five-minutes readiness run reports the age.
     expect(age).toMatchObject({
       MetricName: WAL_ARCHIVE_AGE_MINUTES,
       Threshold: 30,
       ComparisonOperator: "GreaterThanThreshold",
       TreatMissingData: "breaching",
+      Period: 300,
+      EvaluationPeriods: 2,
+      DatapointsToAlarm: 2,
     });
+    const schedules = resourcesOf("AWS::Scheduler::Schedule").map(
+      ([, r]) => r.Properties as { ScheduleExpression: string; Target: { Arn: unknown; Input?: string } },
+    );
+    const walAge = schedules.filter((p) => (p.Target.Input ?? "").includes("walAgeOnly"));
+    expect(walAge.map((p) => [p.ScheduleExpression, JSON.parse(p.Target.Input as string)])).toEqual([
+      ["rate(5 minutes)", { walAgeOnly: true }],
+    ]);
+    expect(JSON.stringify(walAge[0]?.Target.Arn)).toMatch(/Readiness/i);
     for (const a of [gap, untrusted, age]) {
       expect(a?.Dimensions).toEqual(expect.arrayContaining(dims));
       expect(JSON.stringify(a?.AlarmActions)).toMatch(/Topic/);

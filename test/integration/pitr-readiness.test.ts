@@ -4,7 +4,7 @@ import { StaticSettings } from "#core/flows/flow-settings.ts";
 import { walPrefix } from "#core/keys.ts";
 import { listAll } from "#core/store/object-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
-import { type Readiness, createHandler as readiness } from "../../functions/readiness/handler.ts";
+import { type Readiness, createHandler as readiness, type WalAgeReading } from "../../functions/readiness/handler.ts";
 import { RecordingMetrics, type SimRecord } from "../../infra/sim/local-tasks.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
@@ -47,7 +47,7 @@ afterAll(async () => {
 async function readinessRun(
   maxAgeMinutes?: number,
   now = new Date(),
-  o: { s3?: S3Client; also?: string[] } = {},
+  o: { s3?: S3Client; also?: string[]; walAgeOnly?: boolean } = {},
 ): Promise<{
   out: Readiness[];
   metrics: Record<string, Record<string, number>>;
@@ -71,7 +71,7 @@ async function readinessRun(
     now: () => now,
     metrics: new RecordingMetrics(record, "Strongroom"),
   });
-  const out = await handler({}, lambdaContext);
+  const out = (await handler(o.walAgeOnly ? { walAgeOnly: true } : {}, lambdaContext)) as Readiness[];
   const metrics: Record<string, Record<string, number>> = {};
   for (const m of record.metrics) {
     const db = m.dimensions.DatabaseId as string;
@@ -190,6 +190,40 @@ describe("readiness of a database whose host archives its WAL", () => {
       expect(metrics.WalGaps).toBe(0);
       expect(metrics.PitrReady).toBe(0);
       expect(out?.pitr?.problems).toEqual([expect.stringContaining(`no trusted signer signed (${next})`)]);
+    } finally {
+      await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    }
+  });
+
+  it("every five minutes, reads the archive's age from a few requests, not every header: the hourly run's age, only that metric, and only where maxWalAgeMinutes is set", async () => {
+    const now = new Date();
+    const hourly = await readinessNow(30, now);
+    const run = await readinessRun(30, now, { walAgeOnly: true });
+    const [reading] = run.out as unknown as WalAgeReading[];
+    expect(reading?.databaseId).toBe("shop");
+    // The newest segment (or the .backup file beside it, a base's, archived with it).
+    expect(reading?.newest?.slice(0, 24)).toBe((await segments()).at(-1));
+    expect(Object.keys(run.metrics.shop ?? {})).toEqual(["WalArchiveAgeMinutes"]);
+    expect(run.metrics.shop?.WalArchiveAgeMinutes).toBeCloseTo(hourly.metrics.WalArchiveAgeMinutes as number, 1);
+    // Listing bases, reading the newest manifest, walking one timeline and log id, one header.
+    expect(reading?.requests).toBeLessThanOrEqual(8);
+    const unlimited = await readinessRun(undefined, now, { walAgeOnly: true });
+    expect(unlimited.out).toEqual([]);
+    expect(unlimited.metrics).toEqual({});
+  });
+
+  it("every five minutes, passes over a name a store writer planted past the real ones, and never takes it for archived WAL", async () => {
+    const all = await segments();
+    const last = all.at(-1) as string;
+    const past = `${last.slice(0, 16)}${(Number.parseInt(last.slice(16), 16) + 40).toString(16).toUpperCase().padStart(8, "0")}`;
+    const bucket = new URL(store.url).host;
+    const key = `team/pg/${walPrefix("shop")}${past}`;
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "strongroom-wal/1 {} forged\n" }));
+    try {
+      const run = await readinessRun(30, new Date(), { walAgeOnly: true });
+      const [reading] = run.out as unknown as WalAgeReading[];
+      expect(reading?.newest?.slice(0, 24)).toBe(last);
+      expect(run.metrics.shop?.WalArchiveAgeMinutes).toBeLessThan(10);
     } finally {
       await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
     }
