@@ -51,6 +51,9 @@ export const schema: JSONSchemaType<ReadinessInput> = {
   properties: { walAgeOnly: optional({ type: "boolean" }) },
 };
 
+/** The age the archive-age run reports when it finds no trusted file: past any `maxWalAgeMinutes` (10080). */
+export const AGE_NOT_FOUND_MINUTES = 1_000_000;
+
 /** What the archive-age run says of one database. */
 export interface WalAgeReading {
   databaseId: string;
@@ -134,6 +137,18 @@ export const createHandler = (deps: Deps) => {
     };
   }
 
+  /**
+   * No trusted file found (or the check failed) is a datapoint too, an age past any limit:
+   * CloudWatch can hold back an alarm on missing data while older datapoints remain in its
+   * range, and this run's point is to alarm within minutes.
+   */
+  const emitAge = (databaseId: string, minutes: number) => {
+    if (!deps.metrics) return;
+    deps.metrics.addDimension(DATABASE_DIMENSION, databaseId);
+    deps.metrics.addMetric(WAL_ARCHIVE_AGE_MINUTES, MetricUnit.NoUnit, minutes);
+    deps.metrics.publishStoredMetrics();
+  };
+
   /** The archive's age of each database with a limit on it, and nothing else. */
   async function walAges(store: S3Store): Promise<WalAgeReading[]> {
     const out: WalAgeReading[] = [];
@@ -154,16 +169,12 @@ export const createHandler = (deps: Deps) => {
           ...(age.newest ? { newest: age.newest.name } : {}),
           ...(age.ageMinutes !== undefined ? { walAgeMinutes: age.ageMinutes } : {}),
         });
-        // No trusted file found, no datapoint: the alarm counts that as breaching.
-        if (deps.metrics && age.ageMinutes !== undefined) {
-          deps.metrics.addDimension(DATABASE_DIMENSION, db.id);
-          deps.metrics.addMetric(WAL_ARCHIVE_AGE_MINUTES, MetricUnit.NoUnit, age.ageMinutes);
-          deps.metrics.publishStoredMetrics();
-        }
+        emitAge(db.id, age.ageMinutes ?? AGE_NOT_FOUND_MINUTES);
       } catch (err) {
         const e = err as Error;
         log.error("the archive's age could not be read", { databaseId: db.id, error: e.name, message: e.message });
         out.push({ databaseId: db.id, requests: 0 });
+        emitAge(db.id, AGE_NOT_FOUND_MINUTES);
       }
     }
     return out;

@@ -4,7 +4,12 @@ import { StaticSettings } from "#core/flows/flow-settings.ts";
 import { walPrefix } from "#core/keys.ts";
 import { listAll } from "#core/store/object-store.ts";
 import { s3ClientConfigFromEnv } from "#core/store/s3-store.ts";
-import { type Readiness, createHandler as readiness, type WalAgeReading } from "../../functions/readiness/handler.ts";
+import {
+  AGE_NOT_FOUND_MINUTES,
+  type Readiness,
+  createHandler as readiness,
+  type WalAgeReading,
+} from "../../functions/readiness/handler.ts";
 import { RecordingMetrics, type SimRecord } from "../../infra/sim/local-tasks.ts";
 import { runCli } from "../helpers/cli.ts";
 import { createTable, dynamoClient } from "../helpers/dynamo.ts";
@@ -198,8 +203,10 @@ describe("readiness of a database whose host archives its WAL", () => {
   it("every five minutes, reads the archive's age from a few requests, not every header: the hourly run's age, only that metric, and only where maxWalAgeMinutes is set", async () => {
     const now = new Date();
     const hourly = await readinessNow(30, now);
-    const run = await readinessRun(30, now, { walAgeOnly: true });
-    const [reading] = run.out as unknown as WalAgeReading[];
+    const run = await readinessRun(30, now, { walAgeOnly: true, also: ["ghost"] });
+    const readings = run.out as unknown as WalAgeReading[];
+    const reading = readings.find((r) => r.databaseId === "shop");
+    const ghost = readings.find((r) => r.databaseId === "ghost");
     expect(reading?.databaseId).toBe("shop");
     // The newest segment (or the .backup file beside it, a base's, archived with it).
     expect(reading?.newest?.slice(0, 24)).toBe((await segments()).at(-1));
@@ -207,6 +214,9 @@ describe("readiness of a database whose host archives its WAL", () => {
     expect(run.metrics.shop?.WalArchiveAgeMinutes).toBeCloseTo(hourly.metrics.WalArchiveAgeMinutes as number, 1);
     // Listing bases, reading the newest manifest, walking one timeline and log id, one header.
     expect(reading?.requests).toBeLessThanOrEqual(8);
+    // A database with nothing archived reports an age past any limit, not silence: the alarm fires at once.
+    expect(ghost).toMatchObject({ databaseId: "ghost" });
+    expect(run.metrics.ghost).toEqual({ WalArchiveAgeMinutes: AGE_NOT_FOUND_MINUTES });
     const unlimited = await readinessRun(undefined, now, { walAgeOnly: true });
     expect(unlimited.out).toEqual([]);
     expect(unlimited.metrics).toEqual({});
