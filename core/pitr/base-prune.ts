@@ -5,7 +5,7 @@ import type { RetentionPolicy } from "../gfs.ts";
 import { walPrefix } from "../keys.ts";
 import { listAll, type ObjectStore } from "../store/object-store.ts";
 import { type BaseManifest, baseKeys, basePrefix } from "./base-manifest.ts";
-import { committedBases, readBases, retiredBases } from "./bases.ts";
+import { type BaseReading, committedBases, readBases, retiredBases } from "./bases.ts";
 import { type BaseRetentionPlan, compareWalNames, planBaseRetention } from "./retention.ts";
 
 /**
@@ -65,13 +65,18 @@ export async function planBasePrune(
   now: Date,
   rows?: BaseRows,
 ): Promise<BasePrunePlan> {
-  const { trusted, untrusted, sha256, retired } = await readBases(
-    store,
-    databaseId,
-    signers,
-    rows?.committed,
-    rows?.retired,
-  );
+  const reading = await readBases(store, databaseId, signers, rows?.committed, rows?.retired);
+  return planFromReading(store, databaseId, reading, policy, now);
+}
+
+/** The plan over bases already read (`readBases`): lists the WAL, then plans. Throws PruneHaltedError as planBasePrune. */
+async function planFromReading(
+  store: ObjectStore,
+  databaseId: string,
+  { trusted, untrusted, sha256, retired }: BaseReading,
+  policy: RetentionPolicy,
+  now: Date,
+): Promise<BasePrunePlan> {
   const prefix = walPrefix(databaseId);
   const walNames: string[] = [];
   const walArchivedAt = new Map<string, Date>();
@@ -238,7 +243,8 @@ export async function removeRetiredBases(options: {
   }
   let plan: BasePrunePlan;
   try {
-    plan = await planBasePrune(store, databaseId, options.signers, options.policy, options.now, baseRows);
+    // The reading above serves the plan too: the retired bases just deleted were never in it as bases.
+    plan = await planFromReading(store, databaseId, reading, options.policy, options.now);
   } catch (err) {
     if (err instanceof PruneHaltedError) return { ...result, halted: err };
     throw err;
